@@ -1,0 +1,124 @@
+//! Boot-time restore: `start-parent-mdevs PARENT` (what the udev rule runs when
+//! a parent registers) and `autostart` (every present parent, in parallel).
+
+use crate::{CoreError, Host};
+use hostdev_model::{ParentName, StartPolicy, Uuid};
+use hostdev_store::LoadProblem;
+use hostdev_sysfs::MdevSysfs;
+use std::collections::HashSet;
+
+/// What happened to one auto-start definition.
+#[derive(Debug)]
+pub enum DeviceOutcome {
+    /// Started now.
+    Started,
+    /// Was already running; left alone.
+    AlreadyRunning,
+    /// Its parent is not present (yet); the udev rule starts it when it appears.
+    ParentAbsent,
+    /// Starting it failed.
+    Failed(CoreError),
+}
+
+/// Per-device results of a restore, in parent then definition order.
+#[derive(Debug, Default)]
+pub struct AutostartReport {
+    /// (parent, uuid, outcome) for each auto-start definition.
+    pub devices: Vec<(ParentName, Uuid, DeviceOutcome)>,
+    /// Definition files that were skipped.
+    pub problems: Vec<LoadProblem>,
+}
+
+impl AutostartReport {
+    /// How many devices failed to start.
+    pub fn failed(&self) -> usize {
+        self.devices
+            .iter()
+            .filter(|(_, _, o)| matches!(o, DeviceOutcome::Failed(_)))
+            .count()
+    }
+
+    /// An error summarizing the failures, if any.
+    pub fn into_result(self) -> Result<Self, (Self, CoreError)> {
+        match self.failed() {
+            0 => Ok(self),
+            n => {
+                let total = self.devices.len();
+                Err((self, CoreError::Batch { failed: n, total }))
+            }
+        }
+    }
+}
+
+impl<S: MdevSysfs> Host<S> {
+    /// Starts every auto-start definition of `parent`, in UUID order, going on past failures.
+    pub fn start_parent_mdevs(&self, parent: &ParentName) -> Result<AutostartReport, CoreError> {
+        let (defs, problems) = self.store.load_parent(parent)?;
+        let running: HashSet<Uuid> = self
+            .sysfs
+            .devices()
+            .map_err(CoreError::Inventory)?
+            .into_iter()
+            .map(|d| d.uuid)
+            .collect();
+        let present = self.sysfs.parent_exists(parent);
+        let mut report = AutostartReport {
+            problems,
+            ..Default::default()
+        };
+        for d in defs
+            .into_iter()
+            .filter(|d| d.config.start == StartPolicy::Auto)
+        {
+            let outcome = if running.contains(&d.uuid) {
+                DeviceOutcome::AlreadyRunning
+            } else if !present {
+                DeviceOutcome::ParentAbsent
+            } else {
+                match self.start_device(&d.uuid, &d.parent, &d.config) {
+                    Ok(()) => DeviceOutcome::Started,
+                    Err(e) => DeviceOutcome::Failed(e),
+                }
+            };
+            report.devices.push((d.parent, d.uuid, outcome));
+        }
+        Ok(report)
+    }
+
+    /// Restores every auto-start definition: parents in parallel, each parent's
+    /// devices in order. Running devices are left alone, so it is idempotent.
+    pub fn autostart(&self) -> Result<AutostartReport, CoreError> {
+        let (defs, problems) = self.store.load_all()?;
+        let mut parents: Vec<ParentName> = defs
+            .iter()
+            .filter(|d| d.config.start == StartPolicy::Auto)
+            .map(|d| d.parent.clone())
+            .collect();
+        parents.dedup();
+        let results: Vec<Result<AutostartReport, CoreError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = parents
+                .iter()
+                .map(|p| s.spawn(move || self.start_parent_mdevs(p)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(CoreError::Batch {
+                            failed: 1,
+                            total: 1,
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut report = AutostartReport {
+            problems,
+            ..Default::default()
+        };
+        for r in results {
+            report.devices.extend(r?.devices);
+        }
+        Ok(report)
+    }
+}

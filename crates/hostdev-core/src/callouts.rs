@@ -1,0 +1,164 @@
+//! mdevctl's callout and notifier protocol, so vendor scripts written for
+//! mdevctl (vfio-ap's, for example) keep working under hostdev.
+//!
+//! A callout is run as `SCRIPT -t TYPE -e EVENT -a ACTION -s STATE -u UUID -p PARENT`
+//! with the device's JSON on stdin. Exit status 2 means "not my type": the next
+//! script is tried. The first script that answers otherwise owns the device; a
+//! non-zero `pre` answer aborts the operation unless forced. Notifiers all run.
+//!
+//! Owns: finding scripts and running them. Must not: decide what an operation
+//! does when a callout refuses (the caller does, knowing --force).
+
+use crate::CoreError;
+use hostdev_model::format::definition_compact;
+use hostdev_model::{MdevConfig, ParentName, Uuid};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The device a callout is told about.
+#[derive(Debug, Clone, Copy)]
+pub struct CalloutDevice<'a> {
+    /// Its UUID.
+    pub uuid: &'a Uuid,
+    /// Its parent.
+    pub parent: &'a ParentName,
+    /// Its configuration (type, start, attributes).
+    pub config: &'a MdevConfig,
+}
+
+/// Where callouts and notifiers live; [`Callouts::none`] runs nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Callouts {
+    callout_dirs: Vec<PathBuf>,
+    notifier_dirs: Vec<PathBuf>,
+}
+
+impl Callouts {
+    /// mdevctl's script directories under a root prefix.
+    pub fn under(root: &Path) -> Self {
+        Callouts {
+            callout_dirs: vec![
+                root.join("etc/mdevctl.d/scripts.d/callouts"),
+                root.join("usr/lib/mdevctl/scripts.d/callouts"),
+            ],
+            notifier_dirs: vec![
+                root.join("etc/mdevctl.d/scripts.d/notifiers"),
+                root.join("usr/lib/mdevctl/scripts.d/notifiers"),
+            ],
+        }
+    }
+
+    /// No scripts at all (tests, or hosts that opt out).
+    pub fn none() -> Self {
+        Callouts::default()
+    }
+
+    /// Executable files in `dirs`, by file name; a name in an earlier directory wins.
+    fn scripts(dirs: &[PathBuf]) -> Vec<PathBuf> {
+        let mut by_name = std::collections::BTreeMap::new();
+        for d in dirs {
+            let Ok(rd) = fs::read_dir(d) else { continue };
+            for e in rd.flatten() {
+                let p = e.path();
+                let Ok(m) = fs::metadata(&p) else { continue };
+                if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                    by_name.entry(e.file_name()).or_insert(p);
+                }
+            }
+        }
+        by_name.into_values().collect()
+    }
+
+    fn run(
+        script: &Path,
+        event: &str,
+        action: &str,
+        state: &str,
+        dev: CalloutDevice<'_>,
+    ) -> Option<(i32, String)> {
+        let mut child = Command::new(script)
+            .args([
+                "-t",
+                dev.config.mdev_type.as_str(),
+                "-e",
+                event,
+                "-a",
+                action,
+                "-s",
+                state,
+            ])
+            .args(["-u", &dev.uuid.to_string(), "-p", dev.parent.as_str()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A script that does not read its stdin is fine: ignore EPIPE.
+            let _ = stdin.write_all(definition_compact(dev.config).as_bytes());
+        }
+        let out = child.wait_with_output().ok()?;
+        Some((
+            out.status.code().unwrap_or(1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// Runs the `pre` event; the first script not answering 2 decides.
+    pub fn pre(&self, action: &'static str, dev: CalloutDevice<'_>) -> Result<(), CoreError> {
+        for s in Self::scripts(&self.callout_dirs) {
+            match Self::run(&s, "pre", action, "none", dev) {
+                Some((2, _)) => continue,
+                Some((0, _)) => return Ok(()),
+                Some((status, stderr)) => {
+                    return Err(CoreError::CalloutRefused {
+                        script: s,
+                        action,
+                        uuid: *dev.uuid,
+                        status,
+                        stderr,
+                    })
+                }
+                None => continue,
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the `post` event with the outcome, then every notifier.
+    pub fn post(&self, action: &'static str, dev: CalloutDevice<'_>, success: bool) {
+        let state = if success { "success" } else { "failure" };
+        for s in Self::scripts(&self.callout_dirs) {
+            match Self::run(&s, "post", action, state, dev) {
+                Some((2, _)) | None => continue,
+                Some(_) => break,
+            }
+        }
+        for s in Self::scripts(&self.notifier_dirs) {
+            let _ = Self::run(&s, "notify", action, state, dev);
+        }
+    }
+
+    /// Runs the `live` event for a running device; `Ok(false)` when no script owns the type.
+    pub fn live(&self, dev: CalloutDevice<'_>) -> Result<bool, CoreError> {
+        for s in Self::scripts(&self.callout_dirs) {
+            match Self::run(&s, "live", "modify", "none", dev) {
+                Some((2, _)) | None => continue,
+                Some((0, _)) => return Ok(true),
+                Some((status, stderr)) => {
+                    return Err(CoreError::CalloutRefused {
+                        script: s,
+                        action: "modify",
+                        uuid: *dev.uuid,
+                        status,
+                        stderr,
+                    })
+                }
+            }
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,123 @@
+//! `list` and `types`: gathering what the kernel runs and what is defined.
+
+use crate::{CoreError, Host};
+use hostdev_model::format::{ListEntry, TypeInfo};
+use hostdev_model::{MdevConfig, ParentName, Uuid};
+use hostdev_store::{LoadProblem, StoreError};
+use hostdev_sysfs::MdevSysfs;
+use std::collections::HashMap;
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Definitions instead of running devices.
+    pub defined: bool,
+    /// Only this UUID.
+    pub uuid: Option<Uuid>,
+    /// Only this parent (compared as a string; never used as a path).
+    pub parent: Option<String>,
+}
+
+/// What `list` found, in output order, and the files it had to skip.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// Devices in output order (parent, then UUID).
+    pub entries: Vec<ListEntry>,
+    /// Unusable definition files, each skipped.
+    pub problems: Vec<LoadProblem>,
+}
+
+fn problem_of(e: StoreError) -> Result<LoadProblem, CoreError> {
+    match e {
+        StoreError::Definition { path, reason } => Ok(LoadProblem { path, reason }),
+        other => Err(other.into()),
+    }
+}
+
+impl<S: MdevSysfs> Host<S> {
+    /// Lists running devices or definitions.
+    pub fn list(&self, q: &ListQuery) -> Result<Listing, CoreError> {
+        let parent_ok = |p: &ParentName| q.parent.as_deref().is_none_or(|f| f == p.as_str());
+        let mut out = Listing::default();
+        if q.defined {
+            let (defs, problems) = match (&q.uuid, &q.parent) {
+                (Some(u), _) => self.store.find(u)?,
+                (None, Some(p)) => match ParentName::new(p.clone()) {
+                    Ok(p) => self.store.load_parent(&p)?,
+                    Err(_) => Default::default(),
+                },
+                (None, None) => self.store.load_all()?,
+            };
+            out.problems = problems;
+            let running: HashMap<Uuid, ParentName> = self
+                .sysfs
+                .devices()
+                .map_err(CoreError::Inventory)?
+                .into_iter()
+                .map(|d| (d.uuid, d.parent))
+                .collect();
+            for d in defs.into_iter().filter(|d| parent_ok(&d.parent)) {
+                let active = running.get(&d.uuid) == Some(&d.parent);
+                out.entries.push(ListEntry {
+                    uuid: d.uuid,
+                    parent: d.parent,
+                    config: d.config,
+                    active,
+                    defined: true,
+                });
+            }
+        } else {
+            let devices = match &q.uuid {
+                Some(u) => self
+                    .sysfs
+                    .device(u)
+                    .map_err(CoreError::Inventory)?
+                    .into_iter()
+                    .collect(),
+                None => self.sysfs.devices().map_err(CoreError::Inventory)?,
+            };
+            for d in devices.into_iter().filter(|d| parent_ok(&d.parent)) {
+                let def = match self.store.load_one(&d.parent, &d.uuid) {
+                    Ok(def) => def,
+                    Err(e) => {
+                        out.problems.push(problem_of(e)?);
+                        None
+                    }
+                };
+                let defined = def.is_some();
+                let mut config = def.unwrap_or_else(|| MdevConfig::new(d.mdev_type.clone()));
+                config.mdev_type = d.mdev_type;
+                out.entries.push(ListEntry {
+                    uuid: d.uuid,
+                    parent: d.parent,
+                    config,
+                    active: true,
+                    defined,
+                });
+            }
+        }
+        out.entries
+            .sort_by(|a, b| (a.parent.as_str(), a.uuid).cmp(&(b.parent.as_str(), b.uuid)));
+        Ok(out)
+    }
+
+    /// Lists the supported types of every parent, or of one.
+    pub fn types(
+        &self,
+        parent: Option<&str>,
+    ) -> Result<Vec<(ParentName, Vec<TypeInfo>)>, CoreError> {
+        let parents = match parent {
+            None => self.sysfs.parents().map_err(CoreError::Inventory)?,
+            Some(p) => match ParentName::new(p) {
+                Ok(p) if self.sysfs.parent_exists(&p) => vec![p],
+                _ => Vec::new(),
+            },
+        };
+        let mut out = Vec::with_capacity(parents.len());
+        for p in parents {
+            let t = self.sysfs.types(&p).map_err(CoreError::Inventory)?;
+            out.push((p, t));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,479 @@
+//! define, undefine, modify, start and stop.
+//!
+//! Every change of a definition is a read-modify-write under the host-wide
+//! lock; every start validates all it can before the kernel is touched and
+//! removes the device again if a later step fails.
+
+use crate::callouts::CalloutDevice;
+use crate::{CoreError, Host};
+use hostdev_model::config::Attr;
+use hostdev_model::{AttrName, MdevConfig, ParentName, StartPolicy, TypeId, Uuid};
+use hostdev_sysfs::MdevSysfs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A JSON document given on input, with the name it came from (for errors).
+#[derive(Debug, Clone)]
+pub struct JsonInput {
+    /// Where it came from (a path, or `/dev/stdin`).
+    pub path: PathBuf,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl JsonInput {
+    fn parse(&self) -> Result<MdevConfig, CoreError> {
+        MdevConfig::from_json(&self.bytes).map_err(|source| CoreError::BadJson {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// `define`.
+#[derive(Debug, Clone, Default)]
+pub struct DefineRequest {
+    /// UUID; generated when absent.
+    pub uuid: Option<Uuid>,
+    /// Parent; taken from the running device when absent.
+    pub parent: Option<ParentName>,
+    /// Type; taken from the running device when absent.
+    pub mdev_type: Option<TypeId>,
+    /// Start automatically.
+    pub auto: bool,
+    /// Full definition as JSON (replaces type and auto).
+    pub json: Option<JsonInput>,
+}
+
+/// `modify`.
+#[derive(Debug, Clone, Default)]
+pub struct ModifyRequest {
+    /// UUID.
+    pub uuid: Option<Uuid>,
+    /// Parent, to pick one of several definitions.
+    pub parent: Option<ParentName>,
+    /// New type.
+    pub mdev_type: Option<TypeId>,
+    /// Attribute to add (name, value).
+    pub addattr: Option<(String, String)>,
+    /// Delete an attribute.
+    pub delattr: bool,
+    /// Position for addattr/delattr.
+    pub index: Option<usize>,
+    /// Make it auto-start.
+    pub auto: bool,
+    /// Make it manual.
+    pub manual: bool,
+    /// Replace the definition with this JSON.
+    pub json: Option<JsonInput>,
+    /// Apply to the running device.
+    pub live: bool,
+    /// Apply to the definition (the default when `live` is not set).
+    pub defined: bool,
+    /// Go on even if a callout refuses.
+    pub force: bool,
+}
+
+/// `start`.
+#[derive(Debug, Clone, Default)]
+pub struct StartRequest {
+    /// UUID; generated for transient devices when absent.
+    pub uuid: Option<Uuid>,
+    /// Parent.
+    pub parent: Option<ParentName>,
+    /// Type (transient device).
+    pub mdev_type: Option<TypeId>,
+    /// Definition as JSON (transient device).
+    pub json: Option<JsonInput>,
+}
+
+/// A device that was started or defined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// Its UUID.
+    pub uuid: Uuid,
+    /// Its parent.
+    pub parent: ParentName,
+    /// The UUID was generated here (and should be printed).
+    pub generated: bool,
+}
+
+fn dev<'a>(uuid: &'a Uuid, parent: &'a ParentName, config: &'a MdevConfig) -> CalloutDevice<'a> {
+    CalloutDevice {
+        uuid,
+        parent,
+        config,
+    }
+}
+
+impl<S: MdevSysfs> Host<S> {
+    fn running_parent(&self, uuid: &Uuid) -> Result<Option<(ParentName, TypeId)>, CoreError> {
+        Ok(self
+            .sysfs
+            .device(uuid)
+            .map_err(CoreError::Inventory)?
+            .map(|d| (d.parent, d.mdev_type)))
+    }
+
+    /// Defines a device (a new one, or a running one made persistent).
+    pub fn define(&self, req: &DefineRequest) -> Result<Started, CoreError> {
+        let running = match &req.uuid {
+            Some(u) => self.running_parent(u)?,
+            None => None,
+        };
+        let generated = req.uuid.is_none();
+        let uuid = req.uuid.unwrap_or_else(Uuid::new_v4);
+        let from_json = req.json.as_ref().map(JsonInput::parse).transpose()?;
+        let (parent, config) = match (&req.parent, &running) {
+            (None, _) if req.mdev_type.is_some() => return Err(CoreError::NoParent { uuid }),
+            (None, None) => return Err(CoreError::NoParent { uuid }),
+            (None, Some((p, t))) => {
+                let c = from_json.unwrap_or_else(|| MdevConfig::new(t.clone()));
+                (p.clone(), c)
+            }
+            (Some(p), _) => {
+                let c = match (from_json, &req.mdev_type, &running) {
+                    (Some(c), _, _) => c,
+                    (None, Some(t), _) => MdevConfig::new(t.clone()),
+                    (None, None, Some((rp, rt))) if rp == p => MdevConfig::new(rt.clone()),
+                    (None, None, _) => return Err(CoreError::NoType { parent: p.clone() }),
+                };
+                (p.clone(), c)
+            }
+        };
+        let mut config = config;
+        if req.json.is_none() && req.auto {
+            config.start = StartPolicy::Auto;
+        }
+        let lock = self.lock()?;
+        if self.store.exists(&parent, &uuid) {
+            return Err(CoreError::AlreadyDefined { uuid, parent });
+        }
+        self.callouts.pre("define", dev(&uuid, &parent, &config))?;
+        let r = self.store.save(&lock, &parent, &uuid, &config);
+        self.callouts
+            .post("define", dev(&uuid, &parent, &config), r.is_ok());
+        r?;
+        Ok(Started {
+            uuid,
+            parent,
+            generated,
+        })
+    }
+
+    /// Removes the definitions of `uuid` (all parents, or only `parent`).
+    pub fn undefine(
+        &self,
+        uuid: &Uuid,
+        parent: Option<&ParentName>,
+    ) -> Result<Vec<ParentName>, CoreError> {
+        let lock = self.lock()?;
+        let parents: Vec<_> = self
+            .store
+            .parents_with(uuid)?
+            .into_iter()
+            .filter(|p| parent.is_none_or(|want| want == p))
+            .collect();
+        if parents.is_empty() {
+            return Err(CoreError::NotDefined {
+                uuid: *uuid,
+                parent: parent.cloned(),
+            });
+        }
+        for p in &parents {
+            // A malformed definition can still be removed; callouts need its JSON.
+            let config = self.store.load_one(p, uuid).ok().flatten();
+            if let Some(c) = &config {
+                self.callouts.pre("undefine", dev(uuid, p, c))?;
+            }
+            let r = self.store.remove(&lock, p, uuid);
+            if let Some(c) = &config {
+                self.callouts.post("undefine", dev(uuid, p, c), r.is_ok());
+            }
+            r?;
+        }
+        Ok(parents)
+    }
+
+    /// The one definition of `uuid` (under `parent`, if given).
+    fn one_definition(
+        &self,
+        uuid: &Uuid,
+        parent: Option<&ParentName>,
+    ) -> Result<(ParentName, MdevConfig), CoreError> {
+        let mut parents: Vec<_> = self
+            .store
+            .parents_with(uuid)?
+            .into_iter()
+            .filter(|p| parent.is_none_or(|want| want == p))
+            .collect();
+        match parents.len() {
+            0 => Err(CoreError::NotDefined {
+                uuid: *uuid,
+                parent: parent.cloned(),
+            }),
+            1 => {
+                let p = parents.remove(0);
+                match self.store.load_one(&p, uuid)? {
+                    Some(c) => Ok((p, c)),
+                    None => Err(CoreError::NotDefined {
+                        uuid: *uuid,
+                        parent: Some(p),
+                    }),
+                }
+            }
+            _ => Err(CoreError::Ambiguous {
+                uuid: *uuid,
+                parents,
+            }),
+        }
+    }
+
+    /// Modifies a definition and/or the running device.
+    pub fn modify(&self, req: &ModifyRequest) -> Result<(), CoreError> {
+        let uuid = req.uuid.ok_or(CoreError::Live {
+            uuid: Uuid::new_v4(),
+            why: "no UUID was given".into(),
+        })?;
+        // Everything from the command line is checked before anything is touched.
+        let addattr = match &req.addattr {
+            Some((name, value)) => {
+                AttrName::new(name.clone())?;
+                Some(Attr {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+            }
+            None => None,
+        };
+        let from_json = req.json.as_ref().map(JsonInput::parse).transpose()?;
+        if req.live {
+            self.modify_live(&uuid, req.parent.as_ref(), from_json.as_ref(), req.force)?;
+            if !req.defined {
+                return Ok(());
+            }
+        }
+        let lock = self.lock()?;
+        let (parent, mut config) = self.one_definition(&uuid, req.parent.as_ref())?;
+        let edit = |source| CoreError::Edit {
+            uuid,
+            parent: parent.clone(),
+            source,
+        };
+        if let Some(c) = from_json {
+            config = c;
+        } else {
+            if let Some(t) = &req.mdev_type {
+                config.mdev_type = t.clone();
+            }
+            if let Some(a) = addattr {
+                config.add_attr(req.index, a).map_err(edit)?;
+            } else if req.delattr {
+                config.del_attr(req.index).map_err(edit)?;
+            }
+            if req.auto {
+                config.start = StartPolicy::Auto;
+            } else if req.manual {
+                config.start = StartPolicy::Manual;
+            }
+        }
+        match self.callouts.pre("modify", dev(&uuid, &parent, &config)) {
+            Err(_) if req.force => {}
+            r => r?,
+        }
+        let r = self.store.save(&lock, &parent, &uuid, &config);
+        self.callouts
+            .post("modify", dev(&uuid, &parent, &config), r.is_ok());
+        Ok(r?)
+    }
+
+    fn modify_live(
+        &self,
+        uuid: &Uuid,
+        parent: Option<&ParentName>,
+        json: Option<&MdevConfig>,
+        force: bool,
+    ) -> Result<(), CoreError> {
+        let live_err = |why: &str| CoreError::Live {
+            uuid: *uuid,
+            why: why.to_string(),
+        };
+        let (rp, rt) = self
+            .running_parent(uuid)?
+            .ok_or_else(|| live_err("it is not running"))?;
+        if parent.is_some_and(|p| p != &rp) {
+            return Err(live_err("it runs on another parent"));
+        }
+        let config = json.ok_or_else(|| live_err("live changes are given with --jsonfile"))?;
+        if config.mdev_type != rt {
+            return Err(live_err("the type of a running device cannot change"));
+        }
+        match self.callouts.live(dev(uuid, &rp, config)) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(_) if force => {}
+            Err(e) => return Err(e),
+        }
+        // No callout owns the type: write the attributes to the device in order.
+        for a in &config.attrs {
+            let name = AttrName::new(a.name.clone())?;
+            self.sysfs
+                .write_attr(uuid, &name, &a.value)
+                .map_err(|source| CoreError::Live {
+                    uuid: *uuid,
+                    why: source.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Starts a defined device, or a transient one from a type or JSON.
+    pub fn start(&self, req: &StartRequest) -> Result<Started, CoreError> {
+        let transient = req.mdev_type.is_some() || req.json.is_some();
+        let (uuid, parent, config, generated) = if transient {
+            let uuid = req.uuid.unwrap_or_else(Uuid::new_v4);
+            let parent = req.parent.clone().ok_or(CoreError::NoParent { uuid })?;
+            let config = match (&req.json, &req.mdev_type) {
+                (Some(j), _) => j.parse()?,
+                (None, Some(t)) => MdevConfig::new(t.clone()),
+                (None, None) => return Err(CoreError::NoType { parent }),
+            };
+            (uuid, parent, config, req.uuid.is_none())
+        } else {
+            let Some(uuid) = req.uuid else {
+                let parent = req.parent.clone().ok_or(CoreError::NoParent {
+                    uuid: Uuid::new_v4(),
+                })?;
+                return Err(CoreError::NoType { parent });
+            };
+            let (parent, config) = self.one_definition(&uuid, req.parent.as_ref())?;
+            (uuid, parent, config, false)
+        };
+        if let Some((p, _)) = self.running_parent(&uuid)? {
+            return Err(CoreError::AlreadyRunning { uuid, parent: p });
+        }
+        self.start_device(&uuid, &parent, &config)?;
+        Ok(Started {
+            uuid,
+            parent,
+            generated,
+        })
+    }
+
+    /// Creates a device, waits until it is ready and writes its attributes;
+    /// on any failure after create the device is removed again.
+    pub fn start_device(
+        &self,
+        uuid: &Uuid,
+        parent: &ParentName,
+        config: &MdevConfig,
+    ) -> Result<(), CoreError> {
+        if !self.sysfs.parent_exists(parent) {
+            let hint = self.sysfs.parents().ok().and_then(|ps| {
+                ps.into_iter()
+                    .find(|p| p.as_str().eq_ignore_ascii_case(parent.as_str()))
+            });
+            return Err(CoreError::ParentAbsent {
+                parent: parent.clone(),
+                hint,
+            });
+        }
+        let t = &config.mdev_type;
+        let info = self
+            .sysfs
+            .type_info(parent, t)
+            .map_err(CoreError::Inventory)?
+            .ok_or_else(|| CoreError::TypeUnsupported {
+                parent: parent.clone(),
+                mdev_type: t.clone(),
+            })?;
+        if info.available_instances <= 0 {
+            return Err(CoreError::NoCapacity {
+                parent: parent.clone(),
+                mdev_type: t.clone(),
+            });
+        }
+        let attrs = config
+            .attrs
+            .iter()
+            .map(|a| Ok((AttrName::new(a.name.clone())?, a.value.as_str())))
+            .collect::<Result<Vec<_>, CoreError>>()?;
+        self.callouts.pre("start", dev(uuid, parent, config))?;
+        let result = self.create_and_configure(uuid, parent, t, &attrs);
+        self.callouts
+            .post("start", dev(uuid, parent, config), result.is_ok());
+        result
+    }
+
+    fn create_and_configure(
+        &self,
+        uuid: &Uuid,
+        parent: &ParentName,
+        t: &TypeId,
+        attrs: &[(AttrName, &str)],
+    ) -> Result<(), CoreError> {
+        self.sysfs
+            .create(parent, t, uuid)
+            .map_err(|source| CoreError::Create {
+                uuid: *uuid,
+                source,
+            })?;
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let r = self.sysfs.readiness(uuid);
+            if r.is_ready() {
+                break;
+            }
+            if started.elapsed() >= self.ready_timeout {
+                let _ = self.sysfs.remove(uuid);
+                return Err(CoreError::NotReady {
+                    uuid: *uuid,
+                    waited: self.ready_timeout,
+                    readiness: r,
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        for (name, value) in attrs {
+            if let Err(source) = self.sysfs.write_attr(uuid, name, value) {
+                return Err(match self.sysfs.remove(uuid) {
+                    Ok(()) => CoreError::Attr {
+                        uuid: *uuid,
+                        attr: name.to_string(),
+                        source,
+                    },
+                    Err(e) => CoreError::AttrNoRollback {
+                        uuid: *uuid,
+                        attr: name.to_string(),
+                        source,
+                        remove_error: e.to_string(),
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops (removes) a running device.
+    pub fn stop(&self, uuid: &Uuid) -> Result<ParentName, CoreError> {
+        let (parent, t) = self
+            .running_parent(uuid)?
+            .ok_or(CoreError::NotRunning { uuid: *uuid })?;
+        let config = self
+            .store
+            .load_one(&parent, uuid)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| MdevConfig::new(t));
+        self.callouts.pre("stop", dev(uuid, &parent, &config))?;
+        let r = self.sysfs.remove(uuid).map_err(|source| CoreError::Remove {
+            uuid: *uuid,
+            source,
+        });
+        self.callouts
+            .post("stop", dev(uuid, &parent, &config), r.is_ok());
+        r.map(|()| parent)
+    }
+}

@@ -1,0 +1,65 @@
+//! Persistent state of hostdev.
+//!
+//! Owns: every write of persistent files (atomic: temp file in the same
+//! directory, fsync, rename, fsync of the directory), the host-wide lock that
+//! serializes writers across processes ([`HostLock`]), and mdevctl's definition
+//! tree `/etc/mdevctl.d/<parent>/<uuid>` ([`MdevStore`]). One unreadable or
+//! malformed file is reported and skipped; it never hides the others.
+//! Must not: talk to the kernel, or decide what a definition should contain.
+#![deny(missing_docs)]
+
+mod atomic;
+mod lock;
+mod mdev;
+
+pub use atomic::write_atomic;
+pub use lock::HostLock;
+pub use mdev::{Definition, LoadProblem, MdevStore};
+
+use std::io;
+use std::path::PathBuf;
+
+/// A failed store step, with the path it concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The host-wide lock could not be taken.
+    #[error("cannot take the host-wide lock {path}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A directory could not be created or read.
+    #[error("cannot access directory {path}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Writing a file (temp, fsync, rename) failed; the old content is intact.
+    #[error("cannot write {path} (its previous content is unchanged)")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Removing a file failed.
+    #[error("cannot remove {path}")]
+    Remove {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A definition file could not be read or parsed.
+    #[error("definition {path} is unusable: {reason}")]
+    Definition {
+        /// The file.
+        path: PathBuf,
+        /// Why, as a sentence fragment.
+        reason: String,
+    },
+}

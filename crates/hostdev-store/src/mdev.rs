@@ -1,0 +1,322 @@
+//! mdevctl's definition tree: `/etc/mdevctl.d/<parent>/<uuid>`, one JSON file
+//! per definition; the same UUID may be defined under several parents.
+
+use crate::atomic::{remove_synced, sweep_stale, write_atomic};
+use crate::{HostLock, StoreError};
+use hostdev_model::format::definition_file;
+use hostdev_model::{MdevConfig, ParentName, Uuid};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Directory of mdevctl's callout and notifier scripts inside the tree; not a parent.
+const SCRIPTS_DIR: &str = "scripts.d";
+
+/// One stored definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition {
+    /// Its UUID (the file name).
+    pub uuid: Uuid,
+    /// Its parent (the directory name).
+    pub parent: ParentName,
+    /// Its content.
+    pub config: MdevConfig,
+}
+
+/// A file that was skipped while loading, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadProblem {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+impl fmt::Display for LoadProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "skipping {}: {}", self.path.display(), self.reason)
+    }
+}
+
+/// The definition tree under a root prefix.
+#[derive(Debug, Clone)]
+pub struct MdevStore {
+    dir: PathBuf,
+}
+
+/// What loading found: the usable definitions (sorted by parent, then UUID)
+/// and the problems met on the way.
+pub type Loaded = (Vec<Definition>, Vec<LoadProblem>);
+
+impl MdevStore {
+    /// The tree of the host whose filesystem root is `root`.
+    pub fn new(root: &Path) -> Self {
+        MdevStore {
+            dir: root.join("etc/mdevctl.d"),
+        }
+    }
+
+    /// The tree's top directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of one definition.
+    pub fn path_of(&self, parent: &ParentName, uuid: &Uuid) -> PathBuf {
+        self.dir.join(parent.as_str()).join(uuid.to_string())
+    }
+
+    /// Parent directories, sorted; unusable names are reported.
+    fn parent_dirs(&self, problems: &mut Vec<LoadProblem>) -> Result<Vec<ParentName>, StoreError> {
+        let rd = match fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(StoreError::Dir {
+                    path: self.dir.clone(),
+                    source,
+                })
+            }
+        };
+        let mut out = Vec::new();
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else {
+                problems.push(LoadProblem {
+                    path: ent.path(),
+                    reason: "the directory name is not UTF-8".into(),
+                });
+                continue;
+            };
+            if name == SCRIPTS_DIR || name.starts_with('.') {
+                continue;
+            }
+            if !ent.path().is_dir() {
+                continue;
+            }
+            match ParentName::new(name) {
+                Ok(p) => out.push(p),
+                Err(e) => problems.push(LoadProblem {
+                    path: ent.path(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn load_file(path: &Path) -> Result<MdevConfig, String> {
+        let bytes = fs::read(path).map_err(|e| format!("it cannot be read ({e})"))?;
+        MdevConfig::from_json(&bytes).map_err(|e| e.to_string())
+    }
+
+    fn load_dir(
+        &self,
+        parent: &ParentName,
+        defs: &mut Vec<Definition>,
+        problems: &mut Vec<LoadProblem>,
+    ) {
+        let dir = self.dir.join(parent.as_str());
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                problems.push(LoadProblem {
+                    path: dir,
+                    reason: format!("it cannot be read ({e})"),
+                });
+                return;
+            }
+        };
+        let mut found = Vec::new();
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                continue;
+            }
+            let Ok(uuid) = name.parse::<Uuid>() else {
+                problems.push(LoadProblem {
+                    path: ent.path(),
+                    reason: "its name is not a UUID".into(),
+                });
+                continue;
+            };
+            found.push((uuid, ent.path()));
+        }
+        found.sort();
+        for (uuid, path) in found {
+            match Self::load_file(&path) {
+                Ok(config) => defs.push(Definition {
+                    uuid,
+                    parent: parent.clone(),
+                    config,
+                }),
+                Err(reason) => problems.push(LoadProblem { path, reason }),
+            }
+        }
+    }
+
+    /// Every definition, sorted by parent then UUID.
+    pub fn load_all(&self) -> Result<Loaded, StoreError> {
+        let mut problems = Vec::new();
+        let mut defs = Vec::new();
+        for p in self.parent_dirs(&mut problems)? {
+            self.load_dir(&p, &mut defs, &mut problems);
+        }
+        Ok((defs, problems))
+    }
+
+    /// The definitions under one parent.
+    pub fn load_parent(&self, parent: &ParentName) -> Result<Loaded, StoreError> {
+        let mut problems = Vec::new();
+        let mut defs = Vec::new();
+        if self.dir.join(parent.as_str()).is_dir() {
+            self.load_dir(parent, &mut defs, &mut problems);
+        }
+        Ok((defs, problems))
+    }
+
+    /// Every definition of one UUID, across parents.
+    pub fn find(&self, uuid: &Uuid) -> Result<Loaded, StoreError> {
+        let mut problems = Vec::new();
+        let mut defs = Vec::new();
+        for parent in self.parent_dirs(&mut problems)? {
+            let path = self.path_of(&parent, uuid);
+            if !path.exists() {
+                continue;
+            }
+            match Self::load_file(&path) {
+                Ok(config) => defs.push(Definition {
+                    uuid: *uuid,
+                    parent,
+                    config,
+                }),
+                Err(reason) => problems.push(LoadProblem { path, reason }),
+            }
+        }
+        Ok((defs, problems))
+    }
+
+    /// Parents under which a definition file of `uuid` exists, usable or not.
+    pub fn parents_with(&self, uuid: &Uuid) -> Result<Vec<ParentName>, StoreError> {
+        let mut ignored = Vec::new();
+        Ok(self
+            .parent_dirs(&mut ignored)?
+            .into_iter()
+            .filter(|p| self.path_of(p, uuid).exists())
+            .collect())
+    }
+
+    /// Loads one definition file; a missing file is `Ok(None)`.
+    pub fn load_one(
+        &self,
+        parent: &ParentName,
+        uuid: &Uuid,
+    ) -> Result<Option<MdevConfig>, StoreError> {
+        let path = self.path_of(parent, uuid);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                MdevConfig::from_json(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Definition {
+                        path,
+                        reason: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Definition {
+                path,
+                reason: format!("it cannot be read ({e})"),
+            }),
+        }
+    }
+
+    /// Whether a definition file exists (usable or not) for this parent and UUID.
+    pub fn exists(&self, parent: &ParentName, uuid: &Uuid) -> bool {
+        self.path_of(parent, uuid).exists()
+    }
+
+    /// Writes a definition atomically.
+    pub fn save(
+        &self,
+        lock: &HostLock,
+        parent: &ParentName,
+        uuid: &Uuid,
+        c: &MdevConfig,
+    ) -> Result<(), StoreError> {
+        let path = self.path_of(parent, uuid);
+        if let Some(dir) = path.parent() {
+            sweep_stale(lock, dir);
+        }
+        write_atomic(lock, &path, definition_file(c).as_bytes())
+    }
+
+    /// Removes a definition.
+    pub fn remove(
+        &self,
+        lock: &HostLock,
+        parent: &ParentName,
+        uuid: &Uuid,
+    ) -> Result<(), StoreError> {
+        remove_synced(lock, &self.path_of(parent, uuid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostdev_model::TypeId;
+
+    #[test]
+    fn a_malformed_file_does_not_hide_its_siblings() {
+        let t = tempfile::tempdir().unwrap();
+        let s = MdevStore::new(t.path());
+        let lock = HostLock::acquire(&t.path().join("lock")).unwrap();
+        let p = ParentName::new("mtty").unwrap();
+        let good: Uuid = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001".parse().unwrap();
+        s.save(
+            &lock,
+            &p,
+            &good,
+            &MdevConfig::new(TypeId::new("mtty-1").unwrap()),
+        )
+        .unwrap();
+        fs::write(
+            s.dir().join("mtty/83b8f4f2-509f-382f-3c1e-e6bfe0fa1000"),
+            "{garbage",
+        )
+        .unwrap();
+        fs::write(
+            s.dir().join("mtty/83b8f4f2-509f-382f-3c1e-e6bfe0fa1002"),
+            r#"{"mdev_type":"mtty-1","start":"auto","attrs":[{"x":5}]}"#,
+        )
+        .unwrap();
+        fs::create_dir_all(s.dir().join("scripts.d/callouts")).unwrap();
+        let (defs, problems) = s.load_all().unwrap();
+        assert_eq!(defs.len(), 1);
+        assert_eq!(defs[0].uuid, good);
+        assert_eq!(problems.len(), 2);
+        assert!(problems
+            .iter()
+            .any(|p| p.to_string().contains("\"attrs[0].x\" must be a string")));
+    }
+
+    #[test]
+    fn same_uuid_under_two_parents() {
+        let t = tempfile::tempdir().unwrap();
+        let s = MdevStore::new(t.path());
+        let lock = HostLock::acquire(&t.path().join("lock")).unwrap();
+        let u = Uuid::new_v4();
+        let c = MdevConfig::new(TypeId::new("x").unwrap());
+        s.save(&lock, &ParentName::new("a").unwrap(), &u, &c)
+            .unwrap();
+        s.save(&lock, &ParentName::new("b").unwrap(), &u, &c)
+            .unwrap();
+        let (defs, _) = s.find(&u).unwrap();
+        assert_eq!(defs.len(), 2);
+        s.remove(&lock, &ParentName::new("a").unwrap(), &u).unwrap();
+        assert_eq!(s.find(&u).unwrap().0.len(), 1);
+    }
+}

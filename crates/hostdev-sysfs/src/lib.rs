@@ -1,0 +1,147 @@
+//! The kernel's mediated-device sysfs interface.
+//!
+//! Owns: every read and write under `/sys/class/mdev_bus` and `/sys/bus/mdev`,
+//! behind the [`MdevSysfs`] trait, with two implementations chosen explicitly
+//! by the caller: [`RealSysfs`] (a root-prefixed real tree) and [`FakeKernel`]
+//! (in memory, reacting to create/remove the way the kernel does).
+//! Must not: decide policy (which devices to start, in what order) or touch
+//! persistent configuration; that is hostdev-core's and hostdev-store's.
+#![deny(missing_docs)]
+
+mod errno;
+mod fake;
+mod real;
+
+pub use errno::describe_errno;
+pub use fake::{FakeKernel, FakeType};
+pub use real::RealSysfs;
+
+use hostdev_model::format::TypeInfo;
+use hostdev_model::{AttrName, ParentName, TypeId, Uuid};
+use std::io;
+use std::path::PathBuf;
+
+/// A running mediated device as sysfs shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveDevice {
+    /// Its UUID.
+    pub uuid: Uuid,
+    /// The parent it was created on.
+    pub parent: ParentName,
+    /// Its type.
+    pub mdev_type: TypeId,
+}
+
+/// How far a freshly created device has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Readiness {
+    /// `/sys/bus/mdev/devices/<uuid>` exists.
+    pub present: bool,
+    /// A driver is bound (`driver` link).
+    pub driver_bound: bool,
+    /// The `iommu_group` link exists.
+    pub iommu_group: bool,
+}
+
+impl Readiness {
+    /// Everything a VM needs is there.
+    pub fn is_ready(&self) -> bool {
+        self.present && self.driver_bound && self.iommu_group
+    }
+}
+
+/// A failed sysfs step, carrying what it was about.
+#[derive(Debug, thiserror::Error)]
+pub enum SysfsError {
+    /// Reading a sysfs file or directory failed.
+    #[error("cannot read {path}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A sysfs file held something unexpected.
+    #[error("{path} holds '{content}', which is not {expected}")]
+    Malformed {
+        /// The path.
+        path: PathBuf,
+        /// What it held.
+        content: String,
+        /// What it should have held.
+        expected: &'static str,
+    },
+    /// Writing the UUID to `create` failed.
+    #[error("the kernel refused to create mdev {uuid} of type {mdev_type} on {parent}: {}", describe_errno(.source))]
+    Create {
+        /// The device.
+        uuid: Uuid,
+        /// The parent.
+        parent: ParentName,
+        /// The type.
+        mdev_type: TypeId,
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// Writing `remove` failed.
+    #[error("the kernel refused to remove mdev {uuid}: {}", describe_errno(.source))]
+    Remove {
+        /// The device.
+        uuid: Uuid,
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// The device has no such attribute file.
+    #[error("mdev {uuid} has no attribute '{attr}'")]
+    NoAttr {
+        /// The device.
+        uuid: Uuid,
+        /// The attribute.
+        attr: AttrName,
+    },
+    /// The attribute path is not a regular file inside the device directory.
+    #[error("attribute '{attr}' of mdev {uuid} is not a regular file in the device directory")]
+    AttrNotFile {
+        /// The device.
+        uuid: Uuid,
+        /// The attribute.
+        attr: AttrName,
+    },
+    /// Writing an attribute failed.
+    #[error("the kernel refused value '{value}' for attribute '{attr}' of mdev {uuid}: {}", describe_errno(.source))]
+    AttrWrite {
+        /// The device.
+        uuid: Uuid,
+        /// The attribute.
+        attr: AttrName,
+        /// The value.
+        value: String,
+        /// The kernel's error.
+        source: io::Error,
+    },
+}
+
+/// The mdev part of sysfs, as hostdev-core needs it.
+pub trait MdevSysfs: Send + Sync {
+    /// Parents registered with mdev, sorted by name.
+    fn parents(&self) -> Result<Vec<ParentName>, SysfsError>;
+    /// Whether `parent` is registered with mdev.
+    fn parent_exists(&self, parent: &ParentName) -> bool;
+    /// The supported types of `parent`, sorted by id.
+    fn types(&self, parent: &ParentName) -> Result<Vec<TypeInfo>, SysfsError>;
+    /// One type of `parent`, or `None` if the parent does not support it.
+    fn type_info(&self, parent: &ParentName, t: &TypeId) -> Result<Option<TypeInfo>, SysfsError>;
+    /// Running devices, sorted by UUID.
+    fn devices(&self) -> Result<Vec<ActiveDevice>, SysfsError>;
+    /// One running device, if it runs.
+    fn device(&self, uuid: &Uuid) -> Result<Option<ActiveDevice>, SysfsError>;
+    /// Writes `uuid` to the type's `create` file.
+    fn create(&self, parent: &ParentName, t: &TypeId, uuid: &Uuid) -> Result<(), SysfsError>;
+    /// Writes `1` to the device's `remove` file.
+    fn remove(&self, uuid: &Uuid) -> Result<(), SysfsError>;
+    /// Writes one attribute of a running device; the name must be a regular
+    /// file directly in the device directory.
+    fn write_attr(&self, uuid: &Uuid, attr: &AttrName, value: &str) -> Result<(), SysfsError>;
+    /// How ready a device is.
+    fn readiness(&self, uuid: &Uuid) -> Readiness;
+}

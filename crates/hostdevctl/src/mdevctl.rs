@@ -1,0 +1,342 @@
+//! The mdevctl personality: every command and option of mdevctl 1.4, with
+//! byte-identical output, so that libvirt and scripts drive hostdev unmodified.
+
+use crate::env;
+use crate::native::{render_list, render_types, Format};
+use crate::output::{chain_dyn, emit, fail, warn};
+use anyhow::{Context, Result};
+use clap::{Args, Parser};
+use hostdev_core::{
+    DefineRequest, DeviceOutcome, JsonInput, ListQuery, ModifyRequest, StartRequest,
+};
+use hostdev_model::format::{list_json, list_text, types_json, types_text, ListKind};
+use hostdev_model::{ParentName, TypeId, Uuid};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+fn uuid_arg(s: &str) -> Result<Uuid, String> {
+    Uuid::parse_lenient(s).map_err(|e| e.to_string())
+}
+
+fn parent_arg(s: &str) -> Result<ParentName, String> {
+    ParentName::new(s).map_err(|e| e.to_string())
+}
+
+fn type_arg(s: &str) -> Result<TypeId, String> {
+    TypeId::new(s).map_err(|e| e.to_string())
+}
+
+/// Options of `list` (and of `lsmdev`).
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Show defined devices
+    #[arg(short, long)]
+    defined: bool,
+    /// Output device list in json format
+    #[arg(long)]
+    dumpjson: bool,
+    /// Print additional information about the devices
+    #[arg(short, long)]
+    verbose: bool,
+    /// List devices matching the specified UUID
+    #[arg(short, long, value_parser = uuid_arg)]
+    uuid: Option<Uuid>,
+    /// List devices associated with the specified Parent device
+    #[arg(short, long)]
+    parent: Option<String>,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "lsmdev", version, about = "List mediated devices")]
+struct Lsmdev {
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mdevctl",
+    version,
+    about = "A mediated device management utility for Linux (hostdev)"
+)]
+pub enum Cmd {
+    /// Define a persistent mediated device
+    Define {
+        /// Assign UUID to the device
+        #[arg(short, long, value_parser = uuid_arg, required_unless_present = "parent")]
+        uuid: Option<Uuid>,
+        /// Automatically start device on parent availability
+        #[arg(short, long)]
+        auto: bool,
+        /// Specify the parent of the device
+        #[arg(short, long, value_parser = parent_arg, required_unless_present = "uuid")]
+        parent: Option<ParentName>,
+        /// Specify the mdev type of the device
+        #[arg(id = "type", short, long, value_parser = type_arg)]
+        mdev_type: Option<TypeId>,
+        /// Specify device details in JSON format
+        #[arg(long, conflicts_with_all = ["type", "auto"])]
+        jsonfile: Option<PathBuf>,
+    },
+    /// Undefine a persistent mediated device
+    Undefine {
+        /// UUID of the device to be undefined
+        #[arg(short, long, value_parser = uuid_arg)]
+        uuid: Uuid,
+        /// Parent of the device to be undefined
+        #[arg(short, long, value_parser = parent_arg)]
+        parent: Option<ParentName>,
+    },
+    /// Modify the definition of a mediated device
+    Modify {
+        /// UUID of the mdev to modify
+        #[arg(short, long, value_parser = uuid_arg)]
+        uuid: Uuid,
+        /// Parent of the mdev to modify
+        #[arg(short, long, value_parser = parent_arg)]
+        parent: Option<ParentName>,
+        /// Modify the mdev type for this device
+        #[arg(id = "type", short, long, value_parser = type_arg)]
+        mdev_type: Option<TypeId>,
+        /// add a new attribute
+        #[arg(
+            long,
+            value_name = "attr_name",
+            conflicts_with = "delattr",
+            requires = "value"
+        )]
+        addattr: Option<String>,
+        /// Delete an attribute
+        #[arg(long)]
+        delattr: bool,
+        /// Index of the attribute to modify
+        #[arg(short, long)]
+        index: Option<u32>,
+        /// Value for the attribute specified by --addattr
+        #[arg(long, value_name = "attr_value")]
+        value: Option<String>,
+        /// Device will be started automatically
+        #[arg(short, long)]
+        auto: bool,
+        /// Device must be started manually
+        #[arg(short, long, conflicts_with = "auto")]
+        manual: bool,
+        /// Specify device details in JSON format
+        #[arg(long, conflicts_with_all = ["type", "addattr", "delattr", "index", "value", "auto", "manual"])]
+        jsonfile: Option<PathBuf>,
+        /// Modify the running device
+        #[arg(long)]
+        live: bool,
+        /// Modify the definition (the default unless --live)
+        #[arg(long)]
+        defined: bool,
+        /// Go on even if a callout script refuses
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Start a mediated device
+    Start {
+        /// UUID of the device to start
+        #[arg(short, long, value_parser = uuid_arg, required_unless_present = "parent")]
+        uuid: Option<Uuid>,
+        /// Parent of the device to start
+        #[arg(short, long, value_parser = parent_arg, required_unless_present = "uuid")]
+        parent: Option<ParentName>,
+        /// Mdev type of the device to start
+        #[arg(id = "type", short, long, value_parser = type_arg)]
+        mdev_type: Option<TypeId>,
+        /// Details of the device to be started, in JSON format
+        #[arg(long, conflicts_with = "type")]
+        jsonfile: Option<PathBuf>,
+    },
+    /// Stop a mediated device
+    Stop {
+        /// UUID of the device to stop
+        #[arg(short, long, value_parser = uuid_arg)]
+        uuid: Uuid,
+    },
+    /// List mediated devices
+    List(ListArgs),
+    /// List available mediated device types
+    Types {
+        /// Show supported types for the specified parent
+        #[arg(short, long)]
+        parent: Option<String>,
+        /// Output mdev types list in JSON format
+        #[arg(long)]
+        dumpjson: bool,
+    },
+    /// Start every auto-start device of a parent (run by the udev rule)
+    #[command(hide = true)]
+    StartParentMdevs {
+        /// The parent
+        parent: String,
+    },
+}
+
+/// Reads a `--jsonfile` argument (a path, `/dev/stdin` or `-`).
+pub fn read_json(path: &Path) -> Result<JsonInput> {
+    let bytes = if path == Path::new("-") {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+            .context("cannot read JSON from standard input")?;
+        b
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read JSON file {}", path.display()))?
+    };
+    Ok(JsonInput {
+        path: path.to_path_buf(),
+        bytes,
+    })
+}
+
+/// Runs the mdevctl personality (`lsmdev` = `list`).
+pub fn main(args: Vec<OsString>, lsmdev: bool) -> ExitCode {
+    let cmd = if lsmdev {
+        match Lsmdev::try_parse_from(args) {
+            Ok(l) => Cmd::List(l.list),
+            Err(e) => e.exit(),
+        }
+    } else {
+        match Cmd::try_parse_from(args) {
+            Ok(c) => c,
+            Err(e) => e.exit(),
+        }
+    };
+    match run(cmd, None) {
+        Ok(code) => code,
+        Err(e) => fail("Error: ", e),
+    }
+}
+
+/// Runs one command; `native` = Some(format) renders list/types as hostdev's
+/// own tables or JSON instead of mdevctl's formats.
+pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
+    let host = env::host(native.is_none());
+    match cmd {
+        Cmd::List(a) => {
+            let listing = host.list(&ListQuery {
+                defined: a.defined,
+                uuid: a.uuid,
+                parent: a.parent,
+            })?;
+            for p in &listing.problems {
+                warn("Warning: ", p);
+            }
+            let kind = if a.defined {
+                ListKind::Defined
+            } else {
+                ListKind::Active
+            };
+            let s = if let Some(f) = native {
+                render_list(&listing.entries, f)
+            } else if a.dumpjson {
+                list_json(&listing.entries, a.uuid.is_some())
+            } else {
+                list_text(&listing.entries, kind, a.verbose)
+            };
+            emit(&s)?;
+        }
+        Cmd::Types { parent, dumpjson } => {
+            let t = host.types(parent.as_deref())?;
+            emit(&match native {
+                Some(f) => render_types(&t, f),
+                None if dumpjson => types_json(&t),
+                None => types_text(&t),
+            })?;
+        }
+        Cmd::Define {
+            uuid,
+            auto,
+            parent,
+            mdev_type,
+            jsonfile,
+        } => {
+            let json = jsonfile.as_deref().map(read_json).transpose()?;
+            let r = host.define(&DefineRequest {
+                uuid,
+                parent,
+                mdev_type,
+                auto,
+                json,
+            })?;
+            if r.generated {
+                emit(&format!("{}\n", r.uuid))?;
+            }
+        }
+        Cmd::Undefine { uuid, parent } => {
+            host.undefine(&uuid, parent.as_ref())?;
+        }
+        Cmd::Modify {
+            uuid,
+            parent,
+            mdev_type,
+            addattr,
+            delattr,
+            index,
+            value,
+            auto,
+            manual,
+            jsonfile,
+            live,
+            defined,
+            force,
+        } => {
+            let json = jsonfile.as_deref().map(read_json).transpose()?;
+            host.modify(&ModifyRequest {
+                uuid: Some(uuid),
+                parent,
+                mdev_type,
+                addattr: addattr.map(|a| (a, value.unwrap_or_default())),
+                delattr,
+                index: index.map(|i| i as usize),
+                auto,
+                manual,
+                json,
+                live,
+                defined: defined || !live,
+                force,
+            })?;
+        }
+        Cmd::Start {
+            uuid,
+            parent,
+            mdev_type,
+            jsonfile,
+        } => {
+            let json = jsonfile.as_deref().map(read_json).transpose()?;
+            let r = host.start(&StartRequest {
+                uuid,
+                parent,
+                mdev_type,
+                json,
+            })?;
+            if r.generated {
+                emit(&format!("{}\n", r.uuid))?;
+            }
+        }
+        Cmd::Stop { uuid } => {
+            host.stop(&uuid)?;
+        }
+        Cmd::StartParentMdevs { parent } => {
+            let parent = ParentName::new(parent)?;
+            let report = host.start_parent_mdevs(&parent)?;
+            for p in &report.problems {
+                warn("Warning: ", p);
+            }
+            for (p, u, o) in &report.devices {
+                if let DeviceOutcome::Failed(e) = o {
+                    warn(
+                        "Error: ",
+                        &format!("failed to start {u} on {p}: {}", chain_dyn(e)),
+                    );
+                }
+            }
+            if report.failed() > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,281 @@
+//! hostdev's own command line: `hostdevctl mdev …` with mdevctl's verbs and
+//! options, human tables by default and `-o json` for machines, plus
+//! `autostart` and `udev-rule`.
+
+use crate::env;
+use crate::mdevctl::{self, Cmd};
+use crate::output::{chain_dyn, emit, fail, warn};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use hostdev_core::DeviceOutcome;
+use hostdev_model::format::{ListEntry, TypeInfo};
+use hostdev_model::ParentName;
+use hostdev_store::HostLock;
+use serde_json::json;
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// Output format of the native CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON for programs.
+    Json,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hostdevctl",
+    version,
+    about = "Manage the devices a Linux host hands to virtual machines"
+)]
+struct Cli {
+    /// Output format
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        default_value_t
+    )]
+    format: Format,
+    #[command(subcommand)]
+    cmd: Top,
+}
+
+#[derive(Subcommand, Debug)]
+enum Top {
+    /// Mediated devices (mdevctl's verbs and options)
+    #[command(subcommand)]
+    Mdev(Cmd),
+    /// Start every auto-start definition on every present parent
+    Autostart,
+    /// Print (or install) the udev rule that starts devices when a parent appears
+    UdevRule {
+        /// Write it to /etc/udev/rules.d/60-hostdev.rules under the root prefix
+        #[arg(long)]
+        install: bool,
+    },
+    /// Run as mdevctl with the given arguments
+    #[command(disable_help_flag = true)]
+    Mdevctl {
+        /// mdevctl's arguments
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+/// Runs the native CLI.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let r = match cli.cmd {
+        Top::Mdev(cmd) => mdevctl::run(cmd, Some(cli.format)),
+        Top::Autostart => autostart(cli.format),
+        Top::UdevRule { install } => udev_rule(install),
+        Top::Mdevctl { args } => {
+            let mut argv = vec![OsString::from("mdevctl")];
+            argv.extend(args);
+            return mdevctl::main(argv, false);
+        }
+    };
+    match r {
+        Ok(c) => c,
+        Err(e) => fail("hostdevctl: error: ", e),
+    }
+}
+
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// `mdev list` in hostdev's formats.
+pub fn render_list(entries: &[ListEntry], f: Format) -> String {
+    match f {
+        Format::Json => {
+            let v: Vec<_> = entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "uuid": e.uuid.to_string(),
+                        "parent": e.parent.as_str(),
+                        "type": e.config.mdev_type.as_str(),
+                        "start": e.config.start.as_str(),
+                        "active": e.active,
+                        "defined": e.defined,
+                        "attrs": e.config.attrs.iter().map(|a| json!({"name": a.name, "value": a.value})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .map(|e| {
+                    let state = match (e.active, e.defined) {
+                        (true, true) => "running, defined",
+                        (true, false) => "running",
+                        (false, _) => "defined",
+                    };
+                    vec![
+                        e.uuid.to_string(),
+                        e.parent.to_string(),
+                        e.config.mdev_type.to_string(),
+                        e.config.start.to_string(),
+                        state.to_string(),
+                        e.config.attrs.len().to_string(),
+                    ]
+                })
+                .collect();
+            table(
+                &["UUID", "PARENT", "TYPE", "START", "STATE", "ATTRS"],
+                &rows,
+            )
+        }
+    }
+}
+
+/// `mdev types` in hostdev's formats.
+pub fn render_types(parents: &[(ParentName, Vec<TypeInfo>)], f: Format) -> String {
+    match f {
+        Format::Json => {
+            let v: Vec<_> = parents
+                .iter()
+                .flat_map(|(p, ts)| {
+                    ts.iter().map(move |t| {
+                        json!({
+                            "parent": p.as_str(),
+                            "type": t.type_id.as_str(),
+                            "available_instances": t.available_instances,
+                            "device_api": t.device_api,
+                            "name": t.name.as_deref().map(str::trim),
+                            "description": t.description.as_deref().map(str::trim),
+                        })
+                    })
+                })
+                .collect();
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = parents
+                .iter()
+                .flat_map(|(p, ts)| {
+                    ts.iter().map(move |t| {
+                        vec![
+                            p.to_string(),
+                            t.type_id.to_string(),
+                            t.available_instances.to_string(),
+                            t.device_api.clone(),
+                            t.name.as_deref().unwrap_or("").trim().to_string(),
+                        ]
+                    })
+                })
+                .collect();
+            table(&["PARENT", "TYPE", "AVAILABLE", "API", "NAME"], &rows)
+        }
+    }
+}
+
+fn autostart(f: Format) -> Result<ExitCode> {
+    let host = env::host(false);
+    let report = host.autostart()?;
+    for p in &report.problems {
+        warn("hostdevctl: warning: ", p);
+    }
+    let word = |o: &DeviceOutcome| match o {
+        DeviceOutcome::Started => ("started", None),
+        DeviceOutcome::AlreadyRunning => ("already running", None),
+        DeviceOutcome::ParentAbsent => ("parent absent", None),
+        DeviceOutcome::Failed(e) => ("failed", Some(chain_dyn(e))),
+    };
+    let s = match f {
+        Format::Json => {
+            let v: Vec<_> = report
+                .devices
+                .iter()
+                .map(|(p, u, o)| {
+                    let (w, err) = word(o);
+                    json!({"kind": "mdev", "parent": p.as_str(), "uuid": u.to_string(), "result": w, "error": err})
+                })
+                .collect();
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = report
+                .devices
+                .iter()
+                .map(|(p, u, o)| {
+                    let (w, err) = word(o);
+                    vec![
+                        "mdev".into(),
+                        u.to_string(),
+                        p.to_string(),
+                        w.to_string(),
+                        err.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table(&["KIND", "ID", "PARENT", "RESULT", "ERROR"], &rows)
+        }
+    };
+    emit(&s)?;
+    Ok(if report.failed() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The udev rule, calling this binary at the path it really has.
+fn rule_text() -> Result<String> {
+    let exe = std::env::current_exe().context("cannot find the path of this binary")?;
+    let exe = exe.canonicalize().unwrap_or(exe);
+    let exe = exe.display();
+    Ok(format!(
+        "# Installed by hostdevctl: start auto-start mediated devices when their parent appears.\n\
+         # Kernels since 5.x announce a parent with a change event carrying MDEV_STATE=registered.\n\
+         ACTION==\"change\", ENV{{MDEV_STATE}}==\"registered\", RUN+=\"{exe} mdev start-parent-mdevs %k\"\n\
+         # Older kernels only emit add for the parent device.\n\
+         ACTION==\"add\", TEST==\"mdev_supported_types\", RUN+=\"{exe} mdev start-parent-mdevs %k\"\n"
+    ))
+}
+
+fn udev_rule(install: bool) -> Result<ExitCode> {
+    let text = rule_text()?;
+    if install {
+        let root = env::root(false);
+        let lock = HostLock::acquire(&HostLock::path_under(&root))?;
+        let path = root.join("etc/udev/rules.d/60-hostdev.rules");
+        hostdev_store::write_atomic(&lock, &path, text.as_bytes())?;
+        emit(&format!("{}\n", path.display()))?;
+    } else {
+        emit(&text)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

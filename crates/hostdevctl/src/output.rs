@@ -1,0 +1,52 @@
+//! Writing results: stdout where a closed pipe is success, and the error chain
+//! printed once on stderr.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+/// Writes `s` to stdout; a reader that went away (EPIPE) is not an error.
+pub fn emit(s: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
+/// Prints a warning line on stderr.
+pub fn warn(prefix: &str, msg: &dyn std::fmt::Display) {
+    let _ = writeln!(io::stderr().lock(), "{prefix}{msg}");
+}
+
+/// The error and its causes joined into one line.
+pub fn chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in e.chain() {
+        let s = c.to_string();
+        // thiserror's transparent variants repeat their source: print it once.
+        if parts.last().is_none_or(|l| !l.ends_with(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+/// A borrowed error and its sources joined into one line.
+pub fn chain_dyn(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if parts.last().is_none_or(|l| !l.ends_with(&s)) {
+            parts.push(s);
+        }
+        cur = c.source();
+    }
+    parts.join(": ")
+}
+
+/// Prints the error chain once and picks the exit status.
+pub fn fail(prefix: &str, e: anyhow::Error) -> ExitCode {
+    let _ = writeln!(io::stderr().lock(), "{prefix}{}", chain(&e));
+    ExitCode::FAILURE
+}
