@@ -162,11 +162,12 @@ impl MdevConfig {
         Ok(())
     }
 
-    /// Removes the attribute at `index` (the last when `None`).
-    pub fn del_attr(&mut self, index: Option<usize>) -> Result<Attr, EditError> {
+    /// Removes the attribute at `index` (the last when `None`; with no
+    /// attributes that is a no-op, as in mdevctl).
+    pub fn del_attr(&mut self, index: Option<usize>) -> Result<Option<Attr>, EditError> {
         match index {
-            None => self.attrs.pop().ok_or(EditError::NoAttrs),
-            Some(i) if i < self.attrs.len() => Ok(self.attrs.remove(i)),
+            None => Ok(self.attrs.pop()),
+            Some(i) if i < self.attrs.len() => Ok(Some(self.attrs.remove(i))),
             Some(i) => Err(EditError::BadIndex(i)),
         }
     }
@@ -178,9 +179,6 @@ pub enum EditError {
     /// The index is past the end of the attribute list.
     #[error("attribute index {0} is invalid")]
     BadIndex(usize),
-    /// There is no attribute to delete.
-    #[error("the definition has no attributes to delete")]
-    NoAttrs,
 }
 
 fn parse_attrs(items: &[Value]) -> Result<Vec<Attr>, ConfigError> {
@@ -264,9 +262,9 @@ mod tests {
         c.add_attr(Some(0), a("y")).unwrap();
         assert_eq!(c.attrs[0].name, "y");
         assert_eq!(c.add_attr(Some(5), a("z")), Err(EditError::BadIndex(5)));
-        assert_eq!(c.del_attr(None).unwrap().name, "x");
+        assert_eq!(c.del_attr(None).unwrap().unwrap().name, "x");
         assert_eq!(c.del_attr(Some(3)), Err(EditError::BadIndex(3)));
         c.del_attr(Some(0)).unwrap();
-        assert_eq!(c.del_attr(None), Err(EditError::NoAttrs));
+        assert_eq!(c.del_attr(None), Ok(None));
     }
 }
