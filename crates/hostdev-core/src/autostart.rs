@@ -37,17 +37,6 @@ impl AutostartReport {
             .filter(|(_, _, o)| matches!(o, DeviceOutcome::Failed(_)))
             .count()
     }
-
-    /// An error summarizing the failures, if any.
-    pub fn into_result(self) -> Result<Self, (Self, CoreError)> {
-        match self.failed() {
-            0 => Ok(self),
-            n => {
-                let total = self.devices.len();
-                Err((self, CoreError::Batch { failed: n, total }))
-            }
-        }
-    }
 }
 
 impl<S: MdevSysfs> Host<S> {
@@ -57,7 +46,7 @@ impl<S: MdevSysfs> Host<S> {
         let running: HashSet<Uuid> = self
             .sysfs
             .devices()
-            .map_err(CoreError::Inventory)?
+            .map_err(CoreError::inventory)?
             .into_iter()
             .map(|d| d.uuid)
             .collect();
@@ -103,12 +92,10 @@ impl<S: MdevSysfs> Host<S> {
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(CoreError::Batch {
-                            failed: 1,
-                            total: 1,
-                        })
-                    })
+                    h.join().unwrap_or(Err(CoreError::Batch {
+                        failed: 1,
+                        total: 1,
+                    }))
                 })
                 .collect()
         });

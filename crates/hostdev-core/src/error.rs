@@ -16,7 +16,7 @@ pub enum CoreError {
     Name(#[from] NameError),
     /// Reading sysfs failed.
     #[error("cannot read the kernel's mdev state")]
-    Inventory(#[source] SysfsError),
+    Inventory(#[source] Box<SysfsError>),
     /// Reading or writing the definition store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -126,7 +126,7 @@ pub enum CoreError {
         /// The device.
         uuid: Uuid,
         /// The kernel's refusal.
-        source: SysfsError,
+        source: Box<SysfsError>,
     },
     /// The device did not become ready in time; it was removed again.
     #[error("mdev {uuid} did not become ready within {waited:?} ({}); it was removed again", missing(.readiness))]
@@ -146,7 +146,7 @@ pub enum CoreError {
         /// The attribute.
         attr: String,
         /// The failure.
-        source: SysfsError,
+        source: Box<SysfsError>,
     },
     /// An attribute write failed and removing the device failed too.
     #[error("cannot set attribute '{attr}' of mdev {uuid}, and removing the device again failed too ({remove_error}); it is still running")]
@@ -156,7 +156,7 @@ pub enum CoreError {
         /// The attribute.
         attr: String,
         /// The failure.
-        source: SysfsError,
+        source: Box<SysfsError>,
         /// Why the rollback failed.
         remove_error: String,
     },
@@ -166,7 +166,7 @@ pub enum CoreError {
         /// The device.
         uuid: Uuid,
         /// The kernel's refusal.
-        source: SysfsError,
+        source: Box<SysfsError>,
     },
     /// A callout script refused the operation.
     #[error("callout {script} refused to {action} mdev {uuid} (exit status {status}){}", stderr_hint(.stderr))]
@@ -234,5 +234,12 @@ fn stderr_hint(s: &str) -> String {
         String::new()
     } else {
         format!(": {s}")
+    }
+}
+
+impl CoreError {
+    /// Wraps a failed sysfs read.
+    pub(crate) fn inventory(e: SysfsError) -> Self {
+        CoreError::Inventory(Box::new(e))
     }
 }

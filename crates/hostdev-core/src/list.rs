@@ -52,7 +52,7 @@ impl<S: MdevSysfs> Host<S> {
             let running: HashMap<Uuid, ParentName> = self
                 .sysfs
                 .devices()
-                .map_err(CoreError::Inventory)?
+                .map_err(CoreError::inventory)?
                 .into_iter()
                 .map(|d| (d.uuid, d.parent))
                 .collect();
@@ -71,10 +71,10 @@ impl<S: MdevSysfs> Host<S> {
                 Some(u) => self
                     .sysfs
                     .device(u)
-                    .map_err(CoreError::Inventory)?
+                    .map_err(CoreError::inventory)?
                     .into_iter()
                     .collect(),
-                None => self.sysfs.devices().map_err(CoreError::Inventory)?,
+                None => self.sysfs.devices().map_err(CoreError::inventory)?,
             };
             for d in devices.into_iter().filter(|d| parent_ok(&d.parent)) {
                 let def = match self.store.load_one(&d.parent, &d.uuid) {
@@ -107,7 +107,7 @@ impl<S: MdevSysfs> Host<S> {
         parent: Option<&str>,
     ) -> Result<Vec<(ParentName, Vec<TypeInfo>)>, CoreError> {
         let parents = match parent {
-            None => self.sysfs.parents().map_err(CoreError::Inventory)?,
+            None => self.sysfs.parents().map_err(CoreError::inventory)?,
             Some(p) => match ParentName::new(p) {
                 Ok(p) if self.sysfs.parent_exists(&p) => vec![p],
                 _ => Vec::new(),
@@ -115,7 +115,7 @@ impl<S: MdevSysfs> Host<S> {
         };
         let mut out = Vec::with_capacity(parents.len());
         for p in parents {
-            let t = self.sysfs.types(&p).map_err(CoreError::Inventory)?;
+            let t = self.sysfs.types(&p).map_err(CoreError::inventory)?;
             out.push((p, t));
         }
         Ok(out)

@@ -111,7 +111,7 @@ impl<S: MdevSysfs> Host<S> {
         Ok(self
             .sysfs
             .device(uuid)
-            .map_err(CoreError::Inventory)?
+            .map_err(CoreError::inventory)?
             .map(|d| (d.parent, d.mdev_type)))
     }
 
@@ -382,7 +382,7 @@ impl<S: MdevSysfs> Host<S> {
         let info = self
             .sysfs
             .type_info(parent, t)
-            .map_err(CoreError::Inventory)?
+            .map_err(CoreError::inventory)?
             .ok_or_else(|| CoreError::TypeUnsupported {
                 parent: parent.clone(),
                 mdev_type: t.clone(),
@@ -416,7 +416,7 @@ impl<S: MdevSysfs> Host<S> {
             .create(parent, t, uuid)
             .map_err(|source| CoreError::Create {
                 uuid: *uuid,
-                source,
+                source: Box::new(source),
             })?;
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
@@ -442,12 +442,12 @@ impl<S: MdevSysfs> Host<S> {
                     Ok(()) => CoreError::Attr {
                         uuid: *uuid,
                         attr: name.to_string(),
-                        source,
+                        source: Box::new(source),
                     },
                     Err(e) => CoreError::AttrNoRollback {
                         uuid: *uuid,
                         attr: name.to_string(),
-                        source,
+                        source: Box::new(source),
                         remove_error: e.to_string(),
                     },
                 });
@@ -470,7 +470,7 @@ impl<S: MdevSysfs> Host<S> {
         self.callouts.pre("stop", dev(uuid, &parent, &config))?;
         let r = self.sysfs.remove(uuid).map_err(|source| CoreError::Remove {
             uuid: *uuid,
-            source,
+            source: Box::new(source),
         });
         self.callouts
             .post("stop", dev(uuid, &parent, &config), r.is_ok());

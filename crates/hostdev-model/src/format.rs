@@ -275,7 +275,7 @@ mod tests {
             &[("a", "1")],
         );
         assert_eq!(
-            list_text(&[e.clone()], ListKind::Active, true),
+            list_text(std::slice::from_ref(&e), ListKind::Active, true),
             "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001 mtty mtty-1 auto (defined)\n  Attrs:\n    @{0}: {\"a\":\"1\"}\n\n"
         );
         assert_eq!(list_text(&[], ListKind::Defined, false), "\n");

@@ -186,7 +186,7 @@ impl MdevSysfs for RealSysfs {
                 }
             }
         }
-        out.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+        out.sort_by_key(|d| d.uuid);
         Ok(out)
     }
 
