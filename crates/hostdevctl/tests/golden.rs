@@ -241,7 +241,7 @@ fn mdevctl_definitions() {
         name: "mdevctl",
         args: [
             "define",
-            &format!("--parent=mtty"),
+            "--parent=mtty",
             "--jsonfile=/dev/stdin",
             &format!("--uuid={u}"),
         ]
