@@ -19,7 +19,7 @@ pub use error::CoreError;
 pub use list::{ListQuery, Listing};
 pub use ops::{DefineRequest, JsonInput, ModifyRequest, StartRequest, Started};
 
-use hostdev_store::{HostLock, MdevStore};
+use hostdev_store::{HostLock, MdevStore, TypeCacheStore};
 use hostdev_sysfs::MdevSysfs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,6 +35,8 @@ pub struct Host<S> {
     pub callouts: Callouts,
     /// How long `start` waits for a created device to become ready.
     pub ready_timeout: Duration,
+    /// Cache of static type facts (`None` disables it).
+    pub type_cache: Option<TypeCacheStore>,
     lock_path: PathBuf,
 }
 
@@ -46,8 +48,14 @@ impl<S: MdevSysfs> Host<S> {
             store: MdevStore::new(root),
             callouts,
             ready_timeout: Duration::from_secs(10),
+            type_cache: Some(TypeCacheStore::new(root)),
             lock_path: HostLock::path_under(root),
         }
+    }
+
+    /// Takes the host-wide lock if it is free (for optional writes).
+    pub fn try_lock(&self) -> Option<HostLock> {
+        HostLock::try_acquire(&self.lock_path).ok().flatten()
     }
 
     /// Takes the host-wide lock for a read-modify-write.

@@ -51,10 +51,9 @@ impl<S: MdevSysfs> Host<S> {
             out.problems = problems;
             let running: HashMap<Uuid, ParentName> = self
                 .sysfs
-                .devices()
+                .running_parents()
                 .map_err(CoreError::inventory)?
                 .into_iter()
-                .map(|d| (d.uuid, d.parent))
                 .collect();
             for d in defs.into_iter().filter(|d| parent_ok(&d.parent)) {
                 let active = running.get(&d.uuid) == Some(&d.parent);
@@ -113,10 +112,28 @@ impl<S: MdevSysfs> Host<S> {
                 _ => Vec::new(),
             },
         };
+        let cache = self
+            .type_cache
+            .as_ref()
+            .map(|c| c.load())
+            .unwrap_or_default();
+        let mut fresh = Vec::new();
         let mut out = Vec::with_capacity(parents.len());
         for p in parents {
-            let t = self.sysfs.types(&p).map_err(CoreError::inventory)?;
+            let t = self
+                .sysfs
+                .types_cached(&p, &cache, &mut fresh)
+                .map_err(CoreError::inventory)?;
             out.push((p, t));
+        }
+        // Remember what had to be read; skipped (not waited for) if another
+        // hostdev process holds the lock, and a failed write only costs speed.
+        if let (Some(store), false) = (&self.type_cache, fresh.is_empty()) {
+            if let Some(lock) = self.try_lock() {
+                let mut merged = store.load();
+                merged.types.extend(fresh);
+                let _ = store.save(&lock, &merged);
+            }
         }
         Ok(out)
     }

@@ -5,6 +5,8 @@
 
 use crate::names::{AttrName, NameError, TypeId};
 use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// When a defined device is started.
@@ -104,6 +106,13 @@ impl MdevConfig {
         bytes: &[u8],
         fallback_type: Option<&TypeId>,
     ) -> Result<Self, ConfigError> {
+        // Fast path: a well-formed file decodes straight into borrowed strings.
+        // Anything unusual takes the slow path, which explains what is wrong.
+        if let Ok(raw) = serde_json::from_slice::<RawConfig<'_>>(bytes) {
+            if let Some(c) = raw.into_config(fallback_type) {
+                return Ok(c);
+            }
+        }
         let v: Value =
             serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(e.to_string()))?;
         Self::from_value(&v, fallback_type)
@@ -179,6 +188,47 @@ pub enum EditError {
     /// The index is past the end of the attribute list.
     #[error("attribute index {0} is invalid")]
     BadIndex(usize),
+}
+
+/// The shape of a good definition, for the fast path.
+#[derive(serde::Deserialize)]
+struct RawConfig<'a> {
+    #[serde(borrow)]
+    mdev_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    start: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    attrs: Option<Vec<BTreeMap<Cow<'a, str>, Cow<'a, str>>>>,
+}
+
+impl RawConfig<'_> {
+    /// `None` when anything needs the slow path's explanation.
+    fn into_config(self, fallback_type: Option<&TypeId>) -> Option<MdevConfig> {
+        let mdev_type = match self.mdev_type {
+            Some(t) => TypeId::new(t.into_owned()).ok()?,
+            None => fallback_type?.clone(),
+        };
+        let start = match self.start.as_deref() {
+            Some("auto") => StartPolicy::Auto,
+            Some("manual") => StartPolicy::Manual,
+            _ => return None,
+        };
+        let mut attrs = Vec::new();
+        for obj in self.attrs.unwrap_or_default() {
+            for (name, value) in obj {
+                AttrName::new(name.as_ref()).ok()?;
+                attrs.push(Attr {
+                    name: name.into_owned(),
+                    value: value.into_owned(),
+                });
+            }
+        }
+        Some(MdevConfig {
+            mdev_type,
+            start,
+            attrs,
+        })
+    }
 }
 
 fn parse_attrs(items: &[Value]) -> Result<Vec<Attr>, ConfigError> {

@@ -155,6 +155,35 @@ pub struct TypeInfo {
     pub description: Option<String>,
 }
 
+/// The parts of a type that never change while its parent stays registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CachedType {
+    /// Inode number of the type's sysfs directory when it was read: a
+    /// re-registered parent gets new directories, so a changed number means stale.
+    pub ino: u64,
+    /// `device_api`.
+    pub device_api: String,
+    /// `name`.
+    pub name: Option<String>,
+    /// `description`.
+    pub description: Option<String>,
+}
+
+/// Static type facts by `"<parent>/<type>"`, so that `types` reads only
+/// `available_instances` on a warm host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TypeCache {
+    /// The entries.
+    pub types: BTreeMap<String, CachedType>,
+}
+
+impl TypeCache {
+    /// The key of one type.
+    pub fn key(parent: &str, type_id: &str) -> String {
+        format!("{parent}/{type_id}")
+    }
+}
+
 /// mdevctl folds a multi-line description into one line joined by ", ".
 fn fold_description(d: &str) -> String {
     d.trim_end_matches('\n').replace('\n', ", ")

@@ -11,10 +11,12 @@
 mod atomic;
 mod lock;
 mod mdev;
+mod type_cache;
 
 pub use atomic::write_atomic;
 pub use lock::HostLock;
 pub use mdev::{Definition, LoadProblem, MdevStore};
+pub use type_cache::TypeCacheStore;
 
 use std::io;
 use std::path::PathBuf;

@@ -43,6 +43,32 @@ impl HostLock {
         })
     }
 
+    /// Takes the lock only if nobody holds it (for optional writes such as caches).
+    pub fn try_acquire(path: &Path) -> Result<Option<HostLock>, StoreError> {
+        let err = |source| StoreError::Lock {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(err)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(err)?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(HostLock {
+                _file: file,
+                path: path.to_path_buf(),
+            })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(err(e.into())),
+        }
+    }
+
     /// Where the lock lives.
     pub fn path(&self) -> &Path {
         &self.path

@@ -3,6 +3,7 @@
 
 use crate::atomic::{remove_synced, sweep_stale, write_atomic};
 use crate::{HostLock, StoreError};
+use hostdev_fs::{DirFd, Entry, Kind};
 use hostdev_model::format::definition_file;
 use hostdev_model::{MdevConfig, ParentName, Uuid};
 use std::fmt;
@@ -67,49 +68,50 @@ impl MdevStore {
         self.dir.join(parent.as_str()).join(uuid.to_string())
     }
 
+    /// The tree's top directory, opened; `None` if it does not exist.
+    fn top(&self) -> Result<Option<DirFd>, StoreError> {
+        match DirFd::open(&self.dir) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Dir {
+                path: self.dir.clone(),
+                source,
+            }),
+        }
+    }
+
     /// Parent directories, sorted; unusable names are reported.
     fn parent_dirs(&self, problems: &mut Vec<LoadProblem>) -> Result<Vec<ParentName>, StoreError> {
-        let rd = match fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(StoreError::Dir {
-                    path: self.dir.clone(),
-                    source,
-                })
-            }
+        let Some(top) = self.top()? else {
+            return Ok(Vec::new());
         };
+        let entries = top.entries().map_err(|source| StoreError::Dir {
+            path: self.dir.clone(),
+            source,
+        })?;
         let mut out = Vec::new();
-        for ent in rd.flatten() {
-            let name = ent.file_name();
-            let Some(name) = name.to_str() else {
-                problems.push(LoadProblem {
-                    path: ent.path(),
-                    reason: "the directory name is not UTF-8".into(),
-                });
-                continue;
-            };
+        for Entry { name, kind, .. } in entries {
             if name == SCRIPTS_DIR || name.starts_with('.') {
                 continue;
             }
-            if !ent.path().is_dir() {
+            let is_dir = match kind {
+                Kind::Dir => true,
+                Kind::File => false,
+                Kind::Link | Kind::Other => self.dir.join(&name).is_dir(),
+            };
+            if !is_dir {
                 continue;
             }
-            match ParentName::new(name) {
+            match ParentName::new(name.clone()) {
                 Ok(p) => out.push(p),
                 Err(e) => problems.push(LoadProblem {
-                    path: ent.path(),
+                    path: self.dir.join(&name),
                     reason: e.to_string(),
                 }),
             }
         }
         out.sort();
         Ok(out)
-    }
-
-    fn load_file(path: &Path) -> Result<MdevConfig, String> {
-        let bytes = fs::read(path).map_err(|e| format!("it cannot be read ({e})"))?;
-        MdevConfig::from_json(&bytes).map_err(|e| e.to_string())
     }
 
     fn load_dir(
@@ -119,8 +121,9 @@ impl MdevStore {
         problems: &mut Vec<LoadProblem>,
     ) {
         let dir = self.dir.join(parent.as_str());
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
+        let listed = DirFd::open(&dir).and_then(|d| d.entries().map(|e| (d, e)));
+        let (fd, entries) = match listed {
+            Ok(x) => x,
             Err(e) => {
                 problems.push(LoadProblem {
                     path: dir,
@@ -129,33 +132,44 @@ impl MdevStore {
                 return;
             }
         };
-        let mut found = Vec::new();
-        for ent in rd.flatten() {
-            let name = ent.file_name();
-            let name = name.to_string_lossy();
+        let mut found = Vec::with_capacity(entries.len());
+        for Entry { name, .. } in entries {
             if name.starts_with('.') {
                 continue;
             }
-            let Ok(uuid) = name.parse::<Uuid>() else {
-                problems.push(LoadProblem {
-                    path: ent.path(),
+            match name.parse::<Uuid>() {
+                Ok(uuid) => found.push((uuid, name)),
+                Err(_) => problems.push(LoadProblem {
+                    path: dir.join(&name),
                     reason: "its name is not a UUID".into(),
-                });
-                continue;
-            };
-            found.push((uuid, ent.path()));
+                }),
+            }
         }
         found.sort();
-        for (uuid, path) in found {
-            match Self::load_file(&path) {
+        let mut buf = Vec::with_capacity(4096);
+        for (uuid, name) in found {
+            let parsed = match fd.read_into(&name, &mut buf) {
+                Ok(true) => MdevConfig::from_json(&buf).map_err(|e| e.to_string()),
+                Ok(false) => continue, // removed while we listed
+                Err(e) => Err(format!("it cannot be read ({e})")),
+            };
+            match parsed {
                 Ok(config) => defs.push(Definition {
                     uuid,
                     parent: parent.clone(),
                     config,
                 }),
-                Err(reason) => problems.push(LoadProblem { path, reason }),
+                Err(reason) => problems.push(LoadProblem {
+                    path: dir.join(&name),
+                    reason,
+                }),
             }
         }
+    }
+
+    fn load_file(path: &Path) -> Result<MdevConfig, String> {
+        let bytes = fs::read(path).map_err(|e| format!("it cannot be read ({e})"))?;
+        MdevConfig::from_json(&bytes).map_err(|e| e.to_string())
     }
 
     /// Every definition, sorted by parent then UUID.

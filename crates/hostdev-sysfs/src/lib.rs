@@ -16,7 +16,7 @@ pub use errno::describe_errno;
 pub use fake::{FakeKernel, FakeType};
 pub use real::RealSysfs;
 
-use hostdev_model::format::TypeInfo;
+use hostdev_model::format::{CachedType, TypeCache, TypeInfo};
 use hostdev_model::{AttrName, ParentName, TypeId, Uuid};
 use std::io;
 use std::path::PathBuf;
@@ -129,10 +129,29 @@ pub trait MdevSysfs: Send + Sync {
     fn parent_exists(&self, parent: &ParentName) -> bool;
     /// The supported types of `parent`, sorted by id.
     fn types(&self, parent: &ParentName) -> Result<Vec<TypeInfo>, SysfsError>;
+    /// Like [`MdevSysfs::types`], taking static facts from `cache` where it is
+    /// still valid and adding what it had to read to `fresh`.
+    fn types_cached(
+        &self,
+        parent: &ParentName,
+        cache: &TypeCache,
+        fresh: &mut Vec<(String, CachedType)>,
+    ) -> Result<Vec<TypeInfo>, SysfsError> {
+        let _ = (cache, fresh);
+        self.types(parent)
+    }
     /// One type of `parent`, or `None` if the parent does not support it.
     fn type_info(&self, parent: &ParentName, t: &TypeId) -> Result<Option<TypeInfo>, SysfsError>;
     /// Running devices, sorted by UUID.
     fn devices(&self) -> Result<Vec<ActiveDevice>, SysfsError>;
+    /// Running devices' UUIDs and parents only (cheaper than [`MdevSysfs::devices`]).
+    fn running_parents(&self) -> Result<Vec<(Uuid, ParentName)>, SysfsError> {
+        Ok(self
+            .devices()?
+            .into_iter()
+            .map(|d| (d.uuid, d.parent))
+            .collect())
+    }
     /// One running device, if it runs.
     fn device(&self, uuid: &Uuid) -> Result<Option<ActiveDevice>, SysfsError>;
     /// Writes `uuid` to the type's `create` file.

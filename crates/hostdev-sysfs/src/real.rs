@@ -2,7 +2,8 @@
 //! a FUSE mount under the simulated lab).
 
 use crate::{ActiveDevice, MdevSysfs, Readiness, SysfsError};
-use hostdev_model::format::TypeInfo;
+use hostdev_fs::DirFd;
+use hostdev_model::format::{CachedType, TypeCache, TypeInfo};
 use hostdev_model::{AttrName, ParentName, TypeId, Uuid};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -30,29 +31,114 @@ impl RealSysfs {
             .join("mdev_supported_types")
     }
 
-    fn read_type(&self, dir: &Path, t: TypeId) -> Result<TypeInfo, SysfsError> {
-        let avail_path = dir.join("available_instances");
-        let avail = read_trimmed(&avail_path)?;
-        let available_instances = avail.parse().map_err(|_| SysfsError::Malformed {
-            path: avail_path,
-            content: avail,
+    fn types_fd(&self, parent: &ParentName) -> Result<Option<DirFd>, SysfsError> {
+        let path = self.types_dir(parent);
+        match DirFd::open(&path) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SysfsError::Read { path, source }),
+        }
+    }
+
+    fn read_available(
+        &self,
+        types: &DirFd,
+        parent: &ParentName,
+        t: &TypeId,
+        buf: &mut Vec<u8>,
+    ) -> Result<i64, SysfsError> {
+        let path = || {
+            self.types_dir(parent)
+                .join(t.as_str())
+                .join("available_instances")
+        };
+        match types.read_into(&format!("{t}/available_instances"), buf) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(SysfsError::Read {
+                    path: path(),
+                    source: io::Error::from(io::ErrorKind::NotFound),
+                })
+            }
+            Err(source) => {
+                return Err(SysfsError::Read {
+                    path: path(),
+                    source,
+                })
+            }
+        }
+        let s = String::from_utf8_lossy(buf);
+        s.trim().parse().map_err(|_| SysfsError::Malformed {
+            path: path(),
+            content: s.trim().to_string(),
             expected: "a number",
-        })?;
-        Ok(TypeInfo {
-            type_id: t,
-            available_instances,
-            device_api: read_trimmed(&dir.join("device_api"))?,
-            name: read_optional(&dir.join("name"))?.map(|s| s.trim().to_string()),
-            description: read_optional(&dir.join("description"))?,
         })
     }
 
-    fn active_from_link(&self, uuid: Uuid) -> Result<Option<ActiveDevice>, SysfsError> {
-        let link = self.bus.join(uuid.to_string());
-        let target = match fs::read_link(&link) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(SysfsError::Read { path: link, source }),
+    /// Reads one type through the parent's `mdev_supported_types` handle.
+    fn read_type(
+        &self,
+        types: &DirFd,
+        parent: &ParentName,
+        t: TypeId,
+        buf: &mut Vec<u8>,
+    ) -> Result<TypeInfo, SysfsError> {
+        let path = |f: &str| self.types_dir(parent).join(t.as_str()).join(f);
+        let read = |f: &str, buf: &mut Vec<u8>| -> Result<Option<String>, SysfsError> {
+            match types.read_into(&format!("{t}/{f}"), buf) {
+                Ok(true) => Ok(Some(String::from_utf8_lossy(buf).into_owned())),
+                Ok(false) => Ok(None),
+                Err(source) => Err(SysfsError::Read {
+                    path: path(f),
+                    source,
+                }),
+            }
+        };
+        let required = |v: Option<String>, f: &str| {
+            v.map(|s| s.trim().to_string())
+                .ok_or_else(|| SysfsError::Read {
+                    path: path(f),
+                    source: io::Error::from(io::ErrorKind::NotFound),
+                })
+        };
+        let avail = required(read("available_instances", buf)?, "available_instances")?;
+        let available_instances = avail.parse().map_err(|_| SysfsError::Malformed {
+            path: path("available_instances"),
+            content: avail,
+            expected: "a number",
+        })?;
+        let device_api = required(read("device_api", buf)?, "device_api")?;
+        let name = read("name", buf)?.map(|s| s.trim().to_string());
+        let description = read("description", buf)?;
+        Ok(TypeInfo {
+            type_id: t,
+            available_instances,
+            device_api,
+            name,
+            description,
+        })
+    }
+
+    fn bus_fd(&self) -> Result<Option<DirFd>, SysfsError> {
+        match DirFd::open(&self.bus) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SysfsError::Read {
+                path: self.bus.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Reads a device's parent from its link in the bus directory.
+    fn parent_from_link(&self, bus: &DirFd, name: &str) -> Result<Option<ParentName>, SysfsError> {
+        let link = self.bus.join(name);
+        let Some(target) = bus.read_link(name).map_err(|source| SysfsError::Read {
+            path: link.clone(),
+            source,
+        })?
+        else {
+            return Ok(None);
         };
         // The link points at .../<parent>/<uuid>; the parent is the directory above.
         let parent = target
@@ -65,17 +151,27 @@ impl RealSysfs {
                 content: target.display().to_string(),
                 expected: "a link to <parent>/<uuid>",
             })?;
-        let type_link = link.join("mdev_type");
-        let type_target = match fs::read_link(&type_link) {
-            Ok(t) => t,
-            // Removed between the two reads: not running any more.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(SysfsError::Read {
-                    path: type_link,
-                    source,
-                })
-            }
+        Ok(Some(parent))
+    }
+
+    /// Reads a device's parent and type from its two links, relative to the bus directory.
+    fn active_from_link(
+        &self,
+        bus: &DirFd,
+        uuid: Uuid,
+    ) -> Result<Option<ActiveDevice>, SysfsError> {
+        let name = uuid.to_string();
+        let read_err = |path: PathBuf| move |source| SysfsError::Read { path, source };
+        let Some(parent) = self.parent_from_link(bus, &name)? else {
+            return Ok(None);
+        };
+        let type_link = self.bus.join(&name).join("mdev_type");
+        // Gone between the two reads: not running any more.
+        let Some(type_target) = bus
+            .read_link(&format!("{name}/mdev_type"))
+            .map_err(read_err(type_link.clone()))?
+        else {
+            return Ok(None);
         };
         let mdev_type = type_target
             .file_name()
@@ -94,48 +190,23 @@ impl RealSysfs {
     }
 }
 
-fn read_trimmed(path: &Path) -> Result<String, SysfsError> {
-    fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|source| SysfsError::Read {
-            path: path.to_path_buf(),
-            source,
-        })
-}
-
-fn read_optional(path: &Path) -> Result<Option<String>, SysfsError> {
-    match fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(SysfsError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-/// Names in a directory; a missing directory is empty.
+/// Names in a directory, sorted; a missing directory is empty.
 fn dir_names(path: &Path) -> Result<Vec<String>, SysfsError> {
-    let rd = match fs::read_dir(path) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(SysfsError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+    let err = |source| SysfsError::Read {
+        path: path.to_path_buf(),
+        source,
     };
-    let mut names = Vec::new();
-    for ent in rd {
-        let ent = ent.map_err(|source| SysfsError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if let Some(n) = ent.file_name().to_str() {
-            names.push(n.to_string());
-        }
-    }
+    let d = match DirFd::open(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(err(e)),
+    };
+    let mut names: Vec<String> = d
+        .entries()
+        .map_err(err)?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     names.sort();
     Ok(names)
 }
@@ -159,29 +230,84 @@ impl MdevSysfs for RealSysfs {
     }
 
     fn types(&self, parent: &ParentName) -> Result<Vec<TypeInfo>, SysfsError> {
-        let dir = self.types_dir(parent);
-        let mut out = Vec::new();
-        for n in dir_names(&dir)? {
-            if let Ok(t) = TypeId::new(n.clone()) {
-                out.push(self.read_type(&dir.join(&n), t)?);
+        self.types_cached(parent, &TypeCache::default(), &mut Vec::new())
+    }
+
+    fn types_cached(
+        &self,
+        parent: &ParentName,
+        cache: &TypeCache,
+        fresh: &mut Vec<(String, CachedType)>,
+    ) -> Result<Vec<TypeInfo>, SysfsError> {
+        let Some(types) = self.types_fd(parent)? else {
+            return Ok(Vec::new());
+        };
+        let mut entries = types.entries().map_err(|source| SysfsError::Read {
+            path: self.types_dir(parent),
+            source,
+        })?;
+        entries.sort();
+        let mut buf = Vec::with_capacity(4096);
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let Ok(t) = TypeId::new(e.name) else { continue };
+            let key = TypeCache::key(parent.as_str(), t.as_str());
+            match cache
+                .types
+                .get(&key)
+                .filter(|c| c.ino == e.ino && e.ino != 0)
+            {
+                Some(c) => {
+                    let available_instances = self.read_available(&types, parent, &t, &mut buf)?;
+                    out.push(TypeInfo {
+                        type_id: t,
+                        available_instances,
+                        device_api: c.device_api.clone(),
+                        name: c.name.clone(),
+                        description: c.description.clone(),
+                    });
+                }
+                None => {
+                    let info = self.read_type(&types, parent, t, &mut buf)?;
+                    fresh.push((
+                        key,
+                        CachedType {
+                            ino: e.ino,
+                            device_api: info.device_api.clone(),
+                            name: info.name.clone(),
+                            description: info.description.clone(),
+                        },
+                    ));
+                    out.push(info);
+                }
             }
         }
         Ok(out)
     }
 
     fn type_info(&self, parent: &ParentName, t: &TypeId) -> Result<Option<TypeInfo>, SysfsError> {
-        let dir = self.types_dir(parent).join(t.as_str());
-        if !dir.is_dir() {
+        let Some(types) = self.types_fd(parent)? else {
+            return Ok(None);
+        };
+        if types.open_dir(t.as_str()).is_err() {
             return Ok(None);
         }
-        self.read_type(&dir, t.clone()).map(Some)
+        self.read_type(&types, parent, t.clone(), &mut Vec::new())
+            .map(Some)
     }
 
     fn devices(&self) -> Result<Vec<ActiveDevice>, SysfsError> {
-        let mut out = Vec::new();
-        for n in dir_names(&self.bus)? {
-            if let Ok(u) = n.parse::<Uuid>() {
-                if let Some(d) = self.active_from_link(u)? {
+        let Some(bus) = self.bus_fd()? else {
+            return Ok(Vec::new());
+        };
+        let entries = bus.entries().map_err(|source| SysfsError::Read {
+            path: self.bus.clone(),
+            source,
+        })?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            if let Ok(u) = e.name.parse::<Uuid>() {
+                if let Some(d) = self.active_from_link(&bus, u)? {
                     out.push(d);
                 }
             }
@@ -190,8 +316,30 @@ impl MdevSysfs for RealSysfs {
         Ok(out)
     }
 
+    fn running_parents(&self) -> Result<Vec<(Uuid, ParentName)>, SysfsError> {
+        let Some(bus) = self.bus_fd()? else {
+            return Ok(Vec::new());
+        };
+        let entries = bus.entries().map_err(|source| SysfsError::Read {
+            path: self.bus.clone(),
+            source,
+        })?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            if let Ok(u) = e.name.parse::<Uuid>() {
+                if let Some(p) = self.parent_from_link(&bus, &e.name)? {
+                    out.push((u, p));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn device(&self, uuid: &Uuid) -> Result<Option<ActiveDevice>, SysfsError> {
-        self.active_from_link(*uuid)
+        match self.bus_fd()? {
+            Some(bus) => self.active_from_link(&bus, *uuid),
+            None => Ok(None),
+        }
     }
 
     fn create(&self, parent: &ParentName, t: &TypeId, uuid: &Uuid) -> Result<(), SysfsError> {
@@ -313,6 +461,33 @@ mod tests {
             .write_attr(&u, &AttrName::new("nosuch").unwrap(), "x")
             .unwrap_err();
         assert!(matches!(e, SysfsError::NoAttr { .. }));
+    }
+
+    #[test]
+    fn type_cache_is_used_only_while_the_inode_matches() {
+        let t = tree();
+        let s = RealSysfs::new(t.path());
+        let p = ParentName::new("mtty").unwrap();
+        let mut fresh = Vec::new();
+        let first = s.types_cached(&p, &TypeCache::default(), &mut fresh).unwrap();
+        assert_eq!(fresh.len(), 1);
+        let mut cache = TypeCache::default();
+        cache.types.extend(fresh.clone());
+        let (key, mut entry) = fresh.pop().unwrap();
+        // A valid entry is used (only available_instances is read).
+        entry.name = Some("from cache".into());
+        cache.types.insert(key.clone(), entry.clone());
+        let mut again = Vec::new();
+        let warm = s.types_cached(&p, &cache, &mut again).unwrap();
+        assert!(again.is_empty());
+        assert_eq!(warm[0].name.as_deref(), Some("from cache"));
+        assert_eq!(warm[0].available_instances, first[0].available_instances);
+        // A re-registered parent has new directories: the entry is stale.
+        entry.ino += 1;
+        cache.types.insert(key, entry);
+        let cold = s.types_cached(&p, &cache, &mut again).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(cold[0].name.as_deref(), Some("Single port serial"));
     }
 
     #[test]
