@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# hostdev's real-kernel lab: boots a Debian 6.12 kernel under QEMU with
+# vfio-mdev + the sample drivers (mtty, mdpy, mbochs) and vdpa + its simulators,
+# and runs one command inside it with the *host's* userland: the host's "/" is
+# shared read-only over virtio-9p and made writable in the guest by an overlay
+# on tmpfs, so whatever the host has installed (hostdev's test binaries, Debian's
+# mdevctl, libvirt, iproute2's vdpa) runs unchanged at the same paths.
+#
+#   lab.sh prepare        fetch + build what is missing (idempotent, cached)
+#   lab.sh run CMD...     boot, run CMD (sh -c) in the current directory, exit with its status
+#
+# Cache: $HOSTDEV_LAB_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/hostdev/kernel-lab).
+# Exit status of run: the command's; 124 guest timeout; 125 lab failure.
+# Env: HOSTDEV_LAB_ABI (kernel ABI, e.g. 6.12.117+deb12), HOSTDEV_LAB_TIMEOUT (s, 1200),
+#      HOSTDEV_LAB_MEM (MiB, 2048), HOSTDEV_LAB_ACCEL (kvm|tcg|auto), HOSTDEV_LAB_VERBOSE=1,
+#      HOSTDEV_LAB_ENV (names of host variables passed to the command).
+set -euo pipefail
+
+CACHE=${HOSTDEV_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hostdev/kernel-lab}
+LAB_VERSION=3                                   # bump when the build below changes
+MODULES="vfio vfio_iommu_type1 mdev mtty mdpy mbochs vdpa vdpa_sim_net vdpa_sim_blk vhost_vdpa"
+SHIPPED="$MODULES vdpa_sim 9p 9pnet_virtio overlay"
+
+say() { printf '[lab %s] %s\n' "$(date +%T)" "$*" >&2; }
+fail() { say "error: $*"; exit 125; }
+root_do() { if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+APT_FRESH=0
+apt_update() { ((APT_FRESH)) || { root_do apt-get update -q >&2; APT_FRESH=1; }; }
+
+host_tools() {
+  local -A want=([qemu-system-x86_64]=qemu-system-x86 [make]=make [gcc-12]=gcc-12 [depmod]=kmod
+                 [cpio]=cpio [xz]=xz-utils [dpkg-deb]=dpkg [flock]=util-linux [gzip]=gzip)
+  local missing=() c
+  for c in "${!want[@]}"; do command -v "$c" >/dev/null || missing+=("${want[$c]}"); done
+  for c in libelf1 libssl3 zlib1g busybox-static; do dpkg -s "$c" >/dev/null 2>&1 || missing+=("$c"); done
+  if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    apt_update
+    root_do env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+pick_kernel() {
+  if [[ -n ${HOSTDEV_LAB_ABI:-} ]]; then ABI=$HOSTDEV_LAB_ABI
+  elif [[ -s $CACHE/abi ]]; then ABI=$(<"$CACHE/abi")
+  else
+    apt_update
+    ABI=$(apt-cache depends linux-image-6.12-amd64 2>/dev/null |
+          sed -n 's/.*Depends: linux-image-\(6\.12\.[0-9]*+deb12\)-amd64$/\1/p' | head -n1)
+    [[ -n $ABI ]] || fail "no 6.12 kernel in the apt sources (bookworm-security or -backports needed)"
+  fi
+  KREL=$ABI-amd64
+  K=$CACHE/$ABI
+  SYSROOT=$K/sysroot
+  KBUILD=$SYSROOT/usr/src/linux-headers-$KREL
+}
+
+fetch() {
+  [[ -f $K/fetched.$LAB_VERSION ]] && return
+  local v; apt_update
+  rm -rf "$K"; mkdir -p "$K/debs" "$SYSROOT" "$K/src"
+  v=$(apt-cache show --no-all-versions "linux-image-$KREL-unsigned" | awk '/^Version:/{print $2; exit}')
+  [[ -n $v ]] || fail "linux-image-$KREL-unsigned is not in the apt sources"
+  say "downloading kernel $v"
+  ( cd "$K/debs" && apt-get -q -o APT::Sandbox::User=root download \
+      "linux-image-$KREL-unsigned" "linux-headers-$KREL" "linux-headers-$ABI-common" \
+      "linux-kbuild-$ABI" "linux-source-6.12=$v" >&2 )
+  local d
+  for d in "$K"/debs/linux-{image,headers,kbuild}-*.deb; do dpkg-deb -x "$d" "$SYSROOT"; done
+  # The headers include the -common tree by its absolute /usr/src path.
+  sed -i "s|^include /usr/src/|include $SYSROOT/usr/src/|" "$KBUILD/Makefile"
+  # From the source only what Debian does not build: the mdev samples and the vDPA simulator.
+  dpkg-deb --fsys-tarfile "$K"/debs/linux-source-6.12_*.deb |
+    tar -xO ./usr/src/linux-source-6.12.tar.xz |
+    tar -xJ -C "$K/src" --strip-components=1 --wildcards \
+      'linux-source-6.12/samples/vfio-mdev/*' 'linux-source-6.12/drivers/vdpa/vdpa_sim/*' \
+      'linux-source-6.12/drivers/vhost/vringh.c'
+  rm -rf "$K/debs"
+  echo "$ABI" > "$CACHE/abi"
+  touch "$K/fetched.$LAB_VERSION"
+}
+
+build_modules() {
+  [[ -f $K/modules.$LAB_VERSION ]] && return
+  local B=$K/build
+  rm -rf "$B"; mkdir -p "$B"
+  cp "$K"/src/samples/vfio-mdev/{mtty.c,mdpy.c,mdpy-defs.h,mbochs.c} "$K"/src/drivers/vdpa/vdpa_sim/*.[ch] \
+     "$K"/src/drivers/vhost/vringh.c "$B/"
+  echo 'obj-m := vringh.o vdpa_sim.o vdpa_sim_net.o vdpa_sim_blk.o mtty.o mdpy.o mbochs.o' > "$B/Kbuild"
+  say "building sample modules against $KREL"
+  make -s -C "$KBUILD" M="$B" -j"$(nproc)" CONFIG_DEBUG_INFO_BTF_MODULES= modules >&2 || fail "module build failed"
+  mkdir -p "$SYSROOT/lib/modules/$KREL/extra"
+  cp "$B"/*.ko "$SYSROOT/lib/modules/$KREL/extra/"
+  depmod -b "$SYSROOT" "$KREL"
+  touch "$K/modules.$LAB_VERSION"
+}
+
+# The guest's /init: modules, the host root as an overlay, then the command in a chroot.
+INIT='#!/bin/sh
+PATH=/bin; export PATH
+mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
+. /lab/env
+for m in $LAB_MODULES 9pnet_virtio 9p overlay; do modprobe $m || echo "lab: modprobe $m failed"; done
+mkdir -p /lower /rw /newroot
+mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=512000,cache=loose hostroot /lower || echo "lab: 9p mount failed"
+mount -t tmpfs -o size=75% tmpfs /rw; mkdir -p /rw/upper /rw/work
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot || echo "lab: overlay mount failed"
+mount -t proc proc /newroot/proc; mount -t sysfs sysfs /newroot/sys; mount -t devtmpfs devtmpfs /newroot/dev
+mount -t debugfs debugfs /newroot/sys/kernel/debug 2>/dev/null
+mount -t tmpfs tmpfs /newroot/tmp; mount -t tmpfs tmpfs /newroot/run
+mkdir -p /newroot/dev/pts /newroot/dev/shm /newroot/run/lock
+mount -t devpts devpts /newroot/dev/pts; mount -t tmpfs tmpfs /newroot/dev/shm
+cp /lab/cmd /newroot/tmp/lab-cmd; cp /lab/env /newroot/tmp/lab-env
+echo "@@LAB-BEGIN@@"
+chroot /newroot /bin/sh -c ". /tmp/lab-env; cd \"\$LAB_CWD\" && . /tmp/lab-cmd </dev/null"
+echo "@@LAB-END@@ rc=$?"
+sync; poweroff -f
+'
+
+initramfs() {
+  local key; key=$(printf '%s\n' "$LAB_VERSION" "$INIT" "$SHIPPED" | sha256sum | cut -c1-12)
+  INITRD=$K/initramfs-$key.cpio.gz
+  [[ -f $INITRD ]] && return
+  local R m f; R=$(mktemp -d "$K/initramfs.XXXXXX")
+  mkdir -p "$R"/{bin,dev,proc,sys,lab}
+  local bb; bb=$(command -v busybox || echo /bin/busybox)
+  cp "$bb" "$R/bin/busybox"
+  for f in $("$R/bin/busybox" --list); do [[ -e $R/bin/$f ]] || ln -s busybox "$R/bin/$f"; done
+  for m in $SHIPPED; do
+    modprobe -d "$SYSROOT" -S "$KREL" --show-depends "$m" | awk '$1=="insmod"{print $2}'
+  done | sort -u | while read -r f; do
+    local rel=${f#"$SYSROOT"}; rel=${rel%.xz}
+    mkdir -p "$R$(dirname "$rel")"
+    if [[ $f == *.xz ]]; then xz -dc "$f" > "$R$rel"; else cp "$f" "$R$rel"; fi
+  done
+  cp "$SYSROOT/lib/modules/$KREL"/modules.{builtin,builtin.modinfo,order} "$R/lib/modules/$KREL/"
+  depmod -b "$R" "$KREL"
+  printf '%s' "$INIT" > "$R/init"; chmod 755 "$R/init"
+  (cd "$R" && find . | cpio -o -H newc --quiet | gzip -1) > "$INITRD.tmp"
+  mv "$INITRD.tmp" "$INITRD"; rm -rf "$R"
+  say "initramfs built: $(du -h "$INITRD" | cut -f1)"
+}
+
+prepare() {
+  mkdir -p "$CACHE"
+  host_tools
+  exec 8>"$CACHE/.lock"; flock 8            # one builder at a time
+  pick_kernel; fetch; build_modules; initramfs
+  flock -u 8
+}
+
+quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+
+run() {
+  prepare
+  local rc accel v; W=$(mktemp -d "${TMPDIR:-/tmp}/hostdev-lab.XXXXXX")   # global: the trap uses it
+  trap 'rm -rf "$W"' EXIT
+  mkdir -p "$W/x/lab"
+  printf '%s\n' "$*" > "$W/x/lab/cmd"
+  { printf 'LAB_MODULES=%s\n' "$(quote "$MODULES")"
+    printf 'LAB_CWD=%s\n' "$(quote "$PWD")"
+    printf 'export PATH=%s HOME=/root TMPDIR=/tmp\n' "$(quote "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")"
+    for v in ${HOSTDEV_LAB_ENV:-} $(compgen -e | grep -E '^(RUST|HOSTDEV)_' || true); do
+      [[ $v =~ ^[A-Za-z_][A-Za-z0-9_]*$ && -n ${!v+x} ]] && printf 'export %s=%s\n' "$v" "$(quote "${!v}")"
+    done
+  } > "$W/x/lab/env"
+  (cd "$W/x" && find . | cpio -o -H newc --quiet | gzip -1) | cat "$INITRD" - > "$W/initrd"
+  accel=${HOSTDEV_LAB_ACCEL:-auto}
+  if [[ $accel == auto ]]; then
+    if [[ -w /dev/kvm && ! -d /sys/module/kvm_pvm ]] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; else accel=tcg; fi
+  fi
+  local cpu=max,-la57; [[ $accel == kvm ]] && cpu=host
+  say "booting $KREL ($accel)"
+  local t0=$SECONDS
+  set +e
+  timeout "${HOSTDEV_LAB_TIMEOUT:-1200}" qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
+    -accel "$accel" -cpu "$cpu" -m "${HOSTDEV_LAB_MEM:-2048}" -smp 2 \
+    -kernel "$SYSROOT/boot/vmlinuz-$KREL" -initrd "$W/initrd" \
+    -append "console=ttyS0 quiet panic=-1" -serial stdio -monitor none \
+    -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+    </dev/null 2>&1 | tr -d '\r' > "$W/console" &
+  local qpid=$!
+  # Stream what the command prints while it runs.
+  tail -n +1 -f "$W/console" --pid=$qpid 2>/dev/null |
+    if [[ ${HOSTDEV_LAB_VERBOSE:-0} == 1 ]]; then cat; else
+      awk '/@@LAB-BEGIN@@/{on=1; next} /@@LAB-END@@/{on=0} on{print; fflush()}'; fi
+  wait $qpid; local qrc=$?
+  set -e
+  cp "$W/console" "$CACHE/last-console.log"
+  rc=$(sed -n 's/.*@@LAB-END@@ rc=\([0-9]*\).*/\1/p' "$W/console" | tail -n1)
+  if [[ -z $rc ]]; then
+    if ((qrc == 124)); then rc=124; say "guest timed out"; else rc=125; fi
+    say "no status from the guest; console tail ($CACHE/last-console.log):"; tail -n 25 "$W/console" >&2
+  fi
+  say "guest finished in $((SECONDS - t0))s with status $rc"
+  return "$rc"
+}
+
+case ${1:-} in
+  prepare) prepare; echo "$INITRD" ;;
+  run) shift; run "$@" ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
+esac

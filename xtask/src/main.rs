@@ -1,0 +1,124 @@
+//! `cargo xtask kernel-test [FILTER…]`: builds the real-kernel tests on the
+//! host, boots the lab guest (`xtask/lab/lab.sh`: Debian 6.12 kernel with
+//! vfio-mdev, mtty/mdpy/mbochs, vdpa and its simulators, the host's userland
+//! shared in), runs them inside it and exits with their status, printing the
+//! usual `N passed, N failed` line.
+//!
+//! `cargo xtask lab -- CMD` runs any command in the guest (for exploring).
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Builds the kernel test binaries and returns their paths.
+fn build_tests() -> Result<Vec<PathBuf>> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace_root())
+        .args(["test", "-p", "hostdevctl", "--test", "kernel", "--no-run", "--message-format=json"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo to build the kernel tests")?;
+    if !out.status.success() {
+        bail!("building the kernel tests failed");
+    }
+    let mut exes = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if v["reason"] == "compiler-artifact" && v["target"]["name"] == "kernel" {
+            if let Some(exe) = v["executable"].as_str() {
+                exes.push(PathBuf::from(exe));
+            }
+        }
+    }
+    if exes.is_empty() {
+        bail!("cargo built no kernel test binary");
+    }
+    Ok(exes)
+}
+
+fn lab() -> PathBuf {
+    workspace_root().join("xtask/lab/lab.sh")
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn kernel_test(filters: &[String]) -> Result<ExitCode> {
+    let exes = build_tests()?;
+    let status = Command::new(lab()).arg("prepare").stdout(Stdio::null()).status()?;
+    if !status.success() {
+        bail!("preparing the kernel lab failed");
+    }
+    let mut cmd = String::from("export HOSTDEV_KERNEL_TESTS=1; rc=0; ");
+    for exe in &exes {
+        cmd.push_str(&shell_quote(&exe.display().to_string()));
+        cmd.push_str(" --test-threads=1 --color=never");
+        for f in filters {
+            cmd.push(' ');
+            cmd.push_str(&shell_quote(f));
+        }
+        cmd.push_str(" || rc=$?; ");
+    }
+    cmd.push_str("exit $rc");
+    let mut child = Command::new(lab())
+        .arg("run")
+        .arg(&cmd)
+        .current_dir(workspace_root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start the kernel lab")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line?;
+            println!("{line}");
+            // libtest: "test result: ok. 12 passed; 0 failed; 0 ignored; ..."
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let num = |word: &str| {
+                    rest.split(';')
+                        .find_map(|p| p.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(word))
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                passed += num(" passed");
+                failed += num(" failed");
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("kernel tier: {passed} passed, {failed} failed");
+    if status.success() && failed == 0 && passed > 0 {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        if passed == 0 && failed == 0 {
+            eprintln!("xtask: no kernel test ran (lab exit status {:?})", status.code());
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn main() -> Result<ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("kernel-test") => kernel_test(&args[1..]),
+        Some("lab") => {
+            let rest: Vec<&String> = args[1..].iter().skip_while(|a| *a == "--").collect();
+            let cmd = rest.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" ");
+            let status = Command::new(lab()).arg("run").arg(cmd).status()?;
+            Ok(ExitCode::from(status.code().unwrap_or(125) as u8))
+        }
+        _ => {
+            eprintln!("usage: cargo xtask kernel-test [TEST-FILTER…] | cargo xtask lab -- COMMAND");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
