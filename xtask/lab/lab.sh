@@ -111,6 +111,8 @@ mount -t debugfs debugfs /newroot/sys/kernel/debug 2>/dev/null
 mount -t tmpfs tmpfs /newroot/tmp; mount -t tmpfs tmpfs /newroot/run
 mkdir -p /newroot/dev/pts /newroot/dev/shm /newroot/run/lock
 mount -t devpts devpts /newroot/dev/pts; mount -t tmpfs tmpfs /newroot/dev/shm
+ln -sf /proc/self/fd /newroot/dev/fd; ln -sf /proc/self/fd/0 /newroot/dev/stdin
+ln -sf /proc/self/fd/1 /newroot/dev/stdout; ln -sf /proc/self/fd/2 /newroot/dev/stderr
 cp /lab/cmd /newroot/tmp/lab-cmd; cp /lab/env /newroot/tmp/lab-env
 echo "@@LAB-BEGIN@@"
 chroot /newroot /bin/sh -c ". /tmp/lab-env; cd \"\$LAB_CWD\" && . /tmp/lab-cmd </dev/null"

@@ -22,7 +22,15 @@ fn workspace_root() -> PathBuf {
 fn build_tests() -> Result<Vec<PathBuf>> {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(workspace_root())
-        .args(["test", "-p", "hostdevctl", "--test", "kernel", "--no-run", "--message-format=json"])
+        .args([
+            "test",
+            "-p",
+            "hostdevctl",
+            "--test",
+            "kernel",
+            "--no-run",
+            "--message-format=json",
+        ])
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run cargo to build the kernel tests")?;
@@ -31,7 +39,9 @@ fn build_tests() -> Result<Vec<PathBuf>> {
     }
     let mut exes = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         if v["reason"] == "compiler-artifact" && v["target"]["name"] == "kernel" {
             if let Some(exe) = v["executable"].as_str() {
                 exes.push(PathBuf::from(exe));
@@ -54,7 +64,10 @@ fn shell_quote(s: &str) -> String {
 
 fn kernel_test(filters: &[String]) -> Result<ExitCode> {
     let exes = build_tests()?;
-    let status = Command::new(lab()).arg("prepare").stdout(Stdio::null()).status()?;
+    let status = Command::new(lab())
+        .arg("prepare")
+        .stdout(Stdio::null())
+        .status()?;
     if !status.success() {
         bail!("preparing the kernel lab failed");
     }
@@ -85,7 +98,12 @@ fn kernel_test(filters: &[String]) -> Result<ExitCode> {
             if let Some(rest) = line.strip_prefix("test result: ") {
                 let num = |word: &str| {
                     rest.split(';')
-                        .find_map(|p| p.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(word))
+                        .find_map(|p| {
+                            p.trim()
+                                .trim_start_matches("ok. ")
+                                .trim_start_matches("FAILED. ")
+                                .strip_suffix(word)
+                        })
                         .and_then(|n| n.trim().parse::<u64>().ok())
                         .unwrap_or(0)
                 };
@@ -100,7 +118,10 @@ fn kernel_test(filters: &[String]) -> Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         if passed == 0 && failed == 0 {
-            eprintln!("xtask: no kernel test ran (lab exit status {:?})", status.code());
+            eprintln!(
+                "xtask: no kernel test ran (lab exit status {:?})",
+                status.code()
+            );
         }
         Ok(ExitCode::FAILURE)
     }
@@ -112,7 +133,11 @@ fn main() -> Result<ExitCode> {
         Some("kernel-test") => kernel_test(&args[1..]),
         Some("lab") => {
             let rest: Vec<&String> = args[1..].iter().skip_while(|a| *a == "--").collect();
-            let cmd = rest.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(" ");
+            let cmd = rest
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
             let status = Command::new(lab()).arg("run").arg(cmd).status()?;
             Ok(ExitCode::from(status.code().unwrap_or(125) as u8))
         }

@@ -469,7 +469,9 @@ mod tests {
         let s = RealSysfs::new(t.path());
         let p = ParentName::new("mtty").unwrap();
         let mut fresh = Vec::new();
-        let first = s.types_cached(&p, &TypeCache::default(), &mut fresh).unwrap();
+        let first = s
+            .types_cached(&p, &TypeCache::default(), &mut fresh)
+            .unwrap();
         assert_eq!(fresh.len(), 1);
         let mut cache = TypeCache::default();
         cache.types.extend(fresh.clone());

@@ -58,7 +58,10 @@ fn ok(name: &str, args: &[&str]) -> String {
 
 fn err(name: &str, args: &[&str]) -> String {
     let o = run(name, args);
-    assert!(!o.status.success(), "{name} {args:?} succeeded but should not");
+    assert!(
+        !o.status.success(),
+        "{name} {args:?} succeeded but should not"
+    );
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -74,15 +77,19 @@ fn read(p: impl AsRef<Path>) -> String {
 }
 
 fn avail(parent: &str, t: &str) -> i64 {
-    read(format!("/sys/class/mdev_bus/{parent}/mdev_supported_types/{t}/available_instances"))
-        .parse()
-        .expect("number")
+    read(format!(
+        "/sys/class/mdev_bus/{parent}/mdev_supported_types/{t}/available_instances"
+    ))
+    .parse()
+    .expect("number")
 }
 
 fn type_devices(parent: &str, t: &str) -> usize {
-    std::fs::read_dir(format!("/sys/class/mdev_bus/{parent}/mdev_supported_types/{t}/devices"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    std::fs::read_dir(format!(
+        "/sys/class/mdev_bus/{parent}/mdev_supported_types/{t}/devices"
+    ))
+    .map(|d| d.count())
+    .unwrap_or(0)
 }
 
 /// Removes every mdev behind hostdev's back, as a reboot would.
@@ -98,33 +105,76 @@ fn assert_ready(u: &str, parent: &str, t: &str) {
     let d = dev(u);
     assert!(d.exists(), "{u} is not in sysfs");
     let target = std::fs::canonicalize(&d).expect("canonicalize");
-    assert_eq!(target.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()), Some(parent));
+    assert_eq!(
+        target
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str()),
+        Some(parent)
+    );
     let ty = std::fs::read_link(d.join("mdev_type")).expect("mdev_type");
     assert_eq!(ty.file_name().and_then(|n| n.to_str()), Some(t));
-    let group = std::fs::read_link(d.join("iommu_group")).expect("iommu_group link exists when start returns");
-    let n = group.file_name().and_then(|n| n.to_str()).expect("group number").to_string();
-    assert!(Path::new("/dev/vfio").join(&n).exists(), "/dev/vfio/{n} exists when start returns");
-    assert!(std::fs::read_link(d.join("driver")).is_ok(), "a driver is bound when start returns");
+    let group = std::fs::read_link(d.join("iommu_group"))
+        .expect("iommu_group link exists when start returns");
+    let n = group
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("group number")
+        .to_string();
+    assert!(
+        Path::new("/dev/vfio").join(&n).exists(),
+        "/dev/vfio/{n} exists when start returns"
+    );
+    assert!(
+        std::fs::read_link(d.join("driver")).is_ok(),
+        "a driver is bound when start returns"
+    );
 }
 
 #[test]
 fn inventory_matches_sysfs_and_debians_mdevctl() {
-    let Some(_k) = kernel("inventory") else { return };
-    let v: serde_json::Value = serde_json::from_str(&ok("hostdevctl", &["mdev", "types", "-o", "json"])).expect("json");
+    let Some(_k) = kernel("inventory") else {
+        return;
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&ok("hostdevctl", &["mdev", "types", "-o", "json"])).expect("json");
     let rows = v.as_array().expect("array");
-    for (p, t) in [("mtty", "mtty-1"), ("mtty", "mtty-2"), ("mdpy", "mdpy-hd"), ("mdpy", "mdpy-vga"), ("mdpy", "mdpy-xga"), ("mbochs", "mbochs-small"), ("mbochs", "mbochs-medium"), ("mbochs", "mbochs-large")] {
+    for (p, t) in [
+        ("mtty", "mtty-1"),
+        ("mtty", "mtty-2"),
+        ("mdpy", "mdpy-hd"),
+        ("mdpy", "mdpy-vga"),
+        ("mdpy", "mdpy-xga"),
+        ("mbochs", "mbochs-small"),
+        ("mbochs", "mbochs-medium"),
+        ("mbochs", "mbochs-large"),
+    ] {
         let row = rows
             .iter()
             .find(|r| r["parent"] == p && r["type"] == t)
             .unwrap_or_else(|| panic!("{p}/{t} missing from {v}"));
         let dir = format!("/sys/class/mdev_bus/{p}/mdev_supported_types/{t}");
         assert_eq!(row["available_instances"].as_i64(), Some(avail(p, t)));
-        assert_eq!(row["device_api"].as_str(), Some(read(format!("{dir}/device_api")).as_str()));
-        assert_eq!(row["name"].as_str(), Some(read(format!("{dir}/name")).as_str()));
+        assert_eq!(
+            row["device_api"].as_str(),
+            Some(read(format!("{dir}/device_api")).as_str())
+        );
+        assert_eq!(
+            row["name"].as_str(),
+            Some(read(format!("{dir}/name")).as_str())
+        );
     }
     if Path::new("/usr/bin/mdevctl").exists() {
-        for args in [&["types"][..], &["types", "--dumpjson"], &["list"], &["list", "-d", "--dumpjson"]] {
-            let peer = Command::new("/usr/bin/mdevctl").args(args).output().expect("peer");
+        for args in [
+            &["types"][..],
+            &["types", "--dumpjson"],
+            &["list"],
+            &["list", "-d", "--dumpjson"],
+        ] {
+            let peer = Command::new("/usr/bin/mdevctl")
+                .args(args)
+                .output()
+                .expect("peer");
             let ours = run("mdevctl", args);
             assert_eq!(
                 String::from_utf8_lossy(&peer.stdout),
@@ -137,8 +187,17 @@ fn inventory_matches_sysfs_and_debians_mdevctl() {
 
 #[test]
 fn define_start_list_stop_undefine_on_every_sample_driver() {
-    let Some(_k) = kernel("lifecycle") else { return };
-    for (i, (p, t)) in [("mtty", "mtty-1"), ("mdpy", "mdpy-vga"), ("mbochs", "mbochs-small")].iter().enumerate() {
+    let Some(_k) = kernel("lifecycle") else {
+        return;
+    };
+    for (i, (p, t)) in [
+        ("mtty", "mtty-1"),
+        ("mdpy", "mdpy-vga"),
+        ("mbochs", "mbochs-small"),
+    ]
+    .iter()
+    .enumerate()
+    {
         let u = format!("6e0d5a1c-0000-4000-8000-00000000010{i}");
         let before = avail(p, t);
         ok("mdevctl", &["define", "-u", &u, "-p", p, "-t", t]);
@@ -147,7 +206,10 @@ fn define_start_list_stop_undefine_on_every_sample_driver() {
         assert_ready(&u, p, t);
         assert_eq!(avail(p, t), before - 1);
         let list = ok("mdevctl", &["list"]);
-        assert!(list.contains(&format!("{u} {p} {t} manual (defined)")), "{list}");
+        assert!(
+            list.contains(&format!("{u} {p} {t} manual (defined)")),
+            "{list}"
+        );
         ok("mdevctl", &["stop", "-u", &u]);
         assert!(!dev(&u).exists(), "{u} still in sysfs after stop");
         assert_eq!(avail(p, t), before);
@@ -158,7 +220,9 @@ fn define_start_list_stop_undefine_on_every_sample_driver() {
 
 #[test]
 fn transient_start_prints_the_uuid_it_created() {
-    let Some(_k) = kernel("transient") else { return };
+    let Some(_k) = kernel("transient") else {
+        return;
+    };
     let out = ok("mdevctl", &["start", "-p", "mtty", "-t", "mtty-2"]);
     let u = out.trim();
     u.parse::<Uuid>().expect("a UUID is printed");
@@ -171,16 +235,30 @@ fn transient_start_prints_the_uuid_it_created() {
 
 #[test]
 fn start_parent_mdevs_restores_auto_definitions_after_their_devices_vanish() {
-    let Some(_k) = kernel("start-parent-mdevs") else { return };
+    let Some(_k) = kernel("start-parent-mdevs") else {
+        return;
+    };
     remove_all();
-    let auto: Vec<String> = (0..3).map(|i| format!("6e0d5a1c-0000-4000-8000-00000000020{i}")).collect();
+    let auto: Vec<String> = (0..3)
+        .map(|i| format!("6e0d5a1c-0000-4000-8000-00000000020{i}"))
+        .collect();
     let manual = "6e0d5a1c-0000-4000-8000-000000000209";
     for u in &auto {
-        ok("mdevctl", &["define", "-u", u, "-p", "mtty", "-t", "mtty-1", "--auto"]);
+        ok(
+            "mdevctl",
+            &["define", "-u", u, "-p", "mtty", "-t", "mtty-1", "--auto"],
+        );
     }
-    ok("mdevctl", &["define", "-u", manual, "-p", "mtty", "-t", "mtty-1"]);
+    ok(
+        "mdevctl",
+        &["define", "-u", manual, "-p", "mtty", "-t", "mtty-1"],
+    );
     // A malformed sibling must not stop the others.
-    std::fs::write("/etc/mdevctl.d/mtty/6e0d5a1c-0000-4000-8000-0000000002ff", "{torn").expect("write");
+    std::fs::write(
+        "/etc/mdevctl.d/mtty/6e0d5a1c-0000-4000-8000-0000000002ff",
+        "{torn",
+    )
+    .expect("write");
     // Exactly what the installed udev rule runs when mtty registers.
     let rule = ok("hostdevctl", &["udev-rule"]);
     assert!(rule.contains("mdev start-parent-mdevs %k"), "{rule}");
@@ -200,7 +278,11 @@ fn start_parent_mdevs_restores_auto_definitions_after_their_devices_vanish() {
     // Idempotent: running devices are left alone.
     ok("hostdevctl", &["mdev", "start-parent-mdevs", "mtty"]);
     remove_all();
-    for u in auto.iter().map(String::as_str).chain([manual, "6e0d5a1c-0000-4000-8000-0000000002ff"]) {
+    for u in auto
+        .iter()
+        .map(String::as_str)
+        .chain([manual, "6e0d5a1c-0000-4000-8000-0000000002ff"])
+    {
         let _ = std::fs::remove_file(format!("/etc/mdevctl.d/mtty/{u}"));
     }
 }
@@ -213,15 +295,30 @@ fn capacity_exhaustion_is_clear_and_leaves_nothing_behind() {
     assert_eq!(n, 4);
     let mut started = Vec::new();
     for _ in 0..n {
-        started.push(ok("mdevctl", &["start", "-p", "mdpy", "-t", "mdpy-hd"]).trim().to_string());
+        started.push(
+            ok("mdevctl", &["start", "-p", "mdpy", "-t", "mdpy-hd"])
+                .trim()
+                .to_string(),
+        );
     }
     let e = err("mdevctl", &["start", "-p", "mdpy", "-t", "mdpy-hd"]);
-    assert!(e.contains("no available instances of mdpy-hd on mdpy"), "{e}");
-    assert_eq!(type_devices("mdpy", "mdpy-hd"), 4, "the failed start left a device behind");
+    assert!(
+        e.contains("no available instances of mdpy-hd on mdpy"),
+        "{e}"
+    );
+    assert_eq!(
+        type_devices("mdpy", "mdpy-hd"),
+        4,
+        "the failed start left a device behind"
+    );
     // The kernel's own refusal, past hostdev's check, is explained with its errno.
     let s = RealSysfs::new(Path::new("/"));
     let k = s
-        .create(&ParentName::new("mdpy").expect("p"), &TypeId::new("mdpy-hd").expect("t"), &Uuid::new_v4())
+        .create(
+            &ParentName::new("mdpy").expect("p"),
+            &TypeId::new("mdpy-hd").expect("t"),
+            &Uuid::new_v4(),
+        )
         .expect_err("the kernel refuses a fifth");
     assert!(k.to_string().contains("EUSERS"), "{k}");
     for u in &started {
@@ -232,14 +329,23 @@ fn capacity_exhaustion_is_clear_and_leaves_nothing_behind() {
 
 #[test]
 fn a_duplicate_uuid_is_refused() {
-    let Some(_k) = kernel("duplicate") else { return };
+    let Some(_k) = kernel("duplicate") else {
+        return;
+    };
     let u = "6e0d5a1c-0000-4000-8000-000000000301";
     ok("mdevctl", &["start", "-u", u, "-p", "mtty", "-t", "mtty-1"]);
-    let e = err("mdevctl", &["start", "-u", u, "-p", "mdpy", "-t", "mdpy-vga"]);
+    let e = err(
+        "mdevctl",
+        &["start", "-u", u, "-p", "mdpy", "-t", "mdpy-vga"],
+    );
     assert!(e.contains("already running on mtty"), "{e}");
     let s = RealSysfs::new(Path::new("/"));
     let k = s
-        .create(&ParentName::new("mdpy").expect("p"), &TypeId::new("mdpy-vga").expect("t"), &u.parse().expect("u"))
+        .create(
+            &ParentName::new("mdpy").expect("p"),
+            &TypeId::new("mdpy-vga").expect("t"),
+            &u.parse().expect("u"),
+        )
         .expect_err("the kernel refuses the same UUID twice");
     assert!(k.to_string().contains("EEXIST"), "{k}");
     assert_eq!(type_devices("mdpy", "mdpy-vga"), 0);
@@ -250,13 +356,39 @@ fn a_duplicate_uuid_is_refused() {
 fn mbochs_shared_budget_is_reported_as_the_kernel_accounts_it() {
     let Some(_k) = kernel("mbochs") else { return };
     remove_all();
-    let (s0, m0, l0) = (avail("mbochs", "mbochs-small"), avail("mbochs", "mbochs-medium"), avail("mbochs", "mbochs-large"));
-    let u = ok("mdevctl", &["start", "-p", "mbochs", "-t", "mbochs-large"]).trim().to_string();
-    let (s1, m1, l1) = (avail("mbochs", "mbochs-small"), avail("mbochs", "mbochs-medium"), avail("mbochs", "mbochs-large"));
-    assert!(s1 < s0 && m1 < m0 && l1 == l0 - 1, "({s0},{m0},{l0}) -> ({s1},{m1},{l1})");
-    let v: serde_json::Value = serde_json::from_str(&ok("hostdevctl", &["mdev", "types", "-p", "mbochs", "-o", "json"])).expect("json");
-    for (t, want) in [("mbochs-small", s1), ("mbochs-medium", m1), ("mbochs-large", l1)] {
-        let row = v.as_array().expect("array").iter().find(|r| r["type"] == t).expect("row");
+    let (s0, m0, l0) = (
+        avail("mbochs", "mbochs-small"),
+        avail("mbochs", "mbochs-medium"),
+        avail("mbochs", "mbochs-large"),
+    );
+    let u = ok("mdevctl", &["start", "-p", "mbochs", "-t", "mbochs-large"])
+        .trim()
+        .to_string();
+    let (s1, m1, l1) = (
+        avail("mbochs", "mbochs-small"),
+        avail("mbochs", "mbochs-medium"),
+        avail("mbochs", "mbochs-large"),
+    );
+    assert!(
+        s1 < s0 && m1 < m0 && l1 == l0 - 1,
+        "({s0},{m0},{l0}) -> ({s1},{m1},{l1})"
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        "hostdevctl",
+        &["mdev", "types", "-p", "mbochs", "-o", "json"],
+    ))
+    .expect("json");
+    for (t, want) in [
+        ("mbochs-small", s1),
+        ("mbochs-medium", m1),
+        ("mbochs-large", l1),
+    ] {
+        let row = v
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|r| r["type"] == t)
+            .expect("row");
         assert_eq!(row["available_instances"].as_i64(), Some(want), "{t}");
     }
     ok("mdevctl", &["stop", "-u", &u]);
@@ -265,17 +397,80 @@ fn mbochs_shared_budget_is_reported_as_the_kernel_accounts_it() {
 
 #[test]
 fn a_failing_attribute_rolls_the_device_back() {
-    let Some(_k) = kernel("attributes") else { return };
+    let Some(_k) = kernel("attributes") else {
+        return;
+    };
     remove_all();
     let u = "6e0d5a1c-0000-4000-8000-000000000401";
     let before = avail("mtty", "mtty-2");
     let json = std::env::temp_dir().join("attr.json");
-    std::fs::write(&json, r#"{"mdev_type":"mtty-2","start":"manual","attrs":[{"nosuch_attribute":"1"}]}"#).expect("write");
-    let e = err("mdevctl", &["start", "-u", u, "-p", "mtty", "--jsonfile", json.to_str().expect("utf8")]);
-    assert!(e.contains("nosuch_attribute") && e.contains("removed again"), "{e}");
+    std::fs::write(
+        &json,
+        r#"{"mdev_type":"mtty-2","start":"manual","attrs":[{"nosuch_attribute":"1"}]}"#,
+    )
+    .expect("write");
+    let e = err(
+        "mdevctl",
+        &[
+            "start",
+            "-u",
+            u,
+            "-p",
+            "mtty",
+            "--jsonfile",
+            json.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        e.contains("nosuch_attribute") && e.contains("removed again"),
+        "{e}"
+    );
     assert!(!dev(u).exists(), "the device was left behind");
     assert_eq!(avail("mtty", "mtty-2"), before);
     // A link out of the device directory is never written through.
-    let e = err("mdevctl", &["start", "-u", u, "-p", "mtty", "--jsonfile", "/dev/stdin"]);
+    let e = err(
+        "mdevctl",
+        &["start", "-u", u, "-p", "mtty", "--jsonfile", "/dev/stdin"],
+    );
     assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn libvirt_nodedev_api_gives_the_same_results_with_hostdev_as_mdevctl() {
+    let Some(_k) = kernel("libvirt") else { return };
+    let have = |p: &str| Path::new(p).exists();
+    if !(have("/usr/sbin/libvirtd") && have("/usr/bin/virsh") && have("/usr/bin/mdevctl")) {
+        if std::env::var("HOSTDEV_REQUIRE_PEER").as_deref() == Ok("1") {
+            panic!("libvirt or Debian's mdevctl is not installed, and HOSTDEV_REQUIRE_PEER=1");
+        }
+        eprintln!("libvirt: skipped: libvirt-daemon, libvirt-clients or mdevctl not installed");
+        return;
+    }
+    remove_all();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/libvirt/nodedev.sh");
+    let transcript = |dir: &Path| {
+        let o = Command::new("sh")
+            .arg(&script)
+            .arg(dir)
+            .output()
+            .expect("run nodedev.sh");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let peer = transcript(Path::new("/usr/bin"));
+    let ours = transcript(&bin_dir());
+    assert_eq!(
+        peer, ours,
+        "libvirt saw a difference between Debian's mdevctl and hostdev"
+    );
+    // And the scenario did what it says, on the kernel and in the store.
+    for expect in [
+        "Autostart:      yes",
+        "stored: {\"mdev_type\":\"mtty-2\",\"start\":\"auto\",\"attrs\":[]}",
+        "kernel: mtty-2",
+        "Active:         yes",
+        "Undefined node device",
+        "stored: 0",
+    ] {
+        assert!(ours.contains(expect), "missing {expect:?} in:\n{ours}");
+    }
 }
