@@ -108,7 +108,7 @@ mount -t tmpfs -o size=75% tmpfs /rw; mkdir -p /rw/upper /rw/work
 mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot || echo "lab: overlay mount failed"
 mount -t proc proc /newroot/proc; mount -t sysfs sysfs /newroot/sys; mount -t devtmpfs devtmpfs /newroot/dev
 mount -t debugfs debugfs /newroot/sys/kernel/debug 2>/dev/null
-# /tmp stays the overlay (the work tree may live under the host's /tmp); /run starts empty.
+# /tmp stays on the overlay (a work tree may live under /tmp of the host); /run starts empty.
 mount -t tmpfs tmpfs /newroot/run
 mkdir -p /newroot/dev/pts /newroot/dev/shm /newroot/run/lock
 mount -t devpts devpts /newroot/dev/pts; mount -t tmpfs tmpfs /newroot/dev/shm
