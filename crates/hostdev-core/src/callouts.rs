@@ -17,6 +17,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 /// The device a callout is told about.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +35,8 @@ pub struct CalloutDevice<'a> {
 pub struct Callouts {
     callout_dirs: Vec<PathBuf>,
     notifier_dirs: Vec<PathBuf>,
+    /// The callout scripts, found once per process (listing may ask per device).
+    found: OnceLock<Vec<PathBuf>>,
 }
 
 impl Callouts {
@@ -48,6 +51,7 @@ impl Callouts {
                 root.join("etc/mdevctl.d/scripts.d/notifiers"),
                 root.join("usr/lib/mdevctl/scripts.d/notifiers"),
             ],
+            found: OnceLock::new(),
         }
     }
 
@@ -140,6 +144,37 @@ impl Callouts {
         for s in Self::scripts(&self.notifier_dirs) {
             let _ = Self::run(&s, "notify", action, state, dev);
         }
+    }
+
+    /// Asks the script owning the type for a running device's attributes
+    /// (`-e get -a attributes`, nothing on stdin). `None` when no script owns
+    /// the type or its answer is unusable.
+    pub fn get_attributes(&self, dev: CalloutDevice<'_>) -> Option<Vec<hostdev_model::Attr>> {
+        let scripts = self.found.get_or_init(|| Self::scripts(&self.callout_dirs));
+        for s in scripts {
+            let out = Command::new(&s)
+                .args(["-t", dev.config.mdev_type.as_str(), "-e", "get", "-a", "attributes", "-s", "none"])
+                .args(["-u", &dev.uuid.to_string(), "-p", dev.parent.as_str()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .output()
+                .ok()?;
+            match out.status.code() {
+                Some(2) | None => continue,
+                Some(0) => {
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let text = text.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+                    if text.is_empty() || text == "[{}]" {
+                        return Some(Vec::new());
+                    }
+                    let wrapped = format!("{{\"mdev_type\":\"{}\",\"start\":\"manual\",\"attrs\":{text}}}", dev.config.mdev_type);
+                    return MdevConfig::from_json(wrapped.as_bytes()).ok().map(|c| c.attrs);
+                }
+                Some(_) => return None,
+            }
+        }
+        None
     }
 
     /// Runs the `live` event for a running device; `Ok(false)` when no script owns the type.
