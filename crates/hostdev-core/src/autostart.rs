@@ -74,6 +74,36 @@ impl<S: MdevSysfs> Host<S> {
         Ok(report)
     }
 
+    /// Like [`Host::autostart`], but parents that are not present yet (a
+    /// driver still loading) are waited for, up to `wait`, and restored as
+    /// each appears; no fixed sleeps.
+    pub fn autostart_wait(&self, wait: std::time::Duration) -> Result<AutostartReport, CoreError> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut report = self.autostart()?;
+        let mut pause = std::time::Duration::from_millis(10);
+        loop {
+            let mut absent: Vec<ParentName> = report
+                .devices
+                .iter()
+                .filter(|(_, _, o)| matches!(o, DeviceOutcome::ParentAbsent))
+                .map(|(p, _, _)| p.clone())
+                .collect();
+            // One restore per parent, however many of its devices waited.
+            absent.sort();
+            absent.dedup();
+            if absent.is_empty() || std::time::Instant::now() >= deadline {
+                return Ok(report);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            for p in absent.iter().filter(|p| self.sysfs.parent_exists(p)) {
+                let again = self.start_parent_mdevs(p)?;
+                report.devices.retain(|(rp, _, _)| rp != p);
+                report.devices.extend(again.devices);
+            }
+        }
+    }
+
     /// Restores every auto-start definition: parents in parallel, each parent's
     /// devices in order. Running devices are left alone, so it is idempotent.
     pub fn autostart(&self) -> Result<AutostartReport, CoreError> {
@@ -83,6 +113,7 @@ impl<S: MdevSysfs> Host<S> {
             .filter(|d| d.config.start == StartPolicy::Auto)
             .map(|d| d.parent.clone())
             .collect();
+        parents.sort();
         parents.dedup();
         let results: Vec<Result<AutostartReport, CoreError>> = std::thread::scope(|s| {
             let handles: Vec<_> = parents

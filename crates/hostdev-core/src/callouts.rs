@@ -152,8 +152,17 @@ impl Callouts {
     pub fn get_attributes(&self, dev: CalloutDevice<'_>) -> Option<Vec<hostdev_model::Attr>> {
         let scripts = self.found.get_or_init(|| Self::scripts(&self.callout_dirs));
         for s in scripts {
-            let out = Command::new(&s)
-                .args(["-t", dev.config.mdev_type.as_str(), "-e", "get", "-a", "attributes", "-s", "none"])
+            let out = Command::new(s)
+                .args([
+                    "-t",
+                    dev.config.mdev_type.as_str(),
+                    "-e",
+                    "get",
+                    "-a",
+                    "attributes",
+                    "-s",
+                    "none",
+                ])
                 .args(["-u", &dev.uuid.to_string(), "-p", dev.parent.as_str()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -168,8 +177,13 @@ impl Callouts {
                     if text.is_empty() || text == "[{}]" {
                         return Some(Vec::new());
                     }
-                    let wrapped = format!("{{\"mdev_type\":\"{}\",\"start\":\"manual\",\"attrs\":{text}}}", dev.config.mdev_type);
-                    return MdevConfig::from_json(wrapped.as_bytes()).ok().map(|c| c.attrs);
+                    let wrapped = format!(
+                        "{{\"mdev_type\":\"{}\",\"start\":\"manual\",\"attrs\":{text}}}",
+                        dev.config.mdev_type
+                    );
+                    return MdevConfig::from_json(wrapped.as_bytes())
+                        .ok()
+                        .map(|c| c.attrs);
                 }
                 Some(_) => return None,
             }

@@ -87,11 +87,14 @@ impl<S: MdevSysfs> Host<S> {
                 let mut config = def.unwrap_or_else(|| MdevConfig::new(d.mdev_type.clone()));
                 config.mdev_type = d.mdev_type;
                 // A vendor script may know the running device's real attributes.
-                if let Some(attrs) = self.callouts.get_attributes(crate::callouts::CalloutDevice {
-                    uuid: &d.uuid,
-                    parent: &d.parent,
-                    config: &config,
-                }) {
+                if let Some(attrs) = self
+                    .callouts
+                    .get_attributes(crate::callouts::CalloutDevice {
+                        uuid: &d.uuid,
+                        parent: &d.parent,
+                        config: &config,
+                    })
+                {
                     config.attrs = attrs;
                 }
                 out.entries.push(ListEntry {

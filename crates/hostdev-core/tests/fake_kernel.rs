@@ -424,3 +424,28 @@ fn live_modify_writes_attributes_of_the_running_device() {
         Some("live")
     );
 }
+
+#[test]
+fn autostart_wait_restores_a_late_parent_once_per_parent() {
+    // Regression: a parent with several waiting devices was restored once per
+    // device, and the second pass overwrote "started" with "already running".
+    let (_t, h) = host();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    define(&h, a, "late", r#"{"mdev_type":"late-1","start":"auto"}"#);
+    define(&h, b, "late", r#"{"mdev_type":"late-1","start":"auto"}"#);
+    let report = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            h.sysfs.add_parent("late", vec![FakeType::new("late-1", 4)]);
+        });
+        h.autostart_wait(Duration::from_secs(5)).expect("autostart")
+    });
+    let started: Vec<_> = report
+        .devices
+        .iter()
+        .filter(|d| matches!(d.2, DeviceOutcome::Started))
+        .map(|d| d.1)
+        .collect();
+    assert_eq!(started.len(), 2, "{:?}", report.devices);
+    assert!(started.contains(&a) && started.contains(&b));
+}

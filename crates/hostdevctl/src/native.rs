@@ -51,7 +51,11 @@ enum Top {
     #[command(subcommand)]
     Mdev(Cmd),
     /// Start every auto-start definition on every present parent
-    Autostart,
+    Autostart {
+        /// Wait up to this many seconds for parents that are not there yet
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
     /// Print (or install) the udev rule that starts devices when a parent appears
     UdevRule {
         /// Write it to /etc/udev/rules.d/60-hostdev.rules under the root prefix
@@ -75,7 +79,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     };
     let r = match cli.cmd {
         Top::Mdev(cmd) => mdevctl::run(cmd, Some(cli.format)),
-        Top::Autostart => autostart(cli.format),
+        Top::Autostart { wait } => autostart(cli.format, wait),
         Top::UdevRule { install } => udev_rule(install),
         Top::Mdevctl { args } => {
             let mut argv = vec![OsString::from("mdevctl")];
@@ -202,9 +206,9 @@ pub fn render_types(parents: &[(ParentName, Vec<TypeInfo>)], f: Format) -> Strin
     }
 }
 
-fn autostart(f: Format) -> Result<ExitCode> {
+fn autostart(f: Format, wait: u64) -> Result<ExitCode> {
     let host = env::host(false);
-    let report = host.autostart()?;
+    let report = host.autostart_wait(std::time::Duration::from_secs(wait))?;
     for p in &report.problems {
         warn("hostdevctl: warning: ", p);
     }

@@ -27,7 +27,11 @@ fn callouts_see_mdevctls_protocol_and_can_refuse() {
     let log = t.path().join("log");
     let log = log.display();
     // 10-other does not handle mtty types; 20-mtty does, and refuses "pre modify" for -t mtty-2.
-    script(&callouts, "10-other", &format!("echo \"other $*\" >> {log}; exit 2"));
+    script(
+        &callouts,
+        "10-other",
+        &format!("echo \"other $*\" >> {log}; exit 2"),
+    );
     script(
         &callouts,
         "20-mtty",
@@ -37,30 +41,93 @@ fn callouts_see_mdevctls_protocol_and_can_refuse() {
              case \"$*\" in *'-e get -a attributes'*) echo '[{{\"live\":\"yes\"}}]';; esac\nexit 0"
         ),
     );
-    script(&notifiers, "notify", &format!("echo \"notify $*\" >> {log}"));
+    script(
+        &notifiers,
+        "notify",
+        &format!("echo \"notify $*\" >> {log}"),
+    );
 
     let o = bins.run(t.path(), "mdevctl", &["modify", "-u", U, "--auto"], None);
     assert!(o.status.success(), "{}", show(&o));
     let text = std::fs::read_to_string(t.path().join("log")).expect("log");
-    assert!(text.contains(&format!("other -t mtty-1 -e pre -a modify -s none -u {U} -p mtty")), "{text}");
-    assert!(text.contains(&format!("mtty -t mtty-1 -e pre -a modify -s none -u {U} -p mtty")), "{text}");
-    assert!(text.contains(r#"{"mdev_type":"mtty-1","start":"auto","attrs":[{"foo":"bar"},{"baz":"quux"}]}"#), "{text}");
-    assert!(text.contains(&format!("mtty -t mtty-1 -e post -a modify -s success -u {U} -p mtty")), "{text}");
-    assert!(text.contains(&format!("notify -t mtty-1 -e notify -a modify -s success -u {U} -p mtty")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "other -t mtty-1 -e pre -a modify -s none -u {U} -p mtty"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "mtty -t mtty-1 -e pre -a modify -s none -u {U} -p mtty"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"{"mdev_type":"mtty-1","start":"auto","attrs":[{"foo":"bar"},{"baz":"quux"}]}"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "mtty -t mtty-1 -e post -a modify -s success -u {U} -p mtty"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "notify -t mtty-1 -e notify -a modify -s success -u {U} -p mtty"
+        )),
+        "{text}"
+    );
 
     // A refusing pre callout aborts, and nothing is written; --force goes on.
-    let path = t.path().join("etc/mdevctl.d/mtty/83b8f4f2-509f-382f-3c1e-e6bfe0fa1002");
+    let path = t
+        .path()
+        .join("etc/mdevctl.d/mtty/83b8f4f2-509f-382f-3c1e-e6bfe0fa1002");
     let before = std::fs::read(&path).expect("read");
-    let o = bins.run(t.path(), "mdevctl", &["modify", "-u", "83b8f4f2-509f-382f-3c1e-e6bfe0fa1002", "-p", "mtty", "--auto"], None);
+    let o = bins.run(
+        t.path(),
+        "mdevctl",
+        &[
+            "modify",
+            "-u",
+            "83b8f4f2-509f-382f-3c1e-e6bfe0fa1002",
+            "-p",
+            "mtty",
+            "--auto",
+        ],
+        None,
+    );
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("20-mtty refused to modify") && err.contains("mtty-2 cannot be modified"), "{err}");
+    assert!(
+        err.contains("20-mtty refused to modify") && err.contains("mtty-2 cannot be modified"),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&path).expect("read"), before);
-    let o = bins.run(t.path(), "mdevctl", &["modify", "-u", "83b8f4f2-509f-382f-3c1e-e6bfe0fa1002", "-p", "mtty", "--auto", "--force"], None);
+    let o = bins.run(
+        t.path(),
+        "mdevctl",
+        &[
+            "modify",
+            "-u",
+            "83b8f4f2-509f-382f-3c1e-e6bfe0fa1002",
+            "-p",
+            "mtty",
+            "--auto",
+            "--force",
+        ],
+        None,
+    );
     assert!(o.status.success(), "{}", show(&o));
     assert_ne!(std::fs::read(&path).expect("read"), before);
 
     // get attributes: the running device's attributes come from the script.
     let o = bins.run(t.path(), "mdevctl", &["list", "-v", "-u", U], None);
-    assert!(String::from_utf8_lossy(&o.stdout).contains(r#"@{0}: {"live":"yes"}"#), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(r#"@{0}: {"live":"yes"}"#),
+        "{}",
+        show(&o)
+    );
 }

@@ -1,0 +1,193 @@
+//! `hostdev-sim`: the simulated hardware lab.
+//!
+//! ```text
+//! hostdev-sim run --root DIR --profile NAME|FILE   mount DIR/sys, stay until SIGTERM/SIGINT
+//! hostdev-sim reboot --root DIR                    reset the hardware as a host reboot would
+//! hostdev-sim profiles                             list the built-in profiles
+//! ```
+
+use anyhow::{bail, Context, Result};
+use hostdev_sim::fs::SimFs;
+use hostdev_sim::model::Kernel;
+use hostdev_sim::profile::{self, BUILTIN};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::iterator::Signals;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn usage() -> ExitCode {
+    eprintln!("usage: hostdev-sim run --root DIR --profile NAME|FILE [--threads N]\n       hostdev-sim reboot --root DIR\n       hostdev-sim profiles");
+    ExitCode::from(2)
+}
+
+fn opt(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn load_profile(spec: &str) -> Result<profile::Profile> {
+    let text = match BUILTIN.iter().find(|(n, _)| *n == spec) {
+        Some((_, t)) => t.to_string(),
+        None => std::fs::read_to_string(spec)
+            .with_context(|| format!("'{spec}' is neither a built-in profile (see `hostdev-sim profiles`) nor a readable file"))?,
+    };
+    profile::parse(&text).with_context(|| format!("profile {spec} is malformed"))
+}
+
+fn boot_file(root: &Path) -> PathBuf {
+    root.join("run/hostdev-sim.boot")
+}
+
+/// Empties DIR/run as a reboot empties /run, keeping the simulator's own files.
+fn clear_run(root: &Path) {
+    if let Ok(rd) = std::fs::read_dir(root.join("run")) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with("hostdev-sim.") {
+                continue;
+            }
+            let p = e.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+}
+
+fn run(root: &Path, spec: &str, threads: usize) -> Result<()> {
+    let profile = load_profile(spec)?;
+    // A Debian host with mdevctl installed has its script directories.
+    for d in [
+        "sys",
+        "etc/mdevctl.d/scripts.d/callouts",
+        "etc/mdevctl.d/scripts.d/notifiers",
+        "var",
+        "run",
+    ] {
+        std::fs::create_dir_all(root.join(d))
+            .with_context(|| format!("cannot create {}", root.join(d).display()))?;
+    }
+    let kernel = Arc::new(Mutex::new(Kernel::new(profile)));
+    let fs = SimFs::new(Arc::clone(&kernel));
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName("hostdev-sim".into()),
+        fuser::MountOption::Subtype("hostdev-sim".into()),
+        fuser::MountOption::DefaultPermissions,
+    ];
+    config.n_threads = Some(threads);
+    let signals =
+        Signals::new([SIGTERM, SIGINT, SIGUSR1]).context("cannot install signal handlers")?;
+    let session = fuser::spawn_mount(fs.clone(), root.join("sys"), &config).with_context(|| {
+        format!(
+            "cannot mount the simulated sysfs at {} (is fuse3 installed and /dev/fuse usable?)",
+            root.join("sys").display()
+        )
+    })?;
+    std::fs::write(
+        root.join("run/hostdev-sim.pid"),
+        format!("{}\n", std::process::id()),
+    )?;
+    let mut boots = 1u64;
+    std::fs::write(boot_file(root), format!("{boots}\n"))?;
+    eprintln!(
+        "hostdev-sim: profile {spec} mounted at {}; stop with SIGTERM or Ctrl-C",
+        root.join("sys").display()
+    );
+    let mut signals = signals;
+    for sig in signals.forever() {
+        match sig {
+            SIGUSR1 => {
+                lock(&kernel).reboot();
+                fs.renumber();
+                clear_run(root);
+                boots += 1;
+                std::fs::write(boot_file(root), format!("{boots}\n"))?;
+            }
+            _ => break,
+        }
+    }
+    let _ = std::fs::remove_file(root.join("run/hostdev-sim.pid"));
+    session
+        .umount_and_join()
+        .context("unmounting the simulated sysfs failed")?;
+    Ok(())
+}
+
+fn lock(k: &Mutex<Kernel>) -> std::sync::MutexGuard<'_, Kernel> {
+    k.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn reboot(root: &Path) -> Result<()> {
+    let pid_file = root.join("run/hostdev-sim.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .with_context(|| {
+            format!(
+                "no simulator runs at {} ({} missing)",
+                root.display(),
+                pid_file.display()
+            )
+        })?
+        .trim()
+        .parse()
+        .context("the simulator's pid file is malformed")?;
+    let before = std::fs::read_to_string(boot_file(root)).unwrap_or_default();
+    let pid = rustix::process::Pid::from_raw(pid).context("the simulator's pid is invalid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::USR1)
+        .context("cannot signal the simulator")?;
+    let t0 = Instant::now();
+    while std::fs::read_to_string(boot_file(root)).unwrap_or_default() == before {
+        if t0.elapsed() > Duration::from_secs(10) {
+            bail!("the simulator did not reboot within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("profiles") => {
+            for (name, text) in BUILTIN {
+                let d = profile::parse(text)
+                    .map(|p| p.description)
+                    .unwrap_or_default();
+                println!("{name:<14} {d}");
+            }
+            Ok(())
+        }
+        Some("run") => match (opt(&args, "--root"), opt(&args, "--profile")) {
+            (Some(root), Some(p)) => {
+                let threads = opt(&args, "--threads")
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(8);
+                run(Path::new(&root), &p, threads)
+            }
+            _ => return usage(),
+        },
+        Some("reboot") => match opt(&args, "--root") {
+            Some(root) => reboot(Path::new(&root)),
+            None => return usage(),
+        },
+        _ => return usage(),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "hostdev-sim: {}",
+                e.chain()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(": ")
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
