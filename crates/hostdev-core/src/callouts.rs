@@ -37,6 +37,8 @@ pub struct Callouts {
     notifier_dirs: Vec<PathBuf>,
     /// The callout scripts, found once per process (listing may ask per device).
     found: OnceLock<Vec<PathBuf>>,
+    /// The notifier scripts, found once per process.
+    found_notifiers: OnceLock<Vec<PathBuf>>,
 }
 
 impl Callouts {
@@ -52,6 +54,7 @@ impl Callouts {
                 root.join("usr/lib/mdevctl/scripts.d/notifiers"),
             ],
             found: OnceLock::new(),
+            found_notifiers: OnceLock::new(),
         }
     }
 
@@ -74,6 +77,15 @@ impl Callouts {
             }
         }
         by_name.into_values().collect()
+    }
+
+    fn callout_scripts(&self) -> &[PathBuf] {
+        self.found.get_or_init(|| Self::scripts(&self.callout_dirs))
+    }
+
+    fn notifier_scripts(&self) -> &[PathBuf] {
+        self.found_notifiers
+            .get_or_init(|| Self::scripts(&self.notifier_dirs))
     }
 
     fn run(
@@ -113,13 +125,13 @@ impl Callouts {
 
     /// Runs the `pre` event; the first script not answering 2 decides.
     pub fn pre(&self, action: &'static str, dev: CalloutDevice<'_>) -> Result<(), CoreError> {
-        for s in Self::scripts(&self.callout_dirs) {
-            match Self::run(&s, "pre", action, "none", dev) {
+        for s in self.callout_scripts() {
+            match Self::run(s, "pre", action, "none", dev) {
                 Some((2, _)) => continue,
                 Some((0, _)) => return Ok(()),
                 Some((status, stderr)) => {
                     return Err(CoreError::CalloutRefused {
-                        script: s,
+                        script: s.clone(),
                         action,
                         uuid: *dev.uuid,
                         status,
@@ -135,14 +147,14 @@ impl Callouts {
     /// Runs the `post` event with the outcome, then every notifier.
     pub fn post(&self, action: &'static str, dev: CalloutDevice<'_>, success: bool) {
         let state = if success { "success" } else { "failure" };
-        for s in Self::scripts(&self.callout_dirs) {
-            match Self::run(&s, "post", action, state, dev) {
+        for s in self.callout_scripts() {
+            match Self::run(s, "post", action, state, dev) {
                 Some((2, _)) | None => continue,
                 Some(_) => break,
             }
         }
-        for s in Self::scripts(&self.notifier_dirs) {
-            let _ = Self::run(&s, "notify", action, state, dev);
+        for s in self.notifier_scripts() {
+            let _ = Self::run(s, "notify", action, state, dev);
         }
     }
 
@@ -150,8 +162,7 @@ impl Callouts {
     /// (`-e get -a attributes`, nothing on stdin). `None` when no script owns
     /// the type or its answer is unusable.
     pub fn get_attributes(&self, dev: CalloutDevice<'_>) -> Option<Vec<hostdev_model::Attr>> {
-        let scripts = self.found.get_or_init(|| Self::scripts(&self.callout_dirs));
-        for s in scripts {
+        for s in self.callout_scripts() {
             let out = Command::new(s)
                 .args([
                     "-t",
@@ -193,13 +204,13 @@ impl Callouts {
 
     /// Runs the `live` event for a running device; `Ok(false)` when no script owns the type.
     pub fn live(&self, dev: CalloutDevice<'_>) -> Result<bool, CoreError> {
-        for s in Self::scripts(&self.callout_dirs) {
-            match Self::run(&s, "live", "modify", "none", dev) {
+        for s in self.callout_scripts() {
+            match Self::run(s, "live", "modify", "none", dev) {
                 Some((2, _)) | None => continue,
                 Some((0, _)) => return Ok(true),
                 Some((status, stderr)) => {
                     return Err(CoreError::CalloutRefused {
-                        script: s,
+                        script: s.clone(),
                         action: "modify",
                         uuid: *dev.uuid,
                         status,

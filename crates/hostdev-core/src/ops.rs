@@ -368,26 +368,28 @@ impl<S: MdevSysfs> Host<S> {
         parent: &ParentName,
         config: &MdevConfig,
     ) -> Result<(), CoreError> {
-        if !self.sysfs.parent_exists(parent) {
-            let hint = self.sysfs.parents().ok().and_then(|ps| {
-                ps.into_iter()
-                    .find(|p| p.as_str().eq_ignore_ascii_case(parent.as_str()))
-            });
-            return Err(CoreError::ParentAbsent {
-                parent: parent.clone(),
-                hint,
-            });
-        }
         let t = &config.mdev_type;
-        let info = self
+        let available = self
             .sysfs
-            .type_info(parent, t)
-            .map_err(CoreError::inventory)?
-            .ok_or_else(|| CoreError::TypeUnsupported {
+            .available_instances(parent, t)
+            .map_err(CoreError::inventory)?;
+        let Some(available) = available else {
+            if !self.sysfs.parent_exists(parent) {
+                let hint = self.sysfs.parents().ok().and_then(|ps| {
+                    ps.into_iter()
+                        .find(|p| p.as_str().eq_ignore_ascii_case(parent.as_str()))
+                });
+                return Err(CoreError::ParentAbsent {
+                    parent: parent.clone(),
+                    hint,
+                });
+            }
+            return Err(CoreError::TypeUnsupported {
                 parent: parent.clone(),
                 mdev_type: t.clone(),
-            })?;
-        if info.available_instances <= 0 {
+            });
+        };
+        if available <= 0 {
             return Err(CoreError::NoCapacity {
                 parent: parent.clone(),
                 mdev_type: t.clone(),

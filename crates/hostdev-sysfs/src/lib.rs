@@ -142,6 +142,14 @@ pub trait MdevSysfs: Send + Sync {
     }
     /// One type of `parent`, or `None` if the parent does not support it.
     fn type_info(&self, parent: &ParentName, t: &TypeId) -> Result<Option<TypeInfo>, SysfsError>;
+    /// `available_instances` of one type; `None` if the parent or type is not there.
+    fn available_instances(
+        &self,
+        parent: &ParentName,
+        t: &TypeId,
+    ) -> Result<Option<i64>, SysfsError> {
+        Ok(self.type_info(parent, t)?.map(|i| i.available_instances))
+    }
     /// Running devices, sorted by UUID.
     fn devices(&self) -> Result<Vec<ActiveDevice>, SysfsError>;
     /// Running devices' UUIDs and parents only (cheaper than [`MdevSysfs::devices`]).

@@ -296,6 +296,31 @@ impl MdevSysfs for RealSysfs {
             .map(Some)
     }
 
+    fn available_instances(
+        &self,
+        parent: &ParentName,
+        t: &TypeId,
+    ) -> Result<Option<i64>, SysfsError> {
+        // One open and one read: what start needs before it creates.
+        let path = self
+            .types_dir(parent)
+            .join(t.as_str())
+            .join("available_instances");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(SysfsError::Read { path, source }),
+        };
+        text.trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| SysfsError::Malformed {
+                path,
+                content: text.trim().to_string(),
+                expected: "a number",
+            })
+    }
+
     fn devices(&self) -> Result<Vec<ActiveDevice>, SysfsError> {
         let Some(bus) = self.bus_fd()? else {
             return Ok(Vec::new());
@@ -386,11 +411,14 @@ impl MdevSysfs for RealSysfs {
     }
 
     fn readiness(&self, uuid: &Uuid) -> Readiness {
-        let dir = self.bus.join(uuid.to_string());
+        // One walk to the device directory, then two one-component lookups.
+        let Ok(dir) = DirFd::open(&self.bus.join(uuid.to_string())) else {
+            return Readiness::default();
+        };
         Readiness {
-            present: dir.is_dir(),
-            driver_bound: fs::symlink_metadata(dir.join("driver")).is_ok(),
-            iommu_group: fs::symlink_metadata(dir.join("iommu_group")).is_ok(),
+            present: true,
+            driver_bound: matches!(dir.read_link("driver"), Ok(Some(_))),
+            iommu_group: matches!(dir.read_link("iommu_group"), Ok(Some(_))),
         }
     }
 }
