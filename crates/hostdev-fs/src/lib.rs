@@ -127,17 +127,19 @@ impl DirFd {
             Err(e) => return Err(to_io(e)),
         };
         loop {
-            let start = buf.len();
-            buf.resize(start + CHUNK, 0);
+            // Read into spare capacity: no zeroing of a buffer the kernel fills.
+            buf.reserve(CHUNK);
+            let before = buf.len();
+            let room = buf.capacity() - before;
             let n = loop {
-                match rustix::io::read(&fd, &mut buf[start..]) {
+                match rustix::io::read(&fd, rustix::buffer::spare_capacity(buf)) {
                     Err(Errno::INTR) => continue,
                     r => break r.map_err(to_io)?,
                 }
             };
-            buf.truncate(start + n);
+            debug_assert_eq!(buf.len(), before + n);
             // A short read from a regular file or a sysfs attribute is its end.
-            if n < CHUNK {
+            if n < room {
                 return Ok(true);
             }
         }

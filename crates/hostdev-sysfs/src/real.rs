@@ -342,18 +342,21 @@ impl MdevSysfs for RealSysfs {
     }
 
     fn running_parents(&self) -> Result<Vec<(Uuid, ParentName)>, SysfsError> {
-        let Some(bus) = self.bus_fd()? else {
-            return Ok(Vec::new());
-        };
-        let entries = bus.entries().map_err(|source| SysfsError::Read {
-            path: self.bus.clone(),
-            source,
-        })?;
-        let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
-            if let Ok(u) = e.name.parse::<Uuid>() {
-                if let Some(p) = self.parent_from_link(&bus, &e.name)? {
-                    out.push((u, p));
+        // A device is a child directory of its parent's device directory: one
+        // directory read per parent instead of one readlink per device.
+        let mut out = Vec::new();
+        for parent in self.parents()? {
+            let path = self.class.join(parent.as_str());
+            let entries = match DirFd::open(&path).and_then(|d| d.entries()) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(SysfsError::Read { path, source }),
+            };
+            for e in entries {
+                if e.kind != hostdev_fs::Kind::File && e.kind != hostdev_fs::Kind::Link {
+                    if let Ok(u) = e.name.parse::<Uuid>() {
+                        out.push((u, parent.clone()));
+                    }
                 }
             }
         }
