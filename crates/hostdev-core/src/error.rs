@@ -190,6 +190,17 @@ pub enum CoreError {
         /// Why.
         why: String,
     },
+    /// Reading or writing SR-IOV/vGPU sysfs files failed.
+    #[error("SR-IOV step failed")]
+    Sriov(#[source] Box<hostdev_sysfs::sriov::SriovError>),
+    /// A vGPU operation is impossible, with the reason as a sentence.
+    #[error("vGPU on VF {vf}: {why}")]
+    Vgpu {
+        /// The VF (or PF).
+        vf: String,
+        /// Why.
+        why: String,
+    },
     /// Some devices of a batch failed (each is reported separately).
     #[error("{failed} of {total} devices failed to start")]
     Batch {
@@ -234,6 +245,12 @@ fn stderr_hint(s: &str) -> String {
         String::new()
     } else {
         format!(": {s}")
+    }
+}
+
+impl From<hostdev_sysfs::sriov::SriovError> for CoreError {
+    fn from(e: hostdev_sysfs::sriov::SriovError) -> Self {
+        CoreError::Sriov(Box::new(e))
     }
 }
 

@@ -12,6 +12,7 @@ pub mod callouts;
 mod error;
 mod list;
 mod ops;
+pub mod vgpu;
 
 pub use autostart::{AutostartReport, DeviceOutcome};
 pub use callouts::Callouts;

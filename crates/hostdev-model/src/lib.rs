@@ -9,6 +9,7 @@
 pub mod config;
 pub mod format;
 pub mod names;
+pub mod vgpu;
 
 pub use config::{Attr, MdevConfig, StartPolicy};
 pub use names::{AttrName, NameError, ParentName, TypeId, Uuid};

@@ -9,11 +9,13 @@
 #![deny(missing_docs)]
 
 mod atomic;
+mod json_dir;
 mod lock;
 mod mdev;
 mod type_cache;
 
 pub use atomic::write_atomic;
+pub use json_dir::JsonDir;
 pub use lock::HostLock;
 pub use mdev::{Definition, LoadProblem, MdevStore};
 pub use type_cache::TypeCacheStore;

@@ -11,6 +11,7 @@
 mod errno;
 mod fake;
 mod real;
+pub mod sriov;
 
 pub use errno::describe_errno;
 pub use fake::{FakeKernel, FakeType};

@@ -9,6 +9,7 @@ mod env;
 mod mdevctl;
 mod native;
 mod output;
+mod vgpu;
 
 use std::ffi::OsString;
 use std::path::Path;

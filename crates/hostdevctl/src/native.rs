@@ -4,7 +4,7 @@
 
 use crate::env;
 use crate::mdevctl::{self, Cmd};
-use crate::output::{chain_dyn, emit, fail, warn};
+use crate::output::{chain_dyn, emit, fail, table, warn};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use hostdev_core::DeviceOutcome;
@@ -50,6 +50,11 @@ enum Top {
     /// Mediated devices (mdevctl's verbs and options)
     #[command(subcommand)]
     Mdev(Cmd),
+    /// NVIDIA vGPUs on SR-IOV virtual functions
+    #[command(subcommand)]
+    Vgpu(crate::vgpu::VgpuCmd),
+    /// Every device hostdev manages, of every kind, in one table
+    List,
     /// Start every auto-start definition on every present parent
     Autostart {
         /// Wait up to this many seconds for parents that are not there yet
@@ -80,6 +85,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let r = match cli.cmd {
         Top::Mdev(cmd) => mdevctl::run(cmd, Some(cli.format)),
         Top::Autostart { wait } => autostart(cli.format, wait),
+        Top::Vgpu(cmd) => crate::vgpu::run(cmd, cli.format),
+        Top::List => unified_list(cli.format),
         Top::UdevRule { install } => udev_rule(install),
         Top::Mdevctl { args } => {
             let mut argv = vec![OsString::from("mdevctl")];
@@ -91,31 +98,6 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Ok(c) => c,
         Err(e) => fail("hostdevctl: error: ", e),
     }
-}
-
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<width$}  ", width = w[i]));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(header.to_vec());
-    for r in rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
-    out
 }
 
 /// `mdev list` in hostdev's formats.
@@ -208,52 +190,148 @@ pub fn render_types(parents: &[(ParentName, Vec<TypeInfo>)], f: Format) -> Strin
 
 fn autostart(f: Format, wait: u64) -> Result<ExitCode> {
     let host = env::host(false);
-    let report = host.autostart_wait(std::time::Duration::from_secs(wait))?;
+    let wait = std::time::Duration::from_secs(wait);
+    // mdevs and SR-IOV vGPUs are independent hardware: restore both at once.
+    let (report, vgpu) = std::thread::scope(|s| {
+        let v = s.spawn(|| crate::vgpu::restore_rows(wait));
+        let m = host.autostart_wait(wait);
+        (
+            m,
+            v.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the vGPU restore panicked"))),
+        )
+    });
+    let report = report?;
+    let (vgpu_rows, vgpu_failed) = vgpu?;
     for p in &report.problems {
         warn("hostdevctl: warning: ", p);
     }
-    let word = |o: &DeviceOutcome| match o {
-        DeviceOutcome::Started => ("started", None),
-        DeviceOutcome::AlreadyRunning => ("already running", None),
-        DeviceOutcome::ParentAbsent => ("parent absent", None),
-        DeviceOutcome::Failed(e) => ("failed", Some(chain_dyn(e))),
-    };
+    let mut rows: Vec<[String; 5]> = report
+        .devices
+        .iter()
+        .map(|(p, u, o)| {
+            let (w, err) = match o {
+                DeviceOutcome::Started => ("started", String::new()),
+                DeviceOutcome::AlreadyRunning => ("already running", String::new()),
+                DeviceOutcome::ParentAbsent => ("parent absent", String::new()),
+                DeviceOutcome::Failed(e) => ("failed", chain_dyn(e)),
+            };
+            [
+                "mdev".to_string(),
+                u.to_string(),
+                p.to_string(),
+                w.to_string(),
+                err,
+            ]
+        })
+        .collect();
+    rows.extend(vgpu_rows);
     let s = match f {
         Format::Json => {
-            let v: Vec<_> = report
-                .devices
+            let v: Vec<_> = rows
                 .iter()
-                .map(|(p, u, o)| {
-                    let (w, err) = word(o);
-                    json!({"kind": "mdev", "parent": p.as_str(), "uuid": u.to_string(), "result": w, "error": err})
+                .map(|[k, id, p, w, e]| {
+                    let key = if k == "mdev" { "uuid" } else { "vf" };
+                    json!({"kind": k, "parent": p, key: id, "result": w, "error": if e.is_empty() { None } else { Some(e) }})
                 })
                 .collect();
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
         Format::Table => {
-            let rows: Vec<Vec<String>> = report
-                .devices
-                .iter()
-                .map(|(p, u, o)| {
-                    let (w, err) = word(o);
-                    vec![
-                        "mdev".into(),
-                        u.to_string(),
-                        p.to_string(),
-                        w.to_string(),
-                        err.unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            table(&["KIND", "ID", "PARENT", "RESULT", "ERROR"], &rows)
+            let rs: Vec<Vec<String>> = rows.iter().map(|r| r.to_vec()).collect();
+            table(&["KIND", "ID", "PARENT", "RESULT", "ERROR"], &rs)
         }
     };
     emit(&s)?;
-    Ok(if report.failed() > 0 {
+    Ok(if report.failed() + vgpu_failed > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `hostdevctl list`: mdevs and vGPU VFs in one table.
+fn unified_list(f: Format) -> Result<ExitCode> {
+    let host = env::host(false);
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    let active = host.list(&hostdev_core::ListQuery::default())?;
+    let defined = host.list(&hostdev_core::ListQuery {
+        defined: true,
+        ..Default::default()
+    })?;
+    for p in active.problems.iter().chain(&defined.problems) {
+        warn("hostdevctl: warning: ", p);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for e in active.entries.iter().chain(&defined.entries) {
+        if seen.insert((e.uuid, e.parent.clone())) {
+            let state = if e.active { "running" } else { "stopped" };
+            let start = if e.defined {
+                e.config.start.as_str()
+            } else {
+                "transient"
+            };
+            rows.push([
+                "mdev".into(),
+                e.uuid.to_string(),
+                e.parent.to_string(),
+                e.config.mdev_type.to_string(),
+                state.into(),
+                start.into(),
+            ]);
+        }
+    }
+    let (vrows, problems) = crate::vgpu::vgpus().list()?;
+    for p in &problems {
+        warn("hostdevctl: warning: ", p);
+    }
+    for r in vrows {
+        let ty = match (&r.def, r.current) {
+            (Some(d), _) => format!("{} ({})", d.type_id, d.type_name),
+            (None, Some(c)) if c != 0 => c.to_string(),
+            _ => "-".into(),
+        };
+        let state = match r.current {
+            None => "absent",
+            Some(0) => "stopped",
+            Some(_) => "running",
+        };
+        let start = r
+            .def
+            .as_ref()
+            .map(|d| {
+                if d.start == hostdev_model::vgpu::Start::Auto {
+                    "auto"
+                } else {
+                    "manual"
+                }
+            })
+            .unwrap_or("-");
+        if r.def.is_some() || r.current.is_some_and(|c| c != 0) {
+            rows.push([
+                "vgpu".into(),
+                r.vf.to_string(),
+                r.pf.to_string(),
+                ty,
+                state.into(),
+                start.into(),
+            ]);
+        }
+    }
+    emit(&match f {
+        Format::Json => {
+            let v: Vec<_> = rows
+                .iter()
+                .map(|[k, id, p, t, s, st]| json!({"kind": k, "id": id, "parent": p, "type": t, "state": s, "start": st}))
+                .collect();
+            serde_json::to_string_pretty(&v)? + "\n"
+        }
+        Format::Table => {
+            let rs: Vec<Vec<String>> = rows.iter().map(|r| r.to_vec()).collect();
+            table(&["KIND", "ID", "PARENT", "TYPE", "STATE", "START"], &rs)
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The udev rule, calling this binary at the path it really has.

@@ -420,3 +420,145 @@ fn vfio_ap_assignments_are_written_in_order_and_validated() {
     );
     assert!(!r.join("sys/bus/mdev/devices").join(u).exists());
 }
+
+fn wait_ready(sim: &Sim, vfs: &[&str]) {
+    let t0 = Instant::now();
+    while !vfs.iter().all(|v| {
+        sim.path()
+            .join(format!("sys/bus/pci/devices/{v}/nvidia/current_vgpu_type"))
+            .exists()
+    }) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "VFs did not get ready"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sriov_vgpus_are_restored_after_a_reboot_including_a_late_pf() {
+    if !fuse_available("sriov") {
+        return;
+    }
+    let bins = Bins::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("sriov.toml");
+    // The built-in nvidia-sriov profile, with the second card's driver loading late.
+    let builtin = include_str!("../../hostdev-sim/profiles/nvidia-sriov.toml");
+    std::fs::write(
+        &profile,
+        builtin.replace("appear_after_ms = 0", "appear_after_ms = 1500"),
+    )
+    .expect("write");
+    let sim = Sim::start(profile.to_str().expect("utf8"));
+    let r = sim.path();
+    std::thread::sleep(Duration::from_millis(1600));
+    let (a, b) = ("0000:41:00.0", "0000:c1:00.0");
+    ok(
+        &bins,
+        r,
+        "hostdevctl",
+        &["vgpu", "enable", "--pf", a, "--numvfs", "4", "--auto"],
+    );
+    ok(
+        &bins,
+        r,
+        "hostdevctl",
+        &["vgpu", "enable", "--pf", b, "--numvfs", "4", "--auto"],
+    );
+    let vfs_a = [
+        "0000:41:00.4",
+        "0000:41:00.5",
+        "0000:41:00.6",
+        "0000:41:00.7",
+    ];
+    let vfs_b = [
+        "0000:c1:00.4",
+        "0000:c1:00.5",
+        "0000:c1:00.6",
+        "0000:c1:00.7",
+    ];
+    wait_ready(&sim, &vfs_a);
+    wait_ready(&sim, &vfs_b);
+    // An id of one card is refused on the other: 1151 exists only on the L40S.
+    let o = bins.run(
+        r,
+        "hostdevctl",
+        &["vgpu", "define", "--vf", vfs_b[0], "--type", "1151"],
+        None,
+    );
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("card-local"),
+        "{}",
+        show(&o)
+    );
+    // 8 VFs across 2 PFs, mixed types, by id and by name.
+    let types_a = ["1150", "1151", "NVIDIA L40S-4Q", "1152"];
+    let types_b = ["1428", "NVIDIA H100-20C", "1428", "nvidia h100-10c"];
+    for (vf, t) in vfs_a.iter().zip(types_a).chain(vfs_b.iter().zip(types_b)) {
+        ok(
+            &bins,
+            r,
+            "hostdevctl",
+            &["vgpu", "define", "--vf", vf, "--type", t, "--auto"],
+        );
+    }
+    let expect: Vec<(&str, &str)> = vec![
+        (vfs_a[0], "1150"),
+        (vfs_a[1], "1151"),
+        (vfs_a[2], "1150"),
+        (vfs_a[3], "1152"),
+        (vfs_b[0], "1428"),
+        (vfs_b[1], "1429"),
+        (vfs_b[2], "1428"),
+        (vfs_b[3], "1428"),
+    ];
+    let out = ok(&bins, r, "hostdevctl", &["autostart", "-o", "json"]);
+    assert_eq!(out.matches("\"started\"").count(), 8, "{out}");
+    for (vf, t) in &expect {
+        assert_eq!(
+            sim.read(&format!("bus/pci/devices/{vf}/nvidia/current_vgpu_type")),
+            *t,
+            "{vf}"
+        );
+    }
+    let list = ok(&bins, r, "hostdevctl", &["list", "-o", "json"]);
+    assert_eq!(list.matches("\"kind\": \"vgpu\"").count(), 8, "{list}");
+    // A reboot: VFs disabled, types gone, the second card late again.
+    sim.reboot();
+    assert_eq!(sim.read(&format!("bus/pci/devices/{a}/sriov_numvfs")), "0");
+    let out = ok(
+        &bins,
+        r,
+        "hostdevctl",
+        &["autostart", "--wait", "20", "-o", "json"],
+    );
+    assert_eq!(out.matches("\"started\"").count(), 8, "{out}");
+    for (vf, t) in &expect {
+        assert_eq!(
+            sim.read(&format!("bus/pci/devices/{vf}/nvidia/current_vgpu_type")),
+            *t,
+            "{vf} after reboot"
+        );
+    }
+    // stop clears; the libvirt element names the VF.
+    ok(&bins, r, "hostdevctl", &["vgpu", "stop", "--vf", vfs_a[0]]);
+    assert_eq!(
+        sim.read(&format!(
+            "bus/pci/devices/{}/nvidia/current_vgpu_type",
+            vfs_a[0]
+        )),
+        "0"
+    );
+    let xml = ok(
+        &bins,
+        r,
+        "hostdevctl",
+        &["vgpu", "libvirt", "--vf", vfs_a[0]],
+    );
+    assert!(
+        xml.contains("<address domain='0x0000' bus='0x41' slot='0x00' function='0x4'/>"),
+        "{xml}"
+    );
+}
