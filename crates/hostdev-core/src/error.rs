@@ -193,6 +193,17 @@ pub enum CoreError {
     /// Reading or writing SR-IOV/vGPU sysfs files failed.
     #[error("SR-IOV step failed")]
     Sriov(#[source] Box<hostdev_sysfs::sriov::SriovError>),
+    /// A vDPA step failed.
+    #[error("vDPA operation failed")]
+    Vdpa(#[source] Box<hostdev_vdpa::VdpaError>),
+    /// A vDPA operation is impossible, with the reason as a sentence.
+    #[error("vDPA device {name}: {why}")]
+    VdpaRefused {
+        /// The device name.
+        name: String,
+        /// Why.
+        why: String,
+    },
     /// A vGPU operation is impossible, with the reason as a sentence.
     #[error("vGPU on VF {vf}: {why}")]
     Vgpu {

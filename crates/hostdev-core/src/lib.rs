@@ -12,6 +12,7 @@ pub mod callouts;
 mod error;
 mod list;
 mod ops;
+pub mod vdpa;
 pub mod vgpu;
 
 pub use autostart::{AutostartReport, DeviceOutcome};

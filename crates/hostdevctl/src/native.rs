@@ -23,6 +23,8 @@ pub enum Format {
     Table,
     /// JSON for programs.
     Json,
+    /// libvirt XML (where a command has it)
+    Libvirt,
 }
 
 #[derive(Parser, Debug)]
@@ -50,6 +52,9 @@ enum Top {
     /// Mediated devices (mdevctl's verbs and options)
     #[command(subcommand)]
     Mdev(Cmd),
+    /// vDPA devices (virtio NICs and disks) over the kernel's vdpa netlink family
+    #[command(subcommand)]
+    Vdpa(crate::vdpa::VdpaCmd),
     /// NVIDIA vGPUs on SR-IOV virtual functions
     #[command(subcommand)]
     Vgpu(crate::vgpu::VgpuCmd),
@@ -86,6 +91,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Top::Mdev(cmd) => mdevctl::run(cmd, Some(cli.format)),
         Top::Autostart { wait } => autostart(cli.format, wait),
         Top::Vgpu(cmd) => crate::vgpu::run(cmd, cli.format),
+        Top::Vdpa(cmd) => crate::vdpa::run(cmd, cli.format),
         Top::List => unified_list(cli.format),
         Top::UdevRule { install } => udev_rule(install),
         Top::Mdevctl { args } => {
@@ -120,7 +126,7 @@ pub fn render_list(entries: &[ListEntry], f: Format) -> String {
                 .collect();
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
-        Format::Table => {
+        Format::Table | Format::Libvirt => {
             let rows: Vec<Vec<String>> = entries
                 .iter()
                 .map(|e| {
@@ -168,7 +174,7 @@ pub fn render_types(parents: &[(ParentName, Vec<TypeInfo>)], f: Format) -> Strin
                 .collect();
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
-        Format::Table => {
+        Format::Table | Format::Libvirt => {
             let rows: Vec<Vec<String>> = parents
                 .iter()
                 .flat_map(|(p, ts)| {
@@ -194,12 +200,19 @@ fn autostart(f: Format, wait: u64) -> Result<ExitCode> {
     // mdevs and SR-IOV vGPUs are independent hardware: restore both at once.
     let (report, vgpu) = std::thread::scope(|s| {
         let v = s.spawn(|| crate::vgpu::restore_rows(wait));
+        let d = s.spawn(crate::vdpa::restore_rows);
         let m = host.autostart_wait(wait);
-        (
-            m,
-            v.join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the vGPU restore panicked"))),
-        )
+        let join = |r: std::thread::Result<Result<(Vec<[String; 5]>, usize)>>| {
+            r.unwrap_or_else(|_| Err(anyhow::anyhow!("a restore thread panicked")))
+        };
+        let (v, d) = (join(v.join()), join(d.join()));
+        let both = v.and_then(|(mut rows, n)| {
+            d.map(|(more, n2)| {
+                rows.extend(more);
+                (rows, n + n2)
+            })
+        });
+        (m, both)
     });
     let report = report?;
     let (vgpu_rows, vgpu_failed) = vgpu?;
@@ -231,13 +244,13 @@ fn autostart(f: Format, wait: u64) -> Result<ExitCode> {
             let v: Vec<_> = rows
                 .iter()
                 .map(|[k, id, p, w, e]| {
-                    let key = if k == "mdev" { "uuid" } else { "vf" };
+                    let key = match k.as_str() { "mdev" => "uuid", "vgpu" => "vf", _ => "name" };
                     json!({"kind": k, "parent": p, key: id, "result": w, "error": if e.is_empty() { None } else { Some(e) }})
                 })
                 .collect();
             serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
-        Format::Table => {
+        Format::Table | Format::Libvirt => {
             let rs: Vec<Vec<String>> = rows.iter().map(|r| r.to_vec()).collect();
             table(&["KIND", "ID", "PARENT", "RESULT", "ERROR"], &rs)
         }
@@ -326,7 +339,7 @@ fn unified_list(f: Format) -> Result<ExitCode> {
                 .collect();
             serde_json::to_string_pretty(&v)? + "\n"
         }
-        Format::Table => {
+        Format::Table | Format::Libvirt => {
             let rs: Vec<Vec<String>> = rows.iter().map(|r| r.to_vec()).collect();
             table(&["KIND", "ID", "PARENT", "TYPE", "STATE", "START"], &rs)
         }

@@ -147,7 +147,7 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
             }
             emit(&match f {
                 Format::Json => serde_json::to_string_pretty(&js)? + "\n",
-                Format::Table => table(&["PF", "ID", "NAME", "FREE VFS"], &rows),
+                Format::Table | Format::Libvirt => table(&["PF", "ID", "NAME", "FREE VFS"], &rows),
             })?;
         }
         VgpuCmd::List { defined } => {
@@ -173,7 +173,7 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
                         .collect();
                     serde_json::to_string_pretty(&js)? + "\n"
                 }
-                Format::Table => {
+                Format::Table | Format::Libvirt => {
                     let rs: Vec<Vec<String>> = rows
                         .iter()
                         .map(|r| {

@@ -1,0 +1,440 @@
+//! The kernel's vDPA management interface: the `vdpa` generic-netlink family.
+//!
+//! Owns: the wire codec ([`wire`]), typed management devices, devices and
+//! configs decoded from it (unknown attributes kept in `other`), the
+//! [`VdpaClient`] trait with a real client over a netlink socket
+//! ([`NetlinkVdpa`]) and an in-memory fake ([`FakeVdpa`]), and errors that
+//! say what the kernel refused. Must not: persist anything or decide policy.
+#![deny(missing_docs)]
+
+mod fake;
+mod netlink;
+pub mod wire;
+
+pub use fake::FakeVdpa;
+pub use netlink::NetlinkVdpa;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use wire::{attr, Nla, WireError};
+
+/// A management device: `vdpasim_net`, or `pci/0000:41:04.2`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MgmtDevName {
+    /// Bus (`pci`), absent for the simulators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus: Option<String>,
+    /// Device name.
+    pub dev: String,
+}
+
+impl MgmtDevName {
+    /// Parses `dev` or `bus/dev` as iproute2 writes them.
+    pub fn parse(s: &str) -> Result<MgmtDevName, VdpaError> {
+        let bad = || VdpaError::BadName(s.escape_debug().to_string());
+        if s.is_empty() || s.contains('\0') || s.chars().any(char::is_control) {
+            return Err(bad());
+        }
+        match s.split_once('/') {
+            None => Ok(MgmtDevName {
+                bus: None,
+                dev: s.to_string(),
+            }),
+            Some((b, d)) if !b.is_empty() && !d.is_empty() && !d.contains('/') => Ok(MgmtDevName {
+                bus: Some(b.to_string()),
+                dev: d.to_string(),
+            }),
+            _ => Err(bad()),
+        }
+    }
+
+    fn nlas(&self) -> Vec<Nla> {
+        let mut v = Vec::new();
+        if let Some(b) = &self.bus {
+            v.push(Nla::string(attr::MGMTDEV_BUS_NAME, b));
+        }
+        v.push(Nla::string(attr::MGMTDEV_DEV_NAME, &self.dev));
+        v
+    }
+}
+
+impl fmt::Display for MgmtDevName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.bus {
+            Some(b) => write!(f, "{b}/{}", self.dev),
+            None => f.write_str(&self.dev),
+        }
+    }
+}
+
+/// Checks a vDPA device name before it reaches the kernel or a path.
+pub fn check_dev_name(s: &str) -> Result<(), VdpaError> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(VdpaError::BadName(s.escape_debug().to_string()))
+    }
+}
+
+/// What a device is created with: the config the kernel does not remember.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConfig {
+    /// MAC address `00:11:22:33:44:55`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// MTU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// Maximum virtqueue pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_vqp: Option<u16>,
+    /// Device features (hex in the CLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<u64>,
+}
+
+/// Parses a MAC address.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], VdpaError> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let bad = || VdpaError::BadValue {
+        option: "mac",
+        value: s.to_string(),
+    };
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut out = [0u8; 6];
+    for (o, p) in out.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+fn format_mac(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+impl CreateConfig {
+    /// The options given, by their CLI names (for error messages).
+    pub fn option_names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.mac.is_some() {
+            v.push("mac");
+        }
+        if self.mtu.is_some() {
+            v.push("mtu");
+        }
+        if self.max_vqp.is_some() {
+            v.push("max_vqp");
+        }
+        if self.features.is_some() {
+            v.push("features");
+        }
+        v
+    }
+
+    fn nlas(&self) -> Result<Vec<Nla>, VdpaError> {
+        let mut v = Vec::new();
+        if let Some(m) = &self.mac {
+            v.push(Nla::bytes(attr::NET_CFG_MACADDR, &parse_mac(m)?));
+        }
+        if let Some(m) = self.mtu {
+            v.push(Nla::u16(attr::NET_CFG_MTU, m));
+        }
+        if let Some(q) = self.max_vqp {
+            v.push(Nla::u16(attr::NET_CFG_MAX_VQP, q));
+        }
+        if let Some(f) = self.features {
+            v.push(Nla::u64(attr::DEV_FEATURES, f));
+        }
+        Ok(v)
+    }
+}
+
+/// A management device as `MGMTDEV_GET` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MgmtDev {
+    /// Its name.
+    pub name: MgmtDevName,
+    /// Supported device classes as virtio ids (1 net, 2 blk).
+    pub classes: Vec<u32>,
+    /// `MGMTDEV_MAX_VQS`.
+    pub max_vqs: Option<u32>,
+    /// `SUPPORTED_FEATURES`.
+    pub supported_features: Option<u64>,
+    /// Attributes this version does not know, kept as (number, bytes).
+    #[serde(skip)]
+    pub other: Vec<Nla>,
+}
+
+/// A device as `DEV_GET` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dev {
+    /// Its name.
+    pub name: String,
+    /// Its management device.
+    pub mgmtdev: MgmtDevName,
+    /// virtio device id (1 net, 2 blk).
+    pub device_id: Option<u32>,
+    /// Vendor id.
+    pub vendor_id: Option<u32>,
+    /// Maximum virtqueues.
+    pub max_vqs: Option<u32>,
+    /// Maximum virtqueue size.
+    pub max_vq_size: Option<u16>,
+    /// Minimum virtqueue size.
+    pub min_vq_size: Option<u16>,
+    /// Unknown attributes.
+    #[serde(skip)]
+    pub other: Vec<Nla>,
+}
+
+/// Live config space as `DEV_CONFIG_GET` reports it (changes with negotiation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct LiveConfig {
+    /// MAC.
+    pub mac: Option<String>,
+    /// Link status bits.
+    pub status: Option<u16>,
+    /// Max virtqueue pairs.
+    pub max_vqp: Option<u16>,
+    /// MTU.
+    pub mtu: Option<u16>,
+    /// Negotiated features.
+    pub negotiated_features: Option<u64>,
+    /// Device features (6.1+).
+    pub features: Option<u64>,
+    /// Unknown or version-dependent attributes (e.g. 21+, whose meaning changed in 6.9).
+    #[serde(skip)]
+    pub other: Vec<Nla>,
+}
+
+fn opt_str(n: &[Nla], k: u16) -> Option<String> {
+    n.iter().find(|a| a.kind == k).map(Nla::as_string)
+}
+
+fn opt<T>(n: &[Nla], k: u16, f: fn(&Nla) -> Result<T, WireError>) -> Result<Option<T>, WireError> {
+    n.iter().find(|a| a.kind == k).map(f).transpose()
+}
+
+impl MgmtDev {
+    /// Decodes a `MGMTDEV_GET` reply.
+    pub fn from_nlas(n: &[Nla]) -> Result<MgmtDev, WireError> {
+        let classes = opt(n, attr::MGMTDEV_SUPPORTED_CLASSES, Nla::as_u64)?.unwrap_or(0);
+        Ok(MgmtDev {
+            name: MgmtDevName {
+                bus: opt_str(n, attr::MGMTDEV_BUS_NAME),
+                dev: opt_str(n, attr::MGMTDEV_DEV_NAME).unwrap_or_default(),
+            },
+            classes: (0..64).filter(|b| classes & (1u64 << b) != 0).collect(),
+            max_vqs: opt(n, attr::MGMTDEV_MAX_VQS, Nla::as_u32)?,
+            supported_features: opt(n, attr::SUPPORTED_FEATURES, Nla::as_u64)?,
+            other: n
+                .iter()
+                .filter(|a| !(1..=3).contains(&a.kind) && a.kind != 15 && a.kind != 16)
+                .cloned()
+                .collect(),
+        })
+    }
+}
+
+impl Dev {
+    /// Decodes a `DEV_GET` reply.
+    pub fn from_nlas(n: &[Nla]) -> Result<Dev, WireError> {
+        Ok(Dev {
+            name: opt_str(n, attr::DEV_NAME).unwrap_or_default(),
+            mgmtdev: MgmtDevName {
+                bus: opt_str(n, attr::MGMTDEV_BUS_NAME),
+                dev: opt_str(n, attr::MGMTDEV_DEV_NAME).unwrap_or_default(),
+            },
+            device_id: opt(n, attr::DEV_ID, Nla::as_u32)?,
+            vendor_id: opt(n, attr::DEV_VENDOR_ID, Nla::as_u32)?,
+            max_vqs: opt(n, attr::DEV_MAX_VQS, Nla::as_u32)?,
+            max_vq_size: opt(n, attr::DEV_MAX_VQ_SIZE, Nla::as_u16)?,
+            min_vq_size: opt(n, attr::DEV_MIN_VQ_SIZE, Nla::as_u16)?,
+            other: n
+                .iter()
+                .filter(|a| !(1..=9).contains(&a.kind))
+                .cloned()
+                .collect(),
+        })
+    }
+}
+
+impl LiveConfig {
+    /// Decodes a `DEV_CONFIG_GET` reply. `NET_STATUS` is a u16 on the wire
+    /// (some kernels pad it to 4 bytes: the first two count).
+    pub fn from_nlas(n: &[Nla]) -> Result<LiveConfig, WireError> {
+        let known = [
+            attr::DEV_NAME,
+            attr::DEV_ID,
+            attr::DEV_VENDOR_ID,
+            10,
+            11,
+            12,
+            13,
+            14,
+            20,
+            attr::MGMTDEV_BUS_NAME,
+            attr::MGMTDEV_DEV_NAME,
+        ];
+        Ok(LiveConfig {
+            mac: n
+                .iter()
+                .find(|a| a.kind == attr::NET_CFG_MACADDR)
+                .map(|a| format_mac(&a.data)),
+            status: opt(n, attr::NET_STATUS, Nla::as_u16)?,
+            max_vqp: opt(n, attr::NET_CFG_MAX_VQP, Nla::as_u16)?,
+            mtu: opt(n, attr::NET_CFG_MTU, Nla::as_u16)?,
+            negotiated_features: opt(n, attr::NEGOTIATED_FEATURES, Nla::as_u64)?,
+            features: opt(n, attr::DEV_FEATURES, Nla::as_u64)?,
+            other: n
+                .iter()
+                .filter(|a| !known.contains(&a.kind))
+                .cloned()
+                .collect(),
+        })
+    }
+}
+
+/// A failed vDPA operation, as a sentence an operator can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum VdpaError {
+    /// A name that cannot be sent.
+    #[error("'{0}' is not a usable vDPA device or management device name")]
+    BadName(String),
+    /// An option value that does not parse.
+    #[error("'{value}' is not a valid {option}")]
+    BadValue {
+        /// The option.
+        option: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// The family is not there.
+    #[error("the kernel has no vdpa netlink family: load the vdpa module, and run in the initial network namespace")]
+    NoFamily,
+    /// The netlink socket failed.
+    #[error("netlink socket error")]
+    Socket(#[source] std::io::Error),
+    /// The kernel sent bytes we cannot decode.
+    #[error("cannot decode the kernel's reply")]
+    Wire(#[from] WireError),
+    /// No CAP_NET_ADMIN.
+    #[error("{op} needs CAP_NET_ADMIN (run as root)")]
+    Permission {
+        /// What was attempted.
+        op: String,
+    },
+    /// The name is taken.
+    #[error("a vDPA device named {0} already exists")]
+    Exists(String),
+    /// Unknown management device or device.
+    #[error("{0}")]
+    NotFound(String),
+    /// The management device refused an option.
+    #[error("management device {mgmtdev} does not support {} (EOPNOTSUPP)", options.join(", "))]
+    Unsupported {
+        /// The management device.
+        mgmtdev: String,
+        /// The options that were given (one of them was refused).
+        options: Vec<&'static str>,
+    },
+    /// Any other errno.
+    #[error("{op} failed: {source}")]
+    Kernel {
+        /// What was attempted.
+        op: String,
+        /// The errno.
+        source: std::io::Error,
+    },
+}
+
+/// The vdpa family, as hostdev needs it.
+pub trait VdpaClient: Send + Sync {
+    /// `MGMTDEV_GET` (dump).
+    fn mgmtdevs(&self) -> Result<Vec<MgmtDev>, VdpaError>;
+    /// `DEV_GET` (dump).
+    fn devs(&self) -> Result<Vec<Dev>, VdpaError>;
+    /// `DEV_GET` of one device; `None` if it does not exist.
+    fn dev(&self, name: &str) -> Result<Option<Dev>, VdpaError>;
+    /// `DEV_CONFIG_GET`.
+    fn config(&self, name: &str) -> Result<LiveConfig, VdpaError>;
+    /// `DEV_NEW`.
+    fn add(&self, name: &str, mgmtdev: &MgmtDevName, cfg: &CreateConfig) -> Result<(), VdpaError>;
+    /// `DEV_DEL`.
+    fn del(&self, name: &str) -> Result<(), VdpaError>;
+}
+
+/// Builds the attributes of a `DEV_NEW`.
+pub fn dev_new_nlas(
+    name: &str,
+    mgmtdev: &MgmtDevName,
+    cfg: &CreateConfig,
+) -> Result<Vec<Nla>, VdpaError> {
+    check_dev_name(name)?;
+    let mut v = mgmtdev.nlas();
+    v.push(Nla::string(attr::DEV_NAME, name));
+    v.extend(cfg.nlas()?);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_values_are_checked() {
+        assert_eq!(
+            MgmtDevName::parse("pci/0000:41:04.2").unwrap().to_string(),
+            "pci/0000:41:04.2"
+        );
+        assert_eq!(MgmtDevName::parse("vdpasim_net").unwrap().bus, None);
+        assert!(MgmtDevName::parse("a/b/c").is_err());
+        assert!(check_dev_name("vdpa0").is_ok());
+        for bad in ["", "..", "a/b", "x y", "a\nb"] {
+            assert!(check_dev_name(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_mac("00:11:22:33:44:55").unwrap(),
+            [0, 0x11, 0x22, 0x33, 0x44, 0x55]
+        );
+        assert!(parse_mac("00:11:22:33:44").is_err());
+    }
+
+    #[test]
+    fn decodes_mgmtdev_and_config_keeping_unknown_attributes() {
+        let n = vec![
+            Nla::string(attr::MGMTDEV_DEV_NAME, "vdpasim_net"),
+            Nla::u64(attr::MGMTDEV_SUPPORTED_CLASSES, 0b10),
+            Nla::u32(attr::MGMTDEV_MAX_VQS, 3),
+            Nla::u64(attr::SUPPORTED_FEATURES, 0x1_0000_0000),
+            Nla::bytes(42, b"new"),
+        ];
+        let m = MgmtDev::from_nlas(&n).unwrap();
+        assert_eq!(m.classes, vec![1]);
+        assert_eq!(m.other, vec![Nla::bytes(42, b"new")]);
+        let c = LiveConfig::from_nlas(&[
+            Nla::bytes(attr::NET_CFG_MACADDR, &[0, 0x11, 0x22, 0x33, 0x44, 0x55]),
+            Nla::u16(attr::NET_CFG_MTU, 1500),
+            Nla::u16(attr::NET_STATUS, 1),
+            Nla::u32(21, 7),
+        ])
+        .unwrap();
+        assert_eq!(c.mac.as_deref(), Some("00:11:22:33:44:55"));
+        assert_eq!(c.other.len(), 1);
+    }
+}
