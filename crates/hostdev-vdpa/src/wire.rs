@@ -279,7 +279,11 @@ pub fn parse_datagram(mut b: &[u8]) -> Result<Vec<Reply>, WireError> {
                 if code == 0 {
                     Reply::Ack { seq }
                 } else {
-                    Reply::Error { seq, errno: -code }
+                    // i32::MIN has no positive counterpart (found by fuzz/vdpa_wire).
+                    Reply::Error {
+                        seq,
+                        errno: code.saturating_neg(),
+                    }
                 }
             }
             NLMSG_DONE => Reply::Done { seq },
@@ -349,6 +353,23 @@ mod tests {
         assert_eq!(
             parse_datagram(&b).unwrap(),
             vec![Reply::Error { seq: 3, errno: 17 }, Reply::Done { seq: 3 }]
+        );
+    }
+
+    #[test]
+    fn an_error_code_of_i32_min_does_not_overflow() {
+        // Regression (fuzz/vdpa_wire): negating i32::MIN panicked with overflow checks.
+        let mut b = Vec::new();
+        b.extend_from_slice(&20u32.to_ne_bytes());
+        b.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        b.extend_from_slice(&[0u8; 10]);
+        b.extend_from_slice(&i32::MIN.to_ne_bytes());
+        assert_eq!(
+            parse_datagram(&b).unwrap(),
+            vec![Reply::Error {
+                seq: 0,
+                errno: i32::MAX
+            }]
         );
     }
 

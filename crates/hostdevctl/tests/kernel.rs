@@ -476,31 +476,62 @@ fn libvirt_nodedev_api_gives_the_same_results_with_hostdev_as_mdevctl() {
 }
 
 fn vdpa_json(args: &[&str]) -> serde_json::Value {
-    let o = Command::new("vdpa").args(args).output().expect("iproute2 vdpa");
-    assert!(o.status.success(), "vdpa {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("vdpa")
+        .args(args)
+        .output()
+        .expect("iproute2 vdpa");
+    assert!(
+        o.status.success(),
+        "vdpa {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
 }
 
 fn vdpa_names() -> Vec<String> {
     let v = vdpa_json(&["dev", "show", "-j"]);
-    v["dev"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    v["dev"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 #[test]
 fn vdpa_add_show_del_agree_with_iproute2() {
     let Some(_k) = kernel("vdpa") else { return };
-    ok("hostdevctl", &["vdpa", "add", "hv0", "--mgmtdev", "vdpasim_net", "--mac", "00:11:22:33:44:55", "--mtu", "9000"]);
-    ok("hostdevctl", &["vdpa", "add", "hb0", "--mgmtdev", "vdpasim_blk"]);
+    ok(
+        "hostdevctl",
+        &[
+            "vdpa",
+            "add",
+            "hv0",
+            "--mgmtdev",
+            "vdpasim_net",
+            "--mac",
+            "00:11:22:33:44:55",
+            "--mtu",
+            "9000",
+        ],
+    );
+    ok(
+        "hostdevctl",
+        &["vdpa", "add", "hb0", "--mgmtdev", "vdpasim_blk"],
+    );
     let dev = vdpa_json(&["dev", "show", "-jp"]);
     assert_eq!(dev["dev"]["hv0"]["mgmtdev"], "vdpasim_net", "{dev}");
     assert_eq!(dev["dev"]["hb0"]["mgmtdev"], "vdpasim_blk", "{dev}");
     let cfg = vdpa_json(&["dev", "config", "show", "hv0", "-jp"]);
     assert_eq!(cfg["config"]["hv0"]["mac"], "00:11:22:33:44:55", "{cfg}");
     assert_eq!(cfg["config"]["hv0"]["mtu"], 9000, "{cfg}");
-    let show: serde_json::Value = serde_json::from_str(&ok("hostdevctl", &["vdpa", "show", "hv0", "-o", "json"])).expect("json");
+    let show: serde_json::Value =
+        serde_json::from_str(&ok("hostdevctl", &["vdpa", "show", "hv0", "-o", "json"]))
+            .expect("json");
     assert_eq!(show["live"]["mac"], "00:11:22:33:44:55");
     assert_eq!(show["device"]["max_vqs"], dev["dev"]["hv0"]["max_vqs"]);
-    let vhost = show["vhost_dev"].as_str().expect("vhost device").to_string();
+    let vhost = show["vhost_dev"]
+        .as_str()
+        .expect("vhost device")
+        .to_string();
     assert!(Path::new(&vhost).exists(), "{vhost} exists");
     assert_eq!(show["driver"], "vhost_vdpa");
     let xml = ok("hostdevctl", &["vdpa", "show", "hv0", "--libvirt"]);
@@ -512,32 +543,84 @@ fn vdpa_add_show_del_agree_with_iproute2() {
 
 #[test]
 fn vdpa_errors_are_clear_and_leave_nothing_half_created() {
-    let Some(_k) = kernel("vdpa-errors") else { return };
-    ok("hostdevctl", &["vdpa", "add", "he0", "--mgmtdev", "vdpasim_net"]);
+    let Some(_k) = kernel("vdpa-errors") else {
+        return;
+    };
+    ok(
+        "hostdevctl",
+        &["vdpa", "add", "he0", "--mgmtdev", "vdpasim_net"],
+    );
     for (args, expect) in [
-        (&["vdpa", "add", "he0", "--mgmtdev", "vdpasim_net"][..], "already exists"),
-        (&["vdpa", "add", "he1", "--mgmtdev", "nosuch"], "no vDPA management device nosuch"),
-        (&["vdpa", "add", "he1", "--mgmtdev", "vdpasim_net", "--max-vqp", "4"], "does not support max_vqp (EOPNOTSUPP)"),
+        (
+            &["vdpa", "add", "he0", "--mgmtdev", "vdpasim_net"][..],
+            "already exists",
+        ),
+        (
+            &["vdpa", "add", "he1", "--mgmtdev", "nosuch"],
+            "no vDPA management device nosuch",
+        ),
+        (
+            &[
+                "vdpa",
+                "add",
+                "he1",
+                "--mgmtdev",
+                "vdpasim_net",
+                "--max-vqp",
+                "4",
+            ],
+            "does not support max_vqp (EOPNOTSUPP)",
+        ),
         (&["vdpa", "del", "nosuch"], "no vDPA device named nosuch"),
-        (&["vdpa", "add", "../x", "--mgmtdev", "vdpasim_net"], "not a usable"),
+        (
+            &["vdpa", "add", "../x", "--mgmtdev", "vdpasim_net"],
+            "not a usable",
+        ),
     ] {
         let e = err("hostdevctl", args);
         assert!(e.contains(expect), "{args:?}: {e}");
     }
-    assert_eq!(vdpa_names(), vec!["he0".to_string()], "something was half-created");
+    assert_eq!(
+        vdpa_names(),
+        vec!["he0".to_string()],
+        "something was half-created"
+    );
     ok("hostdevctl", &["vdpa", "del", "he0"]);
 }
 
 #[test]
 fn vdpa_autostart_recreates_and_export_import_compare_equal() {
-    let Some(_k) = kernel("vdpa-persist") else { return };
-    ok("hostdevctl", &["vdpa", "define", "hp0", "--mgmtdev", "vdpasim_net", "--mac", "02:00:00:00:00:01", "--mtu", "1400", "--auto"]);
+    let Some(_k) = kernel("vdpa-persist") else {
+        return;
+    };
+    ok(
+        "hostdevctl",
+        &[
+            "vdpa",
+            "define",
+            "hp0",
+            "--mgmtdev",
+            "vdpasim_net",
+            "--mac",
+            "02:00:00:00:00:01",
+            "--mtu",
+            "1400",
+            "--auto",
+        ],
+    );
     ok("hostdevctl", &["vdpa", "start", "hp0"]);
     // Behind hostdev's back, as a reboot would.
-    assert!(Command::new("vdpa").args(["dev", "del", "hp0"]).status().expect("vdpa").success());
+    assert!(Command::new("vdpa")
+        .args(["dev", "del", "hp0"])
+        .status()
+        .expect("vdpa")
+        .success());
     assert!(vdpa_names().is_empty());
     let out = ok("hostdevctl", &["autostart", "-o", "json"]);
-    assert!(out.contains("\"kind\": \"vdpa\"") && out.contains("\"started\""), "{out}");
+    assert!(
+        out.contains("\"kind\": \"vdpa\"") && out.contains("\"started\""),
+        "{out}"
+    );
     let cfg = vdpa_json(&["dev", "config", "show", "hp0", "-jp"]);
     assert_eq!(cfg["config"]["hp0"]["mac"], "02:00:00:00:00:01", "{cfg}");
     assert_eq!(cfg["config"]["hp0"]["mtu"], 1400, "{cfg}");
@@ -545,9 +628,21 @@ fn vdpa_autostart_recreates_and_export_import_compare_equal() {
     let export = ok("hostdevctl", &["vdpa", "export", "hp0"]);
     let file = std::env::temp_dir().join("hp0.json");
     std::fs::write(&file, &export).expect("write");
-    ok("hostdevctl", &["vdpa", "import", file.to_str().expect("utf8"), "--name", "hp1", "--define", "--start"]);
+    ok(
+        "hostdevctl",
+        &[
+            "vdpa",
+            "import",
+            file.to_str().expect("utf8"),
+            "--name",
+            "hp1",
+            "--define",
+            "--start",
+        ],
+    );
     let a: serde_json::Value = serde_json::from_str(&export).expect("json");
-    let b: serde_json::Value = serde_json::from_str(&ok("hostdevctl", &["vdpa", "export", "hp1"])).expect("json");
+    let b: serde_json::Value =
+        serde_json::from_str(&ok("hostdevctl", &["vdpa", "export", "hp1"])).expect("json");
     assert_eq!(a["device"]["config"], b["device"]["config"]);
     assert_eq!(a["device"]["mgmtdev"], b["device"]["mgmtdev"]);
     let c0 = vdpa_json(&["dev", "config", "show", "hp0", "-j"]);
