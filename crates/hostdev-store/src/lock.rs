@@ -20,8 +20,7 @@ impl HostLock {
         root.join("run/lock/hostdev.lock")
     }
 
-    /// Blocks until the lock at `path` is held.
-    pub fn acquire(path: &Path) -> Result<HostLock, StoreError> {
+    fn open(path: &Path) -> Result<File, StoreError> {
         let err = |source| StoreError::Lock {
             path: path.to_path_buf(),
             source,
@@ -29,14 +28,22 @@ impl HostLock {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(err)?;
         }
-        let file = OpenOptions::new()
+        OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(err)?;
-        flock(&file, FlockOperation::LockExclusive).map_err(|e| err(e.into()))?;
+            .map_err(err)
+    }
+
+    /// Blocks until the lock at `path` is held.
+    pub fn acquire(path: &Path) -> Result<HostLock, StoreError> {
+        let file = Self::open(path)?;
+        flock(&file, FlockOperation::LockExclusive).map_err(|e| StoreError::Lock {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
         Ok(HostLock {
             _file: file,
             path: path.to_path_buf(),
@@ -49,16 +56,7 @@ impl HostLock {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(err)?;
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(err)?;
+        let file = Self::open(path)?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(Some(HostLock {
                 _file: file,

@@ -4,10 +4,9 @@
 
 use crate::env;
 use crate::mdevctl::{self, Cmd};
-use crate::output::{chain_dyn, emit, fail, table, warn};
+use crate::output::{emit, fail, outcome_rows, table, warn};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use hostdev_core::DeviceOutcome;
 use hostdev_model::format::{ListEntry, TypeInfo};
 use hostdev_model::ParentName;
 use hostdev_store::HostLock;
@@ -219,25 +218,7 @@ fn autostart(f: Format, wait: u64) -> Result<ExitCode> {
     for p in &report.problems {
         warn("hostdevctl: warning: ", p);
     }
-    let mut rows: Vec<[String; 5]> = report
-        .devices
-        .iter()
-        .map(|(p, u, o)| {
-            let (w, err) = match o {
-                DeviceOutcome::Started => ("started", String::new()),
-                DeviceOutcome::AlreadyRunning => ("already running", String::new()),
-                DeviceOutcome::ParentAbsent => ("parent absent", String::new()),
-                DeviceOutcome::Failed(e) => ("failed", chain_dyn(e)),
-            };
-            [
-                "mdev".to_string(),
-                u.to_string(),
-                p.to_string(),
-                w.to_string(),
-                err,
-            ]
-        })
-        .collect();
+    let (mut rows, mdev_failed) = outcome_rows("mdev", report.devices);
     rows.extend(vgpu_rows);
     let s = match f {
         Format::Json => {
@@ -256,7 +237,7 @@ fn autostart(f: Format, wait: u64) -> Result<ExitCode> {
         }
     };
     emit(&s)?;
-    Ok(if report.failed() + vgpu_failed > 0 {
+    Ok(if mdev_failed + vgpu_failed > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -76,3 +76,39 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     }
     out
 }
+
+/// One row of an autostart report: kind, id, parent, result word, error chain.
+pub type OutcomeRow = [String; 5];
+
+/// Turns restore outcomes into report rows and counts the failures.
+pub fn outcome_rows<I, P, D>(kind: &str, outcomes: I) -> (Vec<OutcomeRow>, usize)
+where
+    I: IntoIterator<Item = (P, D, hostdev_core::DeviceOutcome)>,
+    P: std::fmt::Display,
+    D: std::fmt::Display,
+{
+    use hostdev_core::DeviceOutcome;
+    let mut failed = 0;
+    let rows = outcomes
+        .into_iter()
+        .map(|(parent, id, o)| {
+            let (word, err) = match &o {
+                DeviceOutcome::Started => ("started", String::new()),
+                DeviceOutcome::AlreadyRunning => ("already running", String::new()),
+                DeviceOutcome::ParentAbsent => ("parent absent", String::new()),
+                DeviceOutcome::Failed(e) => {
+                    failed += 1;
+                    ("failed", chain_dyn(e))
+                }
+            };
+            [
+                kind.to_string(),
+                id.to_string(),
+                parent.to_string(),
+                word.to_string(),
+                err,
+            ]
+        })
+        .collect();
+    (rows, failed)
+}

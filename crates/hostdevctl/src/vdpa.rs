@@ -2,11 +2,10 @@
 
 use crate::env;
 use crate::native::Format;
-use crate::output::{chain_dyn, emit, table, warn};
+use crate::output::{emit, outcome_rows, table, warn};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use hostdev_core::vdpa::{VdpaDefinition, VdpaExport, VdpaStart, Vdpas};
-use hostdev_core::DeviceOutcome;
 use hostdev_vdpa::{CreateConfig, MgmtDevName, NetlinkVdpa, VdpaClient};
 use serde_json::json;
 use std::path::PathBuf;
@@ -376,21 +375,6 @@ pub fn restore_rows() -> Result<(Vec<[String; 5]>, usize)> {
     for p in &problems {
         warn("hostdevctl: warning: ", p);
     }
-    let mut failed = 0;
-    let rows = r
-        .into_iter()
-        .map(|(m, n, o)| {
-            let (w, e) = match o {
-                DeviceOutcome::Started => ("started", String::new()),
-                DeviceOutcome::AlreadyRunning => ("already running", String::new()),
-                DeviceOutcome::ParentAbsent => ("parent absent", String::new()),
-                DeviceOutcome::Failed(e) => {
-                    failed += 1;
-                    ("failed", chain_dyn(&e))
-                }
-            };
-            ["vdpa".to_string(), n, m, w.to_string(), e]
-        })
-        .collect();
+    let (rows, failed) = outcome_rows("vdpa", r);
     Ok((rows, failed))
 }

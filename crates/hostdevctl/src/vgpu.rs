@@ -2,11 +2,10 @@
 
 use crate::env;
 use crate::native::Format;
-use crate::output::{chain_dyn, emit, table, warn};
+use crate::output::{emit, outcome_rows, table, warn};
 use anyhow::Result;
 use clap::Subcommand;
 use hostdev_core::vgpu::Vgpus;
-use hostdev_core::DeviceOutcome;
 use hostdev_model::vgpu::{PciAddress, Start};
 use hostdev_sysfs::sriov::RealSriov;
 use serde_json::json;
@@ -235,27 +234,6 @@ pub fn restore_rows(wait: std::time::Duration) -> Result<(Vec<[String; 5]>, usiz
     for p in &problems {
         warn("hostdevctl: warning: ", p);
     }
-    let mut failed = 0;
-    let rows = r
-        .into_iter()
-        .map(|(pf, vf, o)| {
-            let (w, e) = match o {
-                DeviceOutcome::Started => ("started", String::new()),
-                DeviceOutcome::AlreadyRunning => ("already running", String::new()),
-                DeviceOutcome::ParentAbsent => ("parent absent", String::new()),
-                DeviceOutcome::Failed(e) => {
-                    failed += 1;
-                    ("failed", chain_dyn(&e))
-                }
-            };
-            [
-                "vgpu".to_string(),
-                vf.to_string(),
-                pf.to_string(),
-                w.to_string(),
-                e,
-            ]
-        })
-        .collect();
+    let (rows, failed) = outcome_rows("vgpu", r);
     Ok((rows, failed))
 }
