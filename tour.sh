@@ -5,6 +5,11 @@
 # (apt-get install fuse3). Every step prints the command it runs: copy them.
 set -euo pipefail
 cd "$(dirname "$0")"
+if ! command -v fusermount3 >/dev/null; then
+  echo "tour: the simulated lab needs FUSE; installing Debian's fuse3" >&2
+  if [[ $EUID -eq 0 ]]; then apt-get update -q >/dev/null && apt-get install -y -q fuse3 >/dev/null
+  else sudo apt-get update -q >/dev/null && sudo apt-get install -y -q fuse3 >/dev/null; fi
+fi
 cargo build -q -p hostdevctl -p hostdev-sim
 BIN=$PWD/target/debug
 LAB=$(mktemp -d /tmp/hostdev-tour.XXXXXX)

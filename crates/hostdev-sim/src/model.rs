@@ -793,7 +793,8 @@ impl Kernel {
                 let (pi, vi) = self.vf_of(addr).ok_or(err("ENODEV"))?;
                 let id = parse_num(value).ok_or(err("EINVAL"))?;
                 let pf_addr = self.profile.sriov[pi].address.clone();
-                if let Some(e) = self.fault("vgpu-type", &pf_addr, addr) {
+                let op = if id == 0 { "vgpu-clear" } else { "vgpu-type" };
+                if let Some(e) = self.fault(op, &pf_addr, addr) {
                     return Err(e);
                 }
                 if id == 0 {

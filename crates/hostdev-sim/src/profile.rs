@@ -155,7 +155,8 @@ pub struct VgpuTypeProfile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
-    /// `create`, `remove`, `attr` (a device attribute write) or `vgpu-type`.
+    /// `create`, `remove`, `attr` (a device attribute write), `vgpu-type`
+    /// (setting a VF's type) or `vgpu-clear` (clearing it: a VM uses it).
     pub op: String,
     /// Only on this parent (or PF address).
     pub parent: Option<String>,

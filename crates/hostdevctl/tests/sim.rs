@@ -18,16 +18,27 @@ struct Sim {
 fn sim_binary() -> PathBuf {
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_hostdevctl"));
     let sim = ours.with_file_name("hostdev-sim");
-    if !sim.exists() {
-        // `cargo test --workspace` builds it; a narrower run builds it here.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-q", "-p", "hostdev-sim"])
-            .status()
-            .map(|s| s.success());
-        assert_eq!(ok.ok(), Some(true), "cannot build hostdev-sim");
+    // `cargo test --workspace` builds it; a narrower run must not use a stale one.
+    let newest_source = ["src", "profiles"]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../hostdev-sim")
+                    .join(d),
+            )
+            .into_iter()
+            .flatten()
+        })
+        .flatten()
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max();
+    let built = std::fs::metadata(&sim).and_then(|m| m.modified()).ok();
+    match (built, newest_source) {
+        (Some(b), Some(s)) if b >= s => sim,
+        (Some(_), None) => sim,
+        _ => panic!("{} is missing or older than its sources: run `cargo build -p hostdev-sim` (`cargo test --workspace` builds it)", sim.display()),
     }
-    sim
 }
 
 fn fuse_available(test: &str) -> bool {
@@ -560,5 +571,53 @@ fn sriov_vgpus_are_restored_after_a_reboot_including_a_late_pf() {
     assert!(
         xml.contains("<address domain='0x0000' bus='0x41' slot='0x00' function='0x4'/>"),
         "{xml}"
+    );
+}
+
+#[test]
+fn clearing_a_vgpu_in_use_is_reported_as_in_use() {
+    if !fuse_available("vgpu-busy") {
+        return;
+    }
+    let bins = Bins::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("busy.toml");
+    let builtin = include_str!("../../hostdev-sim/profiles/nvidia-sriov.toml");
+    std::fs::write(&profile, format!("{builtin}\n[[fault]]\nop = \"vgpu-clear\"\nname = \"0000:41:00.4\"\nerrno = \"EBUSY\"\n")).expect("write");
+    let sim = Sim::start(profile.to_str().expect("utf8"));
+    let r = sim.path();
+    ok(
+        &bins,
+        r,
+        "hostdevctl",
+        &["vgpu", "enable", "--pf", "0000:41:00.0", "--numvfs", "1"],
+    );
+    wait_ready(&sim, &["0000:41:00.4"]);
+    ok(
+        &bins,
+        r,
+        "hostdevctl",
+        &["vgpu", "define", "--vf", "0000:41:00.4", "--type", "1150"],
+    );
+    ok(
+        &bins,
+        r,
+        "hostdevctl",
+        &["vgpu", "start", "--vf", "0000:41:00.4"],
+    );
+    let o = bins.run(
+        r,
+        "hostdevctl",
+        &["vgpu", "stop", "--vf", "0000:41:00.4"],
+        None,
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("in use (a VM holds it)"),
+        "{e}"
+    );
+    assert_eq!(
+        sim.read("bus/pci/devices/0000:41:00.4/nvidia/current_vgpu_type"),
+        "1150"
     );
 }
