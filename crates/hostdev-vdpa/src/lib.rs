@@ -217,9 +217,46 @@ pub struct LiveConfig {
     pub negotiated_features: Option<u64>,
     /// Device features (6.1+).
     pub features: Option<u64>,
-    /// Unknown or version-dependent attributes (e.g. 21+, whose meaning changed in 6.9).
+    /// Block device config (kernels 6.9+ report it as attributes 21..36).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blk: Option<BlkConfig>,
+    /// Unknown or version-dependent attributes (21+ before 6.9 meant other things).
     #[serde(skip)]
     pub other: Vec<Nla>,
+}
+
+/// virtio-blk config space as vdpa reports it on 6.9+.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct BlkConfig {
+    /// Capacity in 512-byte sectors (21).
+    pub capacity: Option<u64>,
+    /// Maximum segment size (22).
+    pub size_max: Option<u32>,
+    /// Block size (23).
+    pub blk_size: Option<u32>,
+    /// Maximum segments (24).
+    pub seg_max: Option<u32>,
+    /// Number of queues (25).
+    pub num_queues: Option<u16>,
+    /// Read-only (35).
+    pub read_only: Option<bool>,
+}
+
+/// The running kernel's (major, minor), for decoding attributes whose meaning
+/// changed between versions.
+pub fn kernel_version() -> (u32, u32) {
+    let u = rustix::system::uname();
+    parse_kernel_release(&u.release().to_string_lossy())
+}
+
+/// `6.12.117+deb12-amd64` → (6, 12).
+pub fn parse_kernel_release(r: &str) -> (u32, u32) {
+    let mut it = r
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
+    let major = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor)
 }
 
 fn opt_str(n: &[Nla], k: u16) -> Option<String> {
@@ -275,9 +312,16 @@ impl Dev {
 }
 
 impl LiveConfig {
-    /// Decodes a `DEV_CONFIG_GET` reply. `NET_STATUS` is a u16 on the wire
-    /// (some kernels pad it to 4 bytes: the first two count).
+    /// Decodes a `DEV_CONFIG_GET` reply from the running kernel.
     pub fn from_nlas(n: &[Nla]) -> Result<LiveConfig, WireError> {
+        Self::from_nlas_for(n, kernel_version())
+    }
+
+    /// Decodes a `DEV_CONFIG_GET` reply from a kernel of version `kernel`:
+    /// attributes 21 and up are virtio-blk config only from 6.9 on; before,
+    /// they are kept undecoded. `NET_STATUS` is a u16 on the wire (some
+    /// kernels pad it to 4 bytes: the first two count).
+    pub fn from_nlas_for(n: &[Nla], kernel: (u32, u32)) -> Result<LiveConfig, WireError> {
         let known = [
             attr::DEV_NAME,
             attr::DEV_ID,
@@ -301,9 +345,26 @@ impl LiveConfig {
             mtu: opt(n, attr::NET_CFG_MTU, Nla::as_u16)?,
             negotiated_features: opt(n, attr::NEGOTIATED_FEATURES, Nla::as_u64)?,
             features: opt(n, attr::DEV_FEATURES, Nla::as_u64)?,
+            blk: if kernel >= (6, 9) && n.iter().any(|a| (21..=36).contains(&a.kind)) {
+                Some(BlkConfig {
+                    capacity: opt(n, 21, Nla::as_u64)?,
+                    size_max: opt(n, 22, Nla::as_u32)?,
+                    blk_size: opt(n, 23, Nla::as_u32)?,
+                    seg_max: opt(n, 24, Nla::as_u32)?,
+                    num_queues: opt(n, 25, Nla::as_u16)?,
+                    read_only: n
+                        .iter()
+                        .find(|a| a.kind == 35)
+                        .map(|a| a.data.first().copied().unwrap_or(0) != 0),
+                })
+            } else {
+                None
+            },
             other: n
                 .iter()
-                .filter(|a| !known.contains(&a.kind))
+                .filter(|a| {
+                    !known.contains(&a.kind) && !(kernel >= (6, 9) && (21..=36).contains(&a.kind))
+                })
                 .cloned()
                 .collect(),
         })
@@ -427,14 +488,39 @@ mod tests {
         let m = MgmtDev::from_nlas(&n).unwrap();
         assert_eq!(m.classes, vec![1]);
         assert_eq!(m.other, vec![Nla::bytes(42, b"new")]);
-        let c = LiveConfig::from_nlas(&[
-            Nla::bytes(attr::NET_CFG_MACADDR, &[0, 0x11, 0x22, 0x33, 0x44, 0x55]),
-            Nla::u16(attr::NET_CFG_MTU, 1500),
-            Nla::u16(attr::NET_STATUS, 1),
-            Nla::u32(21, 7),
-        ])
+        let c = LiveConfig::from_nlas_for(
+            &[
+                Nla::bytes(attr::NET_CFG_MACADDR, &[0, 0x11, 0x22, 0x33, 0x44, 0x55]),
+                Nla::u16(attr::NET_CFG_MTU, 1500),
+                Nla::u16(attr::NET_STATUS, 1),
+                Nla::u32(21, 7),
+            ],
+            (6, 1),
+        )
         .unwrap();
         assert_eq!(c.mac.as_deref(), Some("00:11:22:33:44:55"));
-        assert_eq!(c.other.len(), 1);
+        assert_eq!(
+            c.other.len(),
+            1,
+            "before 6.9 attribute 21 is kept undecoded"
+        );
+        assert_eq!(c.blk, None);
+        let b = LiveConfig::from_nlas_for(
+            &[
+                Nla::u64(21, 0x40000),
+                Nla::u32(23, 512),
+                Nla::bytes(35, &[1]),
+            ],
+            (6, 12),
+        )
+        .unwrap();
+        let blk = b.blk.unwrap();
+        assert_eq!(
+            (blk.capacity, blk.blk_size, blk.read_only),
+            (Some(0x40000), Some(512), Some(true))
+        );
+        assert!(b.other.is_empty());
+        assert_eq!(parse_kernel_release("6.12.117+deb12-amd64"), (6, 12));
+        assert_eq!(parse_kernel_release("garbage"), (0, 0));
     }
 }

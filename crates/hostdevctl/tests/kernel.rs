@@ -536,6 +536,14 @@ fn vdpa_add_show_del_agree_with_iproute2() {
     assert_eq!(show["driver"], "vhost_vdpa");
     let xml = ok("hostdevctl", &["vdpa", "show", "hv0", "--libvirt"]);
     assert!(xml.contains(&format!("<source dev='{vhost}'/>")), "{xml}");
+    // 6.9+ reports virtio-blk config as attributes 21..: decoded for this kernel.
+    let blk: serde_json::Value =
+        serde_json::from_str(&ok("hostdevctl", &["vdpa", "show", "hb0", "-o", "json"]))
+            .expect("json");
+    assert!(
+        blk["live"]["blk"]["capacity"].as_u64().unwrap_or(0) > 0,
+        "{blk}"
+    );
     ok("hostdevctl", &["vdpa", "del", "hv0"]);
     ok("hostdevctl", &["vdpa", "del", "hb0"]);
     assert!(vdpa_names().is_empty());
