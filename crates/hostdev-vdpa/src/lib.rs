@@ -363,7 +363,8 @@ impl LiveConfig {
             other: n
                 .iter()
                 .filter(|a| {
-                    !known.contains(&a.kind) && !(kernel >= (6, 9) && (21..=36).contains(&a.kind))
+                    let blk = kernel >= (6, 9) && (21..=36).contains(&a.kind);
+                    !(known.contains(&a.kind) || blk)
                 })
                 .cloned()
                 .collect(),
