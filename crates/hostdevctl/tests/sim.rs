@@ -184,7 +184,7 @@ fn debians_mdevctl_and_hostdev_agree_on_the_simulated_host() {
     }
     let bins = Bins::new();
     let (a, b) = (Sim::start("demo"), Sim::start("demo"));
-    let steps: [&[&str]; 10] = [
+    let steps: [&[&str]; 13] = [
         &["types"],
         &[
             "start",
@@ -224,6 +224,25 @@ fn debians_mdevctl_and_hostdev_agree_on_the_simulated_host() {
         &["list", "-d", "-v"],
         &["stop", "-u", "11111111-2222-4333-8444-555555555502"],
         &["types", "-p", "0000:00:02.0"],
+        &[
+            "start",
+            "-u",
+            "11111111-2222-4333-8444-555555555504",
+            "-p",
+            "0000:3b:00.0",
+            "-t",
+            "nvidia-230",
+        ],
+        &["types", "-p", "0000:3b:00.0", "--dumpjson"],
+        &[
+            "start",
+            "-u",
+            "11111111-2222-4333-8444-555555555505",
+            "-p",
+            "0000:3b:00.0",
+            "-t",
+            "nvidia-222",
+        ],
     ];
     for step in steps {
         let mut argv = vec!["/usr/bin/mdevctl"];
