@@ -275,6 +275,7 @@ fn unified_list(f: Format) -> Result<ExitCode> {
             ]);
         }
     }
+    rows.extend(crate::vdpa::list_rows()?);
     let (vrows, problems) = crate::vgpu::vgpus().list()?;
     for p in &problems {
         warn("hostdevctl: warning: ", p);

@@ -378,3 +378,57 @@ pub fn restore_rows() -> Result<(Vec<[String; 5]>, usize)> {
     let (rows, failed) = outcome_rows("vdpa", r);
     Ok((rows, failed))
 }
+
+/// vDPA rows for `hostdevctl list`: kind, name, mgmtdev, class, state, start.
+/// A host without the vdpa family and without definitions has none.
+pub fn list_rows() -> Result<Vec<[String; 6]>> {
+    let root = env::root(false);
+    let defs: hostdev_store::JsonDir<VdpaDefinition> =
+        hostdev_store::JsonDir::new(&root, "etc/hostdev/vdpa.d");
+    let v = match NetlinkVdpa::open() {
+        Ok(c) => Vdpas::new(c, &root),
+        Err(_) if defs.load_all()?.0.is_empty() => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let (rows, problems) = v.list()?;
+    for p in &problems {
+        warn("hostdevctl: warning: ", p);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(n, d, def)| {
+            let m = d
+                .as_ref()
+                .map(|d| d.mgmtdev.to_string())
+                .or(def.as_ref().map(|x| x.mgmtdev.to_string()))
+                .unwrap_or_default();
+            let class = match d.as_ref().and_then(|d| d.device_id) {
+                Some(1) => "net",
+                Some(2) => "block",
+                _ => "-",
+            };
+            let start = def
+                .as_ref()
+                .map(|x| {
+                    if x.start == VdpaStart::Auto {
+                        "auto"
+                    } else {
+                        "manual"
+                    }
+                })
+                .unwrap_or("transient");
+            [
+                "vdpa".into(),
+                n,
+                m,
+                class.into(),
+                if d.is_some() {
+                    "running".into()
+                } else {
+                    "stopped".into()
+                },
+                start.into(),
+            ]
+        })
+        .collect())
+}

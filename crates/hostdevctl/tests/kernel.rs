@@ -536,6 +536,12 @@ fn vdpa_add_show_del_agree_with_iproute2() {
     assert_eq!(show["driver"], "vhost_vdpa");
     let xml = ok("hostdevctl", &["vdpa", "show", "hv0", "--libvirt"]);
     assert!(xml.contains(&format!("<source dev='{vhost}'/>")), "{xml}");
+    // The unified view lists them with the other kinds.
+    let all = ok("hostdevctl", &["list", "-o", "json"]);
+    assert!(
+        all.contains("\"kind\": \"vdpa\"") && all.contains("\"id\": \"hv0\""),
+        "{all}"
+    );
     // 6.9+ reports virtio-blk config as attributes 21..: decoded for this kernel.
     let blk: serde_json::Value =
         serde_json::from_str(&ok("hostdevctl", &["vdpa", "show", "hb0", "-o", "json"]))

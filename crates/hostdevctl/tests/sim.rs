@@ -37,7 +37,20 @@ fn sim_binary() -> PathBuf {
     match (built, newest_source) {
         (Some(b), Some(s)) if b >= s => sim,
         (Some(_), None) => sim,
-        _ => panic!("{} is missing or older than its sources: run `cargo build -p hostdev-sim` (`cargo test --workspace` builds it)", sim.display()),
+        _ => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let ok = Command::new(cargo)
+                .args(["build", "-q", "-p", "hostdev-sim"])
+                .status()
+                .map(|s| s.success());
+            assert_eq!(
+                ok.ok(),
+                Some(true),
+                "{} is missing or stale and cannot be built",
+                sim.display()
+            );
+            sim
+        }
     }
 }
 
