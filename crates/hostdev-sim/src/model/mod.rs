@@ -9,6 +9,8 @@ use crate::profile::{errno, Fault, ParentProfile, Policy, Profile, SriovProfile}
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+mod pci;
+
 /// What is at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -229,26 +231,6 @@ impl Kernel {
         None
     }
 
-    fn creatable(&self, pf: usize) -> Vec<(u32, String)> {
-        let prof: &SriovProfile = &self.profile.sriov[pf];
-        let used: u32 = self.pfs[pf]
-            .vfs
-            .iter()
-            .filter_map(|v| {
-                prof.vgpu_types
-                    .iter()
-                    .find(|t| t.id == v.current && v.current != 0)
-            })
-            .map(|t| t.framebuffer_mb)
-            .sum();
-        let left = prof.framebuffer_mb.saturating_sub(used);
-        prof.vgpu_types
-            .iter()
-            .filter(|t| t.framebuffer_mb <= left)
-            .map(|t| (t.id, t.name.clone()))
-            .collect()
-    }
-
     /// What is at `path` (relative to the sysfs mount, no leading '/').
     pub fn node(&self, path: &str) -> Option<Node> {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -320,28 +302,6 @@ impl Kernel {
             ["devices", rest @ ..] => self.device_node(&rest.join("/")),
             _ => None,
         }
-    }
-
-    /// Every PCI function now present: (address, devpath).
-    fn pci_functions(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for p in &self.profile.parents {
-            if is_pci(&p.name) && self.up(p.appear_after_ms) {
-                out.push((p.name.clone(), devpath(p)));
-            }
-        }
-        for (i, pf) in self.profile.sriov.iter().enumerate() {
-            if !self.up(pf.appear_after_ms) {
-                continue;
-            }
-            out.push((pf.address.clone(), format!("pci0000:00/{}", pf.address)));
-            for v in 0..self.pfs[i].numvfs {
-                let a = vf_address(&pf.address, v);
-                out.push((a.clone(), format!("pci0000:00/{a}")));
-            }
-        }
-        out.sort();
-        out
     }
 
     /// Nodes under /sys/devices.
@@ -525,64 +485,6 @@ impl Kernel {
         }
     }
 
-    fn pci_node(&self, addr: &str, base: &str, inner: &[&str]) -> Option<Node> {
-        use Kind::*;
-        let dir = format!("devices/{base}");
-        if let Some(pi) = self.pf_idx(addr) {
-            let pf = &self.pfs[pi];
-            return match inner {
-                [] => {
-                    let mut e = entries(&[
-                        ("vendor", File),
-                        ("device", File),
-                        ("numa_node", File),
-                        ("sriov_totalvfs", File),
-                        ("sriov_numvfs", File),
-                        ("driver", Link),
-                    ]);
-                    e.extend((0..pf.numvfs).map(|v| (format!("virtfn{v}"), Link)));
-                    Some(Node::Dir(e))
-                }
-                ["sriov_numvfs"] => Some(Node::File { writable: true }),
-                ["vendor"] | ["device"] | ["numa_node"] | ["sriov_totalvfs"] => {
-                    Some(Node::File { writable: false })
-                }
-                ["driver"] => Some(Node::Link(rel(&dir, "bus/pci/drivers/nvidia"))),
-                [v] => {
-                    let n: u32 = v.strip_prefix("virtfn")?.parse().ok()?;
-                    (n < pf.numvfs).then(|| Node::Link(format!("../{}", vf_address(addr, n))))
-                }
-                _ => None,
-            };
-        }
-        let (pi, _) = self.vf_of(addr)?;
-        let pf_addr = &self.profile.sriov[pi].address;
-        let ready = self.vf_ready(pi);
-        match inner {
-            [] => {
-                let mut e = entries(&[
-                    ("vendor", File),
-                    ("device", File),
-                    ("numa_node", File),
-                    ("physfn", Link),
-                ]);
-                if ready {
-                    e.push(("nvidia".into(), Dir));
-                }
-                Some(Node::Dir(e))
-            }
-            ["vendor"] | ["device"] | ["numa_node"] => Some(Node::File { writable: false }),
-            ["physfn"] => Some(Node::Link(format!("../{pf_addr}"))),
-            ["nvidia"] if ready => Some(Node::Dir(entries(&[
-                ("creatable_vgpu_types", File),
-                ("current_vgpu_type", File),
-            ]))),
-            ["nvidia", "creatable_vgpu_types"] if ready => Some(Node::File { writable: false }),
-            ["nvidia", "current_vgpu_type"] if ready => Some(Node::File { writable: true }),
-            _ => None,
-        }
-    }
-
     /// The content of a file.
     pub fn read(&self, path: &str) -> Result<Vec<u8>, i32> {
         if !matches!(self.node(path), Some(Node::File { .. })) {
@@ -642,39 +544,6 @@ impl Kernel {
             }
         };
         Ok(s.into_bytes())
-    }
-
-    fn pci_attr(&self, addr: &str, file: &str) -> Option<String> {
-        if let Some(p) = self.profile.parents.iter().find(|p| p.name == addr) {
-            return match file {
-                "vendor" => Some(format!(
-                    "{}\n",
-                    p.vendor.clone().unwrap_or_else(|| "0x0000".into())
-                )),
-                "device" => Some(format!(
-                    "{}\n",
-                    p.device.clone().unwrap_or_else(|| "0x0000".into())
-                )),
-                "numa_node" => Some(format!("{}\n", p.numa_node)),
-                _ => None,
-            };
-        }
-        let (pi, is_vf) = match self.pf_idx(addr) {
-            Some(i) => (i, false),
-            None => (self.vf_of(addr)?.0, true),
-        };
-        let pf = &self.profile.sriov[pi];
-        match file {
-            "vendor" => Some(format!("{}\n", pf.vendor)),
-            "device" => Some(format!(
-                "{}\n",
-                pf.device.clone().unwrap_or_else(|| "0x0000".into())
-            )),
-            "numa_node" => Some(format!("{}\n", pf.numa_node)),
-            "sriov_totalvfs" if !is_vf => Some(format!("{}\n", pf.total_vfs)),
-            "sriov_numvfs" if !is_vf => Some(format!("{}\n", self.pfs[pi].numvfs)),
-            _ => None,
-        }
     }
 
     /// (parent, type) of a path `devices/<devpath>/mdev_supported_types/<t>/<file>`.
@@ -859,168 +728,4 @@ fn ap_matrix_write(d: &mut Device, attr: &str, value: &str) -> Result<(), i32> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::profile::{parse, BUILTIN};
-
-    fn kernel(name: &str) -> Kernel {
-        let text = BUILTIN
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| *t)
-            .unwrap();
-        Kernel::new(parse(text).unwrap())
-    }
-
-    const U1: &str = "11111111-2222-4333-8444-555555555501";
-    const U2: &str = "11111111-2222-4333-8444-555555555502";
-
-    fn avail(k: &Kernel, p: &str, t: &str) -> String {
-        String::from_utf8(
-            k.read(&format!(
-                "devices/{p}/mdev_supported_types/{t}/available_instances"
-            ))
-            .unwrap(),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn one_type_per_parent() {
-        let mut k = kernel("demo");
-        let p = "pci0000:00/0000:3b:00.0";
-        k.write(
-            &format!("devices/{p}/mdev_supported_types/nvidia-230/create"),
-            U1.as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(avail(&k, p, "nvidia-230"), "1\n");
-        assert_eq!(avail(&k, p, "nvidia-222"), "0\n");
-        assert_eq!(
-            k.write(
-                &format!("devices/{p}/mdev_supported_types/nvidia-222/create"),
-                U2.as_bytes()
-            ),
-            Err(22)
-        );
-        assert!(matches!(
-            k.node(&format!("bus/mdev/devices/{U1}")),
-            Some(Node::Link(_))
-        ));
-        k.write(&format!("devices/{p}/{U1}/remove"), b"1").unwrap();
-        assert_eq!(avail(&k, p, "nvidia-222"), "16\n");
-    }
-
-    #[test]
-    fn shared_budget_and_kernel_errnos() {
-        let mut k = kernel("samples");
-        let p = "virtual/mbochs/mbochs";
-        k.write(
-            &format!("devices/{p}/mdev_supported_types/mbochs-large/create"),
-            U1.as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(avail(&k, p, "mbochs-small"), "48\n");
-        assert_eq!(
-            k.write(
-                &format!("devices/{p}/mdev_supported_types/mbochs-small/create"),
-                U1.as_bytes()
-            ),
-            Err(17)
-        );
-        assert_eq!(
-            k.write(
-                &format!("devices/{p}/mdev_supported_types/mbochs-small/create"),
-                b"nope"
-            ),
-            Err(22)
-        );
-        let l = match k.node("class/mdev_bus/mbochs") {
-            Some(Node::Link(l)) => l,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(l, "../../devices/virtual/mbochs/mbochs");
-    }
-
-    #[test]
-    fn vfio_ap_validates_assignments() {
-        let mut k = kernel("vfio-ap");
-        let p = "vfio_ap/matrix";
-        k.write(
-            &format!("devices/{p}/mdev_supported_types/vfio_ap-passthrough/create"),
-            U1.as_bytes(),
-        )
-        .unwrap();
-        k.write(&format!("devices/{p}/{U1}/assign_adapter"), b"0x05\n")
-            .unwrap();
-        k.write(&format!("devices/{p}/{U1}/assign_domain"), b"71")
-            .unwrap();
-        assert_eq!(
-            k.write(&format!("devices/{p}/{U1}/assign_domain"), b"banana"),
-            Err(22)
-        );
-        assert_eq!(
-            k.write(&format!("devices/{p}/{U1}/assign_adapter"), b"0x1ff"),
-            Err(19)
-        );
-        assert_eq!(
-            k.read(&format!("devices/{p}/{U1}/matrix")).unwrap(),
-            b"05.0047\n"
-        );
-    }
-
-    #[test]
-    fn sriov_vfs_and_card_local_types() {
-        let mut k = kernel("nvidia-sriov");
-        let pf = "0000:41:00.0";
-        assert!(k
-            .node(&format!("devices/pci0000:00/{pf}/virtfn0"))
-            .is_none());
-        k.write(&format!("devices/pci0000:00/{pf}/sriov_numvfs"), b"4")
-            .unwrap();
-        let vf = vf_address(pf, 0);
-        assert_eq!(vf, "0000:41:00.4");
-        assert_eq!(vf_address(pf, 4), "0000:41:01.0");
-        std::thread::sleep(Duration::from_millis(30));
-        let types = String::from_utf8(
-            k.read(&format!(
-                "devices/pci0000:00/{vf}/nvidia/creatable_vgpu_types"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        assert!(
-            types.starts_with("ID    : vGPU Name\n1150  : NVIDIA L40S-4Q\n"),
-            "{types}"
-        );
-        // 1428 is an id of the other card only.
-        assert_eq!(
-            k.write(
-                &format!("devices/pci0000:00/{vf}/nvidia/current_vgpu_type"),
-                b"1428"
-            ),
-            Err(22)
-        );
-        k.write(
-            &format!("devices/pci0000:00/{vf}/nvidia/current_vgpu_type"),
-            b"1152",
-        )
-        .unwrap();
-        let header_only = String::from_utf8(
-            k.read(&format!(
-                "devices/pci0000:00/{vf}/nvidia/creatable_vgpu_types"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(header_only, "ID    : vGPU Name\n");
-        assert_eq!(
-            k.write(&format!("devices/pci0000:00/{pf}/sriov_numvfs"), b"0"),
-            Err(16)
-        );
-        k.reboot();
-        assert!(k
-            .node(&format!("devices/pci0000:00/{pf}/virtfn0"))
-            .is_none());
-    }
-}
+mod tests;

@@ -1,0 +1,139 @@
+//! The PCI side of the simulated kernel: functions, SR-IOV PFs and VFs, and
+//! NVIDIA's `nvidia/` files on VFs.
+
+use super::{devpath, entries, is_pci, rel, vf_address, Kernel, Kind, Node, SriovProfile};
+
+impl Kernel {
+    /// Every PCI function now present: (address, devpath).
+    pub(super) fn pci_functions(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for p in &self.profile.parents {
+            if is_pci(&p.name) && self.up(p.appear_after_ms) {
+                out.push((p.name.clone(), devpath(p)));
+            }
+        }
+        for (i, pf) in self.profile.sriov.iter().enumerate() {
+            if !self.up(pf.appear_after_ms) {
+                continue;
+            }
+            out.push((pf.address.clone(), format!("pci0000:00/{}", pf.address)));
+            for v in 0..self.pfs[i].numvfs {
+                let a = vf_address(&pf.address, v);
+                out.push((a.clone(), format!("pci0000:00/{a}")));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    pub(super) fn creatable(&self, pf: usize) -> Vec<(u32, String)> {
+        let prof: &SriovProfile = &self.profile.sriov[pf];
+        let used: u32 = self.pfs[pf]
+            .vfs
+            .iter()
+            .filter_map(|v| {
+                prof.vgpu_types
+                    .iter()
+                    .find(|t| t.id == v.current && v.current != 0)
+            })
+            .map(|t| t.framebuffer_mb)
+            .sum();
+        let left = prof.framebuffer_mb.saturating_sub(used);
+        prof.vgpu_types
+            .iter()
+            .filter(|t| t.framebuffer_mb <= left)
+            .map(|t| (t.id, t.name.clone()))
+            .collect()
+    }
+
+    pub(super) fn pci_node(&self, addr: &str, base: &str, inner: &[&str]) -> Option<Node> {
+        use Kind::*;
+        let dir = format!("devices/{base}");
+        if let Some(pi) = self.pf_idx(addr) {
+            let pf = &self.pfs[pi];
+            return match inner {
+                [] => {
+                    let mut e = entries(&[
+                        ("vendor", File),
+                        ("device", File),
+                        ("numa_node", File),
+                        ("sriov_totalvfs", File),
+                        ("sriov_numvfs", File),
+                        ("driver", Link),
+                    ]);
+                    e.extend((0..pf.numvfs).map(|v| (format!("virtfn{v}"), Link)));
+                    Some(Node::Dir(e))
+                }
+                ["sriov_numvfs"] => Some(Node::File { writable: true }),
+                ["vendor"] | ["device"] | ["numa_node"] | ["sriov_totalvfs"] => {
+                    Some(Node::File { writable: false })
+                }
+                ["driver"] => Some(Node::Link(rel(&dir, "bus/pci/drivers/nvidia"))),
+                [v] => {
+                    let n: u32 = v.strip_prefix("virtfn")?.parse().ok()?;
+                    (n < pf.numvfs).then(|| Node::Link(format!("../{}", vf_address(addr, n))))
+                }
+                _ => None,
+            };
+        }
+        let (pi, _) = self.vf_of(addr)?;
+        let pf_addr = &self.profile.sriov[pi].address;
+        let ready = self.vf_ready(pi);
+        match inner {
+            [] => {
+                let mut e = entries(&[
+                    ("vendor", File),
+                    ("device", File),
+                    ("numa_node", File),
+                    ("physfn", Link),
+                ]);
+                if ready {
+                    e.push(("nvidia".into(), Dir));
+                }
+                Some(Node::Dir(e))
+            }
+            ["vendor"] | ["device"] | ["numa_node"] => Some(Node::File { writable: false }),
+            ["physfn"] => Some(Node::Link(format!("../{pf_addr}"))),
+            ["nvidia"] if ready => Some(Node::Dir(entries(&[
+                ("creatable_vgpu_types", File),
+                ("current_vgpu_type", File),
+            ]))),
+            ["nvidia", "creatable_vgpu_types"] if ready => Some(Node::File { writable: false }),
+            ["nvidia", "current_vgpu_type"] if ready => Some(Node::File { writable: true }),
+            _ => None,
+        }
+    }
+
+    pub(super) fn pci_attr(&self, addr: &str, file: &str) -> Option<String> {
+        if let Some(p) = self.profile.parents.iter().find(|p| p.name == addr) {
+            return match file {
+                "vendor" => Some(format!(
+                    "{}\n",
+                    p.vendor.clone().unwrap_or_else(|| "0x0000".into())
+                )),
+                "device" => Some(format!(
+                    "{}\n",
+                    p.device.clone().unwrap_or_else(|| "0x0000".into())
+                )),
+                "numa_node" => Some(format!("{}\n", p.numa_node)),
+                _ => None,
+            };
+        }
+        let (pi, is_vf) = match self.pf_idx(addr) {
+            Some(i) => (i, false),
+            None => (self.vf_of(addr)?.0, true),
+        };
+        let pf = &self.profile.sriov[pi];
+        match file {
+            "vendor" => Some(format!("{}\n", pf.vendor)),
+            "device" => Some(format!(
+                "{}\n",
+                pf.device.clone().unwrap_or_else(|| "0x0000".into())
+            )),
+            "numa_node" => Some(format!("{}\n", pf.numa_node)),
+            "sriov_totalvfs" if !is_vf => Some(format!("{}\n", pf.total_vfs)),
+            "sriov_numvfs" if !is_vf => Some(format!("{}\n", self.pfs[pi].numvfs)),
+            _ => None,
+        }
+    }
+}
