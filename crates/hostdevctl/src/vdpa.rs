@@ -160,6 +160,24 @@ fn mgmt(s: &str) -> Result<MgmtDevName> {
     Ok(MgmtDevName::parse(s)?)
 }
 
+/// Management device and start policy of a listed device, from the kernel or its definition.
+fn row_facts(
+    d: &Option<hostdev_vdpa::Dev>,
+    def: &Option<VdpaDefinition>,
+) -> (String, &'static str) {
+    let m = d
+        .as_ref()
+        .map(|d| d.mgmtdev.to_string())
+        .or(def.as_ref().map(|x| x.mgmtdev.to_string()))
+        .unwrap_or_default();
+    let start = match def {
+        Some(x) if x.start == VdpaStart::Auto => "auto",
+        Some(_) => "manual",
+        None => "transient",
+    };
+    (m, start)
+}
+
 /// Runs one vDPA command.
 pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
     let v = vdpas()?;
@@ -258,21 +276,7 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
                     let rs: Vec<Vec<String>> = rows
                         .iter()
                         .map(|(n, d, def)| {
-                            let m = d
-                                .as_ref()
-                                .map(|d| d.mgmtdev.to_string())
-                                .or(def.as_ref().map(|x| x.mgmtdev.to_string()))
-                                .unwrap_or_default();
-                            let start = def
-                                .as_ref()
-                                .map(|x| {
-                                    if x.start == VdpaStart::Auto {
-                                        "auto"
-                                    } else {
-                                        "manual"
-                                    }
-                                })
-                                .unwrap_or("transient");
+                            let (m, start) = row_facts(d, def);
                             vec![
                                 n.clone(),
                                 m,
@@ -397,26 +401,12 @@ pub fn list_rows() -> Result<Vec<[String; 6]>> {
     Ok(rows
         .into_iter()
         .map(|(n, d, def)| {
-            let m = d
-                .as_ref()
-                .map(|d| d.mgmtdev.to_string())
-                .or(def.as_ref().map(|x| x.mgmtdev.to_string()))
-                .unwrap_or_default();
+            let (m, start) = row_facts(&d, &def);
             let class = match d.as_ref().and_then(|d| d.device_id) {
                 Some(1) => "net",
                 Some(2) => "block",
                 _ => "-",
             };
-            let start = def
-                .as_ref()
-                .map(|x| {
-                    if x.start == VdpaStart::Auto {
-                        "auto"
-                    } else {
-                        "manual"
-                    }
-                })
-                .unwrap_or("transient");
             [
                 "vdpa".into(),
                 n,
