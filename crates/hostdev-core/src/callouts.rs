@@ -8,16 +8,22 @@
 //!
 //! Owns: finding scripts and running them. Must not: decide what an operation
 //! does when a callout refuses (the caller does, knowing --force).
+//!
+//! Versioned scripts (mdevctl 1.3+) are first asked `-e get -a capabilities`
+//! and answer `{"supports":{"version":2,"actions":[…],"events":[…]}}`; they
+//! are then sent only what they support. A script that answers otherwise is
+//! treated as version 1 and sent every event.
 
 use crate::CoreError;
 use hostdev_model::format::definition_compact;
 use hostdev_model::{MdevConfig, ParentName, Uuid};
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The device a callout is told about.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +45,22 @@ pub struct Callouts {
     found: OnceLock<Vec<PathBuf>>,
     /// The notifier scripts, found once per process.
     found_notifiers: OnceLock<Vec<PathBuf>>,
+    /// What each script declared it supports, per device type (asked once).
+    caps: Arc<Mutex<HashMap<(PathBuf, String), Caps>>>,
+}
+
+/// A script's answer to `-e get -a capabilities`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Caps {
+    /// Exit 2: the script does not handle this type.
+    NotMine,
+    /// No usable answer: a version 1 script, sent every event.
+    All,
+    /// Version 2: only these actions and events.
+    Only {
+        actions: Vec<String>,
+        events: Vec<String>,
+    },
 }
 
 impl Callouts {
@@ -55,6 +77,7 @@ impl Callouts {
             ],
             found: OnceLock::new(),
             found_notifiers: OnceLock::new(),
+            caps: Arc::default(),
         }
     }
 
@@ -86,6 +109,83 @@ impl Callouts {
     fn notifier_scripts(&self) -> &[PathBuf] {
         self.found_notifiers
             .get_or_init(|| Self::scripts(&self.notifier_dirs))
+    }
+
+    /// Whether `script` wants `event`/`action` for this device's type, asking
+    /// its versioned capabilities once per type (mdevctl 1.3's protocol).
+    fn wants(&self, script: &Path, event: &str, action: &str, dev: CalloutDevice<'_>) -> bool {
+        let key = (script.to_path_buf(), dev.config.mdev_type.to_string());
+        let cached = self
+            .caps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        let caps = cached.unwrap_or_else(|| {
+            let c = Self::ask_caps(script, dev);
+            self.caps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, c.clone());
+            c
+        });
+        match caps {
+            Caps::NotMine => false,
+            Caps::All => true,
+            Caps::Only { actions, events } => {
+                actions.iter().any(|a| a == action) && events.iter().any(|e| e == event)
+            }
+        }
+    }
+
+    fn ask_caps(script: &Path, dev: CalloutDevice<'_>) -> Caps {
+        let out = Command::new(script)
+            .args([
+                "-t",
+                dev.config.mdev_type.as_str(),
+                "-e",
+                "get",
+                "-a",
+                "capabilities",
+                "-s",
+                "none",
+            ])
+            .args(["-u", &dev.uuid.to_string(), "-p", dev.parent.as_str()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .output();
+        let Ok(out) = out else { return Caps::All };
+        match out.status.code() {
+            Some(2) => Caps::NotMine,
+            Some(0) => {
+                let text = String::from_utf8_lossy(&out.stdout);
+                let v: serde_json::Value = match serde_json::from_str(
+                    text.trim_matches(|c: char| c == '\0' || c.is_whitespace()),
+                ) {
+                    Ok(v) => v,
+                    Err(_) => return Caps::All,
+                };
+                let list = |k: &str| -> Option<Vec<String>> {
+                    v["supports"][k].as_array().map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
+                };
+                match (
+                    v["supports"]["version"].as_u64(),
+                    list("actions"),
+                    list("events"),
+                ) {
+                    (Some(n), Some(actions), Some(events)) if n >= 2 => {
+                        Caps::Only { actions, events }
+                    }
+                    _ => Caps::All,
+                }
+            }
+            _ => Caps::All,
+        }
     }
 
     fn run(
@@ -125,7 +225,11 @@ impl Callouts {
 
     /// Runs the `pre` event; the first script not answering 2 decides.
     pub fn pre(&self, action: &'static str, dev: CalloutDevice<'_>) -> Result<(), CoreError> {
-        for s in self.callout_scripts() {
+        for s in self
+            .callout_scripts()
+            .iter()
+            .filter(|s| self.wants(s, "pre", action, dev))
+        {
             match Self::run(s, "pre", action, "none", dev) {
                 Some((2, _)) => continue,
                 Some((0, _)) => return Ok(()),
@@ -147,7 +251,11 @@ impl Callouts {
     /// Runs the `post` event with the outcome, then every notifier.
     pub fn post(&self, action: &'static str, dev: CalloutDevice<'_>, success: bool) {
         let state = if success { "success" } else { "failure" };
-        for s in self.callout_scripts() {
+        for s in self
+            .callout_scripts()
+            .iter()
+            .filter(|s| self.wants(s, "post", action, dev))
+        {
             match Self::run(s, "post", action, state, dev) {
                 Some((2, _)) | None => continue,
                 Some(_) => break,
@@ -162,7 +270,11 @@ impl Callouts {
     /// (`-e get -a attributes`, nothing on stdin). `None` when no script owns
     /// the type or its answer is unusable.
     pub fn get_attributes(&self, dev: CalloutDevice<'_>) -> Option<Vec<hostdev_model::Attr>> {
-        for s in self.callout_scripts() {
+        for s in self
+            .callout_scripts()
+            .iter()
+            .filter(|s| self.wants(s, "get", "attributes", dev))
+        {
             let out = Command::new(s)
                 .args([
                     "-t",
@@ -204,7 +316,11 @@ impl Callouts {
 
     /// Runs the `live` event for a running device; `Ok(false)` when no script owns the type.
     pub fn live(&self, dev: CalloutDevice<'_>) -> Result<bool, CoreError> {
-        for s in self.callout_scripts() {
+        for s in self
+            .callout_scripts()
+            .iter()
+            .filter(|s| self.wants(s, "live", "modify", dev))
+        {
             match Self::run(s, "live", "modify", "none", dev) {
                 Some((2, _)) | None => continue,
                 Some((0, _)) => return Ok(true),

@@ -50,12 +50,14 @@ fn callouts_see_mdevctls_protocol_and_can_refuse() {
     let o = bins.run(t.path(), "mdevctl", &["modify", "-u", U, "--auto"], None);
     assert!(o.status.success(), "{}", show(&o));
     let text = std::fs::read_to_string(t.path().join("log")).expect("log");
+    // 10-other says "not my type" when asked its capabilities, so it is sent nothing else.
     assert!(
         text.contains(&format!(
-            "other -t mtty-1 -e pre -a modify -s none -u {U} -p mtty"
+            "other -t mtty-1 -e get -a capabilities -s none -u {U} -p mtty"
         )),
         "{text}"
     );
+    assert!(!text.contains("other -t mtty-1 -e pre"), "{text}");
     assert!(
         text.contains(&format!(
             "mtty -t mtty-1 -e pre -a modify -s none -u {U} -p mtty"
@@ -129,5 +131,51 @@ fn callouts_see_mdevctls_protocol_and_can_refuse() {
         String::from_utf8_lossy(&o.stdout).contains(r#"@{0}: {"live":"yes"}"#),
         "{}",
         show(&o)
+    );
+}
+
+#[test]
+fn versioned_callouts_get_only_what_they_declare() {
+    let bins = Bins::new();
+    let t = tree(&hostdev_testkit::fixed());
+    let callouts = t.path().join("etc/mdevctl.d/scripts.d/callouts");
+    let log = t.path().join("log");
+    let log = log.display();
+    script(
+        &callouts,
+        "05-v2",
+        &format!(
+            "echo \"v2 $*\" >> {log}\n\
+             case \"$*\" in *'-t mtty-1'*) ;; *) exit 2;; esac\n\
+             case \"$*\" in *'-e get -a capabilities'*) echo '{{\"supports\":{{\"version\":2,\"actions\":[\"define\"],\"events\":[\"pre\",\"post\"]}}}}';; esac\n\
+             exit 0"
+        ),
+    );
+    let o = bins.run(t.path(), "mdevctl", &["modify", "-u", U, "--manual"], None);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = bins.run(
+        t.path(),
+        "mdevctl",
+        &[
+            "define",
+            "-u",
+            "11111111-0000-4000-8000-000000000001",
+            "-p",
+            "mtty",
+            "-t",
+            "mtty-1",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    let text = std::fs::read_to_string(t.path().join("log")).expect("log");
+    assert!(text.contains("-e get -a capabilities"), "{text}");
+    assert!(
+        !text.contains("-a modify"),
+        "a version 2 script that declared only define got modify:\n{text}"
+    );
+    assert!(
+        text.contains("-e pre -a define") && text.contains("-e post -a define -s success"),
+        "{text}"
     );
 }
