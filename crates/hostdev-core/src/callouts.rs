@@ -138,7 +138,9 @@ impl Callouts {
         }
     }
 
-    fn ask_caps(script: &Path, dev: CalloutDevice<'_>) -> Caps {
+    /// Runs a `-e get -a ACTION` query (nothing on stdin): exit code and the
+    /// answer with surrounding whitespace and NULs trimmed.
+    fn get(script: &Path, action: &str, dev: CalloutDevice<'_>) -> Option<(Option<i32>, String)> {
         let out = Command::new(script)
             .args([
                 "-t",
@@ -146,7 +148,7 @@ impl Callouts {
                 "-e",
                 "get",
                 "-a",
-                "capabilities",
+                action,
                 "-s",
                 "none",
             ])
@@ -154,15 +156,23 @@ impl Callouts {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .output();
-        let Ok(out) = out else { return Caps::All };
-        match out.status.code() {
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let text = text
+            .trim_matches(|c: char| c == '\0' || c.is_whitespace())
+            .to_string();
+        Some((out.status.code(), text))
+    }
+
+    fn ask_caps(script: &Path, dev: CalloutDevice<'_>) -> Caps {
+        let Some((code, text)) = Self::get(script, "capabilities", dev) else {
+            return Caps::All;
+        };
+        match code {
             Some(2) => Caps::NotMine,
             Some(0) => {
-                let text = String::from_utf8_lossy(&out.stdout);
-                let v: serde_json::Value = match serde_json::from_str(
-                    text.trim_matches(|c: char| c == '\0' || c.is_whitespace()),
-                ) {
+                let v: serde_json::Value = match serde_json::from_str(&text) {
                     Ok(v) => v,
                     Err(_) => return Caps::All,
                 };
@@ -275,28 +285,11 @@ impl Callouts {
             .iter()
             .filter(|s| self.wants(s, "get", "attributes", dev))
         {
-            let out = Command::new(s)
-                .args([
-                    "-t",
-                    dev.config.mdev_type.as_str(),
-                    "-e",
-                    "get",
-                    "-a",
-                    "attributes",
-                    "-s",
-                    "none",
-                ])
-                .args(["-u", &dev.uuid.to_string(), "-p", dev.parent.as_str()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .output()
-                .ok()?;
-            match out.status.code() {
+            let (code, text) = Self::get(s, "attributes", dev)?;
+            match code {
                 Some(2) | None => continue,
                 Some(0) => {
-                    let text = String::from_utf8_lossy(&out.stdout);
-                    let text = text.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+                    let text = text.as_str();
                     if text.is_empty() || text == "[{}]" {
                         return Some(Vec::new());
                     }

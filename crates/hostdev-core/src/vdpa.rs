@@ -98,12 +98,17 @@ fn name_err(name: &str, why: &str) -> CoreError {
     }
 }
 
+/// The vDPA definition directory under a root prefix (the only place that names it).
+pub fn definitions(root: &Path) -> JsonDir<VdpaDefinition> {
+    JsonDir::new(root, "etc/hostdev/vdpa.d")
+}
+
 impl<C: VdpaClient> Vdpas<C> {
     /// vDPA of the host whose files live under `root`.
     pub fn new(client: C, root: &Path) -> Self {
         Vdpas {
             client,
-            defs: JsonDir::new(root, "etc/hostdev/vdpa.d"),
+            defs: definitions(root),
             sysfs: root.join("sys/bus/vdpa/devices"),
             lock_path: HostLock::path_under(root),
         }

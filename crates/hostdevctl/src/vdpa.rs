@@ -370,8 +370,7 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
 /// loaded) with no definitions is not an error.
 pub fn restore_rows() -> Result<(Vec<[String; 5]>, usize)> {
     let root = env::root(false);
-    let defs: hostdev_store::JsonDir<VdpaDefinition> =
-        hostdev_store::JsonDir::new(&root, "etc/hostdev/vdpa.d");
+    let defs = hostdev_core::vdpa::definitions(&root);
     if defs.load_all()?.0.is_empty() {
         return Ok((Vec::new(), 0));
     }
@@ -387,8 +386,7 @@ pub fn restore_rows() -> Result<(Vec<[String; 5]>, usize)> {
 /// A host without the vdpa family and without definitions has none.
 pub fn list_rows() -> Result<Vec<[String; 6]>> {
     let root = env::root(false);
-    let defs: hostdev_store::JsonDir<VdpaDefinition> =
-        hostdev_store::JsonDir::new(&root, "etc/hostdev/vdpa.d");
+    let defs = hostdev_core::vdpa::definitions(&root);
     let v = match NetlinkVdpa::open() {
         Ok(c) => Vdpas::new(c, &root),
         Err(_) if defs.load_all()?.0.is_empty() => return Ok(Vec::new()),
