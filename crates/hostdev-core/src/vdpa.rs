@@ -253,10 +253,11 @@ impl<C: VdpaClient> Vdpas<C> {
                 from_live_config: false,
             });
         }
-        let (dev, live) = (
-            s.device.unwrap_or_else(|| unreachable_dev(name)),
-            s.live.unwrap_or_default(),
-        );
+        // show() errs when there is neither a definition nor a device.
+        let Some(dev) = s.device else {
+            return Err(name_err(name, "no vDPA device or definition of this name"));
+        };
+        let live = s.live.unwrap_or_default();
         Ok(VdpaExport {
             hostdev_export: 1,
             kind: "vdpa".into(),
@@ -328,23 +329,6 @@ impl<C: VdpaClient> Vdpas<C> {
             out.push((d.mgmtdev.to_string(), d.name, o));
         }
         Ok((out, problems))
-    }
-}
-
-fn unreachable_dev(name: &str) -> Dev {
-    // show() returned neither definition nor device only as an error above.
-    Dev {
-        name: name.into(),
-        mgmtdev: MgmtDevName {
-            bus: None,
-            dev: String::new(),
-        },
-        device_id: None,
-        vendor_id: None,
-        max_vqs: None,
-        max_vq_size: None,
-        min_vq_size: None,
-        other: vec![],
     }
 }
 
