@@ -1,4 +1,5 @@
 //! Core operations against the in-memory fake kernel and a real store in a temp dir.
+#![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
 use hostdev_core::{
     Callouts, CoreError, DefineRequest, DeviceOutcome, Host, JsonInput, ListQuery, ModifyRequest,

@@ -1,6 +1,7 @@
 //! The simulator's command line without mounting anything (mounting is
 //! covered by hostdevctl's end-to-end tests). Also makes `cargo test
 //! --workspace` build the `hostdev-sim` binary those tests run.
+#![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
 use std::process::Command;
 

@@ -2,6 +2,7 @@
 //! the argv and JSON mdevctl gives them; exit 2 passes to the next script; a
 //! failing `pre` aborts unless --force; notifiers all run; `get attributes`
 //! supplies a running device's attributes to `list`.
+#![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
 mod common;
 

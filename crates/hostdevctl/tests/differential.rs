@@ -2,10 +2,11 @@
 //! tree bound over /sys and /etc/mdevctl.d) and hostdev's mdevctl personality
 //! (with HOSTDEV_ROOT) on the same generated trees must agree byte for byte on
 //! list/types, and leave identical definition trees after define/modify/undefine.
+#![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
 mod common;
 
-use common::{peer_available, tree, Bins};
+use common::{require_peer, tree, Bins};
 use hostdev_testkit::{run_in_tree, snapshot};
 
 fn list_forms(uuids: &[&str], parents: &[&str]) -> Vec<Vec<String>> {
@@ -74,10 +75,9 @@ fn compare_reads(spec: &hostdev_testkit::TreeSpec, uuids: &[&str], parents: &[&s
 }
 
 #[test]
+#[ignore = "needs Debian's mdevctl and a private mount namespace (root); run by `cargo xtask test`"]
 fn list_and_types_agree_on_the_fixed_host() {
-    if !peer_available("list_and_types_agree_on_the_fixed_host") {
-        return;
-    }
+    require_peer("list_and_types_agree_on_the_fixed_host");
     let n = compare_reads(
         &hostdev_testkit::fixed(),
         &[
@@ -93,10 +93,9 @@ fn list_and_types_agree_on_the_fixed_host() {
 }
 
 #[test]
+#[ignore = "needs Debian's mdevctl and a private mount namespace (root); run by `cargo xtask test`"]
 fn list_and_types_agree_on_generated_hosts() {
-    if !peer_available("list_and_types_agree_on_generated_hosts") {
-        return;
-    }
+    require_peer("list_and_types_agree_on_generated_hosts");
     for seed in 1..=4u64 {
         let spec = hostdev_testkit::generate(seed, 4, 5, 30, 60);
         let u0 = spec.devices[0].0.clone();
@@ -113,10 +112,9 @@ const U6: &str = "11111111-2222-4333-8444-555555555506";
 const U7: &str = "11111111-2222-4333-8444-555555555507";
 
 #[test]
+#[ignore = "needs Debian's mdevctl and a private mount namespace (root); run by `cargo xtask test`"]
 fn definition_sequences_leave_identical_trees() {
-    if !peer_available("definition_sequences_leave_identical_trees") {
-        return;
-    }
+    require_peer("definition_sequences_leave_identical_trees");
     let bins = Bins::new();
     let spec = hostdev_testkit::fixed();
     let peer_tree = tree(&spec);
@@ -273,10 +271,9 @@ fn definition_sequences_leave_identical_trees() {
 }
 
 #[test]
+#[ignore = "needs Debian's mdevctl and a private mount namespace (root); run by `cargo xtask test`"]
 fn generated_uuid_is_printed_and_stored_alike() {
-    if !peer_available("generated_uuid_is_printed_and_stored_alike") {
-        return;
-    }
+    require_peer("generated_uuid_is_printed_and_stored_alike");
     let bins = Bins::new();
     let spec = hostdev_testkit::fixed();
     let t = tree(&spec);

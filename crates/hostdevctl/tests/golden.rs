@@ -1,6 +1,7 @@
 //! Golden transcripts of every command on the fixed host. A transcript shows
 //! each command, its stdout, its stderr and its exit status. Regenerate with
 //! `HOSTDEV_REGEN=1 cargo test -p hostdevctl --test golden` and review the diff.
+#![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Bad input and hostile conditions: malformed files, concurrent writers,
 //! writers killed mid-write, hostile names, closed pipes.
+#![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
 mod common;
 

@@ -1,11 +1,12 @@
 //! End-to-end tests on the simulated lab: the real `hostdevctl` (and Debian's
 //! mdevctl, in a private mount namespace) against a FUSE-mounted `hostdev-sim`.
-//! Needs /dev/fuse and fusermount3 (`apt-get install fuse3`); skipped otherwise
-//! unless HOSTDEV_REQUIRE_PEER=1.
+//! Needs /dev/fuse and fusermount3 (`apt-get install fuse3`): every test is
+//! `#[ignore]`d with its reason and run by `cargo xtask test` where it can.
+#![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
 mod common;
 
-use common::{peer_available, show, Bins};
+use common::{require_peer, show, Bins};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,20 +55,15 @@ fn sim_binary() -> PathBuf {
     }
 }
 
-fn fuse_available(test: &str) -> bool {
+/// Fails the test when FUSE is not usable (see `common::require_peer`).
+fn require_fuse(test: &str) {
     let ok = Path::new("/dev/fuse").exists()
         && Command::new("fusermount3")
             .arg("-V")
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
-    if !ok {
-        if std::env::var("HOSTDEV_REQUIRE_PEER").as_deref() == Ok("1") {
-            panic!("{test}: FUSE is not usable here (install fuse3), and HOSTDEV_REQUIRE_PEER=1");
-        }
-        eprintln!("{test}: skipped: FUSE is not usable here");
-    }
-    ok
+    assert!(ok, "{test}: FUSE is not usable here (install fuse3)");
 }
 
 impl Sim {
@@ -140,10 +136,9 @@ fn ok(bins: &Bins, root: &Path, name: &str, args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
 fn vendor_rules_move_available_instances() {
-    if !fuse_available("vendor_rules") {
-        return;
-    }
+    require_fuse("vendor_rules");
     let bins = Bins::new();
     let sim = Sim::start("demo");
     let r = sim.path();
@@ -191,10 +186,10 @@ fn vendor_rules_move_available_instances() {
 }
 
 #[test]
+#[ignore = "needs FUSE (fuse3), Debian's mdevctl and a private mount namespace (root); run by `cargo xtask test`"]
 fn debians_mdevctl_and_hostdev_agree_on_the_simulated_host() {
-    if !fuse_available("differential") || !peer_available("differential") {
-        return;
-    }
+    require_fuse("differential");
+    require_peer("differential");
     let bins = Bins::new();
     let (a, b) = (Sim::start("demo"), Sim::start("demo"));
     let steps: [&[&str]; 13] = [
@@ -278,10 +273,9 @@ fn debians_mdevctl_and_hostdev_agree_on_the_simulated_host() {
 }
 
 #[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
 fn a_failing_attribute_write_is_rolled_back() {
-    if !fuse_available("fault") {
-        return;
-    }
+    require_fuse("fault");
     let bins = Bins::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let profile = dir.path().join("fault.toml");
@@ -326,10 +320,9 @@ fn a_failing_attribute_write_is_rolled_back() {
 }
 
 #[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
 fn reboot_then_autostart_restores_and_a_late_parent_is_waited_for() {
-    if !fuse_available("reboot") {
-        return;
-    }
+    require_fuse("reboot");
     let bins = Bins::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let profile = dir.path().join("late.toml");
@@ -406,10 +399,9 @@ fn reboot_then_autostart_restores_and_a_late_parent_is_waited_for() {
 }
 
 #[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
 fn vfio_ap_assignments_are_written_in_order_and_validated() {
-    if !fuse_available("vfio-ap") {
-        return;
-    }
+    require_fuse("vfio-ap");
     let bins = Bins::new();
     let sim = Sim::start("vfio-ap");
     let r = sim.path();
@@ -480,10 +472,9 @@ fn wait_ready(sim: &Sim, vfs: &[&str]) {
 }
 
 #[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
 fn sriov_vgpus_are_restored_after_a_reboot_including_a_late_pf() {
-    if !fuse_available("sriov") {
-        return;
-    }
+    require_fuse("sriov");
     let bins = Bins::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let profile = dir.path().join("sriov.toml");
@@ -607,10 +598,9 @@ fn sriov_vgpus_are_restored_after_a_reboot_including_a_late_pf() {
 }
 
 #[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
 fn clearing_a_vgpu_in_use_is_reported_as_in_use() {
-    if !fuse_available("vgpu-busy") {
-        return;
-    }
+    require_fuse("vgpu-busy");
     let bins = Bins::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let profile = dir.path().join("busy.toml");
