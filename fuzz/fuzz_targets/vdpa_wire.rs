@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
             if let Reply::Msg(m) = r {
                 let _ = MgmtDev::from_nlas(&m.nlas);
                 let _ = Dev::from_nlas(&m.nlas);
-                let _ = LiveConfig::from_nlas(&m.nlas);
+                let _ = LiveConfig::from_nlas_for(&m.nlas, (6, 12));
                 // What parses re-emits to the same message.
                 let again = parse_datagram(&m.emit()).expect("re-parse of emitted message");
                 assert_eq!(again, vec![Reply::Msg(m)]);

@@ -2,6 +2,8 @@
 //! device, parent or path it concerned.
 
 use hostdev_model::config::{ConfigError, EditError};
+use hostdev_model::vdpa::VdpaName;
+use hostdev_model::vgpu::PciAddress;
 use hostdev_model::{NameError, ParentName, TypeId, Uuid};
 use hostdev_store::StoreError;
 use hostdev_sysfs::{Readiness, SysfsError};
@@ -65,7 +67,7 @@ pub enum CoreError {
         parent: Option<ParentName>,
     },
     /// Several definitions match and no parent was given.
-    #[error("mdev {uuid} is defined on several parents ({}); give one with --parent", join(.parents))]
+    #[error("mdev {uuid} is defined on several parents ({})", join(.parents))]
     Ambiguous {
         /// The device.
         uuid: Uuid,
@@ -182,44 +184,247 @@ pub enum CoreError {
         /// What it printed on stderr.
         stderr: String,
     },
-    /// Live modification needs a running device and something to change.
-    #[error("cannot modify running mdev {uuid}: {why}")]
-    Live {
+    /// A live change was asked of a device that is not running.
+    #[error("cannot modify running mdev {uuid}: it is not running")]
+    LiveNotRunning {
         /// The device.
         uuid: Uuid,
-        /// Why.
-        why: String,
+    },
+    /// A live change named a parent the device does not run on.
+    #[error("cannot modify running mdev {uuid}: it runs on {running_on}, not {parent}")]
+    LiveOtherParent {
+        /// The device.
+        uuid: Uuid,
+        /// Where it runs.
+        running_on: ParentName,
+        /// The parent that was named.
+        parent: ParentName,
+    },
+    /// A live change needs the device's whole configuration.
+    #[error("cannot modify running mdev {uuid}: a live change takes the device's whole configuration as JSON")]
+    LiveNeedsConfig {
+        /// The device.
+        uuid: Uuid,
+    },
+    /// A running device's type cannot change.
+    #[error("cannot modify running mdev {uuid}: the type of a running device cannot change")]
+    LiveTypeChange {
+        /// The device.
+        uuid: Uuid,
+    },
+    /// Writing an attribute of a running device failed.
+    #[error("cannot modify running mdev {uuid}")]
+    LiveAttr {
+        /// The device.
+        uuid: Uuid,
+        /// The kernel's refusal.
+        source: Box<SysfsError>,
+    },
+    /// The device did not become ready, and removing it failed too.
+    #[error("mdev {uuid} did not become ready within {waited:?} ({}), and removing it again failed too ({remove_error}); it is still there", missing(.readiness))]
+    NotReadyNoRollback {
+        /// The device.
+        uuid: Uuid,
+        /// How long we waited.
+        waited: Duration,
+        /// What was there when we gave up.
+        readiness: Readiness,
+        /// Why the removal failed.
+        remove_error: String,
     },
     /// Reading or writing SR-IOV/vGPU sysfs files failed.
     #[error("SR-IOV step failed")]
     Sriov(#[source] Box<hostdev_sysfs::sriov::SriovError>),
+    /// The VF does not exist.
+    #[error("VF {vf} does not exist (are the VFs of its PF enabled?)")]
+    VfAbsent {
+        /// The VF.
+        vf: PciAddress,
+    },
+    /// The VF already has a definition.
+    #[error("VF {vf} already has a vGPU definition; undefine it first")]
+    VgpuAlreadyDefined {
+        /// The VF.
+        vf: PciAddress,
+    },
+    /// The VF has no definition.
+    #[error("VF {vf} has no vGPU definition")]
+    VgpuNotDefined {
+        /// The VF.
+        vf: PciAddress,
+    },
+    /// The PF does not exist or has no SR-IOV.
+    #[error("PF {pf} is not an SR-IOV physical function of this host")]
+    PfAbsent {
+        /// The PF.
+        pf: PciAddress,
+    },
+    /// No free VF of the PF can take the type.
+    #[error("PF {pf} has no free VF that can take vGPU type {type_input}")]
+    NoFreeVf {
+        /// The PF.
+        pf: PciAddress,
+        /// The type as given.
+        type_input: String,
+    },
+    /// The driver has not set the VF up (no `nvidia/` directory).
+    #[error("VF {vf} is not set up by the driver yet (no nvidia/ directory)")]
+    VfNotReady {
+        /// The VF.
+        vf: PciAddress,
+    },
+    /// The driver did not set the VF up within the bound.
+    #[error("VF {vf} was not set up by the driver within {waited:?}")]
+    VfNotSetUp {
+        /// The VF.
+        vf: PciAddress,
+        /// How long restore waited.
+        waited: Duration,
+    },
+    /// The VF did not appear after its PF's VFs were enabled.
+    #[error("VF {vf} did not appear after the VFs of {pf} were enabled")]
+    VfMissing {
+        /// The VF.
+        vf: PciAddress,
+        /// Its PF.
+        pf: PciAddress,
+    },
+    /// The VF already carries a vGPU type.
+    #[error("VF {vf} already carries vGPU type {current}; stop it before giving it another")]
+    VgpuBusy {
+        /// The VF.
+        vf: PciAddress,
+        /// Its current type id.
+        current: u32,
+    },
+    /// The type is not creatable on this VF now.
+    #[error("vGPU type {type_input} is not creatable on VF {vf} now (ids are card-local); creatable: {}", list_or_none(.creatable))]
+    VgpuTypeNotCreatable {
+        /// The VF.
+        vf: PciAddress,
+        /// The type as given or stored.
+        type_input: String,
+        /// What the VF can take now, as `id (name)`.
+        creatable: Vec<String>,
+    },
+    /// The VF carries a type other than the defined one.
+    #[error("VF {vf} carries vGPU type {current} instead of {wanted}; stop it first")]
+    VgpuWrongType {
+        /// The VF.
+        vf: PciAddress,
+        /// Its current type id.
+        current: u32,
+        /// The defined type id.
+        wanted: u32,
+    },
+    /// The VF carries no type to clear.
+    #[error("VF {vf} carries no vGPU type")]
+    VgpuNotSet {
+        /// The VF.
+        vf: PciAddress,
+    },
+    /// The driver refused to clear the type because a VM uses it.
+    #[error("VF {vf} is in use (a VM holds it); stop the VM first")]
+    VgpuInUse {
+        /// The VF.
+        vf: PciAddress,
+    },
+    /// More VFs were asked of a PF than it has.
+    #[error("PF {pf} has at most {max} VFs")]
+    TooManyVfs {
+        /// The PF.
+        pf: PciAddress,
+        /// `sriov_totalvfs`.
+        max: u32,
+    },
+    /// The PF has another VF count enabled, which changes only through 0.
+    #[error("PF {pf} has {enabled} VFs enabled; the kernel changes the count only through 0, which would remove their vGPUs")]
+    VfCountFixed {
+        /// The PF.
+        pf: PciAddress,
+        /// VFs enabled now.
+        enabled: u32,
+    },
+    /// The PF has fewer VFs enabled than its definitions need.
+    #[error("PF {pf} has {enabled} VFs enabled but {needed} are needed; the count changes only through 0")]
+    TooFewVfs {
+        /// The PF.
+        pf: PciAddress,
+        /// VFs enabled now.
+        enabled: u32,
+        /// VFs the definitions need.
+        needed: u32,
+    },
+    /// A VF definition names an index the PF cannot have.
+    #[error("VF {vf} is VF number {index} of {pf}, which has at most {total} VFs")]
+    VfBeyondTotal {
+        /// The VF.
+        vf: PciAddress,
+        /// The PF.
+        pf: PciAddress,
+        /// Its index in the definition.
+        index: u32,
+        /// `sriov_totalvfs`.
+        total: u32,
+    },
     /// A vDPA step failed.
     #[error("vDPA operation failed")]
     Vdpa(#[source] Box<hostdev_vdpa::VdpaError>),
-    /// A vDPA operation is impossible, with the reason as a sentence.
-    #[error("vDPA device {name}: {why}")]
-    VdpaRefused {
-        /// The device name.
-        name: String,
-        /// Why.
-        why: String,
+    /// A vDPA name or value is unusable.
+    #[error(transparent)]
+    VdpaValue(#[from] hostdev_model::vdpa::VdpaValueError),
+    /// A vDPA definition of this name exists already.
+    #[error("vDPA device {name} is defined already; undefine or modify it")]
+    VdpaDefined {
+        /// The device.
+        name: VdpaName,
     },
-    /// A vGPU operation is impossible, with the reason as a sentence.
-    #[error("vGPU on VF {vf}: {why}")]
-    Vgpu {
-        /// The VF (or PF).
-        vf: String,
-        /// Why.
-        why: String,
+    /// No vDPA definition of this name.
+    #[error("vDPA device {name} is not defined")]
+    VdpaNotDefined {
+        /// The device.
+        name: VdpaName,
     },
-    /// Some devices of a batch failed (each is reported separately).
-    #[error("{failed} of {total} devices failed to start")]
-    Batch {
-        /// How many failed.
-        failed: usize,
-        /// How many were tried.
-        total: usize,
+    /// Neither a vDPA device nor a definition of this name.
+    #[error("there is no vDPA device or definition named {name}")]
+    VdpaUnknown {
+        /// The device.
+        name: VdpaName,
     },
+    /// The device is not bound to vhost_vdpa (no character device for a VM).
+    #[error("vDPA device {name} is not bound to vhost_vdpa (no /dev/vhost-vdpa-N)")]
+    VdpaUnbound {
+        /// The device.
+        name: VdpaName,
+    },
+    /// An export of another kind or version.
+    #[error("the export of {name} is not a hostdev vDPA export (kind vdpa, version 1)")]
+    BadExport {
+        /// The device named in it.
+        name: VdpaName,
+    },
+    /// Restoring one device panicked; it is reported failed, the others go on.
+    #[error("restoring {device} stopped on an internal error (a panic); the other devices were not affected")]
+    RestorePanicked {
+        /// The device (UUID, VF or name) or, for a whole worker, its parent.
+        device: String,
+    },
+    /// Installing a file (the udev rule) failed.
+    #[error("cannot install {path}")]
+    Install {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: Box<StoreError>,
+    },
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 fn on_parent(p: &Option<ParentName>) -> String {
@@ -265,9 +470,125 @@ impl From<hostdev_sysfs::sriov::SriovError> for CoreError {
     }
 }
 
+impl From<hostdev_vdpa::VdpaError> for CoreError {
+    fn from(e: hostdev_vdpa::VdpaError) -> Self {
+        CoreError::Vdpa(Box::new(e))
+    }
+}
+
 impl CoreError {
     /// Wraps a failed sysfs read.
     pub(crate) fn inventory(e: SysfsError) -> Self {
         CoreError::Inventory(Box::new(e))
     }
+
+    /// A stable machine code for this failure (`kind.what`), the same across
+    /// releases and front-ends, whatever the sentence says.
+    pub fn code(&self) -> &'static str {
+        use CoreError::*;
+        match self {
+            Name(_) => "input.bad_name",
+            Inventory(_) => "mdev.inventory",
+            Store(e) => match e {
+                StoreError::Lock { .. } => "store.lock",
+                StoreError::Dir { .. } => "store.dir",
+                StoreError::Write { .. } => "store.write",
+                StoreError::Remove { .. } => "store.remove",
+                StoreError::Definition { .. } => "store.bad_definition",
+            },
+            ReadJson { .. } => "input.read_json",
+            BadJson { .. } => "input.bad_json",
+            NoParent { .. } => "mdev.no_parent",
+            NoType { .. } => "mdev.no_type",
+            AlreadyDefined { .. } => "mdev.already_defined",
+            NotDefined { .. } => "mdev.not_defined",
+            Ambiguous { .. } => "mdev.ambiguous",
+            Edit { .. } => "mdev.bad_edit",
+            AlreadyRunning { .. } => "mdev.already_running",
+            NotRunning { .. } => "mdev.not_running",
+            ParentAbsent { .. } => "mdev.parent_absent",
+            TypeUnsupported { .. } => "mdev.type_unsupported",
+            NoCapacity { .. } => "mdev.no_capacity",
+            Create { .. } => "mdev.create",
+            NotReady { .. } => "mdev.not_ready",
+            NotReadyNoRollback { .. } => "mdev.not_ready_no_rollback",
+            Attr { .. } => "mdev.attr",
+            AttrNoRollback { .. } => "mdev.attr_no_rollback",
+            Remove { .. } => "mdev.remove",
+            CalloutRefused { .. } => "mdev.callout_refused",
+            LiveNotRunning { .. } => "mdev.live_not_running",
+            LiveOtherParent { .. } => "mdev.live_other_parent",
+            LiveNeedsConfig { .. } => "mdev.live_needs_config",
+            LiveTypeChange { .. } => "mdev.live_type_change",
+            LiveAttr { .. } => "mdev.live_attr",
+            Sriov(_) => "vgpu.sysfs",
+            VfAbsent { .. } => "vgpu.vf_absent",
+            VgpuAlreadyDefined { .. } => "vgpu.already_defined",
+            VgpuNotDefined { .. } => "vgpu.not_defined",
+            PfAbsent { .. } => "vgpu.pf_absent",
+            NoFreeVf { .. } => "vgpu.no_free_vf",
+            VfNotReady { .. } => "vgpu.vf_not_ready",
+            VfNotSetUp { .. } => "vgpu.vf_not_set_up",
+            VfMissing { .. } => "vgpu.vf_missing",
+            VgpuBusy { .. } => "vgpu.busy",
+            VgpuTypeNotCreatable { .. } => "vgpu.type_not_creatable",
+            VgpuWrongType { .. } => "vgpu.wrong_type",
+            VgpuNotSet { .. } => "vgpu.not_set",
+            VgpuInUse { .. } => "vgpu.in_use",
+            TooManyVfs { .. } => "vgpu.too_many_vfs",
+            VfCountFixed { .. } => "vgpu.vf_count_fixed",
+            TooFewVfs { .. } => "vgpu.too_few_vfs",
+            VfBeyondTotal { .. } => "vgpu.vf_beyond_total",
+            Vdpa(e) => match **e {
+                hostdev_vdpa::VdpaError::NoFamily => "vdpa.unavailable",
+                hostdev_vdpa::VdpaError::Permission { .. } => "vdpa.permission",
+                hostdev_vdpa::VdpaError::Exists(_) => "vdpa.exists",
+                hostdev_vdpa::VdpaError::NoMgmtDev(_) => "vdpa.no_mgmtdev",
+                hostdev_vdpa::VdpaError::NoDevice(_) => "vdpa.no_device",
+                hostdev_vdpa::VdpaError::Unsupported { .. } => "vdpa.unsupported",
+                _ => "vdpa.kernel",
+            },
+            VdpaValue(_) => "input.bad_vdpa_value",
+            VdpaDefined { .. } => "vdpa.already_defined",
+            VdpaNotDefined { .. } => "vdpa.not_defined",
+            VdpaUnknown { .. } => "vdpa.unknown",
+            VdpaUnbound { .. } => "vdpa.unbound",
+            BadExport { .. } => "vdpa.bad_export",
+            RestorePanicked { .. } => "restore.panicked",
+            Install { .. } => "store.install",
+        }
+    }
+
+    /// The sentence and its causes joined once (thiserror's transparent
+    /// variants repeat their source; it is printed once).
+    pub fn chain(&self) -> String {
+        chain(self)
+    }
+}
+
+/// Runs one device's restore step so that a panic in it is that device's
+/// failure, never a vanished row or an aborted batch.
+pub(crate) fn guarded<T>(
+    device: &dyn std::fmt::Display,
+    f: impl FnOnce() -> Result<T, CoreError>,
+) -> Result<T, CoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(CoreError::RestorePanicked {
+            device: device.to_string(),
+        })
+    })
+}
+
+/// Any error and its sources as one line, each cause printed once.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if parts.last().is_none_or(|l| !l.ends_with(&s)) {
+            parts.push(s);
+        }
+        cur = c.source();
+    }
+    parts.join(": ")
 }

@@ -2,64 +2,32 @@
 //! the creation config — kept in `/etc/hostdev/vdpa.d/<name>.json`, restored
 //! by `autostart`, exported and imported for a migration destination.
 //!
-//! Owns: those operations, generic over [`VdpaClient`]. Must not: print.
+//! Definitions are configuration: define, undefine, modify, listing them and
+//! export/import of definitions work on a host where the vdpa module is not
+//! loaded. The netlink client is opened only by an operation that touches the
+//! kernel, on first use.
+//!
+//! Owns: those operations, generic over [`VdpaClient`]. Must not: print, or
+//! read sysfs itself (the client does).
 
+use crate::error::guarded;
+use crate::lock::Locker;
 use crate::{CoreError, DeviceOutcome};
-use hostdev_store::{HostLock, JsonDir, LoadProblem};
-use hostdev_vdpa::{
-    check_dev_name, CreateConfig, Dev, LiveConfig, MgmtDevName, VdpaClient, VdpaError,
+use hostdev_model::vdpa::{
+    CreateConfig, MgmtDevName, VdpaDefinition, VdpaEdit, VdpaExport, VdpaName,
 };
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-
-/// Start policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum VdpaStart {
-    /// Created by `autostart`.
-    Auto,
-    /// Only on request.
-    #[default]
-    Manual,
-}
-
-/// A persistent vDPA device, also the body of an export.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VdpaDefinition {
-    /// Device name.
-    pub name: String,
-    /// Its management device.
-    pub mgmtdev: MgmtDevName,
-    /// What it is created with.
-    #[serde(default)]
-    pub config: CreateConfig,
-    /// Start policy.
-    #[serde(default)]
-    pub start: VdpaStart,
-}
-
-/// A self-contained spec of what to recreate elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VdpaExport {
-    /// Format version of the export (1).
-    pub hostdev_export: u32,
-    /// Always "vdpa".
-    pub kind: String,
-    /// The device.
-    pub device: VdpaDefinition,
-    /// True when the config came from the live device rather than a definition
-    /// (the kernel does not keep the creation config; live config can differ).
-    #[serde(default)]
-    pub from_live_config: bool,
-}
+use hostdev_model::StartPolicy;
+use hostdev_store::{JsonDir, LoadProblem};
+pub use hostdev_vdpa::{Binding, Dev, LiveConfig, MgmtDev, VdpaClient, VdpaError};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 
 /// A device and/or its definition, by name.
-pub type VdpaRow = (String, Option<Dev>, Option<VdpaDefinition>);
+pub type VdpaRow = (VdpaName, Option<Dev>, Option<VdpaDefinition>);
 
 /// One restored definition: (management device, name, outcome).
-pub type VdpaRestored = (String, String, DeviceOutcome);
+pub type VdpaRestored = (MgmtDevName, VdpaName, DeviceOutcome);
 
 /// Everything `show` knows about a device.
 #[derive(Debug, Clone, Serialize)]
@@ -76,25 +44,20 @@ pub struct VdpaShow {
     pub driver: Option<String>,
 }
 
+type Opener<C> = Box<dyn Fn() -> Result<C, VdpaError> + Send + Sync>;
+
 /// vDPA operations on one host.
-#[derive(Debug)]
 pub struct Vdpas<C> {
-    /// The kernel interface.
-    pub client: C,
+    client: OnceLock<C>,
+    open: Mutex<Option<Opener<C>>>,
     /// Definitions.
     pub defs: JsonDir<VdpaDefinition>,
-    sysfs: PathBuf,
-    lock_path: PathBuf,
+    locker: Locker,
 }
 
-fn vdpa_err(e: VdpaError) -> CoreError {
-    CoreError::Vdpa(Box::new(e))
-}
-
-fn name_err(name: &str, why: &str) -> CoreError {
-    CoreError::VdpaRefused {
-        name: name.to_string(),
-        why: why.to_string(),
+impl<C> std::fmt::Debug for Vdpas<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vdpas").field("defs", &self.defs).finish()
     }
 }
 
@@ -104,99 +67,118 @@ pub fn definitions(root: &Path) -> JsonDir<VdpaDefinition> {
 }
 
 impl<C: VdpaClient> Vdpas<C> {
-    /// vDPA of the host whose files live under `root`.
+    /// vDPA of the host under `root`, with a client already open (tests, fakes).
     pub fn new(client: C, root: &Path) -> Self {
+        let v = Self::lazy(root, || Err(VdpaError::NoFamily));
+        let _ = v.client.set(client);
+        v
+    }
+
+    /// vDPA of the host under `root`; `open` is called the first time an
+    /// operation needs the kernel (and again later if it failed).
+    pub fn lazy(
+        root: &Path,
+        open: impl Fn() -> Result<C, VdpaError> + Send + Sync + 'static,
+    ) -> Self {
         Vdpas {
-            client,
+            client: OnceLock::new(),
+            open: Mutex::new(Some(Box::new(open))),
             defs: definitions(root),
-            sysfs: root.join("sys/bus/vdpa/devices"),
-            lock_path: HostLock::path_under(root),
+            locker: Locker::under(root),
         }
     }
 
-    fn lock(&self) -> Result<HostLock, CoreError> {
-        Ok(HostLock::acquire(&self.lock_path)?)
+    /// The kernel interface, opened on first use.
+    pub fn client(&self) -> Result<&C, CoreError> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let open = guard.as_ref().ok_or(VdpaError::NoFamily)?;
+        let c = open()?;
+        Ok(self.client.get_or_init(|| c))
+    }
+
+    /// Management devices.
+    pub fn mgmtdevs(&self) -> Result<Vec<MgmtDev>, CoreError> {
+        Ok(self.client()?.mgmtdevs()?)
     }
 
     /// Creates a device now (transient: nothing is stored).
     pub fn add(
         &self,
-        name: &str,
+        name: &VdpaName,
         mgmtdev: &MgmtDevName,
         cfg: &CreateConfig,
     ) -> Result<(), CoreError> {
-        check_dev_name(name).map_err(vdpa_err)?;
-        self.client.add(name, mgmtdev, cfg).map_err(vdpa_err)
+        Ok(self.client()?.add(name, mgmtdev, cfg)?)
     }
 
     /// Deletes a device.
-    pub fn del(&self, name: &str) -> Result<(), CoreError> {
-        check_dev_name(name).map_err(vdpa_err)?;
-        self.client.del(name).map_err(vdpa_err)
+    pub fn del(&self, name: &VdpaName) -> Result<(), CoreError> {
+        Ok(self.client()?.del(name)?)
     }
 
-    /// Stores a definition (refusing a name already defined).
+    /// Stores a definition (refusing a name already defined). Needs no kernel.
     pub fn define(&self, d: &VdpaDefinition) -> Result<(), CoreError> {
-        check_dev_name(&d.name).map_err(vdpa_err)?;
-        hostdev_vdpa::dev_new_nlas(&d.name, &d.mgmtdev, &d.config).map_err(vdpa_err)?;
-        let lock = self.lock()?;
-        if self.defs.path_of(&d.name).exists() {
-            return Err(name_err(
-                &d.name,
-                "a vDPA definition of this name exists; undefine or modify it",
-            ));
+        let lock = self.locker.lock()?;
+        if self.defs.exists(d.name.as_str()) {
+            return Err(CoreError::VdpaDefined {
+                name: d.name.clone(),
+            });
         }
-        Ok(self.defs.save(&lock, &d.name, d)?)
+        Ok(self.defs.save(&lock, d.name.as_str(), d)?)
     }
 
-    /// Removes a definition.
-    pub fn undefine(&self, name: &str) -> Result<(), CoreError> {
-        check_dev_name(name).map_err(vdpa_err)?;
-        let lock = self.lock()?;
-        if !self.defs.path_of(name).exists() {
-            return Err(name_err(name, "no vDPA definition of this name"));
+    /// Removes a definition (a malformed one too). Needs no kernel.
+    pub fn undefine(&self, name: &VdpaName) -> Result<(), CoreError> {
+        let lock = self.locker.lock()?;
+        if !self.defs.exists(name.as_str()) {
+            return Err(CoreError::VdpaNotDefined { name: name.clone() });
         }
-        Ok(self.defs.remove(&lock, name)?)
+        Ok(self.defs.remove(&lock, name.as_str())?)
     }
 
-    /// Changes a definition (the running device is not touched).
-    pub fn modify(
-        &self,
-        name: &str,
-        f: impl FnOnce(&mut VdpaDefinition),
-    ) -> Result<VdpaDefinition, CoreError> {
-        check_dev_name(name).map_err(vdpa_err)?;
-        let lock = self.lock()?;
+    /// Changes a definition (the running device is not touched). Needs no kernel.
+    pub fn modify(&self, name: &VdpaName, edit: &VdpaEdit) -> Result<VdpaDefinition, CoreError> {
+        let lock = self.locker.lock()?;
         let mut d = self
             .defs
-            .load(name)?
-            .ok_or_else(|| name_err(name, "no vDPA definition of this name"))?;
-        f(&mut d);
-        hostdev_vdpa::dev_new_nlas(&d.name, &d.mgmtdev, &d.config).map_err(vdpa_err)?;
-        self.defs.save(&lock, name, &d)?;
+            .load(name.as_str())?
+            .ok_or_else(|| CoreError::VdpaNotDefined { name: name.clone() })?;
+        d.apply(edit);
+        self.defs.save(&lock, name.as_str(), &d)?;
         Ok(d)
     }
 
     /// Creates a defined device.
-    pub fn start(&self, name: &str) -> Result<(), CoreError> {
-        check_dev_name(name).map_err(vdpa_err)?;
+    pub fn start(&self, name: &VdpaName) -> Result<(), CoreError> {
         let d = self
             .defs
-            .load(name)?
-            .ok_or_else(|| name_err(name, "no vDPA definition of this name"))?;
-        self.client
-            .add(&d.name, &d.mgmtdev, &d.config)
-            .map_err(vdpa_err)
+            .load(name.as_str())?
+            .ok_or_else(|| CoreError::VdpaNotDefined { name: name.clone() })?;
+        Ok(self.client()?.add(&d.name, &d.mgmtdev, &d.config)?)
+    }
+
+    /// Definitions only, by name. Needs no kernel.
+    pub fn definitions(&self) -> Result<(Vec<VdpaDefinition>, Vec<LoadProblem>), CoreError> {
+        let (defs, problems) = self.defs.load_all()?;
+        Ok((defs.into_iter().map(|(_, d)| d).collect(), problems))
     }
 
     /// Devices and definitions by name.
     pub fn list(&self) -> Result<(Vec<VdpaRow>, Vec<LoadProblem>), CoreError> {
         let (defs, problems) = self.defs.load_all()?;
-        let mut rows: std::collections::BTreeMap<String, (Option<Dev>, Option<VdpaDefinition>)> =
+        let mut rows: std::collections::BTreeMap<VdpaName, (Option<Dev>, Option<VdpaDefinition>)> =
             Default::default();
-        for d in self.client.devs().map_err(vdpa_err)? {
-            let key = d.name.clone();
-            rows.entry(key).or_default().0 = Some(d);
+        for d in self.client()?.devs()? {
+            // A kernel name we could not store is still shown as the kernel gave it.
+            if let Ok(n) = VdpaName::new(d.name.clone()) {
+                rows.entry(n).or_default().0 = Some(d);
+            }
         }
         for (_, d) in defs {
             let key = d.name.clone();
@@ -208,44 +190,54 @@ impl<C: VdpaClient> Vdpas<C> {
         ))
     }
 
-    /// Everything known about one device.
-    pub fn show(&self, name: &str) -> Result<VdpaShow, CoreError> {
-        check_dev_name(name).map_err(vdpa_err)?;
-        let definition = self.defs.load(name)?;
-        let device = self.client.dev(name).map_err(vdpa_err)?;
-        if definition.is_none() && device.is_none() {
-            return Err(vdpa_err(VdpaError::NotFound(format!(
-                "no vDPA device or definition named {name}"
-            ))));
-        }
-        let live = match &device {
-            Some(_) => Some(self.client.config(name).map_err(vdpa_err)?),
-            None => None,
+    /// Everything known about one device. Without the kernel's vdpa family,
+    /// a defined device is shown from its definition alone.
+    pub fn show(&self, name: &VdpaName) -> Result<VdpaShow, CoreError> {
+        let definition = self.defs.load(name.as_str())?;
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(_) if definition.is_some() => {
+                return Ok(VdpaShow {
+                    definition,
+                    device: None,
+                    live: None,
+                    vhost_dev: None,
+                    driver: None,
+                })
+            }
+            Err(e) => return Err(e),
         };
-        let dir = self.sysfs.join(name);
-        let vhost_dev = std::fs::read_dir(&dir).ok().and_then(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .find(|n| n.starts_with("vhost-vdpa-"))
-                .map(|n| format!("/dev/{n}"))
-        });
-        let driver = std::fs::read_link(dir.join("driver"))
-            .ok()
-            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));
+        let device = client.dev(name)?;
+        if definition.is_none() && device.is_none() {
+            return Err(CoreError::VdpaUnknown { name: name.clone() });
+        }
+        let (live, binding) = match &device {
+            Some(_) => (Some(client.config(name)?), client.binding(name)?),
+            None => (None, Binding::default()),
+        };
         Ok(VdpaShow {
             definition,
             device,
             live,
-            vhost_dev,
-            driver,
+            vhost_dev: binding.vhost_dev,
+            driver: binding.driver,
         })
     }
 
-    /// A spec to recreate the device elsewhere: its definition, or (for a
-    /// device hostdev did not define) its live config, marked as such.
-    pub fn export(&self, name: &str) -> Result<VdpaExport, CoreError> {
+    /// libvirt's `<interface type='vdpa'>` for a device bound to vhost_vdpa.
+    pub fn libvirt(&self, name: &VdpaName) -> Result<String, CoreError> {
         let s = self.show(name)?;
-        if let Some(d) = s.definition {
+        let dev = s
+            .vhost_dev
+            .ok_or_else(|| CoreError::VdpaUnbound { name: name.clone() })?;
+        Ok(hostdev_model::libvirt::vdpa_interface(&dev))
+    }
+
+    /// A spec to recreate the device elsewhere: its definition (no kernel
+    /// needed), or for a device hostdev did not define its live config,
+    /// marked as such.
+    pub fn export(&self, name: &VdpaName) -> Result<VdpaExport, CoreError> {
+        if let Some(d) = self.defs.load(name.as_str())? {
             return Ok(VdpaExport {
                 hostdev_export: 1,
                 kind: "vdpa".into(),
@@ -253,80 +245,104 @@ impl<C: VdpaClient> Vdpas<C> {
                 from_live_config: false,
             });
         }
-        // show() errs when there is neither a definition nor a device.
-        let Some(dev) = s.device else {
-            return Err(name_err(name, "no vDPA device or definition of this name"));
-        };
-        let live = s.live.unwrap_or_default();
+        let client = self.client()?;
+        let dev = client
+            .dev(name)?
+            .ok_or_else(|| CoreError::VdpaUnknown { name: name.clone() })?;
+        let live = client.config(name)?;
         Ok(VdpaExport {
             hostdev_export: 1,
             kind: "vdpa".into(),
             device: VdpaDefinition {
-                name: name.to_string(),
+                name: name.clone(),
                 mgmtdev: dev.mgmtdev,
                 config: CreateConfig {
-                    mac: live.mac,
+                    mac: live.mac.as_deref().and_then(|m| m.parse().ok()),
                     mtu: live.mtu,
                     max_vqp: None,
                     features: None,
                 },
-                start: VdpaStart::Manual,
+                start: StartPolicy::Manual,
             },
             from_live_config: true,
         })
     }
 
     /// Recreates an export (under `new_name` if given): define and/or start.
+    /// Defining only needs no kernel.
     pub fn import(
         &self,
         e: &VdpaExport,
-        new_name: Option<&str>,
+        new_name: Option<&VdpaName>,
         define: bool,
         start: bool,
     ) -> Result<VdpaDefinition, CoreError> {
         if e.kind != "vdpa" || e.hostdev_export != 1 {
-            return Err(name_err(
-                &e.device.name,
-                "not a hostdev vDPA export (kind vdpa, version 1)",
-            ));
+            return Err(CoreError::BadExport {
+                name: e.device.name.clone(),
+            });
         }
         let mut d = e.device.clone();
         if let Some(n) = new_name {
-            d.name = n.to_string();
+            d.name = n.clone();
         }
         if define {
             self.define(&d)?;
         }
         if start || !define {
-            self.client
-                .add(&d.name, &d.mgmtdev, &d.config)
-                .map_err(vdpa_err)?;
+            self.client()?.add(&d.name, &d.mgmtdev, &d.config)?;
         }
         Ok(d)
     }
 
-    /// Creates every auto definition whose device does not exist.
+    /// Creates every auto definition whose device does not exist. A failure or
+    /// a panic creating one device is that device's alone.
     pub fn restore(&self) -> Result<(Vec<VdpaRestored>, Vec<LoadProblem>), CoreError> {
         let (defs, problems) = self.defs.load_all()?;
-        let existing: Vec<String> = self
-            .client
-            .devs()
-            .map_err(vdpa_err)?
+        let autos: Vec<VdpaDefinition> = defs
             .into_iter()
-            .map(|d| d.name)
+            .map(|(_, d)| d)
+            .filter(|d| d.start == StartPolicy::Auto)
             .collect();
+        if autos.is_empty() {
+            // Nothing to restore: the kernel is not asked (the module may be absent).
+            return Ok((Vec::new(), problems));
+        }
+        // Without the kernel's vdpa family every auto device is a failed row,
+        // so none vanishes from the report.
+        let listed = self.client().and_then(|c| Ok((c, c.devs()?)));
+        let (client, devs) = match listed {
+            Ok(x) => x,
+            Err(_) => {
+                let out = autos
+                    .into_iter()
+                    .map(|d| {
+                        let e = self
+                            .client()
+                            .and_then(|c| Ok(c.devs().map(|_| ())?))
+                            .err()
+                            .unwrap_or(CoreError::Vdpa(Box::new(VdpaError::NoFamily)));
+                        (d.mgmtdev, d.name, DeviceOutcome::Failed(e))
+                    })
+                    .collect();
+                return Ok((out, problems));
+            }
+        };
+        let existing: Vec<String> = devs.into_iter().map(|d| d.name).collect();
         let mut out = Vec::new();
-        for (_, d) in defs.into_iter().filter(|(_, d)| d.start == VdpaStart::Auto) {
-            let o = if existing.contains(&d.name) {
+        for d in autos {
+            let o = if existing.iter().any(|n| n == d.name.as_str()) {
                 DeviceOutcome::AlreadyRunning
             } else {
-                match self.client.add(&d.name, &d.mgmtdev, &d.config) {
+                match guarded(&d.name, || Ok(client.add(&d.name, &d.mgmtdev, &d.config)?)) {
                     Ok(()) => DeviceOutcome::Started,
-                    Err(VdpaError::NotFound(_)) => DeviceOutcome::ParentAbsent,
-                    Err(e) => DeviceOutcome::Failed(vdpa_err(e)),
+                    Err(CoreError::Vdpa(e)) if matches!(*e, VdpaError::NoMgmtDev(_)) => {
+                        DeviceOutcome::ParentAbsent
+                    }
+                    Err(e) => DeviceOutcome::Failed(e),
                 }
             };
-            out.push((d.mgmtdev.to_string(), d.name, o));
+            out.push((d.mgmtdev, d.name, o));
         }
         Ok((out, problems))
     }
@@ -346,20 +362,20 @@ mod tests {
         (t, v)
     }
 
+    fn n(s: &str) -> VdpaName {
+        VdpaName::new(s).unwrap()
+    }
+
     fn def(name: &str, auto: bool) -> VdpaDefinition {
         VdpaDefinition {
-            name: name.into(),
+            name: n(name),
             mgmtdev: MgmtDevName::parse("vdpasim_net").unwrap(),
             config: CreateConfig {
-                mac: Some("00:11:22:33:44:55".into()),
+                mac: Some("00:11:22:33:44:55".parse().unwrap()),
                 mtu: Some(9000),
                 ..Default::default()
             },
-            start: if auto {
-                VdpaStart::Auto
-            } else {
-                VdpaStart::Manual
-            },
+            start: StartPolicy::from_auto(auto),
         }
     }
 
@@ -367,11 +383,14 @@ mod tests {
     fn autostart_recreates_with_the_same_config() {
         let (_t, v) = vdpas();
         v.define(&def("vdpa0", true)).unwrap();
-        v.start("vdpa0").unwrap();
-        v.client.vanish("vdpa0");
+        v.start(&n("vdpa0")).unwrap();
+        v.client().unwrap().vanish("vdpa0");
         let (r, _) = v.restore().unwrap();
         assert!(matches!(r[0].2, DeviceOutcome::Started));
-        assert_eq!(v.client.config("vdpa0").unwrap().mtu, Some(9000));
+        assert_eq!(
+            v.client().unwrap().config(&n("vdpa0")).unwrap().mtu,
+            Some(9000)
+        );
         let (r, _) = v.restore().unwrap();
         assert!(matches!(r[0].2, DeviceOutcome::AlreadyRunning));
     }
@@ -380,12 +399,12 @@ mod tests {
     fn export_import_under_another_name_compares_equal() {
         let (_t, v) = vdpas();
         v.define(&def("vdpa0", false)).unwrap();
-        let e = v.export("vdpa0").unwrap();
+        let e = v.export(&n("vdpa0")).unwrap();
         let text = serde_json::to_string(&e).unwrap();
         let back: VdpaExport = serde_json::from_str(&text).unwrap();
-        let d = v.import(&back, Some("vdpa1"), true, true).unwrap();
+        let d = v.import(&back, Some(&n("vdpa1")), true, true).unwrap();
         assert_eq!(d.config, def("vdpa0", false).config);
-        let e1 = v.export("vdpa1").unwrap();
+        let e1 = v.export(&n("vdpa1")).unwrap();
         assert_eq!(e1.device.config, e.device.config);
         assert_eq!(e1.device.mgmtdev, e.device.mgmtdev);
     }
@@ -393,40 +412,89 @@ mod tests {
     #[test]
     fn errors_are_sentences_and_nothing_is_half_created() {
         let (_t, v) = vdpas();
-        v.add(
-            "vdpa0",
-            &MgmtDevName::parse("vdpasim_net").unwrap(),
-            &CreateConfig::default(),
-        )
-        .unwrap();
+        let net = MgmtDevName::parse("vdpasim_net").unwrap();
+        v.add(&n("vdpa0"), &net, &CreateConfig::default()).unwrap();
         let e = v
-            .add(
-                "vdpa0",
-                &MgmtDevName::parse("vdpasim_net").unwrap(),
-                &CreateConfig::default(),
-            )
+            .add(&n("vdpa0"), &net, &CreateConfig::default())
             .unwrap_err();
+        assert_eq!(e.code(), "vdpa.exists");
         assert_eq!(
-            format!("{}", std::error::Error::source(&e).unwrap()),
-            "a vDPA device named vdpa0 already exists"
+            e.chain(),
+            "vDPA operation failed: a vDPA device named vdpa0 already exists"
         );
         let cfg = CreateConfig {
             max_vqp: Some(4),
             ..Default::default()
         };
-        let e = v
-            .add("vdpa1", &MgmtDevName::parse("vdpasim_net").unwrap(), &cfg)
-            .unwrap_err();
-        assert!(format!("{}", std::error::Error::source(&e).unwrap())
-            .contains("does not support max_vqp"));
-        assert!(v.client.dev("vdpa1").unwrap().is_none());
-        assert!(v.del("nosuch").is_err());
-        assert!(v
-            .add(
-                "../x",
-                &MgmtDevName::parse("vdpasim_net").unwrap(),
-                &CreateConfig::default()
+        let e = v.add(&n("vdpa1"), &net, &cfg).unwrap_err();
+        assert_eq!(e.code(), "vdpa.unsupported");
+        assert!(
+            e.chain().contains("does not support max_vqp"),
+            "{}",
+            e.chain()
+        );
+        assert!(v.client().unwrap().dev(&n("vdpa1")).unwrap().is_none());
+        let e = v.del(&n("nosuch")).unwrap_err();
+        assert_eq!(
+            e.chain(),
+            "vDPA operation failed: no vDPA device named nosuch"
+        );
+    }
+
+    /// Regression: definitions are configuration. Before, every vDPA command
+    /// opened the netlink family first and failed without the vdpa module.
+    #[test]
+    fn definitions_work_without_the_vdpa_module() {
+        let t = tempfile::tempdir().unwrap();
+        let v: Vdpas<FakeVdpa> = Vdpas::lazy(t.path(), || Err(VdpaError::NoFamily));
+        v.define(&def("vdpa0", true)).unwrap();
+        v.define(&def("vdpa1", false)).unwrap();
+        let d = v
+            .modify(
+                &n("vdpa1"),
+                &VdpaEdit {
+                    config: CreateConfig {
+                        mtu: Some(1500),
+                        ..Default::default()
+                    },
+                    start: None,
+                },
             )
-            .is_err());
+            .unwrap();
+        assert_eq!(d.config.mtu, Some(1500));
+        let (defs, problems) = v.definitions().unwrap();
+        assert_eq!(defs.len(), 2);
+        assert!(problems.is_empty());
+        let e = v.export(&n("vdpa1")).unwrap();
+        v.import(&e, Some(&n("vdpa2")), true, false).unwrap();
+        assert!(v.show(&n("vdpa2")).unwrap().device.is_none());
+        v.undefine(&n("vdpa2")).unwrap();
+        // What needs the kernel says so, as a sentence with a stable code.
+        let e = v.start(&n("vdpa0")).unwrap_err();
+        assert_eq!(e.code(), "vdpa.unavailable");
+        assert!(e.chain().contains("load the vdpa module"), "{}", e.chain());
+    }
+
+    /// Regression: a copied definition file naming another device is never acted on.
+    #[test]
+    fn a_definition_naming_another_device_is_reported_and_not_started() {
+        let (t, v) = vdpas();
+        v.define(&def("vdpa0", true)).unwrap();
+        let dir = t.path().join("etc/hostdev/vdpa.d");
+        std::fs::copy(dir.join("vdpa0.json"), dir.join("vdpa9.json")).unwrap();
+        let (r, problems) = v.restore().unwrap();
+        assert_eq!(r.len(), 1, "only vdpa0 is restored: {r:?}");
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].reason.contains("names vdpa0, not vdpa9"),
+            "{}",
+            problems[0].reason
+        );
+        assert!(v.start(&n("vdpa9")).is_err());
+        assert_eq!(
+            v.client().unwrap().log(),
+            vec!["add vdpa0 vdpasim_net [\"mac\", \"mtu\"]"]
+        );
+        v.undefine(&n("vdpa9")).unwrap();
     }
 }

@@ -3,15 +3,22 @@
 //! the VFs, wait (bounded) until the driver has set them up, then write the
 //! types.
 //!
-//! Owns: those operations, generic over [`SriovSysfs`]. Must not: print.
+//! Owns: those operations and the per-PF type availability, generic over
+//! [`SriovSysfs`]. Must not: print, or name a front-end's flags.
 
+use crate::error::guarded;
+use crate::lock::Locker;
+use crate::poll;
 use crate::{CoreError, DeviceOutcome};
-use hostdev_model::vgpu::{resolve_type, PciAddress, SriovDefinition, Start, VgpuDefinition};
-use hostdev_store::{HostLock, JsonDir, LoadProblem};
-use hostdev_sysfs::sriov::{PfInfo, SriovSysfs, VfInfo};
+use hostdev_api::{PfTypes, VgpuTypeRow};
+use hostdev_model::vgpu::{resolve_type, PciAddress, SriovDefinition, VgpuDefinition};
+use hostdev_model::StartPolicy;
+use hostdev_store::{JsonDir, LoadProblem};
+use hostdev_sysfs::sriov::{PfInfo, SriovError, SriovSysfs, VfInfo};
+use rustix::io::Errno;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 /// vGPU operations on one host.
 #[derive(Debug)]
@@ -24,7 +31,16 @@ pub struct Vgpus<V> {
     pub pf_defs: JsonDir<SriovDefinition>,
     /// How long restore waits for VFs to be set up by the driver.
     pub vf_timeout: Duration,
-    lock_path: PathBuf,
+    locker: Locker,
+}
+
+/// Where a vGPU definition goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VgpuSlot {
+    /// This VF.
+    Vf(PciAddress),
+    /// A free VF of this PF that can take the type (hostdev picks and records it).
+    AnyOf(PciAddress),
 }
 
 /// Per-device results of a restore: (PF, VF, outcome).
@@ -43,13 +59,6 @@ pub struct VgpuRow {
     pub def: Option<VgpuDefinition>,
 }
 
-fn vgpu_err(vf: &impl ToString, why: impl Into<String>) -> CoreError {
-    CoreError::Vgpu {
-        vf: vf.to_string(),
-        why: why.into(),
-    }
-}
-
 impl<V: SriovSysfs> Vgpus<V> {
     /// vGPUs of the host whose files live under `root`.
     pub fn new(sriov: V, root: &Path) -> Self {
@@ -58,12 +67,8 @@ impl<V: SriovSysfs> Vgpus<V> {
             defs: JsonDir::new(root, "etc/hostdev/vgpu.d"),
             pf_defs: JsonDir::new(root, "etc/hostdev/sriov.d"),
             vf_timeout: Duration::from_secs(30),
-            lock_path: HostLock::path_under(root),
+            locker: Locker::under(root),
         }
-    }
-
-    fn lock(&self) -> Result<HostLock, CoreError> {
-        Ok(HostLock::acquire(&self.lock_path)?)
     }
 
     /// Every PF with its VFs.
@@ -82,16 +87,39 @@ impl<V: SriovSysfs> Vgpus<V> {
         Ok(out)
     }
 
+    /// The vGPU types each PF's VFs can take now, with how many VFs can.
+    pub fn types(&self, pf: Option<&PciAddress>) -> Result<Vec<PfTypes>, CoreError> {
+        Ok(self
+            .inventory(pf)?
+            .into_iter()
+            .map(|(p, vfs)| {
+                let mut types: BTreeMap<u32, VgpuTypeRow> = BTreeMap::new();
+                for t in vfs.iter().flat_map(|v| &v.creatable) {
+                    types
+                        .entry(t.id)
+                        .or_insert_with(|| VgpuTypeRow {
+                            id: t.id,
+                            name: t.name.clone(),
+                            free_vfs: 0,
+                        })
+                        .free_vfs += 1;
+                }
+                PfTypes {
+                    pf: p.address,
+                    vfs: vfs.len(),
+                    types: types.into_values().collect(),
+                }
+            })
+            .collect())
+    }
+
     fn find_vf(&self, vf: &PciAddress) -> Result<VfInfo, CoreError> {
         for (_, vfs) in self.inventory(None)? {
             if let Some(v) = vfs.into_iter().find(|v| &v.address == vf) {
                 return Ok(v);
             }
         }
-        Err(vgpu_err(
-            vf,
-            "no such VF (are the VFs of its PF enabled? see `hostdevctl vgpu enable`)",
-        ))
+        Err(CoreError::VfAbsent { vf: vf.clone() })
     }
 
     /// VFs (live and defined) in PF, then VF order.
@@ -123,27 +151,28 @@ impl<V: SriovSysfs> Vgpus<V> {
         Ok((rows.into_values().collect(), problems))
     }
 
-    /// Defines the type of a VF (or of a free VF hostdev picks on `pf`).
+    /// Defines the type of a VF, or of a free VF that hostdev picks on a PF.
     pub fn define(
         &self,
-        vf: Option<&PciAddress>,
-        pf: Option<&PciAddress>,
+        slot: &VgpuSlot,
         type_input: &str,
-        auto: bool,
+        start: StartPolicy,
     ) -> Result<VgpuDefinition, CoreError> {
-        let lock = self.lock()?;
+        let lock = self.locker.lock()?;
         let (defined, _) = self.defs.load_all()?;
-        let taken = |a: &PciAddress| defined.iter().any(|(_, d)| &d.vf == a);
-        let v = match (vf, pf) {
-            (Some(vf), _) => {
+        let taken = |a: &PciAddress| {
+            defined.iter().any(|(_, d)| &d.vf == a) || self.defs.exists(a.as_str())
+        };
+        let v = match slot {
+            VgpuSlot::Vf(vf) => {
                 if taken(vf) {
-                    return Err(vgpu_err(vf, "it is already defined; undefine it first"));
+                    return Err(CoreError::VgpuAlreadyDefined { vf: vf.clone() });
                 }
                 self.find_vf(vf)?
             }
-            (None, Some(pf)) => {
+            VgpuSlot::AnyOf(pf) => {
                 if self.sriov.pf(pf)?.is_none() {
-                    return Err(vgpu_err(pf, "no such SR-IOV PF"));
+                    return Err(CoreError::PfAbsent { pf: pf.clone() });
                 }
                 self.sriov
                     .vfs(pf)?
@@ -154,49 +183,52 @@ impl<V: SriovSysfs> Vgpus<V> {
                             && !taken(&v.address)
                             && resolve_type(&v.creatable, type_input).is_some()
                     })
-                    .ok_or_else(|| {
-                        vgpu_err(
-                            pf,
-                            format!("no free VF of this PF can take type {type_input}"),
-                        )
+                    .ok_or_else(|| CoreError::NoFreeVf {
+                        pf: pf.clone(),
+                        type_input: type_input.to_string(),
                     })?
             }
-            (None, None) => return Err(vgpu_err(&"?", "give --vf or --pf")),
         };
         if !v.ready {
-            return Err(vgpu_err(
-                &v.address,
-                "the driver has not set this VF up yet (no nvidia/ directory)",
-            ));
+            return Err(CoreError::VfNotReady { vf: v.address });
         }
-        let t = resolve_type(&v.creatable, type_input).ok_or_else(|| {
-            let names: Vec<String> = v.creatable.iter().map(|t| format!("{} ({})", t.id, t.name)).collect();
-            vgpu_err(
-                &v.address,
-                if v.current != 0 {
-                    format!("it already carries type {}; stop it before defining another", v.current)
-                } else {
-                    format!("type {type_input} is not creatable on this card now (ids are card-local); creatable: {}", if names.is_empty() { "none".into() } else { names.join(", ") })
-                },
-            )
-        })?;
+        let t = match resolve_type(&v.creatable, type_input) {
+            Some(t) => t,
+            None if v.current != 0 => {
+                return Err(CoreError::VgpuBusy {
+                    vf: v.address,
+                    current: v.current,
+                })
+            }
+            None => {
+                return Err(CoreError::VgpuTypeNotCreatable {
+                    vf: v.address.clone(),
+                    type_input: type_input.to_string(),
+                    creatable: v
+                        .creatable
+                        .iter()
+                        .map(|t| format!("{} ({})", t.id, t.name))
+                        .collect(),
+                })
+            }
+        };
         let d = VgpuDefinition {
             vf: v.address.clone(),
             pf: v.pf.clone(),
             vf_index: v.index,
             type_id: t.id,
             type_name: t.name.clone(),
-            start: if auto { Start::Auto } else { Start::Manual },
+            start,
         };
         self.defs.save(&lock, v.address.as_str(), &d)?;
         Ok(d)
     }
 
-    /// Removes a VF's definition.
+    /// Removes a VF's definition (a malformed one too).
     pub fn undefine(&self, vf: &PciAddress) -> Result<(), CoreError> {
-        let lock = self.lock()?;
-        if self.defs.load(vf.as_str())?.is_none() && !self.defs.path_of(vf.as_str()).exists() {
-            return Err(vgpu_err(vf, "it is not defined"));
+        let lock = self.locker.lock()?;
+        if !self.defs.exists(vf.as_str()) {
+            return Err(CoreError::VgpuNotDefined { vf: vf.clone() });
         }
         Ok(self.defs.remove(&lock, vf.as_str())?)
     }
@@ -206,7 +238,7 @@ impl<V: SriovSysfs> Vgpus<V> {
         let d = self
             .defs
             .load(vf.as_str())?
-            .ok_or_else(|| vgpu_err(vf, "it is not defined"))?;
+            .ok_or_else(|| CoreError::VgpuNotDefined { vf: vf.clone() })?;
         let v = self.find_vf(vf)?;
         self.apply(&d, &v)
     }
@@ -216,13 +248,11 @@ impl<V: SriovSysfs> Vgpus<V> {
             return Ok(DeviceOutcome::AlreadyRunning);
         }
         if v.current != 0 {
-            return Err(vgpu_err(
-                &d.vf,
-                format!(
-                    "it carries type {} instead of {}; stop it first",
-                    v.current, d.type_id
-                ),
-            ));
+            return Err(CoreError::VgpuWrongType {
+                vf: d.vf.clone(),
+                current: v.current,
+                wanted: d.type_id,
+            });
         }
         // The stored id is this card's; check the driver still means the same
         // name by it, and follow a renumbering within this card's own list.
@@ -231,13 +261,15 @@ impl<V: SriovSysfs> Vgpus<V> {
             _ => match v.creatable.iter().find(|t| t.name == d.type_name) {
                 Some(t) => t.id,
                 None => {
-                    return Err(vgpu_err(
-                        &d.vf,
-                        format!(
-                            "type {} ({}) is not creatable on this card now",
-                            d.type_id, d.type_name
-                        ),
-                    ))
+                    return Err(CoreError::VgpuTypeNotCreatable {
+                        vf: d.vf.clone(),
+                        type_input: format!("{} ({})", d.type_id, d.type_name),
+                        creatable: v
+                            .creatable
+                            .iter()
+                            .map(|t| format!("{} ({})", t.id, t.name))
+                            .collect(),
+                    })
                 }
             },
         };
@@ -249,69 +281,94 @@ impl<V: SriovSysfs> Vgpus<V> {
     pub fn stop(&self, vf: &PciAddress) -> Result<(), CoreError> {
         let v = self.find_vf(vf)?;
         if v.current == 0 {
-            return Err(vgpu_err(vf, "it carries no vGPU type"));
+            return Err(CoreError::VgpuNotSet { vf: vf.clone() });
         }
         self.sriov.set_type(vf, 0).map_err(|e| match &e {
-            hostdev_sysfs::sriov::SriovError::SetType { source, .. }
-                if source.raw_os_error() == Some(16) =>
+            SriovError::SetType { source, .. }
+                if source.raw_os_error() == Some(Errno::BUSY.raw_os_error()) =>
             {
-                vgpu_err(vf, "it is in use (a VM holds it); stop the VM first")
+                CoreError::VgpuInUse { vf: vf.clone() }
             }
             _ => e.into(),
         })
     }
 
-    /// Defines how many VFs a PF should have, and sets it now.
-    pub fn enable(&self, pf: &PciAddress, numvfs: u32, auto: bool) -> Result<(), CoreError> {
-        let lock = self.lock()?;
+    /// Defines how many VFs a PF should have, and sets it now. A refused
+    /// change leaves the stored definition as it was.
+    pub fn enable(
+        &self,
+        pf: &PciAddress,
+        numvfs: u32,
+        start: StartPolicy,
+    ) -> Result<(), CoreError> {
+        let lock = self.locker.lock()?;
         let info = self
             .sriov
             .pf(pf)?
-            .ok_or_else(|| vgpu_err(pf, "no such SR-IOV PF"))?;
+            .ok_or_else(|| CoreError::PfAbsent { pf: pf.clone() })?;
         if numvfs > info.total_vfs {
-            return Err(vgpu_err(
-                pf,
-                format!("it has at most {} VFs", info.total_vfs),
-            ));
+            return Err(CoreError::TooManyVfs {
+                pf: pf.clone(),
+                max: info.total_vfs,
+            });
+        }
+        if info.num_vfs != numvfs {
+            if info.num_vfs != 0 {
+                return Err(CoreError::VfCountFixed {
+                    pf: pf.clone(),
+                    enabled: info.num_vfs,
+                });
+            }
+            self.sriov.set_num_vfs(pf, numvfs)?;
         }
         let d = SriovDefinition {
             pf: pf.clone(),
             numvfs,
-            start: if auto { Start::Auto } else { Start::Manual },
+            start,
         };
         self.pf_defs.save(&lock, pf.as_str(), &d)?;
-        if info.num_vfs != numvfs {
-            if info.num_vfs != 0 {
-                return Err(vgpu_err(pf, format!("it has {} VFs enabled; the kernel changes the count only through 0, which would remove their vGPUs", info.num_vfs)));
-            }
-            self.sriov.set_num_vfs(pf, numvfs)?;
-        }
         Ok(())
     }
 
     /// Restores every auto definition: per PF (in parallel), enable the VFs,
     /// wait for them, then set the types in VF order. PFs that are absent are
-    /// waited for up to `wait`.
+    /// waited for up to `wait`. One bad definition is reported alone; a panic
+    /// restoring one device is that device's failure.
     pub fn restore(&self, wait: Duration) -> Result<(Restored, Vec<LoadProblem>), CoreError> {
         let (defs, mut problems) = self.defs.load_all()?;
         let (pf_defs, p2) = self.pf_defs.load_all()?;
         problems.extend(p2);
         let mut plan: BTreeMap<PciAddress, (u32, Vec<VgpuDefinition>)> = BTreeMap::new();
-        for (_, d) in pf_defs.into_iter().filter(|(_, d)| d.start == Start::Auto) {
+        for (_, d) in pf_defs
+            .into_iter()
+            .filter(|(_, d)| d.start == StartPolicy::Auto)
+        {
             plan.entry(d.pf.clone()).or_default().0 = d.numvfs;
         }
-        for (_, d) in defs.into_iter().filter(|(_, d)| d.start == Start::Auto) {
-            let e = plan.entry(d.pf.clone()).or_default();
-            e.0 = e.0.max(d.vf_index + 1);
-            e.1.push(d);
+        for (_, d) in defs
+            .into_iter()
+            .filter(|(_, d)| d.start == StartPolicy::Auto)
+        {
+            plan.entry(d.pf.clone()).or_default().1.push(d);
         }
         let results: Vec<Restored> = std::thread::scope(|s| {
             let hs: Vec<_> = plan
                 .iter()
-                .map(|(pf, (n, ds))| s.spawn(move || self.restore_pf(pf, *n, ds, wait)))
+                .map(|(pf, (n, ds))| (pf, ds, s.spawn(move || self.restore_pf(pf, *n, ds, wait))))
                 .collect();
             hs.into_iter()
-                .map(|h| h.join().unwrap_or_default())
+                .map(|(pf, ds, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        ds.iter()
+                            .map(|d| {
+                                let e = CoreError::RestorePanicked {
+                                    device: pf.to_string(),
+                                };
+                                (pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e))
+                            })
+                            .collect()
+                    })
+                })
                 .collect()
         });
         Ok((results.into_iter().flatten().collect(), problems))
@@ -320,79 +377,117 @@ impl<V: SriovSysfs> Vgpus<V> {
     fn restore_pf(
         &self,
         pf: &PciAddress,
-        needed: u32,
+        pf_numvfs: u32,
         defs: &[VgpuDefinition],
         wait: Duration,
     ) -> Restored {
-        let all = |o: &dyn Fn() -> DeviceOutcome| {
+        let fail_all = |defs: &[&VgpuDefinition], e: &SriovError| -> Restored {
             defs.iter()
-                .map(|d| (pf.clone(), d.vf.clone(), o()))
-                .collect::<Vec<_>>()
+                .map(|d| {
+                    let e = CoreError::from(e.duplicate());
+                    (pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e))
+                })
+                .collect()
         };
-        let deadline = Instant::now() + wait;
-        let mut pause = Duration::from_millis(5);
         // 1. The PF (its driver may still be loading).
-        let info = loop {
-            match self.sriov.pf(pf) {
-                Ok(Some(i)) => break i,
-                Ok(None) if Instant::now() < deadline => {}
-                Ok(None) => return all(&|| DeviceOutcome::ParentAbsent),
-                Err(e) => {
-                    let msg = e.to_string();
-                    return all(&|| DeviceOutcome::Failed(vgpu_err(pf, msg.clone())));
-                }
+        let info = match poll::until(
+            wait,
+            Duration::from_millis(5),
+            Duration::from_millis(200),
+            || match self.sriov.pf(pf) {
+                Ok(Some(i)) => Ok(Ok(i)),
+                Ok(None) => Err(()),
+                Err(e) => Ok(Err(e)),
+            },
+        ) {
+            Ok(Ok(i)) => i,
+            Ok(Err(e)) => return fail_all(&defs.iter().collect::<Vec<_>>(), &e),
+            Err(_) => {
+                return defs
+                    .iter()
+                    .map(|d| (pf.clone(), d.vf.clone(), DeviceOutcome::ParentAbsent))
+                    .collect()
             }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(200));
         };
-        // 2. Enough VFs.
+        // 2. A definition whose VF index the PF cannot have is reported alone;
+        //    the others decide how many VFs are needed.
+        let mut out = Vec::new();
+        let mut ok: Vec<&VgpuDefinition> = Vec::new();
+        for d in defs {
+            if d.vf_index >= info.total_vfs {
+                let e = CoreError::VfBeyondTotal {
+                    vf: d.vf.clone(),
+                    pf: pf.clone(),
+                    index: d.vf_index,
+                    total: info.total_vfs,
+                };
+                out.push((pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e)));
+            } else {
+                ok.push(d);
+            }
+        }
+        let needed = ok
+            .iter()
+            .map(|d| d.vf_index + 1)
+            .max()
+            .unwrap_or(0)
+            .max(pf_numvfs.min(info.total_vfs));
+        // 3. Enough VFs.
         if info.num_vfs == 0 && needed > 0 {
             if let Err(e) = self.sriov.set_num_vfs(pf, needed) {
-                let msg = e.to_string();
-                return all(&|| DeviceOutcome::Failed(vgpu_err(pf, msg.clone())));
+                out.extend(fail_all(&ok, &e));
+                return out;
             }
         } else if info.num_vfs < needed {
-            let msg = format!(
-                "{} VFs are enabled but {needed} are needed; the count changes only through 0",
-                info.num_vfs
-            );
-            return all(&|| DeviceOutcome::Failed(vgpu_err(pf, msg.clone())));
+            out.extend(ok.iter().map(|d| {
+                let e = CoreError::TooFewVfs {
+                    pf: pf.clone(),
+                    enabled: info.num_vfs,
+                    needed,
+                };
+                (pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e))
+            }));
+            return out;
         }
-        // 3. Wait until the driver has set the needed VFs up (nvidia/ exists).
-        let vf_deadline = Instant::now() + self.vf_timeout;
-        let mut pause = Duration::from_millis(2);
-        let vfs = loop {
-            let vfs = self.sriov.vfs(pf).unwrap_or_default();
-            let ready = defs
-                .iter()
-                .all(|d| vfs.iter().any(|v| v.address == d.vf && v.ready));
-            if ready || Instant::now() >= vf_deadline {
-                break vfs;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(100));
+        // 4. Wait until the driver has set the needed VFs up (nvidia/ exists);
+        //    an unreadable VF directory is an error, not "no VFs".
+        let ready = |vfs: &[VfInfo]| {
+            ok.iter()
+                .all(|d| vfs.iter().any(|v| v.address == d.vf && v.ready))
         };
-        // 4. Types, in VF order.
-        let mut ordered: Vec<&VgpuDefinition> = defs.iter().collect();
-        ordered.sort_by_key(|d| d.vf_index);
-        let mut out = Vec::new();
-        for d in ordered {
-            // Re-read: each type taken lowers what the others can take.
-            let current = self.sriov.vfs(pf).unwrap_or_else(|_| vfs.clone());
-            let outcome = match current.iter().find(|v| v.address == d.vf) {
-                Some(v) if v.ready => match self.apply(d, v) {
-                    Ok(o) => o,
-                    Err(e) => DeviceOutcome::Failed(e),
-                },
-                Some(_) => DeviceOutcome::Failed(vgpu_err(
-                    &d.vf,
-                    format!(
-                        "the driver did not set the VF up within {:?}",
-                        self.vf_timeout
-                    ),
-                )),
-                None => DeviceOutcome::Failed(vgpu_err(&d.vf, "the VF did not appear")),
-            };
+        let waited = poll::until(
+            self.vf_timeout,
+            Duration::from_millis(2),
+            Duration::from_millis(100),
+            || match self.sriov.vfs(pf) {
+                Ok(v) if ready(&v) => Ok(Ok(())),
+                Ok(_) => Err(()),
+                Err(e) => Ok(Err(e)),
+            },
+        );
+        if let Ok(Err(e)) = waited {
+            out.extend(fail_all(&ok, &e));
+            return out;
+        }
+        // 5. Types, in VF order; a failure or a panic is that VF's alone.
+        ok.sort_by_key(|d| d.vf_index);
+        for d in ok {
+            let r = guarded(&d.vf, || {
+                // Re-read: each type taken lowers what the others can take.
+                let current = self.sriov.vfs(pf)?;
+                match current.iter().find(|v| v.address == d.vf) {
+                    Some(v) if v.ready => self.apply(d, v),
+                    Some(_) => Err(CoreError::VfNotSetUp {
+                        vf: d.vf.clone(),
+                        waited: self.vf_timeout,
+                    }),
+                    None => Err(CoreError::VfMissing {
+                        vf: d.vf.clone(),
+                        pf: pf.clone(),
+                    }),
+                }
+            });
+            let outcome = r.unwrap_or_else(DeviceOutcome::Failed);
             out.push((pf.clone(), d.vf.clone(), outcome));
         }
         out
@@ -430,9 +525,13 @@ mod tests {
     fn restore_enables_vfs_first_then_sets_types_in_vf_order() {
         let (_t, v) = vgpus();
         v.sriov.set_num_vfs(&a("0000:41:00.0"), 4).unwrap();
-        v.define(Some(&a("0000:41:00.6")), None, "NVIDIA L40S-4Q", true)
-            .unwrap();
-        v.define(Some(&a("0000:41:00.4")), None, "1151", true)
+        v.define(
+            &VgpuSlot::Vf(a("0000:41:00.6")),
+            "NVIDIA L40S-4Q",
+            StartPolicy::Auto,
+        )
+        .unwrap();
+        v.define(&VgpuSlot::Vf(a("0000:41:00.4")), "1151", StartPolicy::Auto)
             .unwrap();
         // A reboot: VFs gone.
         v.sriov.set_num_vfs(&a("0000:41:00.0"), 0).unwrap();
@@ -460,20 +559,32 @@ mod tests {
         v.sriov.set_num_vfs(&a("0000:41:00.0"), 1).unwrap();
         v.sriov.set_num_vfs(&a("0000:c1:00.0"), 1).unwrap();
         let e = v
-            .define(Some(&a("0000:41:00.4")), None, "1428", false)
+            .define(
+                &VgpuSlot::Vf(a("0000:41:00.4")),
+                "1428",
+                StartPolicy::Manual,
+            )
             .unwrap_err();
         assert!(e.to_string().contains("card-local"), "{e}");
         // 1150 means different types on the two cards.
         assert_eq!(
-            v.define(Some(&a("0000:41:00.4")), None, "1150", false)
-                .unwrap()
-                .type_name,
+            v.define(
+                &VgpuSlot::Vf(a("0000:41:00.4")),
+                "1150",
+                StartPolicy::Manual
+            )
+            .unwrap()
+            .type_name,
             "NVIDIA L40S-4Q"
         );
         assert_eq!(
-            v.define(Some(&a("0000:c1:00.4")), None, "1150", false)
-                .unwrap()
-                .type_name,
+            v.define(
+                &VgpuSlot::Vf(a("0000:c1:00.4")),
+                "1150",
+                StartPolicy::Manual
+            )
+            .unwrap()
+            .type_name,
             "NVIDIA H100-80C"
         );
     }
@@ -484,11 +595,19 @@ mod tests {
         v.sriov.add_pf("0000:81:00.0", 4, 16384, L40S, true);
         v.sriov.set_num_vfs(&a("0000:81:00.0"), 2).unwrap();
         let d = v
-            .define(None, Some(&a("0000:81:00.0")), "NVIDIA L40S-8Q", true)
+            .define(
+                &VgpuSlot::AnyOf(a("0000:81:00.0")),
+                "NVIDIA L40S-8Q",
+                StartPolicy::Auto,
+            )
             .unwrap();
         assert_eq!(d.vf, a("0000:81:00.4"));
         let d2 = v
-            .define(None, Some(&a("0000:81:00.0")), "NVIDIA L40S-8Q", true)
+            .define(
+                &VgpuSlot::AnyOf(a("0000:81:00.0")),
+                "NVIDIA L40S-8Q",
+                StartPolicy::Auto,
+            )
             .unwrap();
         assert_eq!(d2.vf, a("0000:81:00.5"));
         // Reboot with the PF's driver late: absent without waiting, restored when it comes.

@@ -1,11 +1,12 @@
 //! Core operations against the in-memory fake kernel and a real store in a temp dir.
 #![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
+use hostdev_core::api::{AttrEdit, MdevEdit, ModifyScope};
 use hostdev_core::{
     Callouts, CoreError, DefineRequest, DeviceOutcome, Host, JsonInput, ListQuery, ModifyRequest,
     StartRequest,
 };
-use hostdev_model::{ParentName, TypeId, Uuid};
+use hostdev_model::{ParentName, StartPolicy, TypeId, Uuid};
 use hostdev_sysfs::{FakeKernel, FakeType, MdevSysfs};
 use std::time::Duration;
 
@@ -361,7 +362,7 @@ fn define_promotes_a_running_device() {
     let d = h
         .define(&DefineRequest {
             uuid: Some(s.uuid),
-            auto: true,
+            start: StartPolicy::Auto,
             ..Default::default()
         })
         .expect("define");
@@ -385,10 +386,18 @@ fn hostile_addattr_is_refused_before_anything_is_written() {
     for name in ["../remove", "a/b", "..", ""] {
         let e = h
             .modify(&ModifyRequest {
-                uuid: Some(u),
-                addattr: Some((name.into(), "1".into())),
-                defined: true,
-                ..Default::default()
+                uuid: u,
+                parent: None,
+                edit: MdevEdit {
+                    attr: Some(AttrEdit::Add {
+                        index: None,
+                        name: name.into(),
+                        value: "1".into(),
+                    }),
+                    ..Default::default()
+                },
+                scope: ModifyScope::Defined,
+                force: false,
             })
             .unwrap_err();
         assert!(matches!(e, CoreError::Name(_)), "{name}: {e:?}");
@@ -410,10 +419,14 @@ fn live_modify_writes_attributes_of_the_running_device() {
         })
         .expect("start");
     h.modify(&ModifyRequest {
-        uuid: Some(s.uuid),
-        live: true,
-        json: json(r#"{"mdev_type":"mtty-1","start":"manual","attrs":[{"foo":"live"}]}"#),
-        ..Default::default()
+        uuid: s.uuid,
+        parent: None,
+        edit: MdevEdit {
+            replace: json(r#"{"mdev_type":"mtty-1","start":"manual","attrs":[{"foo":"live"}]}"#),
+            ..Default::default()
+        },
+        scope: ModifyScope::Live,
+        force: false,
     })
     .expect("live modify");
     assert_eq!(

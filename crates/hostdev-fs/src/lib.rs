@@ -112,6 +112,26 @@ impl DirFd {
         Ok(out)
     }
 
+    /// Like [`DirFd::read_into`] for files people put there (definitions):
+    /// opened without blocking, and anything but a regular file (a FIFO, a
+    /// device, a directory) is refused before a byte is read.
+    pub fn read_regular_into(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<bool> {
+        buf.clear();
+        let fd = match openat(
+            &self.0,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(to_io(e)),
+        };
+        check_regular(&fd)?;
+        read_all(&fd, buf)?;
+        Ok(true)
+    }
+
     /// Reads the file `name` (relative to this directory) into `buf`, replacing
     /// its content. `Ok(false)` if it does not exist.
     pub fn read_into(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<bool> {
@@ -153,6 +173,51 @@ impl DirFd {
             Err(e) => Err(to_io(e)),
         }
     }
+}
+
+fn check_regular(fd: &OwnedFd) -> io::Result<()> {
+    let st = rustix::fs::fstat(fd).map_err(to_io)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        ))
+    }
+}
+
+fn read_all(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<()> {
+    loop {
+        buf.reserve(CHUNK);
+        let n = loop {
+            match rustix::io::read(fd, rustix::buffer::spare_capacity(buf)) {
+                Err(Errno::INTR) => continue,
+                r => break r.map_err(to_io)?,
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads a file people put somewhere (a definition) by path: opened without
+/// blocking, refused unless it is a regular file. `Ok(None)` if it is absent.
+pub fn read_regular(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let fd = match rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(to_io(e)),
+    };
+    check_regular(&fd)?;
+    let mut buf = Vec::new();
+    read_all(&fd, &mut buf)?;
+    Ok(Some(buf))
 }
 
 #[cfg(test)]

@@ -9,8 +9,10 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// When a defined device is started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// When a defined device is started: the one start policy of every kind
+/// (mdev, vGPU, SR-IOV PF, vDPA), stored and sent as `"auto"`/`"manual"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StartPolicy {
     /// Started when its parent appears (`"start": "auto"`).
     Auto,
@@ -25,6 +27,17 @@ impl StartPolicy {
         match self {
             StartPolicy::Auto => "auto",
             StartPolicy::Manual => "manual",
+        }
+    }
+}
+
+impl StartPolicy {
+    /// `Auto` when `auto` is set.
+    pub fn from_auto(auto: bool) -> Self {
+        if auto {
+            StartPolicy::Auto
+        } else {
+            StartPolicy::Manual
         }
     }
 }

@@ -8,7 +8,9 @@
 
 pub mod config;
 pub mod format;
+pub mod libvirt;
 pub mod names;
+pub mod vdpa;
 pub mod vgpu;
 
 pub use config::{Attr, MdevConfig, StartPolicy};

@@ -60,8 +60,24 @@ fn check_component(kind: &'static str, s: &str) -> Result<(), NameError> {
 }
 
 /// A device UUID, always shown lower-case and hyphenated as the kernel does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct Uuid(uuid::Uuid);
+
+impl TryFrom<String> for Uuid {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, NameError> {
+        s.parse()
+    }
+}
+
+impl From<Uuid> for String {
+    fn from(u: Uuid) -> String {
+        u.to_string()
+    }
+}
 
 impl Uuid {
     /// A fresh random (version 4) UUID.
@@ -106,8 +122,22 @@ impl fmt::Display for Uuid {
 macro_rules! component_name {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
+
+        impl TryFrom<String> for $name {
+            type Error = NameError;
+            fn try_from(s: String) -> Result<Self, NameError> {
+                $name::new(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(n: $name) -> String {
+                n.0
+            }
+        }
 
         impl $name {
             /// Validates `s` and wraps it.
@@ -155,8 +185,24 @@ component_name!(
 );
 
 /// The name of a sysfs attribute of a device, written after create.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct AttrName(String);
+
+impl TryFrom<String> for AttrName {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, NameError> {
+        AttrName::new(s)
+    }
+}
+
+impl From<AttrName> for String {
+    fn from(n: AttrName) -> String {
+        n.0
+    }
+}
 
 impl AttrName {
     /// Validates `s` as an attribute name: one plain path component, not hidden.

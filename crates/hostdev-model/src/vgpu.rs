@@ -121,16 +121,7 @@ pub fn resolve_type<'a>(list: &'a [VgpuType], input: &str) -> Option<&'a VgpuTyp
     }
 }
 
-/// Start policy of vGPU and SR-IOV definitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Start {
-    /// Restored by `hostdevctl autostart`.
-    Auto,
-    /// Only on request.
-    #[default]
-    Manual,
-}
+pub use crate::config::StartPolicy;
 
 /// A vGPU on one VF: `/etc/hostdev/vgpu.d/<vf>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,7 +139,7 @@ pub struct VgpuDefinition {
     pub type_name: String,
     /// Start policy.
     #[serde(default)]
-    pub start: Start,
+    pub start: StartPolicy,
 }
 
 /// How many VFs a PF should have: `/etc/hostdev/sriov.d/<pf>.json`.
@@ -161,7 +152,7 @@ pub struct SriovDefinition {
     pub numvfs: u32,
     /// Start policy.
     #[serde(default)]
-    pub start: Start,
+    pub start: StartPolicy,
 }
 
 #[cfg(test)]
@@ -236,7 +227,7 @@ mod tests {
             vf_index: 0,
             type_id: 1150,
             type_name: "NVIDIA L40S-4Q".into(),
-            start: Start::Auto,
+            start: StartPolicy::Auto,
         };
         let j = serde_json::to_string(&d).unwrap();
         assert_eq!(serde_json::from_str::<VgpuDefinition>(&j).unwrap(), d);

@@ -11,6 +11,32 @@ use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::{fs, io};
 
+/// A definition that names itself: its file must be `<name>.json`. A file
+/// whose content names another object (a copy not edited) is reported and
+/// never acted on.
+pub trait Named {
+    /// The name the definition gives itself.
+    fn name(&self) -> String;
+}
+
+impl Named for hostdev_model::vgpu::VgpuDefinition {
+    fn name(&self) -> String {
+        self.vf.to_string()
+    }
+}
+
+impl Named for hostdev_model::vgpu::SriovDefinition {
+    fn name(&self) -> String {
+        self.pf.to_string()
+    }
+}
+
+impl Named for hostdev_model::vdpa::VdpaDefinition {
+    fn name(&self) -> String {
+        self.name.to_string()
+    }
+}
+
 /// Named definitions and the files that were skipped.
 pub type LoadedJson<T> = (Vec<(String, T)>, Vec<LoadProblem>);
 
@@ -21,7 +47,7 @@ pub struct JsonDir<T> {
     _t: PhantomData<fn() -> T>,
 }
 
-impl<T: Serialize + DeserializeOwned> JsonDir<T> {
+impl<T: Serialize + DeserializeOwned + Named> JsonDir<T> {
     /// The directory `rel` (e.g. `etc/hostdev/vgpu.d`) under a root prefix.
     pub fn new(root: &Path, rel: &str) -> Self {
         JsonDir {
@@ -63,35 +89,43 @@ impl<T: Serialize + DeserializeOwned> JsonDir<T> {
                 });
                 continue;
             };
-            match fs::read(&path)
-                .map_err(|e| format!("it cannot be read ({e})"))
-                .and_then(|b| {
-                    serde_json::from_slice::<T>(&b)
-                        .map_err(|e| format!("it is not a valid definition ({e})"))
-                }) {
-                Ok(v) => out.push((name.to_string(), v)),
+            match Self::read(&path, name) {
+                Ok(Some(v)) => out.push((name.to_string(), v)),
+                Ok(None) => {} // removed while we listed
                 Err(reason) => problems.push(LoadProblem { path, reason }),
             }
         }
         Ok((out, problems))
     }
 
+    /// Reads one file: a regular file (never blocking on a FIFO), valid JSON
+    /// of `T`, naming itself as its file does.
+    fn read(path: &Path, name: &str) -> Result<Option<T>, String> {
+        let Some(bytes) =
+            hostdev_fs::read_regular(path).map_err(|e| format!("it cannot be read ({e})"))?
+        else {
+            return Ok(None);
+        };
+        let v: T = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("it is not a valid definition ({e})"))?;
+        let named = v.name();
+        if named != name {
+            return Err(format!(
+                "its content names {named}, not {name} as its file name does; it is not acted on"
+            ));
+        }
+        Ok(Some(v))
+    }
+
     /// One definition; `Ok(None)` if absent.
     pub fn load(&self, name: &str) -> Result<Option<T>, StoreError> {
         let path = self.path_of(name);
-        match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| StoreError::Definition {
-                    path,
-                    reason: format!("it is not a valid definition ({e})"),
-                }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::Definition {
-                path,
-                reason: format!("it cannot be read ({e})"),
-            }),
-        }
+        Self::read(&path, name).map_err(|reason| StoreError::Definition { path, reason })
+    }
+
+    /// Whether a file (usable or not) exists for `name`.
+    pub fn exists(&self, name: &str) -> bool {
+        self.path_of(name).symlink_metadata().is_ok()
     }
 
     /// Writes a definition atomically.
@@ -118,6 +152,69 @@ mod tests {
     #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
     struct D {
         n: u32,
+    }
+
+    impl Named for D {
+        fn name(&self) -> String {
+            if self.n == 1 {
+                "a".into()
+            } else {
+                format!("n{}", self.n)
+            }
+        }
+    }
+
+    #[test]
+    fn a_copied_file_naming_another_object_is_reported_not_used() {
+        let t = tempfile::tempdir().unwrap();
+        let s: JsonDir<D> = JsonDir::new(t.path(), "etc/hostdev/x.d");
+        let lock = HostLock::acquire(&t.path().join("lock")).unwrap();
+        s.save(&lock, "a", &D { n: 1 }).unwrap();
+        std::fs::copy(s.path_of("a"), s.path_of("b")).unwrap();
+        let (ok, bad) = s.load_all().unwrap();
+        assert_eq!(ok, vec![("a".to_string(), D { n: 1 })]);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].path, s.path_of("b"));
+        assert!(
+            bad[0].reason.contains("names a, not b"),
+            "{}",
+            bad[0].reason
+        );
+        let e = s.load("b").unwrap_err().to_string();
+        assert!(e.contains("names a, not b"), "{e}");
+    }
+
+    #[test]
+    fn a_fifo_or_directory_is_reported_without_blocking() {
+        let t = tempfile::tempdir().unwrap();
+        let s: JsonDir<D> = JsonDir::new(t.path(), "etc/hostdev/x.d");
+        let lock = HostLock::acquire(&t.path().join("lock")).unwrap();
+        s.save(&lock, "a", &D { n: 1 }).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            s.path_of("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        std::fs::create_dir(s.path_of("dir")).unwrap();
+        // A FIFO opened for reading the ordinary way blocks until a writer
+        // comes: this load returning at all is the test.
+        let (ok, bad) = s.load_all().unwrap();
+        assert_eq!(ok.len(), 1);
+        let mut reasons: Vec<String> = bad.iter().map(|p| p.reason.clone()).collect();
+        reasons.sort();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(
+            reasons.iter().all(|r| r.contains("not a regular file")),
+            "{reasons:?}"
+        );
+        assert!(s
+            .load("fifo")
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod mdev;
 mod type_cache;
 
 pub use atomic::write_atomic;
-pub use json_dir::JsonDir;
+pub use json_dir::{JsonDir, Named};
 pub use lock::HostLock;
 pub use mdev::{Definition, LoadProblem, MdevStore};
 pub use type_cache::TypeCacheStore;

@@ -7,7 +7,7 @@ use hostdev_fs::{DirFd, Entry, Kind};
 use hostdev_model::format::definition_file;
 use hostdev_model::{MdevConfig, ParentName, Uuid};
 use std::fmt;
-use std::fs;
+
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -148,7 +148,7 @@ impl MdevStore {
         found.sort();
         let mut buf = Vec::with_capacity(4096);
         for (uuid, name) in found {
-            let parsed = match fd.read_into(&name, &mut buf) {
+            let parsed = match fd.read_regular_into(&name, &mut buf) {
                 Ok(true) => MdevConfig::from_json(&buf).map_err(|e| e.to_string()),
                 Ok(false) => continue, // removed while we listed
                 Err(e) => Err(format!("it cannot be read ({e})")),
@@ -168,7 +168,9 @@ impl MdevStore {
     }
 
     fn load_file(path: &Path) -> Result<MdevConfig, String> {
-        let bytes = fs::read(path).map_err(|e| format!("it cannot be read ({e})"))?;
+        let bytes = hostdev_fs::read_regular(path)
+            .map_err(|e| format!("it cannot be read ({e})"))?
+            .ok_or("it was removed while being read")?;
         MdevConfig::from_json(&bytes).map_err(|e| e.to_string())
     }
 
@@ -230,7 +232,8 @@ impl MdevStore {
         uuid: &Uuid,
     ) -> Result<Option<MdevConfig>, StoreError> {
         let path = self.path_of(parent, uuid);
-        match fs::read(&path) {
+        match hostdev_fs::read_regular(&path).and_then(|b| b.ok_or(io::ErrorKind::NotFound.into()))
+        {
             Ok(bytes) => {
                 MdevConfig::from_json(&bytes)
                     .map(Some)
@@ -282,6 +285,45 @@ impl MdevStore {
 mod tests {
     use super::*;
     use hostdev_model::TypeId;
+    use std::fs;
+
+    #[test]
+    fn a_fifo_among_definitions_is_reported_without_blocking() {
+        let t = tempfile::tempdir().unwrap();
+        let s = MdevStore::new(t.path());
+        let lock = HostLock::acquire(&t.path().join("lock")).unwrap();
+        let p = ParentName::new("mtty").unwrap();
+        let good: Uuid = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001".parse().unwrap();
+        let fifo: Uuid = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1002".parse().unwrap();
+        s.save(
+            &lock,
+            &p,
+            &good,
+            &MdevConfig::new(TypeId::new("mtty-1").unwrap()),
+        )
+        .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            s.path_of(&p, &fifo),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        // Reading a FIFO the ordinary way blocks for a writer: returning is the test.
+        let (defs, problems) = s.load_all().unwrap();
+        assert_eq!(defs.len(), 1);
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].reason.contains("not a regular file"),
+            "{}",
+            problems[0].reason
+        );
+        let e = s.load_one(&p, &fifo).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let (_, problems) = s.find(&fifo).unwrap();
+        assert_eq!(problems.len(), 1);
+    }
 
     #[test]
     fn a_malformed_file_does_not_hide_its_siblings() {

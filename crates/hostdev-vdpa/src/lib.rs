@@ -14,110 +14,35 @@ pub mod wire;
 pub use fake::FakeVdpa;
 pub use netlink::NetlinkVdpa;
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
+use serde::Serialize;
 use wire::{attr, Nla, WireError};
 
-/// A management device: `vdpasim_net`, or `pci/0000:41:04.2`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct MgmtDevName {
-    /// Bus (`pci`), absent for the simulators.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bus: Option<String>,
-    /// Device name.
-    pub dev: String,
+pub use hostdev_model::vdpa::{CreateConfig, MacAddr, MgmtDevName, VdpaName, VdpaValueError};
+
+fn mgmtdev_nlas(m: &MgmtDevName) -> Vec<Nla> {
+    let mut v = Vec::new();
+    if let Some(b) = &m.bus {
+        v.push(Nla::string(attr::MGMTDEV_BUS_NAME, b));
+    }
+    v.push(Nla::string(attr::MGMTDEV_DEV_NAME, &m.dev));
+    v
 }
 
-impl MgmtDevName {
-    /// Parses `dev` or `bus/dev` as iproute2 writes them.
-    pub fn parse(s: &str) -> Result<MgmtDevName, VdpaError> {
-        let bad = || VdpaError::BadName(s.escape_debug().to_string());
-        if s.is_empty() || s.contains('\0') || s.chars().any(char::is_control) {
-            return Err(bad());
-        }
-        match s.split_once('/') {
-            None => Ok(MgmtDevName {
-                bus: None,
-                dev: s.to_string(),
-            }),
-            Some((b, d)) if !b.is_empty() && !d.is_empty() && !d.contains('/') => Ok(MgmtDevName {
-                bus: Some(b.to_string()),
-                dev: d.to_string(),
-            }),
-            _ => Err(bad()),
-        }
+fn config_nlas(c: &CreateConfig) -> Vec<Nla> {
+    let mut v = Vec::new();
+    if let Some(m) = &c.mac {
+        v.push(Nla::bytes(attr::NET_CFG_MACADDR, &m.0));
     }
-
-    fn nlas(&self) -> Vec<Nla> {
-        let mut v = Vec::new();
-        if let Some(b) = &self.bus {
-            v.push(Nla::string(attr::MGMTDEV_BUS_NAME, b));
-        }
-        v.push(Nla::string(attr::MGMTDEV_DEV_NAME, &self.dev));
-        v
+    if let Some(m) = c.mtu {
+        v.push(Nla::u16(attr::NET_CFG_MTU, m));
     }
-}
-
-impl fmt::Display for MgmtDevName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.bus {
-            Some(b) => write!(f, "{b}/{}", self.dev),
-            None => f.write_str(&self.dev),
-        }
+    if let Some(q) = c.max_vqp {
+        v.push(Nla::u16(attr::NET_CFG_MAX_VQP, q));
     }
-}
-
-/// Checks a vDPA device name before it reaches the kernel or a path.
-pub fn check_dev_name(s: &str) -> Result<(), VdpaError> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s != "."
-        && s != ".."
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(VdpaError::BadName(s.escape_debug().to_string()))
+    if let Some(f) = c.features {
+        v.push(Nla::u64(attr::DEV_FEATURES, f));
     }
-}
-
-/// What a device is created with: the config the kernel does not remember.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateConfig {
-    /// MAC address `00:11:22:33:44:55`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
-    /// MTU.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mtu: Option<u16>,
-    /// Maximum virtqueue pairs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_vqp: Option<u16>,
-    /// Device features (hex in the CLI).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub features: Option<u64>,
-}
-
-/// Parses a MAC address.
-pub fn parse_mac(s: &str) -> Result<[u8; 6], VdpaError> {
-    let parts: Vec<&str> = s.split(':').collect();
-    let bad = || VdpaError::BadValue {
-        option: "mac",
-        value: s.to_string(),
-    };
-    if parts.len() != 6 {
-        return Err(bad());
-    }
-    let mut out = [0u8; 6];
-    for (o, p) in out.iter_mut().zip(parts) {
-        if p.len() != 2 {
-            return Err(bad());
-        }
-        *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    v
 }
 
 fn format_mac(b: &[u8]) -> String {
@@ -125,43 +50,6 @@ fn format_mac(b: &[u8]) -> String {
         .map(|x| format!("{x:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-impl CreateConfig {
-    /// The options given, by their CLI names (for error messages).
-    pub fn option_names(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.mac.is_some() {
-            v.push("mac");
-        }
-        if self.mtu.is_some() {
-            v.push("mtu");
-        }
-        if self.max_vqp.is_some() {
-            v.push("max_vqp");
-        }
-        if self.features.is_some() {
-            v.push("features");
-        }
-        v
-    }
-
-    fn nlas(&self) -> Result<Vec<Nla>, VdpaError> {
-        let mut v = Vec::new();
-        if let Some(m) = &self.mac {
-            v.push(Nla::bytes(attr::NET_CFG_MACADDR, &parse_mac(m)?));
-        }
-        if let Some(m) = self.mtu {
-            v.push(Nla::u16(attr::NET_CFG_MTU, m));
-        }
-        if let Some(q) = self.max_vqp {
-            v.push(Nla::u16(attr::NET_CFG_MAX_VQP, q));
-        }
-        if let Some(f) = self.features {
-            v.push(Nla::u64(attr::DEV_FEATURES, f));
-        }
-        Ok(v)
-    }
 }
 
 /// A management device as `MGMTDEV_GET` reports it.
@@ -242,12 +130,9 @@ pub struct BlkConfig {
     pub read_only: Option<bool>,
 }
 
-/// The running kernel's (major, minor), for decoding attributes whose meaning
-/// changed between versions.
-pub fn kernel_version() -> (u32, u32) {
-    let u = rustix::system::uname();
-    parse_kernel_release(&u.release().to_string_lossy())
-}
+/// A kernel's (major, minor), for decoding attributes whose meaning changed
+/// between versions. The decoder is told it; only the real client asks uname.
+pub type KernelVersion = (u32, u32);
 
 /// `6.12.117+deb12-amd64` → (6, 12).
 pub fn parse_kernel_release(r: &str) -> (u32, u32) {
@@ -312,16 +197,11 @@ impl Dev {
 }
 
 impl LiveConfig {
-    /// Decodes a `DEV_CONFIG_GET` reply from the running kernel.
-    pub fn from_nlas(n: &[Nla]) -> Result<LiveConfig, WireError> {
-        Self::from_nlas_for(n, kernel_version())
-    }
-
     /// Decodes a `DEV_CONFIG_GET` reply from a kernel of version `kernel`:
     /// attributes 21 and up are virtio-blk config only from 6.9 on; before,
     /// they are kept undecoded. `NET_STATUS` is a u16 on the wire (some
     /// kernels pad it to 4 bytes: the first two count).
-    pub fn from_nlas_for(n: &[Nla], kernel: (u32, u32)) -> Result<LiveConfig, WireError> {
+    pub fn from_nlas_for(n: &[Nla], kernel: KernelVersion) -> Result<LiveConfig, WireError> {
         let known = [
             attr::DEV_NAME,
             attr::DEV_ID,
@@ -375,20 +255,20 @@ impl LiveConfig {
 /// A failed vDPA operation, as a sentence an operator can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum VdpaError {
-    /// A name that cannot be sent.
-    #[error("'{0}' is not a usable vDPA device or management device name")]
-    BadName(String),
-    /// An option value that does not parse.
-    #[error("'{value}' is not a valid {option}")]
-    BadValue {
-        /// The option.
-        option: &'static str,
-        /// The value.
-        value: String,
-    },
+    /// A name or value that cannot be sent.
+    #[error(transparent)]
+    Value(#[from] VdpaValueError),
     /// The family is not there.
     #[error("the kernel has no vdpa netlink family: load the vdpa module, and run in the initial network namespace")]
     NoFamily,
+    /// Reading the device's sysfs directory failed.
+    #[error("cannot read {path}")]
+    Sysfs {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The netlink socket failed.
     #[error("netlink socket error")]
     Socket(#[source] std::io::Error),
@@ -404,9 +284,12 @@ pub enum VdpaError {
     /// The name is taken.
     #[error("a vDPA device named {0} already exists")]
     Exists(String),
-    /// Unknown management device or device.
-    #[error("{0}")]
-    NotFound(String),
+    /// No such management device.
+    #[error("no vDPA management device {0}")]
+    NoMgmtDev(MgmtDevName),
+    /// No such device.
+    #[error("no vDPA device named {0}")]
+    NoDevice(VdpaName),
     /// The management device refused an option.
     #[error("management device {mgmtdev} does not support {} (EOPNOTSUPP)", options.join(", "))]
     Unsupported {
@@ -425,57 +308,49 @@ pub enum VdpaError {
     },
 }
 
-/// The vdpa family, as hostdev needs it.
+/// How a device is bound, from sysfs (`/sys/bus/vdpa/devices/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Binding {
+    /// `/dev/vhost-vdpa-N`, when bound to vhost_vdpa.
+    pub vhost_dev: Option<String>,
+    /// The bound driver (`vhost_vdpa`, `virtio_vdpa`).
+    pub driver: Option<String>,
+}
+
+/// The vdpa family (and the device's sysfs binding), as hostdev needs it.
 pub trait VdpaClient: Send + Sync {
     /// `MGMTDEV_GET` (dump).
     fn mgmtdevs(&self) -> Result<Vec<MgmtDev>, VdpaError>;
     /// `DEV_GET` (dump).
     fn devs(&self) -> Result<Vec<Dev>, VdpaError>;
     /// `DEV_GET` of one device; `None` if it does not exist.
-    fn dev(&self, name: &str) -> Result<Option<Dev>, VdpaError>;
+    fn dev(&self, name: &VdpaName) -> Result<Option<Dev>, VdpaError>;
     /// `DEV_CONFIG_GET`.
-    fn config(&self, name: &str) -> Result<LiveConfig, VdpaError>;
+    fn config(&self, name: &VdpaName) -> Result<LiveConfig, VdpaError>;
     /// `DEV_NEW`.
-    fn add(&self, name: &str, mgmtdev: &MgmtDevName, cfg: &CreateConfig) -> Result<(), VdpaError>;
+    fn add(
+        &self,
+        name: &VdpaName,
+        mgmtdev: &MgmtDevName,
+        cfg: &CreateConfig,
+    ) -> Result<(), VdpaError>;
     /// `DEV_DEL`.
-    fn del(&self, name: &str) -> Result<(), VdpaError>;
+    fn del(&self, name: &VdpaName) -> Result<(), VdpaError>;
+    /// The device's driver and vhost character device, from sysfs.
+    fn binding(&self, name: &VdpaName) -> Result<Binding, VdpaError>;
 }
 
 /// Builds the attributes of a `DEV_NEW`.
-pub fn dev_new_nlas(
-    name: &str,
-    mgmtdev: &MgmtDevName,
-    cfg: &CreateConfig,
-) -> Result<Vec<Nla>, VdpaError> {
-    check_dev_name(name)?;
-    let mut v = mgmtdev.nlas();
-    v.push(Nla::string(attr::DEV_NAME, name));
-    v.extend(cfg.nlas()?);
-    Ok(v)
+pub fn dev_new_nlas(name: &VdpaName, mgmtdev: &MgmtDevName, cfg: &CreateConfig) -> Vec<Nla> {
+    let mut v = mgmtdev_nlas(mgmtdev);
+    v.push(Nla::string(attr::DEV_NAME, name.as_str()));
+    v.extend(config_nlas(cfg));
+    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_and_values_are_checked() {
-        assert_eq!(
-            MgmtDevName::parse("pci/0000:41:04.2").unwrap().to_string(),
-            "pci/0000:41:04.2"
-        );
-        assert_eq!(MgmtDevName::parse("vdpasim_net").unwrap().bus, None);
-        assert!(MgmtDevName::parse("a/b/c").is_err());
-        assert!(check_dev_name("vdpa0").is_ok());
-        for bad in ["", "..", "a/b", "x y", "a\nb"] {
-            assert!(check_dev_name(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(
-            parse_mac("00:11:22:33:44:55").unwrap(),
-            [0, 0x11, 0x22, 0x33, 0x44, 0x55]
-        );
-        assert!(parse_mac("00:11:22:33:44").is_err());
-    }
 
     #[test]
     fn decodes_mgmtdev_and_config_keeping_unknown_attributes() {

@@ -1,11 +1,17 @@
 //! The real client: a `NETLINK_GENERIC` socket, the family id resolved by
-//! name through the controller, one request at a time.
+//! name through the controller, one request at a time; and the device's
+//! binding read from sysfs under a root prefix.
 
 use crate::wire::{self, attr, cmd, GenlMsg, Nla, Reply};
-use crate::{CreateConfig, Dev, LiveConfig, MgmtDev, MgmtDevName, VdpaClient, VdpaError};
+use crate::{
+    Binding, CreateConfig, Dev, KernelVersion, LiveConfig, MgmtDev, MgmtDevName, VdpaClient,
+    VdpaError, VdpaName,
+};
+use rustix::io::Errno;
 use rustix::net::{netlink, AddressFamily, RecvFlags, SendFlags, SocketType};
 use std::io;
 use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
@@ -15,15 +21,25 @@ pub struct NetlinkVdpa {
     sock: Mutex<OwnedFd>,
     family: u16,
     seq: AtomicU32,
+    kernel: KernelVersion,
+    sysfs: PathBuf,
 }
 
-fn errno_io(e: i32) -> io::Error {
-    io::Error::from_raw_os_error(e)
+/// The errno of a failed kernel step, if it is one.
+fn errno_of(e: &io::Error) -> Option<Errno> {
+    e.raw_os_error().map(Errno::from_raw_os_error)
+}
+
+/// The running kernel's version, from uname.
+fn running_kernel() -> KernelVersion {
+    let u = rustix::system::uname();
+    crate::parse_kernel_release(&u.release().to_string_lossy())
 }
 
 impl NetlinkVdpa {
-    /// Opens a socket and resolves the `vdpa` family.
-    pub fn open() -> Result<NetlinkVdpa, VdpaError> {
+    /// Opens a socket and resolves the `vdpa` family; device bindings are read
+    /// under `root` (`/` in production).
+    pub fn open(root: &Path) -> Result<NetlinkVdpa, VdpaError> {
         let fd = rustix::net::socket(
             AddressFamily::NETLINK,
             SocketType::RAW,
@@ -34,6 +50,8 @@ impl NetlinkVdpa {
             sock: Mutex::new(fd),
             family: wire::GENL_ID_CTRL,
             seq: AtomicU32::new(1),
+            kernel: running_kernel(),
+            sysfs: root.join("sys/bus/vdpa/devices"),
         };
         let replies = c
             .request(
@@ -43,7 +61,7 @@ impl NetlinkVdpa {
                 "resolving the vdpa family",
             )
             .map_err(|e| match e {
-                VdpaError::Kernel { source, .. } if source.raw_os_error() == Some(2) => {
+                VdpaError::Kernel { source, .. } if errno_of(&source) == Some(Errno::NOENT) => {
                     VdpaError::NoFamily
                 }
                 other => other,
@@ -83,13 +101,16 @@ impl NetlinkVdpa {
                     Reply::Ack { seq: s } if s == seq && !dump => return Ok(out),
                     Reply::Done { seq: s } if s == seq => return Ok(out),
                     Reply::Error { seq: s, errno } if s == seq => {
+                        let errno = Errno::from_raw_os_error(errno);
                         return Err(match errno {
-                            1 | 13 => VdpaError::Permission { op: op.to_string() },
+                            Errno::PERM | Errno::ACCESS => {
+                                VdpaError::Permission { op: op.to_string() }
+                            }
                             _ => VdpaError::Kernel {
                                 op: op.to_string(),
-                                source: errno_io(errno),
+                                source: errno.into(),
                             },
-                        })
+                        });
                     }
                     _ => {} // stale replies of an earlier request
                 }
@@ -123,54 +144,59 @@ impl VdpaClient for NetlinkVdpa {
         .collect()
     }
 
-    fn dev(&self, name: &str) -> Result<Option<Dev>, VdpaError> {
-        crate::check_dev_name(name)?;
+    fn dev(&self, name: &VdpaName) -> Result<Option<Dev>, VdpaError> {
         match self.request(
             cmd::DEV_GET,
             0,
-            vec![Nla::string(attr::DEV_NAME, name)],
+            vec![Nla::string(attr::DEV_NAME, name.as_str())],
             "reading a vDPA device",
         ) {
             Ok(ms) => ms
                 .first()
                 .map(|m| Dev::from_nlas(&m.nlas).map_err(Into::into))
                 .transpose(),
-            Err(VdpaError::Kernel { source, .. }) if source.raw_os_error() == Some(19) => Ok(None),
+            Err(VdpaError::Kernel { source, .. }) if errno_of(&source) == Some(Errno::NODEV) => {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
 
-    fn config(&self, name: &str) -> Result<LiveConfig, VdpaError> {
-        crate::check_dev_name(name)?;
+    fn config(&self, name: &VdpaName) -> Result<LiveConfig, VdpaError> {
         let ms = self
             .request(
                 cmd::DEV_CONFIG_GET,
                 0,
-                vec![Nla::string(attr::DEV_NAME, name)],
+                vec![Nla::string(attr::DEV_NAME, name.as_str())],
                 "reading a vDPA device's config",
             )
             .map_err(|e| match e {
-                VdpaError::Kernel { source, .. } if source.raw_os_error() == Some(19) => {
-                    VdpaError::NotFound(format!("no vDPA device named {name}"))
+                VdpaError::Kernel { source, .. } if errno_of(&source) == Some(Errno::NODEV) => {
+                    VdpaError::NoDevice(name.clone())
                 }
                 other => other,
             })?;
         Ok(ms
             .first()
-            .map(|m| LiveConfig::from_nlas(&m.nlas))
+            .map(|m| LiveConfig::from_nlas_for(&m.nlas, self.kernel))
             .transpose()?
             .unwrap_or_default())
     }
 
-    fn add(&self, name: &str, mgmtdev: &MgmtDevName, cfg: &CreateConfig) -> Result<(), VdpaError> {
-        let nlas = crate::dev_new_nlas(name, mgmtdev, cfg)?;
+    fn add(
+        &self,
+        name: &VdpaName,
+        mgmtdev: &MgmtDevName,
+        cfg: &CreateConfig,
+    ) -> Result<(), VdpaError> {
+        let nlas = crate::dev_new_nlas(name, mgmtdev, cfg);
         self.request(cmd::DEV_NEW, 0, nlas, "creating a vDPA device")
             .map(|_| ())
             .map_err(|e| match e {
-                VdpaError::Kernel { source, .. } => match source.raw_os_error() {
-                    Some(17) => VdpaError::Exists(name.to_string()),
-                    Some(19) => VdpaError::NotFound(format!("no vDPA management device {mgmtdev}")),
-                    Some(95) => VdpaError::Unsupported {
+                VdpaError::Kernel { source, .. } => match errno_of(&source) {
+                    Some(Errno::EXIST) => VdpaError::Exists(name.to_string()),
+                    Some(Errno::NODEV) => VdpaError::NoMgmtDev(mgmtdev.clone()),
+                    Some(Errno::OPNOTSUPP) => VdpaError::Unsupported {
                         mgmtdev: mgmtdev.to_string(),
                         options: cfg.option_names(),
                     },
@@ -183,20 +209,40 @@ impl VdpaClient for NetlinkVdpa {
             })
     }
 
-    fn del(&self, name: &str) -> Result<(), VdpaError> {
-        crate::check_dev_name(name)?;
+    fn del(&self, name: &VdpaName) -> Result<(), VdpaError> {
         self.request(
             cmd::DEV_DEL,
             0,
-            vec![Nla::string(attr::DEV_NAME, name)],
+            vec![Nla::string(attr::DEV_NAME, name.as_str())],
             "deleting a vDPA device",
         )
         .map(|_| ())
         .map_err(|e| match e {
-            VdpaError::Kernel { source, .. } if source.raw_os_error() == Some(19) => {
-                VdpaError::NotFound(format!("no vDPA device named {name}"))
+            VdpaError::Kernel { source, .. } if errno_of(&source) == Some(Errno::NODEV) => {
+                VdpaError::NoDevice(name.clone())
             }
             other => other,
         })
+    }
+
+    fn binding(&self, name: &VdpaName) -> Result<Binding, VdpaError> {
+        // The name is validated: one path component.
+        let dir = self.sysfs.join(name.as_str());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Binding::default()),
+            Err(source) => {
+                return Err(VdpaError::Sysfs { path: dir, source });
+            }
+        };
+        let vhost_dev = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("vhost-vdpa-"))
+            .map(|n| format!("/dev/{n}"));
+        let driver = std::fs::read_link(dir.join("driver"))
+            .ok()
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));
+        Ok(Binding { vhost_dev, driver })
     }
 }

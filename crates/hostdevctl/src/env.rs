@@ -1,8 +1,7 @@
 //! Where the host is: the root prefix every kernel and config path hangs under,
-//! and the real kernel interface built on it.
+//! and the core's view of the host on it.
 
-use hostdev_core::{Callouts, Host};
-use hostdev_sysfs::RealSysfs;
+use hostdev_core::System;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,15 +19,14 @@ pub fn root(mdevctl: bool) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// The host on the real kernel interface under `root`.
-pub fn host(mdevctl: bool) -> Host<RealSysfs> {
-    let root = root(mdevctl);
-    let mut h = Host::new(RealSysfs::new(&root), &root, Callouts::under(&root));
+/// The host on the real kernel interfaces under the root prefix.
+pub fn system(mdevctl: bool) -> System {
+    let mut s = System::real(&root(mdevctl));
     if let Some(ms) = std::env::var("HOSTDEV_READY_TIMEOUT_MS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
     {
-        h.ready_timeout = Duration::from_millis(ms);
+        s.mdev.ready_timeout = Duration::from_millis(ms);
     }
-    h
+    s
 }

@@ -3,9 +3,10 @@
 
 use crate::env;
 use crate::native::{render_list, render_types, Format};
-use crate::output::{chain_dyn, emit, fail, warn};
+use crate::output::{emit, fail, warn};
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
+use hostdev_core::api::{AttrEdit, MdevEdit, ModifyScope, StartPolicy};
 use hostdev_core::{
     DefineRequest, DeviceOutcome, JsonInput, ListQuery, ModifyRequest, StartRequest,
 };
@@ -213,7 +214,8 @@ pub fn main(args: Vec<OsString>, lsmdev: bool) -> ExitCode {
 /// Runs one command; `native` = Some(format) renders list/types as hostdev's
 /// own tables or JSON instead of mdevctl's formats.
 pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
-    let host = env::host(native.is_none());
+    let sys = env::system(native.is_none());
+    let host = &sys.mdev;
     match cmd {
         Cmd::List(a) => {
             let listing = host.list(&ListQuery {
@@ -258,7 +260,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
                 uuid,
                 parent,
                 mdev_type,
-                auto,
+                start: StartPolicy::from_auto(auto),
                 json,
             })?;
             if r.generated {
@@ -284,18 +286,37 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             force,
         } => {
             let json = jsonfile.as_deref().map(read_json).transpose()?;
+            // mdevctl's flag bags, translated into the core's typed edit.
+            let index = index.map(|i| i as usize);
+            let attr = match (addattr, delattr) {
+                (Some(name), _) => Some(AttrEdit::Add {
+                    index,
+                    name,
+                    value: value.unwrap_or_default(),
+                }),
+                (None, true) => Some(AttrEdit::Delete { index }),
+                (None, false) => None,
+            };
+            let start = match (auto, manual) {
+                (true, _) => Some(StartPolicy::Auto),
+                (_, true) => Some(StartPolicy::Manual),
+                _ => None,
+            };
+            let scope = match (live, defined) {
+                (true, true) => ModifyScope::Both,
+                (true, false) => ModifyScope::Live,
+                (false, _) => ModifyScope::Defined,
+            };
             host.modify(&ModifyRequest {
-                uuid: Some(uuid),
+                uuid,
                 parent,
-                mdev_type,
-                addattr: addattr.map(|a| (a, value.unwrap_or_default())),
-                delattr,
-                index: index.map(|i| i as usize),
-                auto,
-                manual,
-                json,
-                live,
-                defined: defined || !live,
+                edit: MdevEdit {
+                    replace: json,
+                    mdev_type,
+                    attr,
+                    start,
+                },
+                scope,
                 force,
             })?;
         }
@@ -329,7 +350,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
                 if let DeviceOutcome::Failed(e) = o {
                     warn(
                         "Error: ",
-                        &format!("failed to start {u} on {p}: {}", chain_dyn(e)),
+                        &format!("failed to start {u} on {p}: {}", e.chain()),
                     );
                 }
             }

@@ -4,12 +4,12 @@
 
 use crate::env;
 use crate::mdevctl::{self, Cmd};
-use crate::output::{emit, fail, outcome_rows, table, warn};
+use crate::output::{emit, fail, table, warn};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use hostdev_core::api::{Inventory, RestoreReport};
 use hostdev_model::format::{ListEntry, TypeInfo};
 use hostdev_model::ParentName;
-use hostdev_store::HostLock;
 use serde_json::json;
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -194,165 +194,129 @@ pub fn render_types(parents: &[(ParentName, Vec<TypeInfo>)], f: Format) -> Strin
 }
 
 fn autostart(f: Format, wait: u64) -> Result<ExitCode> {
-    let host = env::host(false);
-    let wait = std::time::Duration::from_secs(wait);
-    // mdevs and SR-IOV vGPUs are independent hardware: restore both at once.
-    let (report, vgpu) = std::thread::scope(|s| {
-        let v = s.spawn(|| crate::vgpu::restore_rows(wait));
-        let d = s.spawn(crate::vdpa::restore_rows);
-        let m = host.autostart_wait(wait);
-        let join = |r: std::thread::Result<Result<(Vec<[String; 5]>, usize)>>| {
-            r.unwrap_or_else(|_| Err(anyhow::anyhow!("a restore thread panicked")))
-        };
-        let (v, d) = (join(v.join()), join(d.join()));
-        let both = v.and_then(|(mut rows, n)| {
-            d.map(|(more, n2)| {
-                rows.extend(more);
-                (rows, n + n2)
-            })
-        });
-        (m, both)
-    });
-    let report = report?;
-    let (vgpu_rows, vgpu_failed) = vgpu?;
-    for p in &report.problems {
-        warn("hostdevctl: warning: ", p);
+    let report = env::system(false).restore(std::time::Duration::from_secs(wait));
+    for u in &report.unavailable {
+        warn(
+            "hostdevctl: warning: ",
+            &format!("{} devices were not restored: {}", u.kind, u.reason),
+        );
     }
-    let (mut rows, mdev_failed) = outcome_rows("mdev", report.devices);
-    rows.extend(vgpu_rows);
-    let s = match f {
-        Format::Json => {
-            let v: Vec<_> = rows
-                .iter()
-                .map(|[k, id, p, w, e]| {
-                    let key = match k.as_str() { "mdev" => "uuid", "vgpu" => "vf", _ => "name" };
-                    json!({"kind": k, "parent": p, key: id, "result": w, "error": if e.is_empty() { None } else { Some(e) }})
-                })
-                .collect();
-            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
-        }
-        Format::Table | Format::Libvirt => {
-            let rs: Vec<Vec<String>> = rows.iter().map(|r| r.to_vec()).collect();
-            table(&["KIND", "ID", "PARENT", "RESULT", "ERROR"], &rs)
-        }
-    };
-    emit(&s)?;
-    Ok(if mdev_failed + vgpu_failed > 0 {
+    emit(&render_restore(&report, f))?;
+    Ok(if report.failed() > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
 }
 
-/// `hostdevctl list`: mdevs and vGPU VFs in one table.
-fn unified_list(f: Format) -> Result<ExitCode> {
-    let host = env::host(false);
-    let mut rows: Vec<[String; 6]> = Vec::new();
-    let active = host.list(&hostdev_core::ListQuery::default())?;
-    let defined = host.list(&hostdev_core::ListQuery {
-        defined: true,
-        ..Default::default()
-    })?;
-    for p in active.problems.iter().chain(&defined.problems) {
-        warn("hostdevctl: warning: ", p);
-    }
-    let mut seen = std::collections::HashSet::new();
-    for e in active.entries.iter().chain(&defined.entries) {
-        if seen.insert((e.uuid, e.parent.clone())) {
-            let state = if e.active { "running" } else { "stopped" };
-            let start = if e.defined {
-                e.config.start.as_str()
-            } else {
-                "transient"
-            };
-            rows.push([
-                "mdev".into(),
-                e.uuid.to_string(),
-                e.parent.to_string(),
-                e.config.mdev_type.to_string(),
-                state.into(),
-                start.into(),
-            ]);
-        }
-    }
-    rows.extend(crate::vdpa::list_rows()?);
-    let (vrows, problems) = crate::vgpu::vgpus().list()?;
-    for p in &problems {
-        warn("hostdevctl: warning: ", p);
-    }
-    for r in vrows {
-        let ty = match (&r.def, r.current) {
-            (Some(d), _) => format!("{} ({})", d.type_id, d.type_name),
-            (None, Some(c)) if c != 0 => c.to_string(),
-            _ => "-".into(),
-        };
-        let state = match r.current {
-            None => "absent",
-            Some(0) => "stopped",
-            Some(_) => "running",
-        };
-        let start = r
-            .def
-            .as_ref()
-            .map(|d| {
-                if d.start == hostdev_model::vgpu::Start::Auto {
-                    "auto"
-                } else {
-                    "manual"
-                }
-            })
-            .unwrap_or("-");
-        if r.def.is_some() || r.current.is_some_and(|c| c != 0) {
-            rows.push([
-                "vgpu".into(),
-                r.vf.to_string(),
-                r.pf.to_string(),
-                ty,
-                state.into(),
-                start.into(),
-            ]);
-        }
-    }
-    emit(&match f {
+/// A restore report as a table or JSON (one object per row).
+fn render_restore(report: &RestoreReport, f: Format) -> String {
+    match f {
         Format::Json => {
-            let v: Vec<_> = rows
+            let v: Vec<_> = report
+                .rows
                 .iter()
-                .map(|[k, id, p, t, s, st]| json!({"kind": k, "id": id, "parent": p, "type": t, "state": s, "start": st}))
+                .map(|r| {
+                    let key = match r.kind.as_str() {
+                        "mdev" => "uuid",
+                        "vgpu" => "vf",
+                        _ => "name",
+                    };
+                    json!({
+                        "kind": r.kind,
+                        "parent": r.parent,
+                        key: r.id,
+                        "result": r.outcome.as_str(),
+                        "error": r.error.as_ref().map(|e| &e.message),
+                        "code": r.error.as_ref().map(|e| &e.code),
+                    })
+                })
                 .collect();
-            serde_json::to_string_pretty(&v)? + "\n"
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
         Format::Table | Format::Libvirt => {
-            let rs: Vec<Vec<String>> = rows.iter().map(|r| r.to_vec()).collect();
-            table(&["KIND", "ID", "PARENT", "TYPE", "STATE", "START"], &rs)
+            let rs: Vec<Vec<String>> = report
+                .rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.kind.to_string(),
+                        r.id.clone(),
+                        r.parent.clone(),
+                        r.outcome.as_str().to_string(),
+                        r.error
+                            .as_ref()
+                            .map(|e| e.message.clone())
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table(&["KIND", "ID", "PARENT", "RESULT", "ERROR"], &rs)
         }
-    })?;
+    }
+}
+
+/// `hostdevctl list`: every kind in one table.
+fn unified_list(f: Format) -> Result<ExitCode> {
+    let inv = env::system(false).inventory()?;
+    for p in &inv.problems {
+        warn("hostdevctl: warning: ", p);
+    }
+    for u in &inv.unavailable {
+        warn("hostdevctl: warning: ", u);
+    }
+    emit(&render_inventory(&inv, f))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The udev rule, calling this binary at the path it really has.
-fn rule_text() -> Result<String> {
-    let exe = std::env::current_exe().context("cannot find the path of this binary")?;
-    let exe = exe.canonicalize().unwrap_or(exe);
-    let exe = exe.display();
-    Ok(format!(
-        "# Installed by hostdevctl: start auto-start mediated devices when their parent appears.\n\
-         # Kernels since 5.x announce a parent with a change event carrying MDEV_STATE=registered.\n\
-         ACTION==\"change\", ENV{{MDEV_STATE}}==\"registered\", RUN+=\"{exe} mdev start-parent-mdevs %k\"\n\
-         # Older kernels only emit add for the parent device.\n\
-         ACTION==\"add\", TEST==\"mdev_supported_types\", RUN+=\"{exe} mdev start-parent-mdevs %k\"\n"
-    ))
+fn render_inventory(inv: &Inventory, f: Format) -> String {
+    let start = |s: Option<hostdev_model::StartPolicy>, kind: &str| match s {
+        Some(s) => s.as_str(),
+        None if kind == "vgpu" => "-",
+        None => "transient",
+    };
+    match f {
+        Format::Json => {
+            let v: Vec<_> = inv
+                .devices
+                .iter()
+                .map(|r| {
+                    json!({
+                        "kind": r.kind, "id": r.id, "parent": r.parent, "type": r.type_,
+                        "state": r.state.as_str(), "start": start(r.start, r.kind.as_str()),
+                    })
+                })
+                .collect();
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        }
+        Format::Table | Format::Libvirt => {
+            let rs: Vec<Vec<String>> = inv
+                .devices
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.kind.to_string(),
+                        r.id.clone(),
+                        r.parent.clone(),
+                        r.type_.clone(),
+                        r.state.as_str().to_string(),
+                        start(r.start, r.kind.as_str()).to_string(),
+                    ]
+                })
+                .collect();
+            table(&["KIND", "ID", "PARENT", "TYPE", "STATE", "START"], &rs)
+        }
+    }
 }
 
 fn udev_rule(install: bool) -> Result<ExitCode> {
-    let text = rule_text()?;
+    let exe = std::env::current_exe().context("cannot find the path of this binary")?;
+    let exe = exe.canonicalize().unwrap_or(exe);
     if install {
-        let root = env::root(false);
-        let lock = HostLock::acquire(&HostLock::path_under(&root))?;
-        let path = root.join("etc/udev/rules.d/60-hostdev.rules");
-        hostdev_store::write_atomic(&lock, &path, text.as_bytes())?;
+        let path = hostdev_core::udev::install(&env::root(false), &exe)?;
         emit(&format!("{}\n", path.display()))?;
     } else {
-        emit(&text)?;
+        emit(&hostdev_core::udev::rule_text(&exe))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,8 @@ pub fn warn(prefix: &str, msg: &dyn std::fmt::Display) {
     let _ = writeln!(io::stderr().lock(), "{prefix}{msg}");
 }
 
-/// The error and its causes joined into one line.
+/// The error and its causes joined into one line; a core error gets the
+/// hint this front-end adds for its code.
 pub fn chain(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for c in e.chain() {
@@ -28,21 +29,22 @@ pub fn chain(e: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ")
+    let mut out = parts.join(": ");
+    if let Some(h) = e.downcast_ref::<hostdev_core::CoreError>().and_then(hint) {
+        out.push_str(h);
+    }
+    out
 }
 
-/// A borrowed error and its sources joined into one line.
-pub fn chain_dyn(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if parts.last().is_none_or(|l| !l.ends_with(&s)) {
-            parts.push(s);
-        }
-        cur = c.source();
-    }
-    parts.join(": ")
+/// What to do next, in this command line's words, for a core error's code
+/// (the core's sentences never name flags).
+fn hint(e: &hostdev_core::CoreError) -> Option<&'static str> {
+    Some(match e.code() {
+        "mdev.ambiguous" => "; give one with --parent",
+        "mdev.live_needs_config" => " (give it with --jsonfile)",
+        "vgpu.vf_absent" => "; see `hostdevctl vgpu enable`",
+        _ => return None,
+    })
 }
 
 /// Prints the error chain once and picks the exit status.
@@ -75,40 +77,4 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
     }
     out
-}
-
-/// One row of an autostart report: kind, id, parent, result word, error chain.
-pub type OutcomeRow = [String; 5];
-
-/// Turns restore outcomes into report rows and counts the failures.
-pub fn outcome_rows<I, P, D>(kind: &str, outcomes: I) -> (Vec<OutcomeRow>, usize)
-where
-    I: IntoIterator<Item = (P, D, hostdev_core::DeviceOutcome)>,
-    P: std::fmt::Display,
-    D: std::fmt::Display,
-{
-    use hostdev_core::DeviceOutcome;
-    let mut failed = 0;
-    let rows = outcomes
-        .into_iter()
-        .map(|(parent, id, o)| {
-            let (word, err) = match &o {
-                DeviceOutcome::Started => ("started", String::new()),
-                DeviceOutcome::AlreadyRunning => ("already running", String::new()),
-                DeviceOutcome::ParentAbsent => ("parent absent", String::new()),
-                DeviceOutcome::Failed(e) => {
-                    failed += 1;
-                    ("failed", chain_dyn(e))
-                }
-            };
-            [
-                kind.to_string(),
-                id.to_string(),
-                parent.to_string(),
-                word.to_string(),
-                err,
-            ]
-        })
-        .collect();
-    (rows, failed)
 }

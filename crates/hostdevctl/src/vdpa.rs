@@ -2,11 +2,13 @@
 
 use crate::env;
 use crate::native::Format;
-use crate::output::{emit, outcome_rows, table, warn};
+use crate::output::{emit, table, warn};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use hostdev_core::vdpa::{VdpaDefinition, VdpaExport, VdpaStart, Vdpas};
-use hostdev_vdpa::{CreateConfig, MgmtDevName, NetlinkVdpa, VdpaClient};
+use hostdev_core::api::{
+    CreateConfig, MacAddr, MgmtDevName, StartPolicy, VdpaDefinition, VdpaEdit, VdpaExport, VdpaName,
+};
+use hostdev_core::vdpa::{Dev, Vdpas};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,8 +22,8 @@ fn hex(s: &str) -> Result<u64, String> {
 #[derive(Args, Debug, Clone)]
 pub struct Opts {
     /// MAC address
-    #[arg(long)]
-    mac: Option<String>,
+    #[arg(long, value_parser = mac_arg)]
+    mac: Option<MacAddr>,
     /// MTU
     #[arg(long)]
     mtu: Option<u16>,
@@ -33,17 +35,27 @@ pub struct Opts {
     features: Option<u64>,
 }
 
+fn mac_arg(s: &str) -> Result<MacAddr, String> {
+    s.parse()
+        .map_err(|e: hostdev_core::api::VdpaValueError| e.to_string())
+}
+
+fn name_arg(s: &str) -> Result<VdpaName, String> {
+    VdpaName::new(s).map_err(|e| e.to_string())
+}
+
+fn mgmt_arg(s: &str) -> Result<MgmtDevName, String> {
+    MgmtDevName::parse(s).map_err(|e| e.to_string())
+}
+
 impl Opts {
-    fn config(&self) -> Result<CreateConfig> {
-        if let Some(m) = &self.mac {
-            hostdev_vdpa::parse_mac(m)?;
-        }
-        Ok(CreateConfig {
-            mac: self.mac.clone(),
+    fn config(&self) -> CreateConfig {
+        CreateConfig {
+            mac: self.mac,
             mtu: self.mtu,
             max_vqp: self.max_vqp,
             features: self.features,
-        })
+        }
     }
 }
 
@@ -56,25 +68,28 @@ pub enum VdpaCmd {
     /// Create a device now (transient)
     Add {
         /// Device name
-        name: String,
+        #[arg(value_parser = name_arg)]
+        name: VdpaName,
         /// Management device (vdpasim_net, pci/0000:41:04.2)
-        #[arg(long)]
-        mgmtdev: String,
+        #[arg(long, value_parser = mgmt_arg)]
+        mgmtdev: MgmtDevName,
         #[command(flatten)]
         opts: Opts,
     },
     /// Delete a device
     Del {
         /// Device name
-        name: String,
+        #[arg(value_parser = name_arg)]
+        name: VdpaName,
     },
     /// Define a persistent device
     Define {
         /// Device name
-        name: String,
+        #[arg(value_parser = name_arg)]
+        name: VdpaName,
         /// Management device
-        #[arg(long)]
-        mgmtdev: String,
+        #[arg(long, value_parser = mgmt_arg)]
+        mgmtdev: MgmtDevName,
         #[command(flatten)]
         opts: Opts,
         /// Create it at every autostart
@@ -84,22 +99,26 @@ pub enum VdpaCmd {
     /// Remove a definition
     Undefine {
         /// Device name
-        name: String,
+        #[arg(value_parser = name_arg)]
+        name: VdpaName,
     },
     /// Create a defined device
     Start {
         /// Device name
-        name: String,
+        #[arg(value_parser = name_arg)]
+        name: VdpaName,
     },
     /// Delete a defined device (the definition stays)
     Stop {
         /// Device name
-        name: String,
+        #[arg(value_parser = name_arg)]
+        name: VdpaName,
     },
     /// Change a definition (options given replace stored ones)
     Modify {
         /// Device name
-        name: String,
+        #[arg(value_parser = name_arg)]
+        name: VdpaName,
         #[command(flatten)]
         opts: Opts,
         /// Create it at autostart
@@ -118,7 +137,8 @@ pub enum VdpaCmd {
     /// Creation config, live config, limits, vhost device, driver (-o libvirt: the <interface>)
     Show {
         /// Device name
-        name: String,
+        #[arg(value_parser = name_arg)]
+        name: VdpaName,
         /// libvirt's <interface type='vdpa'> instead
         #[arg(long)]
         libvirt: bool,
@@ -126,15 +146,16 @@ pub enum VdpaCmd {
     /// A self-contained JSON spec of what to recreate
     Export {
         /// Device name
-        name: String,
+        #[arg(value_parser = name_arg)]
+        name: VdpaName,
     },
     /// Recreate an export (creates it now unless only --define)
     Import {
         /// The export (a path, or - for stdin)
         file: PathBuf,
         /// Under another name
-        #[arg(long)]
-        name: Option<String>,
+        #[arg(long, value_parser = name_arg)]
+        name: Option<VdpaName>,
         /// Store a definition
         #[arg(long)]
         define: bool,
@@ -151,39 +172,27 @@ pub enum MgmtCmd {
     List,
 }
 
-fn vdpas() -> Result<Vdpas<NetlinkVdpa>> {
-    let root = env::root(false);
-    Ok(Vdpas::new(NetlinkVdpa::open()?, &root))
-}
-
-fn mgmt(s: &str) -> Result<MgmtDevName> {
-    Ok(MgmtDevName::parse(s)?)
-}
-
 /// Management device and start policy of a listed device, from the kernel or its definition.
-fn row_facts(
-    d: &Option<hostdev_vdpa::Dev>,
-    def: &Option<VdpaDefinition>,
-) -> (String, &'static str) {
+fn row_facts(d: &Option<Dev>, def: &Option<VdpaDefinition>) -> (String, &'static str) {
     let m = d
         .as_ref()
         .map(|d| d.mgmtdev.to_string())
         .or(def.as_ref().map(|x| x.mgmtdev.to_string()))
         .unwrap_or_default();
-    let start = match def {
-        Some(x) if x.start == VdpaStart::Auto => "auto",
-        Some(_) => "manual",
-        None => "transient",
-    };
+    let start = def
+        .as_ref()
+        .map(|x| x.start.as_str())
+        .unwrap_or("transient");
     (m, start)
 }
 
 /// Runs one vDPA command.
 pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
-    let v = vdpas()?;
+    let sys = env::system(false);
+    let v: &Vdpas<_> = &sys.vdpa;
     match cmd {
         VdpaCmd::Mgmtdev(MgmtCmd::List) => {
-            let ms = v.client.mgmtdevs()?;
+            let ms = v.mgmtdevs()?;
             emit(&match f {
                 Format::Json => serde_json::to_string_pretty(&ms)? + "\n",
                 Format::Table | Format::Libvirt => {
@@ -217,7 +226,7 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
             name,
             mgmtdev,
             opts,
-        } => v.add(&name, &mgmt(&mgmtdev)?, &opts.config()?)?,
+        } => v.add(&name, &mgmtdev, &opts.config())?,
         VdpaCmd::Del { name } | VdpaCmd::Stop { name } => v.del(&name)?,
         VdpaCmd::Define {
             name,
@@ -226,13 +235,9 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
             auto,
         } => v.define(&VdpaDefinition {
             name,
-            mgmtdev: mgmt(&mgmtdev)?,
-            config: opts.config()?,
-            start: if auto {
-                VdpaStart::Auto
-            } else {
-                VdpaStart::Manual
-            },
+            mgmtdev,
+            config: opts.config(),
+            start: StartPolicy::from_auto(auto),
         })?,
         VdpaCmd::Undefine { name } => v.undefine(&name)?,
         VdpaCmd::Start { name } => v.start(&name)?,
@@ -242,33 +247,39 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
             auto,
             manual,
         } => {
-            let c = opts.config()?;
-            v.modify(&name, |d| {
-                d.config.mac = c.mac.or(d.config.mac.take());
-                d.config.mtu = c.mtu.or(d.config.mtu);
-                d.config.max_vqp = c.max_vqp.or(d.config.max_vqp);
-                d.config.features = c.features.or(d.config.features);
-                if auto {
-                    d.start = VdpaStart::Auto;
-                } else if manual {
-                    d.start = VdpaStart::Manual;
-                }
-            })?;
+            let start = match (auto, manual) {
+                (true, _) => Some(StartPolicy::Auto),
+                (_, true) => Some(StartPolicy::Manual),
+                _ => None,
+            };
+            v.modify(
+                &name,
+                &VdpaEdit {
+                    config: opts.config(),
+                    start,
+                },
+            )?;
         }
         VdpaCmd::List { defined } => {
-            let (rows, problems) = v.list()?;
+            // Definitions are configuration: listing them needs no kernel.
+            let (rows, problems) = if defined {
+                let (defs, problems) = v.definitions()?;
+                let rows: Vec<(VdpaName, Option<Dev>, Option<VdpaDefinition>)> = defs
+                    .into_iter()
+                    .map(|d| (d.name.clone(), None, Some(d)))
+                    .collect();
+                (rows, problems)
+            } else {
+                v.list()?
+            };
             for p in &problems {
                 warn("hostdevctl: warning: ", p);
             }
-            let rows: Vec<_> = rows
-                .into_iter()
-                .filter(|r| !defined || r.2.is_some())
-                .collect();
             emit(&match f {
                 Format::Json => {
                     let js: Vec<_> = rows
                         .iter()
-                        .map(|(n, d, def)| json!({"name": n, "mgmtdev": d.as_ref().map(|d| d.mgmtdev.to_string()).or(def.as_ref().map(|x| x.mgmtdev.to_string())), "running": d.is_some(), "definition": def}))
+                        .map(|(n, d, def)| json!({"name": n.as_str(), "mgmtdev": d.as_ref().map(|d| d.mgmtdev.to_string()).or(def.as_ref().map(|x| x.mgmtdev.to_string())), "running": d.is_some(), "definition": def}))
                         .collect();
                     serde_json::to_string_pretty(&js)? + "\n"
                 }
@@ -278,7 +289,7 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
                         .map(|(n, d, def)| {
                             let (m, start) = row_facts(d, def);
                             vec![
-                                n.clone(),
+                                n.to_string(),
                                 m,
                                 if d.is_some() {
                                     "running".into()
@@ -294,15 +305,10 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
             })?;
         }
         VdpaCmd::Show { name, libvirt } => {
-            let s = v.show(&name)?;
             if libvirt || f == Format::Libvirt {
-                let dev = s.vhost_dev.clone().with_context(|| {
-                    format!("{name} is not bound to vhost_vdpa (no /dev/vhost-vdpa-N)")
-                })?;
-                emit(&format!(
-                    "<interface type='vdpa'>\n  <source dev='{dev}'/>\n</interface>\n"
-                ))?;
+                emit(&v.libvirt(&name)?)?;
             } else {
+                let s = v.show(&name)?;
                 match f {
                     Format::Json => emit(&(serde_json::to_string_pretty(&s)? + "\n"))?,
                     Format::Table | Format::Libvirt => {
@@ -322,11 +328,7 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
                             out += &format!(
                                 "creation config: {}\nstart: {}\n",
                                 serde_json::to_string(&d.config)?,
-                                if d.start == VdpaStart::Auto {
-                                    "auto"
-                                } else {
-                                    "manual"
-                                }
+                                d.start.as_str()
                             );
                         }
                         if let Some(l) = &s.live {
@@ -359,64 +361,9 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
             };
             let e: VdpaExport = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a hostdev vDPA export", file.display()))?;
-            let d = v.import(&e, name.as_deref(), define, start)?;
+            let d = v.import(&e, name.as_ref(), define, start)?;
             emit(&format!("{}\n", d.name))?;
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Restores vDPA devices for `autostart`. An absent vdpa family (module not
-/// loaded) with no definitions is not an error.
-pub fn restore_rows() -> Result<(Vec<[String; 5]>, usize)> {
-    let root = env::root(false);
-    let defs = hostdev_core::vdpa::definitions(&root);
-    if defs.load_all()?.0.is_empty() {
-        return Ok((Vec::new(), 0));
-    }
-    let (r, problems) = vdpas()?.restore()?;
-    for p in &problems {
-        warn("hostdevctl: warning: ", p);
-    }
-    let (rows, failed) = outcome_rows("vdpa", r);
-    Ok((rows, failed))
-}
-
-/// vDPA rows for `hostdevctl list`: kind, name, mgmtdev, class, state, start.
-/// A host without the vdpa family and without definitions has none.
-pub fn list_rows() -> Result<Vec<[String; 6]>> {
-    let root = env::root(false);
-    let defs = hostdev_core::vdpa::definitions(&root);
-    let v = match NetlinkVdpa::open() {
-        Ok(c) => Vdpas::new(c, &root),
-        Err(_) if defs.load_all()?.0.is_empty() => return Ok(Vec::new()),
-        Err(e) => return Err(e.into()),
-    };
-    let (rows, problems) = v.list()?;
-    for p in &problems {
-        warn("hostdevctl: warning: ", p);
-    }
-    Ok(rows
-        .into_iter()
-        .map(|(n, d, def)| {
-            let (m, start) = row_facts(&d, &def);
-            let class = match d.as_ref().and_then(|d| d.device_id) {
-                Some(1) => "net",
-                Some(2) => "block",
-                _ => "-",
-            };
-            [
-                "vdpa".into(),
-                n,
-                m,
-                class.into(),
-                if d.is_some() {
-                    "running".into()
-                } else {
-                    "stopped".into()
-                },
-                start.into(),
-            ]
-        })
-        .collect())
 }

@@ -2,12 +2,12 @@
 
 use crate::env;
 use crate::native::Format;
-use crate::output::{emit, outcome_rows, table, warn};
+use crate::output::{emit, table, warn};
 use anyhow::Result;
 use clap::Subcommand;
-use hostdev_core::vgpu::Vgpus;
-use hostdev_model::vgpu::{PciAddress, Start};
-use hostdev_sysfs::sriov::RealSriov;
+use hostdev_core::vgpu::VgpuSlot;
+use hostdev_model::vgpu::PciAddress;
+use hostdev_model::StartPolicy;
 use serde_json::json;
 use std::process::ExitCode;
 
@@ -84,63 +84,31 @@ pub enum VgpuCmd {
     },
 }
 
-/// The vGPU side of the host.
-pub fn vgpus() -> Vgpus<RealSriov> {
-    let root = env::root(false);
-    Vgpus::new(RealSriov::new(&root), &root)
-}
-
-/// libvirt's element for a configured VF.
-pub fn libvirt_hostdev(vf: &PciAddress) -> String {
-    let s = vf.as_str();
-    format!(
-        "<hostdev mode='subsystem' type='pci' managed='no'>\n  <source>\n    <address domain='0x{}' bus='0x{}' slot='0x{}' function='0x{}'/>\n  </source>\n</hostdev>\n",
-        &s[0..4],
-        &s[5..7],
-        &s[8..10],
-        &s[11..12]
-    )
-}
-
 /// Runs one vGPU command.
 pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
-    let v = vgpus();
+    let sys = env::system(false);
+    let v = &sys.vgpu;
     match cmd {
         VgpuCmd::Types { pf } => {
-            let inv = v.inventory(pf.as_ref())?;
+            let pfs = v.types(pf.as_ref())?;
             let mut rows = Vec::new();
             let mut js = Vec::new();
-            for (p, vfs) in &inv {
-                let mut types: Vec<(u32, String, usize)> = Vec::new();
-                for vf in vfs {
-                    for t in &vf.creatable {
-                        match types.iter_mut().find(|x| x.0 == t.id) {
-                            Some(x) => x.2 += 1,
-                            None => types.push((t.id, t.name.clone(), 1)),
-                        }
-                    }
-                }
-                types.sort();
-                if types.is_empty() {
-                    let why = if vfs.is_empty() {
+            for p in &pfs {
+                if p.types.is_empty() {
+                    let why = if p.vfs == 0 {
                         "no VFs enabled (hostdevctl vgpu enable)"
                     } else {
                         "none creatable now"
                     };
-                    rows.push(vec![
-                        p.address.to_string(),
-                        "-".into(),
-                        why.into(),
-                        "0".into(),
-                    ]);
+                    rows.push(vec![p.pf.to_string(), "-".into(), why.into(), "0".into()]);
                 }
-                for (id, name, n) in types {
-                    js.push(json!({"pf": p.address.as_str(), "id": id, "name": name, "vfs_creatable": n}));
+                for t in &p.types {
+                    js.push(json!({"pf": p.pf.as_str(), "id": t.id, "name": t.name, "vfs_creatable": t.free_vfs}));
                     rows.push(vec![
-                        p.address.to_string(),
-                        id.to_string(),
-                        name,
-                        n.to_string(),
+                        p.pf.to_string(),
+                        t.id.to_string(),
+                        t.name.clone(),
+                        t.free_vfs.to_string(),
                     ]);
                 }
             }
@@ -166,7 +134,7 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
                             json!({
                                 "vf": r.vf.as_str(), "pf": r.pf.as_str(), "current_type": r.current,
                                 "defined_type": r.def.as_ref().map(|d| json!({"id": d.type_id, "name": d.type_name})),
-                                "start": r.def.as_ref().map(|d| if d.start == Start::Auto { "auto" } else { "manual" }),
+                                "start": r.def.as_ref().map(|d| d.start.as_str()),
                             })
                         })
                         .collect();
@@ -190,13 +158,7 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
                                     .unwrap_or_else(|| "-".into()),
                                 r.def
                                     .as_ref()
-                                    .map(|d| {
-                                        if d.start == Start::Auto {
-                                            "auto"
-                                        } else {
-                                            "manual"
-                                        }
-                                    })
+                                    .map(|d| d.start.as_str())
                                     .unwrap_or("-")
                                     .into(),
                             ]
@@ -212,7 +174,12 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
             type_,
             auto,
         } => {
-            let d = v.define(vf.as_ref(), pf.as_ref(), &type_, auto)?;
+            let slot = match (vf.clone(), pf) {
+                (Some(vf), _) => VgpuSlot::Vf(vf),
+                (None, Some(pf)) => VgpuSlot::AnyOf(pf),
+                (None, None) => anyhow::bail!("give --vf or --pf"),
+            };
+            let d = v.define(&slot, &type_, StartPolicy::from_auto(auto))?;
             if vf.is_none() {
                 emit(&format!("{}\n", d.vf))?;
             }
@@ -222,18 +189,10 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
             v.start(&vf)?;
         }
         VgpuCmd::Stop { vf } => v.stop(&vf)?,
-        VgpuCmd::Enable { pf, numvfs, auto } => v.enable(&pf, numvfs, auto)?,
-        VgpuCmd::Libvirt { vf } => emit(&libvirt_hostdev(&vf))?,
+        VgpuCmd::Enable { pf, numvfs, auto } => {
+            v.enable(&pf, numvfs, StartPolicy::from_auto(auto))?
+        }
+        VgpuCmd::Libvirt { vf } => emit(&hostdev_model::libvirt::pci_hostdev(&vf))?,
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Restores vGPUs for `autostart`: rows of (kind, id, parent, result, error).
-pub fn restore_rows(wait: std::time::Duration) -> Result<(Vec<[String; 5]>, usize)> {
-    let (r, problems) = vgpus().restore(wait)?;
-    for p in &problems {
-        warn("hostdevctl: warning: ", p);
-    }
-    let (rows, failed) = outcome_rows("vgpu", r);
-    Ok((rows, failed))
 }

@@ -6,8 +6,8 @@
 //! there a missing kernel facility fails the test.
 #![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
+use hostdev_core::kernel::{MdevSysfs, RealSysfs};
 use hostdev_model::{ParentName, TypeId, Uuid};
-use hostdev_sysfs::{MdevSysfs, RealSysfs};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -528,7 +528,10 @@ fn vdpa_add_show_del_agree_with_iproute2() {
     assert!(Path::new(&vhost).exists(), "{vhost} exists");
     assert_eq!(show["driver"], "vhost_vdpa");
     let xml = ok("hostdevctl", &["vdpa", "show", "hv0", "--libvirt"]);
-    assert!(xml.contains(&format!("<source dev='{vhost}'/>")), "{xml}");
+    assert!(
+        xml.contains(&format!(r#"<source dev="{vhost}"/>"#)),
+        "{xml}"
+    );
     // The unified view lists them with the other kinds.
     let all = ok("hostdevctl", &["list", "-o", "json"]);
     assert!(

@@ -592,7 +592,7 @@ fn sriov_vgpus_are_restored_after_a_reboot_including_a_late_pf() {
         &["vgpu", "libvirt", "--vf", vfs_a[0]],
     );
     assert!(
-        xml.contains("<address domain='0x0000' bus='0x41' slot='0x00' function='0x4'/>"),
+        xml.contains(r#"<address domain="0x0000" bus="0x41" slot="0x00" function="0x4"/>"#),
         "{xml}"
     );
 }

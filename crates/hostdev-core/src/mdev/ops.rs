@@ -4,87 +4,20 @@
 //! lock; every start validates all it can before the kernel is touched and
 //! removes the device again if a later step fails.
 
-use crate::callouts::CalloutDevice;
-use crate::{CoreError, Host};
+use super::callouts::CalloutDevice;
+use super::Host;
+use crate::CoreError;
+use hostdev_api::{AttrEdit, DefineRequest, JsonInput, ModifyRequest, StartRequest};
 use hostdev_model::config::Attr;
-use hostdev_model::{AttrName, MdevConfig, ParentName, StartPolicy, TypeId, Uuid};
+use hostdev_model::{AttrName, MdevConfig, ParentName, TypeId, Uuid};
 use hostdev_sysfs::MdevSysfs;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A JSON document given on input, with the name it came from (for errors).
-#[derive(Debug, Clone)]
-pub struct JsonInput {
-    /// Where it came from (a path, or `/dev/stdin`).
-    pub path: PathBuf,
-    /// Its bytes.
-    pub bytes: Vec<u8>,
-}
-
-impl JsonInput {
-    fn parse(&self) -> Result<MdevConfig, CoreError> {
-        MdevConfig::from_json(&self.bytes).map_err(|source| CoreError::BadJson {
-            path: self.path.clone(),
-            source,
-        })
-    }
-}
-
-/// `define`.
-#[derive(Debug, Clone, Default)]
-pub struct DefineRequest {
-    /// UUID; generated when absent.
-    pub uuid: Option<Uuid>,
-    /// Parent; taken from the running device when absent.
-    pub parent: Option<ParentName>,
-    /// Type; taken from the running device when absent.
-    pub mdev_type: Option<TypeId>,
-    /// Start automatically.
-    pub auto: bool,
-    /// Full definition as JSON (replaces type and auto).
-    pub json: Option<JsonInput>,
-}
-
-/// `modify`.
-#[derive(Debug, Clone, Default)]
-pub struct ModifyRequest {
-    /// UUID.
-    pub uuid: Option<Uuid>,
-    /// Parent, to pick one of several definitions.
-    pub parent: Option<ParentName>,
-    /// New type.
-    pub mdev_type: Option<TypeId>,
-    /// Attribute to add (name, value).
-    pub addattr: Option<(String, String)>,
-    /// Delete an attribute.
-    pub delattr: bool,
-    /// Position for addattr/delattr.
-    pub index: Option<usize>,
-    /// Make it auto-start.
-    pub auto: bool,
-    /// Make it manual.
-    pub manual: bool,
-    /// Replace the definition with this JSON.
-    pub json: Option<JsonInput>,
-    /// Apply to the running device.
-    pub live: bool,
-    /// Apply to the definition (the default when `live` is not set).
-    pub defined: bool,
-    /// Go on even if a callout refuses.
-    pub force: bool,
-}
-
-/// `start`.
-#[derive(Debug, Clone, Default)]
-pub struct StartRequest {
-    /// UUID; generated for transient devices when absent.
-    pub uuid: Option<Uuid>,
-    /// Parent.
-    pub parent: Option<ParentName>,
-    /// Type (transient device).
-    pub mdev_type: Option<TypeId>,
-    /// Definition as JSON (transient device).
-    pub json: Option<JsonInput>,
+fn parse_json(j: &JsonInput) -> Result<MdevConfig, CoreError> {
+    MdevConfig::from_json(&j.bytes).map_err(|source| CoreError::BadJson {
+        path: j.path.clone(),
+        source,
+    })
 }
 
 /// A device that was started or defined.
@@ -123,7 +56,7 @@ impl<S: MdevSysfs> Host<S> {
         };
         let generated = req.uuid.is_none();
         let uuid = req.uuid.unwrap_or_else(Uuid::new_v4);
-        let from_json = req.json.as_ref().map(JsonInput::parse).transpose()?;
+        let from_json = req.json.as_ref().map(parse_json).transpose()?;
         let (parent, config) = match (&req.parent, &running) {
             (None, _) if req.mdev_type.is_some() => return Err(CoreError::NoParent { uuid }),
             (None, None) => return Err(CoreError::NoParent { uuid }),
@@ -142,8 +75,8 @@ impl<S: MdevSysfs> Host<S> {
             }
         };
         let mut config = config;
-        if req.json.is_none() && req.auto {
-            config.start = StartPolicy::Auto;
+        if req.json.is_none() {
+            config.start = req.start;
         }
         let lock = self.lock()?;
         if self.store.exists(&parent, &uuid) {
@@ -231,25 +164,16 @@ impl<S: MdevSysfs> Host<S> {
 
     /// Modifies a definition and/or the running device.
     pub fn modify(&self, req: &ModifyRequest) -> Result<(), CoreError> {
-        let uuid = req.uuid.ok_or(CoreError::Live {
-            uuid: Uuid::new_v4(),
-            why: "no UUID was given".into(),
-        })?;
-        // Everything from the command line is checked before anything is touched.
-        let addattr = match &req.addattr {
-            Some((name, value)) => {
-                AttrName::new(name.clone())?;
-                Some(Attr {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
-            }
-            None => None,
-        };
-        let from_json = req.json.as_ref().map(JsonInput::parse).transpose()?;
-        if req.live {
+        let uuid = req.uuid;
+        let e = &req.edit;
+        // Everything given is checked before anything is touched.
+        if let Some(AttrEdit::Add { name, .. }) = &e.attr {
+            AttrName::new(name.clone())?;
+        }
+        let from_json = e.replace.as_ref().map(parse_json).transpose()?;
+        if req.scope.live() {
             self.modify_live(&uuid, req.parent.as_ref(), from_json.as_ref(), req.force)?;
-            if !req.defined {
+            if !req.scope.defined() {
                 return Ok(());
             }
         }
@@ -263,18 +187,26 @@ impl<S: MdevSysfs> Host<S> {
         if let Some(c) = from_json {
             config = c;
         } else {
-            if let Some(t) = &req.mdev_type {
+            if let Some(t) = &e.mdev_type {
                 config.mdev_type = t.clone();
             }
-            if let Some(a) = addattr {
-                config.add_attr(req.index, a).map_err(edit)?;
-            } else if req.delattr {
-                config.del_attr(req.index).map_err(edit)?;
+            match &e.attr {
+                Some(AttrEdit::Add { index, name, value }) => config
+                    .add_attr(
+                        *index,
+                        Attr {
+                            name: name.clone(),
+                            value: value.clone(),
+                        },
+                    )
+                    .map_err(edit)?,
+                Some(AttrEdit::Delete { index }) => {
+                    config.del_attr(*index).map_err(edit)?;
+                }
+                None => {}
             }
-            if req.auto {
-                config.start = StartPolicy::Auto;
-            } else if req.manual {
-                config.start = StartPolicy::Manual;
+            if let Some(s) = e.start {
+                config.start = s;
             }
         }
         match self.callouts.pre("modify", dev(&uuid, &parent, &config)) {
@@ -294,19 +226,19 @@ impl<S: MdevSysfs> Host<S> {
         json: Option<&MdevConfig>,
         force: bool,
     ) -> Result<(), CoreError> {
-        let live_err = |why: &str| CoreError::Live {
-            uuid: *uuid,
-            why: why.to_string(),
-        };
         let (rp, rt) = self
             .running_parent(uuid)?
-            .ok_or_else(|| live_err("it is not running"))?;
-        if parent.is_some_and(|p| p != &rp) {
-            return Err(live_err("it runs on another parent"));
+            .ok_or(CoreError::LiveNotRunning { uuid: *uuid })?;
+        if let Some(p) = parent.filter(|p| *p != &rp) {
+            return Err(CoreError::LiveOtherParent {
+                uuid: *uuid,
+                running_on: rp,
+                parent: p.clone(),
+            });
         }
-        let config = json.ok_or_else(|| live_err("live changes are given with --jsonfile"))?;
+        let config = json.ok_or(CoreError::LiveNeedsConfig { uuid: *uuid })?;
         if config.mdev_type != rt {
-            return Err(live_err("the type of a running device cannot change"));
+            return Err(CoreError::LiveTypeChange { uuid: *uuid });
         }
         match self.callouts.live(dev(uuid, &rp, config)) {
             Ok(true) => return Ok(()),
@@ -319,9 +251,9 @@ impl<S: MdevSysfs> Host<S> {
             let name = AttrName::new(a.name.clone())?;
             self.sysfs
                 .write_attr(uuid, &name, &a.value)
-                .map_err(|source| CoreError::Live {
+                .map_err(|source| CoreError::LiveAttr {
                     uuid: *uuid,
-                    why: source.to_string(),
+                    source: Box::new(source),
                 })?;
         }
         Ok(())
@@ -334,7 +266,7 @@ impl<S: MdevSysfs> Host<S> {
             let uuid = req.uuid.unwrap_or_else(Uuid::new_v4);
             let parent = req.parent.clone().ok_or(CoreError::NoParent { uuid })?;
             let config = match (&req.json, &req.mdev_type) {
-                (Some(j), _) => j.parse()?,
+                (Some(j), _) => parse_json(j)?,
                 (None, Some(t)) => MdevConfig::new(t.clone()),
                 (None, None) => return Err(CoreError::NoType { parent }),
             };
@@ -420,23 +352,34 @@ impl<S: MdevSysfs> Host<S> {
                 uuid: *uuid,
                 source: Box::new(source),
             })?;
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let r = self.sysfs.readiness(uuid);
-            if r.is_ready() {
-                break;
-            }
-            if started.elapsed() >= self.ready_timeout {
-                let _ = self.sysfs.remove(uuid);
-                return Err(CoreError::NotReady {
+        let ready = crate::poll::until(
+            self.ready_timeout,
+            Duration::from_millis(1),
+            Duration::from_millis(50),
+            || {
+                let r = self.sysfs.readiness(uuid);
+                if r.is_ready() {
+                    Ok(())
+                } else {
+                    Err(r)
+                }
+            },
+        );
+        if let Err(readiness) = ready {
+            // Say what really happened to the device: removed, or still there.
+            return Err(match self.sysfs.remove(uuid) {
+                Ok(()) => CoreError::NotReady {
                     uuid: *uuid,
                     waited: self.ready_timeout,
-                    readiness: r,
-                });
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
+                    readiness,
+                },
+                Err(e) => CoreError::NotReadyNoRollback {
+                    uuid: *uuid,
+                    waited: self.ready_timeout,
+                    readiness,
+                    remove_error: crate::chain(&e),
+                },
+            });
         }
         for (name, value) in attrs {
             if let Err(source) = self.sysfs.write_attr(uuid, name, value) {
@@ -450,7 +393,7 @@ impl<S: MdevSysfs> Host<S> {
                         uuid: *uuid,
                         attr: name.to_string(),
                         source: Box::new(source),
-                        remove_error: e.to_string(),
+                        remove_error: crate::chain(&e),
                     },
                 });
             }

@@ -1,22 +1,13 @@
 //! `list` and `types`: gathering what the kernel runs and what is defined.
 
-use crate::{CoreError, Host};
+use super::Host;
+use crate::CoreError;
+use hostdev_api::ListQuery;
 use hostdev_model::format::{ListEntry, TypeInfo};
 use hostdev_model::{MdevConfig, ParentName, Uuid};
 use hostdev_store::{LoadProblem, StoreError};
 use hostdev_sysfs::MdevSysfs;
 use std::collections::HashMap;
-
-/// What to list.
-#[derive(Debug, Clone, Default)]
-pub struct ListQuery {
-    /// Definitions instead of running devices.
-    pub defined: bool,
-    /// Only this UUID.
-    pub uuid: Option<Uuid>,
-    /// Only this parent (compared as a string; never used as a path).
-    pub parent: Option<String>,
-}
 
 /// What `list` found, in output order, and the files it had to skip.
 #[derive(Debug, Clone, Default)]
@@ -89,7 +80,7 @@ impl<S: MdevSysfs> Host<S> {
                 // A vendor script may know the running device's real attributes.
                 if let Some(attrs) = self
                     .callouts
-                    .get_attributes(crate::callouts::CalloutDevice {
+                    .get_attributes(super::callouts::CalloutDevice {
                         uuid: &d.uuid,
                         parent: &d.parent,
                         config: &config,

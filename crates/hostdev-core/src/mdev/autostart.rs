@@ -1,7 +1,8 @@
 //! Boot-time restore: `start-parent-mdevs PARENT` (what the udev rule runs when
 //! a parent registers) and `autostart` (every present parent, in parallel).
 
-use crate::{CoreError, Host};
+use super::Host;
+use crate::CoreError;
 use hostdev_model::{ParentName, StartPolicy, Uuid};
 use hostdev_store::LoadProblem;
 use hostdev_sysfs::MdevSysfs;
@@ -64,7 +65,9 @@ impl<S: MdevSysfs> Host<S> {
             } else if !present {
                 DeviceOutcome::ParentAbsent
             } else {
-                match self.start_device(&d.uuid, &d.parent, &d.config) {
+                match crate::error::guarded(&d.uuid, || {
+                    self.start_device(&d.uuid, &d.parent, &d.config)
+                }) {
                     Ok(()) => DeviceOutcome::Started,
                     Err(e) => DeviceOutcome::Failed(e),
                 }
@@ -78,30 +81,51 @@ impl<S: MdevSysfs> Host<S> {
     /// driver still loading) are waited for, up to `wait`, and restored as
     /// each appears; no fixed sleeps.
     pub fn autostart_wait(&self, wait: std::time::Duration) -> Result<AutostartReport, CoreError> {
-        let deadline = std::time::Instant::now() + wait;
         let mut report = self.autostart()?;
-        let mut pause = std::time::Duration::from_millis(10);
-        loop {
-            let mut absent: Vec<ParentName> = report
+        let absent = |r: &AutostartReport| {
+            let mut ps: Vec<ParentName> = r
                 .devices
                 .iter()
                 .filter(|(_, _, o)| matches!(o, DeviceOutcome::ParentAbsent))
                 .map(|(p, _, _)| p.clone())
                 .collect();
             // One restore per parent, however many of its devices waited.
-            absent.sort();
-            absent.dedup();
-            if absent.is_empty() || std::time::Instant::now() >= deadline {
-                return Ok(report);
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(std::time::Duration::from_millis(200));
-            for p in absent.iter().filter(|p| self.sysfs.parent_exists(p)) {
-                let again = self.start_parent_mdevs(p)?;
-                report.devices.retain(|(rp, _, _)| rp != p);
-                report.devices.extend(again.devices);
-            }
-        }
+            ps.sort();
+            ps.dedup();
+            ps
+        };
+        // Time out with parents still absent: they stay reported as absent.
+        let _ = crate::poll::until(
+            wait,
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_millis(200),
+            || {
+                for p in absent(&report)
+                    .iter()
+                    .filter(|p| self.sysfs.parent_exists(p))
+                {
+                    match self.start_parent_mdevs(p) {
+                        Ok(again) => {
+                            report.devices.retain(|(rp, _, _)| rp != p);
+                            report.devices.extend(again.devices);
+                        }
+                        Err(e) => report.problems.push(LoadProblem {
+                            path: self.store.dir().join(p.as_str()),
+                            reason: format!(
+                                "its auto-start devices were not restored: {}",
+                                e.chain()
+                            ),
+                        }),
+                    }
+                }
+                if absent(&report).is_empty() {
+                    Ok(())
+                } else {
+                    Err(())
+                }
+            },
+        );
+        Ok(report)
     }
 
     /// Restores every auto-start definition: parents in parallel, each parent's
@@ -122,11 +146,13 @@ impl<S: MdevSysfs> Host<S> {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or(Err(CoreError::Batch {
-                        failed: 1,
-                        total: 1,
-                    }))
+                .zip(&parents)
+                .map(|(h, p)| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(CoreError::RestorePanicked {
+                            device: p.to_string(),
+                        })
+                    })
                 })
                 .collect()
         });
@@ -134,8 +160,19 @@ impl<S: MdevSysfs> Host<S> {
             problems,
             ..Default::default()
         };
-        for r in results {
-            report.devices.extend(r?.devices);
+        // A parent that could not be read at all is reported with its
+        // devices; it never aborts the other parents' restore.
+        for (r, p) in results.into_iter().zip(&parents) {
+            match r {
+                Ok(r) => report.devices.extend(r.devices),
+                Err(e) => {
+                    let msg = e.chain();
+                    report.problems.push(LoadProblem {
+                        path: self.store.dir().join(p.as_str()),
+                        reason: format!("its auto-start devices were not restored: {msg}"),
+                    });
+                }
+            }
         }
         Ok(report)
     }

@@ -1,0 +1,154 @@
+//! The unified inventory behind `hostdevctl list`: every device of every kind
+//! in one list. A kind whose kernel interface is missing (no vdpa module, an
+//! unreadable PCI tree) is reported as unavailable; the others are shown.
+
+use crate::system::Devices;
+use crate::{CoreError, Listing};
+use hostdev_api::{DeviceRow, DeviceState, Inventory, Kind, ListQuery, Problem, Unavailable};
+use hostdev_store::LoadProblem;
+use hostdev_sysfs::sriov::SriovSysfs;
+use hostdev_sysfs::MdevSysfs;
+use hostdev_vdpa::{VdpaClient, VdpaError};
+use std::collections::HashSet;
+
+fn problems(kind: Kind, ps: Vec<LoadProblem>) -> impl Iterator<Item = Problem> {
+    ps.into_iter().map(move |p| Problem {
+        kind,
+        path: p.path,
+        reason: p.reason,
+    })
+}
+
+impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+    /// Every device hostdev manages: mdevs, then vDPA, then vGPU VFs.
+    pub fn inventory(&self) -> Result<Inventory, CoreError> {
+        let mut inv = Inventory::default();
+        self.mdev_rows(&mut inv)?;
+        self.vdpa_rows(&mut inv);
+        self.vgpu_rows(&mut inv);
+        Ok(inv)
+    }
+
+    fn mdev_rows(&self, inv: &mut Inventory) -> Result<(), CoreError> {
+        let active = self.mdev.list(&ListQuery::default())?;
+        let defined = self.mdev.list(&ListQuery {
+            defined: true,
+            ..Default::default()
+        })?;
+        let Listing {
+            entries: a,
+            problems: pa,
+        } = active;
+        let Listing {
+            entries: d,
+            problems: pd,
+        } = defined;
+        let mut seen_problems = HashSet::new();
+        for p in problems(Kind::Mdev, pa.into_iter().chain(pd).collect()) {
+            if seen_problems.insert(p.path.clone()) {
+                inv.problems.push(p);
+            }
+        }
+        let mut seen = HashSet::new();
+        for e in a.iter().chain(&d) {
+            if seen.insert((e.uuid, e.parent.clone())) {
+                inv.devices.push(DeviceRow {
+                    kind: Kind::Mdev,
+                    id: e.uuid.to_string(),
+                    parent: e.parent.to_string(),
+                    type_: e.config.mdev_type.to_string(),
+                    state: if e.active {
+                        DeviceState::Running
+                    } else {
+                        DeviceState::Stopped
+                    },
+                    start: e.defined.then_some(e.config.start),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn vdpa_rows(&self, inv: &mut Inventory) {
+        let listed = self.vdpa.list();
+        let (rows, ps) = match listed {
+            Ok(x) => x,
+            Err(e) => {
+                // No vdpa family and nothing defined: a host without vDPA, not a problem.
+                let (defs, ps) = self.vdpa.definitions().unwrap_or_default();
+                let no_family =
+                    matches!(&e, CoreError::Vdpa(v) if matches!(**v, VdpaError::NoFamily));
+                inv.problems.extend(problems(Kind::Vdpa, ps));
+                if !(no_family && defs.is_empty()) {
+                    inv.unavailable.push(Unavailable {
+                        kind: Kind::Vdpa,
+                        reason: e.chain(),
+                    });
+                }
+                return;
+            }
+        };
+        inv.problems.extend(problems(Kind::Vdpa, ps));
+        for (n, d, def) in rows {
+            let mgmtdev = d
+                .as_ref()
+                .map(|d| d.mgmtdev.to_string())
+                .or(def.as_ref().map(|x| x.mgmtdev.to_string()))
+                .unwrap_or_default();
+            let class = match d.as_ref().and_then(|d| d.device_id) {
+                Some(1) => "net",
+                Some(2) => "block",
+                _ => "-",
+            };
+            inv.devices.push(DeviceRow {
+                kind: Kind::Vdpa,
+                id: n.to_string(),
+                parent: mgmtdev,
+                type_: class.into(),
+                state: if d.is_some() {
+                    DeviceState::Running
+                } else {
+                    DeviceState::Stopped
+                },
+                start: def.map(|x| x.start),
+            });
+        }
+    }
+
+    fn vgpu_rows(&self, inv: &mut Inventory) {
+        let (rows, ps) = match self.vgpu.list() {
+            Ok(x) => x,
+            Err(e) => {
+                inv.unavailable.push(Unavailable {
+                    kind: Kind::Vgpu,
+                    reason: e.chain(),
+                });
+                return;
+            }
+        };
+        inv.problems.extend(problems(Kind::Vgpu, ps));
+        for r in rows {
+            if r.def.is_none() && r.current.is_none_or(|c| c == 0) {
+                continue;
+            }
+            let type_ = match (&r.def, r.current) {
+                (Some(d), _) => format!("{} ({})", d.type_id, d.type_name),
+                (None, Some(c)) => c.to_string(),
+                _ => "-".into(),
+            };
+            let state = match r.current {
+                None => DeviceState::Absent,
+                Some(0) => DeviceState::Stopped,
+                Some(_) => DeviceState::Running,
+            };
+            inv.devices.push(DeviceRow {
+                kind: Kind::Vgpu,
+                id: r.vf.to_string(),
+                parent: r.pf.to_string(),
+                type_,
+                state,
+                start: r.def.map(|d| d.start),
+            });
+        }
+    }
+}

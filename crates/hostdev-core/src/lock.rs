@@ -1,0 +1,31 @@
+//! The one way the core takes the host-wide lock: every read-modify-write of a
+//! definition, of any kind, holds it, so hostdev processes never interleave.
+
+use crate::CoreError;
+use hostdev_store::HostLock;
+use std::path::{Path, PathBuf};
+
+/// Where the host-wide lock of one root lives.
+#[derive(Debug, Clone)]
+pub struct Locker {
+    path: PathBuf,
+}
+
+impl Locker {
+    /// The lock of the host whose files live under `root`.
+    pub fn under(root: &Path) -> Self {
+        Locker {
+            path: HostLock::path_under(root),
+        }
+    }
+
+    /// Takes the lock, waiting for other holders.
+    pub fn lock(&self) -> Result<HostLock, CoreError> {
+        Ok(HostLock::acquire(&self.path)?)
+    }
+
+    /// Takes the lock if it is free (for optional writes such as caches).
+    pub fn try_lock(&self) -> Option<HostLock> {
+        HostLock::try_acquire(&self.path).ok().flatten()
+    }
+}

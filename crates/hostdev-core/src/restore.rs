@@ -1,0 +1,131 @@
+//! The cross-kind restore that `hostdevctl autostart` (and later the daemon)
+//! runs: mdevs, vGPUs and vDPA devices at once — they are independent
+//! hardware — into one report with a row per definition. An unusable
+//! definition file is a row of its own; a kind whose kernel interface is
+//! missing is reported as unavailable while the others are restored; a panic
+//! is the failure of the devices it stopped, never a vanished row.
+
+use crate::system::Devices;
+use crate::{CoreError, DeviceOutcome};
+use hostdev_api::{ErrorBody, Kind, Outcome, RestoreReport, RestoreRow, Unavailable};
+use hostdev_store::LoadProblem;
+use hostdev_sysfs::sriov::SriovSysfs;
+use hostdev_sysfs::MdevSysfs;
+use hostdev_vdpa::VdpaClient;
+use std::fmt::Display;
+use std::time::Duration;
+
+/// The error body of a failure: its stable code and its chain.
+pub fn error_body(e: &CoreError) -> ErrorBody {
+    ErrorBody {
+        code: e.code().to_string(),
+        message: e.chain(),
+    }
+}
+
+fn row(kind: Kind, parent: &dyn Display, id: &dyn Display, o: DeviceOutcome) -> RestoreRow {
+    let (outcome, error) = match o {
+        DeviceOutcome::Started => (Outcome::Started, None),
+        DeviceOutcome::AlreadyRunning => (Outcome::AlreadyRunning, None),
+        DeviceOutcome::ParentAbsent => (Outcome::ParentAbsent, None),
+        DeviceOutcome::Failed(e) => (Outcome::Failed, Some(error_body(&e))),
+    };
+    RestoreRow {
+        kind,
+        id: id.to_string(),
+        parent: parent.to_string(),
+        outcome,
+        error,
+    }
+}
+
+fn unusable(kind: Kind, p: LoadProblem) -> RestoreRow {
+    RestoreRow {
+        kind,
+        id: p.path.display().to_string(),
+        parent: "-".into(),
+        outcome: Outcome::Unusable,
+        error: Some(ErrorBody {
+            code: "store.bad_definition".into(),
+            message: format!("definition {} is unusable: {}", p.path.display(), p.reason),
+        }),
+    }
+}
+
+type KindResult = Result<(Vec<RestoreRow>, Vec<LoadProblem>), CoreError>;
+
+impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+    /// Restores every auto-start definition of every kind; parents absent now
+    /// are waited for up to `wait`.
+    pub fn restore(&self, wait: Duration) -> RestoreReport {
+        let (m, v, d) = std::thread::scope(|s| {
+            let v = s.spawn(|| -> KindResult {
+                let (r, ps) = self.vgpu.restore(wait)?;
+                Ok((
+                    r.into_iter()
+                        .map(|(p, id, o)| row(Kind::Vgpu, &p, &id, o))
+                        .collect(),
+                    ps,
+                ))
+            });
+            let d = s.spawn(|| -> KindResult {
+                let (r, ps) = self.vdpa.restore()?;
+                Ok((
+                    r.into_iter()
+                        .map(|(p, id, o)| row(Kind::Vdpa, &p, &id, o))
+                        .collect(),
+                    ps,
+                ))
+            });
+            let m = s.spawn(|| -> KindResult {
+                let r = self.mdev.autostart_wait(wait)?;
+                Ok((
+                    r.devices
+                        .into_iter()
+                        .map(|(p, id, o)| row(Kind::Mdev, &p, &id, o))
+                        .collect(),
+                    r.problems,
+                ))
+            });
+            let join = |h: std::thread::ScopedJoinHandle<'_, KindResult>, kind: Kind| {
+                h.join().unwrap_or_else(|_| {
+                    Err(CoreError::RestorePanicked {
+                        device: format!("every {kind} device"),
+                    })
+                })
+            };
+            (
+                join(m, Kind::Mdev),
+                join(v, Kind::Vgpu),
+                join(d, Kind::Vdpa),
+            )
+        });
+        let mut report = RestoreReport::default();
+        for (kind, r) in [(Kind::Mdev, m), (Kind::Vgpu, v), (Kind::Vdpa, d)] {
+            match r {
+                Ok((rows, ps)) => {
+                    report
+                        .rows
+                        .extend(ps.into_iter().map(|p| unusable(kind, p)));
+                    report.rows.extend(rows);
+                }
+                Err(e) => {
+                    // Definitions are still named, so nothing vanishes silently.
+                    let ps = match kind {
+                        Kind::Mdev => self.mdev.store.load_all().map(|x| x.1).unwrap_or_default(),
+                        Kind::Vgpu => self.vgpu.defs.load_all().map(|x| x.1).unwrap_or_default(),
+                        Kind::Vdpa => self.vdpa.defs.load_all().map(|x| x.1).unwrap_or_default(),
+                    };
+                    report
+                        .rows
+                        .extend(ps.into_iter().map(|p| unusable(kind, p)));
+                    report.unavailable.push(Unavailable {
+                        kind,
+                        reason: e.chain(),
+                    });
+                }
+            }
+        }
+        report
+    }
+}

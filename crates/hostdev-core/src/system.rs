@@ -1,0 +1,54 @@
+//! The whole host: every kind's operations together, on the real kernel
+//! interfaces ([`System::real`]) or on fakes (`Devices::new`).
+
+use crate::mdev::{Callouts, Host};
+use crate::vdpa::Vdpas;
+use crate::vgpu::Vgpus;
+use hostdev_sysfs::sriov::RealSriov;
+use hostdev_sysfs::RealSysfs;
+use hostdev_vdpa::NetlinkVdpa;
+use std::path::{Path, PathBuf};
+
+/// Every kind of device of one host, over the kernel interfaces `S`
+/// (mdev sysfs), `V` (SR-IOV sysfs) and `C` (vdpa netlink).
+#[derive(Debug)]
+pub struct Devices<S, V, C> {
+    /// Mediated devices.
+    pub mdev: Host<S>,
+    /// NVIDIA vGPUs on SR-IOV VFs.
+    pub vgpu: Vgpus<V>,
+    /// vDPA devices.
+    pub vdpa: Vdpas<C>,
+    /// The root prefix every path hangs under.
+    pub root: PathBuf,
+}
+
+impl<S, V, C> Devices<S, V, C> {
+    /// Puts the kinds of one host together.
+    pub fn new(mdev: Host<S>, vgpu: Vgpus<V>, vdpa: Vdpas<C>, root: &Path) -> Self {
+        Devices {
+            mdev,
+            vgpu,
+            vdpa,
+            root: root.to_path_buf(),
+        }
+    }
+}
+
+/// The host on its real kernel interfaces.
+pub type System = Devices<RealSysfs, RealSriov, NetlinkVdpa>;
+
+impl System {
+    /// The host whose kernel and files live under `root` (`/` in production).
+    /// Nothing is opened yet: the vdpa netlink socket is opened by the first
+    /// operation that needs the kernel's vdpa family.
+    pub fn real(root: &Path) -> System {
+        let vdpa_root = root.to_path_buf();
+        Devices::new(
+            Host::new(RealSysfs::new(root), root, Callouts::under(root)),
+            Vgpus::new(RealSriov::new(root), root),
+            Vdpas::lazy(root, move || NetlinkVdpa::open(&vdpa_root)),
+            root,
+        )
+    }
+}
