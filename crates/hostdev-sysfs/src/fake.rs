@@ -71,6 +71,7 @@ struct State {
     busy: Vec<Uuid>,
     ready_after_polls: u32,
     never_ready: bool,
+    panic_create: Option<Uuid>,
     log: Vec<String>,
 }
 
@@ -140,6 +141,12 @@ impl FakeKernel {
     /// New devices report ready only after this many readiness polls.
     pub fn ready_after_polls(&self, n: u32) {
         self.st().ready_after_polls = n;
+    }
+
+    /// Creating this device panics (a bug anywhere below the core, for
+    /// checking that one device's panic stays that device's failure).
+    pub fn panic_on_create(&self, uuid: Uuid) {
+        self.st().panic_create = Some(uuid);
     }
 
     /// New devices never get a driver bound.
@@ -248,6 +255,8 @@ impl MdevSysfs for FakeKernel {
     }
 
     fn create(&self, parent: &ParentName, t: &TypeId, uuid: &Uuid) -> Result<(), SysfsError> {
+        let panic_now = self.st().panic_create == Some(*uuid);
+        assert!(!panic_now, "injected panic creating {uuid}");
         let mut s = self.st();
         s.log.push(format!("create {parent} {t} {uuid}"));
         let err = |errno| SysfsError::Create {

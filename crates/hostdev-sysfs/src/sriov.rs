@@ -296,6 +296,7 @@ pub struct FakeSriov {
 
 #[derive(Debug, Clone)]
 struct FakePf {
+    unreadable: bool,
     total: u32,
     fb: u32,
     types: Vec<(u32, String, u32)>,
@@ -308,6 +309,13 @@ impl FakeSriov {
     /// An empty fake.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Reading the PF's VF links fails (EIO), as an unreadable directory would.
+    pub fn make_unreadable(&self, pf: &str) {
+        if let Some(p) = self.st().get_mut(pf) {
+            p.unreadable = true;
+        }
     }
 
     fn st(&self) -> MutexGuard<'_, BTreeMap<String, FakePf>> {
@@ -326,6 +334,7 @@ impl FakeSriov {
         self.st().insert(
             addr.to_string(),
             FakePf {
+                unreadable: false,
                 total,
                 fb,
                 types: types
@@ -392,6 +401,12 @@ impl SriovSysfs for FakeSriov {
         let Some(p) = st.get(pf.as_str()).filter(|p| p.present) else {
             return Ok(Vec::new());
         };
+        if p.unreadable {
+            return Err(SriovError::Read {
+                path: PathBuf::from(format!("/sys/bus/pci/devices/{pf}/virtfn0")),
+                source: io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()),
+            });
+        }
         let used: u32 = p
             .vfs
             .iter()
