@@ -23,7 +23,8 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// The device a callout is told about.
 #[derive(Debug, Clone, Copy)]
@@ -41,12 +42,42 @@ pub struct CalloutDevice<'a> {
 pub struct Callouts {
     callout_dirs: Vec<PathBuf>,
     notifier_dirs: Vec<PathBuf>,
-    /// The callout scripts, found once per process (listing may ask per device).
-    found: OnceLock<Vec<PathBuf>>,
-    /// The notifier scripts, found once per process.
-    found_notifiers: OnceLock<Vec<PathBuf>>,
+    /// The callout scripts, found again only when a script directory changes
+    /// (listing may ask per device; a daemon lives longer than any script).
+    found: ScriptCache,
+    /// The notifier scripts, likewise.
+    found_notifiers: ScriptCache,
     /// What each script declared it supports, per device type (asked once).
-    caps: Arc<Mutex<HashMap<(PathBuf, String), Caps>>>,
+    caps: Arc<Mutex<HashMap<CapsKey, Caps>>>,
+}
+
+/// (script, its mtime, device type).
+type CapsKey = (PathBuf, Option<SystemTime>, String);
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// Scripts found in a set of directories, kept while none of the directories'
+/// mtimes (entries added, removed or renamed) has changed.
+#[derive(Debug, Clone, Default)]
+struct ScriptCache {
+    inner: Arc<Mutex<Option<(Vec<Option<SystemTime>>, Arc<Vec<PathBuf>>)>>>,
+}
+
+impl ScriptCache {
+    fn get(&self, dirs: &[PathBuf], scan: fn(&[PathBuf]) -> Vec<PathBuf>) -> Arc<Vec<PathBuf>> {
+        let stamp: Vec<Option<SystemTime>> = dirs.iter().map(|d| mtime(d)).collect();
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, found)) = g.as_ref() {
+            if *s == stamp {
+                return found.clone();
+            }
+        }
+        let found = Arc::new(scan(dirs));
+        *g = Some((stamp, found.clone()));
+        found
+    }
 }
 
 /// A script's answer to `-e get -a capabilities`.
@@ -75,8 +106,8 @@ impl Callouts {
                 root.join("etc/mdevctl.d/scripts.d/notifiers"),
                 root.join("usr/lib/mdevctl/scripts.d/notifiers"),
             ],
-            found: OnceLock::new(),
-            found_notifiers: OnceLock::new(),
+            found: ScriptCache::default(),
+            found_notifiers: ScriptCache::default(),
             caps: Arc::default(),
         }
     }
@@ -102,19 +133,23 @@ impl Callouts {
         by_name.into_values().collect()
     }
 
-    fn callout_scripts(&self) -> &[PathBuf] {
-        self.found.get_or_init(|| Self::scripts(&self.callout_dirs))
+    fn callout_scripts(&self) -> Arc<Vec<PathBuf>> {
+        self.found.get(&self.callout_dirs, Self::scripts)
     }
 
-    fn notifier_scripts(&self) -> &[PathBuf] {
-        self.found_notifiers
-            .get_or_init(|| Self::scripts(&self.notifier_dirs))
+    fn notifier_scripts(&self) -> Arc<Vec<PathBuf>> {
+        self.found_notifiers.get(&self.notifier_dirs, Self::scripts)
     }
 
     /// Whether `script` wants `event`/`action` for this device's type, asking
     /// its versioned capabilities once per type (mdevctl 1.3's protocol).
     fn wants(&self, script: &Path, event: &str, action: &str, dev: CalloutDevice<'_>) -> bool {
-        let key = (script.to_path_buf(), dev.config.mdev_type.to_string());
+        // A script replaced in place is asked again: its mtime is in the key.
+        let key = (
+            script.to_path_buf(),
+            mtime(script),
+            dev.config.mdev_type.to_string(),
+        );
         let cached = self
             .caps
             .lock()
@@ -271,7 +306,7 @@ impl Callouts {
                 Some(_) => break,
             }
         }
-        for s in self.notifier_scripts() {
+        for s in self.notifier_scripts().iter() {
             let _ = Self::run(s, "notify", action, state, dev);
         }
     }
@@ -329,5 +364,35 @@ impl Callouts {
             }
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Before: scripts were found once per process, so a long-running process
+    /// (the daemon) never saw a script installed after its first operation.
+    #[test]
+    fn a_script_added_later_is_found_by_the_same_process() {
+        let t = tempfile::tempdir().unwrap();
+        let c = Callouts::under(t.path());
+        assert!(c.callout_scripts().is_empty());
+        let dir = t.path().join("etc/mdevctl.d/scripts.d/callouts");
+        fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("vendor");
+        fs::write(&script, "#!/bin/sh\nexit 2\n").unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(*c.callout_scripts(), vec![script.clone()]);
+        fs::remove_file(&script).unwrap();
+        // Directory mtimes have a clock tick's granularity; a rename is enough
+        // to change it on any file system, but give it a moment to differ.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(dir.join("other"), "x").unwrap();
+        assert!(
+            c.callout_scripts().is_empty(),
+            "a removed script is forgotten"
+        );
     }
 }
