@@ -58,11 +58,14 @@ fn mtime(p: &Path) -> Option<SystemTime> {
     fs::metadata(p).and_then(|m| m.modified()).ok()
 }
 
+/// The directories' mtimes when they were scanned, and what was found.
+type Scanned = (Vec<Option<SystemTime>>, Arc<Vec<PathBuf>>);
+
 /// Scripts found in a set of directories, kept while none of the directories'
 /// mtimes (entries added, removed or renamed) has changed.
 #[derive(Debug, Clone, Default)]
 struct ScriptCache {
-    inner: Arc<Mutex<Option<(Vec<Option<SystemTime>>, Arc<Vec<PathBuf>>)>>>,
+    inner: Arc<Mutex<Option<Scanned>>>,
 }
 
 impl ScriptCache {
