@@ -31,7 +31,7 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "skipped {}: {}", self.path.display(), self.reason)
+        write!(f, "skipping {}: {}", self.path.display(), self.reason)
     }
 }
 

@@ -559,6 +559,26 @@ impl CoreError {
         }
     }
 
+    /// The kernel refused a create because the device exists already
+    /// (EEXIST from the mdev core, or the vdpa family's "exists").
+    pub fn is_exists(&self) -> bool {
+        match self {
+            CoreError::Create { source, .. } => matches!(
+                &**source,
+                SysfsError::Create { source, .. }
+                    if source.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error())
+            ),
+            CoreError::Vdpa(e) => matches!(**e, hostdev_vdpa::VdpaError::Exists(_)),
+            _ => false,
+        }
+    }
+
+    /// The kernel has no vdpa netlink family (module not loaded, or another
+    /// network namespace): no vDPA device can exist for this process.
+    pub fn is_no_family(&self) -> bool {
+        matches!(self, CoreError::Vdpa(e) if matches!(**e, hostdev_vdpa::VdpaError::NoFamily))
+    }
+
     /// The sentence and its causes joined once (thiserror's transparent
     /// variants repeat their source; it is printed once).
     pub fn chain(&self) -> String {

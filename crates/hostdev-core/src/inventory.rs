@@ -8,7 +8,7 @@ use hostdev_api::{DeviceRow, DeviceState, Inventory, Kind, ListQuery, Problem, U
 use hostdev_store::LoadProblem;
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::{VdpaClient, VdpaError};
+use hostdev_vdpa::VdpaClient;
 use std::collections::HashSet;
 
 fn problems(kind: Kind, ps: Vec<LoadProblem>) -> impl Iterator<Item = Problem> {
@@ -70,24 +70,28 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     fn vdpa_rows(&self, inv: &mut Inventory) {
-        let listed = self.vdpa.list();
-        let (rows, ps) = match listed {
-            Ok(x) => x,
+        let survey = match self.vdpa.survey() {
+            Ok(s) => s,
             Err(e) => {
-                // No vdpa family and nothing defined: a host without vDPA, not a problem.
-                let (defs, ps) = self.vdpa.definitions().unwrap_or_default();
-                let no_family =
-                    matches!(&e, CoreError::Vdpa(v) if matches!(**v, VdpaError::NoFamily));
-                inv.problems.extend(problems(Kind::Vdpa, ps));
-                if !(no_family && defs.is_empty()) {
-                    inv.unavailable.push(Unavailable {
-                        kind: Kind::Vdpa,
-                        reason: e.chain(),
-                    });
-                }
+                inv.unavailable.push(Unavailable {
+                    kind: Kind::Vdpa,
+                    reason: e.chain(),
+                });
                 return;
             }
         };
+        let (rows, ps) = (survey.rows, survey.problems);
+        if let Err(e) = survey.kernel {
+            inv.problems.extend(problems(Kind::Vdpa, ps));
+            // No vdpa family and nothing defined: a host without vDPA, not a problem.
+            if !(e.is_no_family() && rows.is_empty()) {
+                inv.unavailable.push(Unavailable {
+                    kind: Kind::Vdpa,
+                    reason: e.chain(),
+                });
+            }
+            return;
+        }
         inv.problems.extend(problems(Kind::Vdpa, ps));
         for (n, d, def) in rows {
             let mgmtdev = d

@@ -26,6 +26,17 @@ use std::sync::{Mutex, OnceLock};
 /// A device and/or its definition, by name.
 pub type VdpaRow = (VdpaName, Option<Dev>, Option<VdpaDefinition>);
 
+/// What [`Vdpas::survey`] found.
+#[derive(Debug)]
+pub struct VdpaSurvey {
+    /// Devices and definitions by name (only definitions if the kernel did not answer).
+    pub rows: Vec<VdpaRow>,
+    /// Definition files that were skipped.
+    pub problems: Vec<LoadProblem>,
+    /// Why the kernel could not be asked, if it could not.
+    pub kernel: Result<(), CoreError>,
+}
+
 /// One restored definition: (management device, name, outcome).
 pub type VdpaRestored = (MgmtDevName, VdpaName, DeviceOutcome);
 
@@ -169,24 +180,50 @@ impl<C: VdpaClient> Vdpas<C> {
         Ok((defs.into_iter().map(|(_, d)| d).collect(), problems))
     }
 
-    /// Devices and definitions by name.
-    pub fn list(&self) -> Result<(Vec<VdpaRow>, Vec<LoadProblem>), CoreError> {
+    /// Definitions (read once) and, when the kernel answers, its devices,
+    /// merged by name; `kernel` says why the kernel could not be asked.
+    pub fn survey(&self) -> Result<VdpaSurvey, CoreError> {
         let (defs, problems) = self.defs.load_all()?;
         let mut rows: std::collections::BTreeMap<VdpaName, (Option<Dev>, Option<VdpaDefinition>)> =
             Default::default();
-        for d in self.client()?.devs()? {
-            // A kernel name we could not store is still shown as the kernel gave it.
-            if let Ok(n) = VdpaName::new(d.name.clone()) {
-                rows.entry(n).or_default().0 = Some(d);
+        let kernel = self.client().and_then(|c| Ok(c.devs()?)).map(|devs| {
+            for d in devs {
+                // A kernel name hostdev could not store or name is left out.
+                if let Ok(n) = VdpaName::new(d.name.clone()) {
+                    rows.entry(n).or_default().0 = Some(d);
+                }
             }
-        }
+        });
         for (_, d) in defs {
             let key = d.name.clone();
             rows.entry(key).or_default().1 = Some(d);
         }
-        Ok((
-            rows.into_iter().map(|(n, (a, b))| (n, a, b)).collect(),
+        Ok(VdpaSurvey {
+            rows: rows.into_iter().map(|(n, (a, b))| (n, a, b)).collect(),
             problems,
+            kernel,
+        })
+    }
+
+    /// Devices and definitions by name (needs the kernel).
+    pub fn list(&self) -> Result<(Vec<VdpaRow>, Vec<LoadProblem>), CoreError> {
+        let s = self.survey()?;
+        s.kernel?;
+        Ok((s.rows, s.problems))
+    }
+
+    /// Definitions by name with their devices. Without the kernel's vdpa
+    /// family no vDPA device can exist, so each is shown without one; any
+    /// other failure to ask the kernel is an error.
+    pub fn list_defined(&self) -> Result<(Vec<VdpaRow>, Vec<LoadProblem>), CoreError> {
+        let s = self.survey()?;
+        match s.kernel {
+            Err(e) if !e.is_no_family() => return Err(e),
+            _ => {}
+        }
+        Ok((
+            s.rows.into_iter().filter(|r| r.2.is_some()).collect(),
+            s.problems,
         ))
     }
 
@@ -226,6 +263,8 @@ impl<C: VdpaClient> Vdpas<C> {
 
     /// libvirt's `<interface type='vdpa'>` for a device bound to vhost_vdpa.
     pub fn libvirt(&self, name: &VdpaName) -> Result<String, CoreError> {
+        // The element names a live device: without the kernel, say that.
+        self.client()?;
         let s = self.show(name)?;
         let dev = s
             .vhost_dev
@@ -336,6 +375,8 @@ impl<C: VdpaClient> Vdpas<C> {
             } else {
                 match guarded(&d.name, || Ok(client.add(&d.name, &d.mgmtdev, &d.config)?)) {
                     Ok(()) => DeviceOutcome::Started,
+                    // Another restorer created it since we listed.
+                    Err(e) if e.is_exists() => DeviceOutcome::AlreadyRunning,
                     Err(CoreError::Vdpa(e)) if matches!(*e, VdpaError::NoMgmtDev(_)) => {
                         DeviceOutcome::ParentAbsent
                     }
@@ -496,5 +537,46 @@ mod tests {
             vec!["add vdpa0 vdpasim_net [\"mac\", \"mtu\"]"]
         );
         v.undefine(&n("vdpa9")).unwrap();
+    }
+
+    /// Before: `vdpa list --defined` showed every definition as stopped
+    /// without asking the kernel, so a running device read "stopped".
+    #[test]
+    fn listing_definitions_shows_running_devices_and_needs_no_module() {
+        let (_t, v) = vdpas();
+        v.define(&def("vdpa0", true)).unwrap();
+        v.define(&def("vdpa1", false)).unwrap();
+        v.start(&n("vdpa0")).unwrap();
+        v.add(
+            &n("extra"),
+            &MgmtDevName::parse("vdpasim_net").unwrap(),
+            &CreateConfig::default(),
+        )
+        .unwrap();
+        let (rows, _) = v.list_defined().unwrap();
+        let names: Vec<(&str, bool)> = rows.iter().map(|r| (r.0.as_str(), r.1.is_some())).collect();
+        assert_eq!(
+            names,
+            vec![("vdpa0", true), ("vdpa1", false)],
+            "only definitions, with their state"
+        );
+        let t = tempfile::tempdir().unwrap();
+        let none: Vdpas<FakeVdpa> = Vdpas::lazy(t.path(), || Err(VdpaError::NoFamily));
+        none.define(&def("vdpa0", true)).unwrap();
+        let (rows, _) = none.list_defined().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].1.is_none());
+        // Any other failure to ask the kernel is not taken for "not running".
+        let denied: Vdpas<FakeVdpa> = Vdpas::lazy(t.path(), || {
+            Err(VdpaError::Permission {
+                op: "listing vDPA devices".into(),
+            })
+        });
+        assert_eq!(denied.list_defined().unwrap_err().code(), "vdpa.permission");
+        // The libvirt element names a live device: without the module, it says so.
+        assert_eq!(
+            none.libvirt(&n("vdpa0")).unwrap_err().code(),
+            "vdpa.unavailable"
+        );
     }
 }

@@ -273,7 +273,17 @@ impl<V: SriovSysfs> Vgpus<V> {
                 }
             },
         };
-        self.sriov.set_type(&d.vf, id)?;
+        if let Err(e) = self.sriov.set_type(&d.vf, id) {
+            // Another restorer may have written the same type first.
+            let now = self.sriov.vfs(&d.pf).ok().into_iter().flatten();
+            if now
+                .into_iter()
+                .any(|v| v.address == d.vf && v.current == id)
+            {
+                return Ok(DeviceOutcome::AlreadyRunning);
+            }
+            return Err(e.into());
+        }
         Ok(DeviceOutcome::Started)
     }
 

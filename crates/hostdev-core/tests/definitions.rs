@@ -323,3 +323,29 @@ fn an_unparsable_mdev_definition_is_a_row_of_the_restore_report() {
         .expect("undefine a malformed definition");
     assert!(!dir.join(u.to_string()).exists());
 }
+
+/// Before: two restores at once (the udev rule and the boot unit, or two
+/// `autostart`s) reported every device the other one created first as failed
+/// with EEXIST, although it was running as defined.
+#[test]
+fn a_device_another_restorer_created_first_is_already_running_not_failed() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let h = host(t.path());
+    let u = Uuid::new_v4();
+    define_mdev(&h, u);
+    h.sysfs.race_create(u);
+    let r = h.autostart().expect("autostart");
+    assert_eq!(r.devices.len(), 1);
+    assert!(
+        matches!(r.devices[0].2, hostdev_core::DeviceOutcome::AlreadyRunning),
+        "{r:?}"
+    );
+    // An explicit start of a running device still says so.
+    let e = h
+        .start(&StartRequest {
+            uuid: Some(u),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), "mdev.already_running");
+}

@@ -5,6 +5,7 @@
 use crate::{ActiveDevice, MdevSysfs, Readiness, SysfsError};
 use hostdev_model::format::TypeInfo;
 use hostdev_model::{AttrName, ParentName, TypeId, Uuid};
+use rustix::io::Errno;
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Mutex, MutexGuard};
@@ -72,6 +73,7 @@ struct State {
     ready_after_polls: u32,
     never_ready: bool,
     panic_create: Option<Uuid>,
+    raced: Option<Uuid>,
     log: Vec<String>,
 }
 
@@ -147,6 +149,12 @@ impl FakeKernel {
     /// checking that one device's panic stays that device's failure).
     pub fn panic_on_create(&self, uuid: Uuid) {
         self.st().panic_create = Some(uuid);
+    }
+
+    /// Another process wins the race to create this device: the next create
+    /// of it finds it created (same parent and type) and gets EEXIST.
+    pub fn race_create(&self, uuid: Uuid) {
+        self.st().raced = Some(uuid);
     }
 
     /// New devices never get a driver bound.
@@ -274,13 +282,25 @@ impl MdevSysfs for FakeKernel {
             .and_then(|p| p.types.iter().find(|x| x.id == t.as_str()))
             .cloned()
         else {
-            return Err(err(2));
+            return Err(err(Errno::NOENT.raw_os_error()));
         };
+        if s.raced.take() == Some(*uuid) {
+            // Another process created it first: it exists now, and this create is refused.
+            s.devices.insert(
+                *uuid,
+                Device {
+                    parent: parent.to_string(),
+                    type_id: t.to_string(),
+                    attrs: BTreeMap::new(),
+                    polls_until_ready: 0,
+                },
+            );
+        }
         if s.devices.contains_key(uuid) {
-            return Err(err(17));
+            return Err(err(Errno::EXIST.raw_os_error()));
         }
         if Self::available(&s, parent.as_str(), &ty) == 0 {
-            return Err(err(87));
+            return Err(err(Errno::USERS.raw_os_error()));
         }
         let polls = if s.never_ready {
             u32::MAX
@@ -309,14 +329,14 @@ impl MdevSysfs for FakeKernel {
         if s.busy.contains(uuid) {
             return Err(SysfsError::Remove {
                 uuid: *uuid,
-                source: os_err(16),
+                source: os_err(Errno::BUSY.raw_os_error()),
             });
         }
         match s.devices.remove(uuid) {
             Some(_) => Ok(()),
             None => Err(SysfsError::Remove {
                 uuid: *uuid,
-                source: os_err(2),
+                source: os_err(Errno::NOENT.raw_os_error()),
             }),
         }
     }

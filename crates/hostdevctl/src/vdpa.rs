@@ -261,14 +261,9 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
             )?;
         }
         VdpaCmd::List { defined } => {
-            // Definitions are configuration: listing them needs no kernel.
+            // Definitions are configuration: listing them needs no vdpa module.
             let (rows, problems) = if defined {
-                let (defs, problems) = v.definitions()?;
-                let rows: Vec<(VdpaName, Option<Dev>, Option<VdpaDefinition>)> = defs
-                    .into_iter()
-                    .map(|d| (d.name.clone(), None, Some(d)))
-                    .collect();
-                (rows, problems)
+                v.list_defined()?
             } else {
                 v.list()?
             };

@@ -643,3 +643,49 @@ fn clearing_a_vgpu_in_use_is_reported_as_in_use() {
         "1150"
     );
 }
+
+/// Before: two restores at once (the udev rule and the boot unit) each
+/// reported the devices the other created first as failed (EEXIST), although
+/// every device ended up running as defined.
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn two_autostarts_at_once_report_no_device_as_failed() {
+    require_fuse("two-autostarts");
+    let sim = Sim::start("demo");
+    let bins = Bins::new();
+    let r = sim.path();
+    for _ in 0..6 {
+        ok(
+            &bins,
+            r,
+            "hostdevctl",
+            &[
+                "mdev",
+                "define",
+                "-p",
+                "0000:3b:00.0",
+                "-t",
+                "nvidia-222",
+                "--auto",
+            ],
+        );
+    }
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| bins.run(r, "hostdevctl", &["autostart", "-o", "json"], None));
+        let b = s.spawn(|| bins.run(r, "hostdevctl", &["autostart", "-o", "json"], None));
+        (a.join().expect("a"), b.join().expect("b"))
+    });
+    let mut started = 0;
+    for o in [&a, &b] {
+        assert!(o.status.success(), "{}", show(o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        for row in v.as_array().expect("rows") {
+            let result = row["result"].as_str().expect("result");
+            assert!(result == "started" || result == "already running", "{row}");
+            started += usize::from(result == "started");
+        }
+    }
+    assert_eq!(started, 6, "each device was created exactly once");
+    let listed = ok(&bins, r, "hostdevctl", &["mdev", "list", "-o", "json"]);
+    assert_eq!(listed.matches("\"uuid\"").count(), 6);
+}

@@ -41,6 +41,11 @@ impl AutostartReport {
 }
 
 impl<S: MdevSysfs> Host<S> {
+    /// Whether `uuid` runs on `parent` now.
+    fn runs_on(&self, uuid: &Uuid, parent: &ParentName) -> bool {
+        matches!(self.sysfs.device(uuid), Ok(Some(d)) if &d.parent == parent)
+    }
+
     /// Starts every auto-start definition of `parent`, in UUID order, going on past failures.
     pub fn start_parent_mdevs(&self, parent: &ParentName) -> Result<AutostartReport, CoreError> {
         let (defs, problems) = self.store.load_parent(parent)?;
@@ -69,6 +74,11 @@ impl<S: MdevSysfs> Host<S> {
                     self.start_device(&d.uuid, &d.parent, &d.config)
                 }) {
                     Ok(()) => DeviceOutcome::Started,
+                    // Another restorer (the udev rule, a second autostart)
+                    // created it between our look and our create.
+                    Err(e) if e.is_exists() && self.runs_on(&d.uuid, &d.parent) => {
+                        DeviceOutcome::AlreadyRunning
+                    }
                     Err(e) => DeviceOutcome::Failed(e),
                 }
             };
