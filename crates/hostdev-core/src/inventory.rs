@@ -3,13 +3,14 @@
 //! unreadable PCI tree) is reported as unavailable; the others are shown.
 
 use crate::system::Devices;
-use crate::{CoreError, Listing};
-use hostdev_api::{DeviceRow, DeviceState, Inventory, Kind, ListQuery, Problem, Unavailable};
+use crate::CoreError;
+use hostdev_api::{DeviceRow, DeviceState, Inventory, Kind, Problem, Unavailable};
+use hostdev_model::{StartPolicy, Uuid};
 use hostdev_store::LoadProblem;
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 fn problems(kind: Kind, ps: Vec<LoadProblem>) -> impl Iterator<Item = Problem> {
     ps.into_iter().map(move |p| Problem {
@@ -29,42 +30,42 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         Ok(inv)
     }
 
+    /// Running devices (parent, then UUID), then definitions not running.
+    /// One read of sysfs and one of the store; no vendor script is asked for
+    /// attributes, since the inventory shows none.
     fn mdev_rows(&self, inv: &mut Inventory) -> Result<(), CoreError> {
-        let active = self.mdev.list(&ListQuery::default())?;
-        let defined = self.mdev.list(&ListQuery {
-            defined: true,
-            ..Default::default()
-        })?;
-        let Listing {
-            entries: a,
-            problems: pa,
-        } = active;
-        let Listing {
-            entries: d,
-            problems: pd,
-        } = defined;
-        let mut seen_problems = HashSet::new();
-        for p in problems(Kind::Mdev, pa.into_iter().chain(pd).collect()) {
-            if seen_problems.insert(p.path.clone()) {
-                inv.problems.push(p);
-            }
-        }
+        let mut running = self.mdev.sysfs.devices().map_err(CoreError::inventory)?;
+        running.sort_by(|a, b| (a.parent.as_str(), a.uuid).cmp(&(b.parent.as_str(), b.uuid)));
+        let (defs, ps) = self.mdev.store.load_all()?;
+        inv.problems.extend(problems(Kind::Mdev, ps));
+        let defined: HashMap<(Uuid, &str), StartPolicy> = defs
+            .iter()
+            .map(|d| ((d.uuid, d.parent.as_str()), d.config.start))
+            .collect();
         let mut seen = HashSet::new();
-        for e in a.iter().chain(&d) {
-            if seen.insert((e.uuid, e.parent.clone())) {
-                inv.devices.push(DeviceRow {
-                    kind: Kind::Mdev,
-                    id: e.uuid.to_string(),
-                    parent: e.parent.to_string(),
-                    type_: e.config.mdev_type.to_string(),
-                    state: if e.active {
-                        DeviceState::Running
-                    } else {
-                        DeviceState::Stopped
-                    },
-                    start: e.defined.then_some(e.config.start),
-                });
-            }
+        for d in &running {
+            seen.insert((d.uuid, d.parent.as_str()));
+            inv.devices.push(DeviceRow {
+                kind: Kind::Mdev,
+                id: d.uuid.to_string(),
+                parent: d.parent.to_string(),
+                type_: d.mdev_type.to_string(),
+                state: DeviceState::Running,
+                start: defined.get(&(d.uuid, d.parent.as_str())).copied(),
+            });
+        }
+        for d in defs
+            .iter()
+            .filter(|d| !seen.contains(&(d.uuid, d.parent.as_str())))
+        {
+            inv.devices.push(DeviceRow {
+                kind: Kind::Mdev,
+                id: d.uuid.to_string(),
+                parent: d.parent.to_string(),
+                type_: d.config.mdev_type.to_string(),
+                state: DeviceState::Stopped,
+                start: Some(d.config.start),
+            });
         }
         Ok(())
     }

@@ -51,6 +51,17 @@ pub struct Callouts {
     caps: Arc<Mutex<HashMap<CapsKey, Caps>>>,
 }
 
+/// A callout script and its mtime when it was looked at.
+#[derive(Debug, Clone)]
+struct Script {
+    path: PathBuf,
+    mtime: Option<SystemTime>,
+}
+
+/// The callout scripts as one operation sees them ([`Callouts::snapshot`]).
+#[derive(Debug, Clone)]
+pub struct CalloutScripts(Vec<Script>);
+
 /// (script, its mtime, device type).
 type CapsKey = (PathBuf, Option<SystemTime>, String);
 
@@ -140,17 +151,31 @@ impl Callouts {
         self.found.get(&self.callout_dirs, Self::scripts)
     }
 
+    /// The callout scripts with their mtimes, looked at once for an operation
+    /// (a listing asks per device: it takes this once and reuses it).
+    pub fn snapshot(&self) -> CalloutScripts {
+        CalloutScripts(
+            self.callout_scripts()
+                .iter()
+                .map(|p| Script {
+                    mtime: mtime(p),
+                    path: p.clone(),
+                })
+                .collect(),
+        )
+    }
+
     fn notifier_scripts(&self) -> Arc<Vec<PathBuf>> {
         self.found_notifiers.get(&self.notifier_dirs, Self::scripts)
     }
 
     /// Whether `script` wants `event`/`action` for this device's type, asking
     /// its versioned capabilities once per type (mdevctl 1.3's protocol).
-    fn wants(&self, script: &Path, event: &str, action: &str, dev: CalloutDevice<'_>) -> bool {
+    fn wants(&self, script: &Script, event: &str, action: &str, dev: CalloutDevice<'_>) -> bool {
         // A script replaced in place is asked again: its mtime is in the key.
         let key = (
-            script.to_path_buf(),
-            mtime(script),
+            script.path.clone(),
+            script.mtime,
             dev.config.mdev_type.to_string(),
         );
         let cached = self
@@ -160,7 +185,7 @@ impl Callouts {
             .get(&key)
             .cloned();
         let caps = cached.unwrap_or_else(|| {
-            let c = Self::ask_caps(script, dev);
+            let c = Self::ask_caps(&script.path, dev);
             self.caps
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -274,16 +299,17 @@ impl Callouts {
     /// Runs the `pre` event; the first script not answering 2 decides.
     pub fn pre(&self, action: &'static str, dev: CalloutDevice<'_>) -> Result<(), CoreError> {
         for s in self
-            .callout_scripts()
+            .snapshot()
+            .0
             .iter()
             .filter(|s| self.wants(s, "pre", action, dev))
         {
-            match Self::run(s, "pre", action, "none", dev) {
+            match Self::run(&s.path, "pre", action, "none", dev) {
                 Some((2, _)) => continue,
                 Some((0, _)) => return Ok(()),
                 Some((status, stderr)) => {
                     return Err(CoreError::CalloutRefused {
-                        script: s.clone(),
+                        script: s.path.clone(),
                         action,
                         uuid: *dev.uuid,
                         status,
@@ -300,11 +326,12 @@ impl Callouts {
     pub fn post(&self, action: &'static str, dev: CalloutDevice<'_>, success: bool) {
         let state = if success { "success" } else { "failure" };
         for s in self
-            .callout_scripts()
+            .snapshot()
+            .0
             .iter()
             .filter(|s| self.wants(s, "post", action, dev))
         {
-            match Self::run(s, "post", action, state, dev) {
+            match Self::run(&s.path, "post", action, state, dev) {
                 Some((2, _)) | None => continue,
                 Some(_) => break,
             }
@@ -317,13 +344,17 @@ impl Callouts {
     /// Asks the script owning the type for a running device's attributes
     /// (`-e get -a attributes`, nothing on stdin). `None` when no script owns
     /// the type or its answer is unusable.
-    pub fn get_attributes(&self, dev: CalloutDevice<'_>) -> Option<Vec<hostdev_model::Attr>> {
-        for s in self
-            .callout_scripts()
+    pub fn get_attributes(
+        &self,
+        scripts: &CalloutScripts,
+        dev: CalloutDevice<'_>,
+    ) -> Option<Vec<hostdev_model::Attr>> {
+        for s in scripts
+            .0
             .iter()
             .filter(|s| self.wants(s, "get", "attributes", dev))
         {
-            let (code, text) = Self::get(s, "attributes", dev)?;
+            let (code, text) = Self::get(&s.path, "attributes", dev)?;
             match code {
                 Some(2) | None => continue,
                 Some(0) => {
@@ -348,16 +379,17 @@ impl Callouts {
     /// Runs the `live` event for a running device; `Ok(false)` when no script owns the type.
     pub fn live(&self, dev: CalloutDevice<'_>) -> Result<bool, CoreError> {
         for s in self
-            .callout_scripts()
+            .snapshot()
+            .0
             .iter()
             .filter(|s| self.wants(s, "live", "modify", dev))
         {
-            match Self::run(s, "live", "modify", "none", dev) {
+            match Self::run(&s.path, "live", "modify", "none", dev) {
                 Some((2, _)) | None => continue,
                 Some((0, _)) => return Ok(true),
                 Some((status, stderr)) => {
                     return Err(CoreError::CalloutRefused {
-                        script: s.clone(),
+                        script: s.path.clone(),
                         action: "modify",
                         uuid: *dev.uuid,
                         status,

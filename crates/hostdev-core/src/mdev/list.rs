@@ -66,6 +66,8 @@ impl<S: MdevSysfs> Host<S> {
                     .collect(),
                 None => self.sysfs.devices().map_err(CoreError::inventory)?,
             };
+            // The scripts are looked at once for the listing, not per device.
+            let scripts = self.callouts.snapshot();
             for d in devices.into_iter().filter(|d| parent_ok(&d.parent)) {
                 let def = match self.store.load_one(&d.parent, &d.uuid) {
                     Ok(def) => def,
@@ -78,14 +80,14 @@ impl<S: MdevSysfs> Host<S> {
                 let mut config = def.unwrap_or_else(|| MdevConfig::new(d.mdev_type.clone()));
                 config.mdev_type = d.mdev_type;
                 // A vendor script may know the running device's real attributes.
-                if let Some(attrs) = self
-                    .callouts
-                    .get_attributes(super::callouts::CalloutDevice {
+                if let Some(attrs) = self.callouts.get_attributes(
+                    &scripts,
+                    super::callouts::CalloutDevice {
                         uuid: &d.uuid,
                         parent: &d.parent,
                         config: &config,
-                    })
-                {
+                    },
+                ) {
                     config.attrs = attrs;
                 }
                 out.entries.push(ListEntry {
