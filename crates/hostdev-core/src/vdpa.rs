@@ -352,17 +352,11 @@ impl<C: VdpaClient> Vdpas<C> {
         let listed = self.client().and_then(|c| Ok((c, c.devs()?)));
         let (client, devs) = match listed {
             Ok(x) => x,
-            Err(_) => {
+            Err(e) => {
+                let e = std::sync::Arc::new(e);
                 let out = autos
                     .into_iter()
-                    .map(|d| {
-                        let e = self
-                            .client()
-                            .and_then(|c| Ok(c.devs().map(|_| ())?))
-                            .err()
-                            .unwrap_or(CoreError::Vdpa(Box::new(VdpaError::NoFamily)));
-                        (d.mgmtdev, d.name, DeviceOutcome::Failed(e))
-                    })
+                    .map(|d| (d.mgmtdev, d.name, DeviceOutcome::Failed(e.clone())))
                     .collect();
                 return Ok((out, problems));
             }
@@ -380,7 +374,7 @@ impl<C: VdpaClient> Vdpas<C> {
                     Err(CoreError::Vdpa(e)) if matches!(*e, VdpaError::NoMgmtDev(_)) => {
                         DeviceOutcome::ParentAbsent
                     }
-                    Err(e) => DeviceOutcome::Failed(e),
+                    Err(e) => DeviceOutcome::Failed(e.into()),
                 }
             };
             out.push((d.mgmtdev, d.name, o));

@@ -18,6 +18,7 @@ use hostdev_sysfs::sriov::{PfInfo, SriovError, SriovSysfs, VfInfo};
 use rustix::io::Errno;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// vGPU operations on one host.
@@ -374,7 +375,7 @@ impl<V: SriovSysfs> Vgpus<V> {
                                 let e = CoreError::RestorePanicked {
                                     device: pf.to_string(),
                                 };
-                                (pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e))
+                                (pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e.into()))
                             })
                             .collect()
                     })
@@ -391,12 +392,10 @@ impl<V: SriovSysfs> Vgpus<V> {
         defs: &[VgpuDefinition],
         wait: Duration,
     ) -> Restored {
-        let fail_all = |defs: &[&VgpuDefinition], e: &SriovError| -> Restored {
+        let fail_all = |defs: &[&VgpuDefinition], e: SriovError| -> Restored {
+            let e = Arc::new(CoreError::from(e));
             defs.iter()
-                .map(|d| {
-                    let e = CoreError::from(e.duplicate());
-                    (pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e))
-                })
+                .map(|d| (pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e.clone())))
                 .collect()
         };
         // 1. The PF (its driver may still be loading).
@@ -411,7 +410,7 @@ impl<V: SriovSysfs> Vgpus<V> {
             },
         ) {
             Ok(Ok(i)) => i,
-            Ok(Err(e)) => return fail_all(&defs.iter().collect::<Vec<_>>(), &e),
+            Ok(Err(e)) => return fail_all(&defs.iter().collect::<Vec<_>>(), e),
             Err(_) => {
                 return defs
                     .iter()
@@ -431,7 +430,7 @@ impl<V: SriovSysfs> Vgpus<V> {
                     index: d.vf_index,
                     total: info.total_vfs,
                 };
-                out.push((pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e)));
+                out.push((pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e.into())));
             } else {
                 ok.push(d);
             }
@@ -445,7 +444,7 @@ impl<V: SriovSysfs> Vgpus<V> {
         // 3. Enough VFs.
         if info.num_vfs == 0 && needed > 0 {
             if let Err(e) = self.sriov.set_num_vfs(pf, needed) {
-                out.extend(fail_all(&ok, &e));
+                out.extend(fail_all(&ok, e));
                 return out;
             }
         } else if info.num_vfs < needed {
@@ -455,7 +454,7 @@ impl<V: SriovSysfs> Vgpus<V> {
                     enabled: info.num_vfs,
                     needed,
                 };
-                (pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e))
+                (pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e.into()))
             }));
             return out;
         }
@@ -476,7 +475,7 @@ impl<V: SriovSysfs> Vgpus<V> {
             },
         );
         if let Ok(Err(e)) = waited {
-            out.extend(fail_all(&ok, &e));
+            out.extend(fail_all(&ok, e));
             return out;
         }
         // 5. Types, in VF order; a failure or a panic is that VF's alone.
@@ -497,7 +496,7 @@ impl<V: SriovSysfs> Vgpus<V> {
                     }),
                 }
             });
-            let outcome = r.unwrap_or_else(DeviceOutcome::Failed);
+            let outcome = r.unwrap_or_else(|e| DeviceOutcome::Failed(e.into()));
             out.push((pf.clone(), d.vf.clone(), outcome));
         }
         out

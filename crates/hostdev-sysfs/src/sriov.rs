@@ -83,43 +83,6 @@ pub enum SriovError {
     },
 }
 
-fn dup_io(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(n) => io::Error::from_raw_os_error(n),
-        None => io::Error::new(e.kind(), e.to_string()),
-    }
-}
-
-impl SriovError {
-    /// The same failure again, for reporting it on each device it stopped.
-    pub fn duplicate(&self) -> SriovError {
-        match self {
-            SriovError::Read { path, source } => SriovError::Read {
-                path: path.clone(),
-                source: dup_io(source),
-            },
-            SriovError::Malformed { path, why } => SriovError::Malformed {
-                path: path.clone(),
-                why: why.clone(),
-            },
-            SriovError::NumVfs { pf, num, source } => SriovError::NumVfs {
-                pf: pf.clone(),
-                num: *num,
-                source: dup_io(source),
-            },
-            SriovError::SetType {
-                vf,
-                type_id,
-                source,
-            } => SriovError::SetType {
-                vf: vf.clone(),
-                type_id: *type_id,
-                source: dup_io(source),
-            },
-        }
-    }
-}
-
 /// The SR-IOV part of sysfs.
 pub trait SriovSysfs: Send + Sync {
     /// PFs that can carry VFs (have `sriov_totalvfs`), sorted.

@@ -17,8 +17,9 @@ pub enum DeviceOutcome {
     AlreadyRunning,
     /// Its parent is not present (yet); the udev rule starts it when it appears.
     ParentAbsent,
-    /// Starting it failed.
-    Failed(CoreError),
+    /// Starting it failed. Shared, so one failure that stopped several
+    /// devices (an unreadable PF, no vdpa family) stands on each of their rows.
+    Failed(std::sync::Arc<CoreError>),
 }
 
 /// Per-device results of a restore, in parent then definition order.
@@ -79,7 +80,7 @@ impl<S: MdevSysfs> Host<S> {
                     Err(e) if e.is_exists() && self.runs_on(&d.uuid, &d.parent) => {
                         DeviceOutcome::AlreadyRunning
                     }
-                    Err(e) => DeviceOutcome::Failed(e),
+                    Err(e) => DeviceOutcome::Failed(e.into()),
                 }
             };
             report.devices.push((d.parent, d.uuid, outcome));
