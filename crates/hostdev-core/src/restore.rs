@@ -109,16 +109,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                         .extend(ps.into_iter().map(|p| unusable(kind, p)));
                     report.rows.extend(rows);
                 }
+                // The kind's definitions could not be read at all (its
+                // directory), or its worker panicked outside any device.
                 Err(e) => {
-                    // Definitions are still named, so nothing vanishes silently.
-                    let ps = match kind {
-                        Kind::Mdev => self.mdev.store.load_all().map(|x| x.1).unwrap_or_default(),
-                        Kind::Vgpu => self.vgpu.defs.load_all().map(|x| x.1).unwrap_or_default(),
-                        Kind::Vdpa => self.vdpa.defs.load_all().map(|x| x.1).unwrap_or_default(),
-                    };
-                    report
-                        .rows
-                        .extend(ps.into_iter().map(|p| unusable(kind, p)));
                     report.unavailable.push(Unavailable {
                         kind,
                         reason: e.chain(),

@@ -160,10 +160,8 @@ impl<V: SriovSysfs> Vgpus<V> {
         start: StartPolicy,
     ) -> Result<VgpuDefinition, CoreError> {
         let lock = self.locker.lock()?;
-        let (defined, _) = self.defs.load_all()?;
-        let taken = |a: &PciAddress| {
-            defined.iter().any(|(_, d)| &d.vf == a) || self.defs.exists(a.as_str())
-        };
+        // A VF whose definition file exists is taken, usable or not.
+        let taken = |a: &PciAddress| self.defs.exists(a.as_str());
         let v = match slot {
             VgpuSlot::Vf(vf) => {
                 if taken(vf) {

@@ -116,20 +116,7 @@ impl DirFd {
     /// opened without blocking, and anything but a regular file (a FIFO, a
     /// device, a directory) is refused before a byte is read.
     pub fn read_regular_into(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<bool> {
-        buf.clear();
-        let fd = match openat(
-            &self.0,
-            name,
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(false),
-            Err(e) => return Err(to_io(e)),
-        };
-        check_regular(&fd)?;
-        read_all(&fd, buf)?;
-        Ok(true)
+        read_regular_at(&self.0, name, buf)
     }
 
     /// Reads the file `name` (relative to this directory) into `buf`, replacing
@@ -205,19 +192,31 @@ fn read_all(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<()> {
 /// Reads a file people put somewhere (a definition) by path: opened without
 /// blocking, refused unless it is a regular file. `Ok(None)` if it is absent.
 pub fn read_regular(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let fd = match rustix::fs::open(
-        path,
+    let mut buf = Vec::new();
+    Ok(read_regular_at(rustix::fs::CWD, path, &mut buf)?.then_some(buf))
+}
+
+/// Opens `name` relative to `dir` without blocking, refuses anything but a
+/// regular file, and reads it all into `buf`; `Ok(false)` if it is absent.
+fn read_regular_at<P: rustix::path::Arg>(
+    dir: impl std::os::fd::AsFd,
+    name: P,
+    buf: &mut Vec<u8>,
+) -> io::Result<bool> {
+    buf.clear();
+    let fd = match openat(
+        dir,
+        name,
         OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
         Mode::empty(),
     ) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::NOENT) => return Ok(false),
         Err(e) => return Err(to_io(e)),
     };
     check_regular(&fd)?;
-    let mut buf = Vec::new();
-    read_all(&fd, &mut buf)?;
-    Ok(Some(buf))
+    read_all(&fd, buf)?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -190,14 +190,7 @@ mod tests {
         let s: JsonDir<D> = JsonDir::new(t.path(), "etc/hostdev/x.d");
         let lock = HostLock::acquire(&t.path().join("lock")).unwrap();
         s.save(&lock, "a", &D { n: 1 }).unwrap();
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            s.path_of("fifo"),
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o644),
-            0,
-        )
-        .unwrap();
+        crate::test_fifo(&s.path_of("fifo"));
         std::fs::create_dir(s.path_of("dir")).unwrap();
         // A FIFO opened for reading the ordinary way blocks until a writer
         // comes: this load returning at all is the test.

@@ -67,3 +67,16 @@ pub enum StoreError {
         reason: String,
     },
 }
+
+/// Makes a FIFO at `path` (tests: a file that blocks a plain reader).
+#[cfg(test)]
+fn test_fifo(path: &std::path::Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+}

@@ -287,14 +287,13 @@ mod tests {
     use hostdev_model::TypeId;
     use std::fs;
 
-    #[test]
-    fn a_fifo_among_definitions_is_reported_without_blocking() {
+    /// A store in a temp dir with one good definition of `mtty`.
+    fn one_good() -> (tempfile::TempDir, MdevStore, ParentName, Uuid) {
         let t = tempfile::tempdir().unwrap();
         let s = MdevStore::new(t.path());
         let lock = HostLock::acquire(&t.path().join("lock")).unwrap();
         let p = ParentName::new("mtty").unwrap();
         let good: Uuid = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001".parse().unwrap();
-        let fifo: Uuid = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1002".parse().unwrap();
         s.save(
             &lock,
             &p,
@@ -302,14 +301,14 @@ mod tests {
             &MdevConfig::new(TypeId::new("mtty-1").unwrap()),
         )
         .unwrap();
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            s.path_of(&p, &fifo),
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o644),
-            0,
-        )
-        .unwrap();
+        (t, s, p, good)
+    }
+
+    #[test]
+    fn a_fifo_among_definitions_is_reported_without_blocking() {
+        let (_t, s, p, _) = one_good();
+        let fifo: Uuid = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1002".parse().unwrap();
+        crate::test_fifo(&s.path_of(&p, &fifo));
         // Reading a FIFO the ordinary way blocks for a writer: returning is the test.
         let (defs, problems) = s.load_all().unwrap();
         assert_eq!(defs.len(), 1);
@@ -327,18 +326,7 @@ mod tests {
 
     #[test]
     fn a_malformed_file_does_not_hide_its_siblings() {
-        let t = tempfile::tempdir().unwrap();
-        let s = MdevStore::new(t.path());
-        let lock = HostLock::acquire(&t.path().join("lock")).unwrap();
-        let p = ParentName::new("mtty").unwrap();
-        let good: Uuid = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001".parse().unwrap();
-        s.save(
-            &lock,
-            &p,
-            &good,
-            &MdevConfig::new(TypeId::new("mtty-1").unwrap()),
-        )
-        .unwrap();
+        let (_t, s, _p, good) = one_good();
         fs::write(
             s.dir().join("mtty/83b8f4f2-509f-382f-3c1e-e6bfe0fa1000"),
             "{garbage",

@@ -4,10 +4,10 @@
 
 use crate::env;
 use crate::mdevctl::{self, Cmd};
-use crate::output::{emit, fail, table, warn};
+use crate::output::{emit, fail, render, warn};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use hostdev_core::api::{Inventory, RestoreReport};
+use hostdev_core::api::{DeviceRow, Inventory, Kind, RestoreReport};
 use hostdev_model::format::{ListEntry, TypeInfo};
 use hostdev_model::ParentName;
 use serde_json::json;
@@ -107,90 +107,69 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 /// `mdev list` in hostdev's formats.
 pub fn render_list(entries: &[ListEntry], f: Format) -> String {
-    match f {
-        Format::Json => {
-            let v: Vec<_> = entries
-                .iter()
-                .map(|e| {
-                    json!({
-                        "uuid": e.uuid.to_string(),
-                        "parent": e.parent.as_str(),
-                        "type": e.config.mdev_type.as_str(),
-                        "start": e.config.start.as_str(),
-                        "active": e.active,
-                        "defined": e.defined,
-                        "attrs": e.config.attrs.iter().map(|a| json!({"name": a.name, "value": a.value})).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
-        }
-        Format::Table | Format::Libvirt => {
-            let rows: Vec<Vec<String>> = entries
-                .iter()
-                .map(|e| {
-                    let state = match (e.active, e.defined) {
-                        (true, true) => "running, defined",
-                        (true, false) => "running",
-                        (false, _) => "defined",
-                    };
-                    vec![
-                        e.uuid.to_string(),
-                        e.parent.to_string(),
-                        e.config.mdev_type.to_string(),
-                        e.config.start.to_string(),
-                        state.to_string(),
-                        e.config.attrs.len().to_string(),
-                    ]
-                })
-                .collect();
-            table(
-                &["UUID", "PARENT", "TYPE", "START", "STATE", "ATTRS"],
-                &rows,
-            )
-        }
-    }
+    render(
+        f,
+        entries,
+        &["UUID", "PARENT", "TYPE", "START", "STATE", "ATTRS"],
+        |e| {
+            json!({
+                "uuid": e.uuid.to_string(),
+                "parent": e.parent.as_str(),
+                "type": e.config.mdev_type.as_str(),
+                "start": e.config.start.as_str(),
+                "active": e.active,
+                "defined": e.defined,
+                "attrs": e.config.attrs.iter().map(|a| json!({"name": a.name, "value": a.value})).collect::<Vec<_>>(),
+            })
+        },
+        |e| {
+            let state = match (e.active, e.defined) {
+                (true, true) => "running, defined",
+                (true, false) => "running",
+                (false, _) => "defined",
+            };
+            vec![
+                e.uuid.to_string(),
+                e.parent.to_string(),
+                e.config.mdev_type.to_string(),
+                e.config.start.to_string(),
+                state.to_string(),
+                e.config.attrs.len().to_string(),
+            ]
+        },
+    )
 }
 
-/// `mdev types` in hostdev's formats.
+/// `mdev types` in hostdev's formats: one row per (parent, type).
 pub fn render_types(parents: &[(ParentName, Vec<TypeInfo>)], f: Format) -> String {
-    match f {
-        Format::Json => {
-            let v: Vec<_> = parents
-                .iter()
-                .flat_map(|(p, ts)| {
-                    ts.iter().map(move |t| {
-                        json!({
-                            "parent": p.as_str(),
-                            "type": t.type_id.as_str(),
-                            "available_instances": t.available_instances,
-                            "device_api": t.device_api,
-                            "name": t.name.as_deref().map(str::trim),
-                            "description": t.description.as_deref().map(str::trim),
-                        })
-                    })
-                })
-                .collect();
-            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
-        }
-        Format::Table | Format::Libvirt => {
-            let rows: Vec<Vec<String>> = parents
-                .iter()
-                .flat_map(|(p, ts)| {
-                    ts.iter().map(move |t| {
-                        vec![
-                            p.to_string(),
-                            t.type_id.to_string(),
-                            t.available_instances.to_string(),
-                            t.device_api.clone(),
-                            t.name.as_deref().unwrap_or("").trim().to_string(),
-                        ]
-                    })
-                })
-                .collect();
-            table(&["PARENT", "TYPE", "AVAILABLE", "API", "NAME"], &rows)
-        }
-    }
+    let rows: Vec<(&ParentName, &TypeInfo)> = parents
+        .iter()
+        .flat_map(|(p, ts)| ts.iter().map(move |t| (p, t)))
+        .collect();
+    render(
+        f,
+        &rows,
+        &["PARENT", "TYPE", "AVAILABLE", "API", "NAME"],
+        |(p, t)| {
+            json!({
+                "parent": p.as_str(),
+                "type": t.type_id.as_str(),
+                "available_instances": t.available_instances,
+                "device_api": t.device_api,
+                "name": t.name.as_deref().map(str::trim),
+                "description": t.description.as_deref().map(str::trim),
+            })
+        },
+        |(p, t)| {
+            vec![
+                p.to_string(),
+                t.type_id.to_string(),
+                t.available_instances.to_string(),
+                t.device_api.clone(),
+                t.name.as_deref().unwrap_or("").trim().to_string(),
+            ]
+        },
+    )
 }
 
 fn autostart(f: Format, wait: u64) -> Result<ExitCode> {
@@ -211,49 +190,38 @@ fn autostart(f: Format, wait: u64) -> Result<ExitCode> {
 
 /// A restore report as a table or JSON (one object per row).
 fn render_restore(report: &RestoreReport, f: Format) -> String {
-    match f {
-        Format::Json => {
-            let v: Vec<_> = report
-                .rows
-                .iter()
-                .map(|r| {
-                    let key = match r.kind.as_str() {
-                        "mdev" => "uuid",
-                        "vgpu" => "vf",
-                        _ => "name",
-                    };
-                    json!({
-                        "kind": r.kind,
-                        "parent": r.parent,
-                        key: r.id,
-                        "result": r.outcome.as_str(),
-                        "error": r.error.as_ref().map(|e| &e.message),
-                        "code": r.error.as_ref().map(|e| &e.code),
-                    })
-                })
-                .collect();
-            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
-        }
-        Format::Table | Format::Libvirt => {
-            let rs: Vec<Vec<String>> = report
-                .rows
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.kind.to_string(),
-                        r.id.clone(),
-                        r.parent.clone(),
-                        r.outcome.as_str().to_string(),
-                        r.error
-                            .as_ref()
-                            .map(|e| e.message.clone())
-                            .unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            table(&["KIND", "ID", "PARENT", "RESULT", "ERROR"], &rs)
-        }
-    }
+    render(
+        f,
+        &report.rows,
+        &["KIND", "ID", "PARENT", "RESULT", "ERROR"],
+        |r| {
+            let key = match r.kind {
+                Kind::Mdev => "uuid",
+                Kind::Vgpu => "vf",
+                Kind::Vdpa => "name",
+            };
+            json!({
+                "kind": r.kind,
+                "parent": r.parent,
+                key: r.id,
+                "result": r.outcome.as_str(),
+                "error": r.error.as_ref().map(|e| &e.message),
+                "code": r.error.as_ref().map(|e| &e.code),
+            })
+        },
+        |r| {
+            vec![
+                r.kind.to_string(),
+                r.id.clone(),
+                r.parent.clone(),
+                r.outcome.as_str().to_string(),
+                r.error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default(),
+            ]
+        },
+    )
 }
 
 /// `hostdevctl list`: every kind in one table.
@@ -270,43 +238,32 @@ fn unified_list(f: Format) -> Result<ExitCode> {
 }
 
 fn render_inventory(inv: &Inventory, f: Format) -> String {
-    let start = |s: Option<hostdev_model::StartPolicy>, kind: &str| match s {
+    let start = |r: &DeviceRow| match r.start {
         Some(s) => s.as_str(),
-        None if kind == "vgpu" => "-",
+        None if r.kind == Kind::Vgpu => "-",
         None => "transient",
     };
-    match f {
-        Format::Json => {
-            let v: Vec<_> = inv
-                .devices
-                .iter()
-                .map(|r| {
-                    json!({
-                        "kind": r.kind, "id": r.id, "parent": r.parent, "type": r.type_,
-                        "state": r.state.as_str(), "start": start(r.start, r.kind.as_str()),
-                    })
-                })
-                .collect();
-            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
-        }
-        Format::Table | Format::Libvirt => {
-            let rs: Vec<Vec<String>> = inv
-                .devices
-                .iter()
-                .map(|r| {
-                    vec![
-                        r.kind.to_string(),
-                        r.id.clone(),
-                        r.parent.clone(),
-                        r.type_.clone(),
-                        r.state.as_str().to_string(),
-                        start(r.start, r.kind.as_str()).to_string(),
-                    ]
-                })
-                .collect();
-            table(&["KIND", "ID", "PARENT", "TYPE", "STATE", "START"], &rs)
-        }
-    }
+    render(
+        f,
+        &inv.devices,
+        &["KIND", "ID", "PARENT", "TYPE", "STATE", "START"],
+        |r| {
+            json!({
+                "kind": r.kind, "id": r.id, "parent": r.parent, "type": r.type_,
+                "state": r.state.as_str(), "start": start(r),
+            })
+        },
+        |r| {
+            vec![
+                r.kind.to_string(),
+                r.id.clone(),
+                r.parent.clone(),
+                r.type_.clone(),
+                r.state.as_str().to_string(),
+                start(r).to_string(),
+            ]
+        },
+    )
 }
 
 fn udev_rule(install: bool) -> Result<ExitCode> {

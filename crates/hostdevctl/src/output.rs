@@ -21,15 +21,8 @@ pub fn warn(prefix: &str, msg: &dyn std::fmt::Display) {
 /// The error and its causes joined into one line; a core error gets the
 /// hint this front-end adds for its code.
 pub fn chain(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for c in e.chain() {
-        let s = c.to_string();
-        // thiserror's transparent variants repeat their source: print it once.
-        if parts.last().is_none_or(|l| !l.ends_with(&s)) {
-            parts.push(s);
-        }
-    }
-    let mut out = parts.join(": ");
+    let err: &(dyn std::error::Error + 'static) = e.as_ref();
+    let mut out = hostdev_core::chain(err);
     if let Some(h) = e.downcast_ref::<hostdev_core::CoreError>().and_then(hint) {
         out.push_str(h);
     }
@@ -77,4 +70,24 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
     }
     out
+}
+
+/// Items as pretty JSON (one object each) for `-o json`, else as a table.
+pub fn render<T>(
+    f: crate::native::Format,
+    items: &[T],
+    header: &[&str],
+    json: impl Fn(&T) -> serde_json::Value,
+    cells: impl Fn(&T) -> Vec<String>,
+) -> String {
+    match f {
+        crate::native::Format::Json => {
+            let v: Vec<serde_json::Value> = items.iter().map(json).collect();
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        }
+        crate::native::Format::Table | crate::native::Format::Libvirt => {
+            let rows: Vec<Vec<String>> = items.iter().map(cells).collect();
+            table(header, &rows)
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use crate::env;
 use crate::native::Format;
-use crate::output::{emit, table, warn};
+use crate::output::{emit, render, table, warn};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use hostdev_core::api::{
@@ -270,34 +270,21 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
             for p in &problems {
                 warn("hostdevctl: warning: ", p);
             }
-            emit(&match f {
-                Format::Json => {
-                    let js: Vec<_> = rows
-                        .iter()
-                        .map(|(n, d, def)| json!({"name": n.as_str(), "mgmtdev": d.as_ref().map(|d| d.mgmtdev.to_string()).or(def.as_ref().map(|x| x.mgmtdev.to_string())), "running": d.is_some(), "definition": def}))
-                        .collect();
-                    serde_json::to_string_pretty(&js)? + "\n"
-                }
-                Format::Table | Format::Libvirt => {
-                    let rs: Vec<Vec<String>> = rows
-                        .iter()
-                        .map(|(n, d, def)| {
-                            let (m, start) = row_facts(d, def);
-                            vec![
-                                n.to_string(),
-                                m,
-                                if d.is_some() {
-                                    "running".into()
-                                } else {
-                                    "stopped".into()
-                                },
-                                start.into(),
-                            ]
-                        })
-                        .collect();
-                    table(&["NAME", "MGMTDEV", "STATE", "START"], &rs)
-                }
-            })?;
+            emit(&render(
+                f,
+                &rows,
+                &["NAME", "MGMTDEV", "STATE", "START"],
+                |(n, d, def)| {
+                    let mgmtdev = d.as_ref().map(|d| d.mgmtdev.to_string());
+                    let mgmtdev = mgmtdev.or(def.as_ref().map(|x| x.mgmtdev.to_string()));
+                    json!({"name": n.as_str(), "mgmtdev": mgmtdev, "running": d.is_some(), "definition": def})
+                },
+                |(n, d, def)| {
+                    let (m, start) = row_facts(d, def);
+                    let state = if d.is_some() { "running" } else { "stopped" };
+                    vec![n.to_string(), m, state.into(), start.into()]
+                },
+            ))?;
         }
         VdpaCmd::Show { name, libvirt } => {
             if libvirt || f == Format::Libvirt {

@@ -2,7 +2,7 @@
 
 use crate::env;
 use crate::native::Format;
-use crate::output::{emit, table, warn};
+use crate::output::{emit, render, table, warn};
 use anyhow::Result;
 use clap::Subcommand;
 use hostdev_core::vgpu::VgpuSlot;
@@ -126,47 +126,38 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
                 .into_iter()
                 .filter(|r| !defined || r.def.is_some())
                 .collect();
-            emit(&match f {
-                Format::Json => {
-                    let js: Vec<_> = rows
-                        .iter()
-                        .map(|r| {
-                            json!({
-                                "vf": r.vf.as_str(), "pf": r.pf.as_str(), "current_type": r.current,
-                                "defined_type": r.def.as_ref().map(|d| json!({"id": d.type_id, "name": d.type_name})),
-                                "start": r.def.as_ref().map(|d| d.start.as_str()),
-                            })
-                        })
-                        .collect();
-                    serde_json::to_string_pretty(&js)? + "\n"
-                }
-                Format::Table | Format::Libvirt => {
-                    let rs: Vec<Vec<String>> = rows
-                        .iter()
-                        .map(|r| {
-                            vec![
-                                r.vf.to_string(),
-                                r.pf.to_string(),
-                                match r.current {
-                                    None => "absent".into(),
-                                    Some(0) => "-".into(),
-                                    Some(c) => c.to_string(),
-                                },
-                                r.def
-                                    .as_ref()
-                                    .map(|d| format!("{} ({})", d.type_id, d.type_name))
-                                    .unwrap_or_else(|| "-".into()),
-                                r.def
-                                    .as_ref()
-                                    .map(|d| d.start.as_str())
-                                    .unwrap_or("-")
-                                    .into(),
-                            ]
-                        })
-                        .collect();
-                    table(&["VF", "PF", "CURRENT", "DEFINED", "START"], &rs)
-                }
-            })?;
+            emit(&render(
+                f,
+                &rows,
+                &["VF", "PF", "CURRENT", "DEFINED", "START"],
+                |r| {
+                    json!({
+                        "vf": r.vf.as_str(), "pf": r.pf.as_str(), "current_type": r.current,
+                        "defined_type": r.def.as_ref().map(|d| json!({"id": d.type_id, "name": d.type_name})),
+                        "start": r.def.as_ref().map(|d| d.start.as_str()),
+                    })
+                },
+                |r| {
+                    vec![
+                        r.vf.to_string(),
+                        r.pf.to_string(),
+                        match r.current {
+                            None => "absent".into(),
+                            Some(0) => "-".into(),
+                            Some(c) => c.to_string(),
+                        },
+                        r.def
+                            .as_ref()
+                            .map(|d| format!("{} ({})", d.type_id, d.type_name))
+                            .unwrap_or_else(|| "-".into()),
+                        r.def
+                            .as_ref()
+                            .map(|d| d.start.as_str())
+                            .unwrap_or("-")
+                            .into(),
+                    ]
+                },
+            ))?;
         }
         VgpuCmd::Define {
             vf,
