@@ -8,7 +8,7 @@
 use crate::system::Devices;
 use crate::{CoreError, DeviceOutcome};
 use hostdev_api::{ErrorBody, Kind, Outcome, RestoreReport, RestoreRow, Unavailable};
-use hostdev_store::LoadProblem;
+use hostdev_store::{LoadProblem, StoreError};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
@@ -40,15 +40,17 @@ fn row(kind: Kind, parent: &dyn Display, id: &dyn Display, o: DeviceOutcome) -> 
 }
 
 fn unusable(kind: Kind, p: LoadProblem) -> RestoreRow {
+    let id = p.path.display().to_string();
+    let e = CoreError::Store(StoreError::Definition {
+        path: p.path,
+        reason: p.reason,
+    });
     RestoreRow {
         kind,
-        id: p.path.display().to_string(),
+        id,
         parent: "-".into(),
         outcome: Outcome::Unusable,
-        error: Some(ErrorBody {
-            code: "store.bad_definition".into(),
-            message: format!("definition {} is unusable: {}", p.path.display(), p.reason),
-        }),
+        error: Some(error_body(&e)),
     }
 }
 

@@ -60,7 +60,9 @@ type Opener<C> = Box<dyn Fn() -> Result<C, VdpaError> + Send + Sync>;
 /// vDPA operations on one host.
 pub struct Vdpas<C> {
     client: OnceLock<C>,
-    open: Mutex<Option<Opener<C>>>,
+    open: Opener<C>,
+    /// Serializes attempts to open, so two threads never open two sockets.
+    opening: Mutex<()>,
     /// Definitions.
     pub defs: JsonDir<VdpaDefinition>,
     locker: Locker,
@@ -93,7 +95,8 @@ impl<C: VdpaClient> Vdpas<C> {
     ) -> Self {
         Vdpas {
             client: OnceLock::new(),
-            open: Mutex::new(Some(Box::new(open))),
+            open: Box::new(open),
+            opening: Mutex::new(()),
             defs: definitions(root),
             locker: Locker::under(root),
         }
@@ -104,12 +107,11 @@ impl<C: VdpaClient> Vdpas<C> {
         if let Some(c) = self.client.get() {
             return Ok(c);
         }
-        let guard = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let _opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = self.client.get() {
             return Ok(c);
         }
-        let open = guard.as_ref().ok_or(VdpaError::NoFamily)?;
-        let c = open()?;
+        let c = (self.open)()?;
         Ok(self.client.get_or_init(|| c))
     }
 
