@@ -446,15 +446,19 @@ impl<V: SriovSysfs> Vgpus<V> {
                 return out;
             }
         } else if info.num_vfs < needed {
-            out.extend(ok.iter().map(|d| {
+            // The count changes only through 0, which would remove the VFs'
+            // vGPUs: the definitions beyond it fail, the others go on.
+            let (fit, beyond): (Vec<&VgpuDefinition>, Vec<&VgpuDefinition>) =
+                ok.into_iter().partition(|d| d.vf_index < info.num_vfs);
+            out.extend(beyond.iter().map(|d| {
                 let e = CoreError::TooFewVfs {
                     pf: pf.clone(),
                     enabled: info.num_vfs,
-                    needed,
+                    needed: d.vf_index + 1,
                 };
                 (pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e.into()))
             }));
-            return out;
+            ok = fit;
         }
         // 4. Wait until the driver has set the needed VFs up (nvidia/ exists);
         //    an unreadable VF directory is an error, not "no VFs".

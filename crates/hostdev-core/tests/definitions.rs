@@ -349,3 +349,49 @@ fn a_device_another_restorer_created_first_is_already_running_not_failed() {
         .unwrap_err();
     assert_eq!(e.code(), "mdev.already_running");
 }
+
+/// Before: when a PF had fewer VFs enabled than its highest definition needed,
+/// every VF of the PF failed, including those whose VFs existed.
+#[test]
+fn a_definition_beyond_the_enabled_vfs_fails_alone() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let v = vgpus(t.path());
+    let pf = a("0000:41:00.0");
+    v.sriov.set_num_vfs(&pf, 4).expect("numvfs");
+    v.define(&VgpuSlot::Vf(a("0000:41:00.4")), "1150", StartPolicy::Auto)
+        .expect("define");
+    v.define(&VgpuSlot::Vf(a("0000:41:00.7")), "1150", StartPolicy::Auto)
+        .expect("define");
+    // Someone set the count to 2 by hand: VF 3 (0000:41:00.7) is gone.
+    v.sriov.set_num_vfs(&pf, 0).expect("numvfs");
+    v.sriov.set_num_vfs(&pf, 2).expect("numvfs");
+    let (r, _) = v.restore(Duration::ZERO).expect("restore");
+    let outcome = |vf: &str| {
+        r.iter()
+            .find(|(_, x, _)| x.as_str() == vf)
+            .map(|(_, _, o)| o)
+            .expect("row")
+    };
+    assert!(
+        matches!(
+            outcome("0000:41:00.4"),
+            hostdev_core::DeviceOutcome::Started
+        ),
+        "{r:?}"
+    );
+    match outcome("0000:41:00.7") {
+        hostdev_core::DeviceOutcome::Failed(e) => {
+            assert_eq!(e.code(), "vgpu.too_few_vfs");
+            assert_eq!(
+                e.to_string(),
+                "PF 0000:41:00.0 has 2 VFs enabled but 4 are needed; the count changes only through 0"
+            );
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(
+        v.sriov.pf(&pf).expect("pf").expect("present").num_vfs,
+        2,
+        "the count was not touched"
+    );
+}
