@@ -23,6 +23,13 @@ pub fn error_body(e: &CoreError) -> ErrorBody {
     }
 }
 
+/// One report row per (parent, device, outcome).
+fn rows<P: Display, I: Display>(kind: Kind, r: Vec<(P, I, DeviceOutcome)>) -> Vec<RestoreRow> {
+    r.into_iter()
+        .map(|(p, id, o)| row(kind, &p, &id, o))
+        .collect()
+}
+
 fn row(kind: Kind, parent: &dyn Display, id: &dyn Display, o: DeviceOutcome) -> RestoreRow {
     let (outcome, error) = match o {
         DeviceOutcome::Started => (Outcome::Started, None),
@@ -63,31 +70,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let (m, v, d) = std::thread::scope(|s| {
             let v = s.spawn(|| -> KindResult {
                 let (r, ps) = self.vgpu.restore(wait)?;
-                Ok((
-                    r.into_iter()
-                        .map(|(p, id, o)| row(Kind::Vgpu, &p, &id, o))
-                        .collect(),
-                    ps,
-                ))
+                Ok((rows(Kind::Vgpu, r), ps))
             });
             let d = s.spawn(|| -> KindResult {
                 let (r, ps) = self.vdpa.restore()?;
-                Ok((
-                    r.into_iter()
-                        .map(|(p, id, o)| row(Kind::Vdpa, &p, &id, o))
-                        .collect(),
-                    ps,
-                ))
+                Ok((rows(Kind::Vdpa, r), ps))
             });
             let m = s.spawn(|| -> KindResult {
                 let r = self.mdev.autostart_wait(wait)?;
-                Ok((
-                    r.devices
-                        .into_iter()
-                        .map(|(p, id, o)| row(Kind::Mdev, &p, &id, o))
-                        .collect(),
-                    r.problems,
-                ))
+                Ok((rows(Kind::Mdev, r.devices), r.problems))
             });
             let join = |h: std::thread::ScopedJoinHandle<'_, KindResult>, kind: Kind| {
                 h.join().unwrap_or_else(|_| {
