@@ -8,7 +8,9 @@
 //! translates mdevctl's flag bags into these typed edits).
 #![deny(missing_docs)]
 
+pub mod events;
 pub mod mdev;
+pub mod ops;
 pub mod report;
 
 pub use hostdev_model::vdpa::{
@@ -20,6 +22,10 @@ pub use hostdev_model::{AttrName, ParentName, StartPolicy, TypeId, Uuid};
 pub use mdev::{
     AttrEdit, DefineRequest, JsonInput, ListQuery, MdevEdit, ModifyRequest, ModifyScope,
     StartRequest,
+};
+pub use ops::{
+    Done, InventoryQuery, MdevListing, Method, Op, ParentTypes, RestoreRequest, Started,
+    StopRequest, Stopped, TypesQuery, UndefineRequest,
 };
 pub use report::{
     DeviceRow, DeviceState, ErrorBody, Inventory, Outcome, PfTypes, Problem, RestoreReport,

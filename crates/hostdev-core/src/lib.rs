@@ -13,10 +13,12 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod handle;
 pub mod inventory;
 mod lock;
 pub mod mdev;
 pub mod poll;
+pub mod remote;
 pub mod restore;
 mod system;
 pub mod udev;
@@ -24,6 +26,7 @@ pub mod vdpa;
 pub mod vgpu;
 
 pub use error::{chain, CoreError};
+pub use handle::Handle;
 pub use hostdev_api as api;
 pub use hostdev_api::{DefineRequest, JsonInput, ListQuery, ModifyRequest, StartRequest};
 pub use lock::Locker;

@@ -49,7 +49,7 @@ impl fmt::Display for StartPolicy {
 }
 
 /// One attribute written to the device after create, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attr {
     /// The sysfs attribute name (validated when the device is started).
     pub name: String,
@@ -58,7 +58,9 @@ pub struct Attr {
 }
 
 /// A definition of a mediated device (without its UUID and parent, which are its path).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its serde form is the wire form of hostdev's API; mdevctl's file format is
+/// [`MdevConfig::from_json`] and `format::definition_file`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MdevConfig {
     /// The mdev type id.
     pub mdev_type: TypeId,

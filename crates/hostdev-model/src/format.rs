@@ -68,7 +68,7 @@ pub fn definition_compact(c: &MdevConfig) -> String {
 }
 
 /// One device as `list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ListEntry {
     /// Its UUID.
     pub uuid: Uuid,
@@ -141,7 +141,7 @@ pub fn list_json(entries: &[ListEntry], bare_single: bool) -> String {
 }
 
 /// One supported type of a parent, as read from sysfs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct TypeInfo {
     /// The type id (directory name).
     pub type_id: TypeId,

@@ -30,3 +30,56 @@ pub fn system(mdevctl: bool) -> System {
     }
     s
 }
+
+/// Where operations go: the daemon when its socket answers, else this process.
+pub enum Backend {
+    /// A running hostdevd.
+    Daemon(hostdev_core::remote::Daemon),
+    /// The core, acting directly on the host.
+    Direct(Box<System>),
+}
+
+/// The daemon's socket: `HOSTDEV_SOCKET` (empty: never use a daemon), else
+/// the default socket when the root prefix is `/` (a daemon serves the real
+/// host only, so a CLI pointed at another root acts on it directly).
+pub fn socket(mdevctl: bool) -> Option<PathBuf> {
+    match std::env::var_os("HOSTDEV_SOCKET") {
+        Some(v) if v.is_empty() => None,
+        Some(v) => Some(PathBuf::from(v)),
+        None if root(mdevctl) == std::path::Path::new("/") => {
+            Some(PathBuf::from(hostdev_core::remote::DEFAULT_SOCKET))
+        }
+        None => None,
+    }
+}
+
+/// The daemon if it answers, else the host directly.
+pub fn backend(mdevctl: bool) -> Backend {
+    if let Some(d) = socket(mdevctl)
+        .as_deref()
+        .and_then(hostdev_core::remote::Daemon::connect)
+    {
+        return Backend::Daemon(d);
+    }
+    Backend::Direct(Box::new(system(mdevctl)))
+}
+
+/// Runs one operation on the backend.
+pub fn call<O>(b: Backend, op: &O) -> anyhow::Result<O::Reply>
+where
+    O: hostdev_core::api::Op,
+    System: hostdev_core::Handle<O>,
+{
+    use hostdev_core::Handle;
+    match b {
+        Backend::Daemon(d) => {
+            // Long enough for a restore that waits for parents.
+            let wait = serde_json::to_value(op)
+                .ok()
+                .and_then(|v| v.get("wait_secs").and_then(|w| w.as_u64()))
+                .unwrap_or(0);
+            Ok(d.call(op, Duration::from_secs(300 + wait))?)
+        }
+        Backend::Direct(sys) => Ok(sys.handle(op)?),
+    }
+}

@@ -6,7 +6,9 @@ use crate::native::{render_list, render_types, Format};
 use crate::output::{emit, fail, warn};
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
-use hostdev_core::api::{AttrEdit, MdevEdit, ModifyScope, StartPolicy};
+use hostdev_core::api::{
+    AttrEdit, MdevEdit, ModifyScope, StartPolicy, StopRequest, TypesQuery, UndefineRequest,
+};
 use hostdev_core::{
     DefineRequest, DeviceOutcome, JsonInput, ListQuery, ModifyRequest, StartRequest,
 };
@@ -214,15 +216,17 @@ pub fn main(args: Vec<OsString>, lsmdev: bool) -> ExitCode {
 /// Runs one command; `native` = Some(format) renders list/types as hostdev's
 /// own tables or JSON instead of mdevctl's formats.
 pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
-    let sys = env::system(native.is_none());
-    let host = &sys.mdev;
+    let mdevctl = native.is_none();
     match cmd {
         Cmd::List(a) => {
-            let listing = host.list(&ListQuery {
-                defined: a.defined,
-                uuid: a.uuid,
-                parent: a.parent,
-            })?;
+            let listing = env::call(
+                env::backend(mdevctl),
+                &ListQuery {
+                    defined: a.defined,
+                    uuid: a.uuid,
+                    parent: a.parent,
+                },
+            )?;
             for p in &listing.problems {
                 warn("Warning: ", p);
             }
@@ -241,7 +245,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             emit(&s)?;
         }
         Cmd::Types { parent, dumpjson } => {
-            let t = host.types(parent.as_deref())?;
+            let t = env::call(env::backend(mdevctl), &TypesQuery { parent })?;
             emit(&match native {
                 Some(f) => render_types(&t, f),
                 None if dumpjson => types_json(&t),
@@ -256,19 +260,22 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             jsonfile,
         } => {
             let json = jsonfile.as_deref().map(read_json).transpose()?;
-            let r = host.define(&DefineRequest {
-                uuid,
-                parent,
-                mdev_type,
-                start: StartPolicy::from_auto(auto),
-                json,
-            })?;
+            let r = env::call(
+                env::backend(mdevctl),
+                &DefineRequest {
+                    uuid,
+                    parent,
+                    mdev_type,
+                    start: StartPolicy::from_auto(auto),
+                    json,
+                },
+            )?;
             if r.generated {
                 emit(&format!("{}\n", r.uuid))?;
             }
         }
         Cmd::Undefine { uuid, parent } => {
-            host.undefine(&uuid, parent.as_ref())?;
+            env::call(env::backend(mdevctl), &UndefineRequest { uuid, parent })?;
         }
         Cmd::Modify {
             uuid,
@@ -307,18 +314,21 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
                 (true, false) => ModifyScope::Live,
                 (false, _) => ModifyScope::Defined,
             };
-            host.modify(&ModifyRequest {
-                uuid,
-                parent,
-                edit: MdevEdit {
-                    replace: json,
-                    mdev_type,
-                    attr,
-                    start,
+            env::call(
+                env::backend(mdevctl),
+                &ModifyRequest {
+                    uuid,
+                    parent,
+                    edit: MdevEdit {
+                        replace: json,
+                        mdev_type,
+                        attr,
+                        start,
+                    },
+                    scope,
+                    force,
                 },
-                scope,
-                force,
-            })?;
+            )?;
         }
         Cmd::Start {
             uuid,
@@ -327,22 +337,27 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             jsonfile,
         } => {
             let json = jsonfile.as_deref().map(read_json).transpose()?;
-            let r = host.start(&StartRequest {
-                uuid,
-                parent,
-                mdev_type,
-                json,
-            })?;
+            let r = env::call(
+                env::backend(mdevctl),
+                &StartRequest {
+                    uuid,
+                    parent,
+                    mdev_type,
+                    json,
+                },
+            )?;
             if r.generated {
                 emit(&format!("{}\n", r.uuid))?;
             }
         }
         Cmd::Stop { uuid } => {
-            host.stop(&uuid)?;
+            env::call(env::backend(mdevctl), &StopRequest { uuid })?;
         }
         Cmd::StartParentMdevs { parent } => {
             let parent = ParentName::new(parent)?;
-            let report = host.start_parent_mdevs(&parent)?;
+            // Run by the udev rule: always direct (the daemon, if any, reacts
+            // to the same uevent; both go through the host lock).
+            let report = env::system(mdevctl).mdev.start_parent_mdevs(&parent)?;
             for p in &report.problems {
                 warn("Warning: ", p);
             }

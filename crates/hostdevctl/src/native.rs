@@ -7,7 +7,9 @@ use crate::mdevctl::{self, Cmd};
 use crate::output::{emit, fail, render, warn};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use hostdev_core::api::{DeviceRow, Inventory, Kind, RestoreReport};
+use hostdev_core::api::{
+    DeviceRow, Inventory, InventoryQuery, Kind, RestoreReport, RestoreRequest,
+};
 use hostdev_model::format::{ListEntry, TypeInfo};
 use hostdev_model::ParentName;
 use serde_json::json;
@@ -173,7 +175,7 @@ pub fn render_types(parents: &[(ParentName, Vec<TypeInfo>)], f: Format) -> Strin
 }
 
 fn autostart(f: Format, wait: u64) -> Result<ExitCode> {
-    let report = env::system(false).restore(std::time::Duration::from_secs(wait));
+    let report = env::call(env::backend(false), &RestoreRequest { wait_secs: wait })?;
     for u in &report.unavailable {
         warn(
             "hostdevctl: warning: ",
@@ -226,7 +228,7 @@ fn render_restore(report: &RestoreReport, f: Format) -> String {
 
 /// `hostdevctl list`: every kind in one table.
 fn unified_list(f: Format) -> Result<ExitCode> {
-    let inv = env::system(false).inventory()?;
+    let inv = env::call(env::backend(false), &InventoryQuery {})?;
     for p in &inv.problems {
         warn("hostdevctl: warning: ", p);
     }

@@ -23,7 +23,14 @@ pub fn warn(prefix: &str, msg: &dyn std::fmt::Display) {
 pub fn chain(e: &anyhow::Error) -> String {
     let err: &(dyn std::error::Error + 'static) = e.as_ref();
     let mut out = hostdev_core::chain(err);
-    if let Some(h) = e.downcast_ref::<hostdev_core::CoreError>().and_then(hint) {
+    let code = e
+        .downcast_ref::<hostdev_core::CoreError>()
+        .map(|c| c.code())
+        .or_else(|| {
+            e.downcast_ref::<hostdev_core::remote::RemoteError>()
+                .map(|r| r.code())
+        });
+    if let Some(h) = code.and_then(hint) {
         out.push_str(h);
     }
     out
@@ -31,8 +38,8 @@ pub fn chain(e: &anyhow::Error) -> String {
 
 /// What to do next, in this command line's words, for a core error's code
 /// (the core's sentences never name flags).
-fn hint(e: &hostdev_core::CoreError) -> Option<&'static str> {
-    Some(match e.code() {
+fn hint(code: &str) -> Option<&'static str> {
+    Some(match code {
         "mdev.ambiguous" => "; give one with --parent",
         "mdev.live_needs_config" => " (give it with --jsonfile)",
         "vgpu.vf_absent" => "; see `hostdevctl vgpu enable`",

@@ -2,7 +2,7 @@
 
 use super::Host;
 use crate::CoreError;
-use hostdev_api::ListQuery;
+use hostdev_api::{Kind, ListQuery, MdevListing, Problem};
 use hostdev_model::format::{ListEntry, TypeInfo};
 use hostdev_model::{MdevConfig, ParentName, Uuid};
 use hostdev_store::{LoadProblem, StoreError};
@@ -10,17 +10,19 @@ use hostdev_sysfs::MdevSysfs;
 use std::collections::HashMap;
 
 /// What `list` found, in output order, and the files it had to skip.
-#[derive(Debug, Clone, Default)]
-pub struct Listing {
-    /// Devices in output order (parent, then UUID).
-    pub entries: Vec<ListEntry>,
-    /// Unusable definition files, each skipped.
-    pub problems: Vec<LoadProblem>,
+pub type Listing = MdevListing;
+
+fn problem(p: LoadProblem) -> Problem {
+    Problem {
+        kind: Kind::Mdev,
+        path: p.path,
+        reason: p.reason,
+    }
 }
 
-fn problem_of(e: StoreError) -> Result<LoadProblem, CoreError> {
+fn problem_of(e: StoreError) -> Result<Problem, CoreError> {
     match e {
-        StoreError::Definition { path, reason } => Ok(LoadProblem { path, reason }),
+        StoreError::Definition { path, reason } => Ok(problem(LoadProblem { path, reason })),
         other => Err(other.into()),
     }
 }
@@ -39,7 +41,7 @@ impl<S: MdevSysfs> Host<S> {
                 },
                 (None, None) => self.store.load_all()?,
             };
-            out.problems = problems;
+            out.problems = problems.into_iter().map(problem).collect();
             let running: HashMap<Uuid, ParentName> = self
                 .sysfs
                 .running_parents()

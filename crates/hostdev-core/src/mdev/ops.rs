@@ -20,16 +20,7 @@ fn parse_json(j: &JsonInput) -> Result<MdevConfig, CoreError> {
     })
 }
 
-/// A device that was started or defined.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Started {
-    /// Its UUID.
-    pub uuid: Uuid,
-    /// Its parent.
-    pub parent: ParentName,
-    /// The UUID was generated here (and should be printed).
-    pub generated: bool,
-}
+pub use hostdev_api::Started;
 
 fn dev<'a>(uuid: &'a Uuid, parent: &'a ParentName, config: &'a MdevConfig) -> CalloutDevice<'a> {
     CalloutDevice {

@@ -1,0 +1,93 @@
+//! What the daemon tells watchers on `GET /v1/events`: device changes,
+//! restores (with their report), failures and drift, one JSON object per line.
+
+use crate::report::{ErrorBody, RestoreReport};
+use crate::Kind;
+use serde::{Deserialize, Serialize};
+
+/// One event, numbered in the order the daemon saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Sequence number, from 1 at the daemon's start.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub what: EventKind,
+}
+
+/// A device as events name it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DeviceRef {
+    /// Its kind.
+    pub kind: Kind,
+    /// UUID, VF address or vDPA name.
+    pub id: String,
+    /// Parent, PF or management device.
+    pub parent: String,
+}
+
+/// How the host differs from its definitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftKind {
+    /// An auto-start definition whose device is not there.
+    AutoNotRunning,
+    /// A running device nobody defined.
+    Undefined,
+}
+
+impl DriftKind {
+    /// The word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftKind::AutoNotRunning => "auto_not_running",
+            DriftKind::Undefined => "undefined",
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A device appeared.
+    DeviceAdded {
+        /// The device.
+        device: DeviceRef,
+    },
+    /// A device went away.
+    DeviceRemoved {
+        /// The device.
+        device: DeviceRef,
+    },
+    /// A restore ran, and what it did.
+    Restored {
+        /// Why it ran: `start`, `uevent`, `resync` or `request`.
+        trigger: String,
+        /// Its report (rows with nothing to do are left out).
+        report: RestoreReport,
+    },
+    /// Something the daemon tried failed outside a request.
+    Failure {
+        /// What it was doing.
+        during: String,
+        /// The error.
+        error: ErrorBody,
+    },
+    /// A device started to differ from its definitions.
+    Drift {
+        /// The device.
+        device: DeviceRef,
+        /// How.
+        drift: DriftKind,
+    },
+    /// A difference went away.
+    DriftResolved {
+        /// The device.
+        device: DeviceRef,
+        /// How it differed.
+        drift: DriftKind,
+    },
+}

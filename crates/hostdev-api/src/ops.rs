@@ -1,0 +1,149 @@
+//! The operations a front-end can ask for, each a request type tied to its
+//! reply type, HTTP method and versioned path by [`Op`]. The CLI acting
+//! directly, the CLI through the daemon and the daemon's routes all name an
+//! operation by its request type, so the three cannot disagree on shapes.
+
+use crate::mdev::{DefineRequest, ListQuery, ModifyRequest, StartRequest};
+use crate::report::{Inventory, Problem, RestoreReport};
+use hostdev_model::format::{ListEntry, TypeInfo};
+use hostdev_model::{ParentName, Uuid};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// How an operation travels over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// A read: parameters in the query string; the configured group may ask.
+    Get,
+    /// A change: parameters as a JSON body; root only.
+    Post,
+}
+
+/// One operation: its request is `Self`, its answer `Reply`.
+pub trait Op: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// What a successful call answers.
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
+    /// GET (read) or POST (change).
+    const METHOD: Method;
+    /// The versioned path, e.g. `/v1/mdev/devices`.
+    const PATH: &'static str;
+    /// One line for the API document.
+    const SUMMARY: &'static str;
+}
+
+/// An operation that answers nothing but success.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Done {}
+
+/// Every device of every kind (`hostdevctl list`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryQuery {}
+
+/// Start every auto-start definition of every kind (`hostdevctl autostart`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// Wait up to this many seconds for parents that are not there yet.
+    #[serde(default)]
+    pub wait_secs: u64,
+}
+
+/// What `mdev list` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MdevListing {
+    /// Devices in output order (parent, then UUID).
+    pub entries: Vec<ListEntry>,
+    /// Unusable definition files, each skipped.
+    pub problems: Vec<Problem>,
+}
+
+/// The supported types of every parent, or of one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypesQuery {
+    /// Only this parent (compared as a string; never used as a path).
+    #[serde(default)]
+    pub parent: Option<String>,
+}
+
+/// One parent and its types.
+pub type ParentTypes = (ParentName, Vec<TypeInfo>);
+
+/// A device that was started or defined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    /// Its UUID.
+    pub uuid: Uuid,
+    /// Its parent.
+    pub parent: ParentName,
+    /// The UUID was generated here (and should be printed).
+    pub generated: bool,
+}
+
+/// Remove an mdev definition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UndefineRequest {
+    /// The device.
+    pub uuid: Uuid,
+    /// Its parent, where one UUID is defined on several.
+    #[serde(default)]
+    pub parent: Option<ParentName>,
+}
+
+/// Remove a running mdev.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    /// The device.
+    pub uuid: Uuid,
+}
+
+/// Where a stopped device was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stopped {
+    /// Its parent.
+    pub parent: ParentName,
+}
+
+macro_rules! op {
+    ($req:ty => $reply:ty, $method:ident, $path:literal, $summary:literal) => {
+        impl Op for $req {
+            type Reply = $reply;
+            const METHOD: Method = Method::$method;
+            const PATH: &'static str = $path;
+            const SUMMARY: &'static str = $summary;
+        }
+    };
+}
+
+op!(InventoryQuery => Inventory, Get, "/v1/devices", "Every device of every kind, running or defined.");
+op!(RestoreRequest => RestoreReport, Post, "/v1/restore", "Start every auto-start definition of every kind.");
+op!(ListQuery => MdevListing, Get, "/v1/mdev/devices", "Running mediated devices, or their definitions.");
+op!(TypesQuery => Vec<ParentTypes>, Get, "/v1/mdev/types", "The mdev types of every parent, or of one.");
+op!(DefineRequest => Started, Post, "/v1/mdev/define", "Define a mediated device.");
+op!(UndefineRequest => Done, Post, "/v1/mdev/undefine", "Remove a mediated device's definition.");
+op!(ModifyRequest => Done, Post, "/v1/mdev/modify", "Change a definition and/or the running device.");
+op!(StartRequest => Started, Post, "/v1/mdev/start", "Start a defined or transient mediated device.");
+op!(StopRequest => Stopped, Post, "/v1/mdev/stop", "Stop a running mediated device.");
+
+/// Every operation's method, path and summary, for the API document and
+/// the daemon's route table.
+pub fn routes() -> Vec<(Method, &'static str, &'static str)> {
+    fn r<O: Op>() -> (Method, &'static str, &'static str) {
+        (O::METHOD, O::PATH, O::SUMMARY)
+    }
+    vec![
+        r::<InventoryQuery>(),
+        r::<RestoreRequest>(),
+        r::<ListQuery>(),
+        r::<TypesQuery>(),
+        r::<DefineRequest>(),
+        r::<UndefineRequest>(),
+        r::<ModifyRequest>(),
+        r::<StartRequest>(),
+        r::<StopRequest>(),
+    ]
+}
