@@ -13,6 +13,7 @@ pub mod mdev;
 pub mod ops;
 pub mod report;
 
+pub use events::{DeviceRef, DriftKind, Event, EventKind};
 pub use hostdev_model::vdpa::{
     CreateConfig, MacAddr, MgmtDevName, VdpaDefinition, VdpaEdit, VdpaExport, VdpaName,
     VdpaValueError,

@@ -29,6 +29,10 @@ pub trait Op: Serialize + DeserializeOwned + Send + Sync + 'static {
     const PATH: &'static str;
     /// One line for the API document.
     const SUMMARY: &'static str;
+    /// The request type's name, for the API document.
+    const REQUEST: &'static str;
+    /// The reply type's name, for the API document.
+    const REPLY: &'static str;
 }
 
 /// An operation that answers nothing but success.
@@ -115,6 +119,8 @@ macro_rules! op {
             const METHOD: Method = Method::$method;
             const PATH: &'static str = $path;
             const SUMMARY: &'static str = $summary;
+            const REQUEST: &'static str = stringify!($req);
+            const REPLY: &'static str = stringify!($reply);
         }
     };
 }
@@ -129,21 +135,53 @@ op!(ModifyRequest => Done, Post, "/v1/mdev/modify", "Change a definition and/or 
 op!(StartRequest => Started, Post, "/v1/mdev/start", "Start a defined or transient mediated device.");
 op!(StopRequest => Stopped, Post, "/v1/mdev/stop", "Stop a running mediated device.");
 
-/// Every operation's method, path and summary, for the API document and
-/// the daemon's route table.
-pub fn routes() -> Vec<(Method, &'static str, &'static str)> {
-    fn r<O: Op>() -> (Method, &'static str, &'static str) {
-        (O::METHOD, O::PATH, O::SUMMARY)
+/// Calls `$m!(Type, …)` with every operation's request type: the one list
+/// the daemon's routes, the API document and the tests are made from.
+#[macro_export]
+macro_rules! with_every_op {
+    ($m:ident) => {
+        $m!(
+            $crate::InventoryQuery,
+            $crate::RestoreRequest,
+            $crate::ListQuery,
+            $crate::TypesQuery,
+            $crate::DefineRequest,
+            $crate::UndefineRequest,
+            $crate::ModifyRequest,
+            $crate::StartRequest,
+            $crate::StopRequest
+        )
+    };
+}
+
+/// One operation as the API document lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// GET or POST.
+    pub method: Method,
+    /// Versioned path.
+    pub path: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// Request type name.
+    pub request: &'static str,
+    /// Reply type name.
+    pub reply: &'static str,
+}
+
+/// Every operation, in the order of [`with_every_op`].
+pub fn routes() -> Vec<Route> {
+    fn r<O: Op>() -> Route {
+        Route {
+            method: O::METHOD,
+            path: O::PATH,
+            summary: O::SUMMARY,
+            request: O::REQUEST,
+            reply: O::REPLY,
+        }
     }
-    vec![
-        r::<InventoryQuery>(),
-        r::<RestoreRequest>(),
-        r::<ListQuery>(),
-        r::<TypesQuery>(),
-        r::<DefineRequest>(),
-        r::<UndefineRequest>(),
-        r::<ModifyRequest>(),
-        r::<StartRequest>(),
-        r::<StopRequest>(),
-    ]
+    macro_rules! list {
+        ($($t:ty),*) => { vec![$(r::<$t>()),*] };
+    }
+    with_every_op!(list)
 }

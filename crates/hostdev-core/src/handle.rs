@@ -30,13 +30,13 @@ macro_rules! handle {
     };
 }
 
-handle!(InventoryQuery, |d, _op| { d.inventory() });
+handle!(InventoryQuery, |d, _op| d.inventory());
 handle!(RestoreRequest, |d, op| {
     Ok(d.restore(Duration::from_secs(op.wait_secs)))
 });
-handle!(ListQuery, |d, op| { d.mdev.list(op) });
-handle!(TypesQuery, |d, op| { d.mdev.types(op.parent.as_deref()) });
-handle!(DefineRequest, |d, op| { d.mdev.define(op) });
+handle!(ListQuery, |d, op| d.mdev.list(op));
+handle!(TypesQuery, |d, op| d.mdev.types(op.parent.as_deref()));
+handle!(DefineRequest, |d, op| d.mdev.define(op));
 handle!(UndefineRequest, |d, op| {
     d.mdev
         .undefine(&op.uuid, op.parent.as_ref())
@@ -45,7 +45,7 @@ handle!(UndefineRequest, |d, op| {
 handle!(ModifyRequest, |d, op| {
     d.mdev.modify(op).map(|()| Done {})
 });
-handle!(StartRequest, |d, op| { d.mdev.start(op) });
+handle!(StartRequest, |d, op| d.mdev.start(op));
 handle!(StopRequest, |d, op| {
     d.mdev.stop(&op.uuid).map(|parent| Stopped { parent })
 });

@@ -1,0 +1,81 @@
+//! `hostdevd`: the host daemon's command line. Reads the configuration, sets
+//! up logging (journald's level prefixes when systemd started it) and runs
+//! [`hostdevd::run`].
+
+use anyhow::Result;
+use clap::Parser;
+use hostdevd::config::{Config, DEFAULT_CONFIG};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "hostdevd", version, about = "hostdev's host daemon")]
+struct Args {
+    /// Configuration file (default /etc/hostdev/hostdevd.toml under the
+    /// root prefix; optional unless given here)
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Socket path (overrides the configuration)
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Check the configuration and exit
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn root() -> PathBuf {
+    std::env::var_os("HOSTDEV_ROOT")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HOSTDEV_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        // journald stamps the time itself.
+        b.without_time().with_ansi(false).with_target(false).init();
+    } else {
+        use std::io::IsTerminal;
+        b.with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init();
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match start(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hostdevd: error: {}", hostdev_core::chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(args: Args) -> Result<()> {
+    let root = root();
+    let mut config = match &args.config {
+        Some(p) => Config::load(p, false)?,
+        None => Config::load(&root.join(DEFAULT_CONFIG.trim_start_matches('/')), true)?,
+    };
+    if let Some(s) = args.socket {
+        config.socket = s;
+    }
+    if args.check_config {
+        println!("{config:#?}");
+        return Ok(());
+    }
+    logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()?;
+    rt.block_on(hostdevd::run(config, root))
+}

@@ -1,0 +1,274 @@
+//! The watcher: looks at the host at start, on kernel events (debounced) and
+//! every resync interval; restores when a parent, PF or management device
+//! appears (and on drift when configured to repair); publishes device
+//! changes, restores and drift as events; keeps the metrics' gauges current.
+//! Owns: when to look and when to restore. Must not: wait with a fixed sleep
+//! for anything to become ready (the core polls with bounds), or act while
+//! shutdown is under way.
+
+use crate::snapshot::Snapshot;
+use crate::state::{Nudge, Shared};
+use hostdev_core::api::events::EventKind;
+use hostdev_core::api::{DriftKind, Outcome, RestoreReport};
+use hostdev_core::restore::error_body;
+use hostdev_uevent::{Uevent, UeventSource};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// What a kernel event asks of the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Wants {
+    /// Nothing.
+    Nothing,
+    /// Look again (a device came or went).
+    Refresh,
+    /// Restore, then look again (a parent, PF, VF driver or module arrived).
+    Restore,
+}
+
+/// Sorts one kernel event.
+pub fn classify(u: &Uevent) -> Wants {
+    let sub = u.subsystem().unwrap_or("");
+    match (u.action.as_str(), sub) {
+        // An mdev parent registered with the mdev core.
+        ("change", _) if u.get("MDEV_STATE") == Some("registered") => Wants::Restore,
+        ("change", _) if u.get("MDEV_STATE").is_some() => Wants::Refresh,
+        // A PF or VF bound to its driver (nvidia, vfio-pci), or an auxiliary
+        // device (a NIC's vDPA function) bound: parents that may take devices.
+        ("bind", "pci" | "auxiliary") => Wants::Restore,
+        // A module finished loading (vdpa_sim_net, mtty, nvidia…), or a PCI
+        // function (a VF) appeared.
+        ("add", "module" | "pci") => Wants::Restore,
+        ("add" | "remove" | "unbind", "mdev" | "vdpa" | "pci" | "auxiliary") => Wants::Refresh,
+        ("remove", "module") => Wants::Refresh,
+        // The socket overflowed: events were lost.
+        ("overflow", _) => Wants::Restore,
+        _ => Wants::Nothing,
+    }
+}
+
+/// Reads kernel events on a thread of its own and hands on those that matter.
+pub fn spawn_uevents(
+    mut source: Box<dyn UeventSource>,
+    shared: Arc<Shared>,
+) -> mpsc::Receiver<Wants> {
+    let (tx, rx) = mpsc::channel(1024);
+    std::thread::Builder::new()
+        .name("uevents".into())
+        .spawn(move || loop {
+            if *shared.stopping.borrow() {
+                return;
+            }
+            match source.recv(Duration::from_millis(500)) {
+                Ok(Some(u)) => {
+                    let w = classify(&u);
+                    if w != Wants::Nothing {
+                        tracing::debug!(action = %u.action, devpath = %u.devpath, "kernel event");
+                        shared.metrics.uevent();
+                        if tx.blocking_send(w).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!("reading kernel events failed: {e}; resync goes on");
+                    return;
+                }
+            }
+        })
+        .ok();
+    rx
+}
+
+/// Runs until shutdown.
+pub async fn watch(
+    s: Arc<Shared>,
+    mut nudges: mpsc::Receiver<Nudge>,
+    mut uevents: Option<mpsc::Receiver<Wants>>,
+) {
+    let mut stopping = s.stopping.subscribe();
+    let mut prev: Option<Arc<Snapshot>> = None;
+    cycle(&s, &mut prev, "start", true).await;
+    let mut tick = tokio::time::interval(s.config.resync());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let debounce = Duration::from_millis(s.config.debounce_ms);
+    loop {
+        tokio::select! {
+            _ = stopping.changed() => return,
+            _ = tick.tick() => cycle(&s, &mut prev, "resync", false).await,
+            Some(_) = nudges.recv() => {
+                while nudges.try_recv().is_ok() {}
+                cycle(&s, &mut prev, "request", false).await;
+            }
+            Some(first) = async { match uevents.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                // Debounce: act once the burst is quiet, or after 2 s at most.
+                let mut want = first;
+                let started = Instant::now();
+                if let Some(r) = uevents.as_mut() {
+                    while started.elapsed() < Duration::from_secs(2) {
+                        match tokio::time::timeout(debounce, r.recv()).await {
+                            Ok(Some(w)) => want = want.max(w),
+                            _ => break,
+                        }
+                    }
+                }
+                cycle(&s, &mut prev, "uevent", want == Wants::Restore).await;
+            }
+        }
+    }
+}
+
+fn interesting(r: &RestoreReport) -> RestoreReport {
+    RestoreReport {
+        rows: r
+            .rows
+            .iter()
+            .filter(|row| row.outcome != Outcome::AlreadyRunning)
+            .filter(|row| row.outcome != Outcome::ParentAbsent)
+            .cloned()
+            .collect(),
+        unavailable: Vec::new(),
+    }
+}
+
+async fn look(s: &Arc<Shared>) -> Option<Snapshot> {
+    match s.run(|sh| Snapshot::take(&sh.system())).await? {
+        Ok(snap) => Some(snap),
+        Err(e) => {
+            s.metrics.error(e.code());
+            s.publish(EventKind::Failure {
+                during: "looking at the host".into(),
+                error: error_body(&e),
+            });
+            None
+        }
+    }
+}
+
+/// Restores every auto-start definition now and publishes what it did.
+pub async fn restore(s: &Arc<Shared>, trigger: &str) -> Option<RestoreReport> {
+    let report = s.run(|sh| sh.system().restore(Duration::ZERO)).await?;
+    s.metrics.restored(&report);
+    let shown = interesting(&report);
+    if !shown.rows.is_empty() {
+        tracing::info!(
+            trigger,
+            started = shown
+                .rows
+                .iter()
+                .filter(|r| r.outcome == Outcome::Started)
+                .count(),
+            failed = report.failed(),
+            "restored auto-start devices"
+        );
+        s.publish(EventKind::Restored {
+            trigger: trigger.into(),
+            report: shown,
+        });
+    }
+    Some(report)
+}
+
+async fn cycle(s: &Arc<Shared>, prev: &mut Option<Arc<Snapshot>>, trigger: &str, mut act: bool) {
+    let Some(mut snap) = look(s).await else {
+        return;
+    };
+    if let Some(p) = prev.as_ref() {
+        let before = p.parents();
+        let appeared: Vec<_> = snap.parents().difference(&before).cloned().collect();
+        if !appeared.is_empty() {
+            tracing::info!(?appeared, "parents appeared");
+            act = true;
+        }
+    }
+    if s.config.repair_drift
+        && snap
+            .drift()
+            .iter()
+            .any(|(_, k)| *k == DriftKind::AutoNotRunning)
+    {
+        act = true;
+    }
+    if act {
+        if restore(s, trigger).await.is_none() {
+            return;
+        }
+        match look(s).await {
+            Some(again) => snap = again,
+            None => return,
+        }
+    }
+    if let Some(p) = prev.as_ref() {
+        let (was, is) = (p.running(), snap.running());
+        for d in is.difference(&was) {
+            s.publish(EventKind::DeviceAdded { device: d.clone() });
+        }
+        for d in was.difference(&is) {
+            s.publish(EventKind::DeviceRemoved { device: d.clone() });
+        }
+    }
+    let was = prev.as_ref().map(|p| p.drift()).unwrap_or_default();
+    let is = snap.drift();
+    for (d, k) in is.difference(&was) {
+        tracing::warn!(kind = %d.kind, id = %d.id, parent = %d.parent, drift = k.as_str(), "drift");
+        s.publish(EventKind::Drift {
+            device: d.clone(),
+            drift: *k,
+        });
+    }
+    for (d, k) in was.difference(&is) {
+        s.publish(EventKind::DriftResolved {
+            device: d.clone(),
+            drift: *k,
+        });
+    }
+    s.metrics.observe(&snap);
+    let snap = Arc::new(snap);
+    *s.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&snap);
+    *prev = Some(snap);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(msg: &[u8]) -> Uevent {
+        Uevent::parse(msg).unwrap()
+    }
+
+    #[test]
+    fn kernel_events_are_sorted() {
+        assert_eq!(
+            classify(&ev(
+                b"change@/devices/virtual/mtty/mtty\0SUBSYSTEM=mtty\0MDEV_STATE=registered"
+            )),
+            Wants::Restore
+        );
+        assert_eq!(
+            classify(&ev(b"add@/module/vdpa_sim_net\0SUBSYSTEM=module")),
+            Wants::Restore
+        );
+        assert_eq!(
+            classify(&ev(
+                b"bind@/devices/pci0000:40/0000:41:00.4\0SUBSYSTEM=pci\0DRIVER=nvidia"
+            )),
+            Wants::Restore
+        );
+        // Our own creations: a refresh, never another restore.
+        assert_eq!(
+            classify(&ev(b"add@/devices/virtual/mtty/mtty/83b8f4f2-509f-382f-3c1e-e6bfe0fa1001\0SUBSYSTEM=mdev")),
+            Wants::Refresh
+        );
+        assert_eq!(
+            classify(&ev(b"bind@/devices/virtual/mtty/mtty/83b8f4f2-509f-382f-3c1e-e6bfe0fa1001\0SUBSYSTEM=mdev\0DRIVER=vfio_mdev")),
+            Wants::Nothing
+        );
+        assert_eq!(
+            classify(&ev(b"add@/devices/virtual/net/lo\0SUBSYSTEM=net")),
+            Wants::Nothing
+        );
+    }
+}
