@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{tree, Bins};
+use common::{tree, Bins, Daemon};
 use std::path::{Path, PathBuf};
 
 struct Step<'a> {
@@ -42,6 +42,30 @@ fn transcript(bins: &Bins, root: &Path, steps: &[Step<'_>]) -> String {
         .replace(&exe.display().to_string(), "$BIN")
 }
 
+/// Runs `steps` on two fresh trees from `spec`, once acting directly and
+/// once through a daemon serving the tree, and checks both against the golden.
+fn both(name: &str, spec: &hostdev_testkit::TreeSpec, steps: &[Step<'_>]) {
+    let mut bins = Bins::new();
+    let t = tree(spec);
+    let direct = transcript(&bins, t.path(), steps);
+    check(name, &direct);
+    let t = tree(spec);
+    let d = Daemon::start(t.path(), Daemon::QUIET);
+    bins.socket = Some(d.socket.clone());
+    let through = transcript(&bins, t.path(), steps);
+    // The commands really went through it.
+    let (_, metrics) = common::http_get(&d.socket, "/metrics");
+    assert!(
+        metrics.contains("hostdev_request_duration_seconds_count"),
+        "{name}: the daemon served no request:\n{metrics}"
+    );
+    drop(d);
+    assert_eq!(
+        through, direct,
+        "{name}: the transcript through the daemon differs from the direct one"
+    );
+}
+
 fn check(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
@@ -64,8 +88,6 @@ fn check(name: &str, actual: &str) {
 
 #[test]
 fn mdevctl_inventory() {
-    let bins = Bins::new();
-    let t = tree(&hostdev_testkit::fixed());
     let mut steps = Vec::new();
     for f in [
         &["list"][..],
@@ -102,13 +124,11 @@ fn mdevctl_inventory() {
         "lsmdev",
         &["--dumpjson", "-u", "b1a3c7a4-9b8e-4f0e-8d52-0c6e4c0d2a01"],
     ));
-    check("mdevctl-inventory", &transcript(&bins, t.path(), &steps));
+    both("mdevctl-inventory", &hostdev_testkit::fixed(), &steps);
 }
 
 #[test]
 fn mdevctl_definitions() {
-    let bins = Bins::new();
-    let t = tree(&hostdev_testkit::fixed());
     let u = "11111111-2222-4333-8444-555555555501";
     let libvirt_json = r#"{"mdev_type":"mtty-2","start":"manual","attrs":[{"foo":"1"}]}"#;
     let mut steps = vec![
@@ -265,13 +285,11 @@ fn mdevctl_definitions() {
         stdin: Some(r#"{"mdev_type":"mtty-2","start":"manual","attrs":[{"n":7}]}"#),
     });
     steps.push(step("mdevctl", &["list", "-d", "-v"]));
-    check("mdevctl-definitions", &transcript(&bins, t.path(), &steps));
+    both("mdevctl-definitions", &hostdev_testkit::fixed(), &steps);
 }
 
 #[test]
 fn hostile_input() {
-    let bins = Bins::new();
-    let t = tree(&hostdev_testkit::fixed());
     let u = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001";
     let steps = vec![
         step(
@@ -300,13 +318,11 @@ fn hostile_input() {
             &["mdev", "start", "-p", "mtty", "-t", "mtty-1\n"],
         ),
     ];
-    check("hostile-input", &transcript(&bins, t.path(), &steps));
+    both("hostile-input", &hostdev_testkit::fixed(), &steps);
 }
 
 #[test]
 fn native_cli() {
-    let bins = Bins::new();
-    let t = tree(&hostdev_testkit::fixed());
     let steps = vec![
         step("hostdevctl", &["mdev", "list"]),
         step("hostdevctl", &["mdev", "list", "--defined"]),
@@ -333,5 +349,5 @@ fn native_cli() {
         step("hostdevctl", &["mdevctl", "list", "-d", "-p", "mdpy"]),
         step("hostdevctl", &["udev-rule"]),
     ];
-    check("native-cli", &transcript(&bins, t.path(), &steps));
+    both("native-cli", &hostdev_testkit::fixed(), &steps);
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Listen for kernel device events (off: resync only).
     pub uevents: bool,
+    /// Restore every auto-start definition when the daemon starts.
+    pub restore_on_start: bool,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             request_timeout_secs: 10,
             max_connections: 256,
             uevents: true,
+            restore_on_start: true,
         }
     }
 }

@@ -90,7 +90,8 @@ pub async fn watch(
 ) {
     let mut stopping = s.stopping.subscribe();
     let mut prev: Option<Arc<Snapshot>> = None;
-    cycle(&s, &mut prev, "start", true).await;
+    let at_start = s.config.restore_on_start;
+    cycle(&s, &mut prev, "start", at_start).await;
     let mut tick = tokio::time::interval(s.config.resync());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;

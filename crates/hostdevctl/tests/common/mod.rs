@@ -9,6 +9,8 @@ use std::process::{Command, Output, Stdio};
 /// A temp dir holding `bin/{hostdevctl,mdevctl,lsmdev}` links to the built binary.
 pub struct Bins {
     pub dir: tempfile::TempDir,
+    /// The daemon's socket the commands are pointed at; `None`: act directly.
+    pub socket: Option<PathBuf>,
 }
 
 impl Bins {
@@ -19,7 +21,7 @@ impl Bins {
         for n in ["hostdevctl", "mdevctl", "lsmdev"] {
             symlink(&exe, dir.path().join("bin").join(n)).expect("symlink");
         }
-        Bins { dir }
+        Bins { dir, socket: None }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -33,6 +35,10 @@ impl Bins {
             .env("HOSTDEV_ROOT", root)
             .env_remove("MDEVCTL_ENV_ROOT")
             .env("HOSTDEV_READY_TIMEOUT_MS", "200");
+        match &self.socket {
+            Some(s) => cmd.env("HOSTDEV_SOCKET", s),
+            None => cmd.env("HOSTDEV_SOCKET", ""),
+        };
         run_with_stdin(cmd, stdin)
     }
 }
@@ -77,5 +83,91 @@ pub fn show(o: &Output) -> String {
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A binary of another package of the workspace, built beside ours
+/// (`cargo test --workspace` builds it; a narrower run builds it here).
+pub fn sibling_binary(package: &str, name: &str) -> PathBuf {
+    let ours = PathBuf::from(env!("CARGO_BIN_EXE_hostdevctl"));
+    let exe = ours.with_file_name(name);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let ok = Command::new(cargo)
+        .args(["build", "-q", "-p", package, "--bin", name])
+        .status()
+        .map(|s| s.success());
+    assert_eq!(ok.ok(), Some(true), "cannot build {name}");
+    exe
+}
+
+/// A hostdevd serving `root` on `root/run/hostdevd.sock` (no restore at
+/// start, no kernel events, no resync during the test); stopped with SIGTERM.
+pub struct Daemon {
+    pub socket: PathBuf,
+    child: std::process::Child,
+    _config: tempfile::TempDir,
+}
+
+impl Daemon {
+    pub fn start(root: &Path, config: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("hostdevd.toml");
+        std::fs::write(&cfg, config).expect("config");
+        let socket = root.join("run/hostdevd.sock");
+        let child = Command::new(sibling_binary("hostdevd", "hostdevd"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--socket")
+            .arg(&socket)
+            .env("HOSTDEV_ROOT", root)
+            .env("HOSTDEV_READY_TIMEOUT_MS", "200")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hostdevd");
+        let t0 = std::time::Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(10),
+                "hostdevd did not start serving"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Daemon {
+            socket,
+            child,
+            _config: dir,
+        }
+    }
+
+    /// The quiet configuration of golden runs.
+    pub const QUIET: &'static str =
+        "restore_on_start = false\nuevents = false\nresync_interval_secs = 3600\ngroup = \"root\"\n";
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` on a daemon's socket: status line and body.
+pub fn http_get(socket: &Path, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
     )
 }
