@@ -167,6 +167,13 @@ fn tiers() -> Vec<Tier> {
     if !peer {
         sim_missing.push("Debian's mdevctl and root for a private mount namespace");
     }
+    let mut daemon_missing = Vec::new();
+    if !fuse {
+        daemon_missing.push("FUSE (/dev/fuse and fusermount3 from fuse3)");
+    }
+    if !(root && have_command("setpriv", "--version") && have_command("curl", "--version")) {
+        daemon_missing.push("root, setpriv (util-linux) and curl to act as other users");
+    }
     vec![
         Tier {
             name: "differential (Debian's mdevctl in a private mount namespace)",
@@ -181,6 +188,11 @@ fn tiers() -> Vec<Tier> {
             name: "simulated lab (FUSE, with Debian's mdevctl as the peer)",
             tests: &["sim"],
             missing: sim_missing,
+        },
+        Tier {
+            name: "daemon (hostdevd on the simulated lab; peers as other users)",
+            tests: &["daemon"],
+            missing: daemon_missing,
         },
     ]
 }

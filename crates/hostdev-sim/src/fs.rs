@@ -175,7 +175,10 @@ impl Filesystem for SimFs {
         let path = self.path(ino).unwrap_or_default();
         match lock(&self.kernel).node(&path) {
             Some(Node::Link(t)) => reply.data(t.as_bytes()),
-            _ => reply.error(Errno::EINVAL),
+            // Removed since it was looked up: gone, as sysfs says (a listing
+            // racing a stop must see ENOENT, not a malformed link).
+            None => reply.error(Errno::ENOENT),
+            Some(_) => reply.error(Errno::EINVAL),
         }
     }
 

@@ -4,7 +4,8 @@
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A temp dir holding `bin/{hostdevctl,mdevctl,lsmdev}` links to the built binary.
 pub struct Bins {
@@ -170,4 +171,123 @@ pub fn http_get(socket: &Path, path: &str) -> (String, String) {
         head.lines().next().unwrap_or("").to_string(),
         body.to_string(),
     )
+}
+
+/// A running simulated lab (`hostdev-sim run`) on a temp root; unmounted on drop.
+pub struct Sim {
+    root: tempfile::TempDir,
+    child: Child,
+}
+
+pub fn sim_binary() -> PathBuf {
+    let ours = PathBuf::from(env!("CARGO_BIN_EXE_hostdevctl"));
+    let sim = ours.with_file_name("hostdev-sim");
+    // `cargo test --workspace` builds it; a narrower run must not use a stale one.
+    let newest_source = ["src", "profiles"]
+        .iter()
+        .flat_map(|d| {
+            std::fs::read_dir(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../hostdev-sim")
+                    .join(d),
+            )
+            .into_iter()
+            .flatten()
+        })
+        .flatten()
+        .filter_map(|e| e.metadata().ok()?.modified().ok())
+        .max();
+    let built = std::fs::metadata(&sim).and_then(|m| m.modified()).ok();
+    match (built, newest_source) {
+        (Some(b), Some(s)) if b >= s => sim,
+        (Some(_), None) => sim,
+        _ => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let ok = Command::new(cargo)
+                .args(["build", "-q", "-p", "hostdev-sim"])
+                .status()
+                .map(|s| s.success());
+            assert_eq!(
+                ok.ok(),
+                Some(true),
+                "{} is missing or stale and cannot be built",
+                sim.display()
+            );
+            sim
+        }
+    }
+}
+
+/// Fails the test when FUSE is not usable (see `common::require_peer`).
+pub fn require_fuse(test: &str) {
+    let ok = Path::new("/dev/fuse").exists()
+        && Command::new("fusermount3")
+            .arg("-V")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+    assert!(ok, "{test}: FUSE is not usable here (install fuse3)");
+}
+
+impl Sim {
+    pub fn start(profile: &str) -> Sim {
+        let root = tempfile::tempdir().expect("tempdir");
+        let child = Command::new(sim_binary())
+            .args(["run", "--root"])
+            .arg(root.path())
+            .args(["--profile", profile])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn hostdev-sim");
+        let t0 = Instant::now();
+        while !root.path().join("run/hostdev-sim.pid").exists()
+            || !root.path().join("sys/class").exists()
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "hostdev-sim did not mount"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Sim { root, child }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn read(&self, p: &str) -> String {
+        std::fs::read_to_string(self.path().join("sys").join(p))
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .trim()
+            .to_string()
+    }
+
+    pub fn avail(&self, parent: &str, t: &str) -> u32 {
+        self.read(&format!(
+            "class/mdev_bus/{parent}/mdev_supported_types/{t}/available_instances"
+        ))
+        .parse()
+        .expect("number")
+    }
+
+    pub fn reboot(&self) {
+        let o = Command::new(sim_binary())
+            .args(["reboot", "--root"])
+            .arg(self.path())
+            .output()
+            .expect("reboot");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let _ = self.child.wait();
+    }
 }

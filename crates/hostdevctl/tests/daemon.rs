@@ -1,0 +1,451 @@
+//! hostdevd on the simulated lab and with real unprivileged peers: late
+//! parents and PFs restored by resync, drift reported, each peer's rights,
+//! 64 concurrent clients, and kill -9 in the middle of a restore.
+//! Needs FUSE, root and setpriv(1): every test is `#[ignore]`d with its reason
+//! and run by `cargo xtask test` where it can.
+#![allow(clippy::expect_used)] // tests: a failed expectation is the report
+
+mod common;
+
+use common::{http_get, require_fuse, show, Bins, Daemon, Sim};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn ok(bins: &Bins, root: &Path, name: &str, args: &[&str]) -> String {
+    let o = bins.run(root, name, args, None);
+    assert!(o.status.success(), "{name} {args:?}: {}", show(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Polls `f` for up to `secs` seconds.
+fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "not within {secs} s: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn mdevs(root: &Path) -> usize {
+    std::fs::read_dir(root.join("sys/bus/mdev/devices"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+const RESYNC: &str = "uevents = false\nresync_interval_secs = 1\ngroup = \"root\"\n";
+
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn a_late_parent_is_restored_by_resync_and_a_removed_device_is_drift() {
+    require_fuse("daemon late parent");
+    let bins = Bins::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("late.toml");
+    std::fs::write(
+        &profile,
+        "description = \"late\"\n[[parent]]\nname = \"mtty\"\n[[parent.type]]\nid = \"mtty-1\"\nmax = 8\n\
+         [[parent]]\nname = \"0000:3b:00.0\"\nappear_after_ms = 2500\n[[parent.type]]\nid = \"nvidia-230\"\nmax = 4\n",
+    )
+    .expect("write");
+    let sim = Sim::start(profile.to_str().expect("utf8"));
+    let r = sim.path();
+    for (i, p, t) in [
+        (1, "mtty", "mtty-1"),
+        (2, "mtty", "mtty-1"),
+        (3, "0000:3b:00.0", "nvidia-230"),
+        (4, "0000:3b:00.0", "nvidia-230"),
+    ] {
+        let u = format!("11111111-2222-4333-8444-55555555550{i}");
+        ok(
+            &bins,
+            r,
+            "mdevctl",
+            &["define", "-u", &u, "-p", p, "-t", t, "--auto"],
+        );
+    }
+    // Boot: the daemon starts with the host; the second parent comes late.
+    sim.reboot();
+    assert_eq!(mdevs(r), 0);
+    let d = Daemon::start(r, RESYNC);
+    eventually(5, "mtty's devices restored at start", || mdevs(r) == 2);
+    eventually(10, "the late parent's devices restored by resync", || {
+        mdevs(r) == 4
+    });
+    let events = read_events(&d.socket, 4);
+    assert!(
+        events.iter().any(|e| e["type"] == "restored"
+            && e["trigger"] == "start"
+            && e["report"]["rows"].as_array().map(Vec::len) == Some(2)),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["type"] == "restored"
+            && e["trigger"] == "resync"
+            && e["report"]["rows"][0]["parent"] == "0000:3b:00.0"),
+        "{events:?}"
+    );
+    // Removed behind hostdev's back: drift, reported and counted, not repaired.
+    std::fs::write(
+        r.join("sys/bus/mdev/devices/11111111-2222-4333-8444-555555555501/remove"),
+        "1",
+    )
+    .expect("remove");
+    eventually(5, "drift reported", || {
+        read_events(&d.socket, 0).iter().any(|e| {
+            e["type"] == "drift"
+                && e["drift"] == "auto_not_running"
+                && e["device"]["id"] == "11111111-2222-4333-8444-555555555501"
+        })
+    });
+    let (_, metrics) = http_get(&d.socket, "/metrics");
+    assert!(
+        metrics.contains("hostdev_drift{kind=\"mdev\",drift=\"auto_not_running\"} 1"),
+        "{metrics}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(mdevs(r), 3, "drift is repaired only when configured");
+    // A running device nobody defined is drift too.
+    let out = ok(
+        &bins,
+        r,
+        "mdevctl",
+        &["start", "-p", "mtty", "-t", "mtty-1"],
+    );
+    let transient = out.trim().to_string();
+    eventually(5, "undefined device reported", || {
+        read_events(&d.socket, 0).iter().any(|e| {
+            e["type"] == "drift"
+                && e["drift"] == "undefined"
+                && e["device"]["id"] == transient.as_str()
+        })
+    });
+}
+
+/// The kept events, read from `since=0` until `min` arrived or 2 s passed.
+fn read_events(socket: &Path, min: usize) -> Vec<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut buf = Vec::new();
+    let t0 = Instant::now();
+    let mut chunk = [0u8; 65536];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => {}
+        }
+        let n = String::from_utf8_lossy(&buf).matches("\"seq\"").count();
+        if (n >= min && min > 0) || t0.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.starts_with('{')
+                .then(|| serde_json::from_str(l).ok())
+                .flatten()
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn a_late_pf_is_restored_by_resync_with_its_vf_count_and_types() {
+    require_fuse("daemon late pf");
+    let bins = Bins::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("sriov.toml");
+    let builtin = include_str!("../../hostdev-sim/profiles/nvidia-sriov.toml");
+    std::fs::write(
+        &profile,
+        builtin.replace("appear_after_ms = 0", "appear_after_ms = 2500"),
+    )
+    .expect("write");
+    let sim = Sim::start(profile.to_str().expect("utf8"));
+    let r = sim.path();
+    let b = "0000:c1:00.0";
+    eventually(5, "the late PF appears", || {
+        r.join(format!("sys/bus/pci/devices/{b}/sriov_totalvfs"))
+            .exists()
+    });
+    ok(
+        &bins,
+        r,
+        "hostdevctl",
+        &["vgpu", "enable", "--pf", b, "--numvfs", "2", "--auto"],
+    );
+    let vfs = ["0000:c1:00.4", "0000:c1:00.5"];
+    eventually(10, "VFs ready", || {
+        vfs.iter().all(|v| {
+            r.join(format!("sys/bus/pci/devices/{v}/nvidia/current_vgpu_type"))
+                .exists()
+        })
+    });
+    for vf in vfs {
+        ok(
+            &bins,
+            r,
+            "hostdevctl",
+            &["vgpu", "define", "--vf", vf, "--type", "1428", "--auto"],
+        );
+    }
+    sim.reboot();
+    let d = Daemon::start(r, RESYNC);
+    eventually(20, "the late PF's VFs and types restored", || {
+        vfs.iter().all(|v| {
+            std::fs::read_to_string(
+                r.join(format!("sys/bus/pci/devices/{v}/nvidia/current_vgpu_type")),
+            )
+            .is_ok_and(|t| t.trim() == "1428")
+        })
+    });
+    let events = read_events(&d.socket, 1);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "restored" && e["report"]["rows"][0]["kind"] == "vgpu"),
+        "{events:?}"
+    );
+    let (_, metrics) = http_get(&d.socket, "/metrics");
+    assert!(
+        metrics.contains("hostdev_restore_outcomes_total{kind=\"vgpu\",outcome=\"started\"} 2"),
+        "{metrics}"
+    );
+}
+
+/// `curl` on the socket as another user: (exit status, HTTP status, body).
+fn curl_as(user: Option<(u32, u32, &[u32])>, socket: &Path, args: &[&str]) -> (i32, String) {
+    let mut c = match user {
+        Some((uid, gid, groups)) => {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"));
+            if groups.is_empty() {
+                c.arg("--clear-groups");
+            } else {
+                let g: Vec<String> = groups.iter().map(u32::to_string).collect();
+                c.arg(format!("--groups={}", g.join(",")));
+            }
+            c.arg("curl");
+            c
+        }
+        None => Command::new("curl"),
+    };
+    c.args(["-s", "-w", "\n%{http_code}", "--unix-socket"])
+        .arg(socket)
+        .args(args);
+    let o = c.output().expect("curl");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+fn users_gid() -> u32 {
+    let g = std::fs::read_to_string("/etc/group").expect("/etc/group");
+    g.lines()
+        .find_map(|l| l.strip_prefix("users:x:"))
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the group 'users' exists on Debian")
+}
+
+#[test]
+#[ignore = "needs root, setpriv and curl to act as other users; run by `cargo xtask test`"]
+fn each_peer_gets_exactly_its_rights() {
+    assert!(
+        rustix::process::getuid().is_root()
+            && Command::new("setpriv").arg("--version").output().is_ok()
+            && Command::new("curl").arg("--version").output().is_ok(),
+        "needs root, setpriv and curl"
+    );
+    let t = common::tree(&hostdev_testkit::fixed());
+    let d = Daemon::start(
+        t.path(),
+        "restore_on_start = false\nuevents = false\nresync_interval_secs = 3600\ngroup = \"users\"\n",
+    );
+    // The socket's directory must be reachable by others for this test.
+    let _ = std::fs::set_permissions(
+        t.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    );
+    let _ = std::fs::set_permissions(
+        t.path().join("run"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    );
+    let users = users_gid();
+    let define = [
+        "-XPOST",
+        "-d",
+        r#"{"uuid":"11111111-2222-4333-8444-555555555509","parent":"mtty","mdev_type":"mtty-1"}"#,
+        "http://x/v1/mdev/define",
+    ];
+    // Root: everything.
+    let (_, out) = curl_as(None, &d.socket, &["http://x/v1/devices"]);
+    assert!(out.ends_with("\n200"), "{out}");
+    let (_, out) = curl_as(None, &d.socket, &define);
+    assert!(out.ends_with("\n200"), "{out}");
+    // A member of the group, by primary or supplementary group: reads only.
+    for member in [(65534, users, &[][..]), (65534, 65534, &[users][..])] {
+        for path in [
+            "http://x/v1/devices",
+            "http://x/metrics",
+            "http://x/v1/mdev/types",
+        ] {
+            let (_, out) = curl_as(Some(member), &d.socket, &[path]);
+            assert!(out.ends_with("\n200"), "{member:?} {path}: {out}");
+        }
+        let (_, out) = curl_as(Some(member), &d.socket, &define);
+        assert!(
+            out.ends_with("\n403") && out.contains("only root may change devices"),
+            "{member:?}: {out}"
+        );
+    }
+    // A stranger: the socket's mode keeps it out…
+    let stranger = (65534, 65534, &[][..]);
+    let (rc, out) = curl_as(Some(stranger), &d.socket, &["http://x/v1/devices"]);
+    assert_eq!(rc, 7, "connecting must fail: {out}");
+    // …and if the mode is loosened, the daemon itself refuses with a sentence.
+    std::fs::set_permissions(
+        &d.socket,
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .expect("chmod");
+    let (_, out) = curl_as(Some(stranger), &d.socket, &["http://x/v1/devices"]);
+    assert!(
+        out.ends_with("\n403") && out.contains("members of the group 'users'"),
+        "{out}"
+    );
+    let (_, out) = curl_as(Some(stranger), &d.socket, &["http://x/v1/events"]);
+    assert!(out.ends_with("\n403"), "{out}");
+    // A member's CLI goes through the daemon and sees what root sees.
+    let bin = common::sibling_binary("hostdevctl", "hostdevctl");
+    let o = Command::new("setpriv")
+        .arg("--reuid=65534")
+        .arg(format!("--regid={users}"))
+        .arg("--clear-groups")
+        .arg(&bin)
+        .args(["mdev", "list", "--defined"])
+        .env("HOSTDEV_ROOT", "/nonexistent")
+        .env("HOSTDEV_SOCKET", &d.socket)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("11111111-2222-4333-8444-555555555509"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn sixty_four_clients_at_once_lose_nothing() {
+    require_fuse("daemon 64 clients");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("wide.toml");
+    std::fs::write(
+        &profile,
+        "description = \"wide\"\n[[parent]]\nname = \"mtty\"\n[[parent.type]]\nid = \"mtty-1\"\nmax = 64\n",
+    )
+    .expect("write");
+    let sim = Sim::start(profile.to_str().expect("utf8"));
+    let r = sim.path().to_path_buf();
+    let d = Daemon::start(&r, common::Daemon::QUIET);
+    let mut bins = Bins::new();
+    bins.socket = Some(d.socket.clone());
+    let bins = std::sync::Arc::new(bins);
+    let threads: Vec<_> = (0..64)
+        .map(|i| {
+            let (bins, r) = (bins.clone(), r.clone());
+            std::thread::spawn(move || {
+                let u = format!("11111111-2222-4333-8444-{:012}", i + 1);
+                let run = |args: &[&str]| {
+                    let o = bins.run(&r, "mdevctl", args, None);
+                    assert!(o.status.success(), "client {i} {args:?}: {}", show(&o));
+                };
+                run(&["define", "-u", &u, "-p", "mtty", "-t", "mtty-1"]);
+                run(&["list", "-d"]);
+                run(&["start", "-u", &u]);
+                run(&["list"]);
+                if i % 2 == 0 {
+                    run(&["stop", "-u", &u]);
+                    run(&["undefine", "-u", &u]);
+                }
+                run(&["types", "-p", "mtty"]);
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client");
+    }
+    // Exactly the odd clients' devices: defined and running, nothing half-made.
+    let defs = ok(&bins, &r, "mdevctl", &["list", "-d"]);
+    let running = ok(&bins, &r, "mdevctl", &["list"]);
+    for i in 0..64 {
+        let u = format!("11111111-2222-4333-8444-{:012}", i + 1);
+        assert_eq!(defs.contains(&u), i % 2 == 1, "definition of client {i}");
+        assert_eq!(running.contains(&u), i % 2 == 1, "device of client {i}");
+    }
+    assert_eq!(mdevs(&r), 32);
+}
+
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn kill_9_during_a_restore_then_a_restart_converges() {
+    require_fuse("daemon kill -9");
+    let bins = Bins::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("slow.toml");
+    std::fs::write(
+        &profile,
+        "description = \"slow\"\n[[parent]]\nname = \"mtty\"\ncreate_latency_ms = 60\n[[parent.type]]\nid = \"mtty-1\"\nmax = 32\n",
+    )
+    .expect("write");
+    let sim = Sim::start(profile.to_str().expect("utf8"));
+    let r = sim.path();
+    for i in 0..20 {
+        let u = format!("11111111-2222-4333-8444-{:012}", i + 1);
+        ok(
+            &bins,
+            r,
+            "mdevctl",
+            &["define", "-u", &u, "-p", "mtty", "-t", "mtty-1", "--auto"],
+        );
+    }
+    let bin = common::sibling_binary("hostdevd", "hostdevd");
+    let cfg = dir.path().join("d.toml");
+    std::fs::write(&cfg, RESYNC).expect("config");
+    let mut first = Command::new(&bin)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--socket")
+        .arg(r.join("run/hostdevd.sock"))
+        .env("HOSTDEV_ROOT", r)
+        .spawn()
+        .expect("hostdevd");
+    eventually(10, "the restore under way", || mdevs(r) >= 3);
+    first.kill().expect("kill -9");
+    let _ = first.wait();
+    let partial = mdevs(r);
+    assert!(partial < 20, "killed too late to test anything ({partial})");
+    // The stale socket is replaced; the restart restores the rest.
+    let d = Daemon::start(r, RESYNC);
+    eventually(15, "all 20 restored after the restart", || mdevs(r) == 20);
+    let list = ok(&bins, r, "mdevctl", &["list"]);
+    assert_eq!(list.matches("(defined)").count(), 20, "{list}");
+    drop(d);
+}
