@@ -13,7 +13,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 # An explicit --target keeps the flags off build scripts and proc-macros.
 TRIPLE=$(rustc -vV | sed -n "s/^host: //p")
 cargo build -q --release --bins --target "$TRIPLE"
-for t in vdpa_wire mdev_config; do
+for t in vdpa_wire mdev_config daemon_request; do
   mkdir -p "corpus/$t"
   echo "fuzz: $t for ${SECS}s"
   "$CARGO_TARGET_DIR/$TRIPLE/release/$t" -max_total_time="$SECS" -print_final_stats=1 \

@@ -78,27 +78,10 @@ impl Daemon {
             let path = path.to_path_buf();
             move |source| RemoteError::Io { path, source }
         };
-        let (target, body) = match O::METHOD {
-            Method::Get => {
-                let q = query_string(op).map_err(|detail| RemoteError::Protocol {
-                    path: self.path.clone(),
-                    detail,
-                })?;
-                let t = if q.is_empty() {
-                    O::PATH.to_string()
-                } else {
-                    format!("{}?{q}", O::PATH)
-                };
-                (t, None)
-            }
-            Method::Post => (
-                O::PATH.to_string(),
-                Some(serde_json::to_vec(op).map_err(|e| RemoteError::Protocol {
-                    path: self.path.clone(),
-                    detail: e.to_string(),
-                })?),
-            ),
-        };
+        let (target, body) = request_parts(op).map_err(|detail| RemoteError::Protocol {
+            path: self.path.clone(),
+            detail,
+        })?;
         let method = match O::METHOD {
             Method::Get => "GET",
             Method::Post => "POST",
@@ -138,6 +121,42 @@ impl Daemon {
                 ),
             });
             Err(RemoteError::Api { status, body })
+        }
+    }
+}
+
+/// An operation's request target (path and query string) and JSON body.
+pub fn request_parts<O: Op>(op: &O) -> Result<(String, Option<Vec<u8>>), String> {
+    Ok(match O::METHOD {
+        Method::Get => {
+            let q = query_string(op)?;
+            let t = if q.is_empty() {
+                O::PATH.to_string()
+            } else {
+                format!("{}?{q}", O::PATH)
+            };
+            (t, None)
+        }
+        Method::Post => (
+            O::PATH.to_string(),
+            Some(serde_json::to_vec(op).map_err(|e| e.to_string())?),
+        ),
+    })
+}
+
+/// Decodes an operation as the daemon receives it: from the query string
+/// (GET) or the JSON body (POST; an empty body is `{}`). The error is the
+/// decoder's sentence.
+pub fn decode_request<O: Op>(query: Option<&str>, body: &[u8]) -> Result<O, String> {
+    match O::METHOD {
+        Method::Get => serde_urlencoded::from_str(query.unwrap_or("")).map_err(|e| e.to_string()),
+        Method::Post => {
+            let body = if body.iter().all(u8::is_ascii_whitespace) {
+                &b"{}"[..]
+            } else {
+                body
+            };
+            serde_json::from_slice(body).map_err(|e| e.to_string())
         }
     }
 }
@@ -246,6 +265,31 @@ mod tests {
         assert!(parse_response(b"HTTP/1.1 200").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nab").is_err());
         assert!(parse_response(b"junk\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn requests_round_trip_through_their_wire_form() {
+        fn rt<O: Op + PartialEq + std::fmt::Debug>(op: O) {
+            let (target, body) = request_parts(&op).unwrap();
+            let query = target.split_once('?').map(|(_, q)| q);
+            let back: O = decode_request(query, body.as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(back, op);
+        }
+        rt(hostdev_api::ListQuery {
+            defined: true,
+            uuid: Some("83b8f4f2-509f-382f-3c1e-e6bfe0fa1001".parse().unwrap()),
+            parent: Some("a b&c=/%".into()),
+        });
+        rt(hostdev_api::TypesQuery { parent: None });
+        rt(hostdev_api::InventoryQuery {});
+        rt(hostdev_api::RestoreRequest { wait_secs: 3 });
+        rt(hostdev_api::StopRequest {
+            uuid: "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001".parse().unwrap(),
+        });
+        assert!(decode_request::<hostdev_api::ListQuery>(Some("bogus=1"), b"").is_err());
+        assert!(decode_request::<hostdev_api::ListQuery>(Some("uuid=../../etc"), b"").is_err());
+        assert!(decode_request::<hostdev_api::StopRequest>(None, b"{").is_err());
+        assert!(decode_request::<hostdev_api::StopRequest>(None, b" ").is_err());
     }
 
     #[test]

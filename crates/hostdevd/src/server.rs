@@ -112,26 +112,13 @@ async fn read_body(s: &Shared, body: Body) -> Result<Bytes, ApiError> {
 
 /// Decodes an operation from the query string (GET) or JSON body (POST).
 pub fn decode<O: Op>(query: Option<&str>, body: &[u8]) -> Result<O, ApiError> {
-    let bad = |e: String| {
+    hostdev_core::remote::decode_request(query, body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "request.invalid",
             format!("the request for {} is not valid: {e}", O::PATH),
         )
-    };
-    match O::METHOD {
-        Method::Get => {
-            serde_urlencoded::from_str(query.unwrap_or("")).map_err(|e| bad(e.to_string()))
-        }
-        Method::Post => {
-            let body = if body.iter().all(u8::is_ascii_whitespace) {
-                &b"{}"[..]
-            } else {
-                body
-            };
-            serde_json::from_slice(body).map_err(|e| bad(e.to_string()))
-        }
-    }
+    })
 }
 
 async fn op<O>(
