@@ -1,0 +1,266 @@
+//! hostdevd's API against hostile and careless clients, on a plain tree (no
+//! kernel needed): malformed JSON, unknown fields, oversized bodies, slow and
+//! vanished clients, many at once — each gets a 4xx with a sentence or is
+//! timed out, and the daemon keeps serving. Also: the configuration refuses
+//! unknown keys by name, and docs/openapi.json is not stale.
+#![allow(clippy::expect_used)] // tests: a failed expectation is the report
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    _root: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(extra: &str) -> Daemon {
+        let root = tempfile::tempdir().expect("tempdir");
+        hostdev_testkit::write_tree(root.path(), &hostdev_testkit::fixed()).expect("tree");
+        let cfg = root.path().join("hostdevd.toml");
+        std::fs::write(
+            &cfg,
+            format!("uevents = false\nrestore_on_start = false\ngroup = \"root\"\nrequest_timeout_secs = 1\nmax_body_bytes = 65536\n{extra}"),
+        )
+        .expect("config");
+        let socket = root.path().join("run/hostdevd.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_hostdevd"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--socket")
+            .arg(&socket)
+            .env("HOSTDEV_ROOT", root.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let t0 = Instant::now();
+        while UnixStream::connect(&socket).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "not serving");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Daemon {
+            child,
+            socket,
+            _root: root,
+        }
+    }
+
+    /// One raw request: (status code, body).
+    fn raw(&self, req: &[u8]) -> (u16, String) {
+        let mut s = UnixStream::connect(&self.socket).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(req).expect("send");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let status = out
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        (status, body.to_string())
+    }
+
+    fn post(&self, path: &str, body: &[u8]) -> (u16, String) {
+        let mut r = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        self.raw(&r)
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        self.raw(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sentence(body: &str) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (
+        v["code"].as_str().expect("code").to_string(),
+        v["message"].as_str().expect("message").to_string(),
+    )
+}
+
+#[test]
+fn bad_requests_get_a_4xx_with_a_sentence_and_the_daemon_keeps_serving() {
+    let d = Daemon::start("");
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("/v1/mdev/define", b"{".to_vec(), 400, "request.invalid"),
+        ("/v1/mdev/define", b"[1,2]".to_vec(), 400, "request.invalid"),
+        (
+            "/v1/mdev/define",
+            br#"{"parnet":"mtty"}"#.to_vec(),
+            400,
+            "request.invalid",
+        ),
+        (
+            "/v1/mdev/stop",
+            br#"{"uuid":"../../etc/passwd"}"#.to_vec(),
+            400,
+            "request.invalid",
+        ),
+        (
+            "/v1/mdev/define",
+            br#"{"parent":"../..","mdev_type":"x"}"#.to_vec(),
+            400,
+            "request.invalid",
+        ),
+        ("/v1/mdev/stop", vec![0xff, 0xfe], 400, "request.invalid"),
+        (
+            "/v1/mdev/define",
+            vec![b' '; 70_000],
+            413,
+            "request.too_large",
+        ),
+        ("/v1/nosuch", b"{}".to_vec(), 404, "request.no_route"),
+        ("/v1/devices", b"{}".to_vec(), 405, "request.method"),
+    ];
+    for (path, body, status, code) in cases {
+        let (s, b) = d.post(path, &body);
+        assert_eq!(s, status, "{path}: {b}");
+        let (c, m) = sentence(&b);
+        assert_eq!(c, code, "{path}: {m}");
+        assert!(m.len() > 20 && !m.contains('\n'), "a sentence: {m}");
+    }
+    let (s, b) = d.get("/v1/mdev/devices?defined=maybe");
+    assert_eq!(s, 400, "{b}");
+    let (s, b) = d.get("/v1/mdev/devices?uuid=..%2F..%2Fetc");
+    assert_eq!(s, 400, "{b}");
+    // A failed operation: 422 with the core's code.
+    let (s, b) = d.post(
+        "/v1/mdev/stop",
+        br#"{"uuid":"11111111-2222-4333-8444-555555555599"}"#,
+    );
+    assert_eq!(s, 422, "{b}");
+    assert!(sentence(&b).0.starts_with("mdev."), "{b}");
+    // Still serving.
+    let (s, b) = d.get("/v1/mdev/devices?defined=true");
+    assert_eq!(s, 200, "{b}");
+}
+
+#[test]
+fn slow_vanished_and_many_clients_do_not_stop_the_daemon() {
+    let d = Daemon::start("max_connections = 16\n");
+    // Slow: headers never finished — the daemon closes within its timeout.
+    let mut slow = UnixStream::connect(&d.socket).expect("connect");
+    slow.write_all(b"GET /v1/devices HTTP/1.1\r\nHost:")
+        .expect("send");
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let t0 = Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "slow client not timed out"
+    );
+    // Slow body: announced but never sent.
+    let (s, b) = d.raw(b"POST /v1/mdev/stop HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100\r\n\r\n{");
+    assert!(s == 408 || s == 0, "{s} {b}");
+    // Vanished: connect, half a request, gone.
+    for _ in 0..20 {
+        let mut v = UnixStream::connect(&d.socket).expect("connect");
+        let _ = v.write_all(b"POST /v1/mdev/define HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"uu");
+    }
+    // 64 at once, more than max_connections: all answered.
+    let sock = d.socket.clone();
+    let threads: Vec<_> = (0..64)
+        .map(|_| {
+            let sock = sock.clone();
+            std::thread::spawn(move || {
+                let mut s = UnixStream::connect(&sock).expect("connect");
+                s.set_read_timeout(Some(Duration::from_secs(30)))
+                    .expect("t");
+                s.write_all(b"GET /v1/mdev/types HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .expect("send");
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                out.starts_with("HTTP/1.1 200")
+            })
+        })
+        .collect();
+    let ok = threads
+        .into_iter()
+        .map(|t| t.join().expect("join"))
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(ok, 64);
+    let (s, _) = d.get("/v1/devices");
+    assert_eq!(s, 200);
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_removes_the_socket() {
+    let mut d = Daemon::start("");
+    let pid = rustix::process::Pid::from_raw(d.child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("term");
+    let st = d.child.wait().expect("wait");
+    assert!(st.success(), "{st:?}");
+    assert!(!d.socket.exists());
+}
+
+#[test]
+fn a_second_daemon_on_the_same_socket_is_refused() {
+    let d = Daemon::start("");
+    let o = Command::new(env!("CARGO_BIN_EXE_hostdevd"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .env("HOSTDEV_ROOT", "/nonexistent")
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("another hostdevd already answers"), "{err}");
+}
+
+#[test]
+fn unknown_configuration_keys_are_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "resync_interval = 5\n").expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_hostdevd"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--check-config")
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unknown field `resync_interval`") && err.contains("c.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_checked_in_api_document_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    let now = serde_json::to_string_pretty(&hostdevd::openapi::document()).expect("json") + "\n";
+    if std::env::var("HOSTDEV_REGEN").as_deref() == Ok("1") {
+        std::fs::write(&path, &now).expect("write");
+    }
+    let kept = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        kept == now,
+        "docs/openapi.json is stale: regenerate with HOSTDEV_REGEN=1 cargo test -p hostdevd --test api"
+    );
+    // Every operation of the vocabulary is in it.
+    for r in hostdev_core::api::ops::routes() {
+        assert!(now.contains(&format!("\"{}\"", r.path)), "{}", r.path);
+    }
+}
