@@ -163,6 +163,9 @@ run() {
   printf '%s\n' "$*" > "$W/x/lab/cmd"
   { printf 'LAB_MODULES=%s\n' "$(quote "$MODULES")"
     printf 'LAB_CWD=%s\n' "$(quote "$PWD")"
+    # Where the guest's modules are (the host's cache, seen through the
+    # overlay), so a test can unload and reload a driver: modprobe $LAB_MODPROBE m
+    printf 'export LAB_MODPROBE=%s\n' "$(quote "-d $SYSROOT -S $KREL")"
     printf 'export PATH=%s HOME=/root TMPDIR=/tmp\n' "$(quote "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")"
     for v in ${HOSTDEV_LAB_ENV:-} $(compgen -e | grep -E '^(RUST|HOSTDEV)_' || true); do
       [[ $v =~ ^[A-Za-z_][A-Za-z0-9_]*$ && -n ${!v+x} ]] && printf 'export %s=%s\n' "$v" "$(quote "${!v}")"

@@ -26,6 +26,15 @@ fn workspace_root() -> PathBuf {
 
 /// Builds the kernel test binaries and returns their paths.
 fn build_tests() -> Result<Vec<PathBuf>> {
+    // The daemon the kernel tests start, beside hostdevctl in target/debug.
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace_root())
+        .args(["build", "-q", "-p", "hostdevd", "--bin", "hostdevd"])
+        .status()
+        .context("cannot run cargo to build hostdevd")?;
+    if !st.success() {
+        bail!("building hostdevd failed");
+    }
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(workspace_root())
         .args([

@@ -7,27 +7,15 @@
 
 mod common;
 
-use common::{http_get, require_fuse, show, Bins, Daemon, Sim};
+use common::{eventually, http_get, read_events, require_fuse, show, Bins, Daemon, Sim};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn ok(bins: &Bins, root: &Path, name: &str, args: &[&str]) -> String {
     let o = bins.run(root, name, args, None);
     assert!(o.status.success(), "{name} {args:?}: {}", show(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Polls `f` for up to `secs` seconds.
-fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(secs),
-            "not within {secs} s: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn mdevs(root: &Path) -> usize {
@@ -123,42 +111,6 @@ fn a_late_parent_is_restored_by_resync_and_a_removed_device_is_drift() {
                 && e["device"]["id"] == transient.as_str()
         })
     });
-}
-
-/// The kept events, read from `since=0` until `min` arrived or 2 s passed.
-fn read_events(socket: &Path, min: usize) -> Vec<serde_json::Value> {
-    use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect");
-    s.set_read_timeout(Some(Duration::from_millis(300)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut buf = Vec::new();
-    let t0 = Instant::now();
-    let mut chunk = [0u8; 65536];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(_) => {}
-        }
-        let n = String::from_utf8_lossy(&buf).matches("\"seq\"").count();
-        if (n >= min && min > 0) || t0.elapsed() > Duration::from_secs(2) {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&buf);
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            l.starts_with('{')
-                .then(|| serde_json::from_str(l).ok())
-                .flatten()
-        })
-        .collect()
 }
 
 #[test]

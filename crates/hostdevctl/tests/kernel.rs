@@ -662,3 +662,160 @@ fn vdpa_autostart_recreates_and_export_import_compare_equal() {
         ok("hostdevctl", &["vdpa", "undefine", n]);
     }
 }
+
+/// Runs the lab's modprobe (`LAB_MODPROBE` points it at the guest's modules).
+fn modprobe(args: &[&str]) {
+    let base = std::env::var("LAB_MODPROBE").expect("LAB_MODPROBE is set by the lab");
+    let st = Command::new("modprobe")
+        .args(base.split_whitespace())
+        .args(args)
+        .status()
+        .expect("modprobe");
+    assert!(st.success(), "modprobe {args:?} failed");
+}
+
+#[test]
+#[ignore = "needs the real-kernel lab; run by `cargo xtask kernel-test`"]
+fn hostdevd_restores_mdevs_and_vdpa_devices_when_their_drivers_reload() {
+    let _k = kernel("hostdevd");
+    assert!(
+        !Path::new("/etc/udev/rules.d/60-hostdev.rules").exists(),
+        "no udev rule may do the daemon's work here"
+    );
+    let us = [
+        ("11111111-2222-4333-8444-5555555555d1", "mtty-1"),
+        ("11111111-2222-4333-8444-5555555555d2", "mtty-1"),
+        ("11111111-2222-4333-8444-5555555555d3", "mtty-2"),
+    ];
+    for (u, t) in us {
+        ok(
+            "mdevctl",
+            &["define", "-u", u, "-p", "mtty", "-t", t, "--auto"],
+        );
+    }
+    ok(
+        "hostdevctl",
+        &[
+            "vdpa",
+            "define",
+            "hd0",
+            "--mgmtdev",
+            "vdpasim_net",
+            "--mac",
+            "02:00:00:00:00:0d",
+            "--mtu",
+            "1380",
+            "--auto",
+        ],
+    );
+    // The daemon on the default socket; kernel events only (no resync).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("hostdevd.toml");
+    std::fs::write(&cfg, "resync_interval_secs = 3600\ngroup = \"root\"\n").expect("config");
+    let exe = Path::new(env!("CARGO_BIN_EXE_hostdevctl")).with_file_name("hostdevd");
+    let mut daemon = Command::new(&exe)
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("HOSTDEV_ROOT")
+        .spawn()
+        .expect("hostdevd (built by cargo xtask kernel-test)");
+    let socket = Path::new("/run/hostdev/hostdev.sock");
+    let all_mdevs = || us.iter().all(|(u, _)| dev(u).exists());
+    common_eventually(10, "restored at start", || {
+        all_mdevs() && vdpa_names().contains(&"hd0".to_string())
+    });
+    let seen = read_events(socket).len();
+    // The driver goes and comes back: its devices go with it, then return.
+    modprobe(&["-r", "mtty"]);
+    assert!(!all_mdevs());
+    modprobe(&["mtty"]);
+    common_eventually(10, "mdevs back after mtty reloaded", all_mdevs);
+    modprobe(&["-r", "vdpa_sim_net"]);
+    assert!(!vdpa_names().contains(&"hd0".to_string()));
+    modprobe(&["vdpa_sim_net"]);
+    common_eventually(10, "hd0 back after vdpa_sim_net reloaded", || {
+        vdpa_names().contains(&"hd0".to_string())
+    });
+    let cfg = vdpa_json(&["dev", "config", "show", "hd0", "-jp"]);
+    assert_eq!(cfg["config"]["hd0"]["mac"], "02:00:00:00:00:0d", "{cfg}");
+    assert_eq!(cfg["config"]["hd0"]["mtu"], 1380, "{cfg}");
+    // Seen as events, counted in the metrics.
+    let events: Vec<serde_json::Value> = read_events(socket).into_iter().skip(seen).collect();
+    let restored = |kind: &str| {
+        events.iter().any(|e| {
+            e["type"] == "restored"
+                && e["trigger"] == "uevent"
+                && e["report"]["rows"].as_array().is_some_and(|rows| {
+                    rows.iter()
+                        .any(|r| r["kind"] == kind && r["outcome"] == "started")
+                })
+        })
+    };
+    assert!(restored("mdev"), "{events:#?}");
+    assert!(restored("vdpa"), "{events:#?}");
+    let metrics = raw_get(socket, "/metrics");
+    for kind in ["mdev", "vdpa"] {
+        let line = format!("hostdev_restore_outcomes_total{{kind=\"{kind}\",outcome=\"started\"}}");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+    assert!(metrics.contains("hostdev_uevents_total"), "{metrics}");
+    // Stop it (SIGTERM) and clean up directly.
+    if let Some(pid) = rustix::process::Pid::from_raw(daemon.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    assert!(daemon.wait().expect("wait").success());
+    assert!(!socket.exists());
+    for (u, _) in us {
+        ok("mdevctl", &["stop", "-u", u]);
+        ok("mdevctl", &["undefine", "-u", u]);
+    }
+    ok("hostdevctl", &["vdpa", "stop", "hd0"]);
+    ok("hostdevctl", &["vdpa", "undefine", "hd0"]);
+}
+
+fn common_eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed().as_secs() < secs, "not within {secs} s: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn raw_get(socket: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out
+}
+
+/// Every kept event (the stream read for half a second).
+fn read_events(socket: &Path) -> Vec<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while let Ok(n) = s.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&buf)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix('{').map(|_| l.trim()))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
