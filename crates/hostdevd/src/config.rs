@@ -128,3 +128,27 @@ mod tests {
         assert!(Config::parse("[[").is_err());
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    #[test]
+    fn the_shipped_example_is_the_defaults() {
+        let text = include_str!("../../../dist/hostdevd.toml");
+        assert_eq!(super::Config::parse(text).unwrap(), super::Config::default());
+        // Every key is documented in it.
+        for key in [
+            "socket",
+            "group",
+            "resync_interval_secs",
+            "repair_drift",
+            "debounce_ms",
+            "max_body_bytes",
+            "request_timeout_secs",
+            "max_connections",
+            "uevents",
+            "restore_on_start",
+        ] {
+            assert!(text.contains(&format!("#{key} = ")), "{key}");
+        }
+    }
+}
