@@ -134,7 +134,10 @@ mod shipped {
     #[test]
     fn the_shipped_example_is_the_defaults() {
         let text = include_str!("../../../dist/hostdevd.toml");
-        assert_eq!(super::Config::parse(text).unwrap(), super::Config::default());
+        assert_eq!(
+            super::Config::parse(text).unwrap(),
+            super::Config::default()
+        );
         // Every key is documented in it.
         for key in [
             "socket",

@@ -184,6 +184,10 @@ where
             )
         })?
         .map_err(|e| ApiError::core(&e))?;
+    // A restore asked for is reported like the daemon's own.
+    if let Some(r) = (&reply as &dyn std::any::Any).downcast_ref::<api::RestoreReport>() {
+        crate::watch::report_restore(s, "request", r);
+    }
     if O::METHOD == Method::Post {
         let _ = s.nudge.try_send(Nudge::Changed);
     }

@@ -152,8 +152,14 @@ async fn look(s: &Arc<Shared>) -> Option<Snapshot> {
 /// Restores every auto-start definition now and publishes what it did.
 pub async fn restore(s: &Arc<Shared>, trigger: &str) -> Option<RestoreReport> {
     let report = s.run(|sh| sh.system().restore(Duration::ZERO)).await?;
-    s.metrics.restored(&report);
-    let shown = interesting(&report);
+    report_restore(s, trigger, &report);
+    Some(report)
+}
+
+/// Counts a restore's outcomes and publishes the rows that did something.
+pub fn report_restore(s: &Shared, trigger: &str, report: &RestoreReport) {
+    s.metrics.restored(report);
+    let shown = interesting(report);
     if !shown.rows.is_empty() {
         tracing::info!(
             trigger,
@@ -170,7 +176,6 @@ pub async fn restore(s: &Arc<Shared>, trigger: &str) -> Option<RestoreReport> {
             report: shown,
         });
     }
-    Some(report)
 }
 
 async fn cycle(s: &Arc<Shared>, prev: &mut Option<Arc<Snapshot>>, trigger: &str, mut act: bool) {

@@ -264,3 +264,30 @@ fn the_checked_in_api_document_is_current() {
         assert!(now.contains(&format!("\"{}\"", r.path)), "{}", r.path);
     }
 }
+
+#[test]
+fn a_restore_asked_for_is_reported_as_an_event() {
+    let d = Daemon::start("");
+    let (s, b) = d.post("/v1/restore", b"{}");
+    assert_eq!(s, 200, "{b}");
+    let report: serde_json::Value = serde_json::from_str(&b).expect("json");
+    assert!(!report["rows"].as_array().expect("rows").is_empty(), "{b}");
+    let mut st = UnixStream::connect(&d.socket).expect("connect");
+    st.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    st.write_all(b"GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while let Ok(n) = st.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.contains("\"type\":\"restored\"") && text.contains("\"trigger\":\"request\""),
+        "{text}"
+    );
+}
