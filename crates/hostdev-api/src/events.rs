@@ -48,6 +48,20 @@ impl DriftKind {
     }
 }
 
+impl EventKind {
+    /// The event's `type` as it appears on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::DeviceAdded { .. } => "device_added",
+            EventKind::DeviceRemoved { .. } => "device_removed",
+            EventKind::Restored { .. } => "restored",
+            EventKind::Failure { .. } => "failure",
+            EventKind::Drift { .. } => "drift",
+            EventKind::DriftResolved { .. } => "drift_resolved",
+        }
+    }
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -90,4 +104,47 @@ pub enum EventKind {
         /// How it differed.
         drift: DriftKind,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_wire_types() {
+        let d = DeviceRef {
+            kind: Kind::Mdev,
+            id: "x".into(),
+            parent: "p".into(),
+        };
+        for k in [
+            EventKind::DeviceAdded { device: d.clone() },
+            EventKind::DeviceRemoved { device: d.clone() },
+            EventKind::Restored {
+                trigger: "start".into(),
+                report: RestoreReport::default(),
+            },
+            EventKind::Failure {
+                during: "x".into(),
+                error: ErrorBody {
+                    code: "c".into(),
+                    message: "m".into(),
+                },
+            },
+            EventKind::Drift {
+                device: d.clone(),
+                drift: DriftKind::Undefined,
+            },
+            EventKind::DriftResolved {
+                device: d,
+                drift: DriftKind::AutoNotRunning,
+            },
+        ] {
+            let v = serde_json::to_value(&k).unwrap();
+            assert_eq!(v["type"], k.name());
+        }
+        for d in [DriftKind::AutoNotRunning, DriftKind::Undefined] {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+    }
 }

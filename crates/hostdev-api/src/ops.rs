@@ -9,6 +9,7 @@ use hostdev_model::format::{ListEntry, TypeInfo};
 use hostdev_model::{ParentName, Uuid};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// How an operation travels over HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +34,11 @@ pub trait Op: Serialize + DeserializeOwned + Send + Sync + 'static {
     const REQUEST: &'static str;
     /// The reply type's name, for the API document.
     const REPLY: &'static str;
+    /// How long the operation itself may wait on purpose (a restore told to
+    /// wait for late parents), on top of a client's ordinary timeout.
+    fn patience(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// An operation that answers nothing but success.
@@ -113,7 +119,7 @@ pub struct Stopped {
 }
 
 macro_rules! op {
-    ($req:ty => $reply:ty, $method:ident, $path:literal, $summary:literal) => {
+    ($req:ty => $reply:ty, $method:ident, $path:literal, $summary:literal $(, |$r:ident| $patience:expr)?) => {
         impl Op for $req {
             type Reply = $reply;
             const METHOD: Method = Method::$method;
@@ -121,12 +127,16 @@ macro_rules! op {
             const SUMMARY: &'static str = $summary;
             const REQUEST: &'static str = stringify!($req);
             const REPLY: &'static str = stringify!($reply);
+            $(fn patience(&self) -> Duration {
+                let $r = self;
+                $patience
+            })?
         }
     };
 }
 
 op!(InventoryQuery => Inventory, Get, "/v1/devices", "Every device of every kind, running or defined.");
-op!(RestoreRequest => RestoreReport, Post, "/v1/restore", "Start every auto-start definition of every kind.");
+op!(RestoreRequest => RestoreReport, Post, "/v1/restore", "Start every auto-start definition of every kind.", |r| Duration::from_secs(r.wait_secs));
 op!(ListQuery => MdevListing, Get, "/v1/mdev/devices", "Running mediated devices, or their definitions.");
 op!(TypesQuery => Vec<ParentTypes>, Get, "/v1/mdev/types", "The mdev types of every parent, or of one.");
 op!(DefineRequest => Started, Post, "/v1/mdev/define", "Define a mediated device.");

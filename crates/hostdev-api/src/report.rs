@@ -131,6 +131,17 @@ impl Outcome {
         }
     }
 
+    /// The snake_case word of the wire form (`already_running`), for labels.
+    pub fn key(self) -> &'static str {
+        match self {
+            Outcome::Started => "started",
+            Outcome::AlreadyRunning => "already_running",
+            Outcome::ParentAbsent => "parent_absent",
+            Outcome::Failed => "failed",
+            Outcome::Unusable => "unusable",
+        }
+    }
+
     /// Whether it counts as a failure of the restore.
     pub fn is_failure(self) -> bool {
         matches!(self, Outcome::Failed | Outcome::Unusable)
@@ -188,4 +199,22 @@ pub struct PfTypes {
     pub vfs: usize,
     /// Types by id.
     pub types: Vec<VgpuTypeRow>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_keys_are_the_wire_form() {
+        for o in [
+            Outcome::Started,
+            Outcome::AlreadyRunning,
+            Outcome::ParentAbsent,
+            Outcome::Failed,
+            Outcome::Unusable,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.key());
+        }
+    }
 }

@@ -72,14 +72,8 @@ where
 {
     use hostdev_core::Handle;
     match b {
-        Backend::Daemon(d) => {
-            // Long enough for a restore that waits for parents.
-            let wait = serde_json::to_value(op)
-                .ok()
-                .and_then(|v| v.get("wait_secs").and_then(|w| w.as_u64()))
-                .unwrap_or(0);
-            Ok(d.call(op, Duration::from_secs(300 + wait))?)
-        }
+        // Long enough for any operation, plus what it waits for on purpose.
+        Backend::Daemon(d) => Ok(d.call(op, Duration::from_secs(300) + op.patience())?),
         Backend::Direct(sys) => Ok(sys.handle(op)?),
     }
 }

@@ -217,6 +217,8 @@ pub fn main(args: Vec<OsString>, lsmdev: bool) -> ExitCode {
 /// own tables or JSON instead of mdevctl's formats.
 pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
     let mdevctl = native.is_none();
+    // One backend per command: the daemon if it answers, else the host.
+    let backend = env::backend(mdevctl);
     match cmd {
         Cmd::List(a) => {
             let listing = env::call(
@@ -245,7 +247,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             emit(&s)?;
         }
         Cmd::Types { parent, dumpjson } => {
-            let t = env::call(env::backend(mdevctl), &TypesQuery { parent })?;
+            let t = env::call(backend, &TypesQuery { parent })?;
             emit(&match native {
                 Some(f) => render_types(&t, f),
                 None if dumpjson => types_json(&t),
@@ -275,7 +277,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             }
         }
         Cmd::Undefine { uuid, parent } => {
-            env::call(env::backend(mdevctl), &UndefineRequest { uuid, parent })?;
+            env::call(backend, &UndefineRequest { uuid, parent })?;
         }
         Cmd::Modify {
             uuid,
@@ -351,13 +353,16 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             }
         }
         Cmd::Stop { uuid } => {
-            env::call(env::backend(mdevctl), &StopRequest { uuid })?;
+            env::call(backend, &StopRequest { uuid })?;
         }
         Cmd::StartParentMdevs { parent } => {
             let parent = ParentName::new(parent)?;
             // Run by the udev rule: always direct (the daemon, if any, reacts
             // to the same uevent; both go through the host lock).
-            let report = env::system(mdevctl).mdev.start_parent_mdevs(&parent)?;
+            let report = match backend {
+                env::Backend::Direct(sys) => sys.mdev.start_parent_mdevs(&parent)?,
+                env::Backend::Daemon(_) => env::system(mdevctl).mdev.start_parent_mdevs(&parent)?,
+            };
             for p in &report.problems {
                 warn("Warning: ", p);
             }

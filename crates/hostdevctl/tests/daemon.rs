@@ -7,16 +7,10 @@
 
 mod common;
 
-use common::{eventually, http_get, read_events, require_fuse, show, Bins, Daemon, Sim};
+use common::{eventually, http_get, ok, read_events, require_fuse, show, Bins, Daemon, Sim};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-fn ok(bins: &Bins, root: &Path, name: &str, args: &[&str]) -> String {
-    let o = bins.run(root, name, args, None);
-    assert!(o.status.success(), "{name} {args:?}: {}", show(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn mdevs(root: &Path) -> usize {
     std::fs::read_dir(root.join("sys/bus/mdev/devices"))

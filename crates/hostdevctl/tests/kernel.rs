@@ -6,6 +6,9 @@
 //! there a missing kernel facility fails the test.
 #![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
+mod common;
+
+use common::{eventually, http_get, read_events};
 use hostdev_core::kernel::{MdevSysfs, RealSysfs};
 use hostdev_model::{ParentName, TypeId, Uuid};
 use std::os::unix::fs::symlink;
@@ -721,26 +724,26 @@ fn hostdevd_restores_mdevs_and_vdpa_devices_when_their_drivers_reload() {
         .expect("hostdevd (built by cargo xtask kernel-test)");
     let socket = Path::new("/run/hostdev/hostdev.sock");
     let all_mdevs = || us.iter().all(|(u, _)| dev(u).exists());
-    common_eventually(10, "restored at start", || {
+    eventually(10, "restored at start", || {
         all_mdevs() && vdpa_names().contains(&"hd0".to_string())
     });
-    let seen = read_events(socket).len();
+    let seen = read_events(socket, 0).len();
     // The driver goes and comes back: its devices go with it, then return.
     modprobe(&["-r", "mtty"]);
     assert!(!all_mdevs());
     modprobe(&["mtty"]);
-    common_eventually(10, "mdevs back after mtty reloaded", all_mdevs);
+    eventually(10, "mdevs back after mtty reloaded", all_mdevs);
     modprobe(&["-r", "vdpa_sim_net"]);
     assert!(!vdpa_names().contains(&"hd0".to_string()));
     modprobe(&["vdpa_sim_net"]);
-    common_eventually(10, "hd0 back after vdpa_sim_net reloaded", || {
+    eventually(10, "hd0 back after vdpa_sim_net reloaded", || {
         vdpa_names().contains(&"hd0".to_string())
     });
     let cfg = vdpa_json(&["dev", "config", "show", "hd0", "-jp"]);
     assert_eq!(cfg["config"]["hd0"]["mac"], "02:00:00:00:00:0d", "{cfg}");
     assert_eq!(cfg["config"]["hd0"]["mtu"], 1380, "{cfg}");
     // Seen as events, counted in the metrics.
-    let events: Vec<serde_json::Value> = read_events(socket).into_iter().skip(seen).collect();
+    let events: Vec<serde_json::Value> = read_events(socket, 0).into_iter().skip(seen).collect();
     let restored = |kind: &str| {
         events.iter().any(|e| {
             e["type"] == "restored"
@@ -753,7 +756,7 @@ fn hostdevd_restores_mdevs_and_vdpa_devices_when_their_drivers_reload() {
     };
     assert!(restored("mdev"), "{events:#?}");
     assert!(restored("vdpa"), "{events:#?}");
-    let metrics = raw_get(socket, "/metrics");
+    let (_, metrics) = http_get(socket, "/metrics");
     for kind in ["mdev", "vdpa"] {
         let line = format!("hostdev_restore_outcomes_total{{kind=\"{kind}\",outcome=\"started\"}}");
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
@@ -771,51 +774,4 @@ fn hostdevd_restores_mdevs_and_vdpa_devices_when_their_drivers_reload() {
     }
     ok("hostdevctl", &["vdpa", "stop", "hd0"]);
     ok("hostdevctl", &["vdpa", "undefine", "hd0"]);
-}
-
-fn common_eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = std::time::Instant::now();
-    while !f() {
-        assert!(t0.elapsed().as_secs() < secs, "not within {secs} s: {what}");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-fn raw_get(socket: &Path, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out
-}
-
-/// Every kept event (the stream read for half a second).
-fn read_events(socket: &Path) -> Vec<serde_json::Value> {
-    use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("connect");
-    s.set_read_timeout(Some(std::time::Duration::from_millis(500)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    while let Ok(n) = s.read(&mut chunk) {
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    String::from_utf8_lossy(&buf)
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix('{').map(|_| l.trim()))
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }

@@ -6,15 +6,8 @@
 
 mod common;
 
-use common::{require_fuse, require_peer, show, Bins, Sim};
-use std::path::Path;
+use common::{ok, require_fuse, require_peer, show, Bins, Sim};
 use std::time::{Duration, Instant};
-
-fn ok(bins: &Bins, root: &Path, name: &str, args: &[&str]) -> String {
-    let o = bins.run(root, name, args, None);
-    assert!(o.status.success(), "{name} {args:?}: {}", show(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[test]
 #[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]

@@ -168,7 +168,7 @@ impl Metrics {
             }
         }
         self.drift.clear();
-        for (dev, how) in &s.drift() {
+        for (dev, how) in &s.drift {
             self.drift
                 .get_or_create(&KindDrift {
                     kind: dev.kind.to_string(),
@@ -187,10 +187,7 @@ impl Metrics {
             self.restores
                 .get_or_create(&KindOutcome {
                     kind: row.kind.to_string(),
-                    outcome: serde_json::to_value(row.outcome)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default(),
+                    outcome: row.outcome.key().into(),
                 })
                 .inc();
             if let Some(e) = &row.error {

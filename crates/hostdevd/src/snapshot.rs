@@ -21,12 +21,14 @@ pub struct Snapshot {
     pub vgpu_types: Vec<PfTypes>,
     /// vDPA management devices.
     pub mgmtdevs: Vec<String>,
+    /// How the host differs from its definitions (see [`Snapshot::drift_of`]).
+    pub drift: BTreeSet<(DeviceRef, DriftKind)>,
 }
 
 impl Snapshot {
     /// Reads the host; a kind whose interface is missing contributes nothing.
     pub fn take(sys: &System) -> Result<Snapshot, CoreError> {
-        Ok(Snapshot {
+        let mut s = Snapshot {
             inventory: sys.inventory()?,
             mdev_types: sys.mdev.types(None)?,
             vgpu_types: sys.vgpu.types(None).unwrap_or_default(),
@@ -35,7 +37,10 @@ impl Snapshot {
                 .mgmtdevs()
                 .map(|ms| ms.into_iter().map(|m| m.name.to_string()).collect())
                 .unwrap_or_default(),
-        })
+            drift: BTreeSet::new(),
+        };
+        s.drift = s.drift_of();
+        Ok(s)
     }
 
     /// Every parent, PF and management device present.
@@ -71,8 +76,8 @@ impl Snapshot {
 
     /// How the host differs from its definitions: an auto-start definition
     /// whose device is missing while its parent is there, a running device
-    /// nobody defined.
-    pub fn drift(&self) -> BTreeSet<(DeviceRef, DriftKind)> {
+    /// nobody defined. Computed once, by [`Snapshot::take`].
+    fn drift_of(&self) -> BTreeSet<(DeviceRef, DriftKind)> {
         let parents = self.parents();
         let mut out = BTreeSet::new();
         for d in &self.inventory.devices {

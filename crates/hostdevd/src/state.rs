@@ -126,11 +126,7 @@ impl Shared {
             unix_ms,
             what,
         };
-        if let Ok(v) = serde_json::to_value(&ev) {
-            if let Some(t) = v.get("type").and_then(|t| t.as_str()) {
-                self.metrics.event(t);
-            }
-        }
+        self.metrics.event(ev.what.name());
         tracing::debug!(seq = ev.seq, "event {:?}", ev.what);
         if h.len() == HISTORY {
             h.pop_front();

@@ -192,7 +192,7 @@ async fn cycle(s: &Arc<Shared>, prev: &mut Option<Arc<Snapshot>>, trigger: &str,
     }
     if s.config.repair_drift
         && snap
-            .drift()
+            .drift
             .iter()
             .any(|(_, k)| *k == DriftKind::AutoNotRunning)
     {
@@ -216,16 +216,17 @@ async fn cycle(s: &Arc<Shared>, prev: &mut Option<Arc<Snapshot>>, trigger: &str,
             s.publish(EventKind::DeviceRemoved { device: d.clone() });
         }
     }
-    let was = prev.as_ref().map(|p| p.drift()).unwrap_or_default();
-    let is = snap.drift();
-    for (d, k) in is.difference(&was) {
+    let none = Default::default();
+    let was = prev.as_ref().map(|p| &p.drift).unwrap_or(&none);
+    let is = &snap.drift;
+    for (d, k) in is.difference(was) {
         tracing::warn!(kind = %d.kind, id = %d.id, parent = %d.parent, drift = k.as_str(), "drift");
         s.publish(EventKind::Drift {
             device: d.clone(),
             drift: *k,
         });
     }
-    for (d, k) in was.difference(&is) {
+    for (d, k) in was.difference(is) {
         s.publish(EventKind::DriftResolved {
             device: d.clone(),
             drift: *k,

@@ -34,6 +34,7 @@ impl Daemon {
             .arg("--socket")
             .arg(&socket)
             .env("HOSTDEV_ROOT", root.path())
+            .env("HOSTDEV_READY_TIMEOUT_MS", "200")
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");

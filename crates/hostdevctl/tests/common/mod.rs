@@ -339,3 +339,10 @@ pub fn read_events(socket: &Path, min: usize) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Runs a command that must succeed; its stdout.
+pub fn ok(bins: &Bins, root: &Path, name: &str, args: &[&str]) -> String {
+    let o = bins.run(root, name, args, None);
+    assert!(o.status.success(), "{name} {args:?}: {}", show(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
