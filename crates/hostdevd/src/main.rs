@@ -71,6 +71,13 @@ fn start(args: Args) -> Result<()> {
         println!("{config:#?}");
         return Ok(());
     }
+    // A daemon on a root that is not there would serve an empty host forever.
+    if !root.is_dir() {
+        anyhow::bail!(
+            "the root prefix {} (HOSTDEV_ROOT) is not a directory",
+            root.display()
+        );
+    }
     logging();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -221,12 +221,30 @@ fn a_second_daemon_on_the_same_socket_is_refused() {
     let o = Command::new(env!("CARGO_BIN_EXE_hostdevd"))
         .arg("--socket")
         .arg(&d.socket)
-        .env("HOSTDEV_ROOT", "/nonexistent")
+        .env_remove("HOSTDEV_ROOT")
         .output()
         .expect("run");
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("another hostdevd already answers"), "{err}");
+}
+
+#[test]
+fn a_root_prefix_that_is_not_there_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = Command::new(env!("CARGO_BIN_EXE_hostdevd"))
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .env("HOSTDEV_ROOT", dir.path().join("typo"))
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("typo (HOSTDEV_ROOT) is not a directory"),
+        "{err}"
+    );
+    assert!(!dir.path().join("s.sock").exists());
 }
 
 #[test]
