@@ -32,7 +32,7 @@ pub use hostdev_api::{DefineRequest, JsonInput, ListQuery, ModifyRequest, StartR
 pub use lock::Locker;
 pub use mdev::callouts;
 pub use mdev::{AutostartReport, Callouts, DeviceOutcome, Host, Listing, Started};
-pub use system::{Devices, System};
+pub use system::{Devices, Memo, System};
 
 /// The kernel interfaces' types a front-end may need to name (tests that
 /// assert on the kernel's own state); operations stay in the core.

@@ -4,10 +4,12 @@
 use crate::mdev::{Callouts, Host};
 use crate::vdpa::Vdpas;
 use crate::vgpu::Vgpus;
+use hostdev_store::DefinitionMemo;
 use hostdev_sysfs::sriov::RealSriov;
-use hostdev_sysfs::RealSysfs;
+use hostdev_sysfs::{DeviceMemo, RealSysfs};
 use hostdev_vdpa::NetlinkVdpa;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Every kind of device of one host, over the kernel interfaces `S`
 /// (mdev sysfs), `V` (SR-IOV sysfs) and `C` (vdpa netlink).
@@ -51,4 +53,25 @@ impl System {
             root,
         )
     }
+
+    /// The host as [`System::real`], reading mdev definitions and running
+    /// mdevs through what `memo` remembers (for a long-running process: each
+    /// call still sees every change made before it began).
+    pub fn remembering(root: &Path, memo: &Memo) -> System {
+        let mut s = System::real(root);
+        s.mdev.sysfs = s.mdev.sysfs.remembering(Arc::clone(&memo.devices));
+        s.mdev.store = s.mdev.store.remembering(Arc::clone(&memo.definitions));
+        s
+    }
+}
+
+/// What a long-running process keeps between operations: definition files
+/// (kept true by inotify) and running mdevs (by their sysfs inode numbers).
+/// Nothing netlink-facing is kept: a reloaded module has a new family id.
+#[derive(Debug, Default, Clone)]
+pub struct Memo {
+    /// mdev definition files.
+    pub definitions: Arc<DefinitionMemo>,
+    /// Running mdevs.
+    pub devices: Arc<DeviceMemo>,
 }

@@ -21,7 +21,8 @@ const TTL: Duration = Duration::ZERO;
 
 #[derive(Debug, Default)]
 struct Inodes {
-    by_path: HashMap<String, u64>,
+    /// (path, incarnation) → inode number.
+    by_path: HashMap<(String, u64), u64>,
     paths: HashMap<u64, String>,
     next: u64,
 }
@@ -44,7 +45,7 @@ impl SimFs {
             next: 2,
             ..Default::default()
         };
-        i.by_path.insert(String::new(), 1);
+        i.by_path.insert((String::new(), 0), 1);
         i.paths.insert(1, String::new());
         SimFs {
             kernel,
@@ -61,18 +62,21 @@ impl SimFs {
             next,
             ..Default::default()
         };
-        i.by_path.insert(String::new(), 1);
+        i.by_path.insert((String::new(), 0), 1);
         i.paths.insert(1, String::new());
     }
 
-    fn ino(&self, path: &str) -> u64 {
+    /// The inode number of `path` in its `incarnation` (see
+    /// [`Kernel::incarnation`]).
+    fn ino(&self, path: &str, incarnation: u64) -> u64 {
         let mut i = lock(&self.inodes);
-        if let Some(n) = i.by_path.get(path) {
+        let key = (path.to_string(), incarnation);
+        if let Some(n) = i.by_path.get(&key) {
             return *n;
         }
         let n = i.next;
         i.next += 1;
-        i.by_path.insert(path.to_string(), n);
+        i.by_path.insert(key, n);
         i.paths.insert(n, path.to_string());
         n
     }
@@ -127,10 +131,13 @@ impl Filesystem for SimFs {
             return reply.error(Errno::ENOENT);
         };
         let path = Self::join(&dir, name);
-        let node = lock(&self.kernel).node(&path);
+        let (node, incarnation) = {
+            let k = lock(&self.kernel);
+            (k.node(&path), k.incarnation(&path))
+        };
         match node {
             Some(n) => {
-                let ino = self.ino(&path);
+                let ino = self.ino(&path, incarnation);
                 reply.entry(&TTL, &self.attr(ino, &n), Generation(0));
             }
             None => reply.error(Errno::ENOENT),
@@ -260,15 +267,23 @@ impl Filesystem for SimFs {
         let Some(path) = self.path(ino) else {
             return reply.error(Errno::ENOENT);
         };
-        let Some(Node::Dir(children)) = lock(&self.kernel).node(&path) else {
-            return reply.error(Errno::ENOTDIR);
+        let (children, incarnations) = {
+            let k = lock(&self.kernel);
+            let Some(Node::Dir(children)) = k.node(&path) else {
+                return reply.error(Errno::ENOTDIR);
+            };
+            let inc: Vec<u64> = children
+                .iter()
+                .map(|(name, _)| k.incarnation(&Self::join(&path, name)))
+                .collect();
+            (children, inc)
         };
         let mut all: Vec<(u64, FileType, String)> = vec![
             (ino.0, FileType::Directory, ".".into()),
             (ino.0, FileType::Directory, "..".into()),
         ];
-        for (name, kind) in children {
-            let child = self.ino(&Self::join(&path, &name));
+        for ((name, kind), inc) in children.into_iter().zip(incarnations) {
+            let child = self.ino(&Self::join(&path, &name), inc);
             let ft = match kind {
                 Kind::Dir => FileType::Directory,
                 Kind::File => FileType::RegularFile,

@@ -12,12 +12,14 @@ mod atomic;
 mod json_dir;
 mod lock;
 mod mdev;
+mod memo;
 mod type_cache;
 
 pub use atomic::write_atomic;
 pub use json_dir::{JsonDir, Named};
 pub use lock::HostLock;
 pub use mdev::{Definition, LoadProblem, MdevStore};
+pub use memo::{DefinitionMemo, MemoStats};
 pub use type_cache::TypeCacheStore;
 
 use std::io;

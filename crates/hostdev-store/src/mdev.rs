@@ -2,14 +2,15 @@
 //! per definition; the same UUID may be defined under several parents.
 
 use crate::atomic::{remove_synced, sweep_stale, write_atomic};
+use crate::memo::{DefinitionMemo, Outcome};
 use crate::{HostLock, StoreError};
 use hostdev_fs::{DirFd, Entry, Kind};
 use hostdev_model::format::definition_file;
 use hostdev_model::{MdevConfig, ParentName, Uuid};
 use std::fmt;
-
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Directory of mdevctl's callout and notifier scripts inside the tree; not a parent.
 const SCRIPTS_DIR: &str = "scripts.d";
@@ -44,6 +45,7 @@ impl fmt::Display for LoadProblem {
 #[derive(Debug, Clone)]
 pub struct MdevStore {
     dir: PathBuf,
+    memo: Option<Arc<DefinitionMemo>>,
 }
 
 /// What loading found: the usable definitions (sorted by parent, then UUID)
@@ -55,7 +57,15 @@ impl MdevStore {
     pub fn new(root: &Path) -> Self {
         MdevStore {
             dir: root.join("etc/mdevctl.d"),
+            memo: None,
         }
+    }
+
+    /// The same tree, its files remembered in `memo` between calls (for a
+    /// long-running process; see [`DefinitionMemo`]).
+    pub fn remembering(mut self, memo: Arc<DefinitionMemo>) -> Self {
+        self.memo = Some(memo);
+        self
     }
 
     /// The tree's top directory.
@@ -68,24 +78,20 @@ impl MdevStore {
         self.dir.join(parent.as_str()).join(uuid.to_string())
     }
 
-    /// The tree's top directory, opened; `None` if it does not exist.
-    fn top(&self) -> Result<Option<DirFd>, StoreError> {
-        match DirFd::open(&self.dir) {
-            Ok(d) => Ok(Some(d)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Dir {
-                path: self.dir.clone(),
-                source,
-            }),
-        }
-    }
-
     /// Parent directories, sorted; unusable names are reported.
     fn parent_dirs(&self, problems: &mut Vec<LoadProblem>) -> Result<Vec<ParentName>, StoreError> {
-        let Some(top) = self.top()? else {
-            return Ok(Vec::new());
+        let list = || -> io::Result<Vec<Entry>> {
+            match DirFd::open(&self.dir) {
+                Ok(d) => d.entries(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(e),
+            }
         };
-        let entries = top.entries().map_err(|source| StoreError::Dir {
+        let entries = match &self.memo {
+            Some(m) => m.session(&self.dir).entries(None, list),
+            None => list(),
+        }
+        .map_err(|source| StoreError::Dir {
             path: self.dir.clone(),
             source,
         })?;
@@ -121,8 +127,19 @@ impl MdevStore {
         problems: &mut Vec<LoadProblem>,
     ) {
         let dir = self.dir.join(parent.as_str());
-        let listed = DirFd::open(&dir).and_then(|d| d.entries().map(|e| (d, e)));
-        let (fd, entries) = match listed {
+        let mut memo = self.memo.as_ref().map(|m| m.session(&self.dir));
+        let mut fd = None;
+        let mut list = || -> io::Result<Vec<Entry>> {
+            let d = DirFd::open(&dir)?;
+            let e = d.entries();
+            fd = Some(d);
+            e
+        };
+        let listed = match &mut memo {
+            Some(m) => m.entries(Some(parent.as_str()), list),
+            None => list(),
+        };
+        let entries = match listed {
             Ok(x) => x,
             Err(e) => {
                 problems.push(LoadProblem {
@@ -133,12 +150,12 @@ impl MdevStore {
             }
         };
         let mut found = Vec::with_capacity(entries.len());
-        for Entry { name, .. } in entries {
+        for Entry { name, kind, .. } in entries {
             if name.starts_with('.') {
                 continue;
             }
             match name.parse::<Uuid>() {
-                Ok(uuid) => found.push((uuid, name)),
+                Ok(uuid) => found.push((uuid, name, kind)),
                 Err(_) => problems.push(LoadProblem {
                     path: dir.join(&name),
                     reason: "its name is not a UUID".into(),
@@ -147,14 +164,27 @@ impl MdevStore {
         }
         found.sort();
         let mut buf = Vec::with_capacity(4096);
-        for (uuid, name) in found {
-            let parsed = match fd.read_regular_into(&name, &mut buf) {
-                Ok(true) => MdevConfig::from_json(&buf).map_err(|e| e.to_string()),
-                Ok(false) => continue, // removed while we listed
-                Err(e) => Err(format!("it cannot be read ({e})")),
+        for (uuid, name, kind) in found {
+            let mut read = || -> Outcome {
+                if fd.is_none() {
+                    fd = Some(DirFd::open(&dir).map_err(|e| format!("it cannot be read ({e})"))?);
+                }
+                let Some(fd) = &fd else { return Ok(None) };
+                match fd.read_regular_into(&name, &mut buf) {
+                    Ok(true) => MdevConfig::from_json(&buf)
+                        .map(Some)
+                        .map_err(|e| e.to_string()),
+                    Ok(false) => Ok(None), // removed while we listed
+                    Err(e) => Err(format!("it cannot be read ({e})")),
+                }
+            };
+            let parsed = match &mut memo {
+                Some(m) => m.get(parent.as_str(), &name, || kind != Kind::File, read),
+                None => read(),
             };
             match parsed {
-                Ok(config) => defs.push(Definition {
+                Ok(None) => {}
+                Ok(Some(config)) => defs.push(Definition {
                     uuid,
                     parent: parent.clone(),
                     config,
@@ -232,22 +262,29 @@ impl MdevStore {
         uuid: &Uuid,
     ) -> Result<Option<MdevConfig>, StoreError> {
         let path = self.path_of(parent, uuid);
-        match hostdev_fs::read_regular(&path).and_then(|b| b.ok_or(io::ErrorKind::NotFound.into()))
-        {
-            Ok(bytes) => {
-                MdevConfig::from_json(&bytes)
+        let read = || -> Outcome {
+            match hostdev_fs::read_regular(&path) {
+                Ok(Some(bytes)) => MdevConfig::from_json(&bytes)
                     .map(Some)
-                    .map_err(|e| StoreError::Definition {
-                        path,
-                        reason: e.to_string(),
-                    })
+                    .map_err(|e| e.to_string()),
+                Ok(None) => Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(format!("it cannot be read ({e})")),
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::Definition {
-                path,
-                reason: format!("it cannot be read ({e})"),
-            }),
-        }
+        };
+        let outcome = match &self.memo {
+            Some(m) => m.session(&self.dir).get(
+                parent.as_str(),
+                &uuid.to_string(),
+                || {
+                    path.symlink_metadata()
+                        .is_ok_and(|m| m.file_type().is_symlink())
+                },
+                read,
+            ),
+            None => read(),
+        };
+        outcome.map_err(|reason| StoreError::Definition { path, reason })
     }
 
     /// Whether a definition file exists (usable or not) for this parent and UUID.

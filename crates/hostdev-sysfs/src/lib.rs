@@ -15,7 +15,7 @@ pub mod sriov;
 
 pub use errno::describe_errno;
 pub use fake::{FakeKernel, FakeType};
-pub use real::RealSysfs;
+pub use real::{DeviceMemo, RealSysfs};
 
 use hostdev_model::format::{CachedType, TypeCache, TypeInfo};
 use hostdev_model::{AttrName, ParentName, TypeId, Uuid};

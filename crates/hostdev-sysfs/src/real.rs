@@ -5,15 +5,42 @@ use crate::{ActiveDevice, MdevSysfs, Readiness, SysfsError};
 use hostdev_fs::DirFd;
 use hostdev_model::format::{CachedType, TypeCache, TypeInfo};
 use hostdev_model::{AttrName, ParentName, TypeId, Uuid};
+use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// sysfs below `root` (`root/sys/...`).
 #[derive(Debug, Clone)]
 pub struct RealSysfs {
     class: PathBuf,
     bus: PathBuf,
+    memo: Option<Arc<DeviceMemo>>,
+}
+
+/// Running devices remembered between calls of a long-running process (the
+/// daemon), keyed by the inode number of their `/sys/bus/mdev/devices` entry.
+///
+/// A device's parent and type never change while it exists, and sysfs gives a
+/// re-created device a new node with a new inode number, so an entry listed
+/// with the number remembered is the device remembered: one directory read
+/// answers for every device, and only new devices' links are read.
+#[derive(Debug, Default)]
+pub struct DeviceMemo {
+    known: Mutex<HashMap<Uuid, (u64, ActiveDevice)>>,
+}
+
+impl DeviceMemo {
+    /// An empty memo.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (u64, ActiveDevice)>> {
+        // Entries are replaced whole: one left by a panicking thread is still true.
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl RealSysfs {
@@ -22,7 +49,14 @@ impl RealSysfs {
         RealSysfs {
             class: root.join("sys/class/mdev_bus"),
             bus: root.join("sys/bus/mdev/devices"),
+            memo: None,
         }
+    }
+
+    /// The same tree, running devices remembered in `memo` between calls.
+    pub fn remembering(mut self, memo: Arc<DeviceMemo>) -> Self {
+        self.memo = Some(memo);
+        self
     }
 
     fn types_dir(&self, parent: &ParentName) -> PathBuf {
@@ -330,11 +364,32 @@ impl MdevSysfs for RealSysfs {
             source,
         })?;
         let mut out = Vec::with_capacity(entries.len());
+        let mut known = self.memo.as_ref().map(|m| m.known());
+        let mut listed = Vec::with_capacity(entries.len());
         for e in entries {
-            if let Ok(u) = e.name.parse::<Uuid>() {
-                if let Some(d) = self.active_from_link(&bus, u)? {
-                    out.push(d);
+            let Ok(u) = e.name.parse::<Uuid>() else {
+                continue;
+            };
+            listed.push(u);
+            let remembered = known
+                .as_ref()
+                .and_then(|k| k.get(&u))
+                .filter(|(ino, _)| *ino == e.ino && e.ino != 0);
+            if let Some((_, d)) = remembered {
+                out.push(d.clone());
+                continue;
+            }
+            if let Some(d) = self.active_from_link(&bus, u)? {
+                if let Some(k) = known.as_mut() {
+                    k.insert(u, (e.ino, d.clone()));
                 }
+                out.push(d);
+            }
+        }
+        if let Some(k) = known.as_mut() {
+            if k.len() > listed.len() {
+                let listed: std::collections::HashSet<_> = listed.into_iter().collect();
+                k.retain(|u, _| listed.contains(u));
             }
         }
         out.sort_by_key(|d| d.uuid);
@@ -463,6 +518,42 @@ mod tests {
         )
         .unwrap();
         t
+    }
+
+    #[test]
+    fn a_remembered_device_recreated_with_another_type_is_read_again() {
+        let t = tree();
+        let r = t.path();
+        let p = r.join("sys/devices/virtual/mtty");
+        fs::create_dir_all(p.join("mdev_supported_types/mtty-2")).unwrap();
+        let memo = Arc::new(DeviceMemo::new());
+        let s = RealSysfs::new(r).remembering(memo.clone());
+        let types = |s: &RealSysfs| -> Vec<String> {
+            s.devices()
+                .unwrap()
+                .into_iter()
+                .map(|d| d.mdev_type.to_string())
+                .collect()
+        };
+        assert_eq!(types(&s), ["mtty-1"]);
+        // Remembered: a link changed in place is not looked at again...
+        let u = "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001";
+        fs::remove_file(p.join(u).join("mdev_type")).unwrap();
+        symlink(
+            "../mdev_supported_types/mtty-2",
+            p.join(u).join("mdev_type"),
+        )
+        .unwrap();
+        assert_eq!(types(&s), ["mtty-1"]);
+        // ...but a device removed and created again has a new bus entry.
+        let bus = r.join("sys/bus/mdev/devices").join(u);
+        let keep = r.join("keep");
+        symlink(format!("../../../devices/virtual/mtty/{u}"), &keep).unwrap();
+        fs::remove_file(&bus).unwrap();
+        assert!(types(&s).is_empty());
+        fs::rename(&keep, &bus).unwrap();
+        assert_eq!(types(&s), ["mtty-2"]);
+        assert_eq!(types(&RealSysfs::new(r)), ["mtty-2"]);
     }
 
     #[test]

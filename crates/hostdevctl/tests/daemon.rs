@@ -395,3 +395,56 @@ fn kill_9_during_a_restore_then_a_restart_converges() {
     assert_eq!(list.matches("(defined)").count(), 20, "{list}");
     drop(d);
 }
+
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn what_the_daemon_remembers_never_hides_a_change_made_behind_its_back() {
+    require_fuse("daemon memo");
+    let sim = Sim::start("demo");
+    let r = sim.path().to_path_buf();
+    let d = Daemon::start(&r, common::Daemon::QUIET);
+    let direct = Bins::new();
+    let mut through = Bins::new();
+    through.socket = Some(d.socket.clone());
+    let u = "11111111-2222-4333-8444-555555555501";
+    let p = "0000:3b:00.0";
+    ok(
+        &direct,
+        &r,
+        "mdevctl",
+        &["start", "-u", u, "-p", p, "-t", "nvidia-230"],
+    );
+    ok(&direct, &r, "mdevctl", &["define", "-u", u]);
+    let listed = ok(&through, &r, "mdevctl", &["list", "--dumpjson"]);
+    assert!(listed.contains("nvidia-230"), "{listed}");
+    // The same UUID removed and created again with another type by hand.
+    let dev = r.join(format!("sys/bus/mdev/devices/{u}/remove"));
+    std::fs::write(&dev, "1").expect("remove");
+    let create = r.join(format!(
+        "sys/class/mdev_bus/{p}/mdev_supported_types/nvidia-222/create"
+    ));
+    std::fs::write(&create, u).expect("create");
+    // The definition edited in place (no rename: the directory does not change).
+    let def = r.join(format!("etc/mdevctl.d/{p}/{u}"));
+    let text = std::fs::read_to_string(&def).expect("definition");
+    std::fs::write(&def, text.replace("manual", "auto")).expect("edit");
+    for args in [
+        &["list", "--dumpjson"][..],
+        &["list", "--dumpjson", "--defined"],
+        &["list"],
+        &["list", "-d"],
+    ] {
+        assert_eq!(
+            ok(&through, &r, "mdevctl", args),
+            ok(&direct, &r, "mdevctl", args),
+            "mdevctl {args:?} through the daemon"
+        );
+    }
+    let now = ok(&through, &r, "hostdevctl", &["list"]);
+    assert_eq!(now, ok(&direct, &r, "hostdevctl", &["list"]));
+    assert!(now.contains("nvidia-222") && now.contains("auto"), "{now}");
+    // A definition removed by hand is gone at once too.
+    std::fs::remove_file(&def).expect("rm");
+    let defs = ok(&through, &r, "mdevctl", &["list", "-d"]);
+    assert!(!defs.contains(u), "{defs}");
+}

@@ -733,6 +733,35 @@ fn hostdevd_restores_mdevs_and_vdpa_devices_when_their_drivers_reload() {
     assert!(!all_mdevs());
     modprobe(&["mtty"]);
     eventually(10, "mdevs back after mtty reloaded", all_mdevs);
+    // What the daemon remembers of running mdevs rests on a kernel fact: a
+    // device removed and created again has a new sysfs node (a new inode
+    // number). Checked here, and that the daemon's answer follows at once.
+    let (u1, _) = us[0];
+    let listed = ok("mdevctl", &["list", "--dumpjson", "-u", u1]);
+    assert!(listed.contains("mtty-1"), "{listed}");
+    let bus = Path::new("/sys/bus/mdev/devices").join(u1);
+    let ino = || std::os::unix::fs::MetadataExt::ino(&bus.symlink_metadata().expect("bus entry"));
+    let before = ino();
+    std::fs::write(bus.join("remove"), "1").expect("remove");
+    std::fs::write(
+        "/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/create",
+        u1,
+    )
+    .expect("create");
+    assert_ne!(ino(), before, "a re-created device's sysfs node is new");
+    let listed = ok("mdevctl", &["list", "--dumpjson"]);
+    assert!(
+        listed.contains(&format!(
+            "\"{u1}\": {{\n          \"mdev_type\": \"mtty-2\""
+        )),
+        "{listed}"
+    );
+    assert!(
+        run("mdevctl", &["list"]).status.success() && socket.exists(),
+        "the listing came through the daemon"
+    );
+    std::fs::write(bus.join("remove"), "1").expect("remove");
+    ok("mdevctl", &["start", "-u", u1]);
     modprobe(&["-r", "vdpa_sim_net"]);
     assert!(!vdpa_names().contains(&"hd0".to_string()));
     modprobe(&["vdpa_sim_net"]);

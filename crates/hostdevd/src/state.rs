@@ -1,5 +1,5 @@
 //! What the daemon's tasks share: the configuration, the host's root, the
-//! last snapshot, the event log and its subscribers, the metrics, and the
+//! last snapshot, the memo of definitions and devices, the event log and its subscribers, the metrics, and the
 //! guard that lets SIGTERM wait for operations in flight.
 //! Owns: publishing events (numbered, kept for late subscribers) and running
 //! one blocking core operation under the in-flight guard. Must not: decide
@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use hostdev_core::api::events::{Event, EventKind};
-use hostdev_core::System;
+use hostdev_core::{Memo, System};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +50,8 @@ pub struct Shared {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// How long the core waits for a created device to be ready.
     pub ready_timeout: Option<Duration>,
+    /// mdev definitions and running mdevs kept between operations.
+    pub memo: Memo,
 }
 
 impl Shared {
@@ -78,14 +80,16 @@ impl Shared {
             seq: AtomicU64::new(0),
             stopping: tokio::sync::watch::channel(false).0,
             ready_timeout,
+            memo: Memo::default(),
         };
         (Arc::new(s), rx)
     }
 
-    /// The host on its real interfaces, fresh for one operation (a reloaded
-    /// module gets a new netlink family id, so nothing kernel-facing is kept).
+    /// The host on its real interfaces for one operation: netlink opened
+    /// fresh (a reloaded module gets a new family id), mdev definitions and
+    /// running mdevs through the daemon's memo (see [`Memo`]).
     pub fn system(&self) -> System {
-        let mut s = System::real(&self.root);
+        let mut s = System::remembering(&self.root, &self.memo);
         if let Some(t) = self.ready_timeout {
             s.mdev.ready_timeout = t;
         }

@@ -231,6 +231,17 @@ impl Kernel {
         None
     }
 
+    /// Which life of its node `path` is in: a path inside a mediated device
+    /// gets the device's own number, new each time a device is created, so
+    /// that a re-created device's nodes get new inode numbers as the kernel's
+    /// do; every other path 0.
+    pub fn incarnation(&self, path: &str) -> u64 {
+        path.split('/')
+            .filter(|c| c.len() == 36)
+            .find_map(|c| self.devices.get(c))
+            .map_or(0, |d| u64::from(d.group))
+    }
+
     /// What is at `path` (relative to the sysfs mount, no leading '/').
     pub fn node(&self, path: &str) -> Option<Node> {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();

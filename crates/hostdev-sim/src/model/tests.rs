@@ -163,3 +163,23 @@ fn sriov_vfs_and_card_local_types() {
         .node(&format!("devices/pci0000:00/{pf}/virtfn0"))
         .is_none());
 }
+
+#[test]
+fn a_recreated_device_is_a_new_incarnation() {
+    let mut k = kernel("demo");
+    let p = "pci0000:00/0000:3b:00.0";
+    let bus = format!("bus/mdev/devices/{U1}");
+    let create = format!("devices/{p}/mdev_supported_types/nvidia-230/create");
+    assert_eq!(k.incarnation(&bus), 0);
+    k.write(&create, U1.as_bytes()).unwrap();
+    let first = k.incarnation(&bus);
+    assert_ne!(first, 0);
+    assert_eq!(k.incarnation(&format!("devices/{p}/{U1}/mdev_type")), first);
+    k.write(&format!("devices/{p}/{U1}/remove"), b"1").unwrap();
+    k.write(&create, U1.as_bytes()).unwrap();
+    assert_ne!(k.incarnation(&bus), first);
+    assert_eq!(
+        k.incarnation(&format!("devices/{p}/mdev_supported_types")),
+        0
+    );
+}
