@@ -49,6 +49,27 @@ for mode in ["direct", "daemon"]:
     same = "" if out == base else " (OUTPUT DIFFERS)"
     print(f"| {mode}{same} | {p50:.1f} | {p99:.1f} | {c:.1f} | {d:.1f} | {c + d:.1f} |")
 
+# The same request as an API client makes it (no process started, nothing
+# rendered): one connection per request, the whole answer read.
+def api(path):
+    walls = []
+    d0 = dcpu()
+    for _ in range(runs * 5):
+        t = time.perf_counter()
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(sock)
+        c.sendall(f"GET {path} HTTP/1.1\r\nHost: hostdevd\r\nConnection: close\r\n\r\n".encode())
+        while c.recv(1 << 20):
+            pass
+        c.close()
+        walls.append((time.perf_counter() - t) * 1000)
+    dms = (dcpu() - d0) / (runs * 5) * 1000
+    walls.sort()
+    p99 = walls[min(len(walls) - 1, int(len(walls) * 0.99))]
+    return statistics.median(walls), p99, dms
+p50, p99, d = api("/v1/devices")
+print(f"| GET /v1/devices (API client, no process) | {p50:.2f} | {p99:.2f} | - | {d:.1f} | {d:.1f} |")
+
 # 64 clients at once, each listing.
 def client():
     subprocess.run([f"{w}/bin/hostdevctl", "list"], env=dict(env, HOSTDEV_SOCKET=sock),

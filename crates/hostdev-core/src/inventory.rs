@@ -20,14 +20,48 @@ fn problems(kind: Kind, ps: Vec<LoadProblem>) -> impl Iterator<Item = Problem> {
     })
 }
 
+/// What the inventory's mdev rows depend on, read without reading them: the
+/// definition tree's generation and the running devices' fingerprint. Equal
+/// fingerprints taken before two inventories mean equal mdev rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MdevFingerprint {
+    definitions: u64,
+    devices: u64,
+}
+
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// Every device hostdev manages: mdevs, then vDPA, then vGPU VFs.
     pub fn inventory(&self) -> Result<Inventory, CoreError> {
+        self.inventory_with(self.other_kinds())
+    }
+
+    /// The vDPA and vGPU part of the inventory (always read: it is small).
+    pub fn other_kinds(&self) -> Inventory {
         let mut inv = Inventory::default();
-        self.mdev_rows(&mut inv)?;
         self.vdpa_rows(&mut inv);
         self.vgpu_rows(&mut inv);
+        inv
+    }
+
+    /// The inventory: mdevs read now, then `others` (from
+    /// [`Devices::other_kinds`]).
+    pub fn inventory_with(&self, others: Inventory) -> Result<Inventory, CoreError> {
+        let mut inv = Inventory::default();
+        self.mdev_rows(&mut inv)?;
+        inv.devices.extend(others.devices);
+        inv.problems.extend(others.problems);
+        inv.unavailable.extend(others.unavailable);
         Ok(inv)
+    }
+
+    /// What the mdev rows depend on; `None` when the store or sysfs cannot
+    /// tell (no memo, a tree inotify does not cover, a filesystem without
+    /// inode numbers).
+    pub fn mdev_fingerprint(&self) -> Option<MdevFingerprint> {
+        Some(MdevFingerprint {
+            definitions: self.mdev.store.generation()?,
+            devices: self.mdev.sysfs.devices_fingerprint()?,
+        })
     }
 
     /// Running devices (parent, then UUID), then definitions not running.

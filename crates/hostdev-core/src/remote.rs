@@ -101,7 +101,8 @@ impl Daemon {
         let _ = self.stream.set_read_timeout(Some(timeout));
         let _ = self.stream.set_write_timeout(Some(timeout));
         self.stream.write_all(&bytes).map_err(io(&self.path))?;
-        let mut answer = Vec::new();
+        // Large answers (an inventory) are read without a dozen regrowths.
+        let mut answer = Vec::with_capacity(256 * 1024);
         self.stream
             .read_to_end(&mut answer)
             .map_err(io(&self.path))?;

@@ -68,6 +68,14 @@ impl MdevStore {
         self
     }
 
+    /// With a memo: a number that changes whenever a definition file or
+    /// directory changes; taken before [`MdevStore::load_all`], an unchanged
+    /// number later means that load still holds. `None` without a memo or
+    /// when it cannot tell.
+    pub fn generation(&self) -> Option<u64> {
+        self.memo.as_ref()?.generation(&self.dir)
+    }
+
     /// The tree's top directory.
     pub fn dir(&self) -> &Path {
         &self.dir

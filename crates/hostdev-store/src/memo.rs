@@ -59,6 +59,11 @@ struct State {
     dirs: HashMap<String, Dir>,
     /// Watch → parent directory name.
     names: HashMap<i32, String>,
+    /// Moves on whenever anything is forgotten.
+    generation: u64,
+    /// Something was read that no watch covers (a link, an unwatchable
+    /// directory): the generation does not say everything until a reset.
+    incomplete: bool,
     stats: MemoStats,
 }
 
@@ -109,6 +114,15 @@ impl DefinitionMemo {
         })
     }
 
+    /// A number that changes whenever a file or directory of the tree `top`
+    /// changed since it was last given; `None` when the memo cannot tell (no
+    /// inotify, no tree, or something in it is not watched). Taken before a
+    /// read of the whole tree, it stands for what that read sees.
+    pub(crate) fn generation(&self, top: &Path) -> Option<u64> {
+        let s = self.session(top).s;
+        (s.fd.is_some() && s.top_wd.is_some() && !s.incomplete).then_some(s.generation)
+    }
+
     /// Starts one call over the tree `top`: takes the memo, applies what
     /// changed since the last call, and makes sure `top` is watched.
     pub(crate) fn session(&self, top: &Path) -> Session<'_> {
@@ -150,6 +164,7 @@ impl Session<'_> {
             Some(p) => s.watch_dir(p),
         };
         let l = list()?;
+        s.incomplete |= !watched;
         if watched {
             match parent {
                 None => s.top_listing = Some(l.clone()),
@@ -180,7 +195,11 @@ impl Session<'_> {
         }
         s.stats.reads += 1;
         // The watch first: a change after it is an event, before it is read.
-        let keep = s.watch_dir(parent) && !is_link();
+        let watched = s.watch_dir(parent);
+        let link = is_link();
+        // A link's target changes without an event here.
+        s.incomplete |= link;
+        let keep = watched && !link;
         let o = read();
         if keep {
             if let Some(d) = s.dirs.get_mut(parent) {
@@ -194,6 +213,8 @@ impl Session<'_> {
 impl State {
     fn reset(&mut self) {
         // Closing the instance drops every watch with it.
+        self.generation += 1;
+        self.incomplete = false;
         self.fd = None;
         self.top_wd = None;
         self.top_listing = None;
@@ -310,6 +331,9 @@ impl State {
             self.stats.resets += 1;
             self.reset();
             return;
+        }
+        if !forget_files.is_empty() || !forget_dirs.is_empty() {
+            self.generation += 1;
         }
         for (d, n, renamed) in forget_files {
             if let Some(dir) = self.dirs.get_mut(&d) {
@@ -437,6 +461,26 @@ mod tests {
                 ("q".into(), "t-2".into())
             ]
         );
+    }
+
+    #[test]
+    fn the_generation_moves_with_every_change_and_only_then() {
+        let (t, s, _memo) = tree();
+        let g = s.generation().expect("watched");
+        types(&s);
+        assert_eq!(s.generation(), Some(g), "reading changes nothing");
+        fs::write(s.dir().join("p").join(A), def("t-9")).unwrap();
+        let g2 = s.generation().expect("watched");
+        assert_ne!(g2, g);
+        types(&s);
+        fs::create_dir(s.dir().join("r")).unwrap();
+        assert_ne!(s.generation(), Some(g2), "a new parent directory");
+        // A linked definition cannot be followed: no generation to trust.
+        fs::remove_file(s.dir().join("p").join(B)).unwrap();
+        std::os::unix::fs::symlink(t.path().join("x"), s.dir().join("p").join(B)).unwrap();
+        types(&s);
+        assert_eq!(s.generation(), None);
+        assert_eq!(MdevStore::new(t.path()).generation(), None, "no memo");
     }
 
     #[test]

@@ -161,6 +161,12 @@ pub trait MdevSysfs: Send + Sync {
             .map(|d| (d.uuid, d.parent))
             .collect())
     }
+    /// A number that changes whenever a device is created or removed (so
+    /// whenever [`MdevSysfs::devices`] would answer differently), read without
+    /// looking at any device; `None` when this interface cannot tell.
+    fn devices_fingerprint(&self) -> Option<u64> {
+        None
+    }
     /// One running device, if it runs.
     fn device(&self, uuid: &Uuid) -> Result<Option<ActiveDevice>, SysfsError>;
     /// Writes `uuid` to the type's `create` file.

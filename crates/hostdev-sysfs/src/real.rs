@@ -396,6 +396,26 @@ impl MdevSysfs for RealSysfs {
         Ok(out)
     }
 
+    /// The bus directory's names and inode numbers, hashed: sysfs gives a
+    /// re-created device a new node, so the same pairs are the same devices.
+    fn devices_fingerprint(&self) -> Option<u64> {
+        use std::hash::{Hash, Hasher};
+        let mut entries = match self.bus_fd() {
+            Ok(Some(bus)) => bus.entries().ok()?,
+            Ok(None) => Vec::new(),
+            Err(_) => return None,
+        };
+        if entries.iter().any(|e| e.ino == 0) {
+            return None;
+        }
+        entries.sort_unstable();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for e in &entries {
+            (&e.name, e.ino).hash(&mut h);
+        }
+        Some(h.finish())
+    }
+
     fn running_parents(&self) -> Result<Vec<(Uuid, ParentName)>, SysfsError> {
         // A device is a child directory of its parent's device directory: one
         // directory read per parent instead of one readlink per device.

@@ -55,26 +55,38 @@ pub fn fail(prefix: &str, e: anyhow::Error) -> ExitCode {
 
 /// Aligned columns with a header row.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let width = |c: &str| {
+        if c.is_ascii() {
+            c.len()
+        } else {
+            c.chars().count()
+        }
+    };
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
+            w[i] = w[i].max(width(c));
         }
     }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<width$}  ", width = w[i]));
+    let per_line: usize = w.iter().map(|x| x + 2).sum::<usize>() + 1;
+    let mut out = String::with_capacity(per_line * (rows.len() + 1));
+    // One line: every cell but the last padded to its column, no trailing blanks.
+    let mut line = |cells: &mut dyn Iterator<Item = &str>, n: usize| {
+        let start = out.len();
+        for (i, c) in cells.enumerate() {
+            out.push_str(c);
+            if i + 1 < n {
+                let pad = w[i] - width(c) + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
             }
         }
-        s.trim_end().to_string() + "\n"
+        let kept = start + out[start..].trim_end().len();
+        out.truncate(kept);
+        out.push('\n');
     };
-    let mut out = line(header.to_vec());
+    line(&mut header.iter().copied(), header.len());
     for r in rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
+        line(&mut r.iter().map(String::as_str), r.len());
     }
     out
 }

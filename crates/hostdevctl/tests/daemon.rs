@@ -53,7 +53,7 @@ fn a_late_parent_is_restored_by_resync_and_a_removed_device_is_drift() {
     sim.reboot();
     assert_eq!(mdevs(r), 0);
     let d = Daemon::start(r, RESYNC);
-    eventually(5, "mtty's devices restored at start", || mdevs(r) == 2);
+    eventually(15, "mtty's devices restored at start", || mdevs(r) == 2);
     eventually(10, "the late parent's devices restored by resync", || {
         mdevs(r) == 4
     });
@@ -417,6 +417,19 @@ fn what_the_daemon_remembers_never_hides_a_change_made_behind_its_back() {
     ok(&direct, &r, "mdevctl", &["define", "-u", u]);
     let listed = ok(&through, &r, "mdevctl", &["list", "--dumpjson"]);
     assert!(listed.contains("nvidia-230"), "{listed}");
+    // Twice: the second inventory is the kept reply.
+    for _ in 0..2 {
+        let inv = ok(&through, &r, "hostdevctl", &["list"]);
+        assert!(
+            inv.contains("nvidia-230") && inv.contains("manual"),
+            "{inv}"
+        );
+    }
+    let (_, metrics) = http_get(&d.socket, "/metrics");
+    assert!(
+        metrics.contains("hostdev_inventory_reused_total 1"),
+        "{metrics}"
+    );
     // The same UUID removed and created again with another type by hand.
     let dev = r.join(format!("sys/bus/mdev/devices/{u}/remove"));
     std::fs::write(&dev, "1").expect("remove");

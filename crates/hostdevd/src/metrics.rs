@@ -47,6 +47,7 @@ pub struct Metrics {
     errors: Family<CodeL, Counter>,
     events: Family<TypeL, Counter>,
     uevents: Counter,
+    inventory_reused: Counter,
 }
 
 impl Default for Metrics {
@@ -70,6 +71,7 @@ impl Metrics {
             errors: Family::default(),
             events: Family::default(),
             uevents: Counter::default(),
+            inventory_reused: Counter::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -121,6 +123,11 @@ impl Metrics {
             "hostdev_uevents",
             "Kernel device events that led the daemon to act",
             m.uevents.clone(),
+        );
+        r.register(
+            "hostdev_inventory_reused",
+            "Inventory requests answered from the last reply (nothing had changed)",
+            m.inventory_reused.clone(),
         );
         Metrics { registry: r, ..m }
     }
@@ -213,6 +220,11 @@ impl Metrics {
     /// Counts one published event.
     pub fn event(&self, t: &str) {
         self.events.get_or_create(&TypeL { r#type: t.into() }).inc();
+    }
+
+    /// Counts one inventory answered from the last reply.
+    pub fn inventory_reused(&self) {
+        self.inventory_reused.inc();
     }
 
     /// Counts one kernel event acted on.

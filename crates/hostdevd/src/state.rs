@@ -8,8 +8,11 @@
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
+use axum::body::Bytes;
 use hostdev_core::api::events::{Event, EventKind};
-use hostdev_core::{Memo, System};
+use hostdev_core::api::Inventory;
+use hostdev_core::inventory::MdevFingerprint;
+use hostdev_core::{CoreError, Memo, System};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +55,15 @@ pub struct Shared {
     pub ready_timeout: Option<Duration>,
     /// mdev definitions and running mdevs kept between operations.
     pub memo: Memo,
+    /// The last inventory answered, as sent, with what it was made from.
+    inventory: Mutex<Option<KeptInventory>>,
+}
+
+/// An inventory reply kept for the next request that finds the host the same.
+struct KeptInventory {
+    mdevs: MdevFingerprint,
+    others: Inventory,
+    json: Bytes,
 }
 
 impl Shared {
@@ -81,6 +93,7 @@ impl Shared {
             stopping: tokio::sync::watch::channel(false).0,
             ready_timeout,
             memo: Memo::default(),
+            inventory: Mutex::new(None),
         };
         (Arc::new(s), rx)
     }
@@ -94,6 +107,36 @@ impl Shared {
             s.mdev.ready_timeout = t;
         }
         s
+    }
+
+    /// `GET /v1/devices` as JSON. The mdev rows (thousands on a large host)
+    /// are answered from the last reply when their fingerprint, taken before
+    /// reading, is unchanged and the vDPA and vGPU rows (always read) are the
+    /// same; anything else builds the reply anew.
+    pub fn inventory_json(&self) -> Result<Result<Bytes, serde_json::Error>, CoreError> {
+        let sys = self.system();
+        let mdevs = sys.mdev_fingerprint();
+        let others = sys.other_kinds();
+        let mut kept = self.inventory.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(k), Some(fp)) = (kept.as_ref(), mdevs) {
+            if k.mdevs == fp && k.others == others {
+                self.metrics.inventory_reused();
+                return Ok(Ok(k.json.clone()));
+            }
+        }
+        // Built under the lock: concurrent requests wait for one build.
+        let inv = sys.inventory_with(others.clone())?;
+        let json = match serde_json::to_vec(&inv) {
+            Ok(j) => Bytes::from(j),
+            // Not kept; the caller reports it.
+            Err(e) => return Ok(Err(e)),
+        };
+        *kept = mdevs.map(|mdevs| KeptInventory {
+            mdevs,
+            others,
+            json: json.clone(),
+        });
+        Ok(Ok(json))
     }
 
     /// Runs a blocking core operation off the async threads, counted as in
