@@ -8,7 +8,8 @@
 //! each names the file or directory to forget, so a call never answers from
 //! a file changed before it began. A watch is in place before a file is read
 //! into the memo; an overflowed queue, a directory moved or removed, or a
-//! change of the top directory itself forgets everything.
+//! change of the top directory itself (or another directory mounted over it)
+//! forgets everything.
 //! Must not: remember symbolic links (their target changes without an event
 //! here), or be used by a short-lived process (nothing to win).
 
@@ -53,6 +54,9 @@ struct State {
     broken: bool,
     top: PathBuf,
     top_wd: Option<i32>,
+    /// The top directory's device and inode when it was watched: another
+    /// directory at that path (a mount over it) sends no event.
+    top_id: Option<(u64, u64)>,
     /// The top directory's entries.
     top_listing: Option<Vec<Entry>>,
     /// Parent directory name → what is known of it.
@@ -131,6 +135,12 @@ impl DefinitionMemo {
             s.reset();
             s.top = top.to_path_buf();
         }
+        let id = rustix::fs::stat(top).ok().map(|st| (st.st_dev, st.st_ino));
+        if s.top_wd.is_some() && id != s.top_id {
+            s.stats.resets += 1;
+            s.reset();
+        }
+        s.top_id = id;
         s.drain();
         s.watch_top();
         Session { s }
