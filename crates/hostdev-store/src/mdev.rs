@@ -2,7 +2,7 @@
 //! per definition; the same UUID may be defined under several parents.
 
 use crate::atomic::{remove_synced, sweep_stale, write_atomic};
-use crate::memo::{DefinitionMemo, Outcome};
+use crate::memo::{DefinitionMemo, Outcome, Session};
 use crate::{HostLock, StoreError};
 use hostdev_fs::{DirFd, Entry, Kind};
 use hostdev_model::format::definition_file;
@@ -87,7 +87,16 @@ impl MdevStore {
     }
 
     /// Parent directories, sorted; unusable names are reported.
-    fn parent_dirs(&self, problems: &mut Vec<LoadProblem>) -> Result<Vec<ParentName>, StoreError> {
+    /// The memo taken for one call (drained once), if there is one.
+    fn session(&self) -> Option<Session<'_>> {
+        self.memo.as_ref().map(|m| m.session(&self.dir))
+    }
+
+    fn parent_dirs(
+        &self,
+        memo: &mut Option<Session<'_>>,
+        problems: &mut Vec<LoadProblem>,
+    ) -> Result<Vec<ParentName>, StoreError> {
         let list = || -> io::Result<Vec<Entry>> {
             match DirFd::open(&self.dir) {
                 Ok(d) => d.entries(),
@@ -95,8 +104,8 @@ impl MdevStore {
                 Err(e) => Err(e),
             }
         };
-        let entries = match &self.memo {
-            Some(m) => m.session(&self.dir).entries(None, list),
+        let entries = match memo {
+            Some(m) => m.entries(None, list),
             None => list(),
         }
         .map_err(|source| StoreError::Dir {
@@ -130,12 +139,12 @@ impl MdevStore {
 
     fn load_dir(
         &self,
+        memo: &mut Option<Session<'_>>,
         parent: &ParentName,
         defs: &mut Vec<Definition>,
         problems: &mut Vec<LoadProblem>,
     ) {
         let dir = self.dir.join(parent.as_str());
-        let mut memo = self.memo.as_ref().map(|m| m.session(&self.dir));
         let mut fd = None;
         let mut list = || -> io::Result<Vec<Entry>> {
             let d = DirFd::open(&dir)?;
@@ -143,7 +152,7 @@ impl MdevStore {
             fd = Some(d);
             e
         };
-        let listed = match &mut memo {
+        let listed = match memo {
             Some(m) => m.entries(Some(parent.as_str()), list),
             None => list(),
         };
@@ -186,7 +195,7 @@ impl MdevStore {
                     Err(e) => Err(format!("it cannot be read ({e})")),
                 }
             };
-            let parsed = match &mut memo {
+            let parsed = match memo {
                 Some(m) => m.get(parent.as_str(), &name, || kind != Kind::File, read),
                 None => read(),
             };
@@ -216,8 +225,9 @@ impl MdevStore {
     pub fn load_all(&self) -> Result<Loaded, StoreError> {
         let mut problems = Vec::new();
         let mut defs = Vec::new();
-        for p in self.parent_dirs(&mut problems)? {
-            self.load_dir(&p, &mut defs, &mut problems);
+        let mut memo = self.session();
+        for p in self.parent_dirs(&mut memo, &mut problems)? {
+            self.load_dir(&mut memo, &p, &mut defs, &mut problems);
         }
         Ok((defs, problems))
     }
@@ -227,7 +237,7 @@ impl MdevStore {
         let mut problems = Vec::new();
         let mut defs = Vec::new();
         if self.dir.join(parent.as_str()).is_dir() {
-            self.load_dir(parent, &mut defs, &mut problems);
+            self.load_dir(&mut self.session(), parent, &mut defs, &mut problems);
         }
         Ok((defs, problems))
     }
@@ -236,7 +246,7 @@ impl MdevStore {
     pub fn find(&self, uuid: &Uuid) -> Result<Loaded, StoreError> {
         let mut problems = Vec::new();
         let mut defs = Vec::new();
-        for parent in self.parent_dirs(&mut problems)? {
+        for parent in self.parent_dirs(&mut self.session(), &mut problems)? {
             let path = self.path_of(&parent, uuid);
             if !path.exists() {
                 continue;
@@ -257,7 +267,7 @@ impl MdevStore {
     pub fn parents_with(&self, uuid: &Uuid) -> Result<Vec<ParentName>, StoreError> {
         let mut ignored = Vec::new();
         Ok(self
-            .parent_dirs(&mut ignored)?
+            .parent_dirs(&mut self.session(), &mut ignored)?
             .into_iter()
             .filter(|p| self.path_of(p, uuid).exists())
             .collect())
@@ -280,16 +290,12 @@ impl MdevStore {
                 Err(e) => Err(format!("it cannot be read ({e})")),
             }
         };
-        let outcome = match &self.memo {
-            Some(m) => m.session(&self.dir).get(
-                parent.as_str(),
-                &uuid.to_string(),
-                || {
-                    path.symlink_metadata()
-                        .is_ok_and(|m| m.file_type().is_symlink())
-                },
-                read,
-            ),
+        let is_link = || {
+            path.symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink())
+        };
+        let outcome = match self.session() {
+            Some(mut m) => m.get(parent.as_str(), &uuid.to_string(), is_link, read),
             None => read(),
         };
         outcome.map_err(|reason| StoreError::Definition { path, reason })
