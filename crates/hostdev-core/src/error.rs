@@ -495,6 +495,7 @@ impl CoreError {
                 StoreError::Write { .. } => "store.write",
                 StoreError::Remove { .. } => "store.remove",
                 StoreError::Definition { .. } => "store.bad_definition",
+                StoreError::Db { .. } => "store.db",
             },
             ReadJson { .. } => "input.read_json",
             BadJson { .. } => "input.bad_json",

@@ -10,6 +10,7 @@ pub mod config;
 pub mod format;
 pub mod libvirt;
 pub mod names;
+pub mod pool;
 pub mod vdpa;
 pub mod vgpu;
 

@@ -13,6 +13,7 @@ mod json_dir;
 mod lock;
 mod mdev;
 mod memo;
+mod pools;
 mod type_cache;
 
 pub use atomic::write_atomic;
@@ -20,6 +21,7 @@ pub use json_dir::{JsonDir, Named};
 pub use lock::HostLock;
 pub use mdev::{Definition, LoadProblem, MdevStore};
 pub use memo::{DefinitionMemo, MemoStats};
+pub use pools::{DeviceRecord, Origin, PoolDb, PoolDefs, RecState, Tx};
 pub use type_cache::TypeCacheStore;
 
 use std::io;
@@ -59,6 +61,17 @@ pub enum StoreError {
         path: PathBuf,
         /// The cause.
         source: io::Error,
+    },
+    /// A statement on the pool state database failed (the transaction it
+    /// was part of is rolled back).
+    #[error("cannot {op} the pool state database {path}")]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// What was being done, as a verb phrase.
+        op: &'static str,
+        /// SQLite's error.
+        source: rusqlite::Error,
     },
     /// A definition file could not be read or parsed.
     #[error("definition {path} is unusable: {reason}")]
