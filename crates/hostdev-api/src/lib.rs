@@ -11,9 +11,11 @@
 pub mod events;
 pub mod mdev;
 pub mod ops;
+pub mod pool;
 pub mod report;
 
 pub use events::{DeviceRef, DriftKind, Event, EventKind};
+pub use hostdev_model::pool::PoolName;
 pub use hostdev_model::vdpa::{
     CreateConfig, MacAddr, MgmtDevName, VdpaDefinition, VdpaEdit, VdpaExport, VdpaName,
     VdpaValueError,
@@ -27,6 +29,12 @@ pub use mdev::{
 pub use ops::{
     Done, InventoryQuery, MdevListing, Method, Op, ParentTypes, RestoreRequest, Started,
     StopRequest, Stopped, TypesQuery, UndefineRequest,
+};
+pub use pool::{
+    AllocateRequest, Allocation, BindRequest, ConsumerId, DomainPrepareRequest,
+    DomainReleaseRequest, MemberRow, PoolDeviceRow, PoolList, PoolListQuery, PoolProblem, PoolShow,
+    PoolShowQuery, PoolSummary, ReconcileReport, ReconcileRequest, ReconcileRow, ReleaseRequest,
+    Released, ReleasedRow, UnbindRequest,
 };
 pub use report::{
     DeviceRow, DeviceState, ErrorBody, Inventory, Outcome, PfTypes, Problem, RestoreReport,

@@ -159,7 +159,16 @@ macro_rules! with_every_op {
             $crate::UndefineRequest,
             $crate::ModifyRequest,
             $crate::StartRequest,
-            $crate::StopRequest
+            $crate::StopRequest,
+            $crate::PoolListQuery,
+            $crate::PoolShowQuery,
+            $crate::AllocateRequest,
+            $crate::ReleaseRequest,
+            $crate::BindRequest,
+            $crate::UnbindRequest,
+            $crate::ReconcileRequest,
+            $crate::DomainPrepareRequest,
+            $crate::DomainReleaseRequest
         )
     };
 }

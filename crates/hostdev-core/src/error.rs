@@ -417,6 +417,87 @@ pub enum CoreError {
         /// The cause.
         source: Box<StoreError>,
     },
+    /// No pool of that name is defined.
+    #[error("no pool '{pool}' is defined (no {path})")]
+    PoolUnknown {
+        /// The pool.
+        pool: String,
+        /// Where its file would be.
+        path: PathBuf,
+    },
+    /// Every device the pool can hand out now is held.
+    #[error("pool {pool} is exhausted: {allocated} of {capacity} allocated")]
+    PoolExhausted {
+        /// The pool.
+        pool: String,
+        /// Held now.
+        allocated: u64,
+        /// Held plus free now.
+        capacity: u64,
+    },
+    /// No member of the pool is present.
+    #[error("pool {pool} has no members on this host: nothing here matches its selector")]
+    PoolNoMembers {
+        /// The pool.
+        pool: String,
+    },
+    /// The device asked for is held by someone else.
+    #[error("{id} of pool {pool} is held by {consumer}")]
+    PoolDeviceHeld {
+        /// The pool.
+        pool: String,
+        /// The device.
+        id: String,
+        /// Its holder.
+        consumer: String,
+    },
+    /// The device asked for is not one of the pool's.
+    #[error("{id} is not a device of pool {pool}")]
+    PoolNotMember {
+        /// The pool.
+        pool: String,
+        /// The device.
+        id: String,
+    },
+    /// The request does not fit the pool (a UUID for a vGPU pool, a binding
+    /// to a pre-created pool).
+    #[error("pool {pool}: {why}")]
+    PoolMisuse {
+        /// The pool.
+        pool: String,
+        /// Why, as a sentence fragment.
+        why: String,
+    },
+    /// A release named nothing that is held.
+    #[error("nothing to release: {what} holds no device of any pool")]
+    PoolNothingHeld {
+        /// The consumer or device.
+        what: String,
+    },
+    /// A UUID is bound to another pool, or named by a definition already.
+    #[error("UUID {uuid} is already {why}")]
+    PoolUuidTaken {
+        /// The UUID.
+        uuid: Uuid,
+        /// Bound to which pool, or defined where.
+        why: String,
+    },
+    /// An unbind named a UUID bound to no pool.
+    #[error("UUID {uuid} is bound to no pool")]
+    PoolNotBound {
+        /// The UUID.
+        uuid: Uuid,
+    },
+    /// A domain names an unbound UUID and several pools take any UUID.
+    #[error(
+        "UUID {uuid} is bound to no pool and several pools bind on use ({pools}); bind it to one"
+    )]
+    PoolAmbiguous {
+        /// The UUID.
+        uuid: Uuid,
+        /// The pools.
+        pools: String,
+    },
 }
 
 fn list_or_none(v: &[String]) -> String {
@@ -557,6 +638,16 @@ impl CoreError {
             BadExport { .. } => "vdpa.bad_export",
             RestorePanicked { .. } => "restore.panicked",
             Install { .. } => "store.install",
+            PoolUnknown { .. } => "pool.unknown",
+            PoolExhausted { .. } => "pool.exhausted",
+            PoolNoMembers { .. } => "pool.no_members",
+            PoolDeviceHeld { .. } => "pool.device_held",
+            PoolNotMember { .. } => "pool.not_member",
+            PoolMisuse { .. } => "pool.misuse",
+            PoolNothingHeld { .. } => "pool.nothing_held",
+            PoolUuidTaken { .. } => "pool.uuid_taken",
+            PoolAmbiguous { .. } => "pool.ambiguous",
+            PoolNotBound { .. } => "pool.not_bound",
         }
     }
 

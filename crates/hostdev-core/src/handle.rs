@@ -5,6 +5,10 @@
 
 use crate::{CoreError, Devices};
 use hostdev_api::{
+    AllocateRequest, BindRequest, DomainPrepareRequest, DomainReleaseRequest, PoolListQuery,
+    PoolShowQuery, ReconcileRequest, ReleaseRequest, UnbindRequest,
+};
+use hostdev_api::{
     DefineRequest, Done, InventoryQuery, ListQuery, ModifyRequest, Op, RestoreRequest,
     StartRequest, StopRequest, Stopped, TypesQuery, UndefineRequest,
 };
@@ -49,3 +53,12 @@ handle!(StartRequest, |d, op| d.mdev.start(op));
 handle!(StopRequest, |d, op| {
     d.mdev.stop(&op.uuid).map(|parent| Stopped { parent })
 });
+handle!(PoolListQuery, |d, _op| d.pool_list());
+handle!(PoolShowQuery, |d, op| d.pool_show(&op.pool));
+handle!(AllocateRequest, |d, op| d.allocate(op));
+handle!(ReleaseRequest, |d, op| d.release(op));
+handle!(BindRequest, |d, op| d.bind(op).map(|()| Done {}));
+handle!(UnbindRequest, |d, op| d.unbind(op).map(|()| Done {}));
+handle!(ReconcileRequest, |d, _op| d.reconcile());
+handle!(DomainPrepareRequest, |d, op| d.domain_prepare(op));
+handle!(DomainReleaseRequest, |d, op| d.domain_release(op));

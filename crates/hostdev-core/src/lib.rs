@@ -18,6 +18,7 @@ pub mod inventory;
 mod lock;
 pub mod mdev;
 pub mod poll;
+pub mod pool;
 pub mod remote;
 pub mod restore;
 mod system;

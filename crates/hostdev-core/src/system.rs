@@ -23,6 +23,8 @@ pub struct Devices<S, V, C> {
     pub vdpa: Vdpas<C>,
     /// The root prefix every path hangs under.
     pub root: PathBuf,
+    /// Unix seconds now (pool reservations); tests set their own.
+    pub clock: fn() -> i64,
 }
 
 impl<S, V, C> Devices<S, V, C> {
@@ -33,6 +35,7 @@ impl<S, V, C> Devices<S, V, C> {
             vgpu,
             vdpa,
             root: root.to_path_buf(),
+            clock: crate::pool::unix_now,
         }
     }
 }

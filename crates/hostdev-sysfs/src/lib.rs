@@ -17,7 +17,29 @@ pub use errno::describe_errno;
 pub use fake::{FakeKernel, FakeType};
 pub use real::{DeviceMemo, RealSysfs};
 
+/// What a device directory says about itself, for pool selectors: its PCI
+/// ids and NUMA node (where it has them) and the driver bound to it. Missing
+/// or unreadable files leave a fact unknown; nothing here fails.
+pub fn device_facts(dir: &std::path::Path, name: &str) -> MemberFacts {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    MemberFacts {
+        name: name.to_string(),
+        vendor: read("vendor"),
+        device: read("device"),
+        numa_node: read("numa_node").and_then(|s| s.parse().ok()),
+        driver: std::fs::read_link(dir.join("driver"))
+            .ok()
+            .and_then(|l| l.file_name().map(|n| n.to_string_lossy().into_owned())),
+    }
+}
+
 use hostdev_model::format::{CachedType, TypeCache, TypeInfo};
+use hostdev_model::pool::MemberFacts;
 use hostdev_model::{AttrName, ParentName, TypeId, Uuid};
 use std::io;
 use std::path::PathBuf;
@@ -166,6 +188,14 @@ pub trait MdevSysfs: Send + Sync {
     /// looking at any device; `None` when this interface cannot tell.
     fn devices_fingerprint(&self) -> Option<u64> {
         None
+    }
+    /// What the parent says about itself (PCI ids, NUMA node, driver), for
+    /// pool selectors; only its name where this interface cannot tell.
+    fn parent_facts(&self, parent: &ParentName) -> MemberFacts {
+        MemberFacts {
+            name: parent.to_string(),
+            ..MemberFacts::default()
+        }
     }
     /// One running device, if it runs.
     fn device(&self, uuid: &Uuid) -> Result<Option<ActiveDevice>, SysfsError>;

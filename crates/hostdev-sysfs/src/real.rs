@@ -252,6 +252,9 @@ fn write_existing(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 impl MdevSysfs for RealSysfs {
+    fn parent_facts(&self, parent: &ParentName) -> hostdev_model::pool::MemberFacts {
+        crate::device_facts(&self.class.join(parent.as_str()), parent.as_str())
+    }
     fn parents(&self) -> Result<Vec<ParentName>, SysfsError> {
         Ok(dir_names(&self.class)?
             .into_iter()

@@ -7,6 +7,7 @@
 //! which type goes where.
 
 use crate::describe_errno;
+use hostdev_model::pool::MemberFacts;
 use hostdev_model::vgpu::{parse_creatable, PciAddress, VgpuType};
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -95,6 +96,14 @@ pub trait SriovSysfs: Send + Sync {
     fn set_num_vfs(&self, pf: &PciAddress, n: u32) -> Result<(), SriovError>;
     /// Writes `current_vgpu_type` (0 clears).
     fn set_type(&self, vf: &PciAddress, type_id: u32) -> Result<(), SriovError>;
+    /// What the PF says about itself (PCI ids, NUMA node, driver), for pool
+    /// selectors; only its address where this interface cannot tell.
+    fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
+        MemberFacts {
+            name: pf.to_string(),
+            ..MemberFacts::default()
+        }
+    }
 }
 
 /// The real sysfs under a root prefix.
@@ -135,6 +144,9 @@ impl RealSriov {
 }
 
 impl SriovSysfs for RealSriov {
+    fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
+        crate::device_facts(&self.pci.join(pf.as_str()), pf.as_str())
+    }
     fn pfs(&self) -> Result<Vec<PfInfo>, SriovError> {
         let rd = match fs::read_dir(&self.pci) {
             Ok(rd) => rd,

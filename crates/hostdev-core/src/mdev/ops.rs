@@ -31,7 +31,10 @@ fn dev<'a>(uuid: &'a Uuid, parent: &'a ParentName, config: &'a MdevConfig) -> Ca
 }
 
 impl<S: MdevSysfs> Host<S> {
-    fn running_parent(&self, uuid: &Uuid) -> Result<Option<(ParentName, TypeId)>, CoreError> {
+    pub(crate) fn running_parent(
+        &self,
+        uuid: &Uuid,
+    ) -> Result<Option<(ParentName, TypeId)>, CoreError> {
         Ok(self
             .sysfs
             .device(uuid)

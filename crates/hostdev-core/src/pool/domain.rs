@@ -1,0 +1,126 @@
+//! The libvirt indirection: a domain names pool-bound mdev UUIDs; at its
+//! prepare each gets a device of its pool made with that UUID, at its release
+//! they are given back.
+//!
+//! Owns: which of a domain's UUIDs belong to pools, binding on use, and
+//! leaving nothing behind when one of several allocations fails. Must not:
+//! parse domain XML (the CLI's hook front-end does) or call libvirt (a hook
+//! that calls back into libvirtd deadlocks it).
+
+use crate::{CoreError, Devices};
+use hostdev_api::{
+    AllocateRequest, Allocation, ConsumerId, DomainPrepareRequest, DomainReleaseRequest, Released,
+};
+use hostdev_model::pool::PoolName;
+use hostdev_store::{PoolDefs, RecState};
+use hostdev_sysfs::sriov::SriovSysfs;
+use hostdev_sysfs::MdevSysfs;
+use hostdev_vdpa::VdpaClient;
+
+impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+    /// Allocates every pool device the domain names; on any failure gives
+    /// back what this call allocated and removes the bindings it made.
+    pub fn domain_prepare(&self, req: &DomainPrepareRequest) -> Result<Vec<Allocation>, CoreError> {
+        let consumer =
+            ConsumerId::new(req.domain.to_string()).map_err(|_| CoreError::PoolMisuse {
+                pool: String::new(),
+                why: "the domain's UUID is not a consumer id".into(),
+            })?;
+        let db = self.pool_db()?;
+        let mut on_use: Option<Vec<PoolName>> = None;
+        let mut made: Vec<Allocation> = Vec::new();
+        let mut bound: Vec<String> = Vec::new();
+        let result = (|| {
+            for u in &req.mdevs {
+                let pool = match db.read(|tx| tx.binding(&u.to_string()))? {
+                    Some(p) => PoolName::new(p).map_err(|e| CoreError::PoolMisuse {
+                        pool: String::new(),
+                        why: e.to_string(),
+                    })?,
+                    None => {
+                        // Not ours: a device defined or running by other means.
+                        if self.mdev.running_parent(u)?.is_some()
+                            || !self.mdev.store.parents_with(u)?.is_empty()
+                        {
+                            continue;
+                        }
+                        let pools = match &on_use {
+                            Some(p) => p.clone(),
+                            None => {
+                                let (defs, _) = PoolDefs::under(&self.root).load_all()?;
+                                let p: Vec<PoolName> = defs
+                                    .into_iter()
+                                    .filter(|d| d.bind_on_use)
+                                    .map(|d| d.name)
+                                    .collect();
+                                on_use = Some(p.clone());
+                                p
+                            }
+                        };
+                        match pools.as_slice() {
+                            [] => continue,
+                            [p] => {
+                                db.write(|tx| tx.bind(&u.to_string(), p.as_str()))?;
+                                bound.push(u.to_string());
+                                p.clone()
+                            }
+                            many => {
+                                return Err(CoreError::PoolAmbiguous {
+                                    uuid: *u,
+                                    pools: many
+                                        .iter()
+                                        .map(|p| p.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", "),
+                                })
+                            }
+                        }
+                    }
+                };
+                made.push(self.allocate(&AllocateRequest {
+                    pool,
+                    consumer: consumer.clone(),
+                    uuid: Some(*u),
+                    ttl_secs: None,
+                })?);
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(made),
+            Err(e) => {
+                let fresh: Vec<_> = made
+                    .iter()
+                    .filter(|a| !a.again)
+                    .map(|a| a.id.clone())
+                    .collect();
+                let records = db.read(|tx| {
+                    let mut v = Vec::new();
+                    for id in &fresh {
+                        v.extend(tx.device(id)?);
+                    }
+                    Ok(v)
+                })?;
+                let _ = self.release_records(&db, records, false);
+                for u in bound {
+                    let _ = db.write(|tx| tx.unbind(&u));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives back everything the domain holds through pools.
+    pub fn domain_release(&self, req: &DomainReleaseRequest) -> Result<Released, CoreError> {
+        let db = self.pool_db()?;
+        let held: Vec<_> = db
+            .read(|tx| tx.held_by(None, &req.domain.to_string()))?
+            .into_iter()
+            .filter(|r| r.state == RecState::Allocated)
+            .collect();
+        if held.is_empty() {
+            return Ok(Released::default());
+        }
+        self.release_records(&db, held, false)
+    }
+}
