@@ -34,3 +34,34 @@ pub fn install(root: &Path, exe: &Path) -> Result<PathBuf, CoreError> {
     })?;
     Ok(path)
 }
+
+/// Where the libvirt qemu hook is installed, under a root prefix (libvirt
+/// 6.5 and later run every executable in `hooks/qemu.d/`, so another hook in
+/// `hooks/qemu` is left alone).
+pub fn hook_path(root: &Path) -> PathBuf {
+    root.join("etc/libvirt/hooks/qemu.d/50-hostdev")
+}
+
+/// The hook script, calling `exe`.
+pub fn hook_text(exe: &Path) -> String {
+    format!(
+        "#!/bin/sh\n\
+         # Installed by `hostdevctl libvirt-hook install`: a domain naming a UUID bound to\n\
+         # a hostdev pool gets that device made at prepare and removed at release.\n\
+         exec '{}' libvirt-hook run \"$@\"\n",
+        exe.display().to_string().replace('\'', "'\\''")
+    )
+}
+
+/// Writes the hook under `root` (mode 0755); returns where.
+pub fn install_hook(root: &Path, exe: &Path) -> Result<PathBuf, CoreError> {
+    let lock = Locker::under(root).lock()?;
+    let path = hook_path(root);
+    hostdev_store::write_atomic_mode(&lock, &path, hook_text(exe).as_bytes(), 0o755).map_err(
+        |e| CoreError::Install {
+            path: path.clone(),
+            source: Box::new(e),
+        },
+    )?;
+    Ok(path)
+}

@@ -99,9 +99,119 @@ pub fn vdpa_interface(vhost_dev: &str) -> String {
         .render()
 }
 
+/// What libvirt's qemu hook needs from a domain's XML: its UUID and name,
+/// and the UUIDs its `<hostdev mode='subsystem' type='mdev'>` elements name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainMdevs {
+    /// `<domain><uuid>`.
+    pub uuid: Uuid,
+    /// `<domain><name>`.
+    pub name: String,
+    /// `<hostdev type='mdev'><source><address uuid=…>`, in document order.
+    pub mdevs: Vec<Uuid>,
+}
+
+/// Reads a domain's XML (as libvirt hands it to a hook on stdin).
+pub fn domain_mdevs(xml: &str) -> Result<DomainMdevs, String> {
+    use quick_xml::events::Event as Ev;
+    let mut r = quick_xml::Reader::from_str(xml);
+    let mut path: Vec<String> = Vec::new();
+    let mut hostdev_mdev = false;
+    let (mut uuid, mut name, mut mdevs) = (None, None, Vec::new());
+    let attr = |e: &BytesStart<'_>, k: &[u8]| -> Option<String> {
+        e.attributes()
+            .flatten()
+            .find(|a| a.key.as_ref() == k)
+            .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()))
+    };
+    loop {
+        let ev = r.read_event().map_err(|e| {
+            format!(
+                "the domain XML is malformed at byte {}: {e}",
+                r.error_position()
+            )
+        })?;
+        let empty = matches!(ev, Ev::Empty(_));
+        match ev {
+            Ev::Start(e) | Ev::Empty(e) => {
+                let tag = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                let at: Vec<&str> = path.iter().map(String::as_str).collect();
+                if at == ["domain", "devices"] && tag == "hostdev" {
+                    hostdev_mdev = attr(&e, b"type").as_deref() == Some("mdev");
+                }
+                if hostdev_mdev
+                    && at == ["domain", "devices", "hostdev", "source"]
+                    && tag == "address"
+                {
+                    if let Some(u) = attr(&e, b"uuid") {
+                        mdevs.push(Uuid::parse_lenient(&u).map_err(|e| e.to_string())?);
+                    }
+                }
+                if !empty {
+                    path.push(tag);
+                }
+            }
+            Ev::End(_) => {
+                if path.len() == 3 && path[2] == "hostdev" {
+                    hostdev_mdev = false;
+                }
+                path.pop();
+            }
+            Ev::Text(t) => {
+                let at: Vec<&str> = path.iter().map(String::as_str).collect();
+                let text = t.unescape().map_err(|e| e.to_string())?.trim().to_string();
+                match at.as_slice() {
+                    ["domain", "uuid"] => uuid = Some(text),
+                    ["domain", "name"] => name = Some(text),
+                    _ => {}
+                }
+            }
+            Ev::Eof => break,
+            _ => {}
+        }
+    }
+    let uuid = uuid.ok_or("the domain XML has no <uuid>")?;
+    Ok(DomainMdevs {
+        uuid: Uuid::parse_lenient(&uuid).map_err(|e| e.to_string())?,
+        name: name.unwrap_or_default(),
+        mdevs,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_domain_names_its_mdevs() {
+        let xml = r#"<domain type='kvm'>
+  <name>vm&amp;1</name>
+  <uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid>
+  <devices>
+    <hostdev mode='subsystem' type='pci'><source><address domain='0' bus='1' slot='0' function='0'/></source></hostdev>
+    <hostdev mode='subsystem' type='mdev' model='vfio-pci'>
+      <source><address uuid='C2177883-F1BB-47F0-914D-32A22E3A8804'/></source>
+    </hostdev>
+    <hostdev mode='subsystem' type='mdev' model='vfio-pci'><source><address uuid='a297db4a-f4c2-11e6-90f6-d3b88d6c9525'/></source></hostdev>
+  </devices>
+</domain>"#;
+        let d = domain_mdevs(xml).unwrap();
+        assert_eq!(d.name, "vm&1");
+        assert_eq!(d.uuid.to_string(), "4dea22b3-1d52-d8f3-2516-782e98ab3fa0");
+        let m: Vec<String> = d.mdevs.iter().map(|u| u.to_string()).collect();
+        assert_eq!(
+            m,
+            [
+                "c2177883-f1bb-47f0-914d-32a22e3a8804",
+                "a297db4a-f4c2-11e6-90f6-d3b88d6c9525"
+            ]
+        );
+        assert!(domain_mdevs("<domain><name>x</name></domain>")
+            .unwrap_err()
+            .contains("no <uuid>"));
+        assert!(domain_mdevs("<domain><uuid>zz</uuid>").is_err());
+        assert!(domain_mdevs("<domain><uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid><devices><hostdev type='mdev'><source><address uuid='../x'/></source></hostdev></devices></domain>").is_err());
+    }
 
     #[test]
     fn elements_are_what_libvirt_reads() {

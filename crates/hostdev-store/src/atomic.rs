@@ -14,7 +14,17 @@ pub(crate) const TMP_PREFIX: &str = ".hostdev-tmp.";
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Replaces `path` with `data` atomically. Requires the host-wide lock.
-pub fn write_atomic(_lock: &HostLock, path: &Path, data: &[u8]) -> Result<(), StoreError> {
+pub fn write_atomic(lock: &HostLock, path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    write_atomic_mode(lock, path, data, 0o644)
+}
+
+/// [`write_atomic`] with the file's permission bits (a hook script: 0755).
+pub fn write_atomic_mode(
+    _lock: &HostLock,
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+) -> Result<(), StoreError> {
     let err = |source| StoreError::Write {
         path: path.to_path_buf(),
         source,
@@ -39,7 +49,7 @@ pub fn write_atomic(_lock: &HostLock, path: &Path, data: &[u8]) -> Result<(), St
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;

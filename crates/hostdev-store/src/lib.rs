@@ -16,7 +16,7 @@ mod memo;
 mod pools;
 mod type_cache;
 
-pub use atomic::write_atomic;
+pub use atomic::{write_atomic, write_atomic_mode};
 pub use json_dir::{JsonDir, Named};
 pub use lock::HostLock;
 pub use mdev::{Definition, LoadProblem, MdevStore};

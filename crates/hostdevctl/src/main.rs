@@ -9,6 +9,7 @@ mod env;
 mod mdevctl;
 mod native;
 mod output;
+mod pool;
 mod vdpa;
 mod vgpu;
 

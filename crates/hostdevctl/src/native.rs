@@ -59,6 +59,12 @@ enum Top {
     /// NVIDIA vGPUs on SR-IOV virtual functions
     #[command(subcommand)]
     Vgpu(crate::vgpu::VgpuCmd),
+    /// Pools of devices handed to consumers (VMs)
+    #[command(subcommand)]
+    Pool(crate::pool::PoolCmd),
+    /// libvirt's qemu hook: domains that name pool-bound UUIDs get devices at start
+    #[command(subcommand)]
+    LibvirtHook(crate::pool::HookCmd),
     /// Every device hostdev manages, of every kind, in one table
     List,
     /// Start every auto-start definition on every present parent
@@ -93,6 +99,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Top::Autostart { wait } => autostart(cli.format, wait),
         Top::Vgpu(cmd) => crate::vgpu::run(cmd, cli.format),
         Top::Vdpa(cmd) => crate::vdpa::run(cmd, cli.format),
+        Top::Pool(cmd) => crate::pool::run(cmd, cli.format),
+        Top::LibvirtHook(cmd) => crate::pool::hook(cmd),
         Top::List => unified_list(cli.format),
         Top::UdevRule { install } => udev_rule(install),
         Top::Mdevctl { args } => {
