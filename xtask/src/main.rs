@@ -200,7 +200,7 @@ fn tiers() -> Vec<Tier> {
         },
         Tier {
             name: "daemon (hostdevd on the simulated lab; peers as other users)",
-            tests: &["daemon"],
+            tests: &["daemon", "pools"],
             missing: daemon_missing,
         },
     ]

@@ -146,6 +146,14 @@ impl Daemon {
         "restore_on_start = false\nuevents = false\nresync_interval_secs = 3600\ngroup = \"root\"\n";
 }
 
+impl Daemon {
+    /// Kills the daemon with SIGKILL (no graceful stop) and waits for it.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
