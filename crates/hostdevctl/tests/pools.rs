@@ -422,10 +422,10 @@ fn the_hook_makes_bound_devices_at_prepare_refuses_beyond_capacity_and_removes_a
             Some(xml(i).as_bytes()),
         )
     };
-    for i in 0..2 {
+    for (i, u) in uuids.iter().enumerate().take(2) {
         let o = hook(i, "prepare", "begin");
         assert!(o.status.success(), "{}", show(&o));
-        assert!(running(r).contains(uuids[i]));
+        assert!(running(r).contains(*u));
     }
     let o = hook(2, "prepare", "begin");
     assert!(!o.status.success());

@@ -32,6 +32,10 @@ pub struct Config {
     pub uevents: bool,
     /// Restore every auto-start definition when the daemon starts.
     pub restore_on_start: bool,
+    /// Seconds between pool reconciles (undo interrupted work, end
+    /// reservations, free what dead consumers held, fill pre-created pools);
+    /// 0: never (run `hostdevctl pool reconcile` yourself).
+    pub pool_reconcile_secs: u64,
 }
 
 impl Default for Config {
@@ -47,6 +51,7 @@ impl Default for Config {
             max_connections: 256,
             uevents: true,
             restore_on_start: true,
+            pool_reconcile_secs: 60,
         }
     }
 }
@@ -150,6 +155,7 @@ mod shipped {
             "max_connections",
             "uevents",
             "restore_on_start",
+            "pool_reconcile_secs",
         ] {
             assert!(text.contains(&format!("#{key} = ")), "{key}");
         }

@@ -96,9 +96,13 @@ pub async fn watch(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     let debounce = Duration::from_millis(s.config.debounce_ms);
+    let pools_every = s.config.pool_reconcile_secs;
+    let mut pools_tick = tokio::time::interval(Duration::from_secs(pools_every.max(1)));
+    pools_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stopping.changed() => return,
+            _ = pools_tick.tick(), if pools_every > 0 => reconcile_pools(&s).await,
             _ = tick.tick() => cycle(&s, &mut prev, "resync", false).await,
             Some(_) = nudges.recv() => {
                 while nudges.try_recv().is_ok() {}
@@ -146,6 +150,19 @@ async fn look(s: &Arc<Shared>) -> Option<Snapshot> {
             });
             None
         }
+    }
+}
+
+/// Reconciles the pools and logs what changed (a host without pools: nothing).
+async fn reconcile_pools(s: &Arc<Shared>) {
+    match s.run(|sh| sh.system().reconcile()).await {
+        Some(Ok(r)) => {
+            for row in &r.rows {
+                tracing::info!(pool = %row.pool, id = %row.id, action = %row.action, "pool reconcile: {}", row.why);
+            }
+        }
+        Some(Err(e)) => tracing::warn!("pool reconcile failed: {}", hostdev_core::chain(&e)),
+        None => {}
     }
 }
 
