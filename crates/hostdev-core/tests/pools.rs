@@ -256,6 +256,7 @@ fn what_a_killed_process_left_is_undone_by_the_next_one() {
             consumer: Some("vm-dead".into()),
             since: 0,
             expires: None,
+            element: String::new(),
         })
     })
     .expect("intent");
@@ -286,6 +287,7 @@ fn what_a_killed_process_left_is_undone_by_the_next_one() {
             consumer: Some("vm-dead".into()),
             since: 0,
             expires: None,
+            element: String::new(),
         })
     })
     .expect("intent");

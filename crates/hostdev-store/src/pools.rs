@@ -203,6 +203,9 @@ pub struct DeviceRecord {
     pub since: i64,
     /// A reservation's end (unix seconds).
     pub expires: Option<i64>,
+    /// The libvirt element that hands it to a domain (written when the
+    /// device was made, so handing it out reads no sysfs).
+    pub element: String,
 }
 
 impl DeviceRecord {
@@ -215,8 +218,44 @@ impl DeviceRecord {
 /// The state database.
 #[derive(Debug)]
 pub struct PoolDb {
-    conn: Connection,
+    conn: Option<Connection>,
     path: PathBuf,
+    /// The file's (device, inode) when opened: a connection is reused only
+    /// for the same file, never for one that replaced it.
+    file: (u64, u64),
+}
+
+thread_local! {
+    /// Connections this thread opened, given back when their `PoolDb` is
+    /// dropped: a long-running process (the daemon's worker threads) does not
+    /// pay the open and its pragmas per operation.
+    static KEPT: std::cell::RefCell<Vec<(PathBuf, (u64, u64), Connection)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Serializes this process's writers so that its threads queue here in
+/// order instead of in SQLite's busy handler, which sleeps in growing steps
+/// (other processes still meet the busy timeout).
+static WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Drop for PoolDb {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let path = std::mem::take(&mut self.path);
+            let file = self.file;
+            let _ = KEPT.try_with(|k| {
+                let mut k = k.borrow_mut();
+                if k.len() < 4 {
+                    k.push((path, file, c));
+                }
+            });
+        }
+    }
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 const SCHEMA: &str = "
@@ -228,7 +267,8 @@ CREATE TABLE IF NOT EXISTS devices (
     state    TEXT NOT NULL,
     consumer TEXT,
     since    INTEGER NOT NULL,
-    expires  INTEGER
+    expires  INTEGER,
+    element  TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS devices_by_pool ON devices (pool, state);
 CREATE INDEX IF NOT EXISTS devices_by_consumer ON devices (consumer);
@@ -236,7 +276,10 @@ CREATE TABLE IF NOT EXISTS bindings (
     uuid TEXT PRIMARY KEY NOT NULL,
     pool TEXT NOT NULL
 );
+PRAGMA user_version = 1;
 ";
+
+const SCHEMA_VERSION: i64 = 1;
 
 impl PoolDb {
     /// The database file under a root prefix.
@@ -252,6 +295,20 @@ impl PoolDb {
                 path: dir.to_path_buf(),
                 source,
             })?;
+        }
+        if let Some(file) = file_id(&path) {
+            let kept = KEPT.with(|k| {
+                let mut k = k.borrow_mut();
+                let i = k.iter().position(|(p, f, _)| p == &path && *f == file)?;
+                Some(k.swap_remove(i).2)
+            });
+            if let Some(conn) = kept {
+                return Ok(PoolDb {
+                    conn: Some(conn),
+                    path,
+                    file,
+                });
+            }
         }
         let err = |op: &'static str| {
             let path = path.clone();
@@ -273,13 +330,38 @@ impl PoolDb {
         }
         conn.execute_batch("PRAGMA synchronous = NORMAL;")
             .map_err(err("configure"))?;
-        let db = PoolDb { conn, path };
-        db.write(|tx| {
-            tx.conn
-                .execute_batch(SCHEMA)
-                .map_err(|e| tx.fail("create the schema of", e))
-        })?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err("read the schema version of"))?;
+        let file = file_id(&path).unwrap_or_default();
+        let db = PoolDb {
+            conn: Some(conn),
+            path,
+            file,
+        };
+        if version < SCHEMA_VERSION {
+            db.write(|tx| {
+                tx.conn
+                    .execute_batch(SCHEMA)
+                    .map_err(|e| tx.fail("create the schema of", e))
+            })?;
+        } else if version > SCHEMA_VERSION {
+            return Err(StoreError::Db {
+                path: db.path.clone(),
+                op: "use",
+                source: rusqlite::Error::InvalidParameterName(format!(
+                    "its schema version {version} is newer than this hostdev's ({SCHEMA_VERSION})"
+                )),
+            });
+        }
         Ok(db)
+    }
+
+    fn conn(&self) -> &Connection {
+        // Always Some until drop.
+        self.conn
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("connection taken before drop"))
     }
 
     /// Where the file is.
@@ -294,23 +376,24 @@ impl PoolDb {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        let _queue = WRITER.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self.conn();
         let tx = Tx {
-            conn: &self.conn,
+            conn,
             path: &self.path,
         };
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
+        conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| tx.fail("begin a transaction on", e))?;
         match f(&tx) {
-            Ok(v) => match self.conn.execute_batch("COMMIT") {
+            Ok(v) => match conn.execute_batch("COMMIT") {
                 Ok(()) => Ok(v),
                 Err(e) => {
-                    let _ = self.conn.execute_batch("ROLLBACK");
+                    let _ = conn.execute_batch("ROLLBACK");
                     Err(tx.fail("commit to", e).into())
                 }
             },
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = conn.execute_batch("ROLLBACK");
                 Err(e)
             }
         }
@@ -321,15 +404,15 @@ impl PoolDb {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let conn = self.conn();
         let tx = Tx {
-            conn: &self.conn,
+            conn,
             path: &self.path,
         };
-        self.conn
-            .execute_batch("BEGIN DEFERRED")
+        conn.execute_batch("BEGIN DEFERRED")
             .map_err(|e| tx.fail("begin a read of", e))?;
         let r = f(&tx);
-        let _ = self.conn.execute_batch("ROLLBACK"); // nothing was written
+        let _ = conn.execute_batch("ROLLBACK"); // nothing was written
         r
     }
 }
@@ -350,10 +433,11 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
         consumer: r.get(5)?,
         since: r.get(6)?,
         expires: r.get(7)?,
+        element: r.get(8)?,
     })
 }
 
-const COLS: &str = "id, pool, member, origin, state, consumer, since, expires";
+const COLS: &str = "id, pool, member, origin, state, consumer, since, expires, element";
 
 impl Tx<'_> {
     fn fail(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
@@ -470,8 +554,8 @@ impl Tx<'_> {
     pub fn insert(&self, d: &DeviceRecord) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
-                "INSERT INTO devices (id, pool, member, origin, state, consumer, since, expires) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO devices (id, pool, member, origin, state, consumer, since, expires, element) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .map_err(|e| self.fail("prepare a statement of", e))?
             .execute(params![
@@ -482,7 +566,8 @@ impl Tx<'_> {
                 d.state.as_str(),
                 d.consumer,
                 d.since,
-                d.expires
+                d.expires,
+                d.element
             ])
             .map(|_| ())
             .map_err(|e| self.fail("record a device in", e))
@@ -503,6 +588,16 @@ impl Tx<'_> {
             )
             .map_err(|e| self.fail("prepare a statement of", e))?
             .execute(params![id, state.as_str(), consumer, since, expires])
+            .map(|_| ())
+            .map_err(|e| self.fail("update a device in", e))
+    }
+
+    /// Records the libvirt element of a device once it is made.
+    pub fn set_element(&self, id: &str, element: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE devices SET element = ?2 WHERE id = ?1")
+            .map_err(|e| self.fail("prepare a statement of", e))?
+            .execute(params![id, element])
             .map(|_| ())
             .map_err(|e| self.fail("update a device in", e))
     }
@@ -578,6 +673,7 @@ mod tests {
             consumer: None,
             since: 0,
             expires: None,
+            element: String::new(),
         }
     }
 

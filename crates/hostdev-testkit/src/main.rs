@@ -1,12 +1,18 @@
 //! `hostdev-testkit gen DIR [--seed N] [--parents N] [--types N] [--devices N] [--definitions N]`
 //! writes a generated host tree for benchmarks and manual tries; `fixed DIR`
 //! writes the small tree of the golden tests.
+//! `pool-load api SOCKET|cli HOSTDEVCTL POOL CLIENTS OPS` runs CLIENTS
+//! concurrent clients, each allocating and releasing OPS times, and prints
+//! one line: clients, allocations/s, allocate p50/p99 ms, release p50/p99 ms.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("pool-load") {
+        return pool_load(&args[1..]);
+    }
     let (Some(cmd), Some(dir)) = (args.first(), args.get(1)) else {
         eprintln!("usage: hostdev-testkit gen|fixed DIR [--seed N] [--parents N] [--types N] [--devices N] [--definitions N]");
         return ExitCode::from(2);
@@ -38,5 +44,106 @@ fn main() -> ExitCode {
             eprintln!("hostdev-testkit: cannot write {dir}: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One HTTP/1.1 POST on a unix socket, as the CLI's client sends it.
+fn post(socket: &str, path: &str, body: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: hostdev\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if c.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut out = Vec::with_capacity(4096);
+    let _ = c.read_to_end(&mut out);
+    out.starts_with(b"HTTP/1.1 200")
+}
+
+fn pool_load(a: &[String]) -> ExitCode {
+    let [mode, target, pool, clients, ops] = a else {
+        eprintln!("usage: hostdev-testkit pool-load api SOCKET|cli HOSTDEVCTL POOL CLIENTS OPS");
+        return ExitCode::from(2);
+    };
+    let (Ok(clients), Ok(ops)) = (clients.parse::<usize>(), ops.parse::<usize>()) else {
+        eprintln!("hostdev-testkit: CLIENTS and OPS are numbers");
+        return ExitCode::from(2);
+    };
+    let cli = mode == "cli";
+    let step = |verb: &str, consumer: &str| -> bool {
+        if cli {
+            let mut c = std::process::Command::new(target);
+            c.args(["pool", verb]);
+            if verb == "allocate" {
+                c.arg(pool);
+            }
+            c.args(["--consumer", consumer])
+                .stdout(std::process::Stdio::null())
+                .env("HOSTDEV_SOCKET", "");
+            c.status().is_ok_and(|s| s.success())
+        } else if verb == "allocate" {
+            post(
+                target,
+                "/v1/pools/allocate",
+                &format!("{{\"pool\":\"{pool}\",\"consumer\":\"{consumer}\"}}"),
+            )
+        } else {
+            post(
+                target,
+                "/v1/pools/release",
+                &format!("{{\"consumer\":\"{consumer}\"}}"),
+            )
+        }
+    };
+    let t0 = std::time::Instant::now();
+    let results: Vec<(Vec<f64>, Vec<f64>, usize)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..clients)
+            .map(|t| {
+                let step = &step;
+                s.spawn(move || {
+                    let (mut al, mut rel, mut failed) = (Vec::new(), Vec::new(), 0);
+                    for i in 0..ops {
+                        let c = format!("bench-{t}-{i}");
+                        let a = std::time::Instant::now();
+                        let ok = step("allocate", &c);
+                        al.push(a.elapsed().as_secs_f64() * 1e3);
+                        let r = std::time::Instant::now();
+                        let ok2 = step("release", &c);
+                        rel.push(r.elapsed().as_secs_f64() * 1e3);
+                        failed += usize::from(!ok || !ok2);
+                    }
+                    (al, rel, failed)
+                })
+            })
+            .collect();
+        hs.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let wall = t0.elapsed().as_secs_f64();
+    let mut al: Vec<f64> = results.iter().flat_map(|r| r.0.iter().copied()).collect();
+    let mut rel: Vec<f64> = results.iter().flat_map(|r| r.1.iter().copied()).collect();
+    let failed: usize = results.iter().map(|r| r.2).sum();
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "{clients} {:.0} {:.2} {:.2} {:.2} {:.2} {failed}",
+        al.len() as f64 / wall,
+        pct(&mut al, 0.50),
+        pct(&mut al, 0.99),
+        pct(&mut rel, 0.50),
+        pct(&mut rel, 0.99)
+    );
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }

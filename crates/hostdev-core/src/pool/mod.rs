@@ -198,7 +198,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             member: r.member.clone(),
             expires: r.expires,
             again,
-            libvirt: self.libvirt_element(def, &r.id, &r.member),
+            libvirt: if r.element.is_empty() {
+                self.libvirt_element(def, &r.id, &r.member)
+            } else {
+                r.element.clone()
+            },
         }
     }
 
@@ -422,6 +426,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 consumer: Some(req.consumer.to_string()),
                 since: now,
                 expires,
+                element: String::new(),
             };
             db.write(|tx| tx.insert(&rec))?;
             match self.create_on(def, &m, &id) {

@@ -184,11 +184,16 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     consumer: None,
                     since: (self.clock)(),
                     expires: None,
+                    element: String::new(),
                 };
                 db.write(|tx| tx.insert(&rec))?;
                 match self.precreate_on(def, m, &id) {
                     Ok(()) => {
-                        db.write(|tx| tx.set(&id, RecState::Free, None, rec.since, None))?;
+                        let element = self.libvirt_element(def, &id, &m.name);
+                        db.write(|tx| {
+                            tx.set(&id, RecState::Free, None, rec.since, None)?;
+                            tx.set_element(&id, &element)
+                        })?;
                         out.push(row(
                             def,
                             &id,
