@@ -225,11 +225,14 @@ pub struct PoolDb {
     file: (u64, u64),
 }
 
+/// A kept connection: the file's path, its (device, inode), the connection.
+type Kept = (PathBuf, (u64, u64), Connection);
+
 thread_local! {
     /// Connections this thread opened, given back when their `PoolDb` is
     /// dropped: a long-running process (the daemon's worker threads) does not
     /// pay the open and its pragmas per operation.
-    static KEPT: std::cell::RefCell<Vec<(PathBuf, (u64, u64), Connection)>> =
+    static KEPT: std::cell::RefCell<Vec<Kept>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
