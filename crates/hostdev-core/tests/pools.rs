@@ -465,3 +465,16 @@ fn unknown_pools_and_uuids_for_other_kinds_are_refused_with_sentences() {
     let e = alloc(&d, &bad, "vm").unwrap_err();
     assert!(e.to_string().contains("unknown field `limt`"), "{e}");
 }
+
+/// hostdevd reconciles every minute on every host: one without pools must
+/// not get a database or a lock file for it.
+#[test]
+fn a_host_without_pools_gets_no_state_files() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = host(t.path());
+    let r = d.reconcile().expect("reconcile");
+    assert!(r.rows.is_empty() && r.problems.is_empty());
+    assert!(d.pool_list().expect("list").pools.is_empty());
+    assert!(!t.path().join("var/lib/hostdev").exists());
+    assert!(!t.path().join("run/lock/hostdev-pools.lock").exists());
+}

@@ -252,6 +252,10 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 })
                 .collect(),
         };
+        // A host without pools gets no database and no lock file.
+        if defs.is_empty() && !hostdev_store::PoolDb::path_under(&self.root).exists() {
+            return Ok(report);
+        }
         let db = self.pool_db()?;
         let _pools = self.pool_lock()?;
         let out = &mut report.rows;
