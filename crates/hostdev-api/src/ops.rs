@@ -118,22 +118,25 @@ pub struct Stopped {
     pub parent: ParentName,
 }
 
+/// Ties a request type to its reply, method, path and summary.
 macro_rules! op {
     ($req:ty => $reply:ty, $method:ident, $path:literal, $summary:literal $(, |$r:ident| $patience:expr)?) => {
-        impl Op for $req {
+        impl $crate::ops::Op for $req {
             type Reply = $reply;
-            const METHOD: Method = Method::$method;
+            const METHOD: $crate::ops::Method = $crate::ops::Method::$method;
             const PATH: &'static str = $path;
             const SUMMARY: &'static str = $summary;
             const REQUEST: &'static str = stringify!($req);
             const REPLY: &'static str = stringify!($reply);
-            $(fn patience(&self) -> Duration {
+            $(fn patience(&self) -> std::time::Duration {
                 let $r = self;
                 $patience
             })?
         }
     };
 }
+
+pub(crate) use op;
 
 op!(InventoryQuery => Inventory, Get, "/v1/devices", "Every device of every kind, running or defined.");
 op!(RestoreRequest => RestoreReport, Post, "/v1/restore", "Start every auto-start definition of every kind.", |r| Duration::from_secs(r.wait_secs));

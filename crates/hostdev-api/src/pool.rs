@@ -3,7 +3,7 @@
 //!
 //! Owns: serde shapes only. Must not: decide placement or touch state.
 
-use crate::ops::{Done, Method, Op};
+use crate::ops::{op, Done};
 use crate::Kind;
 use hostdev_model::pool::PoolName;
 use hostdev_model::Uuid;
@@ -311,19 +311,6 @@ pub struct DomainPrepareRequest {
 pub struct DomainReleaseRequest {
     /// The domain's UUID.
     pub domain: Uuid,
-}
-
-macro_rules! op {
-    ($req:ty => $reply:ty, $method:ident, $path:literal, $summary:literal) => {
-        impl Op for $req {
-            type Reply = $reply;
-            const METHOD: Method = Method::$method;
-            const PATH: &'static str = $path;
-            const SUMMARY: &'static str = $summary;
-            const REQUEST: &'static str = stringify!($req);
-            const REPLY: &'static str = stringify!($reply);
-        }
-    };
 }
 
 op!(PoolListQuery => PoolList, Get, "/v1/pools", "Every pool with its capacity and use.");

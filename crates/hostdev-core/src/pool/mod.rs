@@ -42,6 +42,16 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Skipped definition files in the API's shape.
+pub(crate) fn pool_problems(v: Vec<hostdev_store::LoadProblem>) -> Vec<PoolProblem> {
+    v.into_iter()
+        .map(|p| PoolProblem {
+            path: p.path,
+            reason: p.reason,
+        })
+        .collect()
+}
+
 /// The pools' lock file under a root prefix.
 pub fn pool_lock_path(root: &std::path::Path) -> std::path::PathBuf {
     root.join("run/lock/hostdev-pools.lock")
@@ -124,13 +134,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
         Ok(PoolList {
             pools,
-            problems: problems
-                .into_iter()
-                .map(|p| PoolProblem {
-                    path: p.path,
-                    reason: p.reason,
-                })
-                .collect(),
+            problems: pool_problems(problems),
         })
     }
 

@@ -244,13 +244,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let (defs, problems) = super::PoolDefs::under(&self.root).load_all()?;
         let mut report = ReconcileReport {
             rows: Vec::new(),
-            problems: problems
-                .into_iter()
-                .map(|p| PoolProblem {
-                    path: p.path,
-                    reason: p.reason,
-                })
-                .collect(),
+            problems: super::pool_problems(problems),
         };
         // A host without pools gets no database and no lock file.
         if defs.is_empty() && !hostdev_store::PoolDb::path_under(&self.root).exists() {
