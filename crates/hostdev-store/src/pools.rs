@@ -346,7 +346,25 @@ impl PoolDb {
             db.write(|tx| {
                 tx.conn
                     .execute_batch(SCHEMA)
-                    .map_err(|e| tx.fail("create the schema of", e))
+                    .map_err(|e| tx.fail("create the schema of", e))?;
+                // A file from before the version was recorded lacks `element`.
+                let has: bool = tx
+                    .conn
+                    .query_row(
+                        "SELECT count(*) FROM pragma_table_info('devices') WHERE name = 'element'",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map(|n| n > 0)
+                    .map_err(|e| tx.fail("read the schema of", e))?;
+                if !has {
+                    tx.conn
+                        .execute_batch(
+                            "ALTER TABLE devices ADD COLUMN element TEXT NOT NULL DEFAULT ''",
+                        )
+                        .map_err(|e| tx.fail("upgrade the schema of", e))?;
+                }
+                Ok::<_, StoreError>(())
             })?;
         } else if version > SCHEMA_VERSION {
             return Err(StoreError::Db {
@@ -696,6 +714,24 @@ mod tests {
         assert!(n.is_empty(), "rolled back");
         let again = PoolDb::open(t.path()).unwrap();
         assert!(again.read(|tx| tx.all_devices()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_file_without_a_recorded_version_is_upgraded_in_place() {
+        let t = tempfile::tempdir().unwrap();
+        let path = PoolDb::path_under(t.path());
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE devices (id TEXT PRIMARY KEY NOT NULL, pool TEXT NOT NULL, member TEXT NOT NULL, \
+             origin TEXT NOT NULL, state TEXT NOT NULL, consumer TEXT, since INTEGER NOT NULL, expires INTEGER);\
+             INSERT INTO devices VALUES ('a', 'p', 'm', 'pre-created', 'free', NULL, 0, NULL);",
+        )
+        .unwrap();
+        drop(c);
+        let db = PoolDb::open(t.path()).unwrap();
+        let rows = db.read(|tx| tx.all_devices()).unwrap();
+        assert_eq!((rows.len(), rows[0].element.as_str()), (1, ""));
     }
 
     #[test]
