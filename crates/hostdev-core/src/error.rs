@@ -482,6 +482,22 @@ pub enum CoreError {
         /// Bound to which pool, or defined where.
         why: String,
     },
+    /// No member can take one of the pool's devices and it holds none.
+    #[error("pool {pool} cannot make a device on any member: {why}")]
+    PoolNoRoom {
+        /// The pool.
+        pool: String,
+        /// Each member and why, as fragments.
+        why: String,
+    },
+    /// A pre-created pool could not be filled to its count.
+    #[error("pool {pool} could not make its pre-created devices: {why}")]
+    PoolFillFailed {
+        /// The pool.
+        pool: String,
+        /// What failed.
+        why: String,
+    },
     /// An unbind named a UUID bound to no pool.
     #[error("UUID {uuid} is bound to no pool")]
     PoolNotBound {
@@ -648,6 +664,8 @@ impl CoreError {
             PoolUuidTaken { .. } => "pool.uuid_taken",
             PoolAmbiguous { .. } => "pool.ambiguous",
             PoolNotBound { .. } => "pool.not_bound",
+            PoolNoRoom { .. } => "pool.no_room",
+            PoolFillFailed { .. } => "pool.fill_failed",
         }
     }
 

@@ -478,3 +478,50 @@ fn a_host_without_pools_gets_no_state_files() {
     assert!(!t.path().join("var/lib/hostdev").exists());
     assert!(!t.path().join("run/lock/hostdev-pools.lock").exists());
 }
+
+/// Hostile-operator pass: a pool whose type no member offers said "exhausted:
+/// 0 of 0"; a pre-created pool that could not be filled (read-only /etc)
+/// said the same and hid why; one vDPA pool without the module made
+/// `pool list` fail for every pool.
+#[test]
+fn a_pool_that_cannot_make_anything_says_why() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = host(t.path());
+    let p = pool(t.path(), "np", "kind = \"mdev\"\ntype = \"nope-1\"\n");
+    let e = alloc(&d, &p, "vm").unwrap_err();
+    assert_eq!(e.code(), "pool.no_room");
+    assert_eq!(
+        e.to_string(),
+        "pool np cannot make a device on any member: p1: it does not offer type nope-1; p2: it does not offer type nope-1"
+    );
+    // Definitions cannot be written: /etc/mdevctl.d is a file.
+    std::fs::create_dir_all(t.path().join("etc")).expect("etc");
+    std::fs::write(t.path().join("etc/mdevctl.d"), "").expect("blocker");
+    let p = pool(
+        t.path(),
+        "pre",
+        "kind = \"mdev\"\ntype = \"t-1\"\nmode = \"pre-created\"\ncount = 1\n",
+    );
+    let e = alloc(&d, &p, "vm").unwrap_err();
+    assert_eq!(e.code(), "pool.fill_failed");
+    assert!(
+        e.to_string()
+            .starts_with("pool pre could not make its pre-created devices: "),
+        "{e}"
+    );
+    assert!(running(&d).is_empty(), "nothing left running");
+    let mut d = d;
+    d.vdpa = Vdpas::lazy(t.path(), || Err(hostdev_vdpa::VdpaError::NoFamily));
+    pool(
+        t.path(),
+        "vd",
+        "kind = \"vdpa\"\n[vdpa]\nname_prefix = \"vn\"\n",
+    );
+    let l = d.pool_list().expect("list");
+    assert_eq!(l.pools.len(), 3, "every pool listed");
+    assert!(
+        l.problems.iter().any(|p| p.reason.contains("vdpa")),
+        "{:?}",
+        l.problems
+    );
+}

@@ -323,11 +323,11 @@ impl PoolDb {
         // journal_mode answers a row; WAL persists in the file once set.
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(err("switch to WAL"))?;
+            .map_err(err("open (in WAL mode)"))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Db {
                 path: path.clone(),
-                op: "switch to WAL",
+                op: "open (in WAL mode)",
                 source: rusqlite::Error::InvalidParameterName(format!("journal_mode is {mode}")),
             });
         }

@@ -123,8 +123,20 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             self.pool_db()?.read(|tx| tx.all_devices())?
         };
         let mut pools = Vec::new();
+        let mut problems = pool_problems(problems);
         for d in &defs {
-            let members = self.members(d)?;
+            // One pool whose members cannot be read (its kind's module is not
+            // loaded) is shown without members; the others are not hidden.
+            let members = match self.members(d) {
+                Ok(m) => m,
+                Err(e) => {
+                    problems.push(PoolProblem {
+                        path: self.pool_defs().path_of(&d.name),
+                        reason: format!("its members cannot be read: {}", crate::chain(&e)),
+                    });
+                    Vec::new()
+                }
+            };
             let mine: Vec<DeviceRecord> = rows
                 .iter()
                 .filter(|r| r.pool == d.name.as_str())
@@ -132,10 +144,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 .collect();
             pools.push(self.summary(d, &members, &mine, now));
         }
-        Ok(PoolList {
-            pools,
-            problems: pool_problems(problems),
-        })
+        Ok(PoolList { pools, problems })
     }
 
     /// One pool: members, devices, holders, bindings.
@@ -229,8 +238,25 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             Mode::PreCreated => match self.allocate_ready(&def, &db, req) {
                 Err(CoreError::PoolExhausted { .. }) if self.pool_short(&def, &db)? => {
                     let _pools = self.pool_lock()?;
-                    self.fill(&def, &db, &mut Vec::new())?;
-                    self.allocate_ready(&def, &db, req)
+                    let mut rows = Vec::new();
+                    self.fill(&def, &db, &mut rows)?;
+                    match self.allocate_ready(&def, &db, req) {
+                        Err(CoreError::PoolExhausted { .. })
+                            if rows.iter().any(|r| r.action == "failed") =>
+                        {
+                            let why = rows
+                                .iter()
+                                .filter(|r| r.action == "failed")
+                                .map(|r| r.why.as_str())
+                                .collect::<Vec<_>>()
+                                .join("; ");
+                            Err(CoreError::PoolFillFailed {
+                                pool: def.name.to_string(),
+                                why,
+                            })
+                        }
+                        r => r,
+                    }
                 }
                 r => r,
             },
@@ -386,6 +412,17 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             let capacity = def.limit.map_or(busy.saturating_add(free), |l| {
                 u64::from(l).min(busy.saturating_add(free))
             });
+            if capacity == 0 {
+                let why = members
+                    .iter()
+                    .map(|m| format!("{}: {}", m.name, m.note.as_deref().unwrap_or("it is full")))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(CoreError::PoolNoRoom {
+                    pool: pool.to_string(),
+                    why,
+                });
+            }
             if busy >= capacity {
                 return Err(CoreError::PoolExhausted {
                     pool: pool.to_string(),
