@@ -417,6 +417,9 @@ pub enum CoreError {
         /// The cause.
         source: Box<StoreError>,
     },
+    /// A PCI address read back from pool state does not parse.
+    #[error(transparent)]
+    BadAddress(#[from] hostdev_model::vgpu::PciAddressError),
     /// No pool of that name is defined.
     #[error("no pool '{pool}' is defined (no {path})")]
     PoolUnknown {
@@ -574,6 +577,22 @@ impl From<hostdev_vdpa::VdpaError> for CoreError {
 }
 
 impl CoreError {
+    /// The type is not creatable on `vf`, listing what it can take.
+    pub(crate) fn not_creatable(
+        vf: &PciAddress,
+        type_input: String,
+        creatable: &[hostdev_model::vgpu::VgpuType],
+    ) -> Self {
+        CoreError::VgpuTypeNotCreatable {
+            vf: vf.clone(),
+            type_input,
+            creatable: creatable
+                .iter()
+                .map(|t| format!("{} ({})", t.id, t.name))
+                .collect(),
+        }
+    }
+
     /// Wraps a failed sysfs read.
     pub(crate) fn inventory(e: SysfsError) -> Self {
         CoreError::Inventory(Box::new(e))
@@ -654,6 +673,7 @@ impl CoreError {
             BadExport { .. } => "vdpa.bad_export",
             RestorePanicked { .. } => "restore.panicked",
             Install { .. } => "store.install",
+            BadAddress(_) => "input.bad_address",
             PoolUnknown { .. } => "pool.unknown",
             PoolExhausted { .. } => "pool.exhausted",
             PoolNoMembers { .. } => "pool.no_members",

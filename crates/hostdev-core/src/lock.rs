@@ -19,6 +19,15 @@ impl Locker {
         }
     }
 
+    /// The pools' lock of the host under `root`: serializes pool kernel work
+    /// (on-demand create/remove, filling, reconcile); always taken before
+    /// the host lock, never after.
+    pub fn pools_under(root: &Path) -> Self {
+        Locker {
+            path: root.join("run/lock/hostdev-pools.lock"),
+        }
+    }
+
     /// Takes the lock, waiting for other holders.
     pub fn lock(&self) -> Result<HostLock, CoreError> {
         Ok(HostLock::acquire(&self.path)?)

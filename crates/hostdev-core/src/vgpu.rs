@@ -200,15 +200,11 @@ impl<V: SriovSysfs> Vgpus<V> {
                 })
             }
             None => {
-                return Err(CoreError::VgpuTypeNotCreatable {
-                    vf: v.address.clone(),
-                    type_input: type_input.to_string(),
-                    creatable: v
-                        .creatable
-                        .iter()
-                        .map(|t| format!("{} ({})", t.id, t.name))
-                        .collect(),
-                })
+                return Err(CoreError::not_creatable(
+                    &v.address,
+                    type_input.to_string(),
+                    &v.creatable,
+                ))
             }
         };
         let d = VgpuDefinition {
@@ -260,15 +256,11 @@ impl<V: SriovSysfs> Vgpus<V> {
             _ => match v.creatable.iter().find(|t| t.name == d.type_name) {
                 Some(t) => t.id,
                 None => {
-                    return Err(CoreError::VgpuTypeNotCreatable {
-                        vf: d.vf.clone(),
-                        type_input: format!("{} ({})", d.type_id, d.type_name),
-                        creatable: v
-                            .creatable
-                            .iter()
-                            .map(|t| format!("{} ({})", t.id, t.name))
-                            .collect(),
-                    })
+                    return Err(CoreError::not_creatable(
+                        &d.vf,
+                        format!("{} ({})", d.type_id, d.type_name),
+                        &v.creatable,
+                    ))
                 }
             },
         };

@@ -46,11 +46,7 @@ fn parse_uuid(id: &str) -> Result<Uuid, CoreError> {
 }
 
 fn parse_vf(id: &str) -> Result<PciAddress, CoreError> {
-    id.parse::<PciAddress>()
-        .map_err(|e| CoreError::PoolNotMember {
-            pool: String::new(),
-            id: e.to_string(),
-        })
+    Ok(id.parse::<PciAddress>()?)
 }
 
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
@@ -59,23 +55,26 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         match &def.kind {
             PoolKind::Mdev { mdev_type } => {
                 let sysfs = &self.mdev.sysfs;
-                let running = sysfs.devices().map_err(CoreError::inventory)?;
+                // Running devices are read only to explain a full parent.
+                let mut running = None;
                 let mut out = Vec::new();
                 for p in sysfs.parents().map_err(CoreError::inventory)? {
                     if !def.members.matches(&sysfs.parent_facts(&p)) {
                         continue;
                     }
-                    let info = sysfs
-                        .type_info(&p, mdev_type)
+                    let available = sysfs
+                        .available_instances(&p, mdev_type)
                         .map_err(CoreError::inventory)?;
-                    let (free, note) = match info {
+                    let (free, note) = match available {
                         None => (0, Some(format!("it does not offer type {mdev_type}"))),
-                        Some(i) if i.available_instances > 0 => {
-                            (i.available_instances as u64, None)
-                        }
+                        Some(n) if n > 0 => (n as u64, None),
                         Some(_) => {
+                            if running.is_none() {
+                                running = Some(sysfs.devices().map_err(CoreError::inventory)?);
+                            }
                             let others: BTreeSet<String> = running
                                 .iter()
+                                .flatten()
                                 .filter(|d| d.parent == p && &d.mdev_type != mdev_type)
                                 .map(|d| d.mdev_type.to_string())
                                 .collect();
@@ -185,14 +184,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     .creatable
                     .iter()
                     .find(|t| &t.name == type_name)
-                    .ok_or_else(|| CoreError::VgpuTypeNotCreatable {
-                        vf: vf.clone(),
-                        type_input: type_name.clone(),
-                        creatable: v
-                            .creatable
-                            .iter()
-                            .map(|t| format!("{} ({})", t.id, t.name))
-                            .collect(),
+                    .ok_or_else(|| {
+                        CoreError::not_creatable(&vf, type_name.clone(), &v.creatable)
                     })?;
                 Ok(self.vgpu.sriov.set_type(&vf, t.id)?)
             }
@@ -206,8 +199,13 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     /// Removes a device made on demand; a device already gone is not an error.
-    pub(crate) fn remove_made(&self, def: &PoolDef, id: &str) -> Result<(), CoreError> {
-        if !self.device_exists(def, id)? {
+    pub(crate) fn remove_made(
+        &self,
+        def: &PoolDef,
+        id: &str,
+        member: &str,
+    ) -> Result<(), CoreError> {
+        if !self.device_exists(def, id, member)? {
             return Ok(());
         }
         match &def.kind {
@@ -217,8 +215,14 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
     }
 
-    /// Whether the device exists in the kernel now (for a VF: has a type).
-    pub(crate) fn device_exists(&self, def: &PoolDef, id: &str) -> Result<bool, CoreError> {
+    /// Whether the device on `member` exists in the kernel now (for a VF:
+    /// has a type; only its PF's VFs are read).
+    pub(crate) fn device_exists(
+        &self,
+        def: &PoolDef,
+        id: &str,
+        member: &str,
+    ) -> Result<bool, CoreError> {
         Ok(match &def.kind {
             PoolKind::Mdev { .. } => self
                 .mdev
@@ -229,9 +233,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             PoolKind::Vgpu { .. } => {
                 let vf = parse_vf(id)?;
                 self.vgpu
-                    .inventory(None)?
+                    .sriov
+                    .vfs(&parse_vf(member)?)?
                     .into_iter()
-                    .flat_map(|(_, vfs)| vfs)
                     .any(|v| v.address == vf && v.current != 0)
             }
             PoolKind::Vdpa { .. } => self.vdpa.client()?.dev(&VdpaName::new(id)?)?.is_some(),
@@ -297,8 +301,13 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     /// Removes a pre-created device and its definition.
-    pub(crate) fn discard_precreated(&self, def: &PoolDef, id: &str) -> Result<(), CoreError> {
-        self.remove_made(def, id)?;
+    pub(crate) fn discard_precreated(
+        &self,
+        def: &PoolDef,
+        id: &str,
+        member: &str,
+    ) -> Result<(), CoreError> {
+        self.remove_made(def, id, member)?;
         match &def.kind {
             PoolKind::Mdev { .. } => match self.mdev.undefine(&parse_uuid(id)?, None) {
                 Err(CoreError::NotDefined { .. }) => Ok(()),

@@ -32,7 +32,7 @@ use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
 use kinds::{kind_of, Member};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Unix seconds now (the default clock of [`Devices::clock`]).
 pub fn unix_now() -> i64 {
@@ -50,11 +50,6 @@ pub(crate) fn pool_problems(v: Vec<hostdev_store::LoadProblem>) -> Vec<PoolProbl
             reason: p.reason,
         })
         .collect()
-}
-
-/// The pools' lock file under a root prefix.
-pub fn pool_lock_path(root: &std::path::Path) -> std::path::PathBuf {
-    root.join("run/lock/hostdev-pools.lock")
 }
 
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
@@ -75,7 +70,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     pub(crate) fn pool_lock(&self) -> Result<HostLock, CoreError> {
-        Ok(HostLock::acquire(&pool_lock_path(&self.root))?)
+        crate::Locker::pools_under(&self.root).lock()
     }
 
     fn summary(
@@ -504,7 +499,6 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// Gives back a consumer's devices (in one pool or all), or one device.
     pub fn release(&self, req: &ReleaseRequest) -> Result<Released, CoreError> {
         let db = self.pool_db()?;
-        let now = (self.clock)();
         let what = match (&req.device, &req.consumer) {
             (Some(d), _) => d.clone(),
             (None, Some(c)) => c.to_string(),
@@ -533,7 +527,6 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         if records.is_empty() {
             return Err(CoreError::PoolNothingHeld { what });
         }
-        let _ = now;
         self.release_records(&db, records, false)
     }
 
@@ -547,12 +540,19 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     ) -> Result<Released, CoreError> {
         let mut out = Released::default();
         let mut pools_lock = None;
+        // Each pool's file is read once, however many of its devices go back.
+        let mut defs: BTreeMap<String, PoolDef> = BTreeMap::new();
         for r in records {
-            let name = PoolName::new(r.pool.clone()).map_err(|_| CoreError::PoolUnknown {
-                pool: r.pool.clone(),
-                path: self.pool_defs().dir().join(&r.pool),
-            })?;
-            let def = self.pool_def(&name)?;
+            if !defs.contains_key(&r.pool) {
+                let name = PoolName::new(r.pool.clone()).map_err(|_| CoreError::PoolUnknown {
+                    pool: r.pool.clone(),
+                    path: self.pool_defs().dir().join(&r.pool),
+                })?;
+                defs.insert(r.pool.clone(), self.pool_def(&name)?);
+            }
+            let Some(def) = defs.get(&r.pool) else {
+                continue;
+            };
             let consumer = r.consumer.clone().unwrap_or_default();
             let still = |tx: &hostdev_store::Tx<'_>| -> Result<bool, CoreError> {
                 Ok(tx.device(&r.id)?.is_some_and(|d| {
@@ -592,7 +592,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     if !go {
                         continue;
                     }
-                    if let Err(e) = self.remove_made(&def, &r.id) {
+                    if let Err(e) = self.remove_made(def, &r.id, &r.member) {
                         // Still there: the consumer keeps it, as before.
                         db.write(|tx| {
                             tx.set(&r.id, RecState::Allocated, Some(&consumer), now, r.expires)

@@ -59,8 +59,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         for r in db.read(|tx| tx.pool_devices(def.name.as_str()))? {
             let undo = |why: &str, out: &mut Vec<ReconcileRow>| -> Result<(), CoreError> {
                 let res = match r.origin {
-                    Origin::PreCreated => self.discard_precreated(def, &r.id),
-                    Origin::OnDemand => self.remove_made(def, &r.id),
+                    Origin::PreCreated => self.discard_precreated(def, &r.id, &r.member),
+                    Origin::OnDemand => self.remove_made(def, &r.id, &r.member),
                 };
                 match res {
                     Ok(()) => {
@@ -95,7 +95,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                             db.write(|tx| {
                                 tx.set(&r.id, RecState::Removing, r.consumer.as_deref(), now, None)
                             })?;
-                            if let Err(e) = self.remove_made(def, &r.id) {
+                            if let Err(e) = self.remove_made(def, &r.id, &r.member) {
                                 out.push(row(def, &r.id, "failed", format!("the reservation of {who} ended; removing the device failed: {}", crate::chain(&e))));
                                 continue;
                             }
@@ -227,7 +227,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 if !go {
                     continue;
                 }
-                match self.discard_precreated(def, &r.id) {
+                match self.discard_precreated(def, &r.id, &r.member) {
                     Ok(()) => {
                         db.write(|tx| tx.delete(&r.id))?;
                         out.push(row(def, &r.id, "removed", format!("the pool keeps {want}")));
@@ -258,7 +258,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             let rows = db.read(|tx| tx.pool_devices(def.name.as_str()))?;
             // Devices that vanished behind the pool's back.
             for r in &rows {
-                match self.device_exists(def, &r.id) {
+                match self.device_exists(def, &r.id, &r.member) {
                     Ok(true) => continue,
                     Ok(false) => {}
                     Err(e) => {
