@@ -13,6 +13,7 @@ mod json_dir;
 mod lock;
 mod mdev;
 mod memo;
+mod pool_db;
 mod pools;
 mod type_cache;
 
@@ -21,7 +22,8 @@ pub use json_dir::{JsonDir, Named};
 pub use lock::HostLock;
 pub use mdev::{Definition, LoadProblem, MdevStore};
 pub use memo::{DefinitionMemo, MemoStats};
-pub use pools::{DeviceRecord, Origin, PoolDb, PoolDefs, RecState, Tx};
+pub use pool_db::PoolDb;
+pub use pools::{DeviceRecord, Origin, PoolDefs, RecState, Tx};
 pub use type_cache::TypeCacheStore;
 
 use std::io;

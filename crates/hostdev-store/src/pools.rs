@@ -2,23 +2,18 @@
 //! (`/var/lib/hostdev/pools.db`, SQLite in WAL mode).
 //!
 //! Owns: reading definition files (one bad file is a [`LoadProblem`], never
-//! hiding the others), the database's schema and every statement run on it,
-//! each change inside one `BEGIN IMMEDIATE` transaction ([`PoolDb::write`]).
+//! hiding the others), and every statement run on the database ([`Tx`]),
+//! each change inside one `BEGIN IMMEDIATE` transaction
+//! ([`crate::PoolDb::write`]).
 //! Must not: decide who gets which device (hostdev-core does, inside the
-//! transaction this module opens) or talk to the kernel.
-//!
-//! Durability: WAL with `synchronous = NORMAL` — a committed transaction
-//! survives the process being killed at any instant; a power loss may roll
-//! back the last commits, which is safe because the devices they describe
-//! (on-demand mdevs, VF types, vDPA devices) do not survive it either and the
-//! next reconcile frees what no longer exists.
+//! transaction [`crate::PoolDb`] opens), open the database itself
+//! (`pool_db` does), or talk to the kernel.
 
 use crate::{LoadProblem, StoreError};
 use hostdev_model::pool::{PoolDef, PoolName};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// The definition directory under a root prefix.
 #[derive(Debug, Clone)]
@@ -215,233 +210,10 @@ impl DeviceRecord {
     }
 }
 
-/// The state database.
-#[derive(Debug)]
-pub struct PoolDb {
-    conn: Option<Connection>,
-    path: PathBuf,
-    /// The file's (device, inode) when opened: a connection is reused only
-    /// for the same file, never for one that replaced it.
-    file: (u64, u64),
-}
-
-/// A kept connection: the file's path, its (device, inode), the connection.
-type Kept = (PathBuf, (u64, u64), Connection);
-
-thread_local! {
-    /// Connections this thread opened, given back when their `PoolDb` is
-    /// dropped: a long-running process (the daemon's worker threads) does not
-    /// pay the open and its pragmas per operation.
-    static KEPT: std::cell::RefCell<Vec<Kept>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Serializes this process's writers so that its threads queue here in
-/// order instead of in SQLite's busy handler, which sleeps in growing steps
-/// (other processes still meet the busy timeout).
-static WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-impl Drop for PoolDb {
-    fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
-            let path = std::mem::take(&mut self.path);
-            let file = self.file;
-            let _ = KEPT.try_with(|k| {
-                let mut k = k.borrow_mut();
-                if k.len() < 4 {
-                    k.push((path, file, c));
-                }
-            });
-        }
-    }
-}
-
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS devices (
-    id       TEXT PRIMARY KEY NOT NULL,
-    pool     TEXT NOT NULL,
-    member   TEXT NOT NULL,
-    origin   TEXT NOT NULL,
-    state    TEXT NOT NULL,
-    consumer TEXT,
-    since    INTEGER NOT NULL,
-    expires  INTEGER,
-    element  TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS devices_by_pool ON devices (pool, state);
-CREATE INDEX IF NOT EXISTS devices_by_consumer ON devices (consumer);
-CREATE TABLE IF NOT EXISTS bindings (
-    uuid TEXT PRIMARY KEY NOT NULL,
-    pool TEXT NOT NULL
-);
-PRAGMA user_version = 1;
-";
-
-const SCHEMA_VERSION: i64 = 1;
-
-impl PoolDb {
-    /// The database file under a root prefix.
-    pub fn path_under(root: &Path) -> PathBuf {
-        root.join("var/lib/hostdev/pools.db")
-    }
-
-    /// Opens (creating if needed) the database under `root`.
-    pub fn open(root: &Path) -> Result<PoolDb, StoreError> {
-        let path = Self::path_under(root);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        if let Some(file) = file_id(&path) {
-            let kept = KEPT.with(|k| {
-                let mut k = k.borrow_mut();
-                let i = k.iter().position(|(p, f, _)| p == &path && *f == file)?;
-                Some(k.swap_remove(i).2)
-            });
-            if let Some(conn) = kept {
-                return Ok(PoolDb {
-                    conn: Some(conn),
-                    path,
-                    file,
-                });
-            }
-        }
-        let err = |op: &'static str| {
-            let path = path.clone();
-            move |source| StoreError::Db { path, op, source }
-        };
-        let conn = Connection::open(&path).map_err(err("open"))?;
-        conn.busy_timeout(Duration::from_secs(60))
-            .map_err(err("set the busy timeout of"))?;
-        // journal_mode answers a row; WAL persists in the file once set.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(err("open (in WAL mode)"))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Db {
-                path: path.clone(),
-                op: "open (in WAL mode)",
-                source: rusqlite::Error::InvalidParameterName(format!("journal_mode is {mode}")),
-            });
-        }
-        conn.execute_batch("PRAGMA synchronous = NORMAL;")
-            .map_err(err("configure"))?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(err("read the schema version of"))?;
-        let file = file_id(&path).unwrap_or_default();
-        let db = PoolDb {
-            conn: Some(conn),
-            path,
-            file,
-        };
-        if version < SCHEMA_VERSION {
-            db.write(|tx| {
-                tx.conn
-                    .execute_batch(SCHEMA)
-                    .map_err(|e| tx.fail("create the schema of", e))?;
-                // A file from before the version was recorded lacks `element`.
-                let has: bool = tx
-                    .conn
-                    .query_row(
-                        "SELECT count(*) FROM pragma_table_info('devices') WHERE name = 'element'",
-                        [],
-                        |r| r.get::<_, i64>(0),
-                    )
-                    .map(|n| n > 0)
-                    .map_err(|e| tx.fail("read the schema of", e))?;
-                if !has {
-                    tx.conn
-                        .execute_batch(
-                            "ALTER TABLE devices ADD COLUMN element TEXT NOT NULL DEFAULT ''",
-                        )
-                        .map_err(|e| tx.fail("upgrade the schema of", e))?;
-                }
-                Ok::<_, StoreError>(())
-            })?;
-        } else if version > SCHEMA_VERSION {
-            return Err(StoreError::Db {
-                path: db.path.clone(),
-                op: "use",
-                source: rusqlite::Error::InvalidParameterName(format!(
-                    "its schema version {version} is newer than this hostdev's ({SCHEMA_VERSION})"
-                )),
-            });
-        }
-        Ok(db)
-    }
-
-    fn conn(&self) -> &Connection {
-        // Always Some until drop.
-        self.conn
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("connection taken before drop"))
-    }
-
-    /// Where the file is.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction (the write lock is
-    /// taken at the start, so what `f` reads cannot change before it writes);
-    /// commits if `f` succeeds, rolls back if it fails.
-    pub fn write<T, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        let _queue = WRITER.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = self.conn();
-        let tx = Tx {
-            conn,
-            path: &self.path,
-        };
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| tx.fail("begin a transaction on", e))?;
-        match f(&tx) {
-            Ok(v) => match conn.execute_batch("COMMIT") {
-                Ok(()) => Ok(v),
-                Err(e) => {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    Err(tx.fail("commit to", e).into())
-                }
-            },
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
-    }
-
-    /// Reads in one snapshot (no write lock).
-    pub fn read<T>(
-        &self,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let conn = self.conn();
-        let tx = Tx {
-            conn,
-            path: &self.path,
-        };
-        conn.execute_batch("BEGIN DEFERRED")
-            .map_err(|e| tx.fail("begin a read of", e))?;
-        let r = f(&tx);
-        let _ = conn.execute_batch("ROLLBACK"); // nothing was written
-        r
-    }
-}
-
 /// Statements inside a transaction.
 pub struct Tx<'c> {
-    conn: &'c Connection,
-    path: &'c Path,
+    pub(crate) conn: &'c Connection,
+    pub(crate) path: &'c Path,
 }
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
@@ -461,7 +233,7 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRecord> {
 const COLS: &str = "id, pool, member, origin, state, consumer, since, expires, element";
 
 impl Tx<'_> {
-    fn fail(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
+    pub(crate) fn fail(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
         StoreError::Db {
             path: self.path.to_path_buf(),
             op,
@@ -550,23 +322,36 @@ impl Tx<'_> {
         now: i64,
         pack: bool,
     ) -> Result<Option<DeviceRecord>, StoreError> {
-        let free = "(d.state = 'free' OR (d.state = 'allocated' AND d.expires IS NOT NULL AND d.expires <= ?2))";
+        // Two steps: the member (its allocations counted once per member,
+        // not once per free device), then its first free device.
+        let free =
+            "(state = 'free' OR (state = 'allocated' AND expires IS NOT NULL AND expires <= ?2))";
         let order = if pack { "DESC" } else { "ASC" };
-        let sql = format!(
-            "SELECT {cols} FROM devices d WHERE d.pool = ?1 AND d.origin = 'pre-created' AND {free} \
-             ORDER BY (SELECT count(*) FROM devices a WHERE a.pool = d.pool AND a.member = d.member \
+        let member = format!(
+            "SELECT f.member FROM (SELECT DISTINCT member FROM devices \
+                                   WHERE pool = ?1 AND origin = 'pre-created' AND {free}) f \
+             ORDER BY (SELECT count(*) FROM devices a WHERE a.pool = ?1 AND a.member = f.member \
                        AND a.state = 'allocated' AND (a.expires IS NULL OR a.expires > ?2)) {order}, \
-                      d.member, d.id LIMIT 1",
-            cols = COLS
-                .split(", ")
-                .map(|c| format!("d.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+                      f.member LIMIT 1"
+        );
+        let Some(member): Option<String> = self
+            .conn
+            .prepare_cached(&member)
+            .map_err(|e| self.fail("prepare a query of", e))?
+            .query_row(params![pool, now], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.fail("query", e))?
+        else {
+            return Ok(None);
+        };
+        let device = format!(
+            "SELECT {COLS} FROM devices WHERE pool = ?1 AND member = ?3 \
+             AND origin = 'pre-created' AND {free} ORDER BY id LIMIT 1"
         );
         self.conn
-            .prepare_cached(&sql)
+            .prepare_cached(&device)
             .map_err(|e| self.fail("prepare a query of", e))?
-            .query_row(params![pool, now], record)
+            .query_row(params![pool, now, member], record)
             .optional()
             .map_err(|e| self.fail("query", e))
     }
@@ -683,6 +468,7 @@ impl Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PoolDb;
 
     fn rec(id: &str, member: &str, origin: Origin, state: RecState) -> DeviceRecord {
         DeviceRecord {

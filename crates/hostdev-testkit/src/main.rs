@@ -1,9 +1,15 @@
 //! `hostdev-testkit gen DIR [--seed N] [--parents N] [--types N] [--devices N] [--definitions N]`
 //! writes a generated host tree for benchmarks and manual tries; `fixed DIR`
 //! writes the small tree of the golden tests.
-//! `pool-load api SOCKET|cli HOSTDEVCTL POOL CLIENTS OPS` runs CLIENTS
-//! concurrent clients, each allocating and releasing OPS times, and prints
-//! one line: clients, allocations/s, allocate p50/p99 ms, release p50/p99 ms.
+//! `pool-load api SOCKET|cli HOSTDEVCTL POOL CLIENTS OPS [RATE]` runs
+//! CLIENTS concurrent clients, each allocating and releasing OPS times, and
+//! prints one line: clients, allocations/s, allocate p50/p99 ms, release
+//! p50/p99 ms. Without RATE each client starts its next allocation as soon
+//! as the last release answered (closed loop: the most the server gives);
+//! with RATE the clients together start RATE allocations per second on a
+//! fixed schedule (open loop), and an allocation's latency counts from when
+//! it was due, so a server falling behind shows in the tail instead of
+//! slowing the clients down.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,13 +72,31 @@ fn post(socket: &str, path: &str, body: &str) -> bool {
 }
 
 fn pool_load(a: &[String]) -> ExitCode {
-    let [mode, target, pool, clients, ops] = a else {
-        eprintln!("usage: hostdev-testkit pool-load api SOCKET|cli HOSTDEVCTL POOL CLIENTS OPS");
-        return ExitCode::from(2);
+    let (mode, target, pool, clients, ops, rate) = match a {
+        [m, t, p, c, o] => (m, t, p, c, o, None),
+        [m, t, p, c, o, r] => (m, t, p, c, o, Some(r)),
+        _ => {
+            eprintln!(
+                "usage: hostdev-testkit pool-load api SOCKET|cli HOSTDEVCTL POOL CLIENTS OPS [RATE]"
+            );
+            return ExitCode::from(2);
+        }
     };
     let (Ok(clients), Ok(ops)) = (clients.parse::<usize>(), ops.parse::<usize>()) else {
         eprintln!("hostdev-testkit: CLIENTS and OPS are numbers");
         return ExitCode::from(2);
+    };
+    let rate = match rate.map(|r| r.parse::<f64>()) {
+        None => None,
+        Some(Ok(r)) if r > 0.0 => Some(r),
+        Some(_) => {
+            eprintln!("hostdev-testkit: RATE is a positive number of allocations per second");
+            return ExitCode::from(2);
+        }
+    };
+    // Open loop: client t's allocation i is due at (i * clients + t) / rate.
+    let due = |t: usize, i: usize| {
+        rate.map(|r| std::time::Duration::from_secs_f64((i * clients + t) as f64 / r))
     };
     let cli = mode == "cli";
     let step = |verb: &str, consumer: &str| -> bool {
@@ -104,12 +128,21 @@ fn pool_load(a: &[String]) -> ExitCode {
     let results: Vec<(Vec<f64>, Vec<f64>, usize)> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..clients)
             .map(|t| {
-                let step = &step;
+                let (step, due) = (&step, &due);
                 s.spawn(move || {
                     let (mut al, mut rel, mut failed) = (Vec::new(), Vec::new(), 0);
                     for i in 0..ops {
                         let c = format!("bench-{t}-{i}");
-                        let a = std::time::Instant::now();
+                        let a = match due(t, i) {
+                            Some(d) => {
+                                let at = t0 + d;
+                                std::thread::sleep(
+                                    at.saturating_duration_since(std::time::Instant::now()),
+                                );
+                                at
+                            }
+                            None => std::time::Instant::now(),
+                        };
                         let ok = step("allocate", &c);
                         al.push(a.elapsed().as_secs_f64() * 1e3);
                         let r = std::time::Instant::now();

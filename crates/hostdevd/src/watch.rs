@@ -97,6 +97,7 @@ pub async fn watch(
     tick.tick().await;
     let debounce = Duration::from_millis(s.config.debounce_ms);
     let pools_every = s.config.pool_reconcile_secs;
+    let mut last_request_look: Option<Instant> = None;
     let mut pools_tick = tokio::time::interval(Duration::from_secs(pools_every.max(1)));
     pools_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -105,8 +106,17 @@ pub async fn watch(
             _ = pools_tick.tick(), if pools_every > 0 => reconcile_pools(&s).await,
             _ = tick.tick() => cycle(&s, &mut prev, "resync", false).await,
             Some(_) = nudges.recv() => {
+                // Requests are looked at no sooner than `debounce_ms` after
+                // the last look: the first
+                // change is seen at once, a stream of them (a pool handing
+                // out devices to 64 clients) costs one look per period, not
+                // one per request.
+                if let Some(at) = last_request_look {
+                    tokio::time::sleep_until((at + debounce).into()).await;
+                }
                 while nudges.try_recv().is_ok() {}
                 cycle(&s, &mut prev, "request", false).await;
+                last_request_look = Some(Instant::now());
             }
             Some(first) = async { match uevents.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
                 // Debounce: act once the burst is quiet, or after 2 s at most.

@@ -1,0 +1,408 @@
+//! The pool state database's file and connection: opening (schema, WAL,
+//! upgrades), and the transactions every statement of [`crate::Tx`] runs in.
+//!
+//! Owns: one connection per database file per process, shared by every
+//! thread (a daemon answering 64 clients keeps one warm page cache and one
+//! statement cache instead of 64 that re-read what the others wrote), taken
+//! for the length of one transaction. Must not: run statements of its own
+//! beyond the schema (those are `Tx`'s), or hold the connection between
+//! transactions.
+//!
+//! Durability: WAL with `synchronous = NORMAL` — a committed transaction
+//! survives the process being killed at any instant; a power loss may roll
+//! back the last commits, which is safe because the devices they describe
+//! (on-demand mdevs, VF types, vDPA devices) do not survive it either and the
+//! next reconcile frees what no longer exists.
+
+use crate::pools::Tx;
+use crate::StoreError;
+use rusqlite::Connection;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS devices (
+    id       TEXT PRIMARY KEY NOT NULL,
+    pool     TEXT NOT NULL,
+    member   TEXT NOT NULL,
+    origin   TEXT NOT NULL,
+    state    TEXT NOT NULL,
+    consumer TEXT,
+    since    INTEGER NOT NULL,
+    expires  INTEGER,
+    element  TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS devices_by_pool ON devices (pool, state);
+CREATE INDEX IF NOT EXISTS devices_by_member ON devices (pool, member, state);
+CREATE INDEX IF NOT EXISTS devices_by_consumer ON devices (consumer);
+CREATE TABLE IF NOT EXISTS bindings (
+    uuid TEXT PRIMARY KEY NOT NULL,
+    pool TEXT NOT NULL
+);
+PRAGMA user_version = 2;
+";
+
+/// 1: the first recorded; 2: `devices_by_member` (placement counts per
+/// member without scanning the pool's allocations once per free device).
+const SCHEMA_VERSION: i64 = 2;
+
+/// One file's connection, shared by this process's threads.
+#[derive(Debug)]
+struct Shared {
+    /// The file's (device, inode) when opened: a connection is reused only
+    /// for the same file, never for one that replaced it.
+    file: (u64, u64),
+    conn: Mutex<Connection>,
+    /// The thread (numbered by [`thread_no`]) inside a transaction on it, 0
+    /// when none: a transaction opened inside another on the same thread
+    /// gets a connection of its own instead of waiting for itself.
+    holder: AtomicU64,
+}
+
+/// Every file's shared connection in this process.
+static SHARED: Mutex<Vec<(PathBuf, Arc<Shared>)>> = Mutex::new(Vec::new());
+
+fn thread_no() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static NO: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    NO.with(|n| *n)
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The state database.
+#[derive(Debug)]
+pub struct PoolDb {
+    shared: Arc<Shared>,
+    path: PathBuf,
+}
+
+/// The connection one transaction runs on: the shared one, held, or (nested
+/// on the same thread) one of its own.
+enum Held<'a> {
+    Shared(MutexGuard<'a, Connection>, &'a AtomicU64),
+    Own(Connection),
+}
+
+impl Held<'_> {
+    fn conn(&self) -> &Connection {
+        match self {
+            Held::Shared(g, _) => g,
+            Held::Own(c) => c,
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Held::Shared(_, holder) = self {
+            holder.store(0, Ordering::Release);
+        }
+    }
+}
+
+impl PoolDb {
+    /// The database file under a root prefix.
+    pub fn path_under(root: &Path) -> PathBuf {
+        root.join("var/lib/hostdev/pools.db")
+    }
+
+    /// Opens (creating if needed) the database under `root`; in a process
+    /// that has it open already, shares that connection.
+    pub fn open(root: &Path) -> Result<PoolDb, StoreError> {
+        let path = Self::path_under(root);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut all = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = file_id(&path) {
+            if let Some((_, s)) = all.iter().find(|(p, s)| p == &path && s.file == file) {
+                return Ok(PoolDb {
+                    shared: Arc::clone(s),
+                    path,
+                });
+            }
+        }
+        let conn = connect(&path)?;
+        let file = file_id(&path).unwrap_or_default();
+        let db = PoolDb {
+            shared: Arc::new(Shared {
+                file,
+                conn: Mutex::new(conn),
+                holder: AtomicU64::new(0),
+            }),
+            path,
+        };
+        db.upgrade()?;
+        all.retain(|(p, _)| p != &db.path);
+        all.push((db.path.clone(), Arc::clone(&db.shared)));
+        Ok(db)
+    }
+
+    /// Creates or upgrades the schema.
+    fn upgrade(&self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .shared
+            .conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|source| StoreError::Db {
+                path: self.path.clone(),
+                op: "read the schema version of",
+                source,
+            })?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Db {
+                path: self.path.clone(),
+                op: "use",
+                source: rusqlite::Error::InvalidParameterName(format!(
+                    "its schema version {version} is newer than this hostdev's ({SCHEMA_VERSION})"
+                )),
+            });
+        }
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        self.write(|tx| {
+            tx.conn
+                .execute_batch(SCHEMA)
+                .map_err(|e| tx.fail("create the schema of", e))?;
+            // A file from before the version was recorded lacks `element`.
+            let has: bool = tx
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info('devices') WHERE name = 'element'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n > 0)
+                .map_err(|e| tx.fail("read the schema of", e))?;
+            if !has {
+                tx.conn
+                    .execute_batch(
+                        "ALTER TABLE devices ADD COLUMN element TEXT NOT NULL DEFAULT ''",
+                    )
+                    .map_err(|e| tx.fail("upgrade the schema of", e))?;
+            }
+            Ok::<_, StoreError>(())
+        })
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn hold(&self) -> Result<Held<'_>, StoreError> {
+        let me = thread_no();
+        if self.shared.holder.load(Ordering::Acquire) == me {
+            return Ok(Held::Own(connect(&self.path)?));
+        }
+        let g = self.shared.conn.lock().unwrap_or_else(|p| p.into_inner());
+        self.shared.holder.store(me, Ordering::Release);
+        Ok(Held::Shared(g, &self.shared.holder))
+    }
+
+    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction (the write lock is
+    /// taken at the start, so what `f` reads cannot change before it writes);
+    /// commits if `f` succeeds, rolls back if it fails.
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let held = self.hold()?;
+        let conn = held.conn();
+        let tx = Tx {
+            conn,
+            path: &self.path,
+        };
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| tx.fail("begin a transaction on", e))?;
+        match f(&tx) {
+            Ok(v) => match conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(tx.fail("commit to", e).into())
+                }
+            },
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads in one snapshot (no write lock).
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let held = self.hold()?;
+        let conn = held.conn();
+        let tx = Tx {
+            conn,
+            path: &self.path,
+        };
+        conn.execute_batch("BEGIN DEFERRED")
+            .map_err(|e| tx.fail("begin a read of", e))?;
+        let r = f(&tx);
+        let _ = conn.execute_batch("ROLLBACK"); // nothing was written
+        r
+    }
+}
+
+/// A new connection in WAL mode with the busy timeout set.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let err = |op: &'static str| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Db { path, op, source }
+    };
+    let conn = Connection::open(path).map_err(err("open"))?;
+    conn.busy_timeout(Duration::from_secs(60))
+        .map_err(err("set the busy timeout of"))?;
+    // journal_mode answers a row; WAL persists in the file once set.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(err("open (in WAL mode)"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Db {
+            path: path.to_path_buf(),
+            op: "open (in WAL mode)",
+            source: rusqlite::Error::InvalidParameterName(format!("journal_mode is {mode}")),
+        });
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL;")
+        .map_err(err("configure"))?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DeviceRecord, Origin, RecState};
+
+    fn free(id: &str) -> DeviceRecord {
+        DeviceRecord {
+            id: id.into(),
+            pool: "p".into(),
+            member: "m".into(),
+            origin: Origin::PreCreated,
+            state: RecState::Free,
+            consumer: None,
+            since: 0,
+            expires: None,
+            element: String::new(),
+        }
+    }
+
+    #[test]
+    fn one_connection_per_file_is_shared_and_a_replaced_file_gets_its_own() {
+        let t = tempfile::tempdir().unwrap();
+        let a = PoolDb::open(t.path()).unwrap();
+        let b = PoolDb::open(t.path()).unwrap();
+        assert!(Arc::ptr_eq(&a.shared, &b.shared));
+        a.write(|tx| tx.insert(&free("x"))).unwrap();
+        drop((a, b));
+        for f in ["pools.db", "pools.db-wal", "pools.db-shm"] {
+            let _ = fs::remove_file(t.path().join("var/lib/hostdev").join(f));
+        }
+        let c = PoolDb::open(t.path()).unwrap();
+        assert!(
+            c.read(|tx| tx.all_devices()).unwrap().is_empty(),
+            "a new file, a new connection"
+        );
+    }
+
+    #[test]
+    fn a_read_inside_a_write_on_the_same_thread_does_not_wait_for_itself() {
+        let t = tempfile::tempdir().unwrap();
+        let db = PoolDb::open(t.path()).unwrap();
+        db.write(|tx| tx.insert(&free("before"))).unwrap();
+        let seen = db
+            .write(|tx| {
+                tx.insert(&free("inside"))?;
+                // Its own connection: sees what was committed, not this
+                // transaction's rows.
+                db.read(|t2| t2.all_devices())
+            })
+            .unwrap();
+        let ids: Vec<_> = seen.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["before"]);
+        assert_eq!(db.read(|tx| tx.all_devices()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn threads_sharing_the_connection_never_pick_the_same_device() {
+        let t = tempfile::tempdir().unwrap();
+        let db = PoolDb::open(t.path()).unwrap();
+        db.write(|tx| (0..40).try_for_each(|i| tx.insert(&free(&format!("d{i:02}")))))
+            .unwrap();
+        let got: Vec<Option<String>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..50)
+                .map(|i| {
+                    let root = t.path().to_path_buf();
+                    s.spawn(move || {
+                        let db = PoolDb::open(&root).unwrap();
+                        db.write(|tx| {
+                            let Some(d) = tx.pick_ready("p", 0, false)? else {
+                                return Ok::<_, StoreError>(None);
+                            };
+                            let c = format!("c{i}");
+                            tx.set(&d.id, RecState::Allocated, Some(c.as_str()), 0, None)?;
+                            Ok(Some(d.id))
+                        })
+                        .unwrap()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut granted: Vec<_> = got.into_iter().flatten().collect();
+        assert_eq!(granted.len(), 40, "40 devices, 50 asks");
+        granted.sort();
+        granted.dedup();
+        assert_eq!(granted.len(), 40, "no device granted twice");
+    }
+
+    #[test]
+    fn a_version_1_file_gains_the_member_index() {
+        let t = tempfile::tempdir().unwrap();
+        let path = PoolDb::path_under(t.path());
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let v1 = SCHEMA
+            .replace(
+                "CREATE INDEX IF NOT EXISTS devices_by_member ON devices (pool, member, state);",
+                "",
+            )
+            .replace("user_version = 2", "user_version = 1");
+        Connection::open(&path).unwrap().execute_batch(&v1).unwrap();
+        let db = PoolDb::open(t.path()).unwrap();
+        let held = db.hold().unwrap();
+        let n: i64 = held
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'devices_by_member'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let v: i64 = held
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((n, v), (1, 2));
+    }
+}
