@@ -1,6 +1,6 @@
 #!/bin/sh
 # libvirt's node-device API driving an mdevctl: run inside the kernel lab by
-# tests/kernel.rs, once with Debian's mdevctl and once with hostdev's binary
+# tests/kernel/libvirt.rs, once with Debian's mdevctl and once with hostdev's binary
 # first in libvirtd's PATH under the name mdevctl. Prints a transcript of every
 # virsh command (output and exit status) and the stored definition; the test
 # compares the two transcripts.

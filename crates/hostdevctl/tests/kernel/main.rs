@@ -6,7 +6,9 @@
 //! there a missing kernel facility fails the test.
 #![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
+#[path = "../common/mod.rs"]
 mod common;
+mod libvirt;
 
 use common::{eventually, http_get, read_events};
 use hostdev_core::kernel::{MdevSysfs, RealSysfs};
@@ -430,44 +432,6 @@ fn a_failing_attribute_rolls_the_device_back() {
         &["start", "-u", u, "-p", "mtty", "--jsonfile", "/dev/stdin"],
     );
     assert!(!e.contains("panicked"), "{e}");
-}
-
-#[test]
-#[ignore = "needs the real-kernel lab; run by `cargo xtask kernel-test`"]
-fn libvirt_nodedev_api_gives_the_same_results_with_hostdev_as_mdevctl() {
-    let _k = kernel("libvirt");
-    let have = |p: &str| Path::new(p).exists();
-    assert!(
-        have("/usr/sbin/libvirtd") && have("/usr/bin/virsh") && have("/usr/bin/mdevctl"),
-        "libvirt: needs libvirt-daemon, libvirt-clients and mdevctl installed on the host"
-    );
-    remove_all();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/libvirt/nodedev.sh");
-    let transcript = |dir: &Path| {
-        let o = Command::new("sh")
-            .arg(&script)
-            .arg(dir)
-            .output()
-            .expect("run nodedev.sh");
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    let peer = transcript(Path::new("/usr/bin"));
-    let ours = transcript(&bin_dir());
-    assert_eq!(
-        peer, ours,
-        "libvirt saw a difference between Debian's mdevctl and hostdev"
-    );
-    // And the scenario did what it says, on the kernel and in the store.
-    for expect in [
-        "Autostart:      yes",
-        "stored: {\"mdev_type\":\"mtty-2\",\"start\":\"auto\",\"attrs\":[]}",
-        "kernel: mtty-2",
-        "Active:         yes",
-        "Undefined node device",
-        "stored: 0",
-    ] {
-        assert!(ours.contains(expect), "missing {expect:?} in:\n{ours}");
-    }
 }
 
 fn vdpa_json(args: &[&str]) -> serde_json::Value {

@@ -1,0 +1,114 @@
+//! Real libvirtd in the lab guest: its node-device API driving hostdev as its
+//! mdevctl, and domains whose devices come from a pool through the qemu hook.
+//! Each scenario is a shell script under `tests/libvirt/` printing a
+//! transcript; these tests assert on it (and on the kernel afterwards).
+
+use super::{bin_dir, kernel, remove_all};
+use std::path::Path;
+use std::process::Command;
+
+fn script(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/libvirt")
+        .join(name)
+}
+
+fn need_libvirt() {
+    let have = |p: &str| Path::new(p).exists();
+    assert!(
+        have("/usr/sbin/libvirtd") && have("/usr/bin/virsh") && have("/usr/bin/mdevctl"),
+        "libvirt: needs libvirt-daemon, libvirt-clients and mdevctl installed on the host"
+    );
+}
+
+#[test]
+#[ignore = "needs the real-kernel lab; run by `cargo xtask kernel-test`"]
+fn libvirt_nodedev_api_gives_the_same_results_with_hostdev_as_mdevctl() {
+    let _k = kernel("libvirt");
+    need_libvirt();
+    remove_all();
+    let script = script("nodedev.sh");
+    let transcript = |dir: &Path| {
+        let o = Command::new("sh")
+            .arg(&script)
+            .arg(dir)
+            .output()
+            .expect("run nodedev.sh");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let peer = transcript(Path::new("/usr/bin"));
+    let ours = transcript(&bin_dir());
+    assert_eq!(
+        peer, ours,
+        "libvirt saw a difference between Debian's mdevctl and hostdev"
+    );
+    // And the scenario did what it says, on the kernel and in the store.
+    for expect in [
+        "Autostart:      yes",
+        "stored: {\"mdev_type\":\"mtty-2\",\"start\":\"auto\",\"attrs\":[]}",
+        "kernel: mtty-2",
+        "Active:         yes",
+        "Undefined node device",
+        "stored: 0",
+    ] {
+        assert!(ours.contains(expect), "missing {expect:?} in:\n{ours}");
+    }
+}
+
+#[test]
+#[ignore = "needs the real-kernel lab; run by `cargo xtask kernel-test`"]
+fn libvirt_starts_domains_from_a_pool_through_the_hook() {
+    let _k = kernel("libvirt pools");
+    need_libvirt();
+    assert!(
+        Path::new("/usr/bin/qemu-system-x86_64").exists(),
+        "libvirt pools: needs qemu-system-x86 on the host (the lab installs it)"
+    );
+    remove_all();
+    let o = Command::new("sh")
+        .arg(script("pools.sh"))
+        .arg(env!("CARGO_BIN_EXE_hostdevctl"))
+        .output()
+        .expect("run pools.sh");
+    let t = String::from_utf8_lossy(&o.stdout).into_owned();
+    // The transcript's steps, in order: each piece must follow the last.
+    let steps = [
+        "$ virsh start --paused pool-vm1\nDomain 'pool-vm1' started",
+        "$ virsh start --paused pool-vm2\nDomain 'pool-vm2' started",
+        " 1    pool-vm1   paused",
+        " 2    pool-vm2   paused",
+        "kernel: b0010000-0000-4000-8000-000000000001 mtty-2",
+        "kernel: b0010000-0000-4000-8000-000000000002 mtty-2",
+        "kernel: b0010000-0000-4000-8000-000000000003 absent",
+        "2 of 2 allocated, 0 free",
+        "b0010000-0000-4000-8000-000000000001  mtty    allocated  c0010000-0000-4000-8000-000000000001",
+        "b0010000-0000-4000-8000-000000000002  mtty    allocated  c0010000-0000-4000-8000-000000000002",
+        // The third exceeds the pool: libvirt's own error carries its sentence.
+        "$ virsh start --paused pool-vm3\nerror: Failed to start domain 'pool-vm3'",
+        "Hook script execution failed",
+        "hostdevctl: error: pool tty is exhausted: 2 of 2 allocated",
+        "rc=1",
+        "kernel: b0010000-0000-4000-8000-000000000003 absent",
+        // Stopping gives the devices back to the kernel and the pool.
+        "$ virsh destroy pool-vm1",
+        "$ virsh destroy pool-vm2",
+        "kernel: b0010000-0000-4000-8000-000000000001 absent\nkernel: b0010000-0000-4000-8000-000000000002 absent\nkernel: b0010000-0000-4000-8000-000000000003 absent",
+        "0 of 2 allocated, 2 free",
+        "$ virsh start --paused pool-vm3\nDomain 'pool-vm3' started",
+        "kernel: b0010000-0000-4000-8000-000000000003 mtty-2",
+        "$ virsh destroy pool-vm3",
+        "kernel: b0010000-0000-4000-8000-000000000003 absent",
+    ];
+    let mut at = 0;
+    for s in steps {
+        match t[at..].find(s) {
+            Some(i) => at += i + s.len(),
+            None => panic!("missing, after byte {at}: {s:?}\n--- transcript:\n{t}"),
+        }
+    }
+    // Nothing of the pool is left in the kernel.
+    for n in 1..=3 {
+        let u = format!("b0010000-0000-4000-8000-00000000000{n}");
+        assert!(!super::dev(&u).exists(), "{u} left behind:\n{t}");
+    }
+}

@@ -1,0 +1,102 @@
+#!/bin/sh
+# A pool behind libvirt's qemu hook: run inside the kernel lab by
+# tests/kernel (libvirt_starts_domains_from_a_pool_through_the_hook).
+# An on-demand mtty pool of two devices, three pool-bound UUIDs, the hook
+# installed by hostdevctl, libvirtd started after it; three domains (TCG,
+# started paused) each naming one of the UUIDs. Prints a transcript: every
+# virsh command with its output and exit status, and what the kernel and the
+# pool hold after each step; the test asserts on it.
+#   pools.sh HOSTDEVCTL
+set -u
+H=$1
+U1=b0010000-0000-4000-8000-000000000001
+U2=b0010000-0000-4000-8000-000000000002
+U3=b0010000-0000-4000-8000-000000000003
+mkdir -p /var/lib/libvirt /var/cache/libvirt /var/log/libvirt /run/udev /etc/hostdev/pools.d
+grep -q '^libvirt-qemu:' /etc/passwd || {
+  echo 'libvirt-qemu:x:64055:64055:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin' >> /etc/passwd
+  echo 'libvirt-qemu:x:64055:' >> /etc/group; echo 'kvm:x:64056:' >> /etc/group; }
+# The guest is a chroot on an overlay: QEMU runs as root, without the
+# security driver, cgroups or a private /dev, and logs to a file.
+cp /etc/libvirt/qemu.conf /tmp/qemu.conf.lab
+cat > /etc/libvirt/qemu.conf <<'CONF'
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+namespaces = [ ]
+stdio_handler = "file"
+CONF
+pgrep -x systemd-udevd >/dev/null || /lib/systemd/systemd-udevd --daemon >/dev/null 2>&1
+
+h() { echo "\$ hostdevctl $*"; "$H" "$@" 2>&1; echo "rc=$?"; }
+v() { echo "\$ virsh $*"; virsh -c qemu:///system "$@" 2>&1; echo "rc=$?"; }
+kernel() { for u in $U1 $U2 $U3; do
+  if [ -e /sys/bus/mdev/devices/$u ]; then
+    echo "kernel: $u $(readlink /sys/bus/mdev/devices/$u/mdev_type | sed 's|.*/||')"
+  else echo "kernel: $u absent"; fi; done; }
+
+cat > /etc/hostdev/pools.d/tty.toml <<'TOML'
+kind = "mdev"
+type = "mtty-2"
+mode = "on-demand"
+limit = 2
+TOML
+h pool bind tty --uuid $U1
+h pool bind tty --uuid $U2
+h pool bind tty --uuid $U3
+h libvirt-hook install
+echo "hook: $(cat /etc/libvirt/hooks/qemu.d/50-hostdev | tail -n1)"
+
+/usr/sbin/libvirtd > /tmp/libvirtd.log 2>&1 &
+LPID=$!
+i=0; until virsh -c qemu:///system version >/dev/null 2>&1 || [ $i -ge 300 ]; do sleep 0.2; i=$((i+1)); done
+
+for n in 1 2 3; do
+  eval u=\$U$n
+  cat > /tmp/pool-vm$n.xml <<XML
+<domain type='qemu'>
+  <name>pool-vm$n</name>
+  <uuid>c0010000-0000-4000-8000-00000000000$n</uuid>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <hostdev mode='subsystem' type='mdev' model='vfio-pci'>
+      <source><address uuid='$u'/></source>
+    </hostdev>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+XML
+  v define /tmp/pool-vm$n.xml
+done
+kernel
+v start --paused pool-vm1
+v start --paused pool-vm2
+v list --all
+kernel
+h pool show tty
+v start --paused pool-vm3
+kernel
+v destroy pool-vm1
+v destroy pool-vm2
+kernel
+h pool show tty
+# The room the first two gave back serves the third.
+v start --paused pool-vm3
+kernel
+v destroy pool-vm3
+kernel
+for n in 1 2 3; do virsh -c qemu:///system undefine pool-vm$n >/dev/null 2>&1; done
+kill $LPID; wait $LPID 2>/dev/null
+rm -f /etc/libvirt/hooks/qemu.d/50-hostdev /etc/hostdev/pools.d/tty.toml
+cp /tmp/qemu.conf.lab /etc/libvirt/qemu.conf
+echo "--- libvirtd log (tail)"; tail -n 15 /tmp/libvirtd.log
+for n in 1 2 3; do
+  [ -s /var/log/libvirt/qemu/pool-vm$n.log ] && { echo "--- pool-vm$n log (tail)"; tail -n 5 /var/log/libvirt/qemu/pool-vm$n.log; }
+done
+exit 0
