@@ -28,9 +28,10 @@ fn row(def: &PoolDef, id: &str, action: &str, why: impl Into<String>) -> Reconci
     }
 }
 
-/// Whether a consumer is alive, asked of libvirt through `virsh`; `None`
-/// when libvirt cannot tell (not running, refused): the consumer is kept.
-pub(crate) fn consumer_alive(l: &Liveness, consumer: &str) -> Option<bool> {
+/// Why a consumer is gone, asked of libvirt through `virsh`: `None` while
+/// it lives, and when libvirt cannot tell (not running, refused): the
+/// consumer is kept.
+pub(crate) fn consumer_gone(l: &Liveness, consumer: &str) -> Option<&'static str> {
     let out = Command::new("virsh")
         .args(["-q", "-c", &l.libvirt, "domstate", "--domain", consumer])
         .env("LC_ALL", "C")
@@ -39,11 +40,12 @@ pub(crate) fn consumer_alive(l: &Liveness, consumer: &str) -> Option<bool> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.success() {
-        let state = stdout.trim();
-        return Some(!l.running || !matches!(state, "shut off" | "crashed" | ""));
+        let stopped = matches!(stdout.trim(), "shut off" | "crashed" | "");
+        return (l.running && stopped).then_some("is not running");
     }
+    // virsh 9.0: "error: failed to get domain 'X'" (checked in the kernel tier).
     let gone = stderr.contains("failed to get domain") || stderr.contains("Domain not found");
-    gone.then_some(false)
+    gone.then_some("is not defined")
 }
 
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
@@ -295,9 +297,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     .filter_map(|r| r.consumer.clone())
                     .collect();
                 for c in consumers {
-                    if consumer_alive(l, &c) != Some(false) {
+                    let Some(what) = consumer_gone(l, &c) else {
                         continue;
-                    }
+                    };
                     let held: Vec<DeviceRecord> = rows
                         .iter()
                         .filter(|r| {
@@ -305,11 +307,6 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                         })
                         .cloned()
                         .collect();
-                    let what = if l.running {
-                        "is not running"
-                    } else {
-                        "is not defined"
-                    };
                     match self.release_records(&db, held, true) {
                         Ok(rel) => {
                             for d in rel.devices {

@@ -98,6 +98,17 @@ fn libvirt_starts_domains_from_a_pool_through_the_hook() {
         "kernel: b0010000-0000-4000-8000-000000000003 mtty-2",
         "$ virsh destroy pool-vm3",
         "kernel: b0010000-0000-4000-8000-000000000003 absent",
+        // Liveness through virsh: a consumer that libvirt does not know and
+        // one that is shut off are freed; a running one keeps its device
+        // until it stops.
+        "$ hostdevctl pool reconcile",
+        "freed   its consumer, libvirt domain no-such-vm, is not defined",
+        "freed   its consumer, libvirt domain pool-vm2, is not running",
+        "1 of 4 allocated, 3 free",
+        "allocated  pool-vm1",
+        "$ virsh destroy pool-vm1",
+        "freed   its consumer, libvirt domain pool-vm1, is not running",
+        "live devices: 0",
     ];
     let mut at = 0;
     for s in steps {

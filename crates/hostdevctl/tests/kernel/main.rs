@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod libvirt;
+mod pools;
 
 use common::{eventually, http_get, read_events};
 use hostdev_core::kernel::{MdevSysfs, RealSysfs};

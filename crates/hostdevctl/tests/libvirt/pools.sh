@@ -3,7 +3,8 @@
 # tests/kernel (libvirt_starts_domains_from_a_pool_through_the_hook).
 # An on-demand mtty pool of two devices, three pool-bound UUIDs, the hook
 # installed by hostdevctl, libvirtd started after it; three domains (TCG,
-# started paused) each naming one of the UUIDs. Prints a transcript: every
+# started paused) each naming one of the UUIDs; then a pool whose liveness
+# check asks libvirt about its consumers. Prints a transcript: every
 # virsh command with its output and exit status, and what the kernel and the
 # pool hold after each step; the test asserts on it.
 #   pools.sh HOSTDEVCTL
@@ -18,7 +19,8 @@ grep -q '^libvirt-qemu:' /etc/passwd || {
   echo 'libvirt-qemu:x:64055:' >> /etc/group; echo 'kvm:x:64056:' >> /etc/group; }
 # The guest is a chroot on an overlay: QEMU runs as root, without the
 # security driver, cgroups or a private /dev, and logs to a file.
-cp /etc/libvirt/qemu.conf /tmp/qemu.conf.lab
+rm -f /tmp/qemu.conf.lab
+[ -e /etc/libvirt/qemu.conf ] && cp /etc/libvirt/qemu.conf /tmp/qemu.conf.lab
 cat > /etc/libvirt/qemu.conf <<'CONF'
 user = "root"
 group = "root"
@@ -91,10 +93,29 @@ v start --paused pool-vm3
 kernel
 v destroy pool-vm3
 kernel
+# Liveness: reconcile asks libvirt (virsh domstate) about each consumer.
+cat > /etc/hostdev/pools.d/live.toml <<'TOML'
+kind = "mdev"
+type = "mtty-1"
+mode = "on-demand"
+limit = 4
+[liveness]
+libvirt = "qemu:///system"
+running = true
+TOML
+v start --paused pool-vm1
+h pool allocate live --consumer pool-vm1
+h pool allocate live --consumer pool-vm2
+h pool allocate live --consumer no-such-vm
+h pool reconcile
+h pool show live
+v destroy pool-vm1
+h pool reconcile
+echo "live devices: $(ls /sys/class/mdev_bus/mtty/mdev_supported_types/mtty-1/devices | wc -l)"
 for n in 1 2 3; do virsh -c qemu:///system undefine pool-vm$n >/dev/null 2>&1; done
 kill $LPID; wait $LPID 2>/dev/null
-rm -f /etc/libvirt/hooks/qemu.d/50-hostdev /etc/hostdev/pools.d/tty.toml
-cp /tmp/qemu.conf.lab /etc/libvirt/qemu.conf
+rm -f /etc/libvirt/hooks/qemu.d/50-hostdev /etc/hostdev/pools.d/tty.toml /etc/hostdev/pools.d/live.toml
+if [ -e /tmp/qemu.conf.lab ]; then cp /tmp/qemu.conf.lab /etc/libvirt/qemu.conf; else rm -f /etc/libvirt/qemu.conf; fi
 echo "--- libvirtd log (tail)"; tail -n 15 /tmp/libvirtd.log
 for n in 1 2 3; do
   [ -s /var/log/libvirt/qemu/pool-vm$n.log ] && { echo "--- pool-vm$n log (tail)"; tail -n 5 /var/log/libvirt/qemu/pool-vm$n.log; }
