@@ -12,6 +12,7 @@ pub mod events;
 pub mod mdev;
 pub mod ops;
 pub mod pool;
+pub mod probe;
 pub mod report;
 
 pub use events::{DeviceRef, DriftKind, Event, EventKind};
@@ -36,6 +37,7 @@ pub use pool::{
     PoolShowQuery, PoolSummary, ReconcileReport, ReconcileRequest, ReconcileRow, ReleaseRequest,
     Released, ReleasedRow, UnbindRequest,
 };
+pub use probe::{ProbeQuery, ProbeReport, ProbeTarget};
 pub use report::{
     DeviceRow, DeviceState, ErrorBody, Inventory, Outcome, PfTypes, Problem, RestoreReport,
     RestoreRow, Unavailable, VgpuTypeRow,

@@ -171,7 +171,8 @@ macro_rules! with_every_op {
             $crate::UnbindRequest,
             $crate::ReconcileRequest,
             $crate::DomainPrepareRequest,
-            $crate::DomainReleaseRequest
+            $crate::DomainReleaseRequest,
+            $crate::ProbeQuery
         )
     };
 }

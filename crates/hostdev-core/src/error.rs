@@ -370,6 +370,15 @@ pub enum CoreError {
     /// A vDPA step failed.
     #[error("vDPA operation failed")]
     Vdpa(#[source] Box<hostdev_vdpa::VdpaError>),
+    /// Opening or asking a device through VFIO failed.
+    #[error(transparent)]
+    Vfio(Box<hostdev_vfio::VfioError>),
+    /// No PCI function at this address.
+    #[error("there is no PCI device {address}")]
+    NoPciDevice {
+        /// The address asked for.
+        address: String,
+    },
     /// A vDPA name or value is unusable.
     #[error(transparent)]
     VdpaValue(#[from] hostdev_model::vdpa::VdpaValueError),
@@ -570,6 +579,12 @@ impl From<hostdev_sysfs::sriov::SriovError> for CoreError {
     }
 }
 
+impl From<hostdev_vfio::VfioError> for CoreError {
+    fn from(e: hostdev_vfio::VfioError) -> Self {
+        CoreError::Vfio(Box::new(e))
+    }
+}
+
 impl From<hostdev_vdpa::VdpaError> for CoreError {
     fn from(e: hostdev_vdpa::VdpaError) -> Self {
         CoreError::Vdpa(Box::new(e))
@@ -665,6 +680,8 @@ impl CoreError {
                 hostdev_vdpa::VdpaError::Unsupported { .. } => "vdpa.unsupported",
                 _ => "vdpa.kernel",
             },
+            Vfio(e) => e.code(),
+            NoPciDevice { .. } => "pci.no_device",
             VdpaValue(_) => "input.bad_vdpa_value",
             VdpaDefined { .. } => "vdpa.already_defined",
             VdpaNotDefined { .. } => "vdpa.not_defined",

@@ -6,7 +6,7 @@
 use crate::{CoreError, Devices};
 use hostdev_api::{
     AllocateRequest, BindRequest, DomainPrepareRequest, DomainReleaseRequest, PoolListQuery,
-    PoolShowQuery, ReconcileRequest, ReleaseRequest, UnbindRequest,
+    PoolShowQuery, ProbeQuery, ReconcileRequest, ReleaseRequest, UnbindRequest,
 };
 use hostdev_api::{
     DefineRequest, Done, InventoryQuery, ListQuery, ModifyRequest, Op, RestoreRequest,
@@ -62,3 +62,4 @@ handle!(UnbindRequest, |d, op| d.unbind(op).map(|()| Done {}));
 handle!(ReconcileRequest, |d, _op| d.reconcile());
 handle!(DomainPrepareRequest, |d, op| d.domain_prepare(op));
 handle!(DomainReleaseRequest, |d, op| d.domain_release(op));
+handle!(ProbeQuery, |d, op| d.probe(op));

@@ -19,6 +19,7 @@ mod lock;
 pub mod mdev;
 pub mod poll;
 pub mod pool;
+mod probe;
 pub mod remote;
 pub mod restore;
 mod system;

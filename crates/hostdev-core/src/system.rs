@@ -8,6 +8,7 @@ use hostdev_store::DefinitionMemo;
 use hostdev_sysfs::sriov::RealSriov;
 use hostdev_sysfs::{DeviceMemo, RealSysfs};
 use hostdev_vdpa::NetlinkVdpa;
+use hostdev_vfio::{RealVfio, Vfio};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,17 +26,26 @@ pub struct Devices<S, V, C> {
     pub root: PathBuf,
     /// Unix seconds now (pool reservations); tests set their own.
     pub clock: fn() -> i64,
+    /// Opens devices to probe them (VFIO).
+    pub vfio: Arc<dyn Vfio>,
 }
 
 impl<S, V, C> Devices<S, V, C> {
     /// Puts the kinds of one host together.
-    pub fn new(mdev: Host<S>, vgpu: Vgpus<V>, vdpa: Vdpas<C>, root: &Path) -> Self {
+    pub fn new(
+        mdev: Host<S>,
+        vgpu: Vgpus<V>,
+        vdpa: Vdpas<C>,
+        vfio: Arc<dyn Vfio>,
+        root: &Path,
+    ) -> Self {
         Devices {
             mdev,
             vgpu,
             vdpa,
             root: root.to_path_buf(),
             clock: crate::pool::unix_now,
+            vfio,
         }
     }
 }
@@ -53,6 +63,7 @@ impl System {
             Host::new(RealSysfs::new(root), root, Callouts::under(root)),
             Vgpus::new(RealSriov::new(root), root),
             Vdpas::lazy(root, move || NetlinkVdpa::open(&vdpa_root)),
+            Arc::new(RealVfio::new(root)),
             root,
         )
     }

@@ -251,7 +251,13 @@ fn a_failed_rollback_is_reported_as_such() {
 }
 
 fn devices(root: &Path, vdpa: Vdpas<FakeVdpa>) -> Devices<FakeKernel, FakeSriov, FakeVdpa> {
-    Devices::new(host(root), vgpus(root), vdpa, root)
+    Devices::new(
+        host(root),
+        vgpus(root),
+        vdpa,
+        std::sync::Arc::new(hostdev_vfio::FakeVfio::new()),
+        root,
+    )
 }
 
 /// Before: without the vdpa module `hostdevctl list` and `autostart` failed as

@@ -42,7 +42,13 @@ fn host(root: &Path) -> Fakes {
     v.vf_timeout = Duration::from_millis(50);
     let vd = FakeVdpa::new();
     vd.add_mgmtdev("vdpasim_net", 1, &["mac", "mtu"]);
-    let mut d = Devices::new(h, v, Vdpas::new(vd, root), root);
+    let mut d = Devices::new(
+        h,
+        v,
+        Vdpas::new(vd, root),
+        std::sync::Arc::new(hostdev_vfio::FakeVfio::new()),
+        root,
+    );
     d.clock = clock;
     d
 }

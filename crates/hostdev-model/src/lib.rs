@@ -11,6 +11,7 @@ pub mod format;
 pub mod libvirt;
 pub mod names;
 pub mod pool;
+pub mod probe;
 pub mod vdpa;
 pub mod vgpu;
 

@@ -10,6 +10,7 @@ mod mdevctl;
 mod native;
 mod output;
 mod pool;
+mod probe;
 mod vdpa;
 mod vgpu;
 

@@ -65,6 +65,11 @@ enum Top {
     /// libvirt's qemu hook: domains that name pool-bound UUIDs get devices at start
     #[command(subcommand)]
     LibvirtHook(crate::pool::HookCmd),
+    /// What a device can do, asked as QEMU asks it (VFIO): display, migration, regions, irqs
+    Probe {
+        /// An mdev's UUID, or the PCI address of a function bound to a VFIO driver
+        device: String,
+    },
     /// Every device hostdev manages, of every kind, in one table
     List,
     /// Start every auto-start definition on every present parent
@@ -101,6 +106,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Top::Vdpa(cmd) => crate::vdpa::run(cmd, cli.format),
         Top::Pool(cmd) => crate::pool::run(cmd, cli.format),
         Top::LibvirtHook(cmd) => crate::pool::hook(cmd),
+        Top::Probe { device } => crate::probe::run(&device, cli.format),
         Top::List => unified_list(cli.format),
         Top::UdevRule { install } => udev_rule(install),
         Top::Mdevctl { args } => {

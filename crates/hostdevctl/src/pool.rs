@@ -148,7 +148,7 @@ fn render_released(r: &Released, f: Format) -> String {
     )
 }
 
-fn no_libvirt(f: Format, what: &str) -> Result<()> {
+pub(crate) fn no_libvirt(f: Format, what: &str) -> Result<()> {
     if f == Format::Libvirt {
         bail!("`{what}` has no libvirt form; use -o table or -o json");
     }

@@ -10,6 +10,7 @@
 mod common;
 mod libvirt;
 mod pools;
+mod probe;
 
 use common::{eventually, http_get, read_events};
 use hostdev_core::kernel::{MdevSysfs, RealSysfs};

@@ -1,0 +1,79 @@
+//! Probes against the fakes: what the report names (kind, parent, type) and
+//! each refusal with its code.
+#![allow(clippy::expect_used)] // tests: a failed expectation is the report
+
+use hostdev_core::api::{Kind, ProbeQuery, ProbeTarget};
+use hostdev_core::vdpa::Vdpas;
+use hostdev_core::vgpu::Vgpus;
+use hostdev_core::{Callouts, Devices, Host};
+use hostdev_model::probe::{Display, Migration, Probe};
+use hostdev_model::{ParentName, TypeId, Uuid};
+use hostdev_sysfs::sriov::FakeSriov;
+use hostdev_sysfs::{FakeKernel, FakeType, MdevSysfs};
+use hostdev_vdpa::FakeVdpa;
+use hostdev_vfio::{FakeRefusal, FakeVfio};
+use std::sync::Arc;
+
+fn mtty_like() -> Probe {
+    Probe {
+        device_api: "vfio-pci".into(),
+        reset: true,
+        regions: vec![],
+        irqs: vec![],
+        display: Display::None,
+        migration: Some(Migration {
+            stop_copy: true,
+            p2p: true,
+            pre_copy: true,
+        }),
+    }
+}
+
+#[test]
+fn a_probe_names_the_device_and_each_refusal_has_its_code() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let k = FakeKernel::new();
+    k.add_parent("p1", vec![FakeType::new("t-1", 4)]);
+    let u = Uuid::new_v4();
+    let p: ParentName = "p1".parse().expect("parent");
+    let ty: TypeId = "t-1".parse().expect("type");
+    k.create(&p, &ty, &u).expect("create");
+    let vfio = Arc::new(FakeVfio::new());
+    let d = Devices::new(
+        Host::new(k, t.path(), Callouts::none()),
+        Vgpus::new(FakeSriov::new(), t.path()),
+        Vdpas::new(FakeVdpa::new(), t.path()),
+        vfio.clone(),
+        t.path(),
+    );
+    let q = ProbeQuery {
+        device: ProbeTarget::Mdev(u),
+    };
+    // Not bound to a VFIO driver: no group.
+    assert_eq!(d.probe(&q).expect_err("no group").code(), "vfio.no_group");
+    vfio.set(&u.to_string(), Ok(mtty_like()));
+    let r = d.probe(&q).expect("probe");
+    assert_eq!(r.kind, Some(Kind::Mdev));
+    assert_eq!(
+        (r.parent.as_deref(), r.type_id.as_deref()),
+        (Some("p1"), Some("t-1"))
+    );
+    assert_eq!(r.probe, mtty_like());
+    vfio.set(&u.to_string(), Err(FakeRefusal::Busy));
+    let e = d.probe(&q).expect_err("busy");
+    assert_eq!(e.code(), "vfio.busy");
+    assert!(e.to_string().contains("is in use"), "{e}");
+    // A device that does not run, and a PCI address that names nothing.
+    let gone = ProbeQuery {
+        device: ProbeTarget::Mdev(Uuid::new_v4()),
+    };
+    assert_eq!(d.probe(&gone).expect_err("gone").code(), "mdev.not_running");
+    let pci = ProbeQuery {
+        device: ProbeTarget::Pci("0000:99:00.0".parse().expect("addr")),
+    };
+    let e = d.probe(&pci).expect_err("no pci");
+    assert_eq!(
+        (e.code(), e.to_string().as_str()),
+        ("pci.no_device", "there is no PCI device 0000:99:00.0")
+    );
+}

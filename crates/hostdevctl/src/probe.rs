@@ -1,0 +1,104 @@
+//! `hostdevctl probe DEVICE`: what a device answers when opened as QEMU
+//! opens it (VFIO): display, migration, device API, regions, irqs.
+
+use crate::env;
+use crate::native::Format;
+use crate::output::emit;
+use anyhow::{bail, Result};
+use hostdev_core::api::{ProbeQuery, ProbeReport, ProbeTarget};
+use std::process::ExitCode;
+
+/// The device named on the command line: a UUID is an mdev, an address a
+/// PCI function.
+fn target(device: &str) -> Result<ProbeTarget> {
+    if let Ok(u) = device.parse() {
+        return Ok(ProbeTarget::Mdev(u));
+    }
+    if let Ok(a) = device.parse() {
+        return Ok(ProbeTarget::Pci(a));
+    }
+    bail!(
+        "'{}' is neither an mdev UUID nor a PCI address (DDDD:BB:DD.F)",
+        device.escape_debug()
+    )
+}
+
+fn text(r: &ProbeReport) -> String {
+    let p = &r.probe;
+    let what = match (&r.kind, &r.type_id, &r.parent) {
+        (Some(k), Some(t), Some(par)) => format!("{} {t} on {par}", k.as_str()),
+        (Some(k), None, Some(par)) => format!("{} on {par}", k.as_str()),
+        (Some(k), _, None) => k.as_str().to_string(),
+        (None, _, _) => "PCI function".to_string(),
+    };
+    let driver = r
+        .driver
+        .as_deref()
+        .map(|d| format!(", driver {d}"))
+        .unwrap_or_default();
+    let display = match p.display {
+        d if d.needs_opengl() => format!(
+            "{} (QEMU needs OpenGL to show it: egl-headless or a GL display)",
+            d.as_str()
+        ),
+        d => d.as_str().to_string(),
+    };
+    let migration = match &p.migration {
+        Some(m) => m.words().join(" "),
+        None => "none".to_string(),
+    };
+    let regions: Vec<String> = p
+        .regions
+        .iter()
+        .filter(|g| g.size > 0)
+        .map(|g| {
+            let mut fl = String::new();
+            fl.push(if g.read { 'r' } else { '-' });
+            fl.push(if g.write { 'w' } else { '-' });
+            if g.mmap {
+                fl.push_str(" mmap");
+            }
+            format!("{}: {} bytes {fl}", g.index, g.size)
+        })
+        .collect();
+    let irqs: Vec<String> = p
+        .irqs
+        .iter()
+        .filter(|i| i.count > 0)
+        .map(|i| format!("{}: {}", i.index, i.count))
+        .collect();
+    let none = |v: Vec<String>| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join("; ")
+        }
+    };
+    format!(
+        "device     {} ({what}{driver})\n\
+         api        {}{}\n\
+         display    {display}\n\
+         migration  {migration}\n\
+         regions    {}\n\
+         irqs       {}\n",
+        r.id,
+        p.device_api,
+        if p.reset { ", resettable" } else { "" },
+        none(regions),
+        none(irqs),
+    )
+}
+
+/// Runs `probe`.
+pub fn run(device: &str, f: Format) -> Result<ExitCode> {
+    crate::pool::no_libvirt(f, "probe")?;
+    let q = ProbeQuery {
+        device: target(device)?,
+    };
+    let r = env::call(env::backend(false), &q)?;
+    match f {
+        Format::Json => emit(&(serde_json::to_string_pretty(&r)? + "\n"))?,
+        _ => emit(&text(&r))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

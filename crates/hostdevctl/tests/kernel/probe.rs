@@ -1,0 +1,101 @@
+//! VFIO probes on the real sample drivers: what the kernel answers when a
+//! device is opened as QEMU opens it (DOMAIN.md §4): mtty migrates and has
+//! no display, mdpy offers a region display, mbochs a dma-buf one, and a
+//! device whose group is held elsewhere is refused as in use.
+
+use super::{assert_ready, err, kernel, ok, remove_all};
+use std::path::Path;
+
+fn probe_json(u: &str) -> serde_json::Value {
+    serde_json::from_str(&ok("hostdevctl", &["-o", "json", "probe", u])).expect("probe json")
+}
+
+fn start(parent: &str, t: &str) -> String {
+    let out = ok("mdevctl", &["start", "-p", parent, "-t", t]);
+    let u = out.trim().to_string();
+    assert_ready(&u, parent, t);
+    u
+}
+
+#[test]
+#[ignore = "needs the real-kernel lab; run by `cargo xtask kernel-test`"]
+fn probe_reports_display_and_migration_as_the_sample_drivers_implement_them() {
+    let _k = kernel("probe");
+    remove_all();
+    let cases = [
+        ("mtty", "mtty-2", "none", true),
+        ("mdpy", "mdpy-vga", "region", false),
+        ("mbochs", "mbochs-small", "dma-buf", false),
+    ];
+    for (parent, t, display, migrates) in cases {
+        let u = start(parent, t);
+        let v = probe_json(&u);
+        assert_eq!(v["kind"], "mdev", "{v}");
+        assert_eq!(
+            (v["parent"].as_str(), v["type"].as_str()),
+            (Some(parent), Some(t)),
+            "{v}"
+        );
+        assert_eq!(v["probe"]["device_api"], "vfio-pci", "{v}");
+        assert_eq!(v["probe"]["display"], display, "{parent}: {v}");
+        if migrates {
+            assert_eq!(v["probe"]["migration"]["stop_copy"], true, "{v}");
+        } else {
+            assert!(v["probe"]["migration"].is_null(), "{parent}: {v}");
+        }
+        // PCI config space (region 7) is there for every vfio-pci device.
+        let regions = v["probe"]["regions"].as_array().expect("regions");
+        assert!(
+            regions
+                .iter()
+                .any(|r| r["index"] == 7 && r["size"].as_u64() > Some(0)),
+            "{v}"
+        );
+        let table = ok("hostdevctl", &["probe", &u]);
+        assert!(table.contains(&format!("display    {display}")), "{table}");
+        ok("mdevctl", &["stop", "-u", &u]);
+    }
+    remove_all();
+}
+
+#[test]
+#[ignore = "needs the real-kernel lab; run by `cargo xtask kernel-test`"]
+fn a_device_whose_group_is_held_is_reported_in_use_and_the_probe_closes_what_it_opened() {
+    let _k = kernel("probe busy");
+    remove_all();
+    let u = start("mtty", "mtty-1");
+    // The probe closes its fds: a second probe (and a VM after it) can open
+    // the group again.
+    probe_json(&u);
+    probe_json(&u);
+    let group = std::fs::read_link(
+        Path::new("/sys/bus/mdev/devices")
+            .join(&u)
+            .join("iommu_group"),
+    )
+    .expect("group link");
+    let n = group
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("group number")
+        .to_string();
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(Path::new("/dev/vfio").join(&n))
+        .expect("hold the group as a VM would");
+    let e = err("hostdevctl", &["-o", "json", "probe", &u]);
+    assert!(
+        e.contains(&format!("{u} is in use: VFIO group {n} is held")),
+        "{e}"
+    );
+    drop(held);
+    probe_json(&u);
+    let e = err("hostdevctl", &["probe", "not-a-device"]);
+    assert!(
+        e.contains("is neither an mdev UUID nor a PCI address"),
+        "{e}"
+    );
+    ok("mdevctl", &["stop", "-u", &u]);
+    remove_all();
+}
