@@ -37,7 +37,7 @@ pub use pool::{
     PoolShowQuery, PoolSummary, ReconcileReport, ReconcileRequest, ReconcileRow, ReleaseRequest,
     Released, ReleasedRow, UnbindRequest,
 };
-pub use probe::{ProbeQuery, ProbeReport, ProbeTarget};
+pub use probe::{CachedNote, ProbeQuery, ProbeReport, ProbeTarget, ProbeTypeRequest};
 pub use report::{
     DeviceRow, DeviceState, ErrorBody, Inventory, Outcome, PfTypes, Problem, RestoreReport,
     RestoreRow, Unavailable, VgpuTypeRow,

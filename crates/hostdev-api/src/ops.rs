@@ -172,7 +172,8 @@ macro_rules! with_every_op {
             $crate::ReconcileRequest,
             $crate::DomainPrepareRequest,
             $crate::DomainReleaseRequest,
-            $crate::ProbeQuery
+            $crate::ProbeQuery,
+            $crate::ProbeTypeRequest
         )
     };
 }

@@ -4,9 +4,10 @@
 
 use crate::ops::op;
 use crate::Kind;
-use hostdev_model::probe::Probe;
+use hostdev_model::probe::{DriverIdentity, Probe};
 use hostdev_model::vgpu::PciAddress;
 use hostdev_model::Uuid;
+use hostdev_model::{ParentName, TypeId};
 use serde::{Deserialize, Serialize};
 
 /// The device to probe: an mdev's UUID, or the PCI address of a function
@@ -40,10 +41,38 @@ pub struct ProbeReport {
     /// An mdev's type id.
     #[serde(rename = "type")]
     pub type_id: Option<String>,
-    /// The driver the device (an mdev: its parent) is bound to.
+    /// The driver the device is bound to.
     pub driver: Option<String>,
+    /// What the answer depends on besides the type (an mdev's driver, its
+    /// module's versions, the kernel): the probe cache's key.
+    pub identity: Option<DriverIdentity>,
     /// The answers.
     pub probe: Probe,
+    /// Set when the device could not be opened (a VM holds it) and the
+    /// answer is the cached one for its type, driver and kernel.
+    pub cached: Option<CachedNote>,
+}
+
+/// Where a cached answer came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedNote {
+    /// Unix seconds when it was probed.
+    pub at: i64,
+    /// Its age in seconds.
+    pub age_secs: u64,
+    /// Why the device itself was not asked.
+    pub why: String,
+}
+
+/// Probe a type: create a transient device of it, probe, remove it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeTypeRequest {
+    /// The parent.
+    pub parent: ParentName,
+    /// The type.
+    pub mdev_type: TypeId,
 }
 
 op!(ProbeQuery => ProbeReport, Get, "/v1/probe", "What a device can do: device API, regions, irqs, display, migration (VFIO).");
+op!(ProbeTypeRequest => ProbeReport, Post, "/v1/probe/type", "What a type can do: a transient device made, probed and removed.");

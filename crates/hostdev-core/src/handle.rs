@@ -6,7 +6,7 @@
 use crate::{CoreError, Devices};
 use hostdev_api::{
     AllocateRequest, BindRequest, DomainPrepareRequest, DomainReleaseRequest, PoolListQuery,
-    PoolShowQuery, ProbeQuery, ReconcileRequest, ReleaseRequest, UnbindRequest,
+    PoolShowQuery, ProbeQuery, ProbeTypeRequest, ReconcileRequest, ReleaseRequest, UnbindRequest,
 };
 use hostdev_api::{
     DefineRequest, Done, InventoryQuery, ListQuery, ModifyRequest, Op, RestoreRequest,
@@ -63,3 +63,4 @@ handle!(ReconcileRequest, |d, _op| d.reconcile());
 handle!(DomainPrepareRequest, |d, op| d.domain_prepare(op));
 handle!(DomainReleaseRequest, |d, op| d.domain_release(op));
 handle!(ProbeQuery, |d, op| d.probe(op));
+handle!(ProbeTypeRequest, |d, op| d.probe_type(op));

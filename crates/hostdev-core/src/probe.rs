@@ -1,18 +1,31 @@
-//! Probes: opening a device as QEMU does and reporting what it answers.
+//! Probes: opening a device as QEMU does and reporting what it answers; a
+//! type probed through a transient device; the cache of answers.
 //!
 //! Owns: naming the device's kind, parent, type and driver (through the
-//! sysfs traits) and asking the VFIO interface. Must not: open anything
-//! itself (hostdev-vfio does), or keep the device open.
+//! sysfs traits), asking the VFIO interface, the probe cache (an answer per
+//! parent and type, kept while the driver, its module's versions and the
+//! kernel read the same), and the markers of transient probe devices
+//! (`/run/hostdev/probes/UUID`, written before the device is made, so the
+//! next type probe removes what a killed one left). Must not: open anything
+//! itself (hostdev-vfio does), or keep a device open.
 
-use crate::{CoreError, Devices};
-use hostdev_api::{Kind, ProbeQuery, ProbeReport, ProbeTarget};
+use crate::{CoreError, Devices, Locker};
+use hostdev_api::{
+    CachedNote, Kind, ProbeQuery, ProbeReport, ProbeTarget, ProbeTypeRequest, StartRequest,
+};
+use hostdev_model::probe::CachedProbe;
+use hostdev_model::{ParentName, TypeId, Uuid};
+use hostdev_store::ProbeCacheStore;
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
-use hostdev_vfio::Target;
+use hostdev_vfio::{Target, VfioError};
+use std::path::PathBuf;
 
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
-    /// Opens the device, asks, closes.
+    /// Opens the device, asks, closes. An mdev whose group is held (a VM
+    /// runs it) gets the cached answer for its type, driver and kernel, with
+    /// its age; without one the refusal stands.
     pub fn probe(&self, q: &ProbeQuery) -> Result<ProbeReport, CoreError> {
         match &q.device {
             ProbeTarget::Mdev(u) => {
@@ -22,15 +35,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     .device(u)
                     .map_err(CoreError::inventory)?
                     .ok_or(CoreError::NotRunning { uuid: *u })?;
-                let probe = self.vfio.probe(&Target::Mdev(*u))?;
-                Ok(ProbeReport {
-                    id: u.to_string(),
-                    kind: Some(Kind::Mdev),
-                    driver: self.mdev.sysfs.parent_facts(&d.parent).driver,
-                    parent: Some(d.parent.to_string()),
-                    type_id: Some(d.mdev_type.to_string()),
-                    probe,
-                })
+                self.probe_mdev(u, &d.parent, &d.mdev_type)
             }
             ProbeTarget::Pci(a) => {
                 let facts = self.vgpu.sriov.pf_facts(a);
@@ -46,9 +51,137 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     parent: None,
                     type_id: None,
                     driver: facts.driver,
+                    identity: None,
                     probe,
+                    cached: None,
                 })
             }
         }
+    }
+
+    fn probe_mdev(
+        &self,
+        u: &Uuid,
+        parent: &ParentName,
+        t: &TypeId,
+    ) -> Result<ProbeReport, CoreError> {
+        let identity = self.mdev.sysfs.device_driver(u);
+        let report = |probe, cached| ProbeReport {
+            id: u.to_string(),
+            kind: Some(Kind::Mdev),
+            driver: identity.driver.clone(),
+            parent: Some(parent.to_string()),
+            type_id: Some(t.to_string()),
+            identity: Some(identity.clone()),
+            probe,
+            cached,
+        };
+        let store = ProbeCacheStore::new(&self.root);
+        match self.vfio.probe(&Target::Mdev(*u)) {
+            Ok(probe) => {
+                let lock = Locker::under(&self.root).lock()?;
+                let mut cache = store.load();
+                cache.put(CachedProbe {
+                    parent: parent.to_string(),
+                    type_id: t.to_string(),
+                    identity: identity.clone(),
+                    probe: probe.clone(),
+                    at: (self.clock)(),
+                });
+                store.save(&lock, &cache)?;
+                Ok(report(probe, None))
+            }
+            Err(e @ VfioError::Busy { .. }) => {
+                let cache = store.load();
+                let Some(hit) = cache.get(parent.as_str(), t.as_str(), &identity) else {
+                    return Err(e.into());
+                };
+                let age = (self.clock)().saturating_sub(hit.at).max(0) as u64;
+                let why = format!(
+                    "{e}; this is the answer for type {t} on {parent} from {age} s ago, \
+                     under the same driver, module version and kernel"
+                );
+                Ok(report(
+                    hit.probe.clone(),
+                    Some(CachedNote {
+                        at: hit.at,
+                        age_secs: age,
+                        why,
+                    }),
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn probe_markers(&self) -> PathBuf {
+        self.root.join("run/hostdev/probes")
+    }
+
+    /// Removes the transient devices earlier type probes left (killed
+    /// between making and removing them), and their markers.
+    fn clean_probe_leftovers(&self) -> Result<(), CoreError> {
+        let dir = self.probe_markers();
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(u) = name.to_str().and_then(|n| n.parse::<Uuid>().ok()) else {
+                continue;
+            };
+            let running = self
+                .mdev
+                .sysfs
+                .device(&u)
+                .map_err(CoreError::inventory)?
+                .is_some();
+            if running {
+                match self.mdev.stop(&u) {
+                    Ok(_) | Err(CoreError::NotRunning { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let _lock = Locker::under(&self.root).lock()?;
+            let _ = std::fs::remove_file(e.path());
+        }
+        Ok(())
+    }
+
+    /// Makes a transient device of the type, probes it, removes it: nothing
+    /// is left when the probe fails, and a marker written before the device
+    /// is made lets the next type probe remove it if this process is killed.
+    pub fn probe_type(&self, req: &ProbeTypeRequest) -> Result<ProbeReport, CoreError> {
+        self.clean_probe_leftovers()?;
+        let u = Uuid::new_v4();
+        let marker = self.probe_markers().join(u.to_string());
+        {
+            let lock = Locker::under(&self.root).lock()?;
+            hostdev_store::write_atomic(&lock, &marker, req.parent.as_str().as_bytes())?;
+        }
+        let made = self.mdev.start(&StartRequest {
+            uuid: Some(u),
+            parent: Some(req.parent.clone()),
+            mdev_type: Some(req.mdev_type.clone()),
+            json: None,
+        });
+        let r = match made {
+            Ok(_) => {
+                let r = self.probe_mdev(&u, &req.parent, &req.mdev_type);
+                let gone = self.mdev.stop(&u);
+                match (r, gone) {
+                    (Ok(r), Ok(_)) => Ok(r),
+                    (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        // The marker goes once the device is gone (or was never made).
+        let running = matches!(self.mdev.sysfs.device(&u), Ok(Some(_)));
+        if !running {
+            let _lock = Locker::under(&self.root).lock()?;
+            let _ = std::fs::remove_file(&marker);
+        }
+        r
     }
 }

@@ -2,7 +2,7 @@
 //! each refusal with its code.
 #![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
-use hostdev_core::api::{Kind, ProbeQuery, ProbeTarget};
+use hostdev_core::api::{Kind, ProbeQuery, ProbeTarget, ProbeTypeRequest};
 use hostdev_core::vdpa::Vdpas;
 use hostdev_core::vgpu::Vgpus;
 use hostdev_core::{Callouts, Devices, Host};
@@ -59,7 +59,14 @@ fn a_probe_names_the_device_and_each_refusal_has_its_code() {
         (Some("p1"), Some("t-1"))
     );
     assert_eq!(r.probe, mtty_like());
+    // Held by a VM: the answer cached by the last probe, with its age.
     vfio.set(&u.to_string(), Err(FakeRefusal::Busy));
+    let r = d.probe(&q).expect("cached answer");
+    let note = r.cached.expect("marked as cached");
+    assert!(note.why.contains("is in use"), "{}", note.why);
+    assert_eq!(r.probe, mtty_like());
+    // Without a cache the refusal stands.
+    std::fs::remove_file(t.path().join("var/lib/hostdev/probe-cache.json")).expect("rm cache");
     let e = d.probe(&q).expect_err("busy");
     assert_eq!(e.code(), "vfio.busy");
     assert!(e.to_string().contains("is in use"), "{e}");
@@ -75,5 +82,44 @@ fn a_probe_names_the_device_and_each_refusal_has_its_code() {
     assert_eq!(
         (e.code(), e.to_string().as_str()),
         ("pci.no_device", "there is no PCI device 0000:99:00.0")
+    );
+}
+
+#[test]
+fn a_type_probe_leaves_nothing_when_it_fails_and_removes_what_a_killed_one_left() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let k = FakeKernel::new();
+    k.add_parent("p1", vec![FakeType::new("t-1", 4)]);
+    let p: ParentName = "p1".parse().expect("parent");
+    let ty: TypeId = "t-1".parse().expect("type");
+    // A device a killed type probe made, and its marker.
+    let left = Uuid::new_v4();
+    k.create(&p, &ty, &left).expect("create");
+    let markers = t.path().join("run/hostdev/probes");
+    std::fs::create_dir_all(&markers).expect("markers");
+    std::fs::write(markers.join(left.to_string()), "p1").expect("marker");
+    let d = Devices::new(
+        Host::new(k, t.path(), Callouts::none()),
+        Vgpus::new(FakeSriov::new(), t.path()),
+        Vdpas::new(FakeVdpa::new(), t.path()),
+        Arc::new(FakeVfio::new()),
+        t.path(),
+    );
+    // The fake answers for no device: the probe fails after the device was made.
+    let e = d
+        .probe_type(&ProbeTypeRequest {
+            parent: p.clone(),
+            mdev_type: ty.clone(),
+        })
+        .expect_err("no answer");
+    assert_eq!(e.code(), "vfio.no_group");
+    assert!(
+        d.mdev.sysfs.devices().expect("devices").is_empty(),
+        "neither the failed probe's device nor the killed one's is left"
+    );
+    assert_eq!(
+        std::fs::read_dir(&markers).expect("markers").count(),
+        0,
+        "no marker is left"
     );
 }

@@ -105,6 +105,67 @@ impl Migration {
     }
 }
 
+/// What a probe's answer depends on besides the type: the vendor driver,
+/// its module's version, and the kernel. A cached answer holds only while
+/// all of these read the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverIdentity {
+    /// The device's driver (`driver` link).
+    pub driver: Option<String>,
+    /// The driver's module (`driver/module` link).
+    pub module: Option<String>,
+    /// The module's `version`, where it declares one.
+    pub version: Option<String>,
+    /// The module's `srcversion` (a hash of its source).
+    pub srcversion: Option<String>,
+    /// The kernel release (`/proc/sys/kernel/osrelease`).
+    pub kernel: Option<String>,
+}
+
+/// One cached answer: a type on a parent, under one driver identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedProbe {
+    /// The parent.
+    pub parent: String,
+    /// The type id.
+    #[serde(rename = "type")]
+    pub type_id: String,
+    /// Driver, module versions and kernel when it was probed.
+    pub identity: DriverIdentity,
+    /// The answer.
+    pub probe: Probe,
+    /// Unix seconds when it was probed.
+    pub at: i64,
+}
+
+/// Every cached answer (`/var/lib/hostdev/probe-cache.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeCache {
+    /// One per (parent, type); a new identity replaces the old answer.
+    pub entries: Vec<CachedProbe>,
+}
+
+impl ProbeCache {
+    /// The answer for `type_id` on `parent` if it was taken under `identity`.
+    pub fn get(
+        &self,
+        parent: &str,
+        type_id: &str,
+        identity: &DriverIdentity,
+    ) -> Option<&CachedProbe> {
+        self.entries
+            .iter()
+            .find(|e| e.parent == parent && e.type_id == type_id && &e.identity == identity)
+    }
+
+    /// Records an answer, replacing any for the same parent and type.
+    pub fn put(&mut self, e: CachedProbe) {
+        self.entries
+            .retain(|o| !(o.parent == e.parent && o.type_id == e.type_id));
+        self.entries.push(e);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +183,43 @@ mod tests {
             pre_copy: true,
         };
         assert_eq!(m.words(), ["stop-copy", "pre-copy"]);
+    }
+
+    #[test]
+    fn a_cached_answer_holds_only_for_the_same_identity() {
+        let probe = Probe {
+            device_api: "vfio-pci".into(),
+            reset: false,
+            regions: vec![],
+            irqs: vec![],
+            display: Display::None,
+            migration: None,
+        };
+        let id = |v: &str| DriverIdentity {
+            driver: Some("mtty".into()),
+            srcversion: Some(v.into()),
+            ..DriverIdentity::default()
+        };
+        let mut c = ProbeCache::default();
+        let e = |v: &str, at| CachedProbe {
+            parent: "mtty".into(),
+            type_id: "mtty-2".into(),
+            identity: id(v),
+            probe: probe.clone(),
+            at,
+        };
+        c.put(e("A", 1));
+        assert_eq!(c.get("mtty", "mtty-2", &id("A")).map(|e| e.at), Some(1));
+        assert!(
+            c.get("mtty", "mtty-2", &id("B")).is_none(),
+            "another module version"
+        );
+        assert!(c.get("mtty", "mtty-1", &id("A")).is_none(), "another type");
+        c.put(e("B", 2));
+        assert_eq!(
+            c.entries.len(),
+            1,
+            "the new identity replaced the old answer"
+        );
     }
 }

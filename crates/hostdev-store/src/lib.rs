@@ -15,6 +15,7 @@ mod mdev;
 mod memo;
 mod pool_db;
 mod pools;
+mod probe_cache;
 mod type_cache;
 
 pub use atomic::{write_atomic, write_atomic_mode};
@@ -24,6 +25,7 @@ pub use mdev::{Definition, LoadProblem, MdevStore};
 pub use memo::{DefinitionMemo, MemoStats};
 pub use pool_db::PoolDb;
 pub use pools::{DeviceRecord, Origin, PoolDefs, RecState, Tx};
+pub use probe_cache::ProbeCacheStore;
 pub use type_cache::TypeCacheStore;
 
 use std::io;

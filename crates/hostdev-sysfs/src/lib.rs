@@ -197,6 +197,12 @@ pub trait MdevSysfs: Send + Sync {
             ..MemberFacts::default()
         }
     }
+    /// The driver a running device is bound to, its module's versions and
+    /// the kernel release (what a cached probe answer depends on); nothing
+    /// where this interface cannot tell.
+    fn device_driver(&self, _uuid: &Uuid) -> hostdev_model::probe::DriverIdentity {
+        hostdev_model::probe::DriverIdentity::default()
+    }
     /// One running device, if it runs.
     fn device(&self, uuid: &Uuid) -> Result<Option<ActiveDevice>, SysfsError>;
     /// Writes `uuid` to the type's `create` file.

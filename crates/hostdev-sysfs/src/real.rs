@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 /// sysfs below `root` (`root/sys/...`).
 #[derive(Debug, Clone)]
 pub struct RealSysfs {
+    root: PathBuf,
     class: PathBuf,
     bus: PathBuf,
     memo: Option<Arc<DeviceMemo>>,
@@ -47,6 +48,7 @@ impl RealSysfs {
     /// sysfs of the host whose filesystem root is `root`.
     pub fn new(root: &Path) -> Self {
         RealSysfs {
+            root: root.to_path_buf(),
             class: root.join("sys/class/mdev_bus"),
             bus: root.join("sys/bus/mdev/devices"),
             memo: None,
@@ -252,6 +254,35 @@ fn write_existing(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 impl MdevSysfs for RealSysfs {
+    fn device_driver(&self, uuid: &Uuid) -> hostdev_model::probe::DriverIdentity {
+        let dev = self.bus.join(uuid.to_string());
+        let link = |p: PathBuf| {
+            std::fs::read_link(p)
+                .ok()
+                .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        };
+        let read = |p: PathBuf| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+        };
+        let module = link(dev.join("driver/module"));
+        // A link's file name is one normal path component.
+        let m = |f: &str| {
+            module
+                .as_deref()
+                .and_then(|m| read(self.root.join("sys/module").join(m).join(f)))
+        };
+        hostdev_model::probe::DriverIdentity {
+            driver: link(dev.join("driver")),
+            version: m("version"),
+            srcversion: m("srcversion"),
+            module: module.clone(),
+            kernel: read(self.root.join("proc/sys/kernel/osrelease")),
+        }
+    }
+
     fn parent_facts(&self, parent: &ParentName) -> hostdev_model::pool::MemberFacts {
         crate::device_facts(&self.class.join(parent.as_str()), parent.as_str())
     }

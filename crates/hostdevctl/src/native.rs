@@ -68,7 +68,14 @@ enum Top {
     /// What a device can do, asked as QEMU asks it (VFIO): display, migration, regions, irqs
     Probe {
         /// An mdev's UUID, or the PCI address of a function bound to a VFIO driver
-        device: String,
+        #[arg(required_unless_present = "parent", conflicts_with_all = ["parent", "mdev_type"])]
+        device: Option<String>,
+        /// Probe a type instead: make a transient device on this parent, probe it, remove it
+        #[arg(long, requires = "mdev_type")]
+        parent: Option<String>,
+        /// The type to probe (with --parent)
+        #[arg(long = "type", requires = "parent")]
+        mdev_type: Option<String>,
     },
     /// Every device hostdev manages, of every kind, in one table
     List,
@@ -106,7 +113,11 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Top::Vdpa(cmd) => crate::vdpa::run(cmd, cli.format),
         Top::Pool(cmd) => crate::pool::run(cmd, cli.format),
         Top::LibvirtHook(cmd) => crate::pool::hook(cmd),
-        Top::Probe { device } => crate::probe::run(&device, cli.format),
+        Top::Probe {
+            device,
+            parent,
+            mdev_type,
+        } => crate::probe::run(device.as_deref(), parent.zip(mdev_type), cli.format),
         Top::List => unified_list(cli.format),
         Top::UdevRule { install } => udev_rule(install),
         Top::Mdevctl { args } => {

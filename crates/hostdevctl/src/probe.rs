@@ -5,7 +5,8 @@ use crate::env;
 use crate::native::Format;
 use crate::output::emit;
 use anyhow::{bail, Result};
-use hostdev_core::api::{ProbeQuery, ProbeReport, ProbeTarget};
+use hostdev_core::api::{ProbeQuery, ProbeReport, ProbeTarget, ProbeTypeRequest};
+use hostdev_model::{ParentName, TypeId};
 use std::process::ExitCode;
 
 /// The device named on the command line: a UUID is an mdev, an address a
@@ -36,6 +37,30 @@ fn text(r: &ProbeReport) -> String {
         .as_deref()
         .map(|d| format!(", driver {d}"))
         .unwrap_or_default();
+    let identity = r
+        .identity
+        .as_ref()
+        .map(|i| {
+            let parts: Vec<String> = [
+                i.module.as_ref().map(|m| format!("module {m}")),
+                i.version.as_ref().map(|v| format!("version {v}")),
+                i.srcversion.as_ref().map(|v| format!("srcversion {v}")),
+                i.kernel.as_ref().map(|k| format!("kernel {k}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!("built by   {}\n", parts.join(", "))
+            }
+        })
+        .unwrap_or_default();
+    let source = match &r.cached {
+        Some(c) => format!("source     the cache, {} s old: {}\n", c.age_secs, c.why),
+        None => String::new(),
+    };
     let display = match p.display {
         d if d.needs_opengl() => format!(
             "{} (QEMU needs OpenGL to show it: egl-headless or a GL display)",
@@ -80,7 +105,7 @@ fn text(r: &ProbeReport) -> String {
          display    {display}\n\
          migration  {migration}\n\
          regions    {}\n\
-         irqs       {}\n",
+         irqs       {}\n{identity}{source}",
         r.id,
         p.device_api,
         if p.reset { ", resettable" } else { "" },
@@ -89,13 +114,20 @@ fn text(r: &ProbeReport) -> String {
     )
 }
 
-/// Runs `probe`.
-pub fn run(device: &str, f: Format) -> Result<ExitCode> {
+/// Runs `probe`: one device, or a type on a parent.
+pub fn run(device: Option<&str>, of_type: Option<(String, String)>, f: Format) -> Result<ExitCode> {
     crate::pool::no_libvirt(f, "probe")?;
-    let q = ProbeQuery {
-        device: target(device)?,
+    let r = match (device, of_type) {
+        (Some(d), _) => env::call(env::backend(false), &ProbeQuery { device: target(d)? })?,
+        (None, Some((parent, t))) => {
+            let req = ProbeTypeRequest {
+                parent: ParentName::new(parent)?,
+                mdev_type: TypeId::new(t)?,
+            };
+            env::call(env::backend(false), &req)?
+        }
+        (None, None) => bail!("probe takes a device, or --parent and --type"),
     };
-    let r = env::call(env::backend(false), &q)?;
     match f {
         Format::Json => emit(&(serde_json::to_string_pretty(&r)? + "\n"))?,
         _ => emit(&text(&r))?,
