@@ -5,6 +5,7 @@
 //! Owns: building them with an XML writer (values escaped by construction).
 //! Must not: look anything up; callers pass what the element names.
 
+use crate::probe::Display;
 use crate::vgpu::PciAddress;
 use crate::Uuid;
 use quick_xml::events::{BytesEnd, BytesStart, Event};
@@ -70,6 +71,40 @@ pub fn mdev_hostdev(uuid: &Uuid, device_api: &str) -> String {
     )
     .child(El::new("source", &[]).child(El::new("address", &[("uuid", &uuid.to_string())])))
     .render()
+}
+
+/// The same element for a device whose display a probe has seen: with one
+/// (`region` or `dma-buf`), `display='on'`, and for `vfio-pci` `ramfb='on'`
+/// so the firmware and boot loader show before the guest's driver loads;
+/// without one, the plain element. A comment above says what the domain
+/// needs besides: a `<graphics>` device (libvirt refuses `display='on'`
+/// without one), and for dma-buf OpenGL (QEMU stops without it).
+pub fn mdev_hostdev_probed(uuid: &Uuid, device_api: &str, display: Display) -> String {
+    if display == Display::None {
+        return mdev_hostdev(uuid, device_api);
+    }
+    let mut attrs = vec![
+        ("mode", "subsystem"),
+        ("type", "mdev"),
+        ("managed", "no"),
+        ("model", device_api),
+        ("display", "on"),
+    ];
+    if device_api == "vfio-pci" {
+        attrs.push(("ramfb", "on"));
+    }
+    let el = El::new("hostdev", &attrs)
+        .child(El::new("source", &[]).child(El::new("address", &[("uuid", &uuid.to_string())])))
+        .render();
+    // Both notes as libvirt 9.0 and QEMU 7.2 behave in the kernel tier.
+    let note = if display.needs_opengl() {
+        "<!-- display='on' needs a <graphics> device in the domain; a dma-buf display also needs \
+         OpenGL: <graphics type='egl-headless'/> and a render node in /dev/dri (the vgem module \
+         gives one), or QEMU stops with 'opengl not available' -->"
+    } else {
+        "<!-- display='on' needs a <graphics> device in the domain (VNC or SPICE) -->"
+    };
+    format!("{note}\n{el}")
 }
 
 /// `<hostdev mode='subsystem' type='pci'>` for a PCI function (a vGPU's VF).
@@ -224,6 +259,24 @@ mod tests {
         assert_eq!(
             mdev_hostdev(&u, "vfio-pci"),
             "<hostdev mode=\"subsystem\" type=\"mdev\" managed=\"no\" model=\"vfio-pci\">\n  <source>\n    <address uuid=\"83b8f4f2-509f-382f-3c1e-e6bfe0fa1001\"/>\n  </source>\n</hostdev>\n"
+        );
+        assert_eq!(
+            mdev_hostdev_probed(&u, "vfio-pci", Display::None),
+            mdev_hostdev(&u, "vfio-pci")
+        );
+        let region = mdev_hostdev_probed(&u, "vfio-pci", Display::Region);
+        assert!(
+            region.starts_with("<!-- display='on' needs a <graphics> device"),
+            "{region}"
+        );
+        assert!(
+            region.contains("\n<hostdev mode=\"subsystem\" type=\"mdev\" managed=\"no\" model=\"vfio-pci\" display=\"on\" ramfb=\"on\">"),
+            "{region}"
+        );
+        let gl = mdev_hostdev_probed(&u, "vfio-pci", Display::DmaBuf);
+        assert!(
+            gl.contains("OpenGL") && gl.contains("display=\"on\""),
+            "{gl}"
         );
         // Values are escaped by the writer, never pasted in.
         assert_eq!(

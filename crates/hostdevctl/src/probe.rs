@@ -116,7 +116,9 @@ fn text(r: &ProbeReport) -> String {
 
 /// Runs `probe`: one device, or a type on a parent.
 pub fn run(device: Option<&str>, of_type: Option<(String, String)>, f: Format) -> Result<ExitCode> {
-    crate::pool::no_libvirt(f, "probe")?;
+    if f == Format::Libvirt && device.is_none() {
+        bail!("`probe --parent --type` has no libvirt form (the device it made is gone); use -o table or -o json");
+    }
     let r = match (device, of_type) {
         (Some(d), _) => env::call(env::backend(false), &ProbeQuery { device: target(d)? })?,
         (None, Some((parent, t))) => {
@@ -130,7 +132,17 @@ pub fn run(device: Option<&str>, of_type: Option<(String, String)>, f: Format) -
     };
     match f {
         Format::Json => emit(&(serde_json::to_string_pretty(&r)? + "\n"))?,
-        _ => emit(&text(&r))?,
+        Format::Libvirt => {
+            let Ok(u) = r.id.parse() else {
+                bail!("`probe -o libvirt` is for mdevs; a PCI function's element is `hostdevctl vgpu libvirt VF`");
+            };
+            emit(&hostdev_model::libvirt::mdev_hostdev_probed(
+                &u,
+                &r.probe.device_api,
+                r.probe.display,
+            ))?
+        }
+        Format::Table => emit(&text(&r))?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -123,3 +123,40 @@ fn libvirt_starts_domains_from_a_pool_through_the_hook() {
         assert!(!super::dev(&u).exists(), "{u} left behind:\n{t}");
     }
 }
+
+#[test]
+#[ignore = "needs the real-kernel lab; run by `cargo xtask kernel-test`"]
+fn libvirt_starts_what_probe_prints_and_the_display_notes_hold() {
+    let _k = kernel("libvirt display");
+    need_libvirt();
+    remove_all();
+    let o = Command::new("sh")
+        .arg(script("display.sh"))
+        .arg(env!("CARGO_BIN_EXE_hostdevctl"))
+        .output()
+        .expect("run display.sh");
+    let t = String::from_utf8_lossy(&o.stdout).into_owned();
+    let steps = [
+        // mdpy: a region display; libvirt wants a <graphics> for it, as the
+        // element's comment says, and starts it with one.
+        "== mdpy\n<!-- display='on' needs a <graphics> device",
+        "display=\"on\" ramfb=\"on\"",
+        "-- mdpy with graphics none\nerror: Failed to create domain",
+        "graphics device is needed for attribute value 'display=on' in <hostdev>",
+        "-- mdpy with graphics vnc\nDomain 'display-mdpy' created",
+        // mbochs: dma-buf; without OpenGL QEMU stops, as its comment says.
+        "== mbochs\n<!-- display='on' needs a <graphics> device in the domain; a dma-buf display also needs OpenGL",
+        "-- mbochs with graphics vnc\nerror: Failed to create domain",
+        "opengl not available",
+        // mtty: no display, the plain element starts as it is.
+        "== mtty\n<hostdev mode=\"subsystem\" type=\"mdev\" managed=\"no\" model=\"vfio-pci\">",
+        "-- mtty with graphics none\nDomain 'display-mtty' created",
+    ];
+    let mut at = 0;
+    for s in steps {
+        match t[at..].find(s) {
+            Some(i) => at += i + s.len(),
+            None => panic!("missing, after byte {at}: {s:?}\n--- transcript:\n{t}"),
+        }
+    }
+}

@@ -13,28 +13,8 @@ H=$1
 U1=b0010000-0000-4000-8000-000000000001
 U2=b0010000-0000-4000-8000-000000000002
 U3=b0010000-0000-4000-8000-000000000003
-mkdir -p /var/lib/libvirt /var/cache/libvirt /var/log/libvirt /run/udev /etc/hostdev/pools.d
-grep -q '^libvirt-qemu:' /etc/passwd || {
-  echo 'libvirt-qemu:x:64055:64055:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin' >> /etc/passwd
-  echo 'libvirt-qemu:x:64055:' >> /etc/group; echo 'kvm:x:64056:' >> /etc/group; }
-# The guest is a chroot on an overlay: QEMU runs as root, without the
-# security driver, cgroups or a private /dev, and logs to a file.
-rm -f /tmp/qemu.conf.lab
-[ -e /etc/libvirt/qemu.conf ] && cp /etc/libvirt/qemu.conf /tmp/qemu.conf.lab
-cat > /etc/libvirt/qemu.conf <<'CONF'
-user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-security_driver = "none"
-cgroup_controllers = [ ]
-namespaces = [ ]
-stdio_handler = "file"
-CONF
-pgrep -x systemd-udevd >/dev/null || /lib/systemd/systemd-udevd --daemon >/dev/null 2>&1
-
-h() { echo "\$ hostdevctl $*"; "$H" "$@" 2>&1; echo "rc=$?"; }
-v() { echo "\$ virsh $*"; virsh -c qemu:///system "$@" 2>&1; echo "rc=$?"; }
+mkdir -p /etc/hostdev/pools.d
+. "$(dirname "$0")/libvirtd.sh"
 kernel() { for u in $U1 $U2 $U3; do
   if [ -e /sys/bus/mdev/devices/$u ]; then
     echo "kernel: $u $(readlink /sys/bus/mdev/devices/$u/mdev_type | sed 's|.*/||')"
@@ -52,9 +32,7 @@ h pool bind tty --uuid $U3
 h libvirt-hook install
 echo "hook: $(cat /etc/libvirt/hooks/qemu.d/50-hostdev | tail -n1)"
 
-/usr/sbin/libvirtd > /tmp/libvirtd.log 2>&1 &
-LPID=$!
-i=0; until virsh -c qemu:///system version >/dev/null 2>&1 || [ $i -ge 300 ]; do sleep 0.2; i=$((i+1)); done
+libvirtd_start
 
 for n in 1 2 3; do
   eval u=\$U$n
@@ -113,10 +91,8 @@ v destroy pool-vm1
 h pool reconcile
 echo "live devices: $(ls /sys/class/mdev_bus/mtty/mdev_supported_types/mtty-1/devices | wc -l)"
 for n in 1 2 3; do virsh -c qemu:///system undefine pool-vm$n >/dev/null 2>&1; done
-kill $LPID; wait $LPID 2>/dev/null
 rm -f /etc/libvirt/hooks/qemu.d/50-hostdev /etc/hostdev/pools.d/tty.toml /etc/hostdev/pools.d/live.toml
-if [ -e /tmp/qemu.conf.lab ]; then cp /tmp/qemu.conf.lab /etc/libvirt/qemu.conf; else rm -f /etc/libvirt/qemu.conf; fi
-echo "--- libvirtd log (tail)"; tail -n 15 /tmp/libvirtd.log
+libvirtd_stop
 for n in 1 2 3; do
   [ -s /var/log/libvirt/qemu/pool-vm$n.log ] && { echo "--- pool-vm$n log (tail)"; tail -n 5 /var/log/libvirt/qemu/pool-vm$n.log; }
 done
