@@ -134,7 +134,7 @@ pub fn run(device: Option<&str>, of_type: Option<(String, String)>, f: Format) -
         Format::Json => emit(&(serde_json::to_string_pretty(&r)? + "\n"))?,
         Format::Libvirt => {
             let Ok(u) = r.id.parse() else {
-                bail!("`probe -o libvirt` is for mdevs; a PCI function's element is `hostdevctl vgpu libvirt VF`");
+                bail!("`probe -o libvirt` is for mdevs; a PCI function's element is `hostdevctl vgpu libvirt --vf ADDRESS`");
             };
             emit(&hostdev_model::libvirt::mdev_hostdev_probed(
                 &u,
