@@ -74,5 +74,7 @@ pub struct ProbeTypeRequest {
     pub mdev_type: TypeId,
 }
 
-op!(ProbeQuery => ProbeReport, Get, "/v1/probe", "What a device can do: device API, regions, irqs, display, migration (VFIO).");
+// A POST, so root's alone: a probe holds the device's group for a moment,
+// and a VM starting at that instant could not open it.
+op!(ProbeQuery => ProbeReport, Post, "/v1/probe", "What a device can do: device API, regions, irqs, display, migration (VFIO); opens the device for a moment.");
 op!(ProbeTypeRequest => ProbeReport, Post, "/v1/probe/type", "What a type can do: a transient device made, probed and removed.");

@@ -66,9 +66,9 @@ enum Top {
     #[command(subcommand)]
     LibvirtHook(crate::pool::HookCmd),
     /// What a device can do, asked as QEMU asks it (VFIO): display, migration, regions, irqs
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["device", "parent"])))]
     Probe {
         /// An mdev's UUID, or the PCI address of a function bound to a VFIO driver
-        #[arg(required_unless_present = "parent", conflicts_with_all = ["parent", "mdev_type"])]
         device: Option<String>,
         /// Probe a type instead: make a transient device on this parent, probe it, remove it
         #[arg(long, requires = "mdev_type")]
