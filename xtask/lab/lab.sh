@@ -6,6 +6,10 @@
 # on tmpfs, so whatever the host has installed (hostdev's test binaries, Debian's
 # mdevctl, libvirt, iproute2's vdpa) runs unchanged at the same paths.
 #
+# QEMU 10 (bookworm-backports) is unpacked into the cache, not installed, and
+# offered to the command as $LAB_QEMU10 with $LAB_QEMU10_DATA (firmware dirs):
+# the migration tests need VFIO migration v2, which Debian 12's QEMU lacks.
+#
 #   lab.sh prepare        fetch + build what is missing (idempotent, cached)
 #   lab.sh run CMD...     boot, run CMD (sh -c) in the current directory, exit with its status
 #
@@ -145,11 +149,36 @@ initramfs() {
   say "initramfs built: $(du -h "$INITRD" | cut -f1)"
 }
 
+# QEMU 10 from bookworm-backports, unpacked into the cache (not installed:
+# the host's own QEMU and libvirt stay as Debian 12 has them). Debian 12's 7.2
+# predates VFIO migration v2; the migration tests run this one in the guest,
+# with -L for its firmware (DOMAIN.md §8).
+QEMU10_VERSION=10.0.2
+fetch_qemu10() {
+  Q=$CACHE/qemu-$QEMU10_VERSION
+  [[ -x $Q/usr/bin/qemu-system-x86_64 ]] && return
+  local t; t=$(mktemp -d "$CACHE/qemu10.XXXXXX")
+  mkdir -p "$t/lists/partial" "$t/debs"
+  echo "deb http://deb.debian.org/debian bookworm-backports main" > "$t/sources.list"
+  local a=(-o "Dir::Etc::SourceList=$t/sources.list" -o Dir::Etc::SourceParts=/dev/null
+           -o "Dir::State::Lists=$t/lists" -o APT::Sandbox::User=root)
+  say "downloading QEMU $QEMU10_VERSION from bookworm-backports"
+  apt-get -q "${a[@]}" update >&2 || fail "cannot read bookworm-backports"
+  ( cd "$t/debs" && apt-get -q "${a[@]}" download qemu-system-x86/bookworm-backports \
+      qemu-system-common/bookworm-backports qemu-system-data/bookworm-backports \
+      seabios/bookworm-backports >&2 ) || fail "cannot download QEMU $QEMU10_VERSION"
+  rm -rf "$t/root"; mkdir -p "$t/root"
+  local d; for d in "$t"/debs/*.deb; do dpkg-deb -x "$d" "$t/root"; done
+  "$t/root/usr/bin/qemu-system-x86_64" --version | grep -q "version $QEMU10_VERSION" ||
+    fail "the unpacked QEMU does not run on this host"
+  rm -rf "$Q"; mv "$t/root" "$Q"; rm -rf "$t"
+}
+
 prepare() {
   mkdir -p "$CACHE"
   host_tools
   exec 8>"$CACHE/.lock"; flock 8            # one builder at a time
-  pick_kernel; fetch; build_modules; initramfs
+  pick_kernel; fetch; build_modules; initramfs; fetch_qemu10
   flock -u 8
 }
 
@@ -166,6 +195,9 @@ run() {
     # Where the guest's modules are (the host's cache, seen through the
     # overlay), so a test can unload and reload a driver: modprobe $LAB_MODPROBE m
     printf 'export LAB_MODPROBE=%s\n' "$(quote "-d $SYSROOT -S $KREL")"
+    # QEMU 10 for the migration tests, and its firmware directories.
+    printf 'export LAB_QEMU10=%s\n' "$(quote "$Q/usr/bin/qemu-system-x86_64")"
+    printf 'export LAB_QEMU10_DATA=%s\n' "$(quote "$Q/usr/share/qemu:$Q/usr/share/seabios")"
     printf 'export PATH=%s HOME=/root TMPDIR=/tmp\n' "$(quote "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")"
     for v in ${HOSTDEV_LAB_ENV:-} $(compgen -e | grep -E '^(RUST|HOSTDEV)_' || true); do
       [[ $v =~ ^[A-Za-z_][A-Za-z0-9_]*$ && -n ${!v+x} ]] && printf 'export %s=%s\n' "$v" "$(quote "${!v}")"

@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod libvirt;
+mod migrate;
 mod pools;
 mod probe;
 
