@@ -189,18 +189,29 @@ fn start(parent: &str, t: &str) -> String {
     u
 }
 
+/// Source parent and type, destination parent and type, whether migration is
+/// forced on, and what QEMU does (`None`: it completes).
+type Pair<'a> = (&'a str, &'a str, &'a str, &'a str, bool, Option<&'a str>);
+
 #[test]
 #[ignore = "needs the real-kernel lab and its QEMU 10; run by `cargo xtask kernel-test`"]
 fn real_qemu_migrations_of_the_sample_mdevs_behave_as_observed() {
     let _k = kernel("migration");
     remove_all();
-    let pairs: [(&str, &str, &str, &str, bool, Option<&str>); 4] = [
+    let pairs: [Pair; 4] = [
         // mtty migrates between devices of the same type, forced on.
         ("mtty", "mtty-2", "mtty", "mtty-2", true, None),
         // Not forced: this kernel has no IOMMUFD dirty tracking, so the
         // source fails at ram_save_setup (EOPNOTSUPP) — what a verdict of
         // "compatible with changes" must tell QEMU.
-        ("mtty", "mtty-2", "mtty", "mtty-2", false, Some("ram_save_setup failed")),
+        (
+            "mtty",
+            "mtty-2",
+            "mtty",
+            "mtty-2",
+            false,
+            Some("ram_save_setup failed"),
+        ),
         // A different port count: the destination refuses the stream
         // ("load of migration failed: Bad address").
         (
