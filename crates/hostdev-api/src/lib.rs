@@ -10,6 +10,7 @@
 
 pub mod events;
 pub mod mdev;
+pub mod migrate;
 pub mod ops;
 pub mod pool;
 pub mod probe;
@@ -27,6 +28,7 @@ pub use mdev::{
     AttrEdit, DefineRequest, JsonInput, ListQuery, MdevEdit, ModifyRequest, ModifyScope,
     StartRequest,
 };
+pub use migrate::{CheckReport, MigrateCheckRequest, MigrateExportRequest};
 pub use ops::{
     Done, InventoryQuery, MdevListing, Method, Op, ParentTypes, RestoreRequest, Started,
     StopRequest, Stopped, TypesQuery, UndefineRequest,

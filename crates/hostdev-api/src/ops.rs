@@ -173,7 +173,9 @@ macro_rules! with_every_op {
             $crate::DomainPrepareRequest,
             $crate::DomainReleaseRequest,
             $crate::ProbeQuery,
-            $crate::ProbeTypeRequest
+            $crate::ProbeTypeRequest,
+            $crate::MigrateExportRequest,
+            $crate::MigrateCheckRequest
         )
     };
 }

@@ -373,6 +373,12 @@ pub enum CoreError {
     /// Opening or asking a device through VFIO failed.
     #[error(transparent)]
     Vfio(Box<hostdev_vfio::VfioError>),
+    /// A migration spec that cannot be used.
+    #[error("the migration spec cannot be used: {why}")]
+    BadSpec {
+        /// Why.
+        why: String,
+    },
     /// No PCI function at this address.
     #[error("there is no PCI device {address}")]
     NoPciDevice {
@@ -682,6 +688,7 @@ impl CoreError {
             },
             Vfio(e) => e.code(),
             NoPciDevice { .. } => "pci.no_device",
+            BadSpec { .. } => "migrate.bad_spec",
             VdpaValue(_) => "input.bad_vdpa_value",
             VdpaDefined { .. } => "vdpa.already_defined",
             VdpaNotDefined { .. } => "vdpa.not_defined",

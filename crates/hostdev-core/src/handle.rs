@@ -5,8 +5,9 @@
 
 use crate::{CoreError, Devices};
 use hostdev_api::{
-    AllocateRequest, BindRequest, DomainPrepareRequest, DomainReleaseRequest, PoolListQuery,
-    PoolShowQuery, ProbeQuery, ProbeTypeRequest, ReconcileRequest, ReleaseRequest, UnbindRequest,
+    AllocateRequest, BindRequest, DomainPrepareRequest, DomainReleaseRequest, MigrateCheckRequest,
+    MigrateExportRequest, PoolListQuery, PoolShowQuery, ProbeQuery, ProbeTypeRequest,
+    ReconcileRequest, ReleaseRequest, UnbindRequest,
 };
 use hostdev_api::{
     DefineRequest, Done, InventoryQuery, ListQuery, ModifyRequest, Op, RestoreRequest,
@@ -64,3 +65,5 @@ handle!(DomainPrepareRequest, |d, op| d.domain_prepare(op));
 handle!(DomainReleaseRequest, |d, op| d.domain_release(op));
 handle!(ProbeQuery, |d, op| d.probe(op));
 handle!(ProbeTypeRequest, |d, op| d.probe_type(op));
+handle!(MigrateExportRequest, |d, op| d.migrate_export(&op.device));
+handle!(MigrateCheckRequest, |d, op| d.migrate_check(op));

@@ -17,6 +17,7 @@ pub mod handle;
 pub mod inventory;
 mod lock;
 pub mod mdev;
+mod migrate;
 pub mod poll;
 pub mod pool;
 mod probe;

@@ -35,7 +35,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     .device(u)
                     .map_err(CoreError::inventory)?
                     .ok_or(CoreError::NotRunning { uuid: *u })?;
-                self.probe_mdev(u, &d.parent, &d.mdev_type)
+                self.probe_running(u, &d.parent, &d.mdev_type)
             }
             ProbeTarget::Pci(a) => {
                 let facts = self.vgpu.sriov.pf_facts(a);
@@ -59,7 +59,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
     }
 
-    fn probe_mdev(
+    /// Probes a running mdev (the cached answer while a VM holds it).
+    pub(crate) fn probe_running(
         &self,
         u: &Uuid,
         parent: &ParentName,
@@ -167,7 +168,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         });
         let r = match made {
             Ok(_) => {
-                let r = self.probe_mdev(&u, &req.parent, &req.mdev_type);
+                let r = self.probe_running(&u, &req.parent, &req.mdev_type);
                 let gone = self.mdev.stop(&u);
                 match (r, gone) {
                     (Ok(r), Ok(_)) => Ok(r),

@@ -26,6 +26,7 @@ fn mtty_like() -> Probe {
             p2p: true,
             pre_copy: true,
         }),
+        dma_logging: false,
     }
 }
 

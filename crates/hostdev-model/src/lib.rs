@@ -9,6 +9,7 @@
 pub mod config;
 pub mod format;
 pub mod libvirt;
+pub mod migrate;
 pub mod names;
 pub mod pool;
 pub mod probe;

@@ -23,6 +23,11 @@ pub struct Probe {
     pub display: Display,
     /// Its migration support; `None`: the device has none.
     pub migration: Option<Migration>,
+    /// The device accepts DMA logging (VFIO_DEVICE_FEATURE_DMA_LOGGING
+    /// start and stop) — a claim, not proof: mtty's are stubs, and QEMU 10
+    /// still fails at ram_save_setup on it without migration forced on.
+    #[serde(default)]
+    pub dma_logging: bool,
 }
 
 /// One region (BAR, config space, VGA, or a device-specific one).
@@ -194,6 +199,7 @@ mod tests {
             irqs: vec![],
             display: Display::None,
             migration: None,
+            dma_logging: false,
         };
         let id = |v: &str| DriverIdentity {
             driver: Some("mtty".into()),

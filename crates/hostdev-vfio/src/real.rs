@@ -270,6 +270,7 @@ fn ask(device: &OwnedFd, name: &str) -> Result<Probe, VfioError> {
         irqs,
         display: display(device),
         migration: migration(device),
+        dma_logging: dma_logging(device),
     })
 }
 
@@ -311,6 +312,46 @@ fn display(device: &OwnedFd) -> Display {
     } else {
         Display::None
     }
+}
+
+/// `struct vfio_device_feature` followed by a DMA logging control.
+#[repr(C)]
+#[derive(Default)]
+struct LoggingStart {
+    argsz: u32,
+    flags: u32,
+    control: v::vfio_device_feature_dma_logging_control,
+}
+
+/// Whether the device accepts DMA logging: started over one page and
+/// stopped again (the device is ours alone while the probe holds its
+/// group). A claim only: mtty's log operations are stubs that succeed.
+fn dma_logging(device: &OwnedFd) -> bool {
+    let mut range = v::vfio_device_feature_dma_logging_range {
+        iova: 0,
+        length: 4096,
+    };
+    let mut start = LoggingStart {
+        argsz: argsz::<LoggingStart>(),
+        flags: v::VFIO_DEVICE_FEATURE_SET | v::VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+        control: v::vfio_device_feature_dma_logging_control {
+            page_size: 4096,
+            num_ranges: 1,
+            __reserved: 0,
+            ranges: (&mut range as *mut v::vfio_device_feature_dma_logging_range) as u64,
+        },
+    };
+    // The kernel reads `range` through the pointer during this call only.
+    if call_with(device, DEVICE_FEATURE, &mut start).is_err() {
+        return false;
+    }
+    let mut stop = v::vfio_device_feature {
+        argsz: argsz::<v::vfio_device_feature>(),
+        flags: v::VFIO_DEVICE_FEATURE_SET | v::VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+        ..Default::default()
+    };
+    let _ = call_with(device, DEVICE_FEATURE, &mut stop);
+    true
 }
 
 /// `struct vfio_device_feature` followed by its migration payload.

@@ -7,6 +7,7 @@
 
 mod env;
 mod mdevctl;
+mod migrate;
 mod native;
 mod output;
 mod pool;

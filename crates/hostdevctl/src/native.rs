@@ -77,6 +77,9 @@ enum Top {
         #[arg(long = "type", requires = "parent")]
         mdev_type: Option<String>,
     },
+    /// Migration: export a device's spec on the source, check a device against it on the destination
+    #[command(subcommand)]
+    Migrate(crate::migrate::MigrateCmd),
     /// Every device hostdev manages, of every kind, in one table
     List,
     /// Start every auto-start definition on every present parent
@@ -118,6 +121,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             parent,
             mdev_type,
         } => crate::probe::run(device.as_deref(), parent.zip(mdev_type), cli.format),
+        Top::Migrate(cmd) => crate::migrate::run(cmd, cli.format),
         Top::List => unified_list(cli.format),
         Top::UdevRule { install } => udev_rule(install),
         Top::Mdevctl { args } => {

@@ -314,8 +314,12 @@ fn one_type_parents_spread_pack_vgpu_pools_and_reservations_on_the_lab() {
     assert!(note.contains("runs type nvidia-256"), "{note}");
     let spread: BTreeSet<String> = (0..3).map(|i| member("sp", &format!("b{i}"))).collect();
     assert_eq!(spread.len(), 3, "spread: one per parent");
-    // A reservation that ends by itself.
+    // A reservation that ends by itself. Expiry is kept in whole seconds, so
+    // a 4 s reservation ends 3 to 4 s after it was made: the refusal is asked
+    // well inside that, the expiry looked at after it (a loaded CI machine
+    // once took over 1 s between two commands, when this was 1 s).
     pool(r, "one", "kind = \"mdev\"\ntype = \"nvidia-262\"\nlimit = 1\n[members]\nparents = [\"0000:15:00.0\"]\n");
+    let made = std::time::Instant::now();
     ok(
         &bins,
         r,
@@ -327,7 +331,7 @@ fn one_type_parents_spread_pack_vgpu_pools_and_reservations_on_the_lab() {
             "--consumer",
             "dest",
             "--ttl",
-            "1s",
+            "4s",
         ],
     );
     let o = bins.run(
@@ -337,7 +341,9 @@ fn one_type_parents_spread_pack_vgpu_pools_and_reservations_on_the_lab() {
         None,
     );
     assert!(!o.status.success(), "{}", show(&o));
-    std::thread::sleep(Duration::from_millis(2100));
+    std::thread::sleep(
+        (made + Duration::from_millis(4100)).saturating_duration_since(std::time::Instant::now()),
+    );
     assert_eq!(pool_json(&bins, r, "one")["devices"][0]["state"], "expired");
     ok(
         &bins,

@@ -250,3 +250,87 @@ fn real_qemu_migrations_of_the_sample_mdevs_behave_as_observed() {
     println!("migrations:\n{}", seen.join("\n"));
     remove_all();
 }
+
+/// `migrate check`'s verdict for `dst` against `src`'s exported spec, with
+/// the exit code that goes with it.
+fn verdict(src: &str, dst: &str) -> (String, serde_json::Value) {
+    let spec = ok("hostdevctl", &["migrate", "export", src]);
+    std::fs::write("/tmp/hostdev-spec.json", &spec).expect("spec");
+    let o = super::run(
+        "hostdevctl",
+        &[
+            "-o",
+            "json",
+            "migrate",
+            "check",
+            "/tmp/hostdev-spec.json",
+            "--device",
+            dst,
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("check: {e}: {}", String::from_utf8_lossy(&o.stderr)));
+    let word = v["verdict"].as_str().unwrap_or("").to_string();
+    let code = match word.as_str() {
+        "compatible" => 0,
+        "compatible-with-changes" => 3,
+        _ => 4,
+    };
+    assert_eq!(o.status.code(), Some(code), "{v}");
+    (word, v)
+}
+
+#[test]
+#[ignore = "needs the real-kernel lab and its QEMU 10; run by `cargo xtask kernel-test`"]
+fn migrate_check_agrees_with_real_qemu_migrations() {
+    let _k = kernel("migrate check");
+    remove_all();
+    let pairs = [
+        (("mtty", "mtty-2"), ("mtty", "mtty-2")),
+        (("mtty", "mtty-1"), ("mtty", "mtty-1")),
+        (("mtty", "mtty-1"), ("mtty", "mtty-2")),
+        (("mtty", "mtty-2"), ("mtty", "mtty-1")),
+        (("mdpy", "mdpy-vga"), ("mdpy", "mdpy-vga")),
+        (("mbochs", "mbochs-small"), ("mbochs", "mbochs-small")),
+        (("mdpy", "mdpy-vga"), ("mtty", "mtty-2")),
+    ];
+    let mut seen = Vec::new();
+    for ((sp, st), (dp, dt)) in pairs {
+        let (s, d) = (start(sp, st), start(dp, dt));
+        let (word, report) = verdict(&s, &d);
+        let src_migrates = sp == "mtty";
+        let (forced, plain) = match word.as_str() {
+            // Works only once QEMU is told what the reasons say.
+            "compatible-with-changes" => {
+                assert!(
+                    report.to_string().contains("enable-migration=on"),
+                    "{report}"
+                );
+                (Some(migrate(&s, &d, true)), Some(migrate(&s, &d, false)))
+            }
+            "compatible" => (None, Some(migrate(&s, &d, false))),
+            _ => (
+                src_migrates.then(|| migrate(&s, &d, true)),
+                (!src_migrates).then(|| migrate(&s, &d, false)),
+            ),
+        };
+        seen.push(format!(
+            "{st} -> {dt}: {word}; QEMU forced {forced:?}, plain {plain:?}"
+        ));
+        let agrees = match word.as_str() {
+            "compatible-with-changes" => {
+                matches!(forced, Some(Ok(()))) && matches!(plain, Some(Err(_)))
+            }
+            "compatible" => matches!(plain, Some(Ok(()))),
+            _ => !matches!(forced, Some(Ok(()))) && !matches!(plain, Some(Ok(()))),
+        };
+        assert!(
+            agrees,
+            "{st} -> {dt}: verdict {word} but QEMU: forced {forced:?}, plain {plain:?}\n{report}"
+        );
+        ok("mdevctl", &["stop", "-u", &s]);
+        ok("mdevctl", &["stop", "-u", &d]);
+    }
+    println!("verdicts against QEMU:\n{}", seen.join("\n"));
+    remove_all();
+}

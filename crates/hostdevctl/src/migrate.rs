@@ -1,0 +1,119 @@
+//! `hostdevctl migrate export|check`: the spec a source device exports, and
+//! a destination device judged against it.
+
+use crate::env;
+use crate::native::Format;
+use crate::output::{emit, table};
+use anyhow::{Context, Result};
+use clap::{Subcommand, ValueEnum};
+use hostdev_core::api::{MigrateCheckRequest, MigrateExportRequest};
+use hostdev_model::migrate::{DriverPolicy, MigrationSpec, Verdict};
+use hostdev_model::Uuid;
+use std::io::Read;
+use std::process::ExitCode;
+
+/// How strictly the vendor driver must match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Policy {
+    /// The same driver, module version and srcversion
+    Exact,
+    /// The same driver and module version
+    Version,
+    /// The same driver, any version
+    Driver,
+}
+
+/// Migration commands.
+#[derive(Subcommand, Debug)]
+pub enum MigrateCmd {
+    /// Print the JSON spec a destination must recreate for this mdev (its type, attributes, parent ids, driver build, migration flags)
+    Export {
+        /// The source mdev's UUID
+        device: Uuid,
+    },
+    /// Judge a destination mdev against a source's spec; exit 0 compatible, 3 compatible with changes, 4 incompatible
+    Check {
+        /// The spec file (`-` for standard input)
+        spec: String,
+        /// The destination mdev's UUID
+        #[arg(long)]
+        device: Uuid,
+        /// How strictly the vendor driver must match
+        #[arg(long, value_enum, default_value = "exact")]
+        driver_policy: Policy,
+    },
+}
+
+fn read_spec(path: &str) -> Result<MigrationSpec> {
+    let mut text = String::new();
+    if path == "-" {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the spec on standard input")?;
+    } else {
+        text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    }
+    serde_json::from_str(&text).with_context(|| {
+        format!("{path} is not a hostdev migration spec (`hostdevctl migrate export` writes one)")
+    })
+}
+
+/// Runs a migrate command.
+pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
+    crate::pool::no_libvirt(f, "migrate")?;
+    match cmd {
+        MigrateCmd::Export { device } => {
+            let spec = env::call(env::backend(false), &MigrateExportRequest { device })?;
+            emit(&(serde_json::to_string_pretty(&spec)? + "\n"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCmd::Check {
+            spec,
+            device,
+            driver_policy,
+        } => {
+            let spec = read_spec(&spec)?;
+            let driver_policy = match driver_policy {
+                Policy::Exact => DriverPolicy::Exact,
+                Policy::Version => DriverPolicy::Version,
+                Policy::Driver => DriverPolicy::Driver,
+            };
+            let r = env::call(
+                env::backend(false),
+                &MigrateCheckRequest {
+                    spec,
+                    device,
+                    driver_policy,
+                },
+            )?;
+            if f == Format::Json {
+                emit(&(serde_json::to_string_pretty(&r)? + "\n"))?;
+            } else {
+                let rows: Vec<Vec<String>> = r
+                    .reasons
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.rule.clone(),
+                            x.verdict.as_str().to_string(),
+                            x.source.clone(),
+                            x.destination.clone(),
+                            x.why.clone(),
+                        ]
+                    })
+                    .collect();
+                let mut out = format!("verdict: {}\n\n", r.verdict.as_str());
+                out.push_str(&table(
+                    &["RULE", "VERDICT", "SOURCE", "DESTINATION", "WHY"],
+                    &rows,
+                ));
+                emit(&out)?;
+            }
+            Ok(ExitCode::from(match r.verdict {
+                Verdict::Compatible => 0,
+                Verdict::CompatibleWithChanges => 3,
+                Verdict::Incompatible => 4,
+            }))
+        }
+    }
+}
