@@ -28,7 +28,9 @@ pub use mdev::{
     AttrEdit, DefineRequest, JsonInput, ListQuery, MdevEdit, ModifyRequest, ModifyScope,
     StartRequest,
 };
-pub use migrate::{CheckReport, MigrateCheckRequest, MigrateExportRequest};
+pub use migrate::{
+    CheckReport, MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest, Prepared,
+};
 pub use ops::{
     Done, InventoryQuery, MdevListing, Method, Op, ParentTypes, RestoreRequest, Started,
     StopRequest, Stopped, TypesQuery, UndefineRequest,

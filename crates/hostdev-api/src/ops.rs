@@ -175,7 +175,8 @@ macro_rules! with_every_op {
             $crate::ProbeQuery,
             $crate::ProbeTypeRequest,
             $crate::MigrateExportRequest,
-            $crate::MigrateCheckRequest
+            $crate::MigrateCheckRequest,
+            $crate::MigratePrepareRequest
         )
     };
 }

@@ -379,6 +379,14 @@ pub enum CoreError {
         /// Why.
         why: String,
     },
+    /// No parent can take the device a spec describes.
+    #[error("no parent here can take a {type_id} device: {why}")]
+    PrepareNoRoom {
+        /// The type.
+        type_id: String,
+        /// Each parent offering it and why it cannot, or that none does.
+        why: String,
+    },
     /// No PCI function at this address.
     #[error("there is no PCI device {address}")]
     NoPciDevice {
@@ -689,6 +697,7 @@ impl CoreError {
             Vfio(e) => e.code(),
             NoPciDevice { .. } => "pci.no_device",
             BadSpec { .. } => "migrate.bad_spec",
+            PrepareNoRoom { .. } => "migrate.no_room",
             VdpaValue(_) => "input.bad_vdpa_value",
             VdpaDefined { .. } => "vdpa.already_defined",
             VdpaNotDefined { .. } => "vdpa.not_defined",

@@ -6,8 +6,8 @@
 use crate::{CoreError, Devices};
 use hostdev_api::{
     AllocateRequest, BindRequest, DomainPrepareRequest, DomainReleaseRequest, MigrateCheckRequest,
-    MigrateExportRequest, PoolListQuery, PoolShowQuery, ProbeQuery, ProbeTypeRequest,
-    ReconcileRequest, ReleaseRequest, UnbindRequest,
+    MigrateExportRequest, MigratePrepareRequest, PoolListQuery, PoolShowQuery, ProbeQuery,
+    ProbeTypeRequest, ReconcileRequest, ReleaseRequest, UnbindRequest,
 };
 use hostdev_api::{
     DefineRequest, Done, InventoryQuery, ListQuery, ModifyRequest, Op, RestoreRequest,
@@ -67,3 +67,4 @@ handle!(ProbeQuery, |d, op| d.probe(op));
 handle!(ProbeTypeRequest, |d, op| d.probe_type(op));
 handle!(MigrateExportRequest, |d, op| d.migrate_export(&op.device));
 handle!(MigrateCheckRequest, |d, op| d.migrate_check(op));
+handle!(MigratePrepareRequest, |d, op| d.migrate_prepare(op));

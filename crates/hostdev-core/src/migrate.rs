@@ -6,9 +6,11 @@
 //! — cached while a VM holds the source). Must not: hold the rules (hostdev-model's `migrate::check`).
 
 use crate::{CoreError, Devices};
-use hostdev_api::{CheckReport, MigrateCheckRequest};
+use hostdev_api::{
+    CheckReport, JsonInput, MigrateCheckRequest, MigratePrepareRequest, Prepared, StartRequest,
+};
 use hostdev_model::migrate::{self, Destination, MdevSpec, MigrationSpec, ParentSpec};
-use hostdev_model::{ParentName, Uuid};
+use hostdev_model::{ParentName, TypeId, Uuid};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
@@ -77,5 +79,94 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         };
         let (verdict, reasons) = migrate::check(&req.spec.mdev, &dst, req.driver_policy);
         Ok(CheckReport { verdict, reasons })
+    }
+
+    /// Makes the device a spec describes, transient, on a parent offering
+    /// its type with room: the source's parent name first, then one with the
+    /// same PCI ids, then any. Prints the element with what QEMU must be told.
+    pub fn migrate_prepare(&self, req: &MigratePrepareRequest) -> Result<Prepared, CoreError> {
+        if req.spec.hostdev_migration_spec != migrate::SPEC_VERSION {
+            return Err(CoreError::BadSpec {
+                why: format!(
+                    "its format version is {}, this hostdev reads {}",
+                    req.spec.hostdev_migration_spec,
+                    migrate::SPEC_VERSION
+                ),
+            });
+        }
+        let m = &req.spec.mdev;
+        let t = TypeId::new(m.type_id.clone()).map_err(CoreError::from)?;
+        let mut full = Vec::new();
+        let mut offering: Vec<(u8, ParentName)> = Vec::new();
+        for p in self.mdev.sysfs.parents().map_err(CoreError::inventory)? {
+            let Ok(Some(avail)) = self.mdev.sysfs.available_instances(&p, &t) else {
+                continue;
+            };
+            if avail < 1 {
+                full.push(format!("{p} has no room left"));
+                continue;
+            }
+            let facts = self.mdev.sysfs.parent_facts(&p);
+            let rank = if p.as_str() == m.parent.name {
+                0
+            } else if m.parent.vendor.is_some()
+                && facts.vendor == m.parent.vendor
+                && facts.device == m.parent.device
+            {
+                1
+            } else {
+                2
+            };
+            offering.push((rank, p));
+        }
+        offering.sort();
+        let Some((_, parent)) = offering.into_iter().next() else {
+            return Err(CoreError::PrepareNoRoom {
+                type_id: m.type_id.clone(),
+                why: if full.is_empty() {
+                    "no parent offers the type".into()
+                } else {
+                    full.join("; ")
+                },
+            });
+        };
+        let uuid = req.uuid.unwrap_or_else(Uuid::new_v4);
+        if !req.dry_run {
+            let attrs: Vec<serde_json::Value> = m
+                .attrs
+                .iter()
+                .map(|(k, v)| serde_json::json!({ k: v }))
+                .collect();
+            let config = serde_json::json!({
+                "mdev_type": m.type_id,
+                "start": "manual",
+                "attrs": attrs,
+            });
+            self.mdev.start(&StartRequest {
+                uuid: Some(uuid),
+                parent: Some(parent.clone()),
+                mdev_type: None,
+                json: Some(JsonInput {
+                    path: "the migration spec".into(),
+                    bytes: config.to_string().into_bytes(),
+                }),
+            })?;
+        }
+        let el = hostdev_model::libvirt::mdev_hostdev(&uuid, &m.device_api);
+        let libvirt = if m.migration.is_some() {
+            format!(
+                "<!-- QEMU must start this device with x-device-dirty-page-tracking=off,enable-migration=on \
+                 on both hosts (hostdevctl migrate check says why) -->\n{el}"
+            )
+        } else {
+            el
+        };
+        Ok(Prepared {
+            id: uuid.to_string(),
+            parent: parent.to_string(),
+            type_id: m.type_id.clone(),
+            created: !req.dry_run,
+            libvirt,
+        })
     }
 }

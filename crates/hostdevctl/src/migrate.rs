@@ -6,7 +6,7 @@ use crate::native::Format;
 use crate::output::{emit, table};
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
-use hostdev_core::api::{MigrateCheckRequest, MigrateExportRequest};
+use hostdev_core::api::{MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest};
 use hostdev_model::migrate::{DriverPolicy, MigrationSpec, Verdict};
 use hostdev_model::Uuid;
 use std::io::Read;
@@ -42,6 +42,17 @@ pub enum MigrateCmd {
         #[arg(long, value_enum, default_value = "exact")]
         driver_policy: Policy,
     },
+    /// Make (transient) the device a spec describes on a parent with room, and print its libvirt element (-o libvirt: the element alone)
+    Prepare {
+        /// The spec file (`-` for standard input)
+        spec: String,
+        /// The UUID to give it (the source's keeps the domain XML); new when absent
+        #[arg(long)]
+        uuid: Option<Uuid>,
+        /// Say what would be made; make nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn read_spec(path: &str) -> Result<MigrationSpec> {
@@ -60,9 +71,9 @@ fn read_spec(path: &str) -> Result<MigrationSpec> {
 
 /// Runs a migrate command.
 pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
-    crate::pool::no_libvirt(f, "migrate")?;
     match cmd {
         MigrateCmd::Export { device } => {
+            crate::pool::no_libvirt(f, "migrate export")?;
             let spec = env::call(env::backend(false), &MigrateExportRequest { device })?;
             emit(&(serde_json::to_string_pretty(&spec)? + "\n"))?;
             Ok(ExitCode::SUCCESS)
@@ -72,6 +83,7 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
             device,
             driver_policy,
         } => {
+            crate::pool::no_libvirt(f, "migrate check")?;
             let spec = read_spec(&spec)?;
             let driver_policy = match driver_policy {
                 Policy::Exact => DriverPolicy::Exact,
@@ -114,6 +126,34 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
                 Verdict::CompatibleWithChanges => 3,
                 Verdict::Incompatible => 4,
             }))
+        }
+        MigrateCmd::Prepare {
+            spec,
+            uuid,
+            dry_run,
+        } => {
+            let spec = read_spec(&spec)?;
+            let p = env::call(
+                env::backend(false),
+                &MigratePrepareRequest {
+                    spec,
+                    uuid,
+                    dry_run,
+                },
+            )?;
+            match f {
+                Format::Json => emit(&(serde_json::to_string_pretty(&p)? + "\n"))?,
+                Format::Libvirt => emit(&p.libvirt)?,
+                Format::Table => emit(&format!(
+                    "{} {} ({} on {})\n{}",
+                    if p.created { "made" } else { "would make" },
+                    p.id,
+                    p.type_id,
+                    p.parent,
+                    p.libvirt
+                ))?,
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -334,3 +334,64 @@ fn migrate_check_agrees_with_real_qemu_migrations() {
     println!("verdicts against QEMU:\n{}", seen.join("\n"));
     remove_all();
 }
+
+#[test]
+#[ignore = "needs the real-kernel lab and its QEMU 10; run by `cargo xtask kernel-test`"]
+fn migrate_prepare_makes_a_destination_a_real_migration_succeeds_to() {
+    let _k = kernel("migrate prepare");
+    remove_all();
+    let src = start("mtty", "mtty-2");
+    let spec = ok("hostdevctl", &["migrate", "export", &src]);
+    std::fs::write("/tmp/hostdev-spec.json", &spec).expect("spec");
+    // A dry run makes nothing.
+    let before = super::type_devices("mtty", "mtty-2");
+    let dry = ok(
+        "hostdevctl",
+        &["migrate", "prepare", "/tmp/hostdev-spec.json", "--dry-run"],
+    );
+    assert!(dry.starts_with("would make "), "{dry}");
+    assert_eq!(super::type_devices("mtty", "mtty-2"), before);
+    let want = "c0ffee00-0000-4000-8000-000000000001";
+    let p: serde_json::Value = serde_json::from_str(&ok(
+        "hostdevctl",
+        &[
+            "-o",
+            "json",
+            "migrate",
+            "prepare",
+            "/tmp/hostdev-spec.json",
+            "--uuid",
+            want,
+        ],
+    ))
+    .expect("json");
+    assert_eq!(
+        (p["id"].as_str(), p["type"].as_str()),
+        (Some(want), Some("mtty-2")),
+        "{p}"
+    );
+    assert_ready(want, "mtty", "mtty-2");
+    assert!(
+        p["libvirt"]
+            .as_str()
+            .unwrap_or("")
+            .contains("enable-migration=on"),
+        "{p}"
+    );
+    // The destination it made receives the source's state.
+    migrate(&src, want, true).expect("migration to the prepared device");
+    // A spec whose type nobody offers here.
+    std::fs::write(
+        "/tmp/hostdev-spec-x.json",
+        spec.replace("\"mtty-2\"", "\"mtty-9\""),
+    )
+    .expect("spec");
+    let e = super::err(
+        "hostdevctl",
+        &["migrate", "prepare", "/tmp/hostdev-spec-x.json"],
+    );
+    assert!(e.contains("no parent here can take a mtty-9 device"), "{e}");
+    ok("mdevctl", &["stop", "-u", &src]);
+    ok("mdevctl", &["stop", "-u", want]);
+    remove_all();
+}
