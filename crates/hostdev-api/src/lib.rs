@@ -29,7 +29,8 @@ pub use mdev::{
     StartRequest,
 };
 pub use migrate::{
-    CheckReport, MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest, Prepared,
+    CheckReport, ExportTarget, MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest,
+    Prepared,
 };
 pub use ops::{
     Done, InventoryQuery, MdevListing, Method, Op, ParentTypes, RestoreRequest, Started,

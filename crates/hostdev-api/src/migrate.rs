@@ -4,15 +4,26 @@
 
 use crate::ops::op;
 use hostdev_model::migrate::{DriverPolicy, MigrationSpec, Reason, Verdict};
+use hostdev_model::vdpa::{MgmtDevName, VdpaName};
 use hostdev_model::Uuid;
+
+/// The source device: an mdev's UUID or a vDPA device's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ExportTarget {
+    /// A mediated device.
+    Mdev(Uuid),
+    /// A vDPA device.
+    Vdpa(VdpaName),
+}
 use serde::{Deserialize, Serialize};
 
 /// Export what a destination must recreate for this device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateExportRequest {
-    /// The source mdev.
-    pub device: Uuid,
+    /// The source device.
+    pub device: ExportTarget,
 }
 
 /// Judge a destination device against a source's spec.
@@ -21,8 +32,12 @@ pub struct MigrateExportRequest {
 pub struct MigrateCheckRequest {
     /// The source's spec.
     pub spec: MigrationSpec,
-    /// The destination mdev.
-    pub device: Uuid,
+    /// The destination mdev (an mdev spec).
+    #[serde(default)]
+    pub device: Option<Uuid>,
+    /// The destination management device (a vDPA spec).
+    #[serde(default)]
+    pub mgmtdev: Option<MgmtDevName>,
     /// How strictly the vendor driver must match.
     #[serde(default)]
     pub driver_policy: DriverPolicy,
@@ -55,13 +70,13 @@ pub struct MigratePrepareRequest {
 /// The destination device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prepared {
-    /// Its UUID.
+    /// Its UUID (an mdev) or name (vDPA).
     pub id: String,
-    /// The parent it is (or would be) on.
+    /// The parent or management device it is (or would be) on.
     pub parent: String,
-    /// Its type.
+    /// Its type (an mdev).
     #[serde(rename = "type")]
-    pub type_id: String,
+    pub type_id: Option<String>,
     /// Made now (false with `dry_run`).
     pub created: bool,
     /// The libvirt element for `virsh migrate --xml`, with what QEMU must be

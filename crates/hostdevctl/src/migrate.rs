@@ -6,7 +6,9 @@ use crate::native::Format;
 use crate::output::{emit, table};
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
-use hostdev_core::api::{MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest};
+use hostdev_core::api::{
+    ExportTarget, MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest,
+};
 use hostdev_model::migrate::{DriverPolicy, MigrationSpec, Verdict};
 use hostdev_model::Uuid;
 use std::io::Read;
@@ -26,18 +28,22 @@ pub enum Policy {
 /// Migration commands.
 #[derive(Subcommand, Debug)]
 pub enum MigrateCmd {
-    /// Print the JSON spec a destination must recreate for this mdev (its type, attributes, parent ids, driver build, migration flags)
+    /// Print the JSON spec a destination must recreate for a device: an mdev (type, attributes, parent ids, driver build, migration flags) or a vDPA device (creation config, class, limits)
     Export {
-        /// The source mdev's UUID
-        device: Uuid,
+        /// The source mdev's UUID, or the vDPA device's name
+        device: String,
     },
-    /// Judge a destination mdev against a source's spec; exit 0 compatible, 3 compatible with changes, 4 incompatible
+    /// Judge a destination against a source's spec; exit 0 compatible, 3 compatible with changes, 4 incompatible
+    #[command(group(clap::ArgGroup::new("destination").required(true).args(["device", "mgmtdev"])))]
     Check {
         /// The spec file (`-` for standard input)
         spec: String,
-        /// The destination mdev's UUID
+        /// The destination mdev's UUID (an mdev spec)
         #[arg(long)]
-        device: Uuid,
+        device: Option<Uuid>,
+        /// The destination vDPA management device (a vDPA spec): a device is made with the spec's config and removed again
+        #[arg(long)]
+        mgmtdev: Option<String>,
         /// How strictly the vendor driver must match
         #[arg(long, value_enum, default_value = "exact")]
         driver_policy: Policy,
@@ -74,6 +80,15 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
     match cmd {
         MigrateCmd::Export { device } => {
             crate::pool::no_libvirt(f, "migrate export")?;
+            let device = match device.parse::<Uuid>() {
+                Ok(u) => ExportTarget::Mdev(u),
+                Err(_) => ExportTarget::Vdpa(device.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "'{}' is neither an mdev UUID nor a vDPA device name",
+                        device.escape_debug()
+                    )
+                })?),
+            };
             let spec = env::call(env::backend(false), &MigrateExportRequest { device })?;
             emit(&(serde_json::to_string_pretty(&spec)? + "\n"))?;
             Ok(ExitCode::SUCCESS)
@@ -81,8 +96,12 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
         MigrateCmd::Check {
             spec,
             device,
+            mgmtdev,
             driver_policy,
         } => {
+            let mgmtdev = mgmtdev
+                .map(|m| hostdev_model::vdpa::MgmtDevName::parse(&m))
+                .transpose()?;
             crate::pool::no_libvirt(f, "migrate check")?;
             let spec = read_spec(&spec)?;
             let driver_policy = match driver_policy {
@@ -95,6 +114,7 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
                 &MigrateCheckRequest {
                     spec,
                     device,
+                    mgmtdev,
                     driver_policy,
                 },
             )?;
@@ -145,10 +165,13 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
                 Format::Json => emit(&(serde_json::to_string_pretty(&p)? + "\n"))?,
                 Format::Libvirt => emit(&p.libvirt)?,
                 Format::Table => emit(&format!(
-                    "{} {} ({} on {})\n{}",
+                    "{} {} ({}on {})\n{}",
                     if p.created { "made" } else { "would make" },
                     p.id,
-                    p.type_id,
+                    p.type_id
+                        .as_deref()
+                        .map(|t| format!("{t} "))
+                        .unwrap_or_default(),
                     p.parent,
                     p.libvirt
                 ))?,

@@ -395,3 +395,94 @@ fn migrate_prepare_makes_a_destination_a_real_migration_succeeds_to() {
     ok("mdevctl", &["stop", "-u", want]);
     remove_all();
 }
+
+#[test]
+#[ignore = "needs the real-kernel lab; run by `cargo xtask kernel-test`"]
+fn a_vdpa_spec_is_checked_against_management_devices_and_prepared_identically() {
+    let _k = kernel("vdpa migrate");
+    let vdpa = super::vdpa_json;
+    ok(
+        "hostdevctl",
+        &[
+            "vdpa",
+            "define",
+            "mig0",
+            "--mgmtdev",
+            "vdpasim_net",
+            "--mac",
+            "00:11:22:33:44:66",
+            "--mtu",
+            "4000",
+        ],
+    );
+    ok("hostdevctl", &["vdpa", "start", "mig0"]);
+    let spec = ok("hostdevctl", &["migrate", "export", "mig0"]);
+    let v: serde_json::Value = serde_json::from_str(&spec).expect("spec");
+    assert_eq!(v["vdpa"]["class"], 1, "{v}");
+    assert_eq!(v["vdpa"]["from_live_config"], false, "{v}");
+    std::fs::write("/tmp/hostdev-vspec.json", &spec).expect("spec");
+    let names_before = super::vdpa_names();
+    let check = |mgmtdev: &str, file: &str| {
+        let o = super::run(
+            "hostdevctl",
+            &["-o", "json", "migrate", "check", file, "--mgmtdev", mgmtdev],
+        );
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        (o.status.code(), r)
+    };
+    // The same kind of management device: compatible, the trial device gone.
+    let (code, r) = check("vdpasim_net", "/tmp/hostdev-vspec.json");
+    assert_eq!(
+        (code, r["verdict"].as_str()),
+        (Some(0), Some("compatible")),
+        "{r}"
+    );
+    assert_eq!(
+        super::vdpa_names(),
+        names_before,
+        "the trial device was removed"
+    );
+    // A block simulator makes no net devices.
+    let (code, r) = check("vdpasim_blk", "/tmp/hostdev-vspec.json");
+    assert_eq!(
+        (code, r["verdict"].as_str()),
+        (Some(4), Some("incompatible")),
+        "{r}"
+    );
+    assert!(r.to_string().contains("does not make this class"), "{r}");
+    // A required option the simulator does not support: more queue pairs
+    // than it has queues for.
+    let mut big = v.clone();
+    big["vdpa"]["definition"]["config"]["max_vqp"] = serde_json::json!(64);
+    std::fs::write("/tmp/hostdev-vspec-big.json", big.to_string()).expect("spec");
+    let (code, r) = check("vdpasim_net", "/tmp/hostdev-vspec-big.json");
+    assert_eq!(
+        (code, r["verdict"].as_str()),
+        (Some(4), Some("incompatible")),
+        "{r}"
+    );
+    assert!(
+        r.to_string()
+            .contains("the kernel refused a device with this creation config"),
+        "{r}"
+    );
+    assert_eq!(
+        super::vdpa_names(),
+        names_before,
+        "a refused trial leaves nothing"
+    );
+    // Prepare recreates it identically (here: after the source is gone).
+    ok("hostdevctl", &["vdpa", "del", "mig0"]);
+    let out = ok(
+        "hostdevctl",
+        &["migrate", "prepare", "/tmp/hostdev-vspec.json"],
+    );
+    assert!(out.starts_with("made mig0 (on vdpasim_net)"), "{out}");
+    assert!(out.contains("<interface type=\"vdpa\">"), "{out}");
+    let cfg = vdpa(&["dev", "config", "show", "mig0", "-j"]);
+    assert_eq!(cfg["config"]["mig0"]["mac"], "00:11:22:33:44:66", "{cfg}");
+    assert_eq!(cfg["config"]["mig0"]["mtu"], 4000, "{cfg}");
+    ok("hostdevctl", &["vdpa", "del", "mig0"]);
+    ok("hostdevctl", &["vdpa", "undefine", "mig0"]);
+}

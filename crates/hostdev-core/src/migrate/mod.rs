@@ -1,13 +1,18 @@
-//! Migration: exporting a source device's spec and judging a destination
-//! device against it.
+//! Migration: exporting a source device's spec, judging a destination
+//! against it, and making the destination device. mdevs here, vDPA in
+//! `vdpa.rs`.
 //!
 //! Owns: gathering the facts the rules need (type, attributes from the
-//! definition, parent ids, the probe's migration and dirty-tracking answers
-//! — cached while a VM holds the source). Must not: hold the rules (hostdev-model's `migrate::check`).
+//! definition, parent ids, the probe's migration answers — cached while a VM
+//! holds the source). Must not: hold the rules (hostdev-model's
+//! `migrate::check` and `check_vdpa`).
+
+mod vdpa;
 
 use crate::{CoreError, Devices};
 use hostdev_api::{
-    CheckReport, JsonInput, MigrateCheckRequest, MigratePrepareRequest, Prepared, StartRequest,
+    CheckReport, ExportTarget, JsonInput, MigrateCheckRequest, MigratePrepareRequest, Prepared,
+    StartRequest,
 };
 use hostdev_model::migrate::{self, Destination, MdevSpec, MigrationSpec, ParentSpec};
 use hostdev_model::{ParentName, TypeId, Uuid};
@@ -23,8 +28,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
     }
 
-    /// The spec of a running mdev.
-    pub fn migrate_export(&self, u: &Uuid) -> Result<MigrationSpec, CoreError> {
+    /// The spec of a running mdev or an existing vDPA device.
+    pub fn migrate_export(&self, t: &ExportTarget) -> Result<MigrationSpec, CoreError> {
+        match t {
+            ExportTarget::Mdev(u) => self.export_mdev(u),
+            ExportTarget::Vdpa(n) => self.export_vdpa(n),
+        }
+    }
+
+    fn export_mdev(&self, u: &Uuid) -> Result<MigrationSpec, CoreError> {
         let d = self
             .mdev
             .sysfs
@@ -36,7 +48,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         Ok(MigrationSpec {
             hostdev_migration_spec: migrate::SPEC_VERSION,
             source: u.to_string(),
-            mdev: MdevSpec {
+            vdpa: None,
+            mdev: Some(MdevSpec {
                 type_id: d.mdev_type.to_string(),
                 device_api: r.probe.device_api.clone(),
                 attrs: self.attrs_of(&d.parent, u),
@@ -47,22 +60,33 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 },
                 driver: r.identity.unwrap_or_default(),
                 migration: r.probe.migration,
-            },
+            }),
         })
     }
 
-    /// Judges a destination mdev against a spec.
+    /// Judges a destination against a spec: an mdev spec against a device
+    /// (`device`), a vDPA spec against a management device (`mgmtdev`).
     pub fn migrate_check(&self, req: &MigrateCheckRequest) -> Result<CheckReport, CoreError> {
-        if req.spec.hostdev_migration_spec != migrate::SPEC_VERSION {
-            return Err(CoreError::BadSpec {
-                why: format!(
-                    "its format version is {}, this hostdev reads {}",
-                    req.spec.hostdev_migration_spec,
-                    migrate::SPEC_VERSION
-                ),
-            });
+        usable(&req.spec)?;
+        match (&req.spec.mdev, &req.spec.vdpa, &req.device, &req.mgmtdev) {
+            (Some(m), None, Some(u), None) => self.check_mdev(m, u, req),
+            (None, Some(v), None, Some(mg)) => self.check_vdpa(v, mg),
+            (Some(_), ..) => Err(CoreError::BadSpec {
+                why: "an mdev spec is checked against a destination mdev (--device UUID)".into(),
+            }),
+            _ => Err(CoreError::BadSpec {
+                why: "a vDPA spec is checked against a destination management device (--mgmtdev NAME)"
+                    .into(),
+            }),
         }
-        let u = &req.device;
+    }
+
+    fn check_mdev(
+        &self,
+        spec: &MdevSpec,
+        u: &Uuid,
+        req: &MigrateCheckRequest,
+    ) -> Result<CheckReport, CoreError> {
         let d = self
             .mdev
             .sysfs
@@ -77,7 +101,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             migration: r.probe.migration,
             dma_logging: r.probe.dma_logging,
         };
-        let (verdict, reasons) = migrate::check(&req.spec.mdev, &dst, req.driver_policy);
+        let (verdict, reasons) = migrate::check(spec, &dst, req.driver_policy);
         Ok(CheckReport { verdict, reasons })
     }
 
@@ -85,16 +109,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// its type with room: the source's parent name first, then one with the
     /// same PCI ids, then any. Prints the element with what QEMU must be told.
     pub fn migrate_prepare(&self, req: &MigratePrepareRequest) -> Result<Prepared, CoreError> {
-        if req.spec.hostdev_migration_spec != migrate::SPEC_VERSION {
-            return Err(CoreError::BadSpec {
-                why: format!(
-                    "its format version is {}, this hostdev reads {}",
-                    req.spec.hostdev_migration_spec,
-                    migrate::SPEC_VERSION
-                ),
-            });
-        }
-        let m = &req.spec.mdev;
+        usable(&req.spec)?;
+        let m = match (&req.spec.mdev, &req.spec.vdpa) {
+            (Some(m), _) => m,
+            (None, Some(v)) => return self.prepare_vdpa(v, req.dry_run),
+            (None, None) => unreachable_spec()?,
+        };
         let t = TypeId::new(m.type_id.clone()).map_err(CoreError::from)?;
         let mut full = Vec::new();
         let mut offering: Vec<(u8, ParentName)> = Vec::new();
@@ -164,9 +184,32 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         Ok(Prepared {
             id: uuid.to_string(),
             parent: parent.to_string(),
-            type_id: m.type_id.clone(),
+            type_id: Some(m.type_id.clone()),
             created: !req.dry_run,
             libvirt,
         })
     }
+}
+
+/// A spec this hostdev reads: its version, and exactly one kind.
+fn usable(spec: &MigrationSpec) -> Result<(), CoreError> {
+    if spec.hostdev_migration_spec != migrate::SPEC_VERSION {
+        return Err(CoreError::BadSpec {
+            why: format!(
+                "its format version is {}, this hostdev reads {}",
+                spec.hostdev_migration_spec,
+                migrate::SPEC_VERSION
+            ),
+        });
+    }
+    if spec.mdev.is_some() == spec.vdpa.is_some() {
+        return unreachable_spec();
+    }
+    Ok(())
+}
+
+fn unreachable_spec<T>() -> Result<T, CoreError> {
+    Err(CoreError::BadSpec {
+        why: "it describes no device, or more than one (exactly one of mdev and vdpa)".into(),
+    })
 }
