@@ -29,13 +29,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     pub fn probe(&self, q: &ProbeQuery) -> Result<ProbeReport, CoreError> {
         match &q.device {
             ProbeTarget::Mdev(u) => {
-                let d = self
+                let (parent, t) = self
                     .mdev
-                    .sysfs
-                    .device(u)
-                    .map_err(CoreError::inventory)?
+                    .running_parent(u)?
                     .ok_or(CoreError::NotRunning { uuid: *u })?;
-                self.probe_running(u, &d.parent, &d.mdev_type)
+                self.probe_running(u, &parent, &t)
             }
             ProbeTarget::Pci(a) => {
                 let facts = self.vgpu.sriov.pf_facts(a);
@@ -131,13 +129,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             let Some(u) = name.to_str().and_then(|n| n.parse::<Uuid>().ok()) else {
                 continue;
             };
-            let running = self
-                .mdev
-                .sysfs
-                .device(&u)
-                .map_err(CoreError::inventory)?
-                .is_some();
-            if running {
+            if self.mdev.running_parent(&u)?.is_some() {
                 match self.mdev.stop(&u) {
                     Ok(_) | Err(CoreError::NotRunning { .. }) => {}
                     Err(e) => return Err(e),
@@ -178,7 +170,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             Err(e) => Err(e),
         };
         // The marker goes once the device is gone (or was never made).
-        let running = matches!(self.mdev.sysfs.device(&u), Ok(Some(_)));
+        let running = matches!(self.mdev.running_parent(&u), Ok(Some(_)));
         if !running {
             let _lock = Locker::under(&self.root).lock()?;
             let _ = std::fs::remove_file(&marker);

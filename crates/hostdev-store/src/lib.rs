@@ -9,24 +9,22 @@
 #![deny(missing_docs)]
 
 mod atomic;
+mod cache_file;
 mod json_dir;
 mod lock;
 mod mdev;
 mod memo;
 mod pool_db;
 mod pools;
-mod probe_cache;
-mod type_cache;
 
 pub use atomic::{write_atomic, write_atomic_mode};
+pub use cache_file::{CacheFile, ProbeCacheStore, TypeCacheStore};
 pub use json_dir::{JsonDir, Named};
 pub use lock::HostLock;
 pub use mdev::{Definition, LoadProblem, MdevStore};
 pub use memo::{DefinitionMemo, MemoStats};
 pub use pool_db::PoolDb;
 pub use pools::{DeviceRecord, Origin, PoolDefs, RecState, Tx};
-pub use probe_cache::ProbeCacheStore;
-pub use type_cache::TypeCacheStore;
 
 use std::io;
 use std::path::PathBuf;

@@ -11,7 +11,6 @@ use hostdev_core::api::{
 };
 use hostdev_model::migrate::{DriverPolicy, MigrationSpec, Verdict};
 use hostdev_model::Uuid;
-use std::io::Read;
 use std::process::ExitCode;
 
 /// How strictly the vendor driver must match.
@@ -62,15 +61,8 @@ pub enum MigrateCmd {
 }
 
 fn read_spec(path: &str) -> Result<MigrationSpec> {
-    let mut text = String::new();
-    if path == "-" {
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read the spec on standard input")?;
-    } else {
-        text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
-    }
-    serde_json::from_str(&text).with_context(|| {
+    let j = crate::mdevctl::read_json(std::path::Path::new(path))?;
+    serde_json::from_slice(&j.bytes).with_context(|| {
         format!("{path} is not a hostdev migration spec (`hostdevctl migrate export` writes one)")
     })
 }

@@ -37,24 +37,22 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     fn export_mdev(&self, u: &Uuid) -> Result<MigrationSpec, CoreError> {
-        let d = self
+        let (parent, t) = self
             .mdev
-            .sysfs
-            .device(u)
-            .map_err(CoreError::inventory)?
+            .running_parent(u)?
             .ok_or(CoreError::NotRunning { uuid: *u })?;
-        let r = self.probe_running(u, &d.parent, &d.mdev_type)?;
-        let facts = self.mdev.sysfs.parent_facts(&d.parent);
+        let r = self.probe_running(u, &parent, &t)?;
+        let facts = self.mdev.sysfs.parent_facts(&parent);
         Ok(MigrationSpec {
             hostdev_migration_spec: migrate::SPEC_VERSION,
             source: u.to_string(),
             vdpa: None,
             mdev: Some(MdevSpec {
-                type_id: d.mdev_type.to_string(),
+                type_id: t.to_string(),
                 device_api: r.probe.device_api.clone(),
-                attrs: self.attrs_of(&d.parent, u),
+                attrs: self.attrs_of(&parent, u),
                 parent: ParentSpec {
-                    name: d.parent.to_string(),
+                    name: parent.to_string(),
                     vendor: facts.vendor,
                     device: facts.device,
                 },
@@ -87,16 +85,14 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         u: &Uuid,
         req: &MigrateCheckRequest,
     ) -> Result<CheckReport, CoreError> {
-        let d = self
+        let (parent, t) = self
             .mdev
-            .sysfs
-            .device(u)
-            .map_err(CoreError::inventory)?
+            .running_parent(u)?
             .ok_or(CoreError::NotRunning { uuid: *u })?;
-        let r = self.probe_running(u, &d.parent, &d.mdev_type)?;
+        let r = self.probe_running(u, &parent, &t)?;
         let dst = Destination {
-            type_id: d.mdev_type.to_string(),
-            attrs: self.attrs_of(&d.parent, u),
+            type_id: t.to_string(),
+            attrs: self.attrs_of(&parent, u),
             driver: r.identity.unwrap_or_default(),
             migration: r.probe.migration,
             dma_logging: r.probe.dma_logging,

@@ -107,6 +107,15 @@ fn remove_all() {
     }
 }
 
+/// Starts a transient device of the type and waits until it is ready.
+fn start_transient(parent: &str, t: &str) -> String {
+    let u = ok("mdevctl", &["start", "-p", parent, "-t", t])
+        .trim()
+        .to_string();
+    assert_ready(&u, parent, t);
+    u
+}
+
 fn assert_ready(u: &str, parent: &str, t: &str) {
     let d = dev(u);
     assert!(d.exists(), "{u} is not in sysfs");

@@ -5,7 +5,7 @@
 //! the outcome is judged on the destination (`exit-on-error: false`), as the
 //! source may report "completed" while the destination failed to load.
 
-use super::{assert_ready, kernel, ok, remove_all};
+use super::{assert_ready, kernel, ok, remove_all, start_transient as start};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -179,14 +179,6 @@ fn migrate(src: &str, dst: &str, force: bool) -> Result<(), String> {
             log.trim()
         ))
     }
-}
-
-fn start(parent: &str, t: &str) -> String {
-    let u = ok("mdevctl", &["start", "-p", parent, "-t", t])
-        .trim()
-        .to_string();
-    assert_ready(&u, parent, t);
-    u
 }
 
 /// Source parent and type, destination parent and type, whether migration is

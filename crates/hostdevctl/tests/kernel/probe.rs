@@ -3,18 +3,33 @@
 //! no display, mdpy offers a region display, mbochs a dma-buf one, and a
 //! device whose group is held elsewhere is refused as in use.
 
-use super::{assert_ready, err, kernel, ok, remove_all, type_devices};
+use super::{err, kernel, ok, remove_all, start_transient as start, type_devices};
 use std::path::Path;
 
 fn probe_json(u: &str) -> serde_json::Value {
     serde_json::from_str(&ok("hostdevctl", &["-o", "json", "probe", u])).expect("probe json")
 }
 
-fn start(parent: &str, t: &str) -> String {
-    let out = ok("mdevctl", &["start", "-p", parent, "-t", t]);
-    let u = out.trim().to_string();
-    assert_ready(&u, parent, t);
-    u
+/// Opens the device's VFIO group as a VM would; answers its number and
+/// the open file (the group is held until it is dropped).
+fn hold_group(u: &str) -> (String, std::fs::File) {
+    let group = std::fs::read_link(
+        Path::new("/sys/bus/mdev/devices")
+            .join(u)
+            .join("iommu_group"),
+    )
+    .expect("group link");
+    let n = group
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("group number")
+        .to_string();
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(Path::new("/dev/vfio").join(&n))
+        .expect("hold the group as a VM would");
+    (n, held)
 }
 
 #[test]
@@ -68,22 +83,7 @@ fn a_device_whose_group_is_held_is_reported_in_use_and_the_probe_closes_what_it_
     // the group again.
     probe_json(&u);
     probe_json(&u);
-    let group = std::fs::read_link(
-        Path::new("/sys/bus/mdev/devices")
-            .join(&u)
-            .join("iommu_group"),
-    )
-    .expect("group link");
-    let n = group
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("group number")
-        .to_string();
-    let held = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(Path::new("/dev/vfio").join(&n))
-        .expect("hold the group as a VM would");
+    let (n, held) = hold_group(&u);
     // Without a cached answer for the type, the refusal is the answer.
     let _ = std::fs::remove_file("/var/lib/hostdev/probe-cache.json");
     let e = err("hostdevctl", &["-o", "json", "probe", &u]);
@@ -157,22 +157,7 @@ fn a_busy_device_gets_the_cached_answer_until_its_module_reads_differently() {
     let u = start("mtty", "mtty-2");
     let fresh = probe_json(&u);
     assert!(fresh["cached"].is_null(), "{fresh}");
-    let group = std::fs::read_link(
-        Path::new("/sys/bus/mdev/devices")
-            .join(&u)
-            .join("iommu_group"),
-    )
-    .expect("group link");
-    let n = group
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("group")
-        .to_string();
-    let held = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(Path::new("/dev/vfio").join(&n))
-        .expect("hold the group as a VM would");
+    let (_, held) = hold_group(&u);
     let cached = probe_json(&u);
     assert_eq!(cached["probe"], fresh["probe"], "{cached}");
     assert!(cached["cached"]["age_secs"].is_u64(), "{cached}");
