@@ -51,6 +51,10 @@ pub struct ProbeReport {
     /// Set when the device could not be opened (a VM holds it) and the
     /// answer is the cached one for its type, driver and kernel.
     pub cached: Option<CachedNote>,
+    /// What went wrong besides, without spoiling the answer (the cache could
+    /// not be written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Where a cached answer came from.

@@ -5,8 +5,9 @@
 //! sysfs traits), asking the VFIO interface, the probe cache (an answer per
 //! parent and type, kept while the driver, its module's versions and the
 //! kernel read the same), and the markers of transient probe devices
-//! (`/run/hostdev/probes/UUID`, written before the device is made, so the
-//! next type probe removes what a killed one left). Must not: open anything
+//! (`/run/hostdev/probes/UUID`, made and locked before the device is made
+//! and held while the probe lives, so the next type probe removes what a
+//! killed one left and leaves a running one's alone). Must not: open anything
 //! itself (hostdev-vfio does), or keep a device open.
 
 use crate::{CoreError, Devices, Locker};
@@ -15,12 +16,11 @@ use hostdev_api::{
 };
 use hostdev_model::probe::CachedProbe;
 use hostdev_model::{ParentName, TypeId, Uuid};
-use hostdev_store::ProbeCacheStore;
+use hostdev_store::{ProbeCacheStore, ProbeMarkers};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
 use hostdev_vfio::{Target, VfioError};
-use std::path::PathBuf;
 
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// Opens the device, asks, closes. An mdev whose group is held (a VM
@@ -52,6 +52,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     identity: None,
                     probe,
                     cached: None,
+                    warnings: Vec::new(),
                 })
             }
         }
@@ -65,7 +66,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         t: &TypeId,
     ) -> Result<ProbeReport, CoreError> {
         let identity = self.mdev.sysfs.device_driver(u);
-        let report = |probe, cached| ProbeReport {
+        let report = |probe, cached, warnings| ProbeReport {
             id: u.to_string(),
             kind: Some(Kind::Mdev),
             driver: identity.driver.clone(),
@@ -74,21 +75,31 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             identity: Some(identity.clone()),
             probe,
             cached,
+            warnings,
         };
         let store = ProbeCacheStore::new(&self.root);
         match self.vfio.probe(&Target::Mdev(*u)) {
             Ok(probe) => {
-                let lock = Locker::under(&self.root).lock()?;
-                let mut cache = store.load();
-                cache.put(CachedProbe {
-                    parent: parent.to_string(),
-                    type_id: t.to_string(),
-                    identity: identity.clone(),
-                    probe: probe.clone(),
-                    at: (self.clock)(),
+                // The answer stands even where it cannot be kept.
+                let kept = Locker::under(&self.root).lock().and_then(|lock| {
+                    let mut cache = store.load();
+                    cache.put(CachedProbe {
+                        parent: parent.to_string(),
+                        type_id: t.to_string(),
+                        identity: identity.clone(),
+                        probe: probe.clone(),
+                        at: (self.clock)(),
+                    });
+                    Ok(store.save(&lock, &cache)?)
                 });
-                store.save(&lock, &cache)?;
-                Ok(report(probe, None))
+                let warnings = match kept {
+                    Ok(()) => Vec::new(),
+                    Err(e) => vec![format!(
+                        "the answer is not cached for when the device is busy: {}",
+                        e.chain()
+                    )],
+                };
+                Ok(report(probe, None, warnings))
             }
             Err(e @ VfioError::Busy { .. }) => {
                 let cache = store.load();
@@ -107,36 +118,29 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                         age_secs: age,
                         why,
                     }),
+                    Vec::new(),
                 ))
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    fn probe_markers(&self) -> PathBuf {
-        self.root.join("run/hostdev/probes")
-    }
-
     /// Removes the transient devices earlier type probes left (killed
-    /// between making and removing them), and their markers.
+    /// between making and removing them), and their markers. A marker a
+    /// live probe holds is left alone: two probes may run at once.
     fn clean_probe_leftovers(&self) -> Result<(), CoreError> {
-        let dir = self.probe_markers();
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            return Ok(());
+        let orphans = {
+            let lock = Locker::under(&self.root).lock()?;
+            ProbeMarkers::under(&self.root).orphans(&lock)
         };
-        for e in rd.flatten() {
-            let name = e.file_name();
-            let Some(u) = name.to_str().and_then(|n| n.parse::<Uuid>().ok()) else {
-                continue;
-            };
+        for (u, marker) in orphans {
             if self.mdev.running_parent(&u)?.is_some() {
                 match self.mdev.stop(&u) {
                     Ok(_) | Err(CoreError::NotRunning { .. }) => {}
                     Err(e) => return Err(e),
                 }
             }
-            let _lock = Locker::under(&self.root).lock()?;
-            let _ = std::fs::remove_file(e.path());
+            marker.remove();
         }
         Ok(())
     }
@@ -147,11 +151,10 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     pub fn probe_type(&self, req: &ProbeTypeRequest) -> Result<ProbeReport, CoreError> {
         self.clean_probe_leftovers()?;
         let u = Uuid::new_v4();
-        let marker = self.probe_markers().join(u.to_string());
-        {
+        let marker = {
             let lock = Locker::under(&self.root).lock()?;
-            hostdev_store::write_atomic(&lock, &marker, req.parent.as_str().as_bytes())?;
-        }
+            ProbeMarkers::under(&self.root).hold(&lock, &u, req.parent.as_str())?
+        };
         let made = self.mdev.start(&StartRequest {
             uuid: Some(u),
             parent: Some(req.parent.clone()),
@@ -169,11 +172,10 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             }
             Err(e) => Err(e),
         };
-        // The marker goes once the device is gone (or was never made).
-        let running = matches!(self.mdev.running_parent(&u), Ok(Some(_)));
-        if !running {
-            let _lock = Locker::under(&self.root).lock()?;
-            let _ = std::fs::remove_file(&marker);
+        // The marker goes once the device is gone (or was never made); if it
+        // is not, the marker stays for the next type probe.
+        if !matches!(self.mdev.running_parent(&u), Ok(Some(_))) {
+            marker.remove();
         }
         r
     }

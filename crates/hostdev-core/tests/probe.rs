@@ -60,6 +60,25 @@ fn a_probe_names_the_device_and_each_refusal_has_its_code() {
         (Some("p1"), Some("t-1"))
     );
     assert_eq!(r.probe, mtty_like());
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    // Where the cache cannot be written the answer still stands, with a
+    // warning (here /var/lib/hostdev is a file).
+    let other = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(other.path().join("var/lib")).expect("dir");
+    std::fs::write(other.path().join("var/lib/hostdev"), "not a dir").expect("file");
+    let mut blocked = d;
+    blocked.root = other.path().to_path_buf();
+    let r2 = blocked.probe(&q).expect("the answer stands");
+    assert_eq!(r2.probe, mtty_like());
+    assert!(
+        r2.warnings.iter().any(|w| w.contains("not cached")),
+        "{:?}",
+        r2.warnings
+    );
+    let d = Devices {
+        root: t.path().to_path_buf(),
+        ..blocked
+    };
     // Held by a VM: the answer cached by the last probe, with its age.
     vfio.set(&u.to_string(), Err(FakeRefusal::Busy));
     let r = d.probe(&q).expect("cached answer");
@@ -123,4 +142,43 @@ fn a_type_probe_leaves_nothing_when_it_fails_and_removes_what_a_killed_one_left(
         0,
         "no marker is left"
     );
+}
+
+#[test]
+fn a_type_probe_leaves_a_running_probes_device_alone() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let k = FakeKernel::new();
+    k.add_parent("p1", vec![FakeType::new("t-1", 4)]);
+    let p: ParentName = "p1".parse().expect("parent");
+    let ty: TypeId = "t-1".parse().expect("type");
+    // Another probe, alive: its device made, its marker held.
+    let other = Uuid::new_v4();
+    let held = {
+        let lock = hostdev_store::HostLock::acquire(&hostdev_store::HostLock::path_under(t.path()))
+            .expect("lock");
+        hostdev_store::ProbeMarkers::under(t.path())
+            .hold(&lock, &other, "p1")
+            .expect("marker")
+    };
+    k.create(&p, &ty, &other).expect("create");
+    let d = Devices::new(
+        Host::new(k, t.path(), Callouts::none()),
+        Vgpus::new(FakeSriov::new(), t.path()),
+        Vdpas::new(FakeVdpa::new(), t.path()),
+        Arc::new(FakeVfio::new()),
+        t.path(),
+    );
+    let req = ProbeTypeRequest {
+        parent: p.clone(),
+        mdev_type: ty.clone(),
+    };
+    let _ = d.probe_type(&req);
+    assert!(
+        d.mdev.sysfs.device(&other).expect("device").is_some(),
+        "the live probe's device is not taken from under it"
+    );
+    // Once that probe is gone (killed: its lock released), the next removes it.
+    drop(held);
+    let _ = d.probe_type(&req);
+    assert!(d.mdev.sysfs.devices().expect("devices").is_empty());
 }

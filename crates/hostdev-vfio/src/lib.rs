@@ -57,6 +57,12 @@ pub enum VfioError {
         /// The group number.
         group: String,
     },
+    /// The container has no type1 IOMMU backend.
+    #[error("VFIO has no type1 IOMMU backend for {device}: load the vfio_iommu_type1 module")]
+    NoType1 {
+        /// The device.
+        device: String,
+    },
     /// The kernel's VFIO API is not the one this code speaks.
     #[error("the kernel's VFIO API version is {version}, not 0")]
     ApiVersion {
@@ -93,6 +99,7 @@ impl VfioError {
             VfioError::NoGroup { .. } => "vfio.no_group",
             VfioError::Busy { .. } => "vfio.busy",
             VfioError::NotViable { .. } => "vfio.not_viable",
+            VfioError::NoType1 { .. } => "vfio.no_type1",
             VfioError::ApiVersion { .. } => "vfio.api",
             VfioError::Open { .. } => "vfio.open",
             VfioError::Ioctl { .. } => "vfio.ioctl",

@@ -145,10 +145,8 @@ impl Vfio for RealVfio {
         let has =
             call_int(&container, CHECK_EXTENSION, type1).map_err(ioctl("VFIO_CHECK_EXTENSION"))?;
         if has <= 0 {
-            return Err(VfioError::Ioctl {
+            return Err(VfioError::NoType1 {
                 device: name.to_string(),
-                what: "VFIO_CHECK_EXTENSION(TYPE1v2)",
-                source: io::Error::from(io::ErrorKind::Unsupported),
             });
         }
         let gpath = self.dev.join(&group);

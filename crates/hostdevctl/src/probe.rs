@@ -130,6 +130,9 @@ pub fn run(device: Option<&str>, of_type: Option<(String, String)>, f: Format) -
         }
         (None, None) => bail!("probe takes a device, or --parent and --type"),
     };
+    for w in &r.warnings {
+        crate::output::warn("hostdevctl: warning: ", w);
+    }
     match f {
         Format::Json => emit(&(serde_json::to_string_pretty(&r)? + "\n"))?,
         Format::Libvirt => {

@@ -11,6 +11,10 @@ use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
 
+/// The name prefix of trial devices; then the checking process's pid, `-`
+/// and a number of its own.
+const TRIAL: &str = "hdchk";
+
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     pub(super) fn export_vdpa(&self, name: &VdpaName) -> Result<MigrationSpec, CoreError> {
         let e = self.vdpa.export(name)?;
@@ -45,9 +49,26 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             .into_iter()
             .find(|m| &m.name == mgmtdev)
             .ok_or_else(|| CoreError::from(hostdev_vdpa::VdpaError::NoMgmtDev(mgmtdev.clone())))?;
-        // A trial device with the spec's creation config, removed again.
+        // A trial device with the spec's creation config, removed again. It
+        // is named after this process, so a check killed mid-trial leaves a
+        // device the next check removes (its process is gone).
         let client = self.vdpa.client()?;
-        let trial_name: VdpaName = format!("hdchk{:04x}", std::process::id() & 0xffff).parse()?;
+        for d in client.devs()? {
+            let owner = d
+                .name
+                .strip_prefix(TRIAL)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if owner
+                .is_some_and(|pid| !std::path::Path::new("/proc").join(pid.to_string()).exists())
+            {
+                let _ = client.del(&d.name.parse()?);
+            }
+        }
+        // Two checks at once in one process (the daemon) get two names.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let trial_name: VdpaName = format!("{TRIAL}{}-{n}", std::process::id()).parse()?;
         let trial = match client.add(&trial_name, mgmtdev, &spec.definition.config) {
             Ok(()) => {
                 let size = client

@@ -133,10 +133,21 @@ fn a_type_probe_leaves_no_device_even_when_killed() {
         let _ = c.kill();
         let _ = c.wait();
     }
-    ok(
-        "hostdevctl",
-        &["probe", "--parent", "mtty", "--type", "mtty-2"],
-    );
+    // Four at once: each probes its own device; none removes another's.
+    let four: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(super::bin_dir().join("hostdevctl"))
+                .args(["probe", "--parent", "mtty", "--type", "mtty-2"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    for c in four {
+        let o = c.wait_with_output().expect("wait");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
     assert_eq!(
         type_devices("mtty", "mtty-1"),
         0,
