@@ -119,16 +119,14 @@ impl fmt::Display for Uuid {
     }
 }
 
-macro_rules! component_name {
-    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
+/// The conversions of a validated string name `$name` (which has
+/// `fn new(impl Into<String>) -> Result<Self, $err>` and is one `String`):
+/// serde's `try_from`/`into`, `FromStr`, `Display`, `AsRef<str>`.
+macro_rules! string_name_impls {
+    ($name:ident, $err:ty) => {
         impl TryFrom<String> for $name {
-            type Error = NameError;
-            fn try_from(s: String) -> Result<Self, NameError> {
+            type Error = $err;
+            fn try_from(s: String) -> Result<Self, $err> {
                 $name::new(s)
             }
         }
@@ -138,6 +136,35 @@ macro_rules! component_name {
                 n.0
             }
         }
+
+        impl std::str::FromStr for $name {
+            type Err = $err;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $name::new(s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+pub(crate) use string_name_impls;
+
+macro_rules! component_name {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
         impl $name {
             /// Validates `s` and wraps it.
@@ -152,24 +179,7 @@ macro_rules! component_name {
             }
         }
 
-        impl FromStr for $name {
-            type Err = NameError;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                $name::new(s)
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl AsRef<str> for $name {
-            fn as_ref(&self) -> &str {
-                &self.0
-            }
-        }
+        string_name_impls!($name, NameError);
     };
 }
 

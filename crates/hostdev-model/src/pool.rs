@@ -10,8 +10,6 @@ use crate::vdpa::{CreateConfig, MacAddr};
 use crate::vgpu::PciAddress;
 use crate::TypeId;
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// A pool's name: 1–64 of `[A-Za-z0-9_.-]`, starting with a letter or digit
 /// (it becomes a file name and a libvirt-visible word).
@@ -54,28 +52,7 @@ impl PoolName {
     }
 }
 
-impl TryFrom<String> for PoolName {
-    type Error = PoolDefError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        PoolName::new(s)
-    }
-}
-impl From<PoolName> for String {
-    fn from(n: PoolName) -> String {
-        n.0
-    }
-}
-impl FromStr for PoolName {
-    type Err = PoolDefError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PoolName::new(s)
-    }
-}
-impl fmt::Display for PoolName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+crate::names::string_name_impls!(PoolName, PoolDefError);
 
 /// Whether devices wait ready or are made when asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

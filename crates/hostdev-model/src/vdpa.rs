@@ -52,31 +52,7 @@ impl VdpaName {
     }
 }
 
-impl TryFrom<String> for VdpaName {
-    type Error = VdpaValueError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        VdpaName::new(s)
-    }
-}
-
-impl From<VdpaName> for String {
-    fn from(n: VdpaName) -> String {
-        n.0
-    }
-}
-
-impl FromStr for VdpaName {
-    type Err = VdpaValueError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        VdpaName::new(s)
-    }
-}
-
-impl fmt::Display for VdpaName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+crate::names::string_name_impls!(VdpaName, VdpaValueError);
 
 /// A management device: `vdpasim_net`, or `pci/0000:41:04.2`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
