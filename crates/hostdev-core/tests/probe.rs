@@ -14,6 +14,19 @@ use hostdev_vdpa::FakeVdpa;
 use hostdev_vfio::{FakeRefusal, FakeVfio};
 use std::sync::Arc;
 
+type Fakes = Devices<FakeKernel, FakeSriov, FakeVdpa>;
+
+/// The fakes around one kernel fake, probed through `vfio`.
+fn host(k: FakeKernel, root: &std::path::Path, vfio: Arc<FakeVfio>) -> Fakes {
+    Devices::new(
+        Host::new(k, root, Callouts::none()),
+        Vgpus::new(FakeSriov::new(), root),
+        Vdpas::new(FakeVdpa::new(), root),
+        vfio,
+        root,
+    )
+}
+
 fn mtty_like() -> Probe {
     Probe {
         device_api: "vfio-pci".into(),
@@ -40,13 +53,7 @@ fn a_probe_names_the_device_and_each_refusal_has_its_code() {
     let ty: TypeId = "t-1".parse().expect("type");
     k.create(&p, &ty, &u).expect("create");
     let vfio = Arc::new(FakeVfio::new());
-    let d = Devices::new(
-        Host::new(k, t.path(), Callouts::none()),
-        Vgpus::new(FakeSriov::new(), t.path()),
-        Vdpas::new(FakeVdpa::new(), t.path()),
-        vfio.clone(),
-        t.path(),
-    );
+    let d = host(k, t.path(), vfio.clone());
     let q = ProbeQuery {
         device: ProbeTarget::Mdev(u),
     };
@@ -118,13 +125,7 @@ fn a_type_probe_leaves_nothing_when_it_fails_and_removes_what_a_killed_one_left(
     let markers = t.path().join("run/hostdev/probes");
     std::fs::create_dir_all(&markers).expect("markers");
     std::fs::write(markers.join(left.to_string()), "p1").expect("marker");
-    let d = Devices::new(
-        Host::new(k, t.path(), Callouts::none()),
-        Vgpus::new(FakeSriov::new(), t.path()),
-        Vdpas::new(FakeVdpa::new(), t.path()),
-        Arc::new(FakeVfio::new()),
-        t.path(),
-    );
+    let d = host(k, t.path(), Arc::new(FakeVfio::new()));
     // The fake answers for no device: the probe fails after the device was made.
     let e = d
         .probe_type(&ProbeTypeRequest {
@@ -161,13 +162,7 @@ fn a_type_probe_leaves_a_running_probes_device_alone() {
             .expect("marker")
     };
     k.create(&p, &ty, &other).expect("create");
-    let d = Devices::new(
-        Host::new(k, t.path(), Callouts::none()),
-        Vgpus::new(FakeSriov::new(), t.path()),
-        Vdpas::new(FakeVdpa::new(), t.path()),
-        Arc::new(FakeVfio::new()),
-        t.path(),
-    );
+    let d = host(k, t.path(), Arc::new(FakeVfio::new()));
     let req = ProbeTypeRequest {
         parent: p.clone(),
         mdev_type: ty.clone(),
