@@ -3,16 +3,21 @@
 //! Owns: serde shapes only. Must not: judge (hostdev-model's rules do).
 
 use crate::ops::op;
+use crate::probe::ProbeTarget;
 use hostdev_model::migrate::{DriverPolicy, MigrationSpec, Reason, Verdict};
 use hostdev_model::vdpa::{MgmtDevName, VdpaName};
+use hostdev_model::vgpu::PciAddress;
 use hostdev_model::Uuid;
 
-/// The source device: an mdev's UUID or a vDPA device's name.
+/// The source device: an mdev's UUID, an NVIDIA vGPU VF's PCI address or
+/// a vDPA device's name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ExportTarget {
     /// A mediated device.
     Mdev(Uuid),
+    /// A VF with a vGPU type.
+    Vgpu(PciAddress),
     /// A vDPA device.
     Vdpa(VdpaName),
 }
@@ -32,9 +37,11 @@ pub struct MigrateExportRequest {
 pub struct MigrateCheckRequest {
     /// The source's spec.
     pub spec: MigrationSpec,
-    /// The destination mdev (an mdev spec).
+    /// The destination device: an mdev (an mdev spec) or a VF (a vGPU
+    /// spec). A vGPU spec without one is judged against every card's free
+    /// VFs.
     #[serde(default)]
-    pub device: Option<Uuid>,
+    pub device: Option<ProbeTarget>,
     /// The destination management device (a vDPA spec).
     #[serde(default)]
     pub mgmtdev: Option<MgmtDevName>,
@@ -58,8 +65,8 @@ pub struct CheckReport {
 pub struct MigratePrepareRequest {
     /// The source's spec.
     pub spec: MigrationSpec,
-    /// The UUID to give it (the source's, to keep the domain XML); new when
-    /// absent.
+    /// The UUID to give it (an mdev spec: the source's, to keep the domain
+    /// XML); new when absent.
     #[serde(default)]
     pub uuid: Option<Uuid>,
     /// Say what would be made, make nothing.
@@ -70,11 +77,11 @@ pub struct MigratePrepareRequest {
 /// The destination device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Prepared {
-    /// Its UUID (an mdev) or name (vDPA).
+    /// Its UUID (an mdev), VF address (a vGPU) or name (vDPA).
     pub id: String,
-    /// The parent or management device it is (or would be) on.
+    /// The parent, PF or management device it is (or would be) on.
     pub parent: String,
-    /// Its type (an mdev).
+    /// Its type (an mdev's id, a vGPU's name).
     #[serde(rename = "type")]
     pub type_id: Option<String>,
     /// Made now (false with `dry_run`).

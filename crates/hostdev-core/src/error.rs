@@ -380,7 +380,7 @@ pub enum CoreError {
         why: String,
     },
     /// No parent can take the device a spec describes.
-    #[error("no parent here can take a {type_id} device: {why}")]
+    #[error("nothing here can take a {type_id} device: {why}")]
     PrepareNoRoom {
         /// The type.
         type_id: String,

@@ -114,7 +114,8 @@ impl<V: SriovSysfs> Vgpus<V> {
             .collect())
     }
 
-    fn find_vf(&self, vf: &PciAddress) -> Result<VfInfo, CoreError> {
+    /// One VF, wherever it is.
+    pub(crate) fn find_vf(&self, vf: &PciAddress) -> Result<VfInfo, CoreError> {
         for (_, vfs) in self.inventory(None)? {
             if let Some(v) = vfs.into_iter().find(|v| &v.address == vf) {
                 return Ok(v);

@@ -8,7 +8,7 @@ use hostdev_core::vgpu::Vgpus;
 use hostdev_core::{Callouts, Devices, Host};
 use hostdev_model::migrate::{DriverPolicy, Verdict};
 use hostdev_model::vdpa::{CreateConfig, MgmtDevName, VdpaName};
-use hostdev_sysfs::sriov::FakeSriov;
+use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
 use hostdev_sysfs::FakeKernel;
 use hostdev_vdpa::{FakeVdpa, VdpaClient};
 use hostdev_vfio::FakeVfio;
@@ -60,5 +60,104 @@ fn a_vdpa_check_removes_what_a_killed_check_left_and_leaves_a_live_ones() {
         left,
         [live, "v0".to_string()],
         "the dead trial and this check's own trial are gone"
+    );
+}
+
+/// A vGPU whose VF answers through VFIO: the spec carries the answer; a
+/// destination VF that answers "no migration" is refused, one that answers
+/// stop-copy under another id for the same name is compatible.
+#[test]
+fn a_probed_vgpu_spec_is_judged_by_name_and_by_each_vfs_answer() {
+    use hostdev_api::{MigratePrepareRequest, ProbeTarget};
+    use hostdev_model::probe::{Display, Migration, Probe};
+    use hostdev_model::vgpu::PciAddress;
+    let host = |ids: (u32, u32), vfio: Arc<FakeVfio>| {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = FakeSriov::new();
+        s.add_pf(
+            "0000:41:00.0",
+            4,
+            49152,
+            &[
+                (ids.0, "NVIDIA L40S-4Q", 4096),
+                (ids.1, "NVIDIA L40S-8Q", 8192),
+            ],
+            true,
+        );
+        s.add_pf(
+            "0000:c1:00.0",
+            4,
+            81920,
+            &[(1150, "NVIDIA H100-80C", 81920)],
+            true,
+        );
+        let pf = |a: &str| a.parse::<PciAddress>().expect("pf");
+        s.set_num_vfs(&pf("0000:41:00.0"), 2).expect("vfs");
+        s.set_num_vfs(&pf("0000:c1:00.0"), 2).expect("vfs");
+        let d = Devices::new(
+            Host::new(FakeKernel::new(), t.path(), Callouts::none()),
+            Vgpus::new(s, t.path()),
+            Vdpas::new(FakeVdpa::new(), t.path()),
+            vfio,
+            t.path(),
+        );
+        (t, d)
+    };
+    let answer = |migrates: bool| Probe {
+        device_api: "vfio-pci".into(),
+        reset: true,
+        regions: vec![],
+        irqs: vec![],
+        display: Display::None,
+        migration: migrates.then_some(Migration {
+            stop_copy: true,
+            p2p: true,
+            pre_copy: false,
+        }),
+        dma_logging: false,
+    };
+    let vf = "0000:41:00.4".parse::<PciAddress>().expect("vf");
+    let src_vfio = Arc::new(FakeVfio::new());
+    src_vfio.set(vf.as_str(), Ok(answer(true)));
+    let (_t1, src) = host((1150, 1151), src_vfio);
+    src.vgpu.sriov.set_type(&vf, 1150).expect("type");
+    let spec = src
+        .migrate_export(&ExportTarget::Vgpu(vf.clone()))
+        .expect("export");
+    let v = spec.vgpu.as_ref().expect("vgpu spec");
+    assert_eq!(v.type_name, "NVIDIA L40S-4Q", "named from the card's lists");
+    assert!(v.migration.is_some_and(|m| m.stop_copy) && v.unprobed.is_none());
+
+    let dst_vfio = Arc::new(FakeVfio::new());
+    let (_t2, dst) = host((1180, 1181), Arc::clone(&dst_vfio));
+    let check = |device: Option<ProbeTarget>| {
+        dst.migrate_check(&MigrateCheckRequest {
+            spec: spec.clone(),
+            device,
+            mgmtdev: None,
+            driver_policy: DriverPolicy::Exact,
+        })
+        .expect("check")
+    };
+    assert_eq!(check(None).verdict, Verdict::Compatible);
+    let p = dst
+        .migrate_prepare(&MigratePrepareRequest {
+            spec: spec.clone(),
+            uuid: None,
+            dry_run: false,
+        })
+        .expect("prepare");
+    assert_eq!(p.id, "0000:41:00.4");
+    dst_vfio.set("0000:41:00.4", Ok(answer(false)));
+    let r = check(Some(ProbeTarget::Pci(vf.clone())));
+    assert_eq!(r.verdict, Verdict::Incompatible, "{r:?}");
+    assert!(r
+        .reasons
+        .iter()
+        .any(|x| x.rule == "migration" && x.why.contains("destination VF has no VFIO migration")));
+    dst_vfio.set("0000:41:00.4", Ok(answer(true)));
+    assert_eq!(
+        check(Some(ProbeTarget::Pci(vf))).verdict,
+        Verdict::Compatible
     );
 }

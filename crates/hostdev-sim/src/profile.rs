@@ -21,6 +21,22 @@ pub struct Profile {
     /// Injected failures.
     #[serde(default, rename = "fault")]
     pub faults: Vec<Fault>,
+    /// Loaded modules that declare versions (`/sys/module/<name>/`); a PCI
+    /// driver of the same name links to its module.
+    #[serde(default, rename = "module")]
+    pub modules: Vec<ModuleProfile>,
+}
+
+/// A loaded kernel module.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleProfile {
+    /// Its name (`nvidia`).
+    pub name: String,
+    /// `version`.
+    pub version: Option<String>,
+    /// `srcversion`.
+    pub srcversion: Option<String>,
 }
 
 /// How a parent counts capacity.

@@ -38,8 +38,40 @@ pub fn device_facts(dir: &std::path::Path, name: &str) -> MemberFacts {
     }
 }
 
+/// Who drives the device at `dir` (a sysfs device directory under `root`):
+/// its driver, the driver's module with the module's `version` and
+/// `srcversion`, and the kernel release. What cannot be read is `None`.
+pub fn driver_identity(root: &std::path::Path, dir: &std::path::Path) -> DriverIdentity {
+    let link = |p: PathBuf| {
+        std::fs::read_link(p)
+            .ok()
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+    };
+    let read = |p: PathBuf| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let module = link(dir.join("driver/module"));
+    // A link's file name is one normal path component.
+    let m = |f: &str| {
+        module
+            .as_deref()
+            .and_then(|m| read(root.join("sys/module").join(m).join(f)))
+    };
+    DriverIdentity {
+        driver: link(dir.join("driver")),
+        version: m("version"),
+        srcversion: m("srcversion"),
+        module: module.clone(),
+        kernel: read(root.join("proc/sys/kernel/osrelease")),
+    }
+}
+
 use hostdev_model::format::{CachedType, TypeCache, TypeInfo};
 use hostdev_model::pool::MemberFacts;
+use hostdev_model::probe::DriverIdentity;
 use hostdev_model::{AttrName, ParentName, TypeId, Uuid};
 use std::io;
 use std::path::PathBuf;

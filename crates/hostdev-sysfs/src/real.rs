@@ -255,32 +255,7 @@ fn write_existing(path: &Path, data: &[u8]) -> io::Result<()> {
 
 impl MdevSysfs for RealSysfs {
     fn device_driver(&self, uuid: &Uuid) -> hostdev_model::probe::DriverIdentity {
-        let dev = self.bus.join(uuid.to_string());
-        let link = |p: PathBuf| {
-            std::fs::read_link(p)
-                .ok()
-                .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-        };
-        let read = |p: PathBuf| {
-            std::fs::read_to_string(p)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        };
-        let module = link(dev.join("driver/module"));
-        // A link's file name is one normal path component.
-        let m = |f: &str| {
-            module
-                .as_deref()
-                .and_then(|m| read(self.root.join("sys/module").join(m).join(f)))
-        };
-        hostdev_model::probe::DriverIdentity {
-            driver: link(dev.join("driver")),
-            version: m("version"),
-            srcversion: m("srcversion"),
-            module: module.clone(),
-            kernel: read(self.root.join("proc/sys/kernel/osrelease")),
-        }
+        crate::driver_identity(&self.root, &self.bus.join(uuid.to_string()))
     }
 
     fn parent_facts(&self, parent: &ParentName) -> hostdev_model::pool::MemberFacts {

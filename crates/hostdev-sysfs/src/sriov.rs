@@ -8,6 +8,7 @@
 
 use crate::describe_errno;
 use hostdev_model::pool::MemberFacts;
+use hostdev_model::probe::DriverIdentity;
 use hostdev_model::vgpu::{parse_creatable, PciAddress, VgpuType};
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
@@ -104,11 +105,17 @@ pub trait SriovSysfs: Send + Sync {
             ..MemberFacts::default()
         }
     }
+    /// Who drives the PF: driver, module versions, kernel (for migration
+    /// specs); nothing where this interface cannot tell.
+    fn pf_driver(&self, _pf: &PciAddress) -> DriverIdentity {
+        DriverIdentity::default()
+    }
 }
 
 /// The real sysfs under a root prefix.
 #[derive(Debug, Clone)]
 pub struct RealSriov {
+    root: PathBuf,
     pci: PathBuf,
 }
 
@@ -116,6 +123,7 @@ impl RealSriov {
     /// sysfs of the host whose filesystem root is `root`.
     pub fn new(root: &Path) -> Self {
         RealSriov {
+            root: root.to_path_buf(),
             pci: root.join("sys/bus/pci/devices"),
         }
     }
@@ -146,6 +154,9 @@ impl RealSriov {
 impl SriovSysfs for RealSriov {
     fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
         crate::device_facts(&self.pci.join(pf.as_str()), pf.as_str())
+    }
+    fn pf_driver(&self, pf: &PciAddress) -> DriverIdentity {
+        crate::driver_identity(&self.root, &self.pci.join(pf.as_str()))
     }
     fn pfs(&self) -> Result<Vec<PfInfo>, SriovError> {
         let rd = match fs::read_dir(&self.pci) {

@@ -7,7 +7,8 @@ use crate::output::{emit, table};
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use hostdev_core::api::{
-    ExportTarget, MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest,
+    ExportTarget, MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest, PciAddress,
+    ProbeTarget,
 };
 use hostdev_model::migrate::{DriverPolicy, MigrationSpec, Verdict};
 use hostdev_model::Uuid;
@@ -27,19 +28,19 @@ pub enum Policy {
 /// Migration commands.
 #[derive(Subcommand, Debug)]
 pub enum MigrateCmd {
-    /// Print the JSON spec a destination must recreate for a device: an mdev (type, attributes, parent ids, driver build, migration flags) or a vDPA device (creation config, class, limits)
+    /// Print the JSON spec a destination must recreate for a device: an mdev (type, attributes, parent ids, driver build, migration flags), an NVIDIA vGPU VF (type name, card, driver build) or a vDPA device (creation config, class, limits)
     Export {
-        /// The source mdev's UUID, or the vDPA device's name
+        /// The source mdev's UUID, vGPU VF's PCI address, or vDPA device's name
         device: String,
     },
     /// Judge a destination against a source's spec; exit 0 compatible, 3 compatible with changes, 4 incompatible
-    #[command(group(clap::ArgGroup::new("destination").required(true).args(["device", "mgmtdev"])))]
+    #[command(group(clap::ArgGroup::new("destination").args(["device", "mgmtdev"])))]
     Check {
         /// The spec file (`-` for standard input)
         spec: String,
-        /// The destination mdev's UUID (an mdev spec)
+        /// The destination device: an mdev's UUID (an mdev spec, required) or a VF's PCI address (a vGPU spec; without it every card's free VFs are judged)
         #[arg(long)]
-        device: Option<Uuid>,
+        device: Option<String>,
         /// The destination vDPA management device (a vDPA spec): a device is made with the spec's config and removed again
         #[arg(long)]
         mgmtdev: Option<String>,
@@ -47,11 +48,11 @@ pub enum MigrateCmd {
         #[arg(long, value_enum, default_value = "exact")]
         driver_policy: Policy,
     },
-    /// Make (transient) the device a spec describes on a parent with room, and print its libvirt element (-o libvirt: the element alone)
+    /// Make (transient) the device a spec describes where there is room (an mdev on a parent, a vGPU type on a free VF, a vDPA device on its management device), and print its libvirt element (-o libvirt: the element alone)
     Prepare {
         /// The spec file (`-` for standard input)
         spec: String,
-        /// The UUID to give it (the source's keeps the domain XML); new when absent
+        /// The UUID to give an mdev (the source's keeps the domain XML); new when absent
         #[arg(long)]
         uuid: Option<Uuid>,
         /// Say what would be made; make nothing
@@ -72,14 +73,17 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
     match cmd {
         MigrateCmd::Export { device } => {
             crate::pool::no_libvirt(f, "migrate export")?;
-            let device = match device.parse::<Uuid>() {
-                Ok(u) => ExportTarget::Mdev(u),
-                Err(_) => ExportTarget::Vdpa(device.parse().map_err(|_| {
+            let device = if let Ok(u) = device.parse::<Uuid>() {
+                ExportTarget::Mdev(u)
+            } else if let Ok(a) = device.parse::<PciAddress>() {
+                ExportTarget::Vgpu(a)
+            } else {
+                ExportTarget::Vdpa(device.parse().map_err(|_| {
                     anyhow::anyhow!(
-                        "'{}' is neither an mdev UUID nor a vDPA device name",
+                        "'{}' is neither an mdev UUID, a VF's PCI address nor a vDPA device name",
                         device.escape_debug()
                     )
-                })?),
+                })?)
             };
             let spec = env::call(env::backend(false), &MigrateExportRequest { device })?;
             emit(&(serde_json::to_string_pretty(&spec)? + "\n"))?;
@@ -93,6 +97,20 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
         } => {
             let mgmtdev = mgmtdev
                 .map(|m| hostdev_model::vdpa::MgmtDevName::parse(&m))
+                .transpose()?;
+            let device = device
+                .map(|d| {
+                    if let Ok(u) = d.parse::<Uuid>() {
+                        Ok(ProbeTarget::Mdev(u))
+                    } else if let Ok(a) = d.parse::<PciAddress>() {
+                        Ok(ProbeTarget::Pci(a))
+                    } else {
+                        Err(anyhow::anyhow!(
+                            "--device '{}' is neither an mdev UUID nor a VF's PCI address",
+                            d.escape_debug()
+                        ))
+                    }
+                })
                 .transpose()?;
             crate::pool::no_libvirt(f, "migrate check")?;
             let spec = read_spec(&spec)?;

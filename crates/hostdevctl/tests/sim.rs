@@ -7,7 +7,7 @@
 mod common;
 
 use common::{ok, require_fuse, require_peer, show, Bins, Sim};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 #[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
@@ -330,21 +330,6 @@ fn vfio_ap_assignments_are_written_in_order_and_validated() {
     assert!(!r.join("sys/bus/mdev/devices").join(u).exists());
 }
 
-fn wait_ready(sim: &Sim, vfs: &[&str]) {
-    let t0 = Instant::now();
-    while !vfs.iter().all(|v| {
-        sim.path()
-            .join(format!("sys/bus/pci/devices/{v}/nvidia/current_vgpu_type"))
-            .exists()
-    }) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "VFs did not get ready"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 #[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
 fn sriov_vgpus_are_restored_after_a_reboot_including_a_late_pf() {
@@ -387,8 +372,8 @@ fn sriov_vgpus_are_restored_after_a_reboot_including_a_late_pf() {
         "0000:c1:00.6",
         "0000:c1:00.7",
     ];
-    wait_ready(&sim, &vfs_a);
-    wait_ready(&sim, &vfs_b);
+    sim.wait_vfs_ready(&vfs_a);
+    sim.wait_vfs_ready(&vfs_b);
     // An id of one card is refused on the other: 1151 exists only on the L40S.
     let o = bins.run(
         r,
@@ -488,7 +473,7 @@ fn clearing_a_vgpu_in_use_is_reported_as_in_use() {
         "hostdevctl",
         &["vgpu", "enable", "--pf", "0000:41:00.0", "--numvfs", "1"],
     );
-    wait_ready(&sim, &["0000:41:00.4"]);
+    sim.wait_vfs_ready(&["0000:41:00.4"]);
     ok(
         &bins,
         r,

@@ -1,6 +1,6 @@
 //! Migration: exporting a source device's spec, judging a destination
-//! against it, and making the destination device. mdevs here, vDPA in
-//! `vdpa.rs`.
+//! against it, and making the destination device. mdevs here, NVIDIA vGPUs
+//! in `vgpu.rs`, vDPA in `vdpa.rs`.
 //!
 //! Owns: gathering the facts the rules need (type, attributes from the
 //! definition, parent ids, the probe's migration answers — cached while a VM
@@ -8,11 +8,12 @@
 //! `migrate::check` and `check_vdpa`).
 
 mod vdpa;
+mod vgpu;
 
 use crate::{CoreError, Devices};
 use hostdev_api::{
     CheckReport, ExportTarget, JsonInput, MigrateCheckRequest, MigratePrepareRequest, Prepared,
-    StartRequest,
+    ProbeTarget, StartRequest,
 };
 use hostdev_model::migrate::{self, Destination, MdevSpec, MigrationSpec, ParentSpec};
 use hostdev_model::{ParentName, TypeId, Uuid};
@@ -32,6 +33,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     pub fn migrate_export(&self, t: &ExportTarget) -> Result<MigrationSpec, CoreError> {
         match t {
             ExportTarget::Mdev(u) => self.export_mdev(u),
+            ExportTarget::Vgpu(a) => self.export_vgpu(a),
             ExportTarget::Vdpa(n) => self.export_vdpa(n),
         }
     }
@@ -47,6 +49,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             hostdev_migration_spec: migrate::SPEC_VERSION,
             source: u.to_string(),
             vdpa: None,
+            vgpu: None,
             mdev: Some(MdevSpec {
                 type_id: t.to_string(),
                 device_api: r.probe.device_api.clone(),
@@ -63,14 +66,25 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     /// Judges a destination against a spec: an mdev spec against a device
-    /// (`device`), a vDPA spec against a management device (`mgmtdev`).
+    /// (`device`), a vGPU spec against a VF (`device`) or every card's free
+    /// VFs, a vDPA spec against a management device (`mgmtdev`).
     pub fn migrate_check(&self, req: &MigrateCheckRequest) -> Result<CheckReport, CoreError> {
         usable(&req.spec)?;
-        match (&req.spec.mdev, &req.spec.vdpa, &req.device, &req.mgmtdev) {
-            (Some(m), None, Some(u), None) => self.check_mdev(m, u, req),
-            (None, Some(v), None, Some(mg)) => self.check_vdpa(v, mg),
+        let s = &req.spec;
+        match (&s.mdev, &s.vgpu, &s.vdpa, &req.device, &req.mgmtdev) {
+            (Some(m), _, _, Some(ProbeTarget::Mdev(u)), None) => self.check_mdev(m, u, req),
+            (_, Some(v), _, None, None) => self.check_vgpu(v, None, req.driver_policy),
+            (_, Some(v), _, Some(ProbeTarget::Pci(a)), None) => {
+                self.check_vgpu(v, Some(a), req.driver_policy)
+            }
+            (_, _, Some(v), None, Some(mg)) => self.check_vdpa(v, mg),
             (Some(_), ..) => Err(CoreError::BadSpec {
                 why: "an mdev spec is checked against a destination mdev (--device UUID)".into(),
+            }),
+            (_, Some(_), ..) => Err(CoreError::BadSpec {
+                why: "a vGPU spec is checked against a destination VF (--device PCI address) or, \
+                      without one, against every card's free VFs"
+                    .into(),
             }),
             _ => Err(CoreError::BadSpec {
                 why: "a vDPA spec is checked against a destination management device (--mgmtdev NAME)"
@@ -106,10 +120,16 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// same PCI ids, then any. Prints the element with what QEMU must be told.
     pub fn migrate_prepare(&self, req: &MigratePrepareRequest) -> Result<Prepared, CoreError> {
         usable(&req.spec)?;
-        let m = match (&req.spec.mdev, &req.spec.vdpa) {
-            (Some(m), _) => m,
-            (None, Some(v)) => return self.prepare_vdpa(v, req.dry_run),
-            (None, None) => unreachable_spec()?,
+        if req.uuid.is_some() && req.spec.mdev.is_none() {
+            return Err(CoreError::BadSpec {
+                why: "a UUID is given to an mdev only; this spec describes another kind".into(),
+            });
+        }
+        let m = match (&req.spec.mdev, &req.spec.vgpu, &req.spec.vdpa) {
+            (Some(m), ..) => m,
+            (None, Some(v), _) => return self.prepare_vgpu(v, req.dry_run),
+            (None, None, Some(v)) => return self.prepare_vdpa(v, req.dry_run),
+            (None, None, None) => unreachable_spec()?,
         };
         let t = TypeId::new(m.type_id.clone()).map_err(CoreError::from)?;
         let mut full = Vec::new();
@@ -198,7 +218,7 @@ fn usable(spec: &MigrationSpec) -> Result<(), CoreError> {
             ),
         });
     }
-    if spec.mdev.is_some() == spec.vdpa.is_some() {
+    if spec.kinds() != 1 {
         return unreachable_spec();
     }
     Ok(())
@@ -206,6 +226,6 @@ fn usable(spec: &MigrationSpec) -> Result<(), CoreError> {
 
 fn unreachable_spec<T>() -> Result<T, CoreError> {
     Err(CoreError::BadSpec {
-        why: "it describes no device, or more than one (exactly one of mdev and vdpa)".into(),
+        why: "it describes no device, or more than one (exactly one of mdev, vgpu and vdpa)".into(),
     })
 }

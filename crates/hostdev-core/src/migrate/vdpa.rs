@@ -27,6 +27,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             hostdev_migration_spec: migrate::SPEC_VERSION,
             source: name.to_string(),
             mdev: None,
+            vgpu: None,
             vdpa: Some(VdpaSpec {
                 definition: e.device,
                 from_live_config: e.from_live_config,

@@ -252,6 +252,7 @@ impl Kernel {
                 ("class", Dir),
                 ("devices", Dir),
                 ("kernel", Dir),
+                ("module", Dir),
             ]))),
             ["class"] => Some(Node::Dir(entries(&[("mdev_bus", Dir)]))),
             ["class", "mdev_bus"] => Some(Node::Dir(
@@ -284,7 +285,8 @@ impl Kernel {
                     &format!("devices/{}/{u}", devpath(p)),
                 )))
             }
-            ["bus", "pci"] => Some(Node::Dir(entries(&[("devices", Dir)]))),
+            ["bus", "pci"] => Some(Node::Dir(entries(&[("devices", Dir), ("drivers", Dir)]))),
+            ["bus", "pci", "drivers", ..] | ["module", ..] => self.driver_node(&parts[..]),
             ["bus", "pci", "devices"] => Some(Node::Dir(
                 self.pci_functions()
                     .into_iter()
@@ -502,6 +504,9 @@ impl Kernel {
             return Err(err("ENOENT"));
         }
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        if let ["module", m, f] = parts.as_slice() {
+            return self.module_file(m, f);
+        }
         let file = *parts.last().unwrap_or(&"");
         let s = match file {
             "available_instances" | "device_api" | "name" | "description" => {

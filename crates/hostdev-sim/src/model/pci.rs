@@ -1,7 +1,8 @@
 //! The PCI side of the simulated kernel: functions, SR-IOV PFs and VFs, and
 //! NVIDIA's `nvidia/` files on VFs.
 
-use super::{devpath, entries, is_pci, rel, vf_address, Kernel, Kind, Node, SriovProfile};
+use super::{devpath, entries, err, is_pci, rel, vf_address, Kernel, Kind, Node, SriovProfile};
+use crate::profile::ModuleProfile;
 
 impl Kernel {
     /// Every PCI function now present: (address, devpath).
@@ -135,5 +136,91 @@ impl Kernel {
             "sriov_numvfs" if !is_vf => Some(format!("{}\n", self.pfs[pi].numvfs)),
             _ => None,
         }
+    }
+
+    /// A module the profile declares.
+    pub(super) fn module(&self, name: &str) -> Option<&ModuleProfile> {
+        self.profile.modules.iter().find(|m| m.name == name)
+    }
+
+    /// PCI drivers bound to something: the parents' and the PFs' (`nvidia`).
+    pub(super) fn pci_drivers(&self) -> Vec<String> {
+        let mut d: Vec<String> = self
+            .profile
+            .parents
+            .iter()
+            .filter(|p| is_pci(&p.name))
+            .filter_map(|p| p.driver.clone())
+            .collect();
+        if !self.profile.sriov.is_empty() {
+            d.push("nvidia".into());
+        }
+        d.sort();
+        d.dedup();
+        d
+    }
+
+    /// `bus/pci/drivers/...` and `module/...`.
+    pub(super) fn driver_node(&self, parts: &[&str]) -> Option<Node> {
+        use Kind::*;
+        match parts {
+            ["bus", "pci", "drivers"] => Some(Node::Dir(
+                self.pci_drivers().into_iter().map(|d| (d, Dir)).collect(),
+            )),
+            ["bus", "pci", "drivers", d] => self.pci_drivers().iter().any(|x| x == d).then(|| {
+                Node::Dir(if self.module(d).is_some() {
+                    entries(&[("module", Link)])
+                } else {
+                    vec![]
+                })
+            }),
+            ["bus", "pci", "drivers", d, "module"] => self.module(d).map(|m| {
+                Node::Link(rel(
+                    &format!("bus/pci/drivers/{d}"),
+                    &format!("module/{}", m.name),
+                ))
+            }),
+            ["module"] => Some(Node::Dir(
+                self.profile
+                    .modules
+                    .iter()
+                    .map(|m| (m.name.clone(), Dir))
+                    .collect(),
+            )),
+            ["module", m] => self.module(m).map(|m| {
+                let mut e = Vec::new();
+                if m.version.is_some() {
+                    e.push(("version".to_string(), File));
+                }
+                if m.srcversion.is_some() {
+                    e.push(("srcversion".to_string(), File));
+                }
+                Node::Dir(e)
+            }),
+            ["module", m, "version"] => self
+                .module(m)?
+                .version
+                .as_ref()
+                .map(|_| Node::File { writable: false }),
+            ["module", m, "srcversion"] => self
+                .module(m)?
+                .srcversion
+                .as_ref()
+                .map(|_| Node::File { writable: false }),
+            _ => None,
+        }
+    }
+
+    /// `module/<m>/version|srcversion`.
+    pub(super) fn module_file(&self, m: &str, f: &str) -> Result<Vec<u8>, i32> {
+        let m = self.module(m).ok_or(err("ENOENT"))?;
+        let v = if f == "version" {
+            &m.version
+        } else {
+            &m.srcversion
+        };
+        v.as_ref()
+            .map(|v| format!("{v}\n").into_bytes())
+            .ok_or(err("ENOENT"))
     }
 }

@@ -183,3 +183,23 @@ fn a_recreated_device_is_a_new_incarnation() {
         0
     );
 }
+
+#[test]
+fn a_pf_driver_links_to_its_module_and_its_versions() {
+    let k = kernel("nvidia-sriov");
+    assert_eq!(
+        k.node("devices/pci0000:00/0000:41:00.0/driver"),
+        Some(Node::Link("../../../bus/pci/drivers/nvidia".into()))
+    );
+    assert_eq!(
+        k.node("bus/pci/drivers/nvidia/module"),
+        Some(Node::Link("../../../../module/nvidia".into()))
+    );
+    assert_eq!(k.read("module/nvidia/version").unwrap(), b"550.90.05\n");
+    assert!(matches!(
+        k.node("module/nvidia"),
+        Some(Node::Dir(e)) if e.len() == 2
+    ));
+    assert!(k.node("module/mtty").is_none());
+    assert!(k.read("module/mtty/version").is_err());
+}

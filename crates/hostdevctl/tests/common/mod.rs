@@ -280,6 +280,22 @@ impl Sim {
         .expect("number")
     }
 
+    /// Waits (at most 10 s) until the driver has set these VFs up.
+    pub fn wait_vfs_ready(&self, vfs: &[&str]) {
+        let t0 = Instant::now();
+        while !vfs.iter().all(|v| {
+            self.path()
+                .join(format!("sys/bus/pci/devices/{v}/nvidia/current_vgpu_type"))
+                .exists()
+        }) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "VFs did not get ready"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn reboot(&self) {
         let o = Command::new(sim_binary())
             .args(["reboot", "--root"])

@@ -14,8 +14,13 @@
 //! Owns: the spec's format (versioned) and the rules. Must not: read the
 //! host (hostdev-core gathers the facts).
 
+mod vdpa;
+mod vgpu;
+
+pub use vdpa::{check_vdpa, VdpaDestination, VdpaSpec};
+pub use vgpu::{card_model, check_vgpu, CardSpec, VgpuDestination, VgpuSpec};
+
 use crate::probe::{DriverIdentity, Migration};
-use crate::vdpa::VdpaDefinition;
 use serde::{Deserialize, Serialize};
 
 /// The spec format this code writes and reads.
@@ -29,160 +34,24 @@ pub struct MigrationSpec {
     pub hostdev_migration_spec: u32,
     /// The device on the source (informational).
     pub source: String,
-    /// A mediated device's facts (exactly one of `mdev` and `vdpa`).
+    /// A mediated device's facts (exactly one of `mdev`, `vgpu` and `vdpa`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mdev: Option<MdevSpec>,
+    /// An NVIDIA vGPU's facts (a VF under the vendor's VFIO driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vgpu: Option<VgpuSpec>,
     /// A vDPA device's facts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vdpa: Option<VdpaSpec>,
 }
 
-/// A vDPA device as the destination must recreate it: the kernel does not
-/// keep the creation config, so it comes from hostdev's definition (or, for
-/// a device hostdev did not define, the live config, marked so).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VdpaSpec {
-    /// Name, management device and creation config.
-    pub definition: VdpaDefinition,
-    /// The config came from the live device, not a definition.
-    pub from_live_config: bool,
-    /// virtio device id (1 net, 2 blk).
-    pub class: Option<u32>,
-    /// The device features it offered (the destination must offer them all).
-    pub features: Option<u64>,
-    /// Its maximum virtqueues.
-    pub max_vqs: Option<u32>,
-    /// Its maximum virtqueue size (the destination's must not be smaller).
-    pub max_vq_size: Option<u16>,
-}
-
-/// What a destination management device is, and what a trial creation of
-/// the spec's config on it gave.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VdpaDestination {
-    /// Its name.
-    pub mgmtdev: String,
-    /// Supported classes (virtio ids).
-    pub classes: Vec<u32>,
-    /// Supported device features.
-    pub supported_features: Option<u64>,
-    /// A device made with the spec's config (and removed again): its
-    /// maximum VQ size, or why the kernel refused it.
-    pub trial: Result<Option<u16>, String>,
-}
-
-/// Judges a destination management device against a vDPA spec.
-pub fn check_vdpa(spec: &VdpaSpec, dst: &VdpaDestination) -> (Verdict, Vec<Reason>) {
-    let mut out = Vec::new();
-    let mut rule = |rule: &str, ok: bool, src: String, d: String, why: String| {
-        out.push(Reason {
-            rule: rule.to_string(),
-            verdict: if ok {
-                Verdict::Compatible
-            } else {
-                Verdict::Incompatible
-            },
-            source: src,
-            destination: d,
-            why,
-        });
-    };
-    let class_word = |c: u32| match c {
-        1 => "net".to_string(),
-        2 => "blk".to_string(),
-        n => format!("virtio id {n}"),
-    };
-    let class_ok = spec.class.is_none_or(|c| dst.classes.contains(&c));
-    rule(
-        "class",
-        class_ok,
-        spec.class.map(class_word).unwrap_or_else(|| "-".into()),
-        dst.classes
-            .iter()
-            .map(|c| class_word(*c))
-            .collect::<Vec<_>>()
-            .join(" "),
-        if class_ok {
-            format!("{} makes this class", dst.mgmtdev)
-        } else {
-            format!("{} does not make this class of device", dst.mgmtdev)
-        },
-    );
-    let want = spec.features.or(spec.definition.config.features);
-    let features_ok = match (want, dst.supported_features) {
-        (Some(w), Some(have)) => w & !have == 0,
-        (Some(_), None) => false,
-        (None, _) => true,
-    };
-    let hex = |f: Option<u64>| f.map(|f| format!("{f:#x}")).unwrap_or_else(|| "-".into());
-    rule(
-        "features",
-        features_ok,
-        hex(want),
-        hex(dst.supported_features),
-        if features_ok {
-            "the destination offers every feature the source did".into()
-        } else {
-            format!(
-                "the destination lacks features {} the guest may have negotiated",
-                hex(want.map(|w| w & !dst.supported_features.unwrap_or(0)))
-            )
-        },
-    );
-    let c = &spec.definition.config;
-    let cfg = [
-        c.mac.as_ref().map(|m| format!("mac {m}")),
-        c.mtu.map(|m| format!("mtu {m}")),
-        c.max_vqp.map(|q| format!("max_vqp {q}")),
-        c.features.map(|f| format!("features {f:#x}")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect::<Vec<_>>()
-    .join(", ");
-    let cfg = if cfg.is_empty() {
-        "defaults".to_string()
-    } else {
-        cfg
-    };
-    rule(
-        "config",
-        dst.trial.is_ok(),
-        cfg,
-        match &dst.trial {
-            Ok(_) => "made and removed".into(),
-            Err(e) => e.clone(),
-        },
-        match &dst.trial {
-            Ok(_) => "a device with this creation config can be made there".into(),
-            Err(_) => "the kernel refused a device with this creation config there".into(),
-        },
-    );
-    if let Ok(size) = &dst.trial {
-        let ok = match (spec.max_vq_size, size) {
-            (Some(s), Some(d)) => *d >= s,
-            _ => true,
-        };
-        let show = |v: Option<u16>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-        rule(
-            "vq-size",
-            ok,
-            show(spec.max_vq_size),
-            show(*size),
-            if ok {
-                "the destination's virtqueues are not smaller".into()
-            } else {
-                "the destination's virtqueues are smaller than the guest may use".into()
-            },
-        );
+impl MigrationSpec {
+    /// How many kinds the spec describes (a usable spec: exactly one).
+    pub fn kinds(&self) -> usize {
+        usize::from(self.mdev.is_some())
+            + usize::from(self.vgpu.is_some())
+            + usize::from(self.vdpa.is_some())
     }
-    let verdict = out
-        .iter()
-        .map(|r| r.verdict)
-        .max()
-        .unwrap_or(Verdict::Compatible);
-    (verdict, out)
 }
 
 /// An mdev as the destination must recreate it.
@@ -282,20 +151,72 @@ pub struct Destination {
     pub dma_logging: bool,
 }
 
+/// The `driver` rule, shared by the kinds a vendor driver serves: the same
+/// driver, and as much of its version as `policy` asks.
+pub(crate) fn driver_reason(
+    s: &DriverIdentity,
+    d: &DriverIdentity,
+    policy: DriverPolicy,
+) -> Reason {
+    let id = |i: &DriverIdentity| {
+        format!(
+            "{} {} {}",
+            i.driver.as_deref().unwrap_or("-"),
+            i.version.as_deref().unwrap_or("-"),
+            i.srcversion.as_deref().unwrap_or("-")
+        )
+    };
+    let ok = s.driver == d.driver
+        && match policy {
+            DriverPolicy::Exact => s.version == d.version && s.srcversion == d.srcversion,
+            DriverPolicy::Version => s.version == d.version,
+            DriverPolicy::Driver => true,
+        };
+    let word = match policy {
+        DriverPolicy::Exact => "exact",
+        DriverPolicy::Version => "version",
+        DriverPolicy::Driver => "driver",
+    };
+    Reason {
+        rule: "driver".into(),
+        verdict: if ok {
+            Verdict::Compatible
+        } else {
+            Verdict::Incompatible
+        },
+        source: id(s),
+        destination: id(d),
+        why: if ok {
+            format!("the driver matches under the '{word}' policy")
+        } else {
+            format!(
+                "the driver differs under the '{word}' policy (--driver-policy version|driver relaxes it)"
+            )
+        },
+    }
+}
+
+/// The worst of the reasons' verdicts (compatible when there are none).
+pub(crate) fn worst(reasons: &[Reason]) -> Verdict {
+    reasons
+        .iter()
+        .map(|r| r.verdict)
+        .max()
+        .unwrap_or(Verdict::Compatible)
+}
+
 /// Judges `dst` against `spec`: one reason per rule, the verdict the worst.
 pub fn check(spec: &MdevSpec, dst: &Destination, policy: DriverPolicy) -> (Verdict, Vec<Reason>) {
     let mut out = Vec::new();
-    let mut rule = |rule: &str, ok: bool, bad: Verdict, src: String, d: String, why: String| {
-        out.push(Reason {
-            rule: rule.to_string(),
-            verdict: if ok { Verdict::Compatible } else { bad },
-            source: src,
-            destination: d,
-            why,
-        });
+    let rule = |rule: &str, ok: bool, bad: Verdict, src: String, d: String, why: String| Reason {
+        rule: rule.to_string(),
+        verdict: if ok { Verdict::Compatible } else { bad },
+        source: src,
+        destination: d,
+        why,
     };
     let same_type = spec.type_id == dst.type_id;
-    rule(
+    out.push(rule(
         "type",
         same_type,
         Verdict::Incompatible,
@@ -306,7 +227,7 @@ pub fn check(spec: &MdevSpec, dst: &Destination, policy: DriverPolicy) -> (Verdi
         } else {
             "the device state of one type does not load into another (mtty: another port count fails to load)".into()
         },
-    );
+    ));
     let show = |a: &[(String, String)]| {
         if a.is_empty() {
             "none".to_string()
@@ -318,7 +239,7 @@ pub fn check(spec: &MdevSpec, dst: &Destination, policy: DriverPolicy) -> (Verdi
         }
     };
     let same_attrs = spec.attrs == dst.attrs;
-    rule(
+    out.push(rule(
         "attributes",
         same_attrs,
         Verdict::Incompatible,
@@ -329,7 +250,7 @@ pub fn check(spec: &MdevSpec, dst: &Destination, policy: DriverPolicy) -> (Verdi
         } else {
             "the destination must be configured as the source was".into()
         },
-    );
+    ));
     let words = |m: &Option<Migration>| match m {
         Some(m) if m.stop_copy => m.words().join(" "),
         Some(_) => "no stop-copy".into(),
@@ -337,7 +258,7 @@ pub fn check(spec: &MdevSpec, dst: &Destination, policy: DriverPolicy) -> (Verdi
     };
     let migrates = |m: &Option<Migration>| m.is_some_and(|m| m.stop_copy);
     let both = migrates(&spec.migration) && migrates(&dst.migration);
-    rule(
+    out.push(rule(
         "migration",
         both,
         Verdict::Incompatible,
@@ -350,47 +271,14 @@ pub fn check(spec: &MdevSpec, dst: &Destination, policy: DriverPolicy) -> (Verdi
             }
             (true, false) => "the destination device has no VFIO migration".into(),
         },
-    );
-    let id = |i: &DriverIdentity| {
-        format!(
-            "{} {} {}",
-            i.driver.as_deref().unwrap_or("-"),
-            i.version.as_deref().unwrap_or("-"),
-            i.srcversion.as_deref().unwrap_or("-")
-        )
-    };
-    let (s, d) = (&spec.driver, &dst.driver);
-    let driver_ok = s.driver == d.driver
-        && match policy {
-            DriverPolicy::Exact => s.version == d.version && s.srcversion == d.srcversion,
-            DriverPolicy::Version => s.version == d.version,
-            DriverPolicy::Driver => true,
-        };
-    let policy_word = match policy {
-        DriverPolicy::Exact => "exact",
-        DriverPolicy::Version => "version",
-        DriverPolicy::Driver => "driver",
-    };
-    rule(
-        "driver",
-        driver_ok,
-        Verdict::Incompatible,
-        id(s),
-        id(d),
-        if driver_ok {
-            format!("the driver matches under the '{policy_word}' policy")
-        } else {
-            format!(
-                "the driver differs under the '{policy_word}' policy (--driver-policy version|driver relaxes it)"
-            )
-        },
-    );
+    ));
+    out.push(driver_reason(&spec.driver, &dst.driver, policy));
     if both {
         // Not trusted: mtty accepts DMA logging (its operations are stubs)
         // and QEMU 10 still fails at ram_save_setup unless migration is
         // forced on; an mdev has no IOMMU to track for it either. Forcing
         // works for every mdev that migrates (kernel tier).
-        rule(
+        out.push(rule(
             "dirty-tracking",
             false,
             Verdict::CompatibleWithChanges,
@@ -407,14 +295,9 @@ pub fn check(spec: &MdevSpec, dst: &Destination, policy: DriverPolicy) -> (Verdi
              both hosts (libvirt: a <qemu:override> of the hostdev's properties); without it \
              the migration fails at ram_save_setup"
                 .into(),
-        );
+        ));
     }
-    let verdict = out
-        .iter()
-        .map(|r| r.verdict)
-        .max()
-        .unwrap_or(Verdict::Compatible);
-    (verdict, out)
+    (worst(&out), out)
 }
 
 #[cfg(test)]
@@ -492,51 +375,6 @@ mod tests {
         assert_eq!(
             check(&spec("mtty-2"), &other, DriverPolicy::Version).0,
             Verdict::CompatibleWithChanges
-        );
-    }
-
-    #[test]
-    fn a_vdpa_destination_is_judged_by_class_features_trial_and_vq_size() {
-        let spec = VdpaSpec {
-            definition: serde_json::from_str(
-                r#"{"name":"v0","mgmtdev":{"dev":"vdpasim_net"},"config":{"mtu":4000}}"#,
-            )
-            .expect("definition"),
-            from_live_config: false,
-            class: Some(1),
-            features: Some(0b101),
-            max_vqs: Some(3),
-            max_vq_size: Some(256),
-        };
-        let dst =
-            |classes: Vec<u32>, feat: u64, trial: Result<Option<u16>, String>| VdpaDestination {
-                mgmtdev: "m".into(),
-                classes,
-                supported_features: Some(feat),
-                trial,
-            };
-        assert_eq!(
-            check_vdpa(&spec, &dst(vec![1], 0b111, Ok(Some(256)))).0,
-            Verdict::Compatible
-        );
-        assert_eq!(
-            check_vdpa(&spec, &dst(vec![2], 0b111, Ok(Some(256)))).0,
-            Verdict::Incompatible
-        );
-        let (v, r) = check_vdpa(&spec, &dst(vec![1], 0b001, Ok(Some(256))));
-        assert_eq!(v, Verdict::Incompatible);
-        assert!(
-            r.iter()
-                .any(|r| r.rule == "features" && r.why.contains("0x4")),
-            "{r:?}"
-        );
-        assert_eq!(
-            check_vdpa(&spec, &dst(vec![1], 0b111, Err("refused".into()))).0,
-            Verdict::Incompatible
-        );
-        assert_eq!(
-            check_vdpa(&spec, &dst(vec![1], 0b111, Ok(Some(128)))).0,
-            Verdict::Incompatible
         );
     }
 }

@@ -1,0 +1,303 @@
+//! NVIDIA vGPU migration: the spec names the type (never by id: ids are
+//! card-local), the card and the driver build; a destination VF is judged
+//! by the name its card offers; prepare sets the type on a free VF by the
+//! destination card's own id for that name.
+//!
+//! Owns: gathering a VF's facts (its type's name from its definition or its
+//! card's lists, the PF's ids and driver, the VF's VFIO answer where it can
+//! be opened) and the transient type write of prepare, under the host lock.
+//! Must not: hold the rules (hostdev-model's `migrate::check_vgpu`).
+
+use crate::{CoreError, Devices, Locker};
+use hostdev_api::{CheckReport, Prepared};
+use hostdev_model::migrate::{
+    self, card_model, CardSpec, DriverPolicy, MigrationSpec, Reason, Verdict, VgpuDestination,
+    VgpuSpec,
+};
+use hostdev_model::vgpu::{PciAddress, VgpuDefinition, VgpuType};
+use hostdev_model::StartPolicy;
+use hostdev_sysfs::sriov::{SriovSysfs, VfInfo};
+use hostdev_sysfs::MdevSysfs;
+use hostdev_vdpa::VdpaClient;
+use hostdev_vfio::Target;
+
+impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+    /// The name of a configured VF's type: its definition's (when it names
+    /// the same id), else what another VF of the same card lists under the
+    /// id (ids are card-local, so only the same card's lists are asked).
+    fn current_type(&self, v: &VfInfo) -> Option<VgpuType> {
+        if v.current == 0 {
+            return None;
+        }
+        let named = |name: String| {
+            Some(VgpuType {
+                id: v.current,
+                name,
+            })
+        };
+        if let Ok(Some(d)) = self.vgpu.defs.load(v.address.as_str()) {
+            if d.type_id == v.current {
+                return named(d.type_name);
+            }
+        }
+        let listed = self
+            .vgpu
+            .sriov
+            .vfs(&v.pf)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flat_map(|o| o.creatable)
+            .find(|t| t.id == v.current)
+            .map(|t| t.name);
+        named(listed.unwrap_or_default())
+    }
+
+    fn card(&self, pf: &PciAddress, model_from: Option<&str>) -> CardSpec {
+        let facts = self.vgpu.sriov.pf_facts(pf);
+        CardSpec {
+            pf: pf.to_string(),
+            model: model_from.and_then(card_model),
+            vendor: facts.vendor,
+            device: facts.device,
+        }
+    }
+
+    /// A card's model from any type name one of its VFs shows.
+    fn card_of(&self, pf: &PciAddress, vfs: &[VfInfo]) -> CardSpec {
+        let name = vfs
+            .iter()
+            .flat_map(|v| {
+                v.creatable
+                    .first()
+                    .cloned()
+                    .or_else(|| self.current_type(v))
+            })
+            .map(|t| t.name)
+            .find(|n| !n.is_empty());
+        self.card(pf, name.as_deref())
+    }
+
+    pub(super) fn export_vgpu(&self, vf: &PciAddress) -> Result<MigrationSpec, CoreError> {
+        let v = self.vgpu.find_vf(vf)?;
+        let t = self
+            .current_type(&v)
+            .ok_or_else(|| CoreError::VgpuNotSet { vf: vf.clone() })?;
+        if t.name.is_empty() {
+            return Err(CoreError::BadSpec {
+                why: format!(
+                    "VF {vf} has type id {} but neither its definition nor its card's lists name it",
+                    t.id
+                ),
+            });
+        }
+        let (migration, unprobed) = match self.vfio.probe(&Target::Pci(vf.clone())) {
+            Ok(p) => (p.migration, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Ok(MigrationSpec {
+            hostdev_migration_spec: migrate::SPEC_VERSION,
+            source: vf.to_string(),
+            mdev: None,
+            vdpa: None,
+            vgpu: Some(VgpuSpec {
+                card: self.card(&v.pf, Some(&t.name)),
+                type_name: t.name,
+                type_id: t.id,
+                driver: self.vgpu.sriov.pf_driver(&v.pf),
+                migration,
+                unprobed,
+            }),
+        })
+    }
+
+    fn vgpu_destination(&self, v: &VfInfo, card: CardSpec) -> VgpuDestination {
+        let current = self.current_type(v);
+        let migration = current.as_ref().and_then(|_| {
+            self.vfio
+                .probe(&Target::Pci(v.address.clone()))
+                .ok()
+                .map(|p| p.migration)
+        });
+        VgpuDestination {
+            vf: v.address.to_string(),
+            card,
+            current,
+            offers: v.creatable.clone(),
+            driver: self.vgpu.sriov.pf_driver(&v.pf),
+            migration,
+        }
+    }
+
+    /// Against one VF, or against every card's free VFs: the best card's
+    /// reasons with a `capacity` line; where no card will do, each card's.
+    pub(super) fn check_vgpu(
+        &self,
+        spec: &VgpuSpec,
+        device: Option<&PciAddress>,
+        policy: DriverPolicy,
+    ) -> Result<CheckReport, CoreError> {
+        if let Some(vf) = device {
+            let v = self.vgpu.find_vf(vf)?;
+            let vfs = self.vgpu.sriov.vfs(&v.pf)?;
+            let d = self.vgpu_destination(&v, self.card_of(&v.pf, &vfs));
+            let (verdict, reasons) = migrate::check_vgpu(spec, &d, policy);
+            return Ok(CheckReport { verdict, reasons });
+        }
+        let mut judged: Vec<(Verdict, Vec<Reason>)> = Vec::new();
+        for (pf, vfs) in self.vgpu.inventory(None)? {
+            let card = self.card_of(&pf.address, &vfs);
+            let free: Vec<&VfInfo> = vfs
+                .iter()
+                .filter(|v| v.ready && v.current == 0 && !self.vgpu.defs.exists(v.address.as_str()))
+                .collect();
+            let Some(first) = free.first() else {
+                let why = if vfs.is_empty() {
+                    "it has no VFs enabled (vgpu enable)".to_string()
+                } else {
+                    format!("none of its {} VFs is free and set up", vfs.len())
+                };
+                judged.push((
+                    Verdict::Incompatible,
+                    vec![capacity(&card, false, "no free VF".into(), why)],
+                ));
+                continue;
+            };
+            let (verdict, mut reasons) =
+                migrate::check_vgpu(spec, &self.vgpu_destination(first, card.clone()), policy);
+            let takers = free
+                .iter()
+                .filter(|v| v.creatable.iter().any(|t| t.name == spec.type_name))
+                .count();
+            reasons.push(capacity(
+                &card,
+                takers > 0,
+                format!("{takers} free VFs can take it"),
+                if takers > 0 {
+                    format!("migrate prepare sets it on VF {}", first.address)
+                } else {
+                    "no free VF of this card can take the type now".into()
+                },
+            ));
+            let worst = reasons.iter().map(|r| r.verdict).max();
+            judged.push((worst.unwrap_or(verdict).max(verdict), reasons));
+        }
+        let best = judged.iter().map(|(v, _)| *v).min();
+        let Some(best) = best else {
+            return Ok(CheckReport {
+                verdict: Verdict::Incompatible,
+                reasons: vec![Reason {
+                    rule: "capacity".into(),
+                    verdict: Verdict::Incompatible,
+                    source: spec.type_name.clone(),
+                    destination: "no SR-IOV card".into(),
+                    why: "this host has no card with vGPU VFs".into(),
+                }],
+            });
+        };
+        let reasons = if best == Verdict::Incompatible {
+            judged.into_iter().flat_map(|(_, r)| r).collect()
+        } else {
+            judged
+                .into_iter()
+                .find(|(v, _)| *v == best)
+                .map(|(_, r)| r)
+                .unwrap_or_default()
+        };
+        Ok(CheckReport {
+            verdict: best,
+            reasons,
+        })
+    }
+
+    /// Sets the type, by this card's id for its name, on a free VF: a card
+    /// of the source's PCI device id first, then any. The VF is defined with
+    /// start `manual`: the definition keeps the type's name (sysfs shows a
+    /// configured VF's id only) and marks the VF taken; nothing is set at
+    /// boot (`vgpu undefine` forgets it).
+    pub(super) fn prepare_vgpu(
+        &self,
+        spec: &VgpuSpec,
+        dry_run: bool,
+    ) -> Result<Prepared, CoreError> {
+        let lock = Locker::under(&self.root).lock()?;
+        let mut why = Vec::new();
+        let mut offering: Vec<(u8, VfInfo, VgpuType)> = Vec::new();
+        for (pf, vfs) in self.vgpu.inventory(None)? {
+            let card = self.card_of(&pf.address, &vfs);
+            let free = vfs
+                .iter()
+                .filter(|v| v.ready && v.current == 0 && !self.vgpu.defs.exists(v.address.as_str()))
+                .find_map(|v| {
+                    v.creatable
+                        .iter()
+                        .find(|t| t.name == spec.type_name)
+                        .map(|t| (v.clone(), t.clone()))
+                });
+            match free {
+                Some((v, t)) => {
+                    let rank = u8::from(card.device != spec.card.device);
+                    offering.push((rank, v, t));
+                }
+                None => why.push(format!(
+                    "{} ({}) has no free VF that offers it",
+                    pf.address,
+                    card.model.as_deref().unwrap_or("card")
+                )),
+            }
+        }
+        offering.sort_by(|a, b| (a.0, &a.1.address).cmp(&(b.0, &b.1.address)));
+        let Some((_, v, t)) = offering.into_iter().next() else {
+            return Err(CoreError::PrepareNoRoom {
+                type_id: spec.type_name.clone(),
+                why: if why.is_empty() {
+                    "this host has no card with vGPU VFs".into()
+                } else {
+                    why.join("; ")
+                },
+            });
+        };
+        if !dry_run {
+            let d = VgpuDefinition {
+                vf: v.address.clone(),
+                pf: v.pf.clone(),
+                vf_index: v.index,
+                type_id: t.id,
+                type_name: t.name.clone(),
+                start: StartPolicy::Manual,
+            };
+            self.vgpu.defs.save(&lock, v.address.as_str(), &d)?;
+            if let Err(e) = self.vgpu.sriov.set_type(&v.address, t.id) {
+                // Nothing is left defined that was not made.
+                let _ = self.vgpu.defs.remove(&lock, v.address.as_str());
+                return Err(e.into());
+            }
+        }
+        Ok(Prepared {
+            id: v.address.to_string(),
+            parent: v.pf.to_string(),
+            type_id: Some(t.name.clone()),
+            created: !dry_run,
+            libvirt: format!(
+                "<!-- {} is type id {} on this card (ids are card-local) -->\n{}",
+                t.name,
+                t.id,
+                hostdev_model::libvirt::pci_hostdev(&v.address)
+            ),
+        })
+    }
+}
+
+fn capacity(card: &CardSpec, ok: bool, destination: String, why: String) -> Reason {
+    Reason {
+        rule: "capacity".into(),
+        verdict: if ok {
+            Verdict::Compatible
+        } else {
+            Verdict::Incompatible
+        },
+        source: "a free VF".into(),
+        destination: format!("{destination} on {}", card.pf),
+        why,
+    }
+}
