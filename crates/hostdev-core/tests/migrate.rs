@@ -161,3 +161,76 @@ fn a_probed_vgpu_spec_is_judged_by_name_and_by_each_vfs_answer() {
         Verdict::Compatible
     );
 }
+
+/// An mdev spec without a destination device: the parent prepare would use
+/// is judged through a type probe (nothing left behind), with a capacity
+/// line; a host without room or without the type is incompatible.
+#[test]
+fn an_mdev_spec_is_judged_against_what_the_host_could_create() {
+    use hostdev_model::probe::{Display, Migration, Probe};
+    use hostdev_model::{ParentName, TypeId, Uuid};
+    use hostdev_sysfs::{FakeType, MdevSysfs};
+    let probe = |migrates: bool| Probe {
+        device_api: "vfio-pci".into(),
+        reset: true,
+        regions: vec![],
+        irqs: vec![],
+        display: Display::None,
+        migration: migrates.then_some(Migration {
+            stop_copy: true,
+            p2p: true,
+            pre_copy: true,
+        }),
+        dma_logging: false,
+    };
+    let host = |max: u32, t: &std::path::Path| {
+        let k = FakeKernel::new();
+        k.add_parent("mtty", vec![FakeType::new("mtty-2", max)]);
+        let vfio = Arc::new(FakeVfio::new());
+        vfio.set_fallback(probe(true));
+        Devices::new(
+            Host::new(k, t, Callouts::none()),
+            Vgpus::new(FakeSriov::new(), t),
+            Vdpas::new(FakeVdpa::new(), t),
+            vfio,
+            t,
+        )
+    };
+    let t1 = tempfile::tempdir().expect("tempdir");
+    let src = host(2, t1.path());
+    let u = Uuid::new_v4();
+    let p: ParentName = "mtty".parse().expect("parent");
+    let ty: TypeId = "mtty-2".parse().expect("type");
+    src.mdev.sysfs.create(&p, &ty, &u).expect("create");
+    let spec = src.migrate_export(&ExportTarget::Mdev(u)).expect("export");
+
+    let t2 = tempfile::tempdir().expect("tempdir");
+    let dst = host(1, t2.path());
+    let check = |d: &Devices<FakeKernel, FakeSriov, FakeVdpa>| {
+        d.migrate_check(&MigrateCheckRequest {
+            spec: spec.clone(),
+            device: None,
+            mgmtdev: None,
+            driver_policy: DriverPolicy::Exact,
+        })
+        .expect("check")
+    };
+    let r = check(&dst);
+    assert_eq!(r.verdict, Verdict::CompatibleWithChanges, "{r:?}");
+    assert!(r
+        .reasons
+        .iter()
+        .any(|x| x.rule == "capacity" && x.why.contains("judged on mtty through a type probe")));
+    assert!(
+        dst.mdev.sysfs.devices().expect("devices").is_empty(),
+        "the type probe's device is gone"
+    );
+    // Full: the one instance is taken.
+    dst.mdev
+        .sysfs
+        .create(&p, &ty, &Uuid::new_v4())
+        .expect("fill");
+    let r = check(&dst);
+    assert_eq!(r.verdict, Verdict::Incompatible);
+    assert!(r.reasons[0].why.contains("mtty has no room left"), "{r:?}");
+}

@@ -145,6 +145,9 @@ pub trait Vfio: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Default)]
 pub struct FakeVfio {
     answers: Mutex<BTreeMap<String, Result<Probe, FakeRefusal>>>,
+    /// What a device without its own answer answers (a type probe's
+    /// transient device has a name no test knows beforehand).
+    fallback: Mutex<Option<Probe>>,
 }
 
 /// Why a fake device cannot be opened.
@@ -158,6 +161,11 @@ impl FakeVfio {
     /// No devices.
     pub fn new() -> FakeVfio {
         FakeVfio::default()
+    }
+
+    /// Every device without its own answer answers `p` from now on.
+    pub fn set_fallback(&self, p: Probe) {
+        *self.fallback.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
     }
 
     /// `name` answers `p` from now on.
@@ -183,10 +191,13 @@ impl Vfio for FakeVfio {
                 device: name.to_string(),
                 group: "0".into(),
             }),
-            None => Err(VfioError::NoGroup {
-                path: t.dir(Path::new("/")).join("iommu_group"),
-                device: name,
-            }),
+            None => match &*self.fallback.lock().unwrap_or_else(|e| e.into_inner()) {
+                Some(p) => Ok(p.clone()),
+                None => Err(VfioError::NoGroup {
+                    path: t.dir(Path::new("/")).join("iommu_group"),
+                    device: name,
+                }),
+            },
         }
     }
 }

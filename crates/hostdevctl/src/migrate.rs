@@ -38,7 +38,7 @@ pub enum MigrateCmd {
     Check {
         /// The spec file (`-` for standard input)
         spec: String,
-        /// The destination device: an mdev's UUID (an mdev spec, required) or a VF's PCI address (a vGPU spec; without it every card's free VFs are judged)
+        /// The destination device: an mdev's UUID (an mdev spec) or a VF's PCI address (a vGPU spec). Without it: for an mdev, what this host could create (a type probe on the parent prepare would choose); for a vGPU, every card's free VFs
         #[arg(long)]
         device: Option<String>,
         /// The destination vDPA management device (a vDPA spec): a device is made with the spec's config and removed again

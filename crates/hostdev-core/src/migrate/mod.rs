@@ -66,20 +66,23 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     /// Judges a destination against a spec: an mdev spec against a device
-    /// (`device`), a vGPU spec against a VF (`device`) or every card's free
+    /// (`device`) or what the host could create, a vGPU spec against a VF (`device`) or every card's free
     /// VFs, a vDPA spec against a management device (`mgmtdev`).
     pub fn migrate_check(&self, req: &MigrateCheckRequest) -> Result<CheckReport, CoreError> {
         usable(&req.spec)?;
         let s = &req.spec;
         match (&s.mdev, &s.vgpu, &s.vdpa, &req.device, &req.mgmtdev) {
             (Some(m), _, _, Some(ProbeTarget::Mdev(u)), None) => self.check_mdev(m, u, req),
+            (Some(m), _, _, None, None) => self.check_mdev_host(m, req.driver_policy),
             (_, Some(v), _, None, None) => self.check_vgpu(v, None, req.driver_policy),
             (_, Some(v), _, Some(ProbeTarget::Pci(a)), None) => {
                 self.check_vgpu(v, Some(a), req.driver_policy)
             }
             (_, _, Some(v), None, Some(mg)) => self.check_vdpa(v, mg),
             (Some(_), ..) => Err(CoreError::BadSpec {
-                why: "an mdev spec is checked against a destination mdev (--device UUID)".into(),
+                why: "an mdev spec is checked against a destination mdev (--device UUID) or, \
+                      without one, against what this host could create"
+                    .into(),
             }),
             (_, Some(_), ..) => Err(CoreError::BadSpec {
                 why: "a vGPU spec is checked against a destination VF (--device PCI address) or, \
@@ -131,39 +134,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             (None, None, Some(v)) => return self.prepare_vdpa(v, req.dry_run),
             (None, None, None) => unreachable_spec()?,
         };
-        let t = TypeId::new(m.type_id.clone()).map_err(CoreError::from)?;
-        let mut full = Vec::new();
-        let mut offering: Vec<(u8, ParentName)> = Vec::new();
-        for p in self.mdev.sysfs.parents().map_err(CoreError::inventory)? {
-            let Ok(Some(avail)) = self.mdev.sysfs.available_instances(&p, &t) else {
-                continue;
-            };
-            if avail < 1 {
-                full.push(format!("{p} has no room left"));
-                continue;
-            }
-            let facts = self.mdev.sysfs.parent_facts(&p);
-            let rank = if p.as_str() == m.parent.name {
-                0
-            } else if m.parent.vendor.is_some()
-                && facts.vendor == m.parent.vendor
-                && facts.device == m.parent.device
-            {
-                1
-            } else {
-                2
-            };
-            offering.push((rank, p));
-        }
-        offering.sort();
-        let Some((_, parent)) = offering.into_iter().next() else {
+        let (parents, full) = self.parents_for(m)?;
+        let Some(parent) = parents.into_iter().next() else {
             return Err(CoreError::PrepareNoRoom {
                 type_id: m.type_id.clone(),
-                why: if full.is_empty() {
-                    "no parent offers the type".into()
-                } else {
-                    full.join("; ")
-                },
+                why: full,
             });
         };
         let uuid = req.uuid.unwrap_or_else(Uuid::new_v4);
@@ -204,6 +179,95 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             created: !req.dry_run,
             libvirt,
         })
+    }
+}
+
+impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+    /// Parents offering the spec's type with room, best first: the source's
+    /// parent name, then one with the same PCI ids, then any; or why none.
+    fn parents_for(&self, m: &MdevSpec) -> Result<(Vec<ParentName>, String), CoreError> {
+        let t = TypeId::new(m.type_id.clone()).map_err(CoreError::from)?;
+        let mut full = Vec::new();
+        let mut offering: Vec<(u8, ParentName)> = Vec::new();
+        for p in self.mdev.sysfs.parents().map_err(CoreError::inventory)? {
+            let Ok(Some(avail)) = self.mdev.sysfs.available_instances(&p, &t) else {
+                continue;
+            };
+            if avail < 1 {
+                full.push(format!("{p} has no room left"));
+                continue;
+            }
+            let facts = self.mdev.sysfs.parent_facts(&p);
+            let rank = if p.as_str() == m.parent.name {
+                0
+            } else if m.parent.vendor.is_some()
+                && facts.vendor == m.parent.vendor
+                && facts.device == m.parent.device
+            {
+                1
+            } else {
+                2
+            };
+            offering.push((rank, p));
+        }
+        offering.sort();
+        let why = if full.is_empty() {
+            "no parent offers the type".into()
+        } else {
+            full.join("; ")
+        };
+        Ok((offering.into_iter().map(|(_, p)| p).collect(), why))
+    }
+
+    /// An mdev spec against what this host could create: the parent
+    /// `prepare` would choose, judged through a type probe there (a
+    /// transient device made, probed and removed), with the source's
+    /// attributes as `prepare` writes them, and a `capacity` line.
+    fn check_mdev_host(
+        &self,
+        spec: &MdevSpec,
+        policy: migrate::DriverPolicy,
+    ) -> Result<CheckReport, CoreError> {
+        let (parents, why) = self.parents_for(spec)?;
+        let capacity = |ok: bool, destination: String, why: String| migrate::Reason {
+            rule: "capacity".into(),
+            verdict: if ok {
+                migrate::Verdict::Compatible
+            } else {
+                migrate::Verdict::Incompatible
+            },
+            source: spec.type_id.clone(),
+            destination,
+            why,
+        };
+        let Some(parent) = parents.first() else {
+            return Ok(CheckReport {
+                verdict: migrate::Verdict::Incompatible,
+                reasons: vec![capacity(false, "no parent with room".into(), why)],
+            });
+        };
+        let t = TypeId::new(spec.type_id.clone()).map_err(CoreError::from)?;
+        let r = self.probe_type(&hostdev_api::ProbeTypeRequest {
+            parent: parent.clone(),
+            mdev_type: t.clone(),
+        })?;
+        let dst = Destination {
+            type_id: t.to_string(),
+            attrs: spec.attrs.clone(),
+            driver: r.identity.unwrap_or_default(),
+            migration: r.probe.migration,
+            dma_logging: r.probe.dma_logging,
+        };
+        let (verdict, mut reasons) = migrate::check(spec, &dst, policy);
+        if let Some(a) = reasons.iter_mut().find(|x| x.rule == "attributes") {
+            a.why = "prepare writes the source's attributes in order".into();
+        }
+        reasons.push(capacity(
+            true,
+            format!("{} parents with room", parents.len()),
+            format!("judged on {parent} through a type probe; migrate prepare makes it there"),
+        ));
+        Ok(CheckReport { verdict, reasons })
     }
 }
 
