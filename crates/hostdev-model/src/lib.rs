@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod format;
+pub mod host;
 pub mod libvirt;
 pub mod migrate;
 pub mod names;

@@ -84,6 +84,13 @@ impl Uuid {
     pub fn new_v4() -> Self {
         Uuid(uuid::Uuid::new_v4())
     }
+    /// A name-based (version 5, SHA-1) UUID of `name` in hostdev's own
+    /// namespace: the same name gives the same UUID on every machine.
+    pub fn stable(name: &str) -> Self {
+        // hostdev's namespace, chosen once: changing it changes every stable UUID.
+        const NS: uuid::Uuid = uuid::Uuid::from_u128(0x5a1d_0c3e_6b7f_5e2a_9d41_0b8c_7f3e_21d6);
+        Uuid(uuid::Uuid::new_v5(&NS, name.as_bytes()))
+    }
     /// The UUID as 16 raw bytes.
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()

@@ -167,7 +167,8 @@ impl Selector {
         true
     }
 
-    fn check(&self) -> Result<(), PoolDefError> {
+    /// Refuses ids that are not `vendor:device`.
+    pub fn check(&self) -> Result<(), PoolDefError> {
         for id in &self.ids {
             let ok = id
                 .split_once(':')
