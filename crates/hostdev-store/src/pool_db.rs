@@ -274,9 +274,25 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(Duration::from_secs(60))
         .map_err(err("set the busy timeout of"))?;
     // journal_mode answers a row; WAL persists in the file once set.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(err("open (in WAL mode)"))?;
+    // Switching a fresh file to WAL needs an exclusive lock, and SQLite
+    // answers SQLITE_BUSY there without calling the busy handler when
+    // another process holds it at that instant (64 processes opening a new
+    // file at once did): wait for it here, bounded.
+    let t0 = std::time::Instant::now();
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+            Ok(m) => break m,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && t0.elapsed() < Duration::from_secs(60) =>
+            {
+                std::thread::sleep(Duration::from_millis(5 + u64::from(std::process::id() % 7)));
+            }
+            Err(e) => return Err(err("open (in WAL mode)")(e)),
+        }
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Db {
             path: path.to_path_buf(),
