@@ -195,7 +195,7 @@ fn tiers() -> Vec<Tier> {
         },
         Tier {
             name: "simulated lab (FUSE, with Debian's mdevctl as the peer)",
-            tests: &["sim", "migrate"],
+            tests: &["sim", "migrate", "host"],
             missing: sim_missing,
         },
         Tier {

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod events;
+pub mod host;
 pub mod mdev;
 pub mod migrate;
 pub mod ops;
@@ -17,6 +18,9 @@ pub mod probe;
 pub mod report;
 
 pub use events::{DeviceRef, DriftKind, Event, EventKind};
+pub use host::{
+    Action, Applied, ApplyReport, Change, HostApplyRequest, HostFileInput, HostPlanRequest, Plan,
+};
 pub use hostdev_model::pool::PoolName;
 pub use hostdev_model::vdpa::{
     CreateConfig, MacAddr, MgmtDevName, VdpaDefinition, VdpaEdit, VdpaExport, VdpaName,

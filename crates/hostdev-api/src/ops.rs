@@ -176,7 +176,9 @@ macro_rules! with_every_op {
             $crate::ProbeTypeRequest,
             $crate::MigrateExportRequest,
             $crate::MigrateCheckRequest,
-            $crate::MigratePrepareRequest
+            $crate::MigratePrepareRequest,
+            $crate::HostPlanRequest,
+            $crate::HostApplyRequest
         )
     };
 }

@@ -373,6 +373,17 @@ pub enum CoreError {
     /// Opening or asking a device through VFIO failed.
     #[error(transparent)]
     Vfio(Box<hostdev_vfio::VfioError>),
+    /// A host file that cannot be used.
+    #[error("{path} cannot be used: {why}")]
+    HostFile {
+        /// Where it came from.
+        path: String,
+        /// Why (the parser's sentence, with the line).
+        why: String,
+    },
+    /// Stable UUIDs need the host's identity.
+    #[error("the host has no identity for stable UUIDs: set [host] id in the host file, or give the machine an /etc/machine-id")]
+    NoHostId,
     /// A migration spec that cannot be used.
     #[error("the migration spec cannot be used: {why}")]
     BadSpec {
@@ -697,6 +708,8 @@ impl CoreError {
             Vfio(e) => e.code(),
             NoPciDevice { .. } => "pci.no_device",
             BadSpec { .. } => "migrate.bad_spec",
+            HostFile { .. } => "host.bad_file",
+            NoHostId => "host.no_id",
             PrepareNoRoom { .. } => "migrate.no_room",
             VdpaValue(_) => "input.bad_vdpa_value",
             VdpaDefined { .. } => "vdpa.already_defined",

@@ -5,9 +5,10 @@
 
 use crate::{CoreError, Devices};
 use hostdev_api::{
-    AllocateRequest, BindRequest, DomainPrepareRequest, DomainReleaseRequest, MigrateCheckRequest,
-    MigrateExportRequest, MigratePrepareRequest, PoolListQuery, PoolShowQuery, ProbeQuery,
-    ProbeTypeRequest, ReconcileRequest, ReleaseRequest, UnbindRequest,
+    AllocateRequest, BindRequest, DomainPrepareRequest, DomainReleaseRequest, HostApplyRequest,
+    HostPlanRequest, MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest,
+    PoolListQuery, PoolShowQuery, ProbeQuery, ProbeTypeRequest, ReconcileRequest, ReleaseRequest,
+    UnbindRequest,
 };
 use hostdev_api::{
     DefineRequest, Done, InventoryQuery, ListQuery, ModifyRequest, Op, RestoreRequest,
@@ -68,3 +69,5 @@ handle!(ProbeTypeRequest, |d, op| d.probe_type(op));
 handle!(MigrateExportRequest, |d, op| d.migrate_export(&op.device));
 handle!(MigrateCheckRequest, |d, op| d.migrate_check(op));
 handle!(MigratePrepareRequest, |d, op| d.migrate_prepare(op));
+handle!(HostPlanRequest, |d, op| d.host_plan(&op.file));
+handle!(HostApplyRequest, |d, op| d.host_apply(op));

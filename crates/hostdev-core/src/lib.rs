@@ -14,6 +14,7 @@
 
 mod error;
 pub mod handle;
+mod host;
 pub mod inventory;
 mod lock;
 pub mod mdev;

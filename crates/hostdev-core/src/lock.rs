@@ -28,6 +28,14 @@ impl Locker {
         }
     }
 
+    /// The lock one `apply` of a host file holds throughout (each step
+    /// also takes the host lock for its own writes).
+    pub fn apply_under(root: &Path) -> Self {
+        Locker {
+            path: root.join("run/lock/hostdev-apply.lock"),
+        }
+    }
+
     /// Takes the lock, waiting for other holders.
     pub fn lock(&self) -> Result<HostLock, CoreError> {
         Ok(HostLock::acquire(&self.path)?)

@@ -227,6 +227,16 @@ pub struct DesiredMdev {
     pub config: MdevConfig,
 }
 
+/// The devices a host file made (`/var/lib/hostdev/host-managed.json`):
+/// apply removes only these when the file no longer has them, never a
+/// device someone defined by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Managed {
+    /// mdev UUIDs.
+    #[serde(default)]
+    pub mdev: BTreeSet<Uuid>,
+}
+
 /// The stable UUID of a counted mdev.
 pub fn slot_uuid(host_id: &str, parent: &ParentName, slot: u32) -> Uuid {
     Uuid::stable(&format!("hostdev:mdev:{host_id}:{parent}:{slot}"))
@@ -394,7 +404,11 @@ types = [{ type = "NVIDIA L40S-4Q", count = 2 }]
         ];
         let (d, notes) = desired_mdevs(&f, "gpu-07", &parents).expect("expand");
         assert!(notes.is_empty(), "{notes:?}");
-        assert_eq!(d.len(), 5, "2 on each selected parent, and the explicit one");
+        assert_eq!(
+            d.len(),
+            5,
+            "2 on each selected parent, and the explicit one"
+        );
         assert_eq!(d[0].config.attrs.len(), 2);
         assert_eq!(d[0].config.attrs[0].name, "a");
         let again = desired_mdevs(&f, "gpu-07", &parents).expect("expand").0;
@@ -425,24 +439,32 @@ types = [{ type = "NVIDIA L40S-4Q", count = 2 }]
             .expect_err("unknown key");
         let s = e.to_string();
         assert!(s.contains("colour") && s.contains("line 4"), "{s}");
-        let e = HostFile::parse(
-            "[[sriov]]\nnumvfs = 1\ntypes = [{ type = \"X-1Q\", count = 2 }]\n",
-        )
-        .expect_err("too many");
-        assert!(e.to_string().contains("ask for 2 VFs but numvfs is 1"), "{e}");
+        let e =
+            HostFile::parse("[[sriov]]\nnumvfs = 1\ntypes = [{ type = \"X-1Q\", count = 2 }]\n")
+                .expect_err("too many");
+        assert!(
+            e.to_string().contains("ask for 2 VFs but numvfs is 1"),
+            "{e}"
+        );
         let e = HostFile::parse("[[mdev]]\ntype = \"../x\"\ncount = 1\n").expect_err("name");
         assert!(e.to_string().contains("line 2"), "{e}");
         let e = HostFile::parse(
             "[[mdev]]\ntype = \"t\"\ncount = 1\nattrs = [{ a = \"1\", b = \"2\" }]\n",
         )
         .expect_err("two in one");
-        assert!(e.to_string().contains("one { name = \"value\" } pair"), "{e}");
+        assert!(
+            e.to_string().contains("one { name = \"value\" } pair"),
+            "{e}"
+        );
         let (_, notes) = desired_mdevs(
             &HostFile::parse("[[mdev]]\ntype = \"t-1\"\ncount = 1\n").expect("parse"),
             "h",
             &[],
         )
         .expect("expand");
-        assert_eq!(notes, vec!["mdev #1 (t-1) selects no parent that offers the type"]);
+        assert_eq!(
+            notes,
+            vec!["mdev #1 (t-1) selects no parent that offers the type"]
+        );
     }
 }

@@ -43,6 +43,16 @@ impl CacheFile<ProbeCache> {
     }
 }
 
+/// The devices a host file made.
+pub type ManagedStore = CacheFile<hostdev_model::host::Managed>;
+
+impl CacheFile<hostdev_model::host::Managed> {
+    /// The record of the host whose filesystem root is `root`.
+    pub fn new(root: &Path) -> Self {
+        CacheFile::at(root.join("var/lib/hostdev/host-managed.json"))
+    }
+}
+
 impl<T: Serialize + DeserializeOwned + Default> CacheFile<T> {
     fn at(path: PathBuf) -> Self {
         CacheFile {

@@ -19,7 +19,7 @@ mod pool_db;
 mod pools;
 
 pub use atomic::{write_atomic, write_atomic_mode};
-pub use cache_file::{CacheFile, ProbeCacheStore, TypeCacheStore};
+pub use cache_file::{CacheFile, ManagedStore, ProbeCacheStore, TypeCacheStore};
 pub use json_dir::{JsonDir, Named};
 pub use lock::HostLock;
 pub use markers::{HeldMarker, ProbeMarkers};

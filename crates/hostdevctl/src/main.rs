@@ -6,6 +6,7 @@
 //! (that is hostdev-core's).
 
 mod env;
+mod host;
 mod mdevctl;
 mod migrate;
 mod native;

@@ -80,6 +80,21 @@ enum Top {
     /// Migration: export a device's spec on the source, check a device against it on the destination
     #[command(subcommand)]
     Migrate(crate::migrate::MigrateCmd),
+    /// Compare the host file (/etc/hostdev/host.toml) with the host: what apply would create, change, remove, and what is blocked because it is in use; exit 0 nothing to do, 2 changes pending
+    Plan {
+        /// The host file (default: /etc/hostdev/host.toml under the root prefix)
+        #[arg(long)]
+        file: Option<String>,
+    },
+    /// Make the host match the host file; devices in use are reported and left alone; exit 0 done, 1 a change failed, 2 some were blocked
+    Apply {
+        /// The host file (default: /etc/hostdev/host.toml under the root prefix)
+        #[arg(long)]
+        file: Option<String>,
+        /// Change this device (UUID) even though it is in use (repeatable)
+        #[arg(long)]
+        force: Vec<String>,
+    },
     /// Every device hostdev manages, of every kind, in one table
     List,
     /// Start every auto-start definition on every present parent
@@ -122,6 +137,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             mdev_type,
         } => crate::probe::run(device.as_deref(), parent.zip(mdev_type), cli.format),
         Top::Migrate(cmd) => crate::migrate::run(cmd, cli.format),
+        Top::Plan { file } => crate::host::plan(file.as_deref(), cli.format),
+        Top::Apply { file, force } => crate::host::apply(file.as_deref(), force, cli.format),
         Top::List => unified_list(cli.format),
         Top::UdevRule { install } => udev_rule(install),
         Top::Mdevctl { args } => {

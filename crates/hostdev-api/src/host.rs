@@ -1,0 +1,133 @@
+//! The declarative host file: the plan (what would change, what is blocked)
+//! and what an apply did to each device.
+//!
+//! Owns: serde shapes only. Must not: compare or act (hostdev-core does).
+
+use crate::ops::op;
+use serde::{Deserialize, Serialize};
+
+/// The host file as the client read it (the daemon reads no client paths).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostFileInput {
+    /// Where it came from (for messages).
+    pub path: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// Show what applying the file would change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostPlanRequest {
+    /// The file.
+    pub file: HostFileInput,
+}
+
+/// Make the host match the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostApplyRequest {
+    /// The file.
+    pub file: HostFileInput,
+    /// Devices (UUIDs, VF addresses) changed even though in use.
+    #[serde(default)]
+    pub force: Vec<String>,
+}
+
+/// What a change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Define and (auto) start a new device.
+    Create,
+    /// Write the definition of a device that runs as wanted.
+    Define,
+    /// Start a defined device that should run.
+    Start,
+    /// Redefine (and restart or retype) a device.
+    Change,
+    /// Stop and undefine a device the file no longer has.
+    Remove,
+}
+
+impl Action {
+    /// The word shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Define => "define",
+            Action::Start => "start",
+            Action::Change => "change",
+            Action::Remove => "remove",
+        }
+    }
+}
+
+/// One device's difference between the file and the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// `mdev`.
+    pub kind: String,
+    /// The device (UUID).
+    pub id: String,
+    /// Its parent.
+    pub parent: String,
+    /// What applying does.
+    pub action: Action,
+    /// What it is now (`-` when nothing).
+    pub from: String,
+    /// What the file wants (`-` when removed).
+    pub to: String,
+    /// Why: a sentence. For a blocked change, what holds the device.
+    pub why: String,
+}
+
+/// The diff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// What apply would do.
+    pub changes: Vec<Change>,
+    /// What apply will not do because the device is in use (`--force ID`).
+    pub blocked: Vec<Change>,
+    /// Devices already as the file wants.
+    pub unchanged: usize,
+    /// Sentences about entries that select nothing here.
+    pub notes: Vec<String>,
+}
+
+/// One change's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The change.
+    pub change: Change,
+    /// `done`, `blocked` or `failed`.
+    pub result: String,
+    /// Why it failed (the error's sentence), or what blocks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Every device's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    /// In the plan's order, blocked ones last.
+    pub outcomes: Vec<Applied>,
+    /// Devices already as the file wants.
+    pub unchanged: usize,
+    /// The plan's notes.
+    pub notes: Vec<String>,
+}
+
+impl ApplyReport {
+    /// How many changes failed.
+    pub fn failed(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| o.result == "failed")
+            .count()
+    }
+}
+
+op!(HostPlanRequest => Plan, Post, "/v1/host/plan", "What applying a host file would change, and what is blocked because it is in use.");
+op!(HostApplyRequest => ApplyReport, Post, "/v1/host/apply", "Make the host match a host file; devices in use are left alone unless forced.");

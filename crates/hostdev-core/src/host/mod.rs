@@ -1,0 +1,261 @@
+//! The declarative host file: `plan` compares what the file wants with the
+//! definitions and running devices, and `apply` makes it so, one device at
+//! a time, leaving alone what is in use (a VM holds its VFIO group, or a
+//! pool has allocated it) unless forced.
+//!
+//! Owns: the comparison, the in-use test, the record of what the file made
+//! (only those are removed when the file drops them), and the order of
+//! apply's steps. Must not: parse the file (hostdev-model's `host`), print.
+//! Here: mdevs; NVIDIA SR-IOV entries are parsed and noted as not applied
+//! yet.
+
+mod apply;
+
+use crate::{CoreError, Devices};
+use hostdev_api::{Action, Change, HostFileInput, Plan};
+use hostdev_model::host::{desired_mdevs, DesiredMdev, HostFile, ParentOffer};
+use hostdev_model::{MdevConfig, Uuid};
+use hostdev_store::{ManagedStore, PoolDb};
+use hostdev_sysfs::sriov::SriovSysfs;
+use hostdev_sysfs::{ActiveDevice, MdevSysfs};
+use hostdev_vdpa::VdpaClient;
+use hostdev_vfio::{Target, VfioError};
+
+/// What a plan step needs to act.
+#[derive(Debug, Clone)]
+pub(crate) struct Step {
+    pub change: Change,
+    /// The wanted device (absent for a removal).
+    pub want: Option<DesiredMdev>,
+    /// It runs now.
+    pub running: bool,
+}
+
+/// A plan before it is shown or applied.
+pub(crate) struct Steps {
+    /// What apply does.
+    pub steps: Vec<Step>,
+    /// What is in use.
+    pub blocked: Vec<Step>,
+    /// Devices already as wanted.
+    pub unchanged: usize,
+    /// Entries that select nothing; kinds not applied yet.
+    pub notes: Vec<String>,
+}
+
+fn describe(c: &MdevConfig) -> String {
+    let mut s = format!("{} {}", c.mdev_type, c.start);
+    for a in &c.attrs {
+        s.push_str(&format!(" {}={}", a.name, a.value));
+    }
+    s
+}
+
+impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+    fn host_id(&self, f: &HostFile) -> Result<String, CoreError> {
+        if let Some(id) = f.host.id.as_ref().filter(|s| !s.trim().is_empty()) {
+            return Ok(id.trim().to_string());
+        }
+        std::fs::read_to_string(self.root.join("etc/machine-id"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .ok_or(CoreError::NoHostId)
+    }
+
+    /// What holds a running mdev, if anything: a VM (its VFIO group is
+    /// open elsewhere) or a pool allocation.
+    pub(crate) fn mdev_in_use(&self, u: &Uuid) -> Option<String> {
+        if let Err(VfioError::Busy { group, .. }) = self.vfio.probe(&Target::Mdev(*u)) {
+            return Some(format!("in use: VFIO group {group} is held (a VM?)"));
+        }
+        if !PoolDb::path_under(&self.root).exists() {
+            return None;
+        }
+        let now = (self.clock)();
+        let rec = PoolDb::open(&self.root)
+            .ok()?
+            .read(|tx| tx.device(&u.to_string()))
+            .ok()??;
+        rec.held_at(now).then(|| {
+            format!(
+                "in use: pool {} allocated it to {}",
+                rec.pool,
+                rec.consumer.as_deref().unwrap_or("a consumer")
+            )
+        })
+    }
+
+    pub(crate) fn host_steps(&self, input: &HostFileInput) -> Result<Steps, CoreError> {
+        let bad = |why: String| CoreError::HostFile {
+            path: input.path.clone(),
+            why,
+        };
+        let f = HostFile::parse(&input.text).map_err(|e| bad(e.to_string()))?;
+        let host_id = self.host_id(&f)?;
+        let sysfs = &self.mdev.sysfs;
+        let mut offers = Vec::new();
+        for p in sysfs.parents().map_err(CoreError::inventory)? {
+            let types = sysfs
+                .types(&p)
+                .map_err(CoreError::inventory)?
+                .into_iter()
+                .map(|t| t.type_id)
+                .collect();
+            offers.push(ParentOffer {
+                facts: sysfs.parent_facts(&p),
+                types,
+            });
+        }
+        let (want, mut notes) =
+            desired_mdevs(&f, &host_id, &offers).map_err(|e| bad(e.to_string()))?;
+        if !f.sriov.is_empty() {
+            notes.push(format!(
+                "{} [[sriov]] entries are not applied yet: use `hostdevctl vgpu enable|define`",
+                f.sriov.len()
+            ));
+        }
+        let (defs, _problems) = self.mdev.store.load_all()?;
+        let running: Vec<ActiveDevice> = sysfs.devices().map_err(CoreError::inventory)?;
+        let managed = ManagedStore::new(&self.root).load();
+        let mut steps = Vec::new();
+        let mut blocked = Vec::new();
+        let mut unchanged = 0;
+        for d in &want {
+            let def = defs.iter().find(|x| x.uuid == d.uuid);
+            let live = running.iter().find(|x| x.uuid == d.uuid);
+            let to = describe(&d.config);
+            let change = |action: Action, from: String, why: &str| Change {
+                kind: "mdev".into(),
+                id: d.uuid.to_string(),
+                parent: d.parent.to_string(),
+                action,
+                from,
+                to: to.clone(),
+                why: why.to_string(),
+            };
+            let auto = d.config.start == hostdev_model::StartPolicy::Auto;
+            let same_live =
+                live.is_some_and(|l| l.parent == d.parent && l.mdev_type == d.config.mdev_type);
+            let (action, from, why) = match def {
+                None if live.is_none() => (
+                    Action::Create,
+                    "-".to_string(),
+                    "the file has it, the host does not",
+                ),
+                Some(x) if x.parent == d.parent && x.config == d.config => {
+                    if auto && live.is_none() {
+                        (
+                            Action::Start,
+                            describe(&x.config),
+                            "defined to start automatically, not running",
+                        )
+                    } else if live.is_some() && !same_live {
+                        (
+                            Action::Change,
+                            describe(&x.config),
+                            "it runs with another type or parent",
+                        )
+                    } else {
+                        unchanged += 1;
+                        continue;
+                    }
+                }
+                None if same_live => (
+                    Action::Define,
+                    "running, not defined".into(),
+                    "it runs as wanted but has no definition",
+                ),
+                Some(x) => (
+                    Action::Change,
+                    format!("{} on {}", describe(&x.config), x.parent),
+                    "its definition differs",
+                ),
+                None => (
+                    Action::Change,
+                    "running with another type or parent".into(),
+                    "it runs, but not as wanted",
+                ),
+            };
+            // A change restarts a running device when what runs changes.
+            let restarts = live.is_some()
+                && (action == Action::Change)
+                && !(same_live && def.is_some_and(|x| x.config.attrs == d.config.attrs));
+            let step = Step {
+                change: change(action, from, why),
+                want: Some(d.clone()),
+                running: live.is_some(),
+            };
+            match restarts.then(|| self.mdev_in_use(&d.uuid)).flatten() {
+                Some(holder) => blocked.push(Step {
+                    change: Change {
+                        why: holder,
+                        ..step.change
+                    },
+                    ..step
+                }),
+                None => steps.push(step),
+            }
+        }
+        for u in &managed.mdev {
+            if want.iter().any(|d| &d.uuid == u) {
+                continue;
+            }
+            let def = defs.iter().find(|x| &x.uuid == u);
+            let live = running.iter().find(|x| &x.uuid == u);
+            let Some(parent) = def
+                .map(|x| x.parent.clone())
+                .or(live.map(|l| l.parent.clone()))
+            else {
+                continue;
+            };
+            let step = Step {
+                change: Change {
+                    kind: "mdev".into(),
+                    id: u.to_string(),
+                    parent: parent.to_string(),
+                    action: Action::Remove,
+                    from: def
+                        .map(|x| describe(&x.config))
+                        .unwrap_or_else(|| "running".into()),
+                    to: "-".into(),
+                    why: "the file made it and no longer has it".into(),
+                },
+                want: None,
+                running: live.is_some(),
+            };
+            match live.and_then(|_| self.mdev_in_use(u)) {
+                Some(holder) => blocked.push(Step {
+                    change: Change {
+                        why: holder,
+                        ..step.change
+                    },
+                    ..step
+                }),
+                None => steps.push(step),
+            }
+        }
+        Ok(Steps {
+            steps,
+            blocked,
+            unchanged,
+            notes,
+        })
+    }
+
+    /// The diff between a host file and the host.
+    pub fn host_plan(&self, input: &HostFileInput) -> Result<Plan, CoreError> {
+        let Steps {
+            steps,
+            blocked,
+            unchanged,
+            notes,
+        } = self.host_steps(input)?;
+        Ok(Plan {
+            changes: steps.into_iter().map(|s| s.change).collect(),
+            blocked: blocked.into_iter().map(|s| s.change).collect(),
+            unchanged,
+            notes,
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! `hostdevctl plan|apply`: the declarative host file against the host.
+
+use crate::env;
+use crate::native::Format;
+use crate::output::{emit, table};
+use anyhow::{Context, Result};
+use hostdev_core::api::{Change, HostApplyRequest, HostFileInput, HostPlanRequest};
+use std::process::ExitCode;
+
+/// The file as given, or `/etc/hostdev/host.toml` under the root prefix.
+fn read(file: Option<&str>) -> Result<HostFileInput> {
+    let path = match file {
+        Some(f) => std::path::PathBuf::from(f),
+        None => env::root(false).join("etc/hostdev/host.toml"),
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the host file {}", path.display()))?;
+    Ok(HostFileInput {
+        path: path.display().to_string(),
+        text,
+    })
+}
+
+fn row(c: &Change, what: &str) -> Vec<String> {
+    vec![
+        what.to_string(),
+        c.kind.clone(),
+        c.id.clone(),
+        c.parent.clone(),
+        c.from.clone(),
+        c.to.clone(),
+        c.why.clone(),
+    ]
+}
+
+const HEADER: [&str; 7] = ["ACTION", "KIND", "ID", "PARENT", "NOW", "WANTED", "WHY"];
+
+/// `plan`: exit 0 when the host matches, 2 when changes are pending
+/// (blocked ones included).
+pub fn plan(file: Option<&str>, f: Format) -> Result<ExitCode> {
+    crate::pool::no_libvirt(f, "plan")?;
+    let p = env::call(env::backend(false), &HostPlanRequest { file: read(file)? })?;
+    let pending = !p.changes.is_empty() || !p.blocked.is_empty();
+    if f == Format::Json {
+        emit(&(serde_json::to_string_pretty(&p)? + "\n"))?;
+    } else {
+        let mut rows: Vec<Vec<String>> = p
+            .changes
+            .iter()
+            .map(|c| row(c, c.action.as_str()))
+            .collect();
+        rows.extend(
+            p.blocked
+                .iter()
+                .map(|c| row(c, &format!("blocked {}", c.action.as_str()))),
+        );
+        let mut out = String::new();
+        for n in &p.notes {
+            out.push_str(&format!("note: {n}\n"));
+        }
+        if pending {
+            out.push_str(&table(&HEADER, &rows));
+        }
+        out.push_str(&format!(
+            "{} to change, {} blocked (in use; apply --force ID), {} as wanted\n",
+            p.changes.len(),
+            p.blocked.len(),
+            p.unchanged
+        ));
+        emit(&out)?;
+    }
+    Ok(ExitCode::from(if pending { 2 } else { 0 }))
+}
+
+/// `apply`: exit 0 when every change was made, 1 when one failed, 2 when
+/// some were left because they are in use.
+pub fn apply(file: Option<&str>, force: Vec<String>, f: Format) -> Result<ExitCode> {
+    crate::pool::no_libvirt(f, "apply")?;
+    let r = env::call(
+        env::backend(false),
+        &HostApplyRequest {
+            file: read(file)?,
+            force,
+        },
+    )?;
+    if f == Format::Json {
+        emit(&(serde_json::to_string_pretty(&r)? + "\n"))?;
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .outcomes
+            .iter()
+            .map(|o| {
+                let mut x = row(&o.change, o.change.action.as_str());
+                x.insert(0, o.result.clone());
+                if let Some(e) = &o.error {
+                    x[7] = e.clone();
+                }
+                x
+            })
+            .collect();
+        let mut out = String::new();
+        for n in &r.notes {
+            out.push_str(&format!("note: {n}\n"));
+        }
+        if !rows.is_empty() {
+            let mut h = vec!["RESULT"];
+            h.extend(HEADER);
+            out.push_str(&table(&h, &rows));
+        }
+        let blocked = r.outcomes.iter().filter(|o| o.result == "blocked").count();
+        out.push_str(&format!(
+            "{} done, {} failed, {} blocked, {} as wanted\n",
+            r.outcomes.len() - r.failed() - blocked,
+            r.failed(),
+            blocked,
+            r.unchanged
+        ));
+        emit(&out)?;
+    }
+    let blocked = r.outcomes.iter().any(|o| o.result == "blocked");
+    Ok(ExitCode::from(if r.failed() > 0 {
+        1
+    } else if blocked {
+        2
+    } else {
+        0
+    }))
+}
