@@ -14,6 +14,25 @@ use hostdev_vdpa::{FakeVdpa, VdpaClient};
 use hostdev_vfio::FakeVfio;
 use std::sync::Arc;
 
+/// What a fake device answers: VFIO migration (stop-copy p2p, and
+/// pre-copy when asked) or none.
+fn answer(migrates: bool, pre_copy: bool) -> hostdev_model::probe::Probe {
+    use hostdev_model::probe::{Display, Migration, Probe};
+    Probe {
+        device_api: "vfio-pci".into(),
+        reset: true,
+        regions: vec![],
+        irqs: vec![],
+        display: Display::None,
+        migration: migrates.then_some(Migration {
+            stop_copy: true,
+            p2p: true,
+            pre_copy,
+        }),
+        dma_logging: false,
+    }
+}
+
 #[test]
 fn a_vdpa_check_removes_what_a_killed_check_left_and_leaves_a_live_ones() {
     let t = tempfile::tempdir().expect("tempdir");
@@ -69,7 +88,6 @@ fn a_vdpa_check_removes_what_a_killed_check_left_and_leaves_a_live_ones() {
 #[test]
 fn a_probed_vgpu_spec_is_judged_by_name_and_by_each_vfs_answer() {
     use hostdev_api::{MigratePrepareRequest, ProbeTarget};
-    use hostdev_model::probe::{Display, Migration, Probe};
     use hostdev_model::vgpu::PciAddress;
     let host = |ids: (u32, u32), vfio: Arc<FakeVfio>| {
         let t = tempfile::tempdir().expect("tempdir");
@@ -103,19 +121,7 @@ fn a_probed_vgpu_spec_is_judged_by_name_and_by_each_vfs_answer() {
         );
         (t, d)
     };
-    let answer = |migrates: bool| Probe {
-        device_api: "vfio-pci".into(),
-        reset: true,
-        regions: vec![],
-        irqs: vec![],
-        display: Display::None,
-        migration: migrates.then_some(Migration {
-            stop_copy: true,
-            p2p: true,
-            pre_copy: false,
-        }),
-        dma_logging: false,
-    };
+    let answer = |migrates: bool| answer(migrates, false);
     let vf = "0000:41:00.4".parse::<PciAddress>().expect("vf");
     let src_vfio = Arc::new(FakeVfio::new());
     src_vfio.set(vf.as_str(), Ok(answer(true)));
@@ -167,22 +173,9 @@ fn a_probed_vgpu_spec_is_judged_by_name_and_by_each_vfs_answer() {
 /// line; a host without room or without the type is incompatible.
 #[test]
 fn an_mdev_spec_is_judged_against_what_the_host_could_create() {
-    use hostdev_model::probe::{Display, Migration, Probe};
     use hostdev_model::{ParentName, TypeId, Uuid};
     use hostdev_sysfs::{FakeType, MdevSysfs};
-    let probe = |migrates: bool| Probe {
-        device_api: "vfio-pci".into(),
-        reset: true,
-        regions: vec![],
-        irqs: vec![],
-        display: Display::None,
-        migration: migrates.then_some(Migration {
-            stop_copy: true,
-            p2p: true,
-            pre_copy: true,
-        }),
-        dma_logging: false,
-    };
+    let probe = |migrates: bool| answer(migrates, true);
     let host = |max: u32, t: &std::path::Path| {
         let k = FakeKernel::new();
         k.add_parent("mtty", vec![FakeType::new("mtty-2", max)]);

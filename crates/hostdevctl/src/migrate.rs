@@ -7,8 +7,7 @@ use crate::output::{emit, table};
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use hostdev_core::api::{
-    ExportTarget, MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest, PciAddress,
-    ProbeTarget,
+    ExportTarget, MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest, ProbeTarget,
 };
 use hostdev_model::migrate::{DriverPolicy, MigrationSpec, Verdict};
 use hostdev_model::Uuid;
@@ -73,17 +72,15 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
     match cmd {
         MigrateCmd::Export { device } => {
             crate::pool::no_libvirt(f, "migrate export")?;
-            let device = if let Ok(u) = device.parse::<Uuid>() {
-                ExportTarget::Mdev(u)
-            } else if let Ok(a) = device.parse::<PciAddress>() {
-                ExportTarget::Vgpu(a)
-            } else {
-                ExportTarget::Vdpa(device.parse().map_err(|_| {
+            let device = match crate::probe::target(&device) {
+                Ok(ProbeTarget::Mdev(u)) => ExportTarget::Mdev(u),
+                Ok(ProbeTarget::Pci(a)) => ExportTarget::Vgpu(a),
+                Err(_) => ExportTarget::Vdpa(device.parse().map_err(|_| {
                     anyhow::anyhow!(
                         "'{}' is neither an mdev UUID, a VF's PCI address nor a vDPA device name",
                         device.escape_debug()
                     )
-                })?)
+                })?),
             };
             let spec = env::call(env::backend(false), &MigrateExportRequest { device })?;
             emit(&(serde_json::to_string_pretty(&spec)? + "\n"))?;
@@ -99,18 +96,7 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
                 .map(|m| hostdev_model::vdpa::MgmtDevName::parse(&m))
                 .transpose()?;
             let device = device
-                .map(|d| {
-                    if let Ok(u) = d.parse::<Uuid>() {
-                        Ok(ProbeTarget::Mdev(u))
-                    } else if let Ok(a) = d.parse::<PciAddress>() {
-                        Ok(ProbeTarget::Pci(a))
-                    } else {
-                        Err(anyhow::anyhow!(
-                            "--device '{}' is neither an mdev UUID nor a VF's PCI address",
-                            d.escape_debug()
-                        ))
-                    }
-                })
+                .map(|d| crate::probe::target(&d).context("--device"))
                 .transpose()?;
             crate::pool::no_libvirt(f, "migrate check")?;
             let spec = read_spec(&spec)?;

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 /// The device named on the command line: a UUID is an mdev, an address a
 /// PCI function.
-fn target(device: &str) -> Result<ProbeTarget> {
+pub(crate) fn target(device: &str) -> Result<ProbeTarget> {
     if let Ok(u) = device.parse() {
         return Ok(ProbeTarget::Mdev(u));
     }

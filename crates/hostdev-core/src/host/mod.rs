@@ -120,6 +120,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let managed = ManagedStore::new(&self.root).load();
         let mut steps = Vec::new();
         let mut blocked = Vec::new();
+        // A step whose device something holds is blocked, with the holder
+        // as its reason.
+        let mut file = |step: Step, holder: Option<String>| match holder {
+            Some(why) => blocked.push(Step {
+                change: Change { why, ..step.change },
+                ..step
+            }),
+            None => steps.push(step),
+        };
         let mut unchanged = 0;
         for d in &want {
             let def = defs.iter().find(|x| x.uuid == d.uuid);
@@ -186,16 +195,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 want: Some(d.clone()),
                 running: live.is_some(),
             };
-            match restarts.then(|| self.mdev_in_use(&d.uuid)).flatten() {
-                Some(holder) => blocked.push(Step {
-                    change: Change {
-                        why: holder,
-                        ..step.change
-                    },
-                    ..step
-                }),
-                None => steps.push(step),
-            }
+            file(step, restarts.then(|| self.mdev_in_use(&d.uuid)).flatten());
         }
         for u in &managed.mdev {
             if want.iter().any(|d| &d.uuid == u) {
@@ -224,16 +224,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 want: None,
                 running: live.is_some(),
             };
-            match live.and_then(|_| self.mdev_in_use(u)) {
-                Some(holder) => blocked.push(Step {
-                    change: Change {
-                        why: holder,
-                        ..step.change
-                    },
-                    ..step
-                }),
-                None => steps.push(step),
-            }
+            file(step, live.and_then(|_| self.mdev_in_use(u)));
         }
         Ok(Steps {
             steps,

@@ -5,16 +5,18 @@
 //!
 //! Owns: gathering a VF's facts (its type's name from its definition or its
 //! card's lists, the PF's ids and driver, the VF's VFIO answer where it can
-//! be opened) and the transient type write of prepare, under the host lock.
-//! Must not: hold the rules (hostdev-model's `migrate::check_vgpu`).
+//! be opened) and the choice of prepare's VF. Must not: hold the rules
+//! (hostdev-model's `migrate::check_vgpu`), or write a VF's type or
+//! definition itself (`Vgpus::define` and `start` do, under the host lock).
 
-use crate::{CoreError, Devices, Locker};
+use crate::vgpu::VgpuSlot;
+use crate::{CoreError, Devices};
 use hostdev_api::{CheckReport, Prepared};
 use hostdev_model::migrate::{
     self, card_model, CardSpec, DriverPolicy, MigrationSpec, Reason, Verdict, VgpuDestination,
     VgpuSpec,
 };
-use hostdev_model::vgpu::{PciAddress, VgpuDefinition, VgpuType};
+use hostdev_model::vgpu::{PciAddress, VgpuType};
 use hostdev_model::StartPolicy;
 use hostdev_sysfs::sriov::{SriovSysfs, VfInfo};
 use hostdev_sysfs::MdevSysfs;
@@ -25,7 +27,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// The name of a configured VF's type: its definition's (when it names
     /// the same id), else what another VF of the same card lists under the
     /// id (ids are card-local, so only the same card's lists are asked).
-    fn current_type(&self, v: &VfInfo) -> Option<VgpuType> {
+    fn current_type(&self, v: &VfInfo, card_vfs: &[VfInfo]) -> Option<VgpuType> {
         if v.current == 0 {
             return None;
         }
@@ -40,16 +42,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 return named(d.type_name);
             }
         }
-        let listed = self
-            .vgpu
-            .sriov
-            .vfs(&v.pf)
-            .ok()
-            .into_iter()
-            .flatten()
-            .flat_map(|o| o.creatable)
+        let listed = card_vfs
+            .iter()
+            .flat_map(|o| &o.creatable)
             .find(|t| t.id == v.current)
-            .map(|t| t.name);
+            .map(|t| t.name.clone());
         named(listed.unwrap_or_default())
     }
 
@@ -63,25 +60,31 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
     }
 
-    /// A card's model from any type name one of its VFs shows.
+    /// A card's model from any type name one of its VFs lists, else from a
+    /// configured VF's type (its definition is read only then).
     fn card_of(&self, pf: &PciAddress, vfs: &[VfInfo]) -> CardSpec {
-        let name = vfs
-            .iter()
-            .flat_map(|v| {
-                v.creatable
-                    .first()
-                    .cloned()
-                    .or_else(|| self.current_type(v))
-            })
+        let listed = vfs.iter().find_map(|v| v.creatable.first()).cloned();
+        let name = listed
+            .or_else(|| vfs.iter().find_map(|v| self.current_type(v, vfs)))
             .map(|t| t.name)
-            .find(|n| !n.is_empty());
+            .filter(|n| !n.is_empty());
         self.card(pf, name.as_deref())
     }
 
+    /// A VF and the other VFs of its card, read once.
+    fn vf_and_card(&self, vf: &PciAddress) -> Result<(VfInfo, Vec<VfInfo>), CoreError> {
+        for (_, vfs) in self.vgpu.inventory(None)? {
+            if let Some(v) = vfs.iter().find(|v| &v.address == vf) {
+                return Ok((v.clone(), vfs));
+            }
+        }
+        Err(CoreError::VfAbsent { vf: vf.clone() })
+    }
+
     pub(super) fn export_vgpu(&self, vf: &PciAddress) -> Result<MigrationSpec, CoreError> {
-        let v = self.vgpu.find_vf(vf)?;
+        let (v, card_vfs) = self.vf_and_card(vf)?;
         let t = self
-            .current_type(&v)
+            .current_type(&v, &card_vfs)
             .ok_or_else(|| CoreError::VgpuNotSet { vf: vf.clone() })?;
         if t.name.is_empty() {
             return Err(CoreError::BadSpec {
@@ -111,8 +114,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         })
     }
 
-    fn vgpu_destination(&self, v: &VfInfo, card: CardSpec) -> VgpuDestination {
-        let current = self.current_type(v);
+    fn vgpu_destination(&self, v: &VfInfo, card_vfs: &[VfInfo], card: CardSpec) -> VgpuDestination {
+        let current = self.current_type(v, card_vfs);
         let migration = current.as_ref().and_then(|_| {
             self.vfio
                 .probe(&Target::Pci(v.address.clone()))
@@ -138,19 +141,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         policy: DriverPolicy,
     ) -> Result<CheckReport, CoreError> {
         if let Some(vf) = device {
-            let v = self.vgpu.find_vf(vf)?;
-            let vfs = self.vgpu.sriov.vfs(&v.pf)?;
-            let d = self.vgpu_destination(&v, self.card_of(&v.pf, &vfs));
+            let (v, vfs) = self.vf_and_card(vf)?;
+            let d = self.vgpu_destination(&v, &vfs, self.card_of(&v.pf, &vfs));
             let (verdict, reasons) = migrate::check_vgpu(spec, &d, policy);
             return Ok(CheckReport { verdict, reasons });
         }
         let mut judged: Vec<(Verdict, Vec<Reason>)> = Vec::new();
         for (pf, vfs) in self.vgpu.inventory(None)? {
             let card = self.card_of(&pf.address, &vfs);
-            let free: Vec<&VfInfo> = vfs
-                .iter()
-                .filter(|v| v.ready && v.current == 0 && !self.vgpu.defs.exists(v.address.as_str()))
-                .collect();
+            let free = self.free_vfs(&vfs);
             let Some(first) = free.first() else {
                 let why = if vfs.is_empty() {
                     "it has no VFs enabled (vgpu enable)".to_string()
@@ -163,8 +162,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 ));
                 continue;
             };
-            let (verdict, mut reasons) =
-                migrate::check_vgpu(spec, &self.vgpu_destination(first, card.clone()), policy);
+            let (verdict, mut reasons) = migrate::check_vgpu(
+                spec,
+                &self.vgpu_destination(first, &vfs, card.clone()),
+                policy,
+            );
             let takers = free
                 .iter()
                 .filter(|v| v.creatable.iter().any(|t| t.name == spec.type_name))
@@ -212,28 +214,25 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 
     /// Sets the type, by this card's id for its name, on a free VF: a card
     /// of the source's PCI device id first, then any. The VF is defined with
-    /// start `manual`: the definition keeps the type's name (sysfs shows a
-    /// configured VF's id only) and marks the VF taken; nothing is set at
-    /// boot (`vgpu undefine` forgets it).
+    /// start `manual` (through `vgpu define` and `vgpu start`): the
+    /// definition keeps the type's name (sysfs shows a configured VF's id
+    /// only) and marks the VF taken; nothing is set at boot (`vgpu
+    /// undefine` forgets it).
     pub(super) fn prepare_vgpu(
         &self,
         spec: &VgpuSpec,
         dry_run: bool,
     ) -> Result<Prepared, CoreError> {
-        let lock = Locker::under(&self.root).lock()?;
         let mut why = Vec::new();
         let mut offering: Vec<(u8, VfInfo, VgpuType)> = Vec::new();
         for (pf, vfs) in self.vgpu.inventory(None)? {
             let card = self.card_of(&pf.address, &vfs);
-            let free = vfs
-                .iter()
-                .filter(|v| v.ready && v.current == 0 && !self.vgpu.defs.exists(v.address.as_str()))
-                .find_map(|v| {
-                    v.creatable
-                        .iter()
-                        .find(|t| t.name == spec.type_name)
-                        .map(|t| (v.clone(), t.clone()))
-                });
+            let free = self.free_vfs(&vfs).into_iter().find_map(|v| {
+                v.creatable
+                    .iter()
+                    .find(|t| t.name == spec.type_name)
+                    .map(|t| (v.clone(), t.clone()))
+            });
             match free {
                 Some((v, t)) => {
                     let rank = u8::from(card.device != spec.card.device);
@@ -258,19 +257,17 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             });
         };
         if !dry_run {
-            let d = VgpuDefinition {
-                vf: v.address.clone(),
-                pf: v.pf.clone(),
-                vf_index: v.index,
-                type_id: t.id,
-                type_name: t.name.clone(),
-                start: StartPolicy::Manual,
-            };
-            self.vgpu.defs.save(&lock, v.address.as_str(), &d)?;
-            if let Err(e) = self.vgpu.sriov.set_type(&v.address, t.id) {
+            // `vgpu define` and `vgpu start`: they check, under the host
+            // lock, that the VF is still free and still offers the name.
+            self.vgpu.define(
+                &VgpuSlot::Vf(v.address.clone()),
+                &t.name,
+                StartPolicy::Manual,
+            )?;
+            if let Err(e) = self.vgpu.start(&v.address) {
                 // Nothing is left defined that was not made.
-                let _ = self.vgpu.defs.remove(&lock, v.address.as_str());
-                return Err(e.into());
+                let _ = self.vgpu.undefine(&v.address);
+                return Err(e);
             }
         }
         Ok(Prepared {
@@ -285,6 +282,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 hostdev_model::libvirt::pci_hostdev(&v.address)
             ),
         })
+    }
+}
+
+impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+    /// VFs set up by the driver, without a type and without a definition.
+    fn free_vfs<'a>(&self, vfs: &'a [VfInfo]) -> Vec<&'a VfInfo> {
+        vfs.iter()
+            .filter(|v| v.ready && v.current == 0 && !self.vgpu.defs.exists(v.address.as_str()))
+            .collect()
     }
 }
 
