@@ -119,6 +119,40 @@ fn a_host_file_is_planned_applied_idempotently_retyped_and_keeps_its_uuids() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(running(&sim), now, "the same UUIDs after a wipe");
 
+    // Regression: with /etc read-only every removal fails and no device is
+    // stopped (removal used to stop first, then fail to undefine).
+    let fewer = dir.path().join("fewer.toml");
+    std::fs::write(
+        &fewer,
+        std::fs::read_to_string(retyped)
+            .unwrap()
+            .replacen("count = 8", "count = 6", 1),
+    )
+    .expect("write");
+    let mut ro = std::process::Command::new("unshare");
+    ro.args(["--mount", "sh", "-c"])
+        .arg(format!(
+            "mount --bind {etc} {etc} && mount -o remount,bind,ro {etc} && {bin} apply --file {fewer}",
+            etc = r.join("etc").display(),
+            bin = bins.path("hostdevctl").display(),
+            fewer = fewer.display(),
+        ))
+        .env("HOSTDEV_ROOT", r)
+        .env("HOSTDEV_SOCKET", "");
+    let o = ro.output().expect("unshare");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("0 done, 30 failed") && out.contains("Read-only file system"),
+        "{out}"
+    );
+    assert_eq!(running(&sim), now, "nothing stopped");
+
     // A file with an unknown key is refused by name and line; nothing changes.
     let bad = dir.path().join("bad.toml");
     std::fs::write(

@@ -159,14 +159,24 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         out
     }
 
+    /// Undefines, then stops: a definition that cannot be removed (a
+    /// read-only /etc) leaves the device running; a device that cannot be
+    /// stopped gets its definitions back.
     fn remove(&self, u: &Uuid, running: bool) -> Result<(), CoreError> {
-        if running {
-            self.mdev.stop(u)?;
-        }
+        let (old_defs, _) = self.mdev.store.find(u)?;
         match self.mdev.undefine(u, None) {
-            Ok(_) | Err(CoreError::NotDefined { .. }) => Ok(()),
-            Err(e) => Err(e),
+            Ok(_) | Err(CoreError::NotDefined { .. }) => {}
+            Err(e) => return Err(e),
         }
+        if running {
+            if let Err(e) = self.mdev.stop(u) {
+                for o in &old_defs {
+                    let _ = self.define_as(&o.uuid, &o.parent, &o.config);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn run_step(&self, s: &Step) -> Result<(), CoreError> {
