@@ -101,7 +101,9 @@ pub struct Plan {
 pub struct Applied {
     /// The change.
     pub change: Change,
-    /// `done`, `blocked` or `failed`.
+    /// `done`, `failed`, `rolled-back` (done, then undone because another
+    /// step of its parent failed), `not-tried` (its parent failed first) or
+    /// `blocked` (in use).
     pub result: String,
     /// Why it failed (the error's sentence), or what blocks it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,12 +122,20 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
+    /// How many changes had this result.
+    pub fn count(&self, result: &str) -> usize {
+        self.outcomes.iter().filter(|o| o.result == result).count()
+    }
+
     /// How many changes failed.
     pub fn failed(&self) -> usize {
-        self.outcomes
-            .iter()
-            .filter(|o| o.result == "failed")
-            .count()
+        self.count("failed")
+    }
+
+    /// How many were undone or not tried because a step of their parent
+    /// failed.
+    pub fn undone(&self) -> usize {
+        self.count("rolled-back") + self.count("not-tried")
     }
 }
 

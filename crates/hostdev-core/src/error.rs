@@ -381,6 +381,29 @@ pub enum CoreError {
         /// Why (the parser's sentence, with the line).
         why: String,
     },
+    /// The VFs of a PF were not set up in time.
+    #[error("the VFs of {pf} were not set up by the driver within {waited:?}")]
+    VfsNotReady {
+        /// The PF.
+        pf: PciAddress,
+        /// How long apply waited.
+        waited: Duration,
+    },
+    /// A step that was not tried because its group could not be read.
+    #[error("not tried: {why}")]
+    NotTried {
+        /// Why.
+        why: String,
+    },
+    /// A step that was done and then undone because another step of its
+    /// group (parent, PF, management device) failed.
+    #[error("undone: another step on {group} failed, so {group} was put back as it was{}", .trouble.as_ref().map(|t| format!(" (except: {t})")).unwrap_or_default())]
+    RolledBack {
+        /// The parent, PF or management device.
+        group: String,
+        /// What could not be put back, if anything.
+        trouble: Option<String>,
+    },
     /// Stable UUIDs need the host's identity.
     #[error("the host has no identity for stable UUIDs: set [host] id in the host file, or give the machine an /etc/machine-id")]
     NoHostId,
@@ -636,103 +659,6 @@ impl CoreError {
     /// Wraps a failed sysfs read.
     pub(crate) fn inventory(e: SysfsError) -> Self {
         CoreError::Inventory(Box::new(e))
-    }
-
-    /// A stable machine code for this failure (`kind.what`), the same across
-    /// releases and front-ends, whatever the sentence says.
-    pub fn code(&self) -> &'static str {
-        use CoreError::*;
-        match self {
-            Name(_) => "input.bad_name",
-            Inventory(_) => "mdev.inventory",
-            Store(e) => match e {
-                StoreError::Lock { .. } => "store.lock",
-                StoreError::Dir { .. } => "store.dir",
-                StoreError::Write { .. } => "store.write",
-                StoreError::Remove { .. } => "store.remove",
-                StoreError::Definition { .. } => "store.bad_definition",
-                StoreError::Db { .. } => "store.db",
-            },
-            ReadJson { .. } => "input.read_json",
-            BadJson { .. } => "input.bad_json",
-            NoParent { .. } => "mdev.no_parent",
-            NoType { .. } => "mdev.no_type",
-            AlreadyDefined { .. } => "mdev.already_defined",
-            NotDefined { .. } => "mdev.not_defined",
-            Ambiguous { .. } => "mdev.ambiguous",
-            Edit { .. } => "mdev.bad_edit",
-            AlreadyRunning { .. } => "mdev.already_running",
-            NotRunning { .. } => "mdev.not_running",
-            ParentAbsent { .. } => "mdev.parent_absent",
-            TypeUnsupported { .. } => "mdev.type_unsupported",
-            NoCapacity { .. } => "mdev.no_capacity",
-            Create { .. } => "mdev.create",
-            NotReady { .. } => "mdev.not_ready",
-            NotReadyNoRollback { .. } => "mdev.not_ready_no_rollback",
-            Attr { .. } => "mdev.attr",
-            AttrNoRollback { .. } => "mdev.attr_no_rollback",
-            Remove { .. } => "mdev.remove",
-            CalloutRefused { .. } => "mdev.callout_refused",
-            LiveNotRunning { .. } => "mdev.live_not_running",
-            LiveOtherParent { .. } => "mdev.live_other_parent",
-            LiveNeedsConfig { .. } => "mdev.live_needs_config",
-            LiveTypeChange { .. } => "mdev.live_type_change",
-            LiveAttr { .. } => "mdev.live_attr",
-            Sriov(_) => "vgpu.sysfs",
-            VfAbsent { .. } => "vgpu.vf_absent",
-            VgpuAlreadyDefined { .. } => "vgpu.already_defined",
-            VgpuNotDefined { .. } => "vgpu.not_defined",
-            PfAbsent { .. } => "vgpu.pf_absent",
-            NoFreeVf { .. } => "vgpu.no_free_vf",
-            VfNotReady { .. } => "vgpu.vf_not_ready",
-            VfNotSetUp { .. } => "vgpu.vf_not_set_up",
-            VfMissing { .. } => "vgpu.vf_missing",
-            VgpuBusy { .. } => "vgpu.busy",
-            VgpuTypeNotCreatable { .. } => "vgpu.type_not_creatable",
-            VgpuWrongType { .. } => "vgpu.wrong_type",
-            VgpuNotSet { .. } => "vgpu.not_set",
-            VgpuInUse { .. } => "vgpu.in_use",
-            TooManyVfs { .. } => "vgpu.too_many_vfs",
-            VfCountFixed { .. } => "vgpu.vf_count_fixed",
-            TooFewVfs { .. } => "vgpu.too_few_vfs",
-            VfBeyondTotal { .. } => "vgpu.vf_beyond_total",
-            Vdpa(e) => match **e {
-                hostdev_vdpa::VdpaError::NoFamily => "vdpa.unavailable",
-                hostdev_vdpa::VdpaError::Permission { .. } => "vdpa.permission",
-                hostdev_vdpa::VdpaError::Exists(_) => "vdpa.exists",
-                hostdev_vdpa::VdpaError::NoMgmtDev(_) => "vdpa.no_mgmtdev",
-                hostdev_vdpa::VdpaError::NoDevice(_) => "vdpa.no_device",
-                hostdev_vdpa::VdpaError::Unsupported { .. } => "vdpa.unsupported",
-                _ => "vdpa.kernel",
-            },
-            Vfio(e) => e.code(),
-            NoPciDevice { .. } => "pci.no_device",
-            BadSpec { .. } => "migrate.bad_spec",
-            HostFile { .. } => "host.bad_file",
-            NoHostId => "host.no_id",
-            PrepareNoRoom { .. } => "migrate.no_room",
-            VdpaValue(_) => "input.bad_vdpa_value",
-            VdpaDefined { .. } => "vdpa.already_defined",
-            VdpaNotDefined { .. } => "vdpa.not_defined",
-            VdpaUnknown { .. } => "vdpa.unknown",
-            VdpaUnbound { .. } => "vdpa.unbound",
-            BadExport { .. } => "vdpa.bad_export",
-            RestorePanicked { .. } => "restore.panicked",
-            Install { .. } => "store.install",
-            BadAddress(_) => "input.bad_address",
-            PoolUnknown { .. } => "pool.unknown",
-            PoolExhausted { .. } => "pool.exhausted",
-            PoolNoMembers { .. } => "pool.no_members",
-            PoolDeviceHeld { .. } => "pool.device_held",
-            PoolNotMember { .. } => "pool.not_member",
-            PoolMisuse { .. } => "pool.misuse",
-            PoolNothingHeld { .. } => "pool.nothing_held",
-            PoolUuidTaken { .. } => "pool.uuid_taken",
-            PoolAmbiguous { .. } => "pool.ambiguous",
-            PoolNotBound { .. } => "pool.not_bound",
-            PoolNoRoom { .. } => "pool.no_room",
-            PoolFillFailed { .. } => "pool.fill_failed",
-        }
     }
 
     /// The kernel refused a create because the device exists already

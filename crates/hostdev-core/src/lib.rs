@@ -12,6 +12,7 @@
 //! name a front-end's flags in its sentences.
 #![deny(missing_docs)]
 
+mod codes;
 mod error;
 pub mod handle;
 mod host;

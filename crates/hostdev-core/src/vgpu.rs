@@ -332,6 +332,40 @@ impl<V: SriovSysfs> Vgpus<V> {
         Ok(())
     }
 
+    /// Sets a PF's VF count to 0 and removes its definition.
+    pub fn disable(&self, pf: &PciAddress) -> Result<(), CoreError> {
+        let lock = self.locker.lock()?;
+        if self.sriov.pf(pf)?.is_some_and(|p| p.num_vfs != 0) {
+            self.sriov.set_num_vfs(pf, 0)?;
+        }
+        if self.pf_defs.exists(pf.as_str()) {
+            self.pf_defs.remove(&lock, pf.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Writes a PF's definition as given, or removes it (`None`): putting
+    /// back what was there before.
+    pub fn put_pf_definition(
+        &self,
+        pf: &PciAddress,
+        d: Option<&SriovDefinition>,
+    ) -> Result<(), CoreError> {
+        let lock = self.locker.lock()?;
+        match d {
+            Some(d) => self.pf_defs.save(&lock, pf.as_str(), d)?,
+            None if self.pf_defs.exists(pf.as_str()) => self.pf_defs.remove(&lock, pf.as_str())?,
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Writes a VF's definition as it was (no checks: putting back).
+    pub fn put_vf_definition(&self, d: &VgpuDefinition) -> Result<(), CoreError> {
+        let lock = self.locker.lock()?;
+        Ok(self.defs.save(&lock, d.vf.as_str(), d)?)
+    }
+
     /// Restores every auto definition: per PF (in parallel), enable the VFs,
     /// wait for them, then set the types in VF order. PFs that are absent are
     /// waited for up to `wait`. One bad definition is reported alone; a panic

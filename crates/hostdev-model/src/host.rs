@@ -21,6 +21,11 @@
 //! select = { parents = ["0000:41:00.0"] }
 //! numvfs = 4
 //! types = [{ type = "NVIDIA L40S-4Q", count = 4 }]
+//!
+//! [[vdpa]]                   # one vDPA device with its creation config
+//! name = "vdpa0"
+//! mgmtdev = "pci/0000:65:00.2"
+//! mac = "02:00:00:00:00:01"  # mtu, max_vqp, features likewise
 //! ```
 //!
 //! A counted mdev's UUID is derived from the host's id, the parent and the
@@ -34,6 +39,7 @@
 use crate::config::{Attr, MdevConfig, StartPolicy};
 use crate::names::{ParentName, TypeId, Uuid};
 use crate::pool::{MemberFacts, Selector};
+use crate::vdpa::{CreateConfig, MacAddr, MgmtDevName, VdpaDefinition, VdpaName};
 use crate::vgpu::PciAddress;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -65,6 +71,57 @@ pub struct HostFile {
     /// NVIDIA SR-IOV PFs.
     #[serde(default)]
     pub sriov: Vec<SriovEntry>,
+    /// vDPA devices.
+    #[serde(default)]
+    pub vdpa: Vec<VdpaEntry>,
+}
+
+/// `[[vdpa]]`: one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VdpaEntry {
+    /// Its name.
+    pub name: VdpaName,
+    /// Its management device (`vdpasim_net`, `pci/0000:65:00.2`).
+    #[serde(deserialize_with = "mgmtdev_text", serialize_with = "mgmtdev_show")]
+    pub mgmtdev: MgmtDevName,
+    /// MAC address.
+    pub mac: Option<MacAddr>,
+    /// MTU.
+    pub mtu: Option<u16>,
+    /// Maximum virtqueue pairs.
+    pub max_vqp: Option<u16>,
+    /// Device feature bits.
+    pub features: Option<u64>,
+    /// Start policy of the definition.
+    #[serde(default = "auto")]
+    pub start: StartPolicy,
+}
+
+fn mgmtdev_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<MgmtDevName, D::Error> {
+    let s = String::deserialize(d)?;
+    MgmtDevName::parse(&s).map_err(serde::de::Error::custom)
+}
+
+fn mgmtdev_show<S: serde::Serializer>(m: &MgmtDevName, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&m.to_string())
+}
+
+impl VdpaEntry {
+    /// The definition it stands for.
+    pub fn definition(&self) -> VdpaDefinition {
+        VdpaDefinition {
+            name: self.name.clone(),
+            mgmtdev: self.mgmtdev.clone(),
+            config: CreateConfig {
+                mac: self.mac,
+                mtu: self.mtu,
+                max_vqp: self.max_vqp,
+                features: self.features,
+            },
+            start: self.start,
+        }
+    }
 }
 
 /// `[host]`.
@@ -203,6 +260,26 @@ impl HostFile {
                 )));
             }
         }
+        let mut names = BTreeSet::new();
+        for v in &f.vdpa {
+            if !names.insert(v.name.clone()) {
+                return Err(HostFileError::Invalid(format!(
+                    "vdpa {} is given twice",
+                    v.name
+                )));
+            }
+        }
+        let mut macs = BTreeMap::new();
+        for v in &f.vdpa {
+            if let Some(m) = v.mac {
+                if let Some(other) = macs.insert(m, v.name.clone()) {
+                    return Err(HostFileError::Invalid(format!(
+                        "vdpa {} and {other} have the same MAC {m}",
+                        v.name
+                    )));
+                }
+            }
+        }
         Ok(f)
     }
 }
@@ -235,6 +312,15 @@ pub struct Managed {
     /// mdev UUIDs.
     #[serde(default)]
     pub mdev: BTreeSet<Uuid>,
+    /// PFs whose VF count it set.
+    #[serde(default)]
+    pub pf: BTreeSet<PciAddress>,
+    /// VFs it gave a vGPU type.
+    #[serde(default)]
+    pub vgpu: BTreeSet<PciAddress>,
+    /// vDPA devices.
+    #[serde(default)]
+    pub vdpa: BTreeSet<VdpaName>,
 }
 
 /// The stable UUID of a counted mdev.

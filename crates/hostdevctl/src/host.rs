@@ -107,18 +107,18 @@ pub fn apply(file: Option<&str>, force: Vec<String>, f: Format) -> Result<ExitCo
             h.extend(HEADER);
             out.push_str(&table(&h, &rows));
         }
-        let blocked = r.outcomes.iter().filter(|o| o.result == "blocked").count();
         out.push_str(&format!(
-            "{} done, {} failed, {} blocked, {} as wanted\n",
-            r.outcomes.len() - r.failed() - blocked,
+            "{} done, {} failed, {} undone, {} blocked, {} as wanted\n",
+            r.count("done"),
             r.failed(),
-            blocked,
+            r.undone(),
+            r.count("blocked"),
             r.unchanged
         ));
         emit(&out)?;
     }
     let blocked = r.outcomes.iter().any(|o| o.result == "blocked");
-    Ok(ExitCode::from(if r.failed() > 0 {
+    Ok(ExitCode::from(if r.failed() + r.undone() > 0 {
         1
     } else if blocked {
         2

@@ -69,7 +69,10 @@ fn a_host_file_is_planned_applied_idempotently_retyped_and_keeps_its_uuids() {
     assert!(out.contains("128 to change, 0 blocked"), "{out}");
     let (code, out) = run(&bins, r, &["apply", "--file", all]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("128 done, 0 failed, 0 blocked"), "{out}");
+    assert!(
+        out.contains("128 done, 0 failed, 0 undone, 0 blocked"),
+        "{out}"
+    );
     let first = running(&sim);
     assert_eq!(first.len(), 128);
     let (code, out) = run(&bins, r, &["plan", "--file", all]);
@@ -95,7 +98,7 @@ fn a_host_file_is_planned_applied_idempotently_retyped_and_keeps_its_uuids() {
     let (code, out) = run(&bins, r, &["apply", "--file", retyped]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("8 done, 0 failed, 0 blocked, 120 as wanted"),
+        out.contains("8 done, 0 failed, 0 undone, 0 blocked, 120 as wanted"),
         "{out}"
     );
     let now = running(&sim);
@@ -148,7 +151,7 @@ fn a_host_file_is_planned_applied_idempotently_retyped_and_keeps_its_uuids() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        out.contains("0 done, 30 failed") && out.contains("Read-only file system"),
+        out.contains("0 done, 15 failed, 15 undone") && out.contains("Read-only file system"),
         "{out}"
     );
     assert_eq!(running(&sim), now, "nothing stopped");

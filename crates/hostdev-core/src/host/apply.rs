@@ -1,20 +1,58 @@
-//! Apply: the plan's steps, parents in parallel (they are independent),
-//! within a parent removals first (room for what comes), then changes, then
-//! creations. A step that fails part way puts back what it changed; the
-//! report has every device's outcome.
+//! Apply: the plan's steps, groups in parallel (an mdev parent, a PF with
+//! its VFs, a vDPA management device: they are independent), within a
+//! group in the vendor's order. A step that fails puts its whole group back
+//! as it was before apply; the report has every device's outcome.
 
-use super::Step;
+use super::{Step, Want};
 use crate::{CoreError, Devices, Locker};
 use hostdev_api::{
     Action, Applied, ApplyReport, DefineRequest, HostApplyRequest, JsonInput, StartRequest,
 };
-use hostdev_model::host::DesiredMdev;
+use hostdev_model::host::{DesiredMdev, Managed};
 use hostdev_model::{MdevConfig, ParentName, StartPolicy, TypeId, Uuid};
 use hostdev_store::ManagedStore;
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
 use std::collections::BTreeMap;
+
+/// An mdev as it was before apply: UUID, definitions, running (parent, type).
+type MdevBefore = (
+    Uuid,
+    Vec<hostdev_store::Definition>,
+    Option<(ParentName, TypeId)>,
+);
+
+/// After a group failed and was put back: its done steps are undone, and
+/// those it never reached were not tried.
+pub(super) fn mark_rolled_back(
+    out: &mut Vec<(Step, Result<(), CoreError>)>,
+    group: &[&Step],
+    trouble: Option<String>,
+    name: &str,
+) {
+    for (_, r) in out.iter_mut() {
+        if r.is_ok() {
+            *r = Err(CoreError::RolledBack {
+                group: name.to_string(),
+                trouble: trouble.clone(),
+            });
+        }
+    }
+    for s in group {
+        let seen = out
+            .iter()
+            .any(|(o, _)| o.change.id == s.change.id && o.change.kind == s.change.kind);
+        if !seen {
+            out.push((
+                (*s).clone(),
+                Err(CoreError::NotTried {
+                    why: format!("another step on {name} failed first, and {name} was put back"),
+                }),
+            ));
+        }
+    }
+}
 
 fn json_of(c: &MdevConfig) -> JsonInput {
     let attrs: Vec<serde_json::Value> = c
@@ -122,41 +160,123 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// One parent's steps: removals, then the devices whose type or
     /// attributes change are drained (all stopped first: a vendor that
     /// allows one type at a time needs the parent empty), then changes,
-    /// then creations and starts.
-    fn run_parent(&self, mut group: Vec<&Step>) -> Vec<(Step, Result<(), CoreError>)> {
+    /// then creations and starts. When one fails, every device the group
+    /// touched is put back as it was (definitions, and running or not).
+    fn run_parent(
+        &self,
+        parent: &str,
+        mut group: Vec<&Step>,
+    ) -> Vec<(Step, Result<(), CoreError>)> {
         let rank = |a: Action| match a {
             Action::Remove => 0,
             Action::Change => 1,
             _ => 2,
         };
         group.sort_by_key(|s| rank(s.change.action));
+        let mut before: Vec<MdevBefore> = Vec::new();
+        for s in &group {
+            let Ok(u) = s.change.id.parse::<Uuid>() else {
+                continue;
+            };
+            let defs = self.mdev.store.find(&u).map(|(d, _)| d).unwrap_or_default();
+            let live = self.mdev.running_parent(&u).ok().flatten();
+            before.push((u, defs, live));
+        }
         let mut out = Vec::new();
+        let mut failed = false;
         let mut drained: BTreeMap<String, (ParentName, TypeId)> = BTreeMap::new();
         for s in group.iter().filter(|s| s.change.action == Action::Change) {
-            let Some(d) = &s.want else { continue };
+            let Some(d) = s.mdev() else { continue };
             let prior = self.mdev.running_parent(&d.uuid).ok().flatten();
             match (self.restarts(d), prior) {
-                (Ok(true), Some(prior)) if self.mdev.stop(&d.uuid).is_ok() => {
-                    drained.insert(s.change.id.clone(), prior);
+                (Ok(true), Some(prior)) => match self.mdev.stop(&d.uuid) {
+                    Ok(_) => {
+                        drained.insert(s.change.id.clone(), prior);
+                    }
+                    Err(e) => {
+                        out.push(((*s).clone(), Err(e)));
+                        failed = true;
+                        break;
+                    }
+                },
+                (Err(e), _) => {
+                    out.push(((*s).clone(), Err(e)));
+                    failed = true;
+                    break;
                 }
-                (Err(e), _) => out.push(((*s).clone(), Err(e))),
                 _ => {}
             }
         }
-        for s in group {
-            if out
-                .iter()
-                .any(|(o, _): &(Step, _)| o.change.id == s.change.id)
-            {
-                continue;
+        for s in &group {
+            if failed {
+                break;
             }
-            let r = match (&s.change.action, &s.want) {
+            let r = match (&s.change.action, s.mdev()) {
                 (Action::Change, Some(d)) => self.change(d, drained.get(&s.change.id)),
                 _ => self.run_step(s),
             };
-            out.push((s.clone(), r));
+            failed = r.is_err();
+            out.push(((*s).clone(), r));
+        }
+        if failed {
+            // What was attempted or drained; the rest was not touched.
+            before.retain(|(u, _, _)| {
+                let id = u.to_string();
+                drained.contains_key(&id) || out.iter().any(|(s, _)| s.change.id == id)
+            });
+            let trouble = self.restore_mdevs(&before);
+            mark_rolled_back(&mut out, &group, trouble, &format!("parent {parent}"));
         }
         out
+    }
+
+    /// Puts mdevs back where they differ from before: those stopped first
+    /// (room on a one-type parent), definitions as they were, then those
+    /// that ran started. A device as it was is not touched.
+    fn restore_mdevs(&self, before: &[MdevBefore]) -> Option<String> {
+        let mut errors = Vec::new();
+        let differs: Vec<&MdevBefore> = before
+            .iter()
+            .filter(|(u, defs, live)| {
+                let now_defs = self.mdev.store.find(u).map(|(d, _)| d).ok();
+                let now_live = self.mdev.running_parent(u).ok().flatten();
+                now_defs.as_ref() != Some(defs) || &now_live != live
+            })
+            .collect();
+        for (u, _, _) in &differs {
+            if matches!(self.mdev.running_parent(u), Ok(Some(_))) {
+                if let Err(e) = self.mdev.stop(u) {
+                    errors.push(e.chain());
+                }
+            }
+        }
+        for (u, defs, _) in &differs {
+            if self.mdev.store.find(u).map(|(d, _)| d).ok().as_ref() == Some(defs) {
+                continue;
+            }
+            match self.mdev.undefine(u, None) {
+                Ok(_) | Err(CoreError::NotDefined { .. }) => {}
+                Err(e) => errors.push(e.chain()),
+            }
+            for o in defs {
+                if let Err(e) = self.define_as(&o.uuid, &o.parent, &o.config) {
+                    errors.push(e.chain());
+                }
+            }
+        }
+        for (u, defs, live) in &differs {
+            let Some((p, t)) = live else { continue };
+            let defined_here = defs.iter().any(|o| &o.parent == p);
+            if let Err(e) = self.mdev.start(&StartRequest {
+                uuid: Some(*u),
+                parent: Some(p.clone()),
+                mdev_type: (!defined_here).then(|| t.clone()),
+                json: None,
+            }) {
+                errors.push(e.chain());
+            }
+        }
+        (!errors.is_empty()).then(|| errors.join("; "))
     }
 
     /// Undefines, then stops: a definition that cannot be removed (a
@@ -181,13 +301,39 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 
     fn run_step(&self, s: &Step) -> Result<(), CoreError> {
         let u: Uuid = s.change.id.parse().map_err(CoreError::from)?;
-        match (&s.change.action, &s.want) {
+        match (&s.change.action, s.mdev()) {
             (Action::Create, Some(d)) => self.create(d),
             (Action::Define, Some(d)) => self.define_as(&d.uuid, &d.parent, &d.config),
             (Action::Start, Some(d)) => self.start_defined(&d.uuid, &d.parent),
             (Action::Change, Some(d)) => self.change(d, None),
             (Action::Remove, _) => self.remove(&u, s.running),
             _ => Ok(()),
+        }
+    }
+
+    /// Changes the record of what the file made, under the host lock.
+    pub(crate) fn record(&self, f: impl FnOnce(&mut Managed)) -> Result<(), CoreError> {
+        let store = ManagedStore::new(&self.root);
+        let lock = Locker::under(&self.root).lock()?;
+        let mut m = store.load();
+        f(&mut m);
+        store.save(&lock, &m)?;
+        Ok(())
+    }
+
+    /// One group's steps, by its kind.
+    fn run_group(&self, key: &str, group: Vec<&Step>) -> Vec<(Step, Result<(), CoreError>)> {
+        let (family, name) = key.split_once(':').unwrap_or((key, ""));
+        match family {
+            "pf" => match name.parse() {
+                Ok(pf) => self.run_pf(&pf, group),
+                Err(e) => group
+                    .into_iter()
+                    .map(|s| (s.clone(), Err(CoreError::from(e.clone()))))
+                    .collect(),
+            },
+            "vdpa" => self.run_mgmtdev(name, group),
+            _ => self.run_parent(name, group),
         }
     }
 
@@ -210,46 +356,94 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             }
         }
         // Recorded before anything is made: a killed apply leaves no device
-        // the next one does not know it made.
-        let store = ManagedStore::new(&self.root);
-        {
-            let lock = Locker::under(&self.root).lock()?;
-            let mut m = store.load();
+        // the next one does not know it made (VFs whose address is known
+        // only once their PF is enabled are recorded as they are typed).
+        self.record(|m| {
             for s in &steps {
-                if let Some(d) = &s.want {
-                    m.mdev.insert(d.uuid);
+                match &s.want {
+                    Want::Mdev(d) => {
+                        m.mdev.insert(d.uuid);
+                    }
+                    Want::Pf { .. } => {
+                        if let Ok(pf) = s.change.parent.parse() {
+                            m.pf.insert(pf);
+                        }
+                    }
+                    Want::Vdpa(d) => {
+                        m.vdpa.insert(d.name.clone());
+                    }
+                    Want::Vf { .. } | Want::Gone => {}
                 }
             }
-            store.save(&lock, &m)?;
-        }
-        let mut by_parent: BTreeMap<String, Vec<&Step>> = BTreeMap::new();
+        })?;
+        let mut groups: BTreeMap<String, Vec<&Step>> = BTreeMap::new();
         for s in &steps {
-            by_parent
-                .entry(s.change.parent.clone())
-                .or_default()
-                .push(s);
+            groups.entry(s.group()).or_default().push(s);
         }
-        let mut results: Vec<(Step, Result<(), CoreError>)> = Vec::new();
-        for (_, group) in by_parent {
-            results.extend(self.run_parent(group));
-        }
-        {
-            let lock = Locker::under(&self.root).lock()?;
-            let mut m = store.load();
+        let results: Vec<(Step, Result<(), CoreError>)> = std::thread::scope(|sc| {
+            let hs: Vec<_> = groups
+                .into_iter()
+                .map(|(key, group)| {
+                    let copy: Vec<Step> = group.iter().map(|s| (*s).clone()).collect();
+                    (copy, sc.spawn(move || self.run_group(&key, group)))
+                })
+                .collect();
+            hs.into_iter()
+                .flat_map(|(copy, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        copy.into_iter()
+                            .map(|s| {
+                                let e = CoreError::RestorePanicked {
+                                    device: s.change.id.clone(),
+                                };
+                                (s, Err(e))
+                            })
+                            .collect()
+                    })
+                })
+                .collect()
+        });
+        self.record(|m| {
             for (s, r) in &results {
-                if s.change.action == Action::Remove && r.is_ok() {
-                    if let Ok(u) = s.change.id.parse::<Uuid>() {
-                        m.mdev.remove(&u);
+                if s.change.action != Action::Remove || r.is_err() {
+                    continue;
+                }
+                let id = &s.change.id;
+                match s.change.kind.as_str() {
+                    "mdev" => {
+                        if let Ok(u) = id.parse::<Uuid>() {
+                            m.mdev.remove(&u);
+                        }
+                    }
+                    "sriov" => {
+                        if let Ok(a) = id.parse() {
+                            m.pf.remove(&a);
+                        }
+                    }
+                    "vgpu" => {
+                        if let Ok(a) = id.parse() {
+                            m.vgpu.remove(&a);
+                        }
+                    }
+                    _ => {
+                        if let Ok(n) = id.parse() {
+                            m.vdpa.remove(&n);
+                        }
                     }
                 }
             }
-            store.save(&lock, &m)?;
-        }
+        })?;
         let mut outcomes: Vec<Applied> = results
             .into_iter()
             .map(|(s, r)| Applied {
                 change: s.change,
-                result: if r.is_ok() { "done" } else { "failed" }.into(),
+                result: match &r {
+                    Ok(()) => "done",
+                    Err(CoreError::RolledBack { .. }) => "rolled-back",
+                    Err(CoreError::NotTried { .. }) => "not-tried",
+                    Err(_) => "failed",
+                }
+                .into(),
                 error: r.err().map(|e| e.chain()),
             })
             .collect();

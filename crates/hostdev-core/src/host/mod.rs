@@ -6,29 +6,74 @@
 //! Owns: the comparison, the in-use test, the record of what the file made
 //! (only those are removed when the file drops them), and the order of
 //! apply's steps. Must not: parse the file (hostdev-model's `host`), print.
-//! Here: mdevs; NVIDIA SR-IOV entries are parsed and noted as not applied
-//! yet.
+//! Here: mdevs and the shared shapes; `sriov` (NVIDIA PFs and VF types) and
+//! `vdpa` plan their own kinds.
 
 mod apply;
+mod sriov;
+mod vdpa;
 
 use crate::{CoreError, Devices};
 use hostdev_api::{Action, Change, HostFileInput, Plan};
 use hostdev_model::host::{desired_mdevs, DesiredMdev, HostFile, ParentOffer};
-use hostdev_model::{MdevConfig, Uuid};
+use hostdev_model::vdpa::VdpaDefinition;
+use hostdev_model::vgpu::PciAddress;
+use hostdev_model::{MdevConfig, StartPolicy, Uuid};
 use hostdev_store::{ManagedStore, PoolDb};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::{ActiveDevice, MdevSysfs};
 use hostdev_vdpa::VdpaClient;
 use hostdev_vfio::{Target, VfioError};
 
+/// What a step makes.
+#[derive(Debug, Clone)]
+pub(crate) enum Want {
+    /// An mdev as the file has it.
+    Mdev(DesiredMdev),
+    /// A PF's VF count.
+    Pf { numvfs: u32, start: StartPolicy },
+    /// A VF's type, by name (the VF's address may be known only once the
+    /// PF's VFs are enabled).
+    Vf {
+        index: u32,
+        type_name: String,
+        start: StartPolicy,
+    },
+    /// A vDPA device.
+    Vdpa(VdpaDefinition),
+    /// Nothing: a removal.
+    Gone,
+}
+
 /// What a plan step needs to act.
 #[derive(Debug, Clone)]
 pub(crate) struct Step {
     pub change: Change,
-    /// The wanted device (absent for a removal).
-    pub want: Option<DesiredMdev>,
+    /// What it makes.
+    pub want: Want,
     /// It runs now.
     pub running: bool,
+}
+
+impl Step {
+    /// The wanted mdev, for an mdev step that makes one.
+    pub fn mdev(&self) -> Option<&DesiredMdev> {
+        match &self.want {
+            Want::Mdev(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Steps that must run one after another (and are restored together
+    /// when one fails): an mdev parent, a PF with its VFs, a vDPA
+    /// management device.
+    pub fn group(&self) -> String {
+        let family = match self.change.kind.as_str() {
+            "sriov" | "vgpu" => "pf",
+            k => k,
+        };
+        format!("{family}:{}", self.change.parent)
+    }
 }
 
 /// A plan before it is shown or applied.
@@ -66,16 +111,32 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// What holds a running mdev, if anything: a VM (its VFIO group is
     /// open elsewhere) or a pool allocation.
     pub(crate) fn mdev_in_use(&self, u: &Uuid) -> Option<String> {
-        if let Err(VfioError::Busy { group, .. }) = self.vfio.probe(&Target::Mdev(*u)) {
+        self.in_use(&Target::Mdev(*u), &u.to_string())
+    }
+
+    /// What holds a VF with a vGPU type: a VM or a pool allocation.
+    pub(crate) fn vf_in_use(&self, vf: &PciAddress) -> Option<String> {
+        self.in_use(&Target::Pci(vf.clone()), vf.as_str())
+    }
+
+    /// What holds a device: its VFIO group held elsewhere (probing opens
+    /// nothing else), or a pool allocation under its id.
+    pub(crate) fn in_use(&self, target: &Target, id: &str) -> Option<String> {
+        if let Err(VfioError::Busy { group, .. }) = self.vfio.probe(target) {
             return Some(format!("in use: VFIO group {group} is held (a VM?)"));
         }
+        self.pool_holds(id)
+    }
+
+    /// The pool allocation that holds a device, if any.
+    pub(crate) fn pool_holds(&self, id: &str) -> Option<String> {
         if !PoolDb::path_under(&self.root).exists() {
             return None;
         }
         let now = (self.clock)();
         let rec = PoolDb::open(&self.root)
             .ok()?
-            .read(|tx| tx.device(&u.to_string()))
+            .read(|tx| tx.device(id))
             .ok()??;
         rec.held_at(now).then(|| {
             format!(
@@ -109,17 +170,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
         let (want, mut notes) =
             desired_mdevs(&f, &host_id, &offers).map_err(|e| bad(e.to_string()))?;
-        if !f.sriov.is_empty() {
-            notes.push(format!(
-                "{} [[sriov]] entries are not applied yet: use `hostdevctl vgpu enable|define`",
-                f.sriov.len()
-            ));
-        }
         let (defs, _problems) = self.mdev.store.load_all()?;
         let running: Vec<ActiveDevice> = sysfs.devices().map_err(CoreError::inventory)?;
         let managed = ManagedStore::new(&self.root).load();
         let mut steps = Vec::new();
         let mut blocked = Vec::new();
+        let mut unchanged = 0;
         // A step whose device something holds is blocked, with the holder
         // as its reason.
         let mut file = |step: Step, holder: Option<String>| match holder {
@@ -129,7 +185,6 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             }),
             None => steps.push(step),
         };
-        let mut unchanged = 0;
         for d in &want {
             let def = defs.iter().find(|x| x.uuid == d.uuid);
             let live = running.iter().find(|x| x.uuid == d.uuid);
@@ -192,7 +247,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 && !(same_live && def.is_some_and(|x| x.config.attrs == d.config.attrs));
             let step = Step {
                 change: change(action, from, why),
-                want: Some(d.clone()),
+                want: Want::Mdev(d.clone()),
                 running: live.is_some(),
             };
             file(step, restarts.then(|| self.mdev_in_use(&d.uuid)).flatten());
@@ -221,10 +276,17 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     to: "-".into(),
                     why: "the file made it and no longer has it".into(),
                 },
-                want: None,
+                want: Want::Gone,
                 running: live.is_some(),
             };
             file(step, live.and_then(|_| self.mdev_in_use(u)));
+        }
+        for (step, holder) in self
+            .sriov_steps(&f, &managed, &mut unchanged, &mut notes)?
+            .into_iter()
+            .chain(self.vdpa_steps(&f, &managed, &mut unchanged)?)
+        {
+            file(step, holder);
         }
         Ok(Steps {
             steps,

@@ -1,0 +1,499 @@
+//! The host file's NVIDIA SR-IOV part: each selected PF's VF count and the
+//! type of each VF, by name (ids are card-local).
+//!
+//! Plan: a PF whose count differs is created (from 0) or changed — through
+//! 0, which clears every VF's vGPU, so it is blocked while any VF is in use;
+//! then each VF the file types is compared by type name with its definition
+//! and `current_vgpu_type`. Apply, per PF: clear the VFs that are retyped or
+//! removed, set the count, wait until the driver has set the VFs up, then
+//! define and type them; a failure puts the whole PF back as it was.
+//!
+//! Owns: those steps. Must not: parse the file, print.
+
+use super::{Step, Want};
+use crate::{poll, CoreError, Devices};
+use hostdev_api::{Action, Change};
+use hostdev_model::host::{desired_pfs, HostFile, Managed};
+use hostdev_model::vgpu::{PciAddress, SriovDefinition, VgpuDefinition};
+use hostdev_model::StartPolicy;
+use hostdev_sysfs::sriov::{SriovSysfs, VfInfo};
+use hostdev_sysfs::MdevSysfs;
+use hostdev_vdpa::VdpaClient;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A PF as it was before apply touched it.
+struct PfSnapshot {
+    numvfs: u32,
+    def: Option<SriovDefinition>,
+    /// By VF index: address, type id, definition.
+    vfs: Vec<(PciAddress, u32, Option<VgpuDefinition>)>,
+}
+
+fn change(kind: &str, id: String, pf: &PciAddress, action: Action) -> Change {
+    Change {
+        kind: kind.into(),
+        id,
+        parent: pf.to_string(),
+        action,
+        from: "-".into(),
+        to: "-".into(),
+        why: String::new(),
+    }
+}
+
+impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+    /// A VF's current type as a name: its definition's when the ids agree.
+    fn current_name(v: &VfInfo, def: Option<&VgpuDefinition>) -> Option<String> {
+        if v.current == 0 {
+            return None;
+        }
+        Some(match def.filter(|d| d.type_id == v.current) {
+            Some(d) => d.type_name.clone(),
+            None => v
+                .creatable
+                .iter()
+                .find(|t| t.id == v.current)
+                .map(|t| t.name.clone())
+                .unwrap_or_else(|| format!("type id {}", v.current)),
+        })
+    }
+
+    /// The SR-IOV steps, each with what holds its device (if anything).
+    pub(crate) fn sriov_steps(
+        &self,
+        f: &HostFile,
+        managed: &Managed,
+        unchanged: &mut usize,
+        notes: &mut Vec<String>,
+    ) -> Result<Vec<(Step, Option<String>)>, CoreError> {
+        let g = &self.vgpu;
+        if f.sriov.is_empty() && managed.pf.is_empty() && managed.vgpu.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pfs = g.sriov.pfs()?;
+        let facts: Vec<_> = pfs.iter().map(|p| g.sriov.pf_facts(&p.address)).collect();
+        let (want, n) = desired_pfs(f, &facts);
+        notes.extend(n);
+        let (vf_defs, _) = g.defs.load_all()?;
+        let vf_defs: BTreeMap<PciAddress, VgpuDefinition> = vf_defs
+            .into_iter()
+            .map(|(_, d)| (d.vf.clone(), d))
+            .collect();
+        let mut out = Vec::new();
+        for p in &pfs {
+            let pf = &p.address;
+            let vfs = g.sriov.vfs(pf)?;
+            let pf_def = g.pf_defs.load(pf.as_str())?;
+            let busy: Vec<String> = vfs
+                .iter()
+                .filter(|v| v.current != 0)
+                .filter_map(|v| {
+                    self.vf_in_use(&v.address)
+                        .map(|w| format!("{}: {w}", v.address))
+                })
+                .collect();
+            let holder = (!busy.is_empty()).then(|| busy.join("; "));
+            let Some(d) = want.iter().find(|d| &d.pf == pf) else {
+                // Not in the file: undo what the file made here.
+                if managed.pf.contains(pf) && (p.num_vfs != 0 || pf_def.is_some()) {
+                    let mut c = change("sriov", pf.to_string(), pf, Action::Remove);
+                    c.from = format!("{} VFs", p.num_vfs);
+                    c.why = "the file set its VF count and no longer has it".into();
+                    out.push((step(c, Want::Gone, p.num_vfs > 0), holder.clone()));
+                }
+                for v in vfs.iter().filter(|v| managed.vgpu.contains(&v.address)) {
+                    if let Some(s) = self.vf_removal(v, vf_defs.get(&v.address)) {
+                        out.push(s);
+                    }
+                }
+                continue;
+            };
+            if d.numvfs > p.total_vfs {
+                return Err(CoreError::HostFile {
+                    path: "the host file".into(),
+                    why: format!(
+                        "PF {pf} has at most {} VFs; the file asks for {}",
+                        p.total_vfs, d.numvfs
+                    ),
+                });
+            }
+            let recount = p.num_vfs != d.numvfs;
+            let pf_as_wanted = pf_def
+                .as_ref()
+                .is_some_and(|x| x.numvfs == d.numvfs && x.start == d.start);
+            if recount || !pf_as_wanted {
+                let (action, why) = match (recount, p.num_vfs) {
+                    (true, 0) => (Action::Create, "the file enables its VFs"),
+                    (true, _) => (
+                        Action::Change,
+                        "the VF count changes only through 0, which clears every VF's vGPU",
+                    ),
+                    (false, _) => (Action::Define, "its VF count is right but not defined"),
+                };
+                let mut c = change("sriov", pf.to_string(), pf, action);
+                c.from = format!("{} VFs", p.num_vfs);
+                c.to = format!("{} VFs {}", d.numvfs, d.start);
+                c.why = why.into();
+                let h = (recount && p.num_vfs != 0)
+                    .then(|| holder.clone())
+                    .flatten();
+                out.push((
+                    step(
+                        c,
+                        Want::Pf {
+                            numvfs: d.numvfs,
+                            start: d.start,
+                        },
+                        p.num_vfs > 0,
+                    ),
+                    h,
+                ));
+            } else {
+                *unchanged += 1;
+            }
+            // VFs the file typed and now leaves untyped (or beyond the count).
+            for v in vfs.iter().filter(|v| managed.vgpu.contains(&v.address)) {
+                let typed = v.index < d.numvfs
+                    && d.vf_types
+                        .get(v.index as usize)
+                        .is_some_and(Option::is_some);
+                if !typed {
+                    if let Some(s) = self.vf_removal(v, vf_defs.get(&v.address)) {
+                        out.push(s);
+                    }
+                }
+            }
+            for (i, t) in d.vf_types.iter().enumerate() {
+                let index = i as u32;
+                let Some(t) = t else { continue };
+                let live = (!recount)
+                    .then(|| vfs.iter().find(|v| v.index == index))
+                    .flatten();
+                let def = live.and_then(|v| vf_defs.get(&v.address));
+                let id = live.map_or_else(|| format!("{pf} vf{index}"), |v| v.address.to_string());
+                let mut c = change("vgpu", id, pf, Action::Create);
+                c.to = format!("{t} {}", d.start);
+                let now = live.and_then(|v| Self::current_name(v, def));
+                let def_ok = def.is_some_and(|x| &x.type_name == t && x.start == d.start);
+                let (action, from, why) = match (&now, def) {
+                    (Some(n), _) if n == t && def_ok => {
+                        *unchanged += 1;
+                        continue;
+                    }
+                    (None, Some(x)) if def_ok => {
+                        if d.start != StartPolicy::Auto {
+                            *unchanged += 1;
+                            continue;
+                        }
+                        (
+                            Action::Start,
+                            format!("{} {}", x.type_name, x.start),
+                            "defined to start automatically, no type set",
+                        )
+                    }
+                    (Some(n), _) if n == t => (
+                        Action::Define,
+                        format!("{n}, not defined as wanted"),
+                        "it has the type but not the definition",
+                    ),
+                    (Some(n), _) => (Action::Change, n.clone(), "it has another type"),
+                    (None, Some(x)) => (
+                        Action::Change,
+                        format!("{} {}", x.type_name, x.start),
+                        "its definition differs",
+                    ),
+                    (None, None) if recount => (
+                        Action::Create,
+                        "-".into(),
+                        "the file types it once the VFs are enabled",
+                    ),
+                    (None, None) => (
+                        Action::Create,
+                        "-".into(),
+                        "the file has it, the host does not",
+                    ),
+                };
+                c.action = action;
+                c.from = from;
+                c.why = why.into();
+                let h = match (action, live) {
+                    (Action::Change, Some(v)) if v.current != 0 => self.vf_in_use(&v.address),
+                    _ => None,
+                };
+                let w = Want::Vf {
+                    index,
+                    type_name: t.clone(),
+                    start: d.start,
+                };
+                out.push((step(c, w, live.is_some_and(|v| v.current != 0)), h));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A VF the file typed and no longer does: clear and undefine it.
+    fn vf_removal(
+        &self,
+        v: &VfInfo,
+        def: Option<&VgpuDefinition>,
+    ) -> Option<(Step, Option<String>)> {
+        if v.current == 0 && def.is_none() {
+            return None;
+        }
+        let mut c = change("vgpu", v.address.to_string(), &v.pf, Action::Remove);
+        c.from = Self::current_name(v, def)
+            .or_else(|| def.map(|d| format!("{} (defined)", d.type_name)))
+            .unwrap_or_default();
+        c.why = "the file typed it and no longer does".into();
+        let h = (v.current != 0)
+            .then(|| self.vf_in_use(&v.address))
+            .flatten();
+        Some((step(c, Want::Gone, v.current != 0), h))
+    }
+
+    fn snapshot_pf(&self, pf: &PciAddress) -> Result<PfSnapshot, CoreError> {
+        let g = &self.vgpu;
+        let numvfs = g.sriov.pf(pf)?.map_or(0, |p| p.num_vfs);
+        let mut vfs = Vec::new();
+        for v in g.sriov.vfs(pf)? {
+            let def = g.defs.load(v.address.as_str())?;
+            vfs.push((v.address, v.current, def));
+        }
+        Ok(PfSnapshot {
+            numvfs,
+            def: g.pf_defs.load(pf.as_str())?,
+            vfs,
+        })
+    }
+
+    /// Waits (bounded) until the PF's first `n` VFs are set up by the driver.
+    fn wait_vfs(&self, pf: &PciAddress, n: u32) -> Result<Vec<VfInfo>, CoreError> {
+        let g = &self.vgpu;
+        let ready = |vfs: &[VfInfo]| (0..n).all(|i| vfs.iter().any(|v| v.index == i && v.ready));
+        match poll::until(
+            g.vf_timeout,
+            Duration::from_millis(2),
+            Duration::from_millis(100),
+            || match g.sriov.vfs(pf) {
+                Ok(v) if ready(&v) => Ok(Ok(v)),
+                Ok(_) => Err(()),
+                Err(e) => Ok(Err(e)),
+            },
+        ) {
+            Ok(r) => Ok(r?),
+            Err(()) => Err(CoreError::VfsNotReady {
+                pf: pf.clone(),
+                waited: g.vf_timeout,
+            }),
+        }
+    }
+
+    /// Clears a VF's type if it has one (the driver refuses while a VM uses it).
+    fn clear_vf(&self, vf: &PciAddress) -> Result<(), CoreError> {
+        match self.vgpu.stop(vf) {
+            Ok(()) | Err(CoreError::VgpuNotSet { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One PF's steps in the vendor's order; a failure restores the PF.
+    pub(crate) fn run_pf(
+        &self,
+        pf: &PciAddress,
+        group: Vec<&Step>,
+    ) -> Vec<(Step, Result<(), CoreError>)> {
+        let before = match self.snapshot_pf(pf) {
+            Ok(s) => s,
+            Err(e) => {
+                let why = format!("{pf} could not be read: {}", e.chain());
+                return group
+                    .into_iter()
+                    .map(|s| (s.clone(), Err(CoreError::NotTried { why: why.clone() })))
+                    .collect();
+            }
+        };
+        let mut out: Vec<(Step, Result<(), CoreError>)> = Vec::new();
+        let vf_addr = |s: &Step| s.change.id.parse::<PciAddress>().ok();
+        let mut failed = false;
+        // 1. A count change clears every VF; a retype or removal its own.
+        let recount = group
+            .iter()
+            .find(|s| s.change.kind == "sriov" && s.running)
+            .filter(|s| matches!(s.change.action, Action::Change | Action::Remove));
+        if let Some(r) = recount {
+            if let Some(e) = before
+                .vfs
+                .iter()
+                .filter(|(_, cur, _)| *cur != 0)
+                .find_map(|(vf, _, _)| self.clear_vf(vf).err())
+            {
+                out.push(((*r).clone(), Err(e)));
+                failed = true;
+            }
+        }
+        let mut rest: Vec<&Step> = Vec::new();
+        for s in &group {
+            if failed {
+                break;
+            }
+            if out.iter().any(|(o, _)| o.change.id == s.change.id) {
+                continue;
+            }
+            if s.change.kind == "vgpu" && matches!(s.change.action, Action::Change | Action::Remove)
+            {
+                if let Some(vf) = vf_addr(s) {
+                    let r = self.clear_vf(&vf).and_then(|()| {
+                        if s.change.action == Action::Remove {
+                            match self.vgpu.undefine(&vf) {
+                                Ok(()) | Err(CoreError::VgpuNotDefined { .. }) => Ok(()),
+                                Err(e) => Err(e),
+                            }
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    failed |= r.is_err();
+                    if s.change.action == Action::Remove || r.is_err() {
+                        out.push(((*s).clone(), r));
+                        continue;
+                    }
+                }
+            }
+            rest.push(s);
+        }
+        // 2. The count, then 3. the VFs' types.
+        for s in rest {
+            if failed {
+                break;
+            }
+            let r = match &s.want {
+                Want::Pf { numvfs, start } => self.set_pf(pf, &before, *numvfs, *start),
+                Want::Gone if s.change.kind == "sriov" => {
+                    self.set_pf(pf, &before, 0, StartPolicy::Auto)
+                }
+                Want::Vf {
+                    index,
+                    type_name,
+                    start,
+                } => self.type_vf(pf, *index, type_name, *start),
+                _ => Ok(()),
+            };
+            failed |= r.is_err();
+            out.push((s.clone(), r));
+        }
+        if failed {
+            let trouble = self.restore_pf(pf, &before);
+            super::apply::mark_rolled_back(&mut out, &group, trouble, &format!("PF {pf}"));
+        }
+        out
+    }
+
+    /// Sets a PF's VF count (through 0) and its definition; 0 with `Gone`
+    /// removes the definition.
+    fn set_pf(
+        &self,
+        pf: &PciAddress,
+        before: &PfSnapshot,
+        numvfs: u32,
+        start: StartPolicy,
+    ) -> Result<(), CoreError> {
+        let g = &self.vgpu;
+        let now = g.sriov.pf(pf)?.map_or(before.numvfs, |p| p.num_vfs);
+        if now != numvfs && now != 0 {
+            g.sriov.set_num_vfs(pf, 0)?;
+        }
+        if numvfs == 0 {
+            return g.disable(pf);
+        }
+        g.enable(pf, numvfs, start)
+    }
+
+    /// Defines VF `index` of `pf` with a type and (auto) sets it.
+    fn type_vf(
+        &self,
+        pf: &PciAddress,
+        index: u32,
+        type_name: &str,
+        start: StartPolicy,
+    ) -> Result<(), CoreError> {
+        let vfs = self.wait_vfs(pf, index + 1)?;
+        let v =
+            vfs.into_iter()
+                .find(|v| v.index == index)
+                .ok_or_else(|| CoreError::VfsNotReady {
+                    pf: pf.clone(),
+                    waited: self.vgpu.vf_timeout,
+                })?;
+        self.record(|m| {
+            m.vgpu.insert(v.address.clone());
+        })?;
+        if v.current != 0 {
+            self.clear_vf(&v.address)?;
+        }
+        match self.vgpu.undefine(&v.address) {
+            Ok(()) | Err(CoreError::VgpuNotDefined { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let slot = crate::vgpu::VgpuSlot::Vf(v.address.clone());
+        self.vgpu.define(&slot, type_name, start)?;
+        if start == StartPolicy::Auto {
+            if let Err(e) = self.vgpu.start(&v.address) {
+                let _ = self.vgpu.undefine(&v.address);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a PF back as the snapshot had it; returns what could not be.
+    fn restore_pf(&self, pf: &PciAddress, before: &PfSnapshot) -> Option<String> {
+        let g = &self.vgpu;
+        let mut errors = Vec::new();
+        let mut note = |r: Result<(), CoreError>| {
+            if let Err(e) = r {
+                errors.push(e.chain());
+            }
+        };
+        for v in g.sriov.vfs(pf).unwrap_or_default() {
+            if v.current != 0 {
+                note(self.clear_vf(&v.address));
+            }
+            if g.defs.exists(v.address.as_str()) {
+                note(g.undefine(&v.address));
+            }
+        }
+        let now = g.sriov.pf(pf).ok().flatten().map_or(0, |p| p.num_vfs);
+        if now != before.numvfs {
+            if now != 0 {
+                note(g.sriov.set_num_vfs(pf, 0).map_err(CoreError::from));
+            }
+            if before.numvfs != 0 {
+                note(
+                    g.sriov
+                        .set_num_vfs(pf, before.numvfs)
+                        .map_err(CoreError::from),
+                );
+                note(self.wait_vfs(pf, before.numvfs).map(|_| ()));
+            }
+        }
+        note(g.put_pf_definition(pf, before.def.as_ref()));
+        for (vf, cur, def) in &before.vfs {
+            if let Some(d) = def {
+                note(g.put_vf_definition(d));
+            }
+            if *cur != 0 {
+                note(g.sriov.set_type(vf, *cur).map_err(CoreError::from));
+            }
+        }
+        (!errors.is_empty()).then(|| errors.join("; "))
+    }
+}
+
+fn step(change: Change, want: Want, running: bool) -> Step {
+    Step {
+        change,
+        want,
+        running,
+    }
+}
