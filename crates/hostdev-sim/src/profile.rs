@@ -183,6 +183,10 @@ pub struct Fault {
     /// How many times it fires (0 = always).
     #[serde(default)]
     pub times: u32,
+    /// How many matching operations succeed before it first fires (a
+    /// failure part way through a batch).
+    #[serde(default)]
+    pub after: u32,
 }
 
 /// Parses a profile.

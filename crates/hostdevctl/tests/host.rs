@@ -170,3 +170,176 @@ fn a_host_file_is_planned_applied_idempotently_retyped_and_keeps_its_uuids() {
     );
     assert_eq!(running(&sim), now);
 }
+
+/// One file for a GPU host: 16 mdev cards × 8 devices and two NVIDIA PFs
+/// with VF types (each lab has one half; the other half selects nothing).
+const GPU_HOST: &str = r#"
+[host]
+id = "lab-1"
+
+[[mdev]]
+select = { ids = ["10de:1eb8"] }
+type = "TYPE"
+count = 8
+
+[[sriov]]
+select = { parents = ["0000:41:00.0"] }
+numvfs = 8
+types = [{ type = "NVIDIA L40S-4Q", count = 4 }, { type = "L40S_TYPE", count = 2 }]
+
+[[sriov]]
+select = { ids = ["10de:2331"] }
+numvfs = 4
+types = [{ type = "NVIDIA H100-20C", count = 4 }]
+"#;
+
+fn gpu_host(dir: &Path, name: &str, mdev_type: &str, l40s: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(
+        &p,
+        GPU_HOST
+            .replace("L40S_TYPE", l40s)
+            .replace("TYPE", mdev_type),
+    )
+    .expect("write");
+    p.to_str().unwrap().to_string()
+}
+
+/// Records an allocation as a pool does, so that the device is in use.
+fn allocate(root: &Path, id: &str, member: &str) {
+    use hostdev_store::{DeviceRecord, Origin, PoolDb, RecState};
+    let db = PoolDb::open(root).expect("pools.db");
+    db.write(|tx| {
+        tx.insert(&DeviceRecord {
+            id: id.into(),
+            pool: "vms".into(),
+            member: member.into(),
+            origin: Origin::PreCreated,
+            state: RecState::Allocated,
+            consumer: Some("vm-1".into()),
+            since: 0,
+            expires: None,
+            element: String::new(),
+        })
+    })
+    .map_err(|e: hostdev_store::StoreError| e)
+    .expect("allocation");
+}
+
+fn release(root: &Path, id: &str) {
+    let db = hostdev_store::PoolDb::open(root).expect("pools.db");
+    db.write(|tx| tx.delete(id))
+        .map_err(|e: hostdev_store::StoreError| e)
+        .expect("release");
+}
+
+fn vf_type(sim: &Sim, vf: &str) -> String {
+    sim.read(&format!("bus/pci/devices/{vf}/nvidia/current_vgpu_type"))
+}
+
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn retyping_every_card_leaves_the_one_in_use_and_sriov_pfs_get_their_vf_types() {
+    require_fuse("host-file-in-use");
+    let bins = Bins::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let first = gpu_host(d, "first.toml", "nvidia-260", "NVIDIA L40S-8Q");
+    let second = gpu_host(d, "second.toml", "nvidia-262", "NVIDIA L40S-12Q");
+
+    // The mdev half, on `large`.
+    let gpus = Sim::start("large");
+    let r = gpus.path();
+    let (code, out) = run(&bins, r, &["apply", "--file", &first]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("note: sriov #1 selects no PF"), "{out}");
+    assert_eq!(running(&gpus).len(), 128);
+    // A VM holds one device on 0000:1f:00.0 through a pool.
+    let card = "0000:1f:00.0";
+    let held: String = std::fs::read_dir(r.join(format!("sys/class/mdev_bus/{card}")))
+        .expect("card")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.len() == 36)
+        .expect("a device on the card");
+    allocate(r, &held, card);
+    let (code, out) = run(&bins, r, &["-o", "json", "plan", "--file", &second]);
+    assert_eq!(code, 2, "{out}");
+    let plan: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let blocked = plan["blocked"].as_array().expect("blocked");
+    assert!(
+        blocked.iter().any(|b| b["id"] == held.as_str()
+            && b["why"].as_str().unwrap().contains("pool vms allocated it to vm-1")),
+        "{out}"
+    );
+    assert!(
+        blocked
+            .iter()
+            .filter(|b| b["id"] != held.as_str())
+            .all(|b| b["parent"] == card && b["why"].as_str().unwrap().contains("waits for")),
+        "only the held card's retypes wait: {out}"
+    );
+    let (code, out) = run(&bins, r, &["apply", "--file", &second]);
+    assert_eq!(code, 2, "blocked, the rest done: {out}");
+    assert!(out.contains("120 done, 0 failed, 0 undone, 8 blocked"), "{out}");
+    for b in 0x10..0x1f {
+        assert_eq!(
+            gpus.avail(&format!("0000:{b:02x}:00.0"), "nvidia-262"),
+            24,
+            "card {b:x} retyped to eight nvidia-262"
+        );
+    }
+    assert_eq!(gpus.avail(card, "nvidia-262"), 0, "the held card keeps its type");
+    assert_eq!(gpus.avail(card, "nvidia-260"), 24, "all eight kept");
+    assert!(running(&gpus).contains(&held), "the device in use was not touched");
+    // Released, the next apply finishes the card.
+    release(r, &held);
+    let (code, out) = run(&bins, r, &["apply", "--file", &second]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("8 done, 0 failed"), "{out}");
+    assert_eq!(gpus.avail(card, "nvidia-262"), 24);
+    let (code, _) = run(&bins, r, &["plan", "--file", &second]);
+    assert_eq!(code, 0);
+    drop(gpus);
+
+    // The SR-IOV half, on `nvidia-sriov`.
+    let pfs = Sim::start("nvidia-sriov");
+    let r = pfs.path();
+    let (code, out) = run(&bins, r, &["plan", "--file", &first]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("0000:41:00.0 vf0") && out.contains("enables its VFs"), "{out}");
+    let (code, out) = run(&bins, r, &["apply", "--file", &first]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("12 done, 0 failed"), "2 PFs, 6 + 4 VFs: {out}");
+    assert_eq!(pfs.read("bus/pci/devices/0000:41:00.0/sriov_numvfs"), "8");
+    assert_eq!(pfs.read("bus/pci/devices/0000:c1:00.0/sriov_numvfs"), "4");
+    let l40s: Vec<String> = (4..=7)
+        .map(|f| format!("0000:41:00.{f}"))
+        .chain((0..=3).map(|f| format!("0000:41:01.{f}")))
+        .collect();
+    let types: Vec<String> = l40s.iter().map(|v| vf_type(&pfs, v)).collect();
+    assert_eq!(
+        types,
+        ["1150", "1150", "1150", "1150", "1151", "1151", "0", "0"],
+        "VFs in index order: four 4Q, two 8Q (ids of this card), two untyped"
+    );
+    let (code, out) = run(&bins, r, &["plan", "--file", &first]);
+    assert_eq!(code, 0, "{out}");
+    // The L40S's 8Q VFs become 12Q while a VM holds the second: that one
+    // is blocked, the other retyped.
+    allocate(r, &l40s[5], "0000:41:00.0");
+    let (code, out) = run(&bins, r, &["apply", "--file", &second]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("1 done, 0 failed, 0 undone, 1 blocked"), "{out}");
+    assert_eq!(vf_type(&pfs, &l40s[4]), "1152");
+    assert_eq!(vf_type(&pfs, &l40s[5]), "1151", "the VF in use keeps its type");
+    // Wiped definitions and VFs (a reinstall): the same file, the same host.
+    release(r, &l40s[5]);
+    pfs.reboot();
+    std::fs::remove_dir_all(r.join("etc/hostdev")).expect("wipe");
+    std::fs::remove_file(r.join("var/lib/hostdev/host-managed.json")).expect("wipe");
+    let (code, out) = run(&bins, r, &["apply", "--file", &second]);
+    assert_eq!(code, 0, "{out}");
+    let again: Vec<String> = l40s.iter().map(|v| vf_type(&pfs, v)).collect();
+    assert_eq!(again, ["1150", "1150", "1150", "1150", "1152", "1152", "0", "0"]);
+}

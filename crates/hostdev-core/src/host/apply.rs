@@ -349,7 +349,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         } = self.host_steps(&req.file)?;
         let mut left = Vec::new();
         for b in blocked {
-            if req.force.iter().any(|f| f == &b.change.id) {
+            let named = |id: &String| req.force.iter().any(|f| f == id);
+            if named(&b.change.id) || b.waits_on.as_ref().is_some_and(named) {
                 steps.push(b);
             } else {
                 left.push(b);

@@ -53,6 +53,9 @@ pub(crate) struct Step {
     pub want: Want,
     /// It runs now.
     pub running: bool,
+    /// Blocked only because this device (in use, on the same parent) keeps
+    /// the parent's type: forcing that one releases this one.
+    pub waits_on: Option<String>,
 }
 
 impl Step {
@@ -249,6 +252,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 change: change(action, from, why),
                 want: Want::Mdev(d.clone()),
                 running: live.is_some(),
+                waits_on: None,
             };
             file(step, restarts.then(|| self.mdev_in_use(&d.uuid)).flatten());
         }
@@ -278,6 +282,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 },
                 want: Want::Gone,
                 running: live.is_some(),
+                waits_on: None,
             };
             file(step, live.and_then(|_| self.mdev_in_use(u)));
         }
@@ -288,12 +293,71 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         {
             file(step, holder);
         }
+        self.wait_for_held(&mut steps, &mut blocked, &running);
         Ok(Steps {
             steps,
             blocked,
             unchanged,
             notes,
         })
+    }
+
+    /// A parent that keeps a device in use keeps its type: a creation or
+    /// change to another type there, which the parent has no room for now,
+    /// waits for that device (the vendor allows one type at a time).
+    fn wait_for_held(
+        &self,
+        steps: &mut Vec<Step>,
+        blocked: &mut Vec<Step>,
+        running: &[ActiveDevice],
+    ) {
+        let held: Vec<(String, String, hostdev_model::TypeId)> = blocked
+            .iter()
+            .filter(|b| b.change.kind == "mdev")
+            .filter_map(|b| {
+                let u: Uuid = b.change.id.parse().ok()?;
+                let l = running.iter().find(|l| l.uuid == u)?;
+                Some((
+                    l.parent.to_string(),
+                    b.change.id.clone(),
+                    l.mdev_type.clone(),
+                ))
+            })
+            .collect();
+        let mut i = 0;
+        while i < steps.len() {
+            let s = &steps[i];
+            let waits = s.mdev().and_then(|d| {
+                let (_, id, t) = held
+                    .iter()
+                    .find(|(p, _, t)| p == d.parent.as_str() && t != &d.config.mdev_type)?;
+                let room = self
+                    .mdev
+                    .sysfs
+                    .available_instances(&d.parent, &d.config.mdev_type)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+                (room <= 0
+                    && matches!(
+                        s.change.action,
+                        Action::Create | Action::Change | Action::Start
+                    ))
+                .then(|| (id.clone(), t.clone()))
+            });
+            match waits {
+                Some((id, t)) => {
+                    let mut w = steps.remove(i);
+                    w.change.why = format!(
+                        "waits for {id}: it is in use and keeps {} on type {t}, and the parent has no room for another type (apply --force {id} to take both)",
+                        w.change.parent
+                    );
+                    w.waits_on = Some(id);
+                    blocked.push(w);
+                }
+                None => i += 1,
+            }
+        }
     }
 
     /// The diff between a host file and the host.

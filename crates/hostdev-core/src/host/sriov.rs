@@ -495,5 +495,6 @@ fn step(change: Change, want: Want, running: bool) -> Step {
         change,
         want,
         running,
+        waits_on: None,
     }
 }

@@ -117,6 +117,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     change,
                     want: Want::Vdpa(d),
                     running,
+                    waits_on: None,
                 },
                 holder,
             ));
@@ -153,6 +154,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     change,
                     want: Want::Gone,
                     running: live.is_some(),
+                    waits_on: None,
                 },
                 holder,
             ));

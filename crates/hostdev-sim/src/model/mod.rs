@@ -69,6 +69,8 @@ pub struct Kernel {
     devices: BTreeMap<String, Device>,
     pfs: Vec<Pf>,
     fault_fired: Vec<u32>,
+    /// Matching operations seen per fault (for `after`).
+    fault_seen: Vec<u32>,
     next_group: u32,
 }
 
@@ -137,6 +139,7 @@ impl Kernel {
             devices: BTreeMap::new(),
             pfs: vec![Pf::default(); n],
             fault_fired: vec![0; f],
+            fault_seen: vec![0; f],
             next_group: 10,
         }
     }
@@ -218,12 +221,16 @@ impl Kernel {
                 name: fname,
                 errno: e,
                 times,
+                after,
             } = f;
             if fop == op
                 && fp.as_deref().is_none_or(|x| x == parent)
                 && fname.as_deref().is_none_or(|x| x == name)
-                && (*times == 0 || self.fault_fired[i] < *times)
             {
+                self.fault_seen[i] += 1;
+                if self.fault_seen[i] <= *after || (*times != 0 && self.fault_fired[i] >= *times) {
+                    continue;
+                }
                 self.fault_fired[i] += 1;
                 return Some(err(e));
             }
