@@ -269,7 +269,10 @@ fn retyping_every_card_leaves_the_one_in_use_and_sriov_pfs_get_their_vf_types() 
     let blocked = plan["blocked"].as_array().expect("blocked");
     assert!(
         blocked.iter().any(|b| b["id"] == held.as_str()
-            && b["why"].as_str().unwrap().contains("pool vms allocated it to vm-1")),
+            && b["why"]
+                .as_str()
+                .unwrap()
+                .contains("pool vms allocated it to vm-1")),
         "{out}"
     );
     assert!(
@@ -281,7 +284,10 @@ fn retyping_every_card_leaves_the_one_in_use_and_sriov_pfs_get_their_vf_types() 
     );
     let (code, out) = run(&bins, r, &["apply", "--file", &second]);
     assert_eq!(code, 2, "blocked, the rest done: {out}");
-    assert!(out.contains("120 done, 0 failed, 0 undone, 8 blocked"), "{out}");
+    assert!(
+        out.contains("120 done, 0 failed, 0 undone, 8 blocked"),
+        "{out}"
+    );
     for b in 0x10..0x1f {
         assert_eq!(
             gpus.avail(&format!("0000:{b:02x}:00.0"), "nvidia-262"),
@@ -289,9 +295,16 @@ fn retyping_every_card_leaves_the_one_in_use_and_sriov_pfs_get_their_vf_types() 
             "card {b:x} retyped to eight nvidia-262"
         );
     }
-    assert_eq!(gpus.avail(card, "nvidia-262"), 0, "the held card keeps its type");
+    assert_eq!(
+        gpus.avail(card, "nvidia-262"),
+        0,
+        "the held card keeps its type"
+    );
     assert_eq!(gpus.avail(card, "nvidia-260"), 24, "all eight kept");
-    assert!(running(&gpus).contains(&held), "the device in use was not touched");
+    assert!(
+        running(&gpus).contains(&held),
+        "the device in use was not touched"
+    );
     // Released, the next apply finishes the card.
     release(r, &held);
     let (code, out) = run(&bins, r, &["apply", "--file", &second]);
@@ -307,7 +320,10 @@ fn retyping_every_card_leaves_the_one_in_use_and_sriov_pfs_get_their_vf_types() 
     let r = pfs.path();
     let (code, out) = run(&bins, r, &["plan", "--file", &first]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("0000:41:00.0 vf0") && out.contains("enables its VFs"), "{out}");
+    assert!(
+        out.contains("0000:41:00.0 vf0") && out.contains("enables its VFs"),
+        "{out}"
+    );
     let (code, out) = run(&bins, r, &["apply", "--file", &first]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("12 done, 0 failed"), "2 PFs, 6 + 4 VFs: {out}");
@@ -330,9 +346,16 @@ fn retyping_every_card_leaves_the_one_in_use_and_sriov_pfs_get_their_vf_types() 
     allocate(r, &l40s[5], "0000:41:00.0");
     let (code, out) = run(&bins, r, &["apply", "--file", &second]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("1 done, 0 failed, 0 undone, 1 blocked"), "{out}");
+    assert!(
+        out.contains("1 done, 0 failed, 0 undone, 1 blocked"),
+        "{out}"
+    );
     assert_eq!(vf_type(&pfs, &l40s[4]), "1152");
-    assert_eq!(vf_type(&pfs, &l40s[5]), "1151", "the VF in use keeps its type");
+    assert_eq!(
+        vf_type(&pfs, &l40s[5]),
+        "1151",
+        "the VF in use keeps its type"
+    );
     // Wiped definitions and VFs (a reinstall): the same file, the same host.
     release(r, &l40s[5]);
     pfs.reboot();
@@ -341,5 +364,112 @@ fn retyping_every_card_leaves_the_one_in_use_and_sriov_pfs_get_their_vf_types() 
     let (code, out) = run(&bins, r, &["apply", "--file", &second]);
     assert_eq!(code, 0, "{out}");
     let again: Vec<String> = l40s.iter().map(|v| vf_type(&pfs, v)).collect();
-    assert_eq!(again, ["1150", "1150", "1150", "1150", "1152", "1152", "0", "0"]);
+    assert_eq!(
+        again,
+        ["1150", "1150", "1150", "1150", "1152", "1152", "0", "0"]
+    );
+}
+
+fn all_cards(dir: &Path, name: &str, mdev_type: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, ALL.replace("nvidia-260", mdev_type)).expect("write");
+    p.to_str().unwrap().to_string()
+}
+
+fn on_card(sim: &Sim, card: &str) -> BTreeSet<String> {
+    std::fs::read_dir(sim.path().join(format!("sys/class/mdev_bus/{card}")))
+        .expect("card")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 36)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn a_failure_part_way_puts_its_parent_back_and_a_killed_apply_converges() {
+    require_fuse("host-file-faults");
+    let bins = Bins::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // `large`, where the fourth nvidia-262 made on 0000:13:00.0 fails once.
+    let profile = d.join("faulty.toml");
+    std::fs::write(
+        &profile,
+        include_str!("../../hostdev-sim/profiles/large.toml").to_string()
+            + "\n[[fault]]\nop = \"create\"\nparent = \"0000:13:00.0\"\nname = \"nvidia-262\"\nerrno = \"EIO\"\nafter = 3\ntimes = 1\n",
+    )
+    .expect("profile");
+    let sim = Sim::start(profile.to_str().unwrap());
+    let r = sim.path();
+    let t260 = all_cards(d, "260.toml", "nvidia-260");
+    let t262 = all_cards(d, "262.toml", "nvidia-262");
+    let (code, out) = run(&bins, r, &["apply", "--file", &t260]);
+    assert_eq!(code, 0, "{out}");
+    let card = "0000:13:00.0";
+    let before = on_card(&sim, card);
+    assert_eq!(before.len(), 8);
+
+    let (code, out) = run(&bins, r, &["apply", "--file", &t262]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("120 done, 1 failed, 7 undone, 0 blocked"),
+        "the other 15 cards complete; this one is put back: {out}"
+    );
+    assert!(
+        out.contains("rolled-back") && out.contains("not-tried"),
+        "{out}"
+    );
+    assert_eq!(
+        on_card(&sim, card),
+        before,
+        "the same devices run on the card"
+    );
+    assert_eq!(sim.avail(card, "nvidia-260"), 24, "with their old type");
+    for u in &before {
+        let def = std::fs::read_to_string(r.join(format!("etc/mdevctl.d/{card}/{u}")))
+            .expect("definition kept");
+        assert!(def.contains("nvidia-260"), "{u}: {def}");
+    }
+    assert_eq!(
+        sim.avail("0000:14:00.0", "nvidia-262"),
+        24,
+        "another card retyped"
+    );
+
+    // The fault fired once: the next apply finishes the card.
+    let (code, out) = run(&bins, r, &["apply", "--file", &t262]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("8 done, 0 failed"), "{out}");
+
+    // Killed at three instants while retyping every card, then applied
+    // again: the host converges on the file.
+    for (i, ms) in [40u64, 250, 700].into_iter().enumerate() {
+        let file = if i % 2 == 0 { &t260 } else { &t262 };
+        let mut c = std::process::Command::new(bins.path("hostdevctl"));
+        c.args(["apply", "--file", file])
+            .env("HOSTDEV_ROOT", r)
+            .env("HOSTDEV_SOCKET", "")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = c.spawn().expect("apply");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let (code, out) = run(&bins, r, &["apply", "--file", file]);
+        assert_eq!(code, 0, "after a kill at {ms} ms: {out}");
+        let (code, out) = run(&bins, r, &["plan", "--file", file]);
+        assert_eq!(code, 0, "converged after a kill at {ms} ms: {out}");
+        assert_eq!(running(&sim).len(), 128);
+        let defs: usize = std::fs::read_dir(r.join("etc/mdevctl.d"))
+            .expect("defs")
+            .flatten()
+            .filter(|e| e.path().is_dir() && e.file_name() != "scripts.d")
+            .map(|e| std::fs::read_dir(e.path()).expect("dir").count())
+            .sum();
+        assert_eq!(
+            defs, 128,
+            "one definition per device after a kill at {ms} ms"
+        );
+    }
 }
