@@ -22,6 +22,19 @@ pub struct HostFileInput {
 pub struct HostPlanRequest {
     /// The file.
     pub file: HostFileInput,
+    /// The file is another tool's, translated first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<HostImport>,
+}
+
+/// Another tool's configuration to translate into a host file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostImport {
+    /// `vgpu-device-manager` (NVIDIA's YAML).
+    pub format: String,
+    /// The named configuration in it (`-c` of `nvidia-vgpu-dm`).
+    pub config: String,
 }
 
 /// Make the host match the file.
@@ -94,6 +107,10 @@ pub struct Plan {
     pub unchanged: usize,
     /// Sentences about entries that select nothing here.
     pub notes: Vec<String>,
+    /// The host file an import translated to (save it as
+    /// `/etc/hostdev/host.toml`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// One change's outcome.

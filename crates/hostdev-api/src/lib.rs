@@ -19,7 +19,8 @@ pub mod report;
 
 pub use events::{DeviceRef, DriftKind, Event, EventKind};
 pub use host::{
-    Action, Applied, ApplyReport, Change, HostApplyRequest, HostFileInput, HostPlanRequest, Plan,
+    Action, Applied, ApplyReport, Change, HostApplyRequest, HostFileInput, HostImport,
+    HostPlanRequest, Plan,
 };
 pub use hostdev_model::pool::PoolName;
 pub use hostdev_model::vdpa::{

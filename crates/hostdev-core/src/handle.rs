@@ -69,5 +69,8 @@ handle!(ProbeTypeRequest, |d, op| d.probe_type(op));
 handle!(MigrateExportRequest, |d, op| d.migrate_export(&op.device));
 handle!(MigrateCheckRequest, |d, op| d.migrate_check(op));
 handle!(MigratePrepareRequest, |d, op| d.migrate_prepare(op));
-handle!(HostPlanRequest, |d, op| d.host_plan(&op.file));
+handle!(HostPlanRequest, |d, op| match &op.import {
+    Some(i) => d.host_plan_import(&op.file, i),
+    None => d.host_plan(&op.file),
+});
 handle!(HostApplyRequest, |d, op| d.host_apply(op));

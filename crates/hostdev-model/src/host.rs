@@ -63,16 +63,16 @@ pub struct HostFile {
     #[serde(default)]
     pub host: HostSection,
     /// Counted mdevs per selected parent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mdev: Vec<MdevEntry>,
     /// Single mdevs with their own UUIDs.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mdev_device: Vec<MdevDeviceEntry>,
     /// NVIDIA SR-IOV PFs.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sriov: Vec<SriovEntry>,
     /// vDPA devices.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vdpa: Vec<VdpaEntry>,
 }
 
@@ -129,6 +129,7 @@ impl VdpaEntry {
 #[serde(deny_unknown_fields)]
 pub struct HostSection {
     /// The host's identity in stable UUIDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
 
@@ -221,6 +222,11 @@ fn attrs_of(list: &[BTreeMap<String, String>], what: &str) -> Result<Vec<Attr>, 
 }
 
 impl HostFile {
+    /// The file as TOML text (what [`HostFile::parse`] reads back).
+    pub fn to_text(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
     /// Parses the file's text.
     pub fn parse(text: &str) -> Result<HostFile, HostFileError> {
         let f: HostFile = toml::from_str(text)

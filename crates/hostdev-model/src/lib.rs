@@ -16,6 +16,7 @@ pub mod pool;
 pub mod probe;
 pub mod vdpa;
 pub mod vgpu;
+pub mod vgpu_dm;
 
 pub use config::{Attr, MdevConfig, StartPolicy};
 pub use names::{AttrName, NameError, ParentName, TypeId, Uuid};

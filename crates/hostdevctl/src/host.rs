@@ -4,17 +4,21 @@ use crate::env;
 use crate::native::Format;
 use crate::output::{emit, table};
 use anyhow::{Context, Result};
-use hostdev_core::api::{Change, HostApplyRequest, HostFileInput, HostPlanRequest};
+use hostdev_core::api::{Change, HostApplyRequest, HostFileInput, HostImport, HostPlanRequest};
 use std::process::ExitCode;
 
 /// The file as given, or `/etc/hostdev/host.toml` under the root prefix.
 fn read(file: Option<&str>) -> Result<HostFileInput> {
+    read_as(file, "the host file")
+}
+
+fn read_as(file: Option<&str>, what: &str) -> Result<HostFileInput> {
     let path = match file {
         Some(f) => std::path::PathBuf::from(f),
         None => env::root(false).join("etc/hostdev/host.toml"),
     };
     let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read the host file {}", path.display()))?;
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
     Ok(HostFileInput {
         path: path.display().to_string(),
         text,
@@ -36,10 +40,39 @@ fn row(c: &Change, what: &str) -> Vec<String> {
 const HEADER: [&str; 7] = ["ACTION", "KIND", "ID", "PARENT", "NOW", "WANTED", "WHY"];
 
 /// `plan`: exit 0 when the host matches, 2 when changes are pending
-/// (blocked ones included).
-pub fn plan(file: Option<&str>, f: Format) -> Result<ExitCode> {
+/// (blocked ones included). With `import` (vgpu-device-manager's file and
+/// configuration), that file translated; `show_file` prints the
+/// translation instead of the plan.
+pub fn plan(
+    file: Option<&str>,
+    import: Option<(&str, &str)>,
+    show_file: bool,
+    f: Format,
+) -> Result<ExitCode> {
     crate::pool::no_libvirt(f, "plan")?;
-    let p = env::call(env::backend(false), &HostPlanRequest { file: read(file)? })?;
+    let req = match import {
+        Some((path, config)) => HostPlanRequest {
+            file: read_as(Some(path), "the vgpu-device-manager file")?,
+            import: Some(HostImport {
+                format: "vgpu-device-manager".into(),
+                config: config.into(),
+            }),
+        },
+        None => HostPlanRequest {
+            file: read(file)?,
+            import: None,
+        },
+    };
+    let p = env::call(env::backend(false), &req)?;
+    if show_file {
+        let mut out = String::new();
+        for n in &p.notes {
+            out.push_str(&format!("# note: {n}\n"));
+        }
+        out.push_str(p.file.as_deref().unwrap_or_default());
+        emit(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let pending = !p.changes.is_empty() || !p.blocked.is_empty();
     if f == Format::Json {
         emit(&(serde_json::to_string_pretty(&p)? + "\n"))?;

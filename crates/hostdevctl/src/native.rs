@@ -83,15 +83,24 @@ enum Top {
     /// Compare the host file (/etc/hostdev/host.toml) with the host: what apply would create, change, remove, and what is blocked because it is in use; exit 0 nothing to do, 2 changes pending
     Plan {
         /// The host file (default: /etc/hostdev/host.toml under the root prefix)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from_vgpu_device_manager")]
         file: Option<String>,
+        /// Plan NVIDIA vgpu-device-manager's configuration FILE instead (with --config)
+        #[arg(long, value_name = "FILE", requires = "config")]
+        from_vgpu_device_manager: Option<String>,
+        /// The configuration to take from that file (as `nvidia-vgpu-dm -c`)
+        #[arg(long, short = 'c', requires = "from_vgpu_device_manager")]
+        config: Option<String>,
+        /// Print the host file the import translates to (save it as /etc/hostdev/host.toml), not the plan
+        #[arg(long, requires = "from_vgpu_device_manager")]
+        show_file: bool,
     },
     /// Make the host match the host file; devices in use are reported and left alone; exit 0 done, 1 a change failed, 2 some were blocked
     Apply {
         /// The host file (default: /etc/hostdev/host.toml under the root prefix)
         #[arg(long)]
         file: Option<String>,
-        /// Change this device (UUID) even though it is in use (repeatable)
+        /// Change this device (UUID, VF address, vDPA name) even though it is in use (repeatable)
         #[arg(long)]
         force: Vec<String>,
     },
@@ -137,7 +146,17 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             mdev_type,
         } => crate::probe::run(device.as_deref(), parent.zip(mdev_type), cli.format),
         Top::Migrate(cmd) => crate::migrate::run(cmd, cli.format),
-        Top::Plan { file } => crate::host::plan(file.as_deref(), cli.format),
+        Top::Plan {
+            file,
+            from_vgpu_device_manager,
+            config,
+            show_file,
+        } => crate::host::plan(
+            file.as_deref(),
+            from_vgpu_device_manager.as_deref().zip(config.as_deref()),
+            show_file,
+            cli.format,
+        ),
         Top::Apply { file, force } => crate::host::apply(file.as_deref(), force, cli.format),
         Top::List => unified_list(cli.format),
         Top::UdevRule { install } => udev_rule(install),

@@ -473,3 +473,80 @@ fn a_failure_part_way_puts_its_parent_back_and_a_killed_apply_converges() {
         );
     }
 }
+
+/// The shape of the example in NVIDIA/vgpu-device-manager's README (a node
+/// of T4 GPUs, configurations per type and the custom `T4-small`), written
+/// here from that documented format.
+const VGPU_DM: &str = r#"
+version: v1
+vgpu-configs:
+  T4-1Q:
+    - devices: all
+      vgpu-devices:
+        "T4-1Q": 16
+  T4-small:
+    - devices: [0]
+      vgpu-devices:
+        "T4-1Q": 16
+    - devices: [1]
+      vgpu-devices:
+        "T4-2Q": 8
+"#;
+
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn a_vgpu_device_manager_config_is_planned_and_its_translation_applied() {
+    require_fuse("host-file-import");
+    let bins = Bins::new();
+    let sim = Sim::start("large");
+    let r = sim.path();
+    // The host's identity comes from its machine-id here.
+    std::fs::create_dir_all(r.join("etc")).expect("etc");
+    std::fs::write(
+        r.join("etc/machine-id"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("machine-id");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = dir.path().join("config-t4.yaml");
+    std::fs::write(&yaml, VGPU_DM).expect("write");
+    let yaml = yaml.to_str().unwrap();
+    let (code, out) = run(
+        &bins,
+        r,
+        &["plan", "--from-vgpu-device-manager", yaml, "-c", "T4-small"],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("24 to change"), "16 + 8: {out}");
+    let (code, file) = run(
+        &bins,
+        r,
+        &[
+            "plan",
+            "--from-vgpu-device-manager",
+            yaml,
+            "-c",
+            "T4-small",
+            "--show-file",
+        ],
+    );
+    assert_eq!(code, 0, "{file}");
+    let host = dir.path().join("host.toml");
+    std::fs::write(&host, &file).expect("write");
+    let (code, out) = run(&bins, r, &["apply", "--file", host.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    // GPU 0 is the lowest address: 16 T4-1Q (nvidia-257); GPU 1: 8 T4-2Q.
+    assert_eq!(sim.avail("0000:10:00.0", "nvidia-257"), 16);
+    assert_eq!(sim.avail("0000:11:00.0", "nvidia-258"), 24);
+    assert_eq!(running(&sim).len(), 24);
+    let (code, out) = run(
+        &bins,
+        r,
+        &["plan", "--from-vgpu-device-manager", yaml, "-c", "T4-large"],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no configuration \"T4-large\"") && out.contains("T4-1Q, T4-small"),
+        "{out}"
+    );
+}

@@ -10,6 +10,7 @@
 //! `vdpa` plan their own kinds.
 
 mod apply;
+mod import;
 mod sriov;
 mod vdpa;
 
@@ -151,11 +152,19 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     pub(crate) fn host_steps(&self, input: &HostFileInput) -> Result<Steps, CoreError> {
-        let bad = |why: String| CoreError::HostFile {
+        let f = HostFile::parse(&input.text).map_err(|e| CoreError::HostFile {
             path: input.path.clone(),
+            why: e.to_string(),
+        })?;
+        self.steps_of(&f, &input.path)
+    }
+
+    pub(crate) fn steps_of(&self, f: &HostFile, path: &str) -> Result<Steps, CoreError> {
+        let bad = |why: String| CoreError::HostFile {
+            path: path.to_string(),
             why,
         };
-        let f = HostFile::parse(&input.text).map_err(|e| bad(e.to_string()))?;
+        let f = f.clone();
         let host_id = self.host_id(&f)?;
         let sysfs = &self.mdev.sysfs;
         let mut offers = Vec::new();
@@ -362,17 +371,22 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 
     /// The diff between a host file and the host.
     pub fn host_plan(&self, input: &HostFileInput) -> Result<Plan, CoreError> {
+        Ok(self.plan_of(self.host_steps(input)?))
+    }
+
+    fn plan_of(&self, s: Steps) -> Plan {
         let Steps {
             steps,
             blocked,
             unchanged,
             notes,
-        } = self.host_steps(input)?;
-        Ok(Plan {
+        } = s;
+        Plan {
             changes: steps.into_iter().map(|s| s.change).collect(),
             blocked: blocked.into_iter().map(|s| s.change).collect(),
             unchanged,
             notes,
-        })
+            file: None,
+        }
     }
 }

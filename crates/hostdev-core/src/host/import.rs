@@ -1,0 +1,88 @@
+//! Plans from another tool's configuration: NVIDIA vgpu-device-manager's
+//! YAML is translated (hostdev-model's `vgpu_dm`) over the host's NVIDIA
+//! GPUs, then planned like a host file; the plan carries the translated
+//! file so that the operator can keep it.
+//!
+//! Owns: listing the GPUs for the translation. Must not: translate.
+
+use crate::{CoreError, Devices};
+use hostdev_api::{HostFileInput, HostImport, Plan};
+use hostdev_model::vgpu_dm::{translate, Gpu, GpuKind};
+use hostdev_sysfs::sriov::SriovSysfs;
+use hostdev_sysfs::MdevSysfs;
+use hostdev_vdpa::VdpaClient;
+
+fn hex(s: Option<&str>) -> u16 {
+    s.map(|x| x.trim().trim_start_matches("0x"))
+        .and_then(|x| u16::from_str_radix(x, 16).ok())
+        .unwrap_or(0)
+}
+
+impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+    /// The host's GPUs: mdev parents and SR-IOV PFs with what they offer.
+    fn gpus(&self) -> Result<Vec<Gpu>, CoreError> {
+        let sysfs = &self.mdev.sysfs;
+        let mut out = Vec::new();
+        for p in sysfs.parents().map_err(CoreError::inventory)? {
+            let f = sysfs.parent_facts(&p);
+            let types = sysfs
+                .types(&p)
+                .map_err(CoreError::inventory)?
+                .into_iter()
+                .map(|t| (t.type_id, t.name.unwrap_or_default()))
+                .collect();
+            out.push(Gpu {
+                address: p.to_string(),
+                vendor: hex(f.vendor.as_deref()),
+                device: hex(f.device.as_deref()),
+                kind: GpuKind::Mdev(types),
+            });
+        }
+        let g = &self.vgpu;
+        for pf in g.sriov.pfs()? {
+            let f = g.sriov.pf_facts(&pf.address);
+            let mut types: Vec<String> = Vec::new();
+            for v in g.sriov.vfs(&pf.address)? {
+                for t in v.creatable {
+                    if !types.contains(&t.name) {
+                        types.push(t.name);
+                    }
+                }
+            }
+            out.push(Gpu {
+                address: pf.address.to_string(),
+                vendor: hex(f.vendor.as_deref()),
+                device: hex(f.device.as_deref()),
+                kind: GpuKind::Sriov {
+                    total_vfs: pf.total_vfs,
+                    types,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// The plan of another tool's configuration, translated.
+    pub fn host_plan_import(
+        &self,
+        input: &HostFileInput,
+        import: &HostImport,
+    ) -> Result<Plan, CoreError> {
+        let bad = |why: String| CoreError::HostFile {
+            path: input.path.clone(),
+            why,
+        };
+        if import.format != "vgpu-device-manager" {
+            return Err(bad(format!(
+                "{} is not a format hostdev imports (vgpu-device-manager is)",
+                import.format
+            )));
+        }
+        let (f, notes) = translate(&input.text, &import.config, &self.gpus()?)
+            .map_err(|e| bad(e.to_string()))?;
+        let mut plan = self.plan_of(self.steps_of(&f, &input.path)?);
+        plan.notes.splice(0..0, notes);
+        plan.file = Some(f.to_text());
+        Ok(plan)
+    }
+}
