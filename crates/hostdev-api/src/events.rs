@@ -58,6 +58,7 @@ impl EventKind {
             EventKind::Failure { .. } => "failure",
             EventKind::Drift { .. } => "drift",
             EventKind::DriftResolved { .. } => "drift_resolved",
+            EventKind::HostFile { .. } => "host_file",
         }
     }
 }
@@ -103,6 +104,18 @@ pub enum EventKind {
         device: DeviceRef,
         /// How it differed.
         drift: DriftKind,
+    },
+    /// The host no longer matches the host file, or matches it again
+    /// (`report`), or an apply made it match (`apply`).
+    HostFile {
+        /// `report` or `apply`.
+        mode: String,
+        /// Changes pending (report) or made (apply).
+        changes: usize,
+        /// Changes blocked because the device is in use.
+        blocked: usize,
+        /// Changes that failed (apply).
+        failed: usize,
     },
 }
 

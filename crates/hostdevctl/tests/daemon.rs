@@ -461,3 +461,45 @@ fn what_the_daemon_remembers_never_hides_a_change_made_behind_its_back() {
     let defs = ok(&through, &r, "mdevctl", &["list", "-d"]);
     assert!(!defs.contains(u), "{defs}");
 }
+
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn the_daemon_reports_host_file_drift_by_default_and_applies_it_when_told() {
+    require_fuse("daemon host file");
+    let sim = Sim::start("samples");
+    let r = sim.path();
+    std::fs::create_dir_all(r.join("etc/hostdev")).expect("dir");
+    std::fs::write(
+        r.join("etc/hostdev/host.toml"),
+        "[host]\nid = \"lab\"\n[[mdev]]\nselect = { parents = [\"mtty\"] }\ntype = \"mtty-2\"\ncount = 2\n",
+    )
+    .expect("host file");
+    let quiet = "restore_on_start = false\nuevents = false\nresync_interval_secs = 3600\ngroup = \"root\"\nhost_reconcile_secs = 1\n";
+    let metric = |d: &Daemon, state: &str| -> String {
+        let (_, m) = http_get(&d.socket, "/metrics");
+        m.lines()
+            .find(|l| l.starts_with(&format!("hostdev_host_file_pending{{state=\"{state}\"}}")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    // Report (the default): the difference is published, nothing is made.
+    let d = Daemon::start(r, quiet);
+    eventually(10, "two changes pending reported", || {
+        metric(&d, "change").ends_with(" 2")
+    });
+    let events = read_events(&d.socket, 1);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "host_file" && e["mode"] == "report" && e["changes"] == 2),
+        "{events:?}"
+    );
+    assert_eq!(mdevs(r), 0, "report only");
+    drop(d);
+    // Apply: the daemon makes the host match the file.
+    let d = Daemon::start(r, &format!("{quiet}host_reconcile = \"apply\"\n"));
+    eventually(10, "the file's devices made", || mdevs(r) == 2);
+    eventually(10, "nothing pending", || {
+        metric(&d, "change").ends_with(" 0")
+    });
+}

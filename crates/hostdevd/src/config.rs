@@ -36,6 +36,27 @@ pub struct Config {
     /// reservations, free what dead consumers held, fill pre-created pools);
     /// 0: never (run `hostdevctl pool reconcile` yourself).
     pub pool_reconcile_secs: u64,
+    /// What the daemon does with the host file (`host_file`): `off`,
+    /// `report` (plan it every `host_reconcile_secs` and publish when the
+    /// host differs) or `apply` (make the host match it, leaving devices in
+    /// use alone).
+    pub host_reconcile: HostReconcile,
+    /// The host file.
+    pub host_file: PathBuf,
+    /// Seconds between looks at the host file.
+    pub host_reconcile_secs: u64,
+}
+
+/// What the daemon does with the host file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostReconcile {
+    /// Nothing.
+    Off,
+    /// Plan it and report drift.
+    Report,
+    /// Apply it.
+    Apply,
 }
 
 impl Default for Config {
@@ -52,6 +73,9 @@ impl Default for Config {
             uevents: true,
             restore_on_start: true,
             pool_reconcile_secs: 60,
+            host_reconcile: HostReconcile::Report,
+            host_file: PathBuf::from("/etc/hostdev/host.toml"),
+            host_reconcile_secs: 300,
         }
     }
 }
@@ -103,6 +127,12 @@ impl Config {
         let c: Config = toml::from_str(text).map_err(|e| e.message().to_string())?;
         if c.resync_interval_secs == 0 {
             return Err("resync_interval_secs must be at least 1".into());
+        }
+        if c.host_reconcile_secs == 0 {
+            return Err(
+                "host_reconcile_secs must be at least 1 (host_reconcile = \"off\" turns it off)"
+                    .into(),
+            );
         }
         if c.max_connections == 0 {
             return Err("max_connections must be at least 1".into());
@@ -156,6 +186,9 @@ mod shipped {
             "uevents",
             "restore_on_start",
             "pool_reconcile_secs",
+            "host_reconcile",
+            "host_file",
+            "host_reconcile_secs",
         ] {
             assert!(text.contains(&format!("#{key} = ")), "{key}");
         }

@@ -28,6 +28,7 @@ labels!(KindOutcome { kind, outcome });
 labels!(PathL { path });
 labels!(CodeL { code });
 labels!(TypeL { r#type });
+labels!(StateL { state });
 
 fn latency() -> Histogram {
     // 100 µs … ~3 s.
@@ -48,6 +49,7 @@ pub struct Metrics {
     events: Family<TypeL, Counter>,
     uevents: Counter,
     inventory_reused: Counter,
+    host_file: Family<StateL, Gauge>,
 }
 
 impl Default for Metrics {
@@ -72,6 +74,7 @@ impl Metrics {
             events: Family::default(),
             uevents: Counter::default(),
             inventory_reused: Counter::default(),
+            host_file: Family::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -128,6 +131,11 @@ impl Metrics {
             "hostdev_inventory_reused",
             "Inventory requests answered from the last reply (nothing had changed)",
             m.inventory_reused.clone(),
+        );
+        r.register(
+            "hostdev_host_file_pending",
+            "Changes the host file asks for at the last look, by state (change, blocked)",
+            m.host_file.clone(),
         );
         Metrics { registry: r, ..m }
     }
@@ -225,6 +233,17 @@ impl Metrics {
     /// Counts one inventory answered from the last reply.
     pub fn inventory_reused(&self) {
         self.inventory_reused.inc();
+    }
+
+    /// The host file's pending changes at the last look.
+    pub fn host_file(&self, changes: usize, blocked: usize) {
+        for (state, n) in [("change", changes), ("blocked", blocked)] {
+            self.host_file
+                .get_or_create(&StateL {
+                    state: state.into(),
+                })
+                .set(n as i64);
+        }
     }
 
     /// Counts one kernel event acted on.

@@ -6,10 +6,11 @@
 //! for anything to become ready (the core polls with bounds), or act while
 //! shutdown is under way.
 
+use crate::config::HostReconcile;
 use crate::snapshot::Snapshot;
 use crate::state::{Nudge, Shared};
 use hostdev_core::api::events::EventKind;
-use hostdev_core::api::{DriftKind, Outcome, RestoreReport};
+use hostdev_core::api::{DriftKind, HostApplyRequest, HostFileInput, Outcome, RestoreReport};
 use hostdev_core::restore::error_body;
 use hostdev_uevent::{Uevent, UeventSource};
 use std::sync::Arc;
@@ -100,10 +101,16 @@ pub async fn watch(
     let mut last_request_look: Option<Instant> = None;
     let mut pools_tick = tokio::time::interval(Duration::from_secs(pools_every.max(1)));
     pools_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let host_on = s.config.host_reconcile != HostReconcile::Off;
+    let mut host_tick =
+        tokio::time::interval(Duration::from_secs(s.config.host_reconcile_secs.max(1)));
+    host_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut host_last: Option<(usize, usize)> = None;
     loop {
         tokio::select! {
             _ = stopping.changed() => return,
             _ = pools_tick.tick(), if pools_every > 0 => reconcile_pools(&s).await,
+            _ = host_tick.tick(), if host_on => reconcile_host(&s, &mut host_last).await,
             _ = tick.tick() => cycle(&s, &mut prev, "resync", false).await,
             Some(_) = nudges.recv() => {
                 // Requests are looked at no sooner than `debounce_ms` after
@@ -173,6 +180,79 @@ async fn reconcile_pools(s: &Arc<Shared>) {
         }
         Some(Err(e)) => tracing::warn!("pool reconcile failed: {}", hostdev_core::chain(&e)),
         None => {}
+    }
+}
+
+/// Looks at the host file: plans it (report) or applies it (apply), and
+/// publishes a `host_file` event when the answer changes (report) or an
+/// apply did something. A missing file is no host file: nothing to do.
+async fn reconcile_host(s: &Arc<Shared>, last: &mut Option<(usize, usize)>) {
+    let path = s.root.join(
+        s.config
+            .host_file
+            .strip_prefix("/")
+            .unwrap_or(&s.config.host_file),
+    );
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!("cannot read the host file {}: {e}", path.display());
+            return;
+        }
+    };
+    let file = HostFileInput {
+        path: path.display().to_string(),
+        text,
+    };
+    let mode = s.config.host_reconcile;
+    let answer = s
+        .run(move |sh| match mode {
+            HostReconcile::Apply => sh
+                .system()
+                .host_apply(&HostApplyRequest {
+                    file,
+                    force: vec![],
+                })
+                .map(|r| (r.count("done"), r.count("blocked"), r.failed() + r.undone())),
+            _ => sh
+                .system()
+                .host_plan(&file)
+                .map(|p| (p.changes.len(), p.blocked.len(), 0)),
+        })
+        .await;
+    let (changes, blocked, failed) = match answer {
+        Some(Ok(x)) => x,
+        Some(Err(e)) => {
+            tracing::warn!("host file: {}", hostdev_core::chain(&e));
+            s.metrics.error(e.code());
+            return;
+        }
+        None => return,
+    };
+    let pending = match mode {
+        HostReconcile::Apply => (0, blocked),
+        _ => (changes, blocked),
+    };
+    s.metrics.host_file(pending.0, pending.1);
+    let news = match mode {
+        HostReconcile::Apply => changes + failed > 0 || last.is_none_or(|l| l != pending),
+        _ => last.is_none_or(|l| l != pending),
+    };
+    *last = Some(pending);
+    if news && (changes + blocked + failed > 0 || mode == HostReconcile::Report) {
+        tracing::info!(changes, blocked, failed, "host file ({mode:?})");
+        s.publish(EventKind::HostFile {
+            mode: if mode == HostReconcile::Apply {
+                "apply"
+            } else {
+                "report"
+            }
+            .into(),
+            changes,
+            blocked,
+            failed,
+        });
     }
 }
 
