@@ -347,6 +347,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             unchanged,
             notes,
         } = self.host_steps(&req.file)?;
+        let mut notes = notes;
+        for f in &req.force {
+            let names = |b: &Step| &b.change.id == f || b.waits_on.as_ref() == Some(f);
+            if !blocked.iter().any(names) {
+                notes.push(format!(
+                    "--force {f}: no blocked change has that id (nothing is forced)"
+                ));
+            }
+        }
         let mut left = Vec::new();
         for b in blocked {
             let named = |id: &String| req.force.iter().any(|f| f == id);

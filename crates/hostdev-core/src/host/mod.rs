@@ -296,7 +296,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             file(step, live.and_then(|_| self.mdev_in_use(u)));
         }
         for (step, holder) in self
-            .sriov_steps(&f, &managed, &mut unchanged, &mut notes)?
+            .sriov_steps(&f, &managed, &mut unchanged, &mut notes, path)?
             .into_iter()
             .chain(self.vdpa_steps(&f, &managed, &mut unchanged)?)
         {

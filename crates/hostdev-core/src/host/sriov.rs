@@ -66,6 +66,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         managed: &Managed,
         unchanged: &mut usize,
         notes: &mut Vec<String>,
+        path: &str,
     ) -> Result<Vec<(Step, Option<String>)>, CoreError> {
         let g = &self.vgpu;
         if f.sriov.is_empty() && managed.pf.is_empty() && managed.vgpu.is_empty() {
@@ -111,7 +112,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             };
             if d.numvfs > p.total_vfs {
                 return Err(CoreError::HostFile {
-                    path: "the host file".into(),
+                    path: path.to_string(),
                     why: format!(
                         "PF {pf} has at most {} VFs; the file asks for {}",
                         p.total_vfs, d.numvfs
