@@ -1,7 +1,8 @@
-//! The host file's vDPA part against the fake netlink client: plan, apply
-//! over one client, idempotence, removal of only what the file made, a
-//! failure that puts the management device's devices back, and a host
-//! without the vdpa module.
+//! The host file against the fakes. vDPA: plan, apply over one client,
+//! idempotence, removal of only what the file made, a failure that puts the
+//! management device's devices back, a host without the vdpa module.
+//! SR-IOV: a typed VF whose definition is missing is defined, not cleared;
+//! a VF count change while a VF is in use holds the PF's VF steps too.
 #![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
 use hostdev_core::api::{HostApplyRequest, HostFileInput};
@@ -9,17 +10,39 @@ use hostdev_core::vdpa::Vdpas;
 use hostdev_core::vgpu::Vgpus;
 use hostdev_core::{Callouts, CoreError, Devices, Host};
 use hostdev_model::vdpa::{CreateConfig, MgmtDevName, VdpaName};
-use hostdev_sysfs::sriov::FakeSriov;
+use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
 use hostdev_sysfs::FakeKernel;
 use hostdev_vdpa::{FakeVdpa, VdpaClient, VdpaError};
+use hostdev_vfio::{FakeRefusal, FakeVfio};
 use std::path::Path;
 
 fn devices(root: &Path, vdpa: Vdpas<FakeVdpa>) -> Devices<FakeKernel, FakeSriov, FakeVdpa> {
+    with_vfio(root, vdpa, std::sync::Arc::new(FakeVfio::new()))
+}
+
+fn with_vfio(
+    root: &Path,
+    vdpa: Vdpas<FakeVdpa>,
+    vfio: std::sync::Arc<FakeVfio>,
+) -> Devices<FakeKernel, FakeSriov, FakeVdpa> {
+    let sriov = FakeSriov::new();
+    sriov.add_pf(
+        "0000:41:00.0",
+        8,
+        16384,
+        &[
+            (1150, "NVIDIA L40S-4Q", 4096),
+            (1151, "NVIDIA L40S-8Q", 8192),
+        ],
+        true,
+    );
+    let mut v = Vgpus::new(sriov, root);
+    v.vf_timeout = std::time::Duration::from_millis(200);
     Devices::new(
         Host::new(FakeKernel::new(), root, Callouts::none()),
-        Vgpus::new(FakeSriov::new(), root),
+        v,
         vdpa,
-        std::sync::Arc::new(hostdev_vfio::FakeVfio::new()),
+        vfio,
         root,
     )
 }
@@ -159,4 +182,67 @@ fn a_file_with_vdpa_devices_on_a_host_without_the_module_says_so() {
     // Without vDPA entries the rest of the file still plans.
     let p = d.host_plan(&file("")).expect("plan");
     assert!(p.changes.is_empty());
+}
+
+const PF: &str = r#"
+[[sriov]]
+select = { parents = ["0000:41:00.0"] }
+numvfs = 2
+types = [{ type = "NVIDIA L40S-4Q", count = 2 }]
+"#;
+
+#[test]
+fn a_typed_vf_without_its_definition_is_defined_not_cleared() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = devices(t.path(), Vdpas::new(FakeVdpa::new(), t.path()));
+    assert_eq!(apply(&d, PF).count("done"), 3);
+    std::fs::remove_file(t.path().join("etc/hostdev/vgpu.d/0000:41:00.4.json")).expect("rm");
+    let p = d.host_plan(&file(PF)).expect("plan");
+    assert_eq!(p.changes.len(), 1, "{p:?}");
+    assert_eq!(p.changes[0].action.as_str(), "define", "{p:?}");
+    let before = d.vgpu.sriov.log("0000:41:00.0").len();
+    assert_eq!(apply(&d, PF).count("done"), 1);
+    assert_eq!(
+        d.vgpu.sriov.log("0000:41:00.0").len(),
+        before,
+        "no write to the VF: its vGPU was left running"
+    );
+    assert!(d.host_plan(&file(PF)).expect("plan").changes.is_empty());
+}
+
+#[test]
+fn a_vf_count_change_while_a_vf_is_in_use_holds_the_whole_pf() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let vfio = std::sync::Arc::new(FakeVfio::new());
+    let d = with_vfio(
+        t.path(),
+        Vdpas::new(FakeVdpa::new(), t.path()),
+        vfio.clone(),
+    );
+    apply(&d, PF);
+    vfio.set("0000:41:00.5", Err(FakeRefusal::Busy));
+    let four = PF.replace("numvfs = 2", "numvfs = 4");
+    let p = d.host_plan(&file(&four)).expect("plan");
+    assert!(p.changes.is_empty(), "{p:?}");
+    assert_eq!(p.blocked.len(), 3, "the count and both VFs: {p:?}");
+    assert!(p.blocked[0].why.contains("0000:41:00.5: in use"), "{p:?}");
+    let r = apply(&d, &four);
+    assert_eq!(r.count("blocked"), 3, "{r:?}");
+    assert_eq!(
+        d.vgpu
+            .sriov
+            .pf(&"0000:41:00.0".parse().expect("pf"))
+            .expect("pf")
+            .expect("pf")
+            .num_vfs,
+        2
+    );
+    // Forcing the PF takes its VFs with it.
+    let r = d
+        .host_apply(&HostApplyRequest {
+            file: file(&four),
+            force: vec!["0000:41:00.0".into()],
+        })
+        .expect("apply");
+    assert_eq!(r.count("done"), 3, "{r:?}");
 }

@@ -43,20 +43,30 @@ fn change(kind: &str, id: String, pf: &PciAddress, action: Action) -> Change {
 }
 
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
-    /// A VF's current type as a name: its definition's when the ids agree.
-    fn current_name(v: &VfInfo, def: Option<&VgpuDefinition>) -> Option<String> {
+    /// A VF's current type as a name: its definition's when the ids agree,
+    /// else what the same card calls that id (ids are card-local) in
+    /// another VF's definition or offer, else the bare id.
+    fn current_name(
+        v: &VfInfo,
+        def: Option<&VgpuDefinition>,
+        card: &[VfInfo],
+        defs: &BTreeMap<PciAddress, VgpuDefinition>,
+    ) -> Option<String> {
         if v.current == 0 {
             return None;
         }
-        Some(match def.filter(|d| d.type_id == v.current) {
-            Some(d) => d.type_name.clone(),
-            None => v
-                .creatable
-                .iter()
+        let by_def = def
+            .into_iter()
+            .chain(defs.values().filter(|d| d.pf == v.pf))
+            .find(|d| d.type_id == v.current)
+            .map(|d| d.type_name.clone());
+        Some(by_def.unwrap_or_else(|| {
+            card.iter()
+                .flat_map(|x| &x.creatable)
                 .find(|t| t.id == v.current)
                 .map(|t| t.name.clone())
-                .unwrap_or_else(|| format!("type id {}", v.current)),
-        })
+                .unwrap_or_else(|| format!("type id {}", v.current))
+        }))
     }
 
     /// The SR-IOV steps, each with what holds its device (if anything).
@@ -175,7 +185,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 let id = live.map_or_else(|| format!("{pf} vf{index}"), |v| v.address.to_string());
                 let mut c = change("vgpu", id, pf, Action::Create);
                 c.to = format!("{t} {}", d.start);
-                let now = live.and_then(|v| Self::current_name(v, def));
+                let now = live.and_then(|v| Self::current_name(v, def, &vfs, &vf_defs));
                 let def_ok = def.is_some_and(|x| &x.type_name == t && x.start == d.start);
                 let (action, from, why) = match (&now, def) {
                     (Some(n), _) if n == t && def_ok => {
@@ -218,7 +228,13 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 c.action = action;
                 c.from = from;
                 c.why = why.into();
+                // A count change that is blocked holds its VFs' steps too.
+                let count_held = (recount && p.num_vfs != 0)
+                    .then(|| holder.clone())
+                    .flatten();
                 let h = match (action, live) {
+                    _ if count_held.is_some() => count_held
+                        .map(|w| format!("waits for {pf}: its VF count cannot change ({w})")),
                     (Action::Change, Some(v)) if v.current != 0 => self.vf_in_use(&v.address),
                     _ => None,
                 };
@@ -227,7 +243,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     type_name: t.clone(),
                     start: d.start,
                 };
-                out.push((step(c, w, live.is_some_and(|v| v.current != 0)), h));
+                let mut st = step(c, w, live.is_some_and(|v| v.current != 0));
+                if recount && p.num_vfs != 0 {
+                    st.waits_on = Some(pf.to_string());
+                }
+                out.push((st, h));
             }
         }
         Ok(out)
@@ -243,7 +263,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             return None;
         }
         let mut c = change("vgpu", v.address.to_string(), &v.pf, Action::Remove);
-        c.from = Self::current_name(v, def)
+        c.from = Self::current_name(v, def, &[], &BTreeMap::new())
             .or_else(|| def.map(|d| format!("{} (defined)", d.type_name)))
             .unwrap_or_default();
         c.why = "the file typed it and no longer does".into();
@@ -419,17 +439,40 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         start: StartPolicy,
     ) -> Result<(), CoreError> {
         let vfs = self.wait_vfs(pf, index + 1)?;
-        let v =
-            vfs.into_iter()
-                .find(|v| v.index == index)
-                .ok_or_else(|| CoreError::VfsNotReady {
-                    pf: pf.clone(),
-                    waited: self.vgpu.vf_timeout,
-                })?;
+        let v = vfs
+            .iter()
+            .find(|v| v.index == index)
+            .cloned()
+            .ok_or_else(|| CoreError::VfsNotReady {
+                pf: pf.clone(),
+                waited: self.vgpu.vf_timeout,
+            })?;
         self.record(|m| {
             m.vgpu.insert(v.address.clone());
         })?;
+        let old = self.vgpu.defs.load(v.address.as_str())?;
         if v.current != 0 {
+            // Already this type (only the definition differs): define it
+            // as it runs, without clearing what a VM may be using.
+            let defs: BTreeMap<PciAddress, VgpuDefinition> = self
+                .vgpu
+                .defs
+                .load_all()?
+                .0
+                .into_iter()
+                .map(|(_, d)| (d.vf.clone(), d))
+                .collect();
+            let name = Self::current_name(&v, old.as_ref(), &vfs, &defs);
+            if name.as_deref() == Some(type_name) {
+                return self.vgpu.put_vf_definition(&VgpuDefinition {
+                    vf: v.address.clone(),
+                    pf: pf.clone(),
+                    vf_index: v.index,
+                    type_id: v.current,
+                    type_name: type_name.to_string(),
+                    start,
+                });
+            }
             self.clear_vf(&v.address)?;
         }
         match self.vgpu.undefine(&v.address) {
