@@ -332,6 +332,29 @@ impl<V: SriovSysfs> Vgpus<V> {
         Ok(())
     }
 
+    /// Waits (up to `vf_timeout`) until the PF's VFs are `ready`; answers
+    /// them, or `None` when the wait ran out. An unreadable VF directory is
+    /// an error, not "no VFs".
+    pub(crate) fn wait_vfs(
+        &self,
+        pf: &PciAddress,
+        ready: impl Fn(&[VfInfo]) -> bool,
+    ) -> Result<Option<Vec<VfInfo>>, SriovError> {
+        match poll::until(
+            self.vf_timeout,
+            Duration::from_millis(2),
+            Duration::from_millis(100),
+            || match self.sriov.vfs(pf) {
+                Ok(v) if ready(&v) => Ok(Ok(v)),
+                Ok(_) => Err(()),
+                Err(e) => Ok(Err(e)),
+            },
+        ) {
+            Ok(r) => r.map(Some),
+            Err(()) => Ok(None),
+        }
+    }
+
     /// Sets a PF's VF count to 0 and removes its definition.
     pub fn disable(&self, pf: &PciAddress) -> Result<(), CoreError> {
         let lock = self.locker.lock()?;
@@ -493,17 +516,7 @@ impl<V: SriovSysfs> Vgpus<V> {
             ok.iter()
                 .all(|d| vfs.iter().any(|v| v.address == d.vf && v.ready))
         };
-        let waited = poll::until(
-            self.vf_timeout,
-            Duration::from_millis(2),
-            Duration::from_millis(100),
-            || match self.sriov.vfs(pf) {
-                Ok(v) if ready(&v) => Ok(Ok(())),
-                Ok(_) => Err(()),
-                Err(e) => Ok(Err(e)),
-            },
-        );
-        if let Ok(Err(e)) = waited {
+        if let Err(e) = self.wait_vfs(pf, ready) {
             out.extend(fail_all(&ok, e));
             return out;
         }

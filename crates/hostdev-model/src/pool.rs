@@ -132,7 +132,8 @@ pub struct MemberFacts {
     pub driver: Option<String>,
 }
 
-fn hex_id(s: &str) -> Option<u16> {
+/// A PCI id as sysfs or a selector writes it (`0x10de`, `10de`).
+pub fn hex_id(s: &str) -> Option<u16> {
     let s = s.trim();
     let s = s.strip_prefix("0x").unwrap_or(s);
     u16::from_str_radix(s, 16).ok()

@@ -240,24 +240,8 @@ pub fn translate(
 mod tests {
     use super::*;
 
-    /// The example of NVIDIA/vgpu-device-manager's README (a node with two
-    /// Tesla T4 GPUs), its `T4-small` configuration: 16 T4-1Q on the
-    /// first GPU and 8 T4-2Q on the second.
-    const README: &str = r#"
-version: v1
-vgpu-configs:
-  T4-1Q:
-    - devices: all
-      vgpu-devices:
-        "T4-1Q": 16
-  T4-small:
-    - devices: [0]
-      vgpu-devices:
-        "T4-1Q": 16
-    - devices: [1]
-      vgpu-devices:
-        "T4-2Q": 8
-"#;
+    /// The example of NVIDIA/vgpu-device-manager's README, in its shape.
+    const README: &str = include_str!("../testdata/vgpu-dm-t4.yaml");
 
     fn t4(address: &str) -> Gpu {
         Gpu {

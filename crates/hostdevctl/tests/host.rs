@@ -474,24 +474,9 @@ fn a_failure_part_way_puts_its_parent_back_and_a_killed_apply_converges() {
     }
 }
 
-/// The shape of the example in NVIDIA/vgpu-device-manager's README (a node
-/// of T4 GPUs, configurations per type and the custom `T4-small`), written
-/// here from that documented format.
-const VGPU_DM: &str = r#"
-version: v1
-vgpu-configs:
-  T4-1Q:
-    - devices: all
-      vgpu-devices:
-        "T4-1Q": 16
-  T4-small:
-    - devices: [0]
-      vgpu-devices:
-        "T4-1Q": 16
-    - devices: [1]
-      vgpu-devices:
-        "T4-2Q": 8
-"#;
+/// The shape of the example in NVIDIA/vgpu-device-manager's README (the
+/// model's unit test translates the same file).
+const VGPU_DM: &str = include_str!("../../hostdev-model/testdata/vgpu-dm-t4.yaml");
 
 #[test]
 #[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]

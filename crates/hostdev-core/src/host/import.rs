@@ -7,15 +7,14 @@
 
 use crate::{CoreError, Devices};
 use hostdev_api::{HostFileInput, HostImport, Plan};
+use hostdev_model::pool::hex_id;
 use hostdev_model::vgpu_dm::{translate, Gpu, GpuKind};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
 
 fn hex(s: Option<&str>) -> u16 {
-    s.map(|x| x.trim().trim_start_matches("0x"))
-        .and_then(|x| u16::from_str_radix(x, 16).ok())
-        .unwrap_or(0)
+    s.and_then(hex_id).unwrap_or(0)
 }
 
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {

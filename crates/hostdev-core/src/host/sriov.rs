@@ -11,7 +11,7 @@
 //! Owns: those steps. Must not: parse the file, print.
 
 use super::{Step, Want};
-use crate::{poll, CoreError, Devices};
+use crate::{CoreError, Devices};
 use hostdev_api::{Action, Change};
 use hostdev_model::host::{desired_pfs, HostFile, Managed};
 use hostdev_model::vgpu::{PciAddress, SriovDefinition, VgpuDefinition};
@@ -20,7 +20,6 @@ use hostdev_sysfs::sriov::{SriovSysfs, VfInfo};
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// A PF as it was before apply touched it.
 struct PfSnapshot {
@@ -290,24 +289,13 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 
     /// Waits (bounded) until the PF's first `n` VFs are set up by the driver.
     fn wait_vfs(&self, pf: &PciAddress, n: u32) -> Result<Vec<VfInfo>, CoreError> {
-        let g = &self.vgpu;
         let ready = |vfs: &[VfInfo]| (0..n).all(|i| vfs.iter().any(|v| v.index == i && v.ready));
-        match poll::until(
-            g.vf_timeout,
-            Duration::from_millis(2),
-            Duration::from_millis(100),
-            || match g.sriov.vfs(pf) {
-                Ok(v) if ready(&v) => Ok(Ok(v)),
-                Ok(_) => Err(()),
-                Err(e) => Ok(Err(e)),
-            },
-        ) {
-            Ok(r) => Ok(r?),
-            Err(()) => Err(CoreError::VfsNotReady {
+        self.vgpu
+            .wait_vfs(pf, ready)?
+            .ok_or_else(|| CoreError::VfsNotReady {
                 pf: pf.clone(),
-                waited: g.vf_timeout,
-            }),
-        }
+                waited: self.vgpu.vf_timeout,
+            })
     }
 
     /// Clears a VF's type if it has one (the driver refuses while a VM uses it).
@@ -404,7 +392,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             out.push((s.clone(), r));
         }
         if failed {
-            let trouble = self.restore_pf(pf, &before);
+            let trouble = self.put_pf_back(pf, &before);
             super::apply::mark_rolled_back(&mut out, &group, trouble, &format!("PF {pf}"));
         }
         out
@@ -491,7 +479,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     /// Puts a PF back as the snapshot had it; returns what could not be.
-    fn restore_pf(&self, pf: &PciAddress, before: &PfSnapshot) -> Option<String> {
+    fn put_pf_back(&self, pf: &PciAddress, before: &PfSnapshot) -> Option<String> {
         let g = &self.vgpu;
         let mut errors = Vec::new();
         let mut note = |r: Result<(), CoreError>| {
