@@ -26,6 +26,9 @@ use hostdev_sysfs::{ActiveDevice, MdevSysfs};
 use hostdev_vdpa::VdpaClient;
 use hostdev_vfio::{Target, VfioError};
 
+/// Pool allocations held now: device id → what holds it.
+pub(crate) type Holds = std::collections::BTreeMap<String, String>;
+
 /// What a step makes.
 #[derive(Debug, Clone)]
 pub(crate) enum Want {
@@ -114,41 +117,46 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 
     /// What holds a running mdev, if anything: a VM (its VFIO group is
     /// open elsewhere) or a pool allocation.
-    pub(crate) fn mdev_in_use(&self, u: &Uuid) -> Option<String> {
-        self.in_use(&Target::Mdev(*u), &u.to_string())
+    pub(crate) fn mdev_in_use(&self, u: &Uuid, holds: &Holds) -> Option<String> {
+        self.in_use(&Target::Mdev(*u), &u.to_string(), holds)
     }
 
     /// What holds a VF with a vGPU type: a VM or a pool allocation.
-    pub(crate) fn vf_in_use(&self, vf: &PciAddress) -> Option<String> {
-        self.in_use(&Target::Pci(vf.clone()), vf.as_str())
+    pub(crate) fn vf_in_use(&self, vf: &PciAddress, holds: &Holds) -> Option<String> {
+        self.in_use(&Target::Pci(vf.clone()), vf.as_str(), holds)
     }
 
     /// What holds a device: its VFIO group held elsewhere (probing opens
     /// nothing else), or a pool allocation under its id.
-    pub(crate) fn in_use(&self, target: &Target, id: &str) -> Option<String> {
+    fn in_use(&self, target: &Target, id: &str, holds: &Holds) -> Option<String> {
         if let Err(VfioError::Busy { group, .. }) = self.vfio.probe(target) {
             return Some(format!("in use: VFIO group {group} is held (a VM?)"));
         }
-        self.pool_holds(id)
+        holds.get(id).cloned()
     }
 
-    /// The pool allocation that holds a device, if any.
-    pub(crate) fn pool_holds(&self, id: &str) -> Option<String> {
+    /// Every pool allocation held now, by device id, with its sentence:
+    /// read once per plan.
+    fn pool_holds(&self) -> Holds {
         if !PoolDb::path_under(&self.root).exists() {
-            return None;
+            return Holds::new();
         }
         let now = (self.clock)();
-        let rec = PoolDb::open(&self.root)
-            .ok()?
-            .read(|tx| tx.device(id))
-            .ok()??;
-        rec.held_at(now).then(|| {
-            format!(
-                "in use: pool {} allocated it to {}",
-                rec.pool,
-                rec.consumer.as_deref().unwrap_or("a consumer")
-            )
-        })
+        let all = PoolDb::open(&self.root)
+            .ok()
+            .and_then(|db| db.read(|tx| tx.all_devices()).ok())
+            .unwrap_or_default();
+        all.into_iter()
+            .filter(|r| r.held_at(now))
+            .map(|r| {
+                let why = format!(
+                    "in use: pool {} allocated it to {}",
+                    r.pool,
+                    r.consumer.as_deref().unwrap_or("a consumer")
+                );
+                (r.id, why)
+            })
+            .collect()
     }
 
     pub(crate) fn host_steps(&self, input: &HostFileInput) -> Result<Steps, CoreError> {
@@ -185,6 +193,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let (defs, _problems) = self.mdev.store.load_all()?;
         let running: Vec<ActiveDevice> = sysfs.devices().map_err(CoreError::inventory)?;
         let managed = ManagedStore::new(&self.root).load();
+        let holds = self.pool_holds();
         let mut steps = Vec::new();
         let mut blocked = Vec::new();
         let mut unchanged = 0;
@@ -263,7 +272,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 running: live.is_some(),
                 waits_on: None,
             };
-            file(step, restarts.then(|| self.mdev_in_use(&d.uuid)).flatten());
+            file(
+                step,
+                restarts
+                    .then(|| self.mdev_in_use(&d.uuid, &holds))
+                    .flatten(),
+            );
         }
         for u in &managed.mdev {
             if want.iter().any(|d| &d.uuid == u) {
@@ -293,12 +307,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 running: live.is_some(),
                 waits_on: None,
             };
-            file(step, live.and_then(|_| self.mdev_in_use(u)));
+            file(step, live.and_then(|_| self.mdev_in_use(u, &holds)));
         }
         for (step, holder) in self
-            .sriov_steps(&f, &managed, &mut unchanged, &mut notes, path)?
+            .sriov_steps(&f, &managed, &holds, &mut unchanged, &mut notes, path)?
             .into_iter()
-            .chain(self.vdpa_steps(&f, &managed, &mut unchanged)?)
+            .chain(self.vdpa_steps(&f, &managed, &holds, &mut unchanged)?)
         {
             file(step, holder);
         }

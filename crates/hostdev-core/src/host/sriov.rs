@@ -10,7 +10,7 @@
 //!
 //! Owns: those steps. Must not: parse the file, print.
 
-use super::{Step, Want};
+use super::{Holds, Step, Want};
 use crate::{CoreError, Devices};
 use hostdev_api::{Action, Change};
 use hostdev_model::host::{desired_pfs, HostFile, Managed};
@@ -73,6 +73,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         &self,
         f: &HostFile,
         managed: &Managed,
+        holds: &Holds,
         unchanged: &mut usize,
         notes: &mut Vec<String>,
         path: &str,
@@ -99,7 +100,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 .iter()
                 .filter(|v| v.current != 0)
                 .filter_map(|v| {
-                    self.vf_in_use(&v.address)
+                    self.vf_in_use(&v.address, holds)
                         .map(|w| format!("{}: {w}", v.address))
                 })
                 .collect();
@@ -113,7 +114,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     out.push((step(c, Want::Gone, p.num_vfs > 0), holder.clone()));
                 }
                 for v in vfs.iter().filter(|v| managed.vgpu.contains(&v.address)) {
-                    if let Some(s) = self.vf_removal(v, vf_defs.get(&v.address)) {
+                    if let Some(s) = self.vf_removal(v, vf_defs.get(&v.address), holds) {
                         out.push(s);
                     }
                 }
@@ -169,7 +170,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                         .get(v.index as usize)
                         .is_some_and(Option::is_some);
                 if !typed {
-                    if let Some(s) = self.vf_removal(v, vf_defs.get(&v.address)) {
+                    if let Some(s) = self.vf_removal(v, vf_defs.get(&v.address), holds) {
                         out.push(s);
                     }
                 }
@@ -234,7 +235,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 let h = match (action, live) {
                     _ if count_held.is_some() => count_held
                         .map(|w| format!("waits for {pf}: its VF count cannot change ({w})")),
-                    (Action::Change, Some(v)) if v.current != 0 => self.vf_in_use(&v.address),
+                    (Action::Change, Some(v)) if v.current != 0 => {
+                        self.vf_in_use(&v.address, holds)
+                    }
                     _ => None,
                 };
                 let w = Want::Vf {
@@ -257,6 +260,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         &self,
         v: &VfInfo,
         def: Option<&VgpuDefinition>,
+        holds: &Holds,
     ) -> Option<(Step, Option<String>)> {
         if v.current == 0 && def.is_none() {
             return None;
@@ -267,7 +271,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             .unwrap_or_default();
         c.why = "the file typed it and no longer does".into();
         let h = (v.current != 0)
-            .then(|| self.vf_in_use(&v.address))
+            .then(|| self.vf_in_use(&v.address, holds))
             .flatten();
         Some((step(c, Want::Gone, v.current != 0), h))
     }

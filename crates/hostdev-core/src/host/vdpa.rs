@@ -8,7 +8,7 @@
 //!
 //! Owns: those steps. Must not: parse the file, print.
 
-use super::{Step, Want};
+use super::{Holds, Step, Want};
 use crate::{CoreError, Devices};
 use hostdev_api::{Action, Change};
 use hostdev_model::host::{HostFile, Managed};
@@ -47,6 +47,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         &self,
         f: &HostFile,
         managed: &Managed,
+        holds: &Holds,
         unchanged: &mut usize,
     ) -> Result<Vec<(Step, Option<String>)>, CoreError> {
         if f.vdpa.is_empty() && managed.vdpa.is_empty() {
@@ -100,7 +101,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 (_, Some(x)) => (Action::Change, describe(x), "its definition differs"),
             };
             let holder = (live.is_some() && action == Action::Change)
-                .then(|| self.pool_holds(d.name.as_str()))
+                .then(|| holds.get(d.name.as_str()).cloned())
                 .flatten();
             let change = Change {
                 kind: "vdpa".into(),
@@ -147,7 +148,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             };
             let holder = live
                 .is_some()
-                .then(|| self.pool_holds(name.as_str()))
+                .then(|| holds.get(name.as_str()).cloned())
                 .flatten();
             out.push((
                 Step {
