@@ -90,6 +90,10 @@ pub struct Started {
     pub parent: ParentName,
     /// The UUID was generated here (and should be printed).
     pub generated: bool,
+    /// What the caller should know but that did not stop it (a definition
+    /// for a parent or type that is not on the host now).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Remove an mdev definition.

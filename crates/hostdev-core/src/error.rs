@@ -115,12 +115,14 @@ pub enum CoreError {
         mdev_type: TypeId,
     },
     /// No instance of the type can be created.
-    #[error("no available instances of {mdev_type} on {parent}")]
+    #[error("no available instances of {mdev_type} on {parent}{}", .why.as_ref().map(|w| format!(": {w}")).unwrap_or_default())]
     NoCapacity {
         /// The parent.
         parent: ParentName,
         /// The type.
         mdev_type: TypeId,
+        /// What holds the parent, when that can be seen.
+        why: Option<String>,
     },
     /// The kernel refused to create the device.
     #[error("cannot start mdev {uuid}")]
@@ -238,6 +240,12 @@ pub enum CoreError {
     /// The VF does not exist.
     #[error("VF {vf} does not exist (are the VFs of its PF enabled?)")]
     VfAbsent {
+        /// The VF.
+        vf: PciAddress,
+    },
+    /// The VF carries no vGPU type: a VM given it would see no vGPU.
+    #[error("VF {vf} carries no vGPU type, so a VM given it would see no vGPU; define and start a type on it first")]
+    VfUntyped {
         /// The VF.
         vf: PciAddress,
     },
@@ -388,6 +396,13 @@ pub enum CoreError {
         pf: PciAddress,
         /// How long apply waited.
         waited: Duration,
+    },
+    /// The root prefix has no PCI sysfs: not a Linux host's root, or sysfs
+    /// is not mounted there.
+    #[error("{} has no PCI sysfs ({} is missing): it is not a Linux host's root, or sysfs is not mounted there", root.display(), root.join("sys/bus/pci").display())]
+    NoSysfs {
+        /// The root prefix.
+        root: PathBuf,
     },
     /// A step that was not tried because its group could not be read.
     #[error("not tried: {why}")]

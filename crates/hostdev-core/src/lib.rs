@@ -37,7 +37,7 @@ pub use hostdev_api::{DefineRequest, JsonInput, ListQuery, ModifyRequest, StartR
 pub use lock::Locker;
 pub use mdev::callouts;
 pub use mdev::{AutostartReport, Callouts, DeviceOutcome, Host, Listing, Started};
-pub use system::{Devices, Memo, System};
+pub use system::{check_root, Devices, Memo, System};
 
 /// The kernel interfaces' types a front-end may need to name (tests that
 /// assert on the kernel's own state); operations stay in the core.

@@ -4,6 +4,7 @@
 use crate::mdev::{Callouts, Host};
 use crate::vdpa::Vdpas;
 use crate::vgpu::Vgpus;
+use crate::CoreError;
 use hostdev_store::DefinitionMemo;
 use hostdev_sysfs::sriov::RealSriov;
 use hostdev_sysfs::{DeviceMemo, RealSysfs};
@@ -88,4 +89,23 @@ pub struct Memo {
     pub definitions: Arc<DefinitionMemo>,
     /// Running mdevs.
     pub devices: Arc<DeviceMemo>,
+}
+
+/// Checks that `root` looks like a Linux host's root before anything reads
+/// it, so that a wrong root prefix is said instead of listed as a host with
+/// nothing: an error without PCI sysfs; a note (returned) without the mdev
+/// class, which exists once a driver with mdev support has registered.
+pub fn check_root(root: &Path) -> Result<Option<String>, CoreError> {
+    if !root.join("sys/bus/pci").is_dir() {
+        return Err(CoreError::NoSysfs {
+            root: root.to_path_buf(),
+        });
+    }
+    let class = root.join("sys/class/mdev_bus");
+    Ok((!class.is_dir()).then(|| {
+        format!(
+            "no mdev parent is registered ({} is missing): no driver with mdev support is loaded (nvidia, i915 with GVT-g, vfio_ap, vfio_ccw, mtty)",
+            class.display()
+        )
+    }))
 }

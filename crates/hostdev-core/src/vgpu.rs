@@ -229,6 +229,17 @@ impl<V: SriovSysfs> Vgpus<V> {
         Ok(self.defs.remove(&lock, vf.as_str())?)
     }
 
+    /// The libvirt `<hostdev>` element that hands a VF to a VM; refused for a
+    /// VF that does not exist or carries no vGPU type (the VM would get a VF
+    /// without a vGPU).
+    pub fn libvirt(&self, vf: &PciAddress) -> Result<String, CoreError> {
+        let v = self.find_vf(vf)?;
+        if v.current == 0 {
+            return Err(CoreError::VfUntyped { vf: vf.clone() });
+        }
+        Ok(hostdev_model::libvirt::pci_hostdev(vf))
+    }
+
     /// Configures a defined VF with its type.
     pub fn start(&self, vf: &PciAddress) -> Result<DeviceOutcome, CoreError> {
         let d = self

@@ -49,7 +49,6 @@ pub fn plan(
     show_file: bool,
     f: Format,
 ) -> Result<ExitCode> {
-    crate::pool::no_libvirt(f, "plan")?;
     let req = match import {
         Some((path, config)) => HostPlanRequest {
             file: read_as(Some(path), "the vgpu-device-manager file")?,
@@ -108,14 +107,13 @@ pub fn plan(
 /// `apply`: exit 0 when every change was made, 1 when one failed, 2 when
 /// some were left because they are in use.
 pub fn apply(file: Option<&str>, force: Vec<String>, f: Format) -> Result<ExitCode> {
-    crate::pool::no_libvirt(f, "apply")?;
-    let r = env::call(
-        env::backend(false),
-        &HostApplyRequest {
-            file: read(file)?,
-            force,
-        },
-    )?;
+    let req = HostApplyRequest {
+        file: read(file)?,
+        force,
+    };
+    let r = crate::output::progress("applying the host file", || {
+        env::call(env::backend(false), &req)
+    })?;
     if f == Format::Json {
         emit(&(serde_json::to_string_pretty(&r)? + "\n"))?;
     } else {

@@ -5,6 +5,7 @@
 //! codes and printing the error chain once. Must not: contain operation logic
 //! (that is hostdev-core's).
 
+mod docs;
 mod env;
 mod host;
 mod mdevctl;
@@ -13,6 +14,7 @@ mod native;
 mod output;
 mod pool;
 mod probe;
+mod tree;
 mod vdpa;
 mod vgpu;
 

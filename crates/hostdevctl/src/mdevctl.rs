@@ -3,7 +3,7 @@
 
 use crate::env;
 use crate::native::{render_list, render_types, Format};
-use crate::output::{emit, fail, warn};
+use crate::output::{emit, emit_json, fail, warn};
 use anyhow::{Context, Result};
 use clap::{Args, Parser};
 use hostdev_core::api::{
@@ -194,8 +194,14 @@ pub fn read_json(path: &Path) -> Result<JsonInput> {
     })
 }
 
+/// `lsmdev`'s command line (for man pages and completions).
+pub fn lsmdev_command() -> clap::Command {
+    <Lsmdev as clap::CommandFactory>::command()
+}
+
 /// Runs the mdevctl personality (`lsmdev` = `list`).
 pub fn main(args: Vec<OsString>, lsmdev: bool) -> ExitCode {
+    crate::output::set_style(true, false);
     let cmd = if lsmdev {
         match Lsmdev::try_parse_from(args) {
             Ok(l) => Cmd::List(l.list),
@@ -209,8 +215,27 @@ pub fn main(args: Vec<OsString>, lsmdev: bool) -> ExitCode {
     };
     match run(cmd, None) {
         Ok(code) => code,
-        Err(e) => fail("Error: ", e),
+        Err(e) => fail(e),
     }
+}
+
+/// `{"kind": "mdev", "id", "action"}` for `-o json`.
+fn mdev_done(uuid: &Uuid, action: &str) -> serde_json::Value {
+    serde_json::json!({"kind": "mdev", "id": uuid.to_string(), "action": action})
+}
+
+/// Type names by (parent, type id), for listings that show a type as an object.
+fn type_names(
+    t: Vec<(ParentName, Vec<hostdev_model::format::TypeInfo>)>,
+) -> std::collections::HashMap<(String, String), String> {
+    t.into_iter()
+        .flat_map(|(p, ts)| {
+            ts.into_iter().filter_map(move |t| {
+                let name = t.name?.trim().to_string();
+                Some(((p.to_string(), t.type_id.to_string()), name))
+            })
+        })
+        .collect()
 }
 
 /// Runs one command; `native` = Some(format) renders list/types as hostdev's
@@ -230,7 +255,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
                 },
             )?;
             for p in &listing.problems {
-                warn("Warning: ", p);
+                warn(p);
             }
             let kind = if a.defined {
                 ListKind::Defined
@@ -238,7 +263,16 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
                 ListKind::Active
             };
             let s = if let Some(f) = native {
-                render_list(&listing.entries, f)
+                let f = if a.dumpjson { Format::Json } else { f };
+                let names = if f == Format::Json {
+                    type_names(env::call(
+                        env::backend(mdevctl),
+                        &TypesQuery { parent: None },
+                    )?)
+                } else {
+                    Default::default()
+                };
+                render_list(&listing.entries, f, a.verbose, &names)
             } else if a.dumpjson {
                 list_json(&listing.entries, a.uuid.is_some())
             } else {
@@ -249,7 +283,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
         Cmd::Types { parent, dumpjson } => {
             let t = env::call(backend, &TypesQuery { parent })?;
             emit(&match native {
-                Some(f) => render_types(&t, f),
+                Some(f) => render_types(&t, if dumpjson { Format::Json } else { f }),
                 None if dumpjson => types_json(&t),
                 None => types_text(&t),
             })?;
@@ -272,12 +306,23 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
                     json,
                 },
             )?;
-            if r.generated {
+            // mdevctl's define is silent: notes are hostdevctl's.
+            if native.is_some() {
+                for n in &r.notes {
+                    warn(n);
+                }
+            }
+            if native == Some(Format::Json) {
+                emit_json(&mdev_done(&r.uuid, "defined"))?;
+            } else if r.generated {
                 emit(&format!("{}\n", r.uuid))?;
             }
         }
         Cmd::Undefine { uuid, parent } => {
             env::call(backend, &UndefineRequest { uuid, parent })?;
+            if native == Some(Format::Json) {
+                emit_json(&mdev_done(&uuid, "undefined"))?;
+            }
         }
         Cmd::Modify {
             uuid,
@@ -331,6 +376,9 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
                     force,
                 },
             )?;
+            if native == Some(Format::Json) {
+                emit_json(&mdev_done(&uuid, "modified"))?;
+            }
         }
         Cmd::Start {
             uuid,
@@ -348,12 +396,17 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
                     json,
                 },
             )?;
-            if r.generated {
+            if native == Some(Format::Json) {
+                emit_json(&mdev_done(&r.uuid, "started"))?;
+            } else if r.generated {
                 emit(&format!("{}\n", r.uuid))?;
             }
         }
         Cmd::Stop { uuid } => {
             env::call(backend, &StopRequest { uuid })?;
+            if native == Some(Format::Json) {
+                emit_json(&mdev_done(&uuid, "stopped"))?;
+            }
         }
         Cmd::StartParentMdevs { parent } => {
             let parent = ParentName::new(parent)?;
@@ -364,12 +417,12 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
                 env::Backend::Daemon(_) => env::system(mdevctl).mdev.start_parent_mdevs(&parent)?,
             };
             for p in &report.problems {
-                warn("Warning: ", p);
+                warn(p);
             }
             for (p, u, o) in &report.devices {
                 if let DeviceOutcome::Failed(e) = o {
-                    warn(
-                        "Error: ",
+                    crate::output::error_line(
+                        e.code(),
                         &format!("failed to start {u} on {p}: {}", e.chain()),
                     );
                 }

@@ -71,7 +71,6 @@ fn read_spec(path: &str) -> Result<MigrationSpec> {
 pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
     match cmd {
         MigrateCmd::Export { device } => {
-            crate::pool::no_libvirt(f, "migrate export")?;
             let device = match crate::probe::target(&device) {
                 Ok(ProbeTarget::Mdev(u)) => ExportTarget::Mdev(u),
                 Ok(ProbeTarget::Pci(a)) => ExportTarget::Vgpu(a),
@@ -98,7 +97,6 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
             let device = device
                 .map(|d| crate::probe::target(&d).context("--device"))
                 .transpose()?;
-            crate::pool::no_libvirt(f, "migrate check")?;
             let spec = read_spec(&spec)?;
             let driver_policy = match driver_policy {
                 Policy::Exact => DriverPolicy::Exact,

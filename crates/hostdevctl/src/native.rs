@@ -4,9 +4,9 @@
 
 use crate::env;
 use crate::mdevctl::{self, Cmd};
-use crate::output::{emit, fail, render, warn};
+use crate::output::{emit, emit_json, fail, render, start_label, type_json, warn};
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use hostdev_core::api::{
     DeviceRow, Inventory, InventoryQuery, Kind, RestoreReport, RestoreRequest,
 };
@@ -31,7 +31,7 @@ pub enum Format {
 #[derive(Parser, Debug)]
 #[command(
     name = "hostdevctl",
-    version,
+    version = hostdev_version::VERSION,
     about = "Manage the devices a Linux host hands to virtual machines"
 )]
 struct Cli {
@@ -112,11 +112,27 @@ enum Top {
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
+    /// The host's topology: SR-IOV PFs → VFs → vGPU types, mdev parents → types (capacity) → devices, vDPA management devices → devices
+    Tree,
     /// Print (or install) the udev rule that starts devices when a parent appears
     UdevRule {
         /// Write it to /etc/udev/rules.d/60-hostdev.rules under the root prefix
         #[arg(long)]
         install: bool,
+    },
+    /// Print a shell completion script (bash: save as /usr/share/bash-completion/completions/hostdevctl)
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: crate::docs::Shell,
+        /// The command to complete: hostdevctl, or the drop-in mdevctl / lsmdev
+        #[arg(long, value_enum, default_value_t)]
+        command: crate::docs::Personality,
+    },
+    /// Write man pages (hostdevctl.1, one per subcommand, mdevctl.8, lsmdev.8) into DIR
+    Man {
+        /// Where to write them
+        dir: std::path::PathBuf,
     },
     /// Run as mdevctl with the given arguments
     #[command(disable_help_flag = true)]
@@ -127,19 +143,102 @@ enum Top {
     },
 }
 
+/// The commands that have a libvirt form (`-o libvirt`).
+const LIBVIRT_FORMS: &[&str] = &[
+    "pool allocate",
+    "migrate prepare",
+    "probe",
+    "vdpa show",
+    "vgpu libvirt",
+];
+
+/// The native command line as clap sees it (for parsing, man pages and
+/// completions): the mdevctl options that mean something else under
+/// hostdevctl say so.
+pub fn command() -> clap::Command {
+    const COMPAT: &str = "Same as -o json (accepted for compatibility with mdevctl)";
+    Cli::command().mut_subcommand("mdev", |m| {
+        m.mut_subcommand("list", |l| {
+            l.mut_arg("dumpjson", |a| a.help(COMPAT))
+                .mut_arg("verbose", |a| {
+                    a.help("Show every attribute (name=value) instead of how many there are")
+                })
+        })
+        .mut_subcommand("types", |t| t.mut_arg("dumpjson", |a| a.help(COMPAT)))
+    })
+}
+
+/// Whether the arguments ask for `-o json` (looked at before parsing, so
+/// that a usage error is JSON too).
+fn wants_json(args: &[OsString]) -> bool {
+    let args: Vec<&str> = args.iter().skip(1).filter_map(|a| a.to_str()).collect();
+    let mut it = args.iter().peekable();
+    while let Some(a) = it.next() {
+        match *a {
+            "--" | "mdevctl" => return false,
+            "-o" | "--output" if it.peek() == Some(&&"json") => return true,
+            "-ojson" | "-o=json" | "--output=json" => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The subcommand names of a parse, joined: `pool allocate`.
+fn command_path(m: &clap::ArgMatches) -> String {
+    let mut path = Vec::new();
+    let mut m = m;
+    while let Some((name, sub)) = m.subcommand() {
+        path.push(name.to_string());
+        m = sub;
+    }
+    path.join(" ")
+}
+
 /// Runs the native CLI.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
+    crate::output::set_style(false, wants_json(&args));
+    let parsed = command()
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, command_path(&m))));
+    let (cli, path) = match parsed {
         Ok(c) => c,
-        Err(e) => e.exit(),
+        Err(e) => return usage(e),
     };
+    if cli.format == Format::Libvirt && !LIBVIRT_FORMS.contains(&path.as_str()) {
+        crate::output::error_line(
+            "cli.no_libvirt_form",
+            &format!(
+                "`hostdevctl {path}` has no libvirt form; -o libvirt applies to {}",
+                LIBVIRT_FORMS
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        return ExitCode::from(2);
+    }
+    let first = path.split(' ').next().unwrap_or_default();
+    if !matches!(
+        first,
+        "completions" | "man" | "udev-rule" | "libvirt-hook" | "mdevctl"
+    ) {
+        match hostdev_core::check_root(&env::root(false)) {
+            Err(e) => return fail(e.into()),
+            Ok(Some(note)) if matches!(path.as_str(), "mdev types" | "mdev list" | "tree") => {
+                warn(&note)
+            }
+            Ok(_) => {}
+        }
+    }
     let r = match cli.cmd {
         Top::Mdev(cmd) => mdevctl::run(cmd, Some(cli.format)),
         Top::Autostart { wait } => autostart(cli.format, wait),
         Top::Vgpu(cmd) => crate::vgpu::run(cmd, cli.format),
         Top::Vdpa(cmd) => crate::vdpa::run(cmd, cli.format),
         Top::Pool(cmd) => crate::pool::run(cmd, cli.format),
-        Top::LibvirtHook(cmd) => crate::pool::hook(cmd),
+        Top::LibvirtHook(cmd) => crate::pool::hook(cmd, cli.format),
         Top::Probe {
             device,
             parent,
@@ -159,8 +258,18 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         ),
         Top::Apply { file, force } => crate::host::apply(file.as_deref(), force, cli.format),
         Top::List => unified_list(cli.format),
-        Top::UdevRule { install } => udev_rule(install),
+        Top::Tree => crate::tree::run(cli.format),
+        Top::UdevRule { install } => udev_rule(install, cli.format),
+        Top::Completions { shell, command } => crate::docs::completions(shell, command),
+        Top::Man { dir } => crate::docs::man(&dir, cli.format),
         Top::Mdevctl { args } => {
+            if cli.format != Format::Table {
+                crate::output::error_line(
+                    "cli.usage",
+                    "-o does not apply to `hostdevctl mdevctl`, which prints mdevctl's own formats (see its --dumpjson)",
+                );
+                return ExitCode::from(2);
+            }
             let mut argv = vec![OsString::from("mdevctl")];
             argv.extend(args);
             return mdevctl::main(argv, false);
@@ -168,22 +277,52 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     };
     match r {
         Ok(c) => c,
-        Err(e) => fail("hostdevctl: error: ", e),
+        Err(e) => fail(e),
     }
 }
 
-/// `mdev list` in hostdev's formats.
-pub fn render_list(entries: &[ListEntry], f: Format) -> String {
+/// A parse that failed: help and version print as usual; a usage error is a
+/// sentence (JSON under `-o json`) and exit status 2.
+fn usage(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if !crate::output::json_errors()
+        || matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        )
+    {
+        e.exit()
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    crate::output::error_line("cli.usage", first.trim_start_matches("error: "));
+    ExitCode::from(2)
+}
+
+/// `mdev list` in hostdev's formats; `verbose` shows every attribute;
+/// `names` gives type names by (parent, type) for JSON.
+pub fn render_list(
+    entries: &[ListEntry],
+    f: Format,
+    verbose: bool,
+    names: &std::collections::HashMap<(String, String), String>,
+) -> String {
     render(
         f,
         entries,
         &["UUID", "PARENT", "TYPE", "START", "STATE", "ATTRS"],
         |e| {
+            let ty = e.config.mdev_type.as_str();
+            let name = names.get(&(e.parent.to_string(), ty.to_string()));
             json!({
-                "uuid": e.uuid.to_string(),
+                "id": e.uuid.to_string(),
+                "kind": "mdev",
                 "parent": e.parent.as_str(),
-                "type": e.config.mdev_type.as_str(),
+                "type": type_json(ty, name.map(String::as_str)),
                 "start": e.config.start.as_str(),
+                "state": if e.active { "running" } else { "stopped" },
                 "active": e.active,
                 "defined": e.defined,
                 "attrs": e.config.attrs.iter().map(|a| json!({"name": a.name, "value": a.value})).collect::<Vec<_>>(),
@@ -195,13 +334,28 @@ pub fn render_list(entries: &[ListEntry], f: Format) -> String {
                 (true, false) => "running",
                 (false, _) => "defined",
             };
+            let start = if e.defined {
+                e.config.start.as_str()
+            } else {
+                start_label(None)
+            };
+            let attrs = if verbose {
+                e.config
+                    .attrs
+                    .iter()
+                    .map(|a| format!("{}={}", a.name, a.value))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
+                e.config.attrs.len().to_string()
+            };
             vec![
                 e.uuid.to_string(),
                 e.parent.to_string(),
                 e.config.mdev_type.to_string(),
-                e.config.start.to_string(),
+                start.to_string(),
                 state.to_string(),
-                e.config.attrs.len().to_string(),
+                attrs,
             ]
         },
     )
@@ -220,10 +374,9 @@ pub fn render_types(parents: &[(ParentName, Vec<TypeInfo>)], f: Format) -> Strin
         |(p, t)| {
             json!({
                 "parent": p.as_str(),
-                "type": t.type_id.as_str(),
+                "type": type_json(t.type_id.as_str(), t.name.as_deref()),
                 "available_instances": t.available_instances,
                 "device_api": t.device_api,
-                "name": t.name.as_deref().map(str::trim),
                 "description": t.description.as_deref().map(str::trim),
             })
         },
@@ -240,12 +393,19 @@ pub fn render_types(parents: &[(ParentName, Vec<TypeInfo>)], f: Format) -> Strin
 }
 
 fn autostart(f: Format, wait: u64) -> Result<ExitCode> {
-    let report = env::call(env::backend(false), &RestoreRequest { wait_secs: wait })?;
+    let label = if wait > 0 {
+        format!("restoring auto-start devices (waiting up to {wait} s for parents)")
+    } else {
+        "restoring auto-start devices".to_string()
+    };
+    let report = crate::output::progress(&label, || {
+        env::call(env::backend(false), &RestoreRequest { wait_secs: wait })
+    })?;
     for u in &report.unavailable {
-        warn(
-            "hostdevctl: warning: ",
-            &format!("{} devices were not restored: {}", u.kind, u.reason),
-        );
+        warn(&format!(
+            "{} devices were not restored: {}",
+            u.kind, u.reason
+        ));
     }
     emit(&render_restore(&report, f))?;
     Ok(if report.failed() > 0 {
@@ -262,15 +422,10 @@ fn render_restore(report: &RestoreReport, f: Format) -> String {
         &report.rows,
         &["KIND", "ID", "PARENT", "RESULT", "ERROR"],
         |r| {
-            let key = match r.kind {
-                Kind::Mdev => "uuid",
-                Kind::Vgpu => "vf",
-                Kind::Vdpa => "name",
-            };
             json!({
                 "kind": r.kind,
                 "parent": r.parent,
-                key: r.id,
+                "id": r.id,
                 "result": r.outcome.as_str(),
                 "error": r.error.as_ref().map(|e| &e.message),
                 "code": r.error.as_ref().map(|e| &e.code),
@@ -295,28 +450,24 @@ fn render_restore(report: &RestoreReport, f: Format) -> String {
 fn unified_list(f: Format) -> Result<ExitCode> {
     let inv = env::call(env::backend(false), &InventoryQuery {})?;
     for p in &inv.problems {
-        warn("hostdevctl: warning: ", p);
+        warn(p);
     }
     for u in &inv.unavailable {
-        warn("hostdevctl: warning: ", u);
+        warn(u);
     }
     emit(&render_inventory(&inv, f))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn render_inventory(inv: &Inventory, f: Format) -> String {
-    let start = |r: &DeviceRow| match r.start {
-        Some(s) => s.as_str(),
-        None if r.kind == Kind::Vgpu => "-",
-        None => "transient",
-    };
+    let start = |r: &DeviceRow| start_label(r.start);
     render(
         f,
         &inv.devices,
         &["KIND", "ID", "PARENT", "TYPE", "STATE", "START"],
         |r| {
             json!({
-                "kind": r.kind, "id": r.id, "parent": r.parent, "type": r.type_,
+                "kind": r.kind, "id": r.id, "parent": r.parent, "type": row_type(r),
                 "state": r.state.as_str(), "start": start(r),
             })
         },
@@ -333,14 +484,29 @@ fn render_inventory(inv: &Inventory, f: Format) -> String {
     )
 }
 
-fn udev_rule(install: bool) -> Result<ExitCode> {
+/// A row's type as `{"id", "name"}`: vGPU rows carry `1150 (L40S-4Q)`.
+fn row_type(r: &DeviceRow) -> serde_json::Value {
+    match r.type_.strip_suffix(')').and_then(|t| t.split_once(" (")) {
+        Some((id, name)) if r.kind == Kind::Vgpu => type_json(id, Some(name)),
+        _ => type_json(&r.type_, None),
+    }
+}
+
+fn udev_rule(install: bool, f: Format) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the path of this binary")?;
     let exe = exe.canonicalize().unwrap_or(exe);
     if install {
         let path = hostdev_core::udev::install(&env::root(false), &exe)?;
-        emit(&format!("{}\n", path.display()))?;
+        match f {
+            Format::Json => emit_json(&json!({"installed": path}))?,
+            _ => emit(&format!("{}\n", path.display()))?,
+        }
     } else {
-        emit(&hostdev_core::udev::rule_text(&exe))?;
+        let rule = hostdev_core::udev::rule_text(&exe);
+        match f {
+            Format::Json => emit_json(&json!({"rule": rule}))?,
+            _ => emit(&rule)?,
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

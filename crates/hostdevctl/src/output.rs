@@ -1,8 +1,27 @@
-//! Writing results: stdout where a closed pipe is success, and the error chain
-//! printed once on stderr.
+//! Writing results: stdout where a closed pipe is success, warnings and the
+//! error chain printed once on stderr, and the same as JSON under `-o json`.
+//!
+//! Owns: the personality's prefixes (hostdevctl's or mdevctl's), the JSON
+//! switch for stderr, tables. Must not: decide what a command prints.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static MDEVCTL: AtomicBool = AtomicBool::new(false);
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// Chooses how warnings and errors look: mdevctl's (`Warning: `, `Error: `)
+/// for the drop-in, else hostdevctl's; `json` writes them as JSON lines.
+pub fn set_style(mdevctl: bool, json: bool) {
+    MDEVCTL.store(mdevctl, Ordering::Relaxed);
+    JSON.store(json, Ordering::Relaxed);
+}
+
+/// Whether warnings and errors go to stderr as JSON.
+pub fn json_errors() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
 
 /// Writes `s` to stdout; a reader that went away (EPIPE) is not an error.
 pub fn emit(s: &str) -> io::Result<()> {
@@ -13,9 +32,37 @@ pub fn emit(s: &str) -> io::Result<()> {
     }
 }
 
-/// Prints a warning line on stderr.
-pub fn warn(prefix: &str, msg: &dyn std::fmt::Display) {
-    let _ = writeln!(io::stderr().lock(), "{prefix}{msg}");
+/// Writes a value as pretty JSON on stdout.
+pub fn emit_json<T: serde::Serialize + ?Sized>(v: &T) -> anyhow::Result<()> {
+    emit(&(serde_json::to_string_pretty(v)? + "\n"))?;
+    Ok(())
+}
+
+/// Prints one warning on stderr, in the one style of this personality.
+pub fn warn(msg: &dyn std::fmt::Display) {
+    let line = if json_errors() {
+        serde_json::json!({"warning": {"message": msg.to_string()}}).to_string()
+    } else if MDEVCTL.load(Ordering::Relaxed) {
+        format!("Warning: {msg}")
+    } else {
+        format!("hostdevctl: warning: {msg}")
+    };
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// The stable code of an error: the core's (or the daemon's) when the chain
+/// carries one, else `cli.failed`.
+pub fn code(e: &anyhow::Error) -> String {
+    e.chain()
+        .find_map(|c| {
+            c.downcast_ref::<hostdev_core::CoreError>()
+                .map(|c| c.code().to_string())
+                .or_else(|| {
+                    c.downcast_ref::<hostdev_core::remote::RemoteError>()
+                        .map(|r| r.code().to_string())
+                })
+        })
+        .unwrap_or_else(|| "cli.failed".into())
 }
 
 /// The error and its causes joined into one line; a core error gets the
@@ -23,14 +70,7 @@ pub fn warn(prefix: &str, msg: &dyn std::fmt::Display) {
 pub fn chain(e: &anyhow::Error) -> String {
     let err: &(dyn std::error::Error + 'static) = e.as_ref();
     let mut out = hostdev_core::chain(err);
-    let code = e
-        .downcast_ref::<hostdev_core::CoreError>()
-        .map(|c| c.code())
-        .or_else(|| {
-            e.downcast_ref::<hostdev_core::remote::RemoteError>()
-                .map(|r| r.code())
-        });
-    if let Some(h) = code.and_then(hint) {
+    if let Some(h) = hint(&code(e)) {
         out.push_str(h);
     }
     out
@@ -43,13 +83,29 @@ fn hint(code: &str) -> Option<&'static str> {
         "mdev.ambiguous" => "; give one with --parent",
         "mdev.live_needs_config" => " (give it with --jsonfile)",
         "vgpu.vf_absent" => "; see `hostdevctl vgpu enable`",
+        "host.no_sysfs" => {
+            "; HOSTDEV_ROOT points hostdev at another root (a simulated lab: `hostdev-sim run --root DIR --profile demo`)"
+        }
         _ => return None,
     })
 }
 
+/// Prints one error on stderr: `{"error": {"code", "message"}}` under
+/// `-o json`, else the personality's prefix and the sentence.
+pub fn error_line(code: &str, message: &str) {
+    let line = if json_errors() {
+        serde_json::json!({"error": {"code": code, "message": message}}).to_string()
+    } else if MDEVCTL.load(Ordering::Relaxed) {
+        format!("Error: {message}")
+    } else {
+        format!("hostdevctl: error: {message}")
+    };
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
 /// Prints the error chain once and picks the exit status.
-pub fn fail(prefix: &str, e: anyhow::Error) -> ExitCode {
-    let _ = writeln!(io::stderr().lock(), "{prefix}{}", chain(&e));
+pub fn fail(e: anyhow::Error) -> ExitCode {
+    error_line(&code(&e), &chain(&e));
     ExitCode::FAILURE
 }
 
@@ -109,4 +165,113 @@ pub fn render<T>(
             table(header, &rows)
         }
     }
+}
+
+/// The start policy as every listing names it: `auto`, `manual`, or
+/// `transient` for a device nobody defined.
+pub fn start_label(s: Option<hostdev_core::api::StartPolicy>) -> &'static str {
+    s.map(|s| s.as_str()).unwrap_or("transient")
+}
+
+/// Colour for a terminal: on when stdout is one and `NO_COLOR` is unset or
+/// empty (<https://no-color.org>), off when piped.
+pub struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    /// For what goes to stdout.
+    pub fn stdout() -> Paint {
+        use std::io::IsTerminal;
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Paint {
+            on: io::stdout().is_terminal() && !no_color,
+        }
+    }
+
+    fn sgr(&self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    /// Headings and names.
+    pub fn bold(&self, s: &str) -> String {
+        self.sgr("1", s)
+    }
+
+    /// What runs.
+    pub fn green(&self, s: &str) -> String {
+        self.sgr("32", s)
+    }
+
+    /// What is defined but not there.
+    pub fn yellow(&self, s: &str) -> String {
+        self.sgr("33", s)
+    }
+
+    /// Asides.
+    pub fn dim(&self, s: &str) -> String {
+        self.sgr("2", s)
+    }
+}
+
+/// Runs `work`, showing on a terminal (stderr) what it waits for and for how
+/// long; nothing is drawn when stderr is not a terminal or the work ends
+/// within a moment.
+pub fn progress<T>(label: &str, work: impl FnOnce() -> T) -> T {
+    use std::io::IsTerminal;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+    if !io::stderr().is_terminal() || std::env::var_os("HOSTDEV_NO_PROGRESS").is_some() {
+        return work();
+    }
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let label = label.to_string();
+    let drawer = std::thread::spawn(move || {
+        let started = Instant::now();
+        const SPIN: [char; 4] = ['|', '/', '-', '\\'];
+        let mut drawn = false;
+        let mut i = 0usize;
+        while let Err(mpsc::RecvTimeoutError::Timeout) =
+            done_rx.recv_timeout(Duration::from_millis(100))
+        {
+            let t = started.elapsed();
+            if t < Duration::from_millis(300) {
+                continue;
+            }
+            let _ = write!(
+                io::stderr().lock(),
+                "\r\x1b[2K{} {label} ({:.1} s)",
+                SPIN[i % SPIN.len()],
+                t.as_secs_f64()
+            );
+            drawn = true;
+            i += 1;
+        }
+        if drawn {
+            let _ = write!(io::stderr().lock(), "\r\x1b[2K");
+        }
+    });
+    let out = work();
+    drop(done_tx);
+    let _ = drawer.join();
+    out
+}
+
+/// What a command that changes something did, as one JSON object under
+/// `-o json` (`{"kind", "id", "action", …}`); nothing in a table (these
+/// verbs are silent on success, as mdevctl's are).
+pub fn done(f: crate::native::Format, v: serde_json::Value) -> anyhow::Result<()> {
+    if f == crate::native::Format::Json {
+        emit_json(&v)?;
+    }
+    Ok(())
+}
+
+/// A type as every JSON listing gives it: `{"id", "name"}`.
+pub fn type_json(id: impl serde::Serialize, name: Option<&str>) -> serde_json::Value {
+    serde_json::json!({"id": id, "name": name.map(str::trim)})
 }

@@ -4,7 +4,7 @@
 
 use crate::env;
 use crate::native::Format;
-use crate::output::{emit, render, table, warn};
+use crate::output::{emit, emit_json, render, table, warn};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use hostdev_core::api::{
@@ -148,25 +148,14 @@ fn render_released(r: &Released, f: Format) -> String {
     )
 }
 
-pub(crate) fn no_libvirt(f: Format, what: &str) -> Result<()> {
-    if f == Format::Libvirt {
-        bail!("`{what}` has no libvirt form; use -o table or -o json");
-    }
-    Ok(())
-}
-
 /// Runs a pool command.
 pub fn run(cmd: PoolCmd, f: Format) -> Result<ExitCode> {
     let b = || env::backend(false);
     match cmd {
         PoolCmd::List => {
-            no_libvirt(f, "pool list")?;
             let l = env::call(b(), &PoolListQuery {})?;
             for p in &l.problems {
-                warn(
-                    "hostdevctl: warning: ",
-                    &format!("skipping {}: {}", p.path.display(), p.reason),
-                );
+                warn(&format!("skipping {}: {}", p.path.display(), p.reason));
             }
             emit(&render(
                 f,
@@ -199,7 +188,6 @@ pub fn run(cmd: PoolCmd, f: Format) -> Result<ExitCode> {
             ))?;
         }
         PoolCmd::Show { pool } => {
-            no_libvirt(f, "pool show")?;
             let s = env::call(b(), &PoolShowQuery { pool })?;
             if f == Format::Json {
                 emit(&(serde_json::to_string_pretty(&s)? + "\n"))?;
@@ -273,7 +261,6 @@ pub fn run(cmd: PoolCmd, f: Format) -> Result<ExitCode> {
             consumer,
             device,
         } => {
-            no_libvirt(f, "pool release")?;
             let r = env::call(
                 b(),
                 &ReleaseRequest {
@@ -285,7 +272,6 @@ pub fn run(cmd: PoolCmd, f: Format) -> Result<ExitCode> {
             emit(&render_released(&r, f))?;
         }
         PoolCmd::Bind { pool, uuid } => {
-            no_libvirt(f, "pool bind")?;
             env::call(
                 b(),
                 &BindRequest {
@@ -300,20 +286,15 @@ pub fn run(cmd: PoolCmd, f: Format) -> Result<ExitCode> {
             }
         }
         PoolCmd::Unbind { uuid } => {
-            no_libvirt(f, "pool unbind")?;
             env::call(b(), &UnbindRequest { uuid })?;
             if f == Format::Json {
                 emit(&(serde_json::to_string_pretty(&json!({"uuid": uuid}))? + "\n"))?;
             }
         }
         PoolCmd::Reconcile => {
-            no_libvirt(f, "pool reconcile")?;
             let r = env::call(b(), &ReconcileRequest {})?;
             for p in &r.problems {
-                warn(
-                    "hostdevctl: warning: ",
-                    &format!("{}: {}", p.path.display(), p.reason),
-                );
+                warn(&format!("{}: {}", p.path.display(), p.reason));
             }
             emit(&render(
                 f,
@@ -338,14 +319,21 @@ pub fn run(cmd: PoolCmd, f: Format) -> Result<ExitCode> {
 }
 
 /// Runs a libvirt-hook command.
-pub fn hook(cmd: HookCmd) -> Result<ExitCode> {
+pub fn hook(cmd: HookCmd, f: Format) -> Result<ExitCode> {
     let exe = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .context("cannot find this program's own path")?;
     match cmd {
-        HookCmd::Print => emit(&hostdev_core::udev::hook_text(&exe))?,
+        HookCmd::Print => match f {
+            Format::Json => emit_json(&json!({"hook": hostdev_core::udev::hook_text(&exe)}))?,
+            _ => emit(&hostdev_core::udev::hook_text(&exe))?,
+        },
         HookCmd::Install => {
             let path = hostdev_core::udev::install_hook(&env::root(false), &exe)?;
+            if f == Format::Json {
+                emit_json(&json!({"installed": path}))?;
+                return Ok(ExitCode::SUCCESS);
+            }
             emit(&format!(
                 "installed {}; restart libvirtd (or virtqemud) so that it runs the hook\n",
                 path.display()

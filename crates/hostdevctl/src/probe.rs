@@ -126,12 +126,14 @@ pub fn run(device: Option<&str>, of_type: Option<(String, String)>, f: Format) -
                 parent: ParentName::new(parent)?,
                 mdev_type: TypeId::new(t)?,
             };
-            env::call(env::backend(false), &req)?
+            crate::output::progress("probing a transient device of the type", || {
+                env::call(env::backend(false), &req)
+            })?
         }
         (None, None) => bail!("probe takes a device, or --parent and --type"),
     };
     for w in &r.warnings {
-        crate::output::warn("hostdevctl: warning: ", w);
+        crate::output::warn(w);
     }
     match f {
         Format::Json => emit(&(serde_json::to_string_pretty(&r)? + "\n"))?,

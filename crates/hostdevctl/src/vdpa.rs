@@ -2,7 +2,7 @@
 
 use crate::env;
 use crate::native::Format;
-use crate::output::{emit, render, table, warn};
+use crate::output::{done, emit, emit_json, render, table, type_json, warn};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use hostdev_core::api::{
@@ -172,6 +172,21 @@ pub enum MgmtCmd {
     List,
 }
 
+/// `{"kind": "vdpa", "id", "action"}` for `-o json`.
+fn act(name: &VdpaName, action: &str) -> serde_json::Value {
+    json!({"kind": "vdpa", "id": name.as_str(), "action": action})
+}
+
+/// The virtio class of a device id, as the tree and listings name it.
+fn class_name(device_id: Option<u32>) -> String {
+    match device_id {
+        Some(1) => "net".into(),
+        Some(2) => "block".into(),
+        Some(n) => format!("virtio-{n}"),
+        None => "unknown".into(),
+    }
+}
+
 /// Management device and start policy of a listed device, from the kernel or its definition.
 fn row_facts(d: &Option<Dev>, def: &Option<VdpaDefinition>) -> (String, &'static str) {
     let m = d
@@ -226,21 +241,40 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
             name,
             mgmtdev,
             opts,
-        } => v.add(&name, &mgmtdev, &opts.config())?,
-        VdpaCmd::Del { name } | VdpaCmd::Stop { name } => v.del(&name)?,
+        } => {
+            v.add(&name, &mgmtdev, &opts.config())?;
+            done(f, act(&name, "created"))?;
+        }
+        VdpaCmd::Del { name } => {
+            v.del(&name)?;
+            done(f, act(&name, "deleted"))?;
+        }
+        VdpaCmd::Stop { name } => {
+            v.del(&name)?;
+            done(f, act(&name, "stopped"))?;
+        }
         VdpaCmd::Define {
             name,
             mgmtdev,
             opts,
             auto,
-        } => v.define(&VdpaDefinition {
-            name,
-            mgmtdev,
-            config: opts.config(),
-            start: StartPolicy::from_auto(auto),
-        })?,
-        VdpaCmd::Undefine { name } => v.undefine(&name)?,
-        VdpaCmd::Start { name } => v.start(&name)?,
+        } => {
+            v.define(&VdpaDefinition {
+                name: name.clone(),
+                mgmtdev,
+                config: opts.config(),
+                start: StartPolicy::from_auto(auto),
+            })?;
+            done(f, act(&name, "defined"))?;
+        }
+        VdpaCmd::Undefine { name } => {
+            v.undefine(&name)?;
+            done(f, act(&name, "undefined"))?;
+        }
+        VdpaCmd::Start { name } => {
+            v.start(&name)?;
+            done(f, act(&name, "started"))?;
+        }
         VdpaCmd::Modify {
             name,
             opts,
@@ -259,6 +293,7 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
                     start,
                 },
             )?;
+            done(f, act(&name, "modified"))?;
         }
         VdpaCmd::List { defined } => {
             // Definitions are configuration: listing them needs no vdpa module.
@@ -268,7 +303,7 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
                 v.list()?
             };
             for p in &problems {
-                warn("hostdevctl: warning: ", p);
+                warn(p);
             }
             emit(&render(
                 f,
@@ -277,7 +312,13 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
                 |(n, d, def)| {
                     let mgmtdev = d.as_ref().map(|d| d.mgmtdev.to_string());
                     let mgmtdev = mgmtdev.or(def.as_ref().map(|x| x.mgmtdev.to_string()));
-                    json!({"name": n.as_str(), "mgmtdev": mgmtdev, "running": d.is_some(), "definition": def})
+                    let (_, start) = row_facts(d, def);
+                    json!({
+                        "id": n.as_str(), "kind": "vdpa", "parent": mgmtdev,
+                        "type": d.as_ref().map(|d| type_json(class_name(d.device_id), None)),
+                        "state": if d.is_some() { "running" } else { "stopped" },
+                        "start": start, "definition": def,
+                    })
                 },
                 |(n, d, def)| {
                     let (m, start) = row_facts(d, def);
@@ -326,9 +367,7 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
                 }
             }
         }
-        VdpaCmd::Export { name } => {
-            emit(&(serde_json::to_string_pretty(&v.export(&name)?)? + "\n"))?
-        }
+        VdpaCmd::Export { name } => emit_json(&v.export(&name)?)?,
         VdpaCmd::Import {
             file,
             name,
@@ -344,7 +383,10 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
             let e: VdpaExport = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a hostdev vDPA export", file.display()))?;
             let d = v.import(&e, name.as_ref(), define, start)?;
-            emit(&format!("{}\n", d.name))?;
+            match f {
+                Format::Json => emit_json(&act(&d.name, "imported"))?,
+                _ => emit(&format!("{}\n", d.name))?,
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

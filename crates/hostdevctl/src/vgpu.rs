@@ -2,7 +2,7 @@
 
 use crate::env;
 use crate::native::Format;
-use crate::output::{emit, render, table, warn};
+use crate::output::{done, emit, emit_json, render, start_label, table, type_json, warn};
 use anyhow::Result;
 use clap::Subcommand;
 use hostdev_core::vgpu::VgpuSlot;
@@ -103,7 +103,7 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
                     rows.push(vec![p.pf.to_string(), "-".into(), why.into(), "0".into()]);
                 }
                 for t in &p.types {
-                    js.push(json!({"pf": p.pf.as_str(), "id": t.id, "name": t.name, "vfs_creatable": t.free_vfs}));
+                    js.push(json!({"parent": p.pf.as_str(), "type": type_json(t.id, Some(&t.name)), "vfs_creatable": t.free_vfs}));
                     rows.push(vec![
                         p.pf.to_string(),
                         t.id.to_string(),
@@ -120,7 +120,7 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
         VgpuCmd::List { defined } => {
             let (rows, problems) = v.list()?;
             for p in &problems {
-                warn("hostdevctl: warning: ", p);
+                warn(p);
             }
             let rows: Vec<_> = rows
                 .into_iter()
@@ -132,9 +132,11 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
                 &["VF", "PF", "CURRENT", "DEFINED", "START"],
                 |r| {
                     json!({
-                        "vf": r.vf.as_str(), "pf": r.pf.as_str(), "current_type": r.current,
-                        "defined_type": r.def.as_ref().map(|d| json!({"id": d.type_id, "name": d.type_name})),
-                        "start": r.def.as_ref().map(|d| d.start.as_str()),
+                        "id": r.vf.as_str(), "kind": "vgpu", "parent": r.pf.as_str(),
+                        "present": r.current.is_some(),
+                        "current_type": r.current.filter(|c| *c != 0),
+                        "type": r.def.as_ref().map(|d| type_json(d.type_id, Some(&d.type_name))),
+                        "start": start_label(r.def.as_ref().map(|d| d.start)),
                     })
                 },
                 |r| {
@@ -150,11 +152,7 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
                             .as_ref()
                             .map(|d| format!("{} ({})", d.type_id, d.type_name))
                             .unwrap_or_else(|| "-".into()),
-                        r.def
-                            .as_ref()
-                            .map(|d| d.start.as_str())
-                            .unwrap_or("-")
-                            .into(),
+                        start_label(r.def.as_ref().map(|d| d.start)).into(),
                     ]
                 },
             ))?;
@@ -171,19 +169,57 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
                 (None, None) => anyhow::bail!("give --vf or --pf"),
             };
             let d = v.define(&slot, &type_, StartPolicy::from_auto(auto))?;
-            if vf.is_none() {
+            if f == Format::Json {
+                done(
+                    f,
+                    json!({"kind": "vgpu", "id": d.vf.as_str(), "action": "defined",
+                           "type": type_json(d.type_id, Some(&d.type_name)), "start": d.start.as_str()}),
+                )?;
+            } else if vf.is_none() {
                 emit(&format!("{}\n", d.vf))?;
             }
         }
-        VgpuCmd::Undefine { vf } => v.undefine(&vf)?,
+        VgpuCmd::Undefine { vf } => {
+            v.undefine(&vf)?;
+            done(
+                f,
+                json!({"kind": "vgpu", "id": vf.as_str(), "action": "undefined"}),
+            )?;
+        }
         VgpuCmd::Start { vf } => {
-            v.start(&vf)?;
+            let o = v.start(&vf)?;
+            let action = match o {
+                hostdev_core::DeviceOutcome::AlreadyRunning => "already-running",
+                _ => "started",
+            };
+            done(
+                f,
+                json!({"kind": "vgpu", "id": vf.as_str(), "action": action}),
+            )?;
         }
-        VgpuCmd::Stop { vf } => v.stop(&vf)?,
+        VgpuCmd::Stop { vf } => {
+            v.stop(&vf)?;
+            done(
+                f,
+                json!({"kind": "vgpu", "id": vf.as_str(), "action": "stopped"}),
+            )?;
+        }
         VgpuCmd::Enable { pf, numvfs, auto } => {
-            v.enable(&pf, numvfs, StartPolicy::from_auto(auto))?
+            v.enable(&pf, numvfs, StartPolicy::from_auto(auto))?;
+            done(
+                f,
+                json!({"kind": "pf", "id": pf.as_str(), "action": "enabled", "vfs": numvfs}),
+            )?;
         }
-        VgpuCmd::Libvirt { vf } => emit(&hostdev_model::libvirt::pci_hostdev(&vf))?,
+        VgpuCmd::Libvirt { vf } => {
+            let xml = v.libvirt(&vf)?;
+            match f {
+                Format::Json => {
+                    emit_json(&json!({"kind": "vgpu", "id": vf.as_str(), "libvirt": xml}))?
+                }
+                _ => emit(&xml)?,
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -81,11 +81,37 @@ impl<S: MdevSysfs> Host<S> {
         self.callouts
             .post("define", dev(&uuid, &parent, &config), r.is_ok());
         r?;
+        let notes = self.absent_now(&parent, &config.mdev_type);
         Ok(Started {
             uuid,
             parent,
             generated,
+            notes,
         })
+    }
+
+    /// Why a definition cannot start now, if it cannot: its parent is not
+    /// registered, or does not offer its type (kept: it may be for later).
+    fn absent_now(&self, parent: &ParentName, t: &TypeId) -> Vec<String> {
+        if !self.sysfs.parent_exists(parent) {
+            return vec![format!(
+                "parent {parent} is not registered now; the definition is kept and starts once it is"
+            )];
+        }
+        match self.types(Some(parent.as_str())) {
+            Ok(ts) if !ts.iter().flat_map(|(_, t)| t).any(|x| &x.type_id == t) => {
+                let offered: Vec<String> = ts
+                    .iter()
+                    .flat_map(|(_, t)| t)
+                    .map(|x| x.type_id.to_string())
+                    .collect();
+                vec![format!(
+                    "parent {parent} does not offer type {t} (it offers {}); the definition is kept",
+                    if offered.is_empty() { "none".to_string() } else { offered.join(", ") }
+                )]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Removes the definitions of `uuid` (all parents, or only `parent`).
@@ -283,6 +309,7 @@ impl<S: MdevSysfs> Host<S> {
             uuid,
             parent,
             generated,
+            notes: Vec::new(),
         })
     }
 
@@ -319,6 +346,7 @@ impl<S: MdevSysfs> Host<S> {
             return Err(CoreError::NoCapacity {
                 parent: parent.clone(),
                 mdev_type: t.clone(),
+                why: self.what_holds(parent, t),
             });
         }
         let attrs = config
@@ -331,6 +359,57 @@ impl<S: MdevSysfs> Host<S> {
         self.callouts
             .post("start", dev(uuid, parent, config), result.is_ok());
         result
+    }
+
+    /// Why a parent offers no instance of `t`, from what runs on it: devices
+    /// of other types on a card whose other types all show 0 (one type at a
+    /// time, as NVIDIA's), or the devices that share its budget.
+    fn what_holds(&self, parent: &ParentName, t: &TypeId) -> Option<String> {
+        let running: Vec<_> = self
+            .sysfs
+            .devices()
+            .ok()?
+            .into_iter()
+            .filter(|d| &d.parent == parent)
+            .collect();
+        if running.is_empty() {
+            return Some(
+                "no mdev runs on it, so the driver holds the capacity (another user of the device, or a type that needs a setup step)".into(),
+            );
+        }
+        let list = |ds: &[&hostdev_sysfs::ActiveDevice]| {
+            let mut shown: Vec<String> = ds
+                .iter()
+                .take(3)
+                .map(|d| format!("{} ({})", d.uuid, d.mdev_type))
+                .collect();
+            if ds.len() > 3 {
+                shown.push(format!("{} more", ds.len() - 3));
+            }
+            shown.join(", ")
+        };
+        let same: Vec<_> = running.iter().filter(|d| &d.mdev_type == t).collect();
+        let other: Vec<_> = running.iter().filter(|d| &d.mdev_type != t).collect();
+        let types = self.sysfs.types(parent).ok()?;
+        let running_types: Vec<&TypeId> = other.iter().map(|d| &d.mdev_type).collect();
+        let others_closed = types
+            .iter()
+            .filter(|x| !running_types.contains(&&x.type_id))
+            .all(|x| x.available_instances <= 0);
+        Some(if same.is_empty() && others_closed {
+            format!(
+                "the parent runs one type at a time and {} holds it; {t} is offered again once those are removed",
+                list(&other)
+            )
+        } else if other.is_empty() {
+            format!("all {} that fit run: {}", same.len(), list(&same))
+        } else {
+            format!(
+                "its types share one budget, used by {} device(s): {}",
+                running.len(),
+                list(&running.iter().collect::<Vec<_>>())
+            )
+        })
     }
 
     fn create_and_configure(
