@@ -12,6 +12,8 @@
 //!
 //! `cargo xtask lab -- CMD` runs any command in the guest (for exploring).
 
+mod deb;
+
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -79,6 +81,8 @@ fn shell_quote(s: &str) -> String {
 
 fn kernel_test(filters: &[String]) -> Result<ExitCode> {
     let exes = build_tests()?;
+    // The package test installs these in the guest.
+    deb::deb(&workspace_root())?;
     let status = Command::new(lab())
         .arg("prepare")
         .stdout(Stdio::null())
@@ -100,6 +104,7 @@ fn kernel_test(filters: &[String]) -> Result<ExitCode> {
     let mut child = Command::new(lab())
         .arg("run")
         .arg(&cmd)
+        .env("HOSTDEV_DEB_DIR", workspace_root().join("target/debian"))
         .current_dir(workspace_root())
         .stdout(Stdio::piped())
         .spawn()
@@ -195,7 +200,7 @@ fn tiers() -> Vec<Tier> {
         },
         Tier {
             name: "simulated lab (FUSE, with Debian's mdevctl as the peer)",
-            tests: &["sim", "migrate", "host"],
+            tests: &["sim", "migrate", "host", "cli"],
             missing: sim_missing,
         },
         Tier {
@@ -262,6 +267,10 @@ fn main() -> Result<ExitCode> {
     match args.first().map(String::as_str) {
         Some("kernel-test") => kernel_test(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("deb") => {
+            deb::deb(&workspace_root())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some("lab") => {
             let rest: Vec<&String> = args[1..].iter().skip_while(|a| *a == "--").collect();
             let cmd = rest
@@ -273,7 +282,7 @@ fn main() -> Result<ExitCode> {
             Ok(ExitCode::from(status.code().unwrap_or(125) as u8))
         }
         _ => {
-            eprintln!("usage: cargo xtask test [CARGO-TEST-OPTION…] | cargo xtask kernel-test [TEST-FILTER…] | cargo xtask lab -- COMMAND");
+            eprintln!("usage: cargo xtask test [CARGO-TEST-OPTION…] | cargo xtask kernel-test [TEST-FILTER…] | cargo xtask deb | cargo xtask lab -- COMMAND");
             Ok(ExitCode::from(2))
         }
     }

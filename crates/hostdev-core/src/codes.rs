@@ -82,6 +82,7 @@ impl CoreError {
             VfsNotReady { .. } => "vgpu.vfs_not_ready",
             NotTried { .. } => "host.not_tried",
             NoSysfs { .. } => "host.no_sysfs",
+            RulePath { .. } => "udev.rule_path",
             RolledBack { .. } => "host.rolled_back",
             PrepareNoRoom { .. } => "migrate.no_room",
             VdpaValue(_) => "input.bad_vdpa_value",

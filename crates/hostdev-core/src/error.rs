@@ -397,6 +397,12 @@ pub enum CoreError {
         /// How long apply waited.
         waited: Duration,
     },
+    /// A binary path the udev rule cannot carry.
+    #[error("the udev rule cannot name {} (a rule takes an absolute path of letters, digits and /._+-,:@ only; install the binary at such a path)", exe.display())]
+    RulePath {
+        /// The path.
+        exe: PathBuf,
+    },
     /// The root prefix has no PCI sysfs: not a Linux host's root, or sysfs
     /// is not mounted there.
     #[error("{} has no PCI sysfs ({} is missing): it is not a Linux host's root, or sysfs is not mounted there", root.display(), root.join("sys/bus/pci").display())]

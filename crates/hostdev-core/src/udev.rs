@@ -10,23 +10,37 @@ pub fn rule_path(root: &Path) -> PathBuf {
     root.join("etc/udev/rules.d/60-hostdev.rules")
 }
 
-/// The rule, calling `exe` (the binary's canonical path).
-pub fn rule_text(exe: &Path) -> String {
-    let exe = exe.display();
-    format!(
-        "# Installed by hostdevctl: start auto-start mediated devices when their parent appears.\n\
+/// The rule, calling `exe` (the binary's canonical path). As Debian's own
+/// mdevctl rule does, what the command prints goes to the journal through
+/// `logger` (stdout at info, stderr at err), tagged `hostdev`.
+pub fn rule_text(exe: &Path) -> Result<String, CoreError> {
+    let shown = exe.display().to_string();
+    // The path sits in `sh -c '…'` inside udev's "…": it can be neither
+    // quoted nor expanded there, so only plain path characters are taken.
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._+-,:@".contains(c);
+    if !exe.is_absolute() || !shown.chars().all(plain) {
+        return Err(CoreError::RulePath {
+            exe: exe.to_path_buf(),
+        });
+    }
+    let word = shown;
+    let run = format!(
+        "RUN+=\"/bin/sh -c '{{ {word} mdev start-parent-mdevs %k 2>&3 | logger -t hostdev; }} 3>&1 1>&2 | logger -t hostdev -p user.err'\""
+    );
+    Ok(format!(
+        "# Installed by hostdev: start auto-start mediated devices when their parent appears.\n\
          # Kernels since 5.x announce a parent with a change event carrying MDEV_STATE=registered.\n\
-         ACTION==\"change\", ENV{{MDEV_STATE}}==\"registered\", RUN+=\"{exe} mdev start-parent-mdevs %k\"\n\
+         ACTION==\"change\", ENV{{MDEV_STATE}}==\"registered\", {run}\n\
          # Older kernels only emit add for the parent device.\n\
-         ACTION==\"add\", TEST==\"mdev_supported_types\", RUN+=\"{exe} mdev start-parent-mdevs %k\"\n"
-    )
+         ACTION==\"add\", TEST==\"mdev_supported_types\", {run}\n"
+    ))
 }
 
 /// Writes the rule under `root`; returns where.
 pub fn install(root: &Path, exe: &Path) -> Result<PathBuf, CoreError> {
     let lock = Locker::under(root).lock()?;
     let path = rule_path(root);
-    hostdev_store::write_atomic(&lock, &path, rule_text(exe).as_bytes()).map_err(|e| {
+    hostdev_store::write_atomic(&lock, &path, rule_text(exe)?.as_bytes()).map_err(|e| {
         CoreError::Install {
             path: path.clone(),
             source: Box::new(e),

@@ -137,7 +137,13 @@ fn capacity_exhaustion_is_explained_and_leaves_nothing() {
     let first = start().expect("first");
     assert!(first.generated);
     let e = start().unwrap_err();
-    assert_eq!(e.to_string(), "no available instances of mtty-2 on mtty");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "no available instances of mtty-2 on mtty: its capacity is used by 1 running device(s): {} (mtty-2)",
+            first.uuid
+        )
+    );
     assert_eq!(h.sysfs.devices().expect("devices").len(), 1);
 }
 

@@ -7,6 +7,7 @@
 //! ```
 
 use anyhow::{bail, Context, Result};
+use clap::Parser;
 use hostdev_sim::fs::SimFs;
 use hostdev_sim::model::Kernel;
 use hostdev_sim::profile::{self, BUILTIN};
@@ -17,23 +18,43 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn usage() -> ExitCode {
-    eprintln!("usage: hostdev-sim run --root DIR --profile NAME|FILE [--threads N]\n       hostdev-sim reboot --root DIR\n       hostdev-sim profiles");
-    ExitCode::from(2)
-}
-
-fn opt(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+/// The simulated hardware lab: a FUSE sysfs with mdev parents, SR-IOV GPUs
+/// and a vdpa model, for hostdev's tests and tour.
+#[derive(Parser, Debug)]
+#[command(name = "hostdev-sim", version = hostdev_version::VERSION)]
+enum Cli {
+    /// Mount DIR/sys with a profile's hardware and stay until SIGTERM or Ctrl-C
+    Run {
+        /// The root to serve (hostdev is pointed at it with HOSTDEV_ROOT=DIR)
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+        /// A built-in profile (see `hostdev-sim profiles`) or a profile file
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: String,
+        /// FUSE worker threads
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
+    },
+    /// Reset the hardware of a running simulator as a host reboot would
+    Reboot {
+        /// The served root
+        #[arg(long, value_name = "DIR")]
+        root: PathBuf,
+    },
+    /// List the built-in profiles
+    Profiles,
 }
 
 fn load_profile(spec: &str) -> Result<profile::Profile> {
     let text = match BUILTIN.iter().find(|(n, _)| *n == spec) {
         Some((_, t)) => t.to_string(),
-        None => std::fs::read_to_string(spec)
-            .with_context(|| format!("'{spec}' is neither a built-in profile (see `hostdev-sim profiles`) nor a readable file"))?,
+        None => std::fs::read_to_string(spec).with_context(|| {
+            let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+            format!(
+                "'{spec}' is neither a built-in profile ({}) nor a readable profile file",
+                names.join(", ")
+            )
+        })?,
     };
     profile::parse(&text).with_context(|| format!("profile {spec} is malformed"))
 }
@@ -59,7 +80,26 @@ fn clear_run(root: &Path) {
     }
 }
 
+/// The pid of a simulator that serves `root` now, if one does (its pid file
+/// names a live process).
+fn serving(root: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(root.join("run/hostdev-sim.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let p = rustix::process::Pid::from_raw(pid)?;
+    rustix::process::test_kill_process(p).ok()?;
+    Some(pid)
+}
+
 fn run(root: &Path, spec: &str, threads: usize) -> Result<()> {
+    if let Some(pid) = serving(root) {
+        bail!(
+            "{} is already served by hostdev-sim (pid {pid}); stop it first (kill {pid}) or choose another --root",
+            root.display()
+        );
+    }
     let profile = load_profile(spec)?;
     // A Debian host with mdevctl installed has its script directories.
     for d in [
@@ -151,9 +191,8 @@ fn reboot(root: &Path) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let r = match args.first().map(String::as_str) {
-        Some("profiles") => {
+    let r = match Cli::parse() {
+        Cli::Profiles => {
             for (name, text) in BUILTIN {
                 let d = profile::parse(text)
                     .map(|p| p.description)
@@ -162,20 +201,12 @@ fn main() -> ExitCode {
             }
             Ok(())
         }
-        Some("run") => match (opt(&args, "--root"), opt(&args, "--profile")) {
-            (Some(root), Some(p)) => {
-                let threads = opt(&args, "--threads")
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(8);
-                run(Path::new(&root), &p, threads)
-            }
-            _ => return usage(),
-        },
-        Some("reboot") => match opt(&args, "--root") {
-            Some(root) => reboot(Path::new(&root)),
-            None => return usage(),
-        },
-        _ => return usage(),
+        Cli::Run {
+            root,
+            profile,
+            threads,
+        } => run(&root, &profile, usize::from(threads)),
+        Cli::Reboot { root } => reboot(&root),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

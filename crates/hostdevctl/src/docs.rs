@@ -35,12 +35,18 @@ fn command_of(p: Personality) -> clap::Command {
 }
 
 /// Prints the completion script of one command line for one shell.
-pub fn completions(shell: Shell, p: Personality) -> Result<ExitCode> {
+pub fn completions(shell: Shell, p: Personality, f: Format) -> Result<ExitCode> {
     let mut cmd = command_of(p);
     let name = cmd.get_name().to_string();
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut cmd, name, &mut buf);
-    emit(&String::from_utf8_lossy(&buf))?;
+    let script = String::from_utf8_lossy(&buf);
+    match f {
+        Format::Json => {
+            emit_json(&serde_json::json!({ "shell": shell.to_string(), "script": script }))?
+        }
+        _ => emit(&script)?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

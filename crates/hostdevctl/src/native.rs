@@ -260,7 +260,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Top::List => unified_list(cli.format),
         Top::Tree => crate::tree::run(cli.format),
         Top::UdevRule { install } => udev_rule(install, cli.format),
-        Top::Completions { shell, command } => crate::docs::completions(shell, command),
+        Top::Completions { shell, command } => crate::docs::completions(shell, command, cli.format),
         Top::Man { dir } => crate::docs::man(&dir, cli.format),
         Top::Mdevctl { args } => {
             if cli.format != Format::Table {
@@ -502,7 +502,7 @@ fn udev_rule(install: bool, f: Format) -> Result<ExitCode> {
             _ => emit(&format!("{}\n", path.display()))?,
         }
     } else {
-        let rule = hostdev_core::udev::rule_text(&exe);
+        let rule = hostdev_core::udev::rule_text(&exe)?;
         match f {
             Format::Json => emit_json(&json!({"rule": rule}))?,
             _ => emit(&rule)?,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "hostdevd", version, about = "hostdev's host daemon")]
+#[command(name = "hostdevd", version = hostdev_version::VERSION, about = "hostdev's host daemon")]
 struct Args {
     /// Configuration file (default /etc/hostdev/hostdevd.toml under the
     /// root prefix; optional unless given here)

@@ -402,10 +402,14 @@ impl<S: MdevSysfs> Host<S> {
                 list(&other)
             )
         } else if other.is_empty() {
-            format!("all {} that fit run: {}", same.len(), list(&same))
+            format!(
+                "its capacity is used by {} running device(s): {}",
+                same.len(),
+                list(&same)
+            )
         } else {
             format!(
-                "its types share one budget, used by {} device(s): {}",
+                "its types share one budget, used by {} running device(s): {}",
                 running.len(),
                 list(&running.iter().collect::<Vec<_>>())
             )

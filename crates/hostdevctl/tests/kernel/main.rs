@@ -11,6 +11,7 @@ mod common;
 mod host;
 mod libvirt;
 mod migrate;
+mod package;
 mod pools;
 mod probe;
 
@@ -559,6 +560,20 @@ fn vdpa_errors_are_clear_and_leave_nothing_half_created() {
                 "4",
             ],
             "does not support max_vqp (EOPNOTSUPP)",
+        ),
+        // A feature bit the simulator does not offer: the kernel refuses it
+        // (EINVAL; EOPNOTSUPP where the features attribute is not taken).
+        (
+            &[
+                "vdpa",
+                "add",
+                "he1",
+                "--mgmtdev",
+                "vdpasim_net",
+                "--features",
+                "0x8000000000000000",
+            ],
+            "(E",
         ),
         (&["vdpa", "del", "nosuch"], "no vDPA device named nosuch"),
         (
