@@ -480,3 +480,88 @@ fn every_flag_in_help_does_something_and_every_command_speaks_json() {
         problems.join("\n")
     );
 }
+
+/// Runs `hostdevctl ARGS` on a terminal (a pty from util-linux's `script`);
+/// what the terminal showed.
+fn on_terminal(bins: &Bins, root: &Path, args: &str, no_color: bool) -> String {
+    let mut c = std::process::Command::new("script");
+    c.args([
+        "-qec",
+        &format!("{} {args}", bins.path("hostdevctl").display()),
+        "/dev/null",
+    ])
+    .env("HOSTDEV_ROOT", root)
+    .env("HOSTDEV_SOCKET", "")
+    .env_remove("NO_COLOR");
+    if no_color {
+        c.env("NO_COLOR", "1");
+    }
+    let o = c.output().expect("script (util-linux)");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn tree_and_progress_draw_on_a_terminal_and_stay_plain_when_piped() {
+    require_fuse("terminal");
+    let bins = Bins::new();
+    let sim = Sim::start("demo");
+    let r = sim.path();
+    for args in [
+        &["mdev", "start", "-u", U1, "-p", "mtty", "-t", "mtty-1"][..],
+        &[
+            "mdev",
+            "define",
+            "-u",
+            U2,
+            "-p",
+            "0000:99:00.0",
+            "-t",
+            "nvidia-222",
+            "--auto",
+        ],
+        &["vgpu", "enable", "--pf", PF, "--numvfs", "2"],
+    ] {
+        bins.run(r, "hostdevctl", args, None);
+    }
+    // The tree: coloured on a terminal, the same text plain when piped.
+    let tty = on_terminal(&bins, r, "tree", false);
+    assert!(tty.contains("\x1b[1mmdev parents\x1b[0m"), "{tty:?}");
+    assert!(tty.contains("\x1b[32mrunning\x1b[0m"), "{tty:?}");
+    let no_color = on_terminal(&bins, r, "tree", true);
+    assert!(!no_color.contains('\x1b'), "NO_COLOR: {no_color:?}");
+    let piped = bins.run(r, "hostdevctl", &["tree"], None);
+    let piped = String::from_utf8_lossy(&piped.stdout).into_owned();
+    assert!(!piped.contains('\x1b'), "{piped:?}");
+    for want in [
+        "SR-IOV PFs (NVIDIA vGPU)",
+        "└─ 0000:41:00.0  2 VFs",
+        "mtty-1 Single port serial",
+        &format!("{U1}  running  transient"),
+        "vDPA management devices",
+    ] {
+        assert!(piped.contains(want), "no {want:?} in:\n{piped}");
+    }
+    assert_eq!(
+        no_color.replace("\r\n", "\n"),
+        piped,
+        "NO_COLOR differs from piped"
+    );
+
+    // Progress while autostart waits for a parent that is not there: drawn
+    // on a terminal, absent when piped.
+    let tty = on_terminal(&bins, r, "autostart --wait 2", false);
+    assert!(
+        tty.contains("\r\x1b[2K")
+            && tty.contains("restoring auto-start devices (waiting up to 2 s for parents)"),
+        "{tty:?}"
+    );
+    let piped = bins.run(r, "hostdevctl", &["autostart", "--wait", "2"], None);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&piped.stdout),
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    assert!(!all.contains('\x1b') && !all.contains('\r'), "{all:?}");
+    assert!(all.contains("0000:99:00.0"), "{all}");
+}
