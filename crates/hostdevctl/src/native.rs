@@ -220,10 +220,17 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         return ExitCode::from(2);
     }
     let first = path.split(' ').next().unwrap_or_default();
-    if !matches!(
-        first,
-        "completions" | "man" | "udev-rule" | "libvirt-hook" | "mdevctl"
-    ) {
+    // A daemon serves its own root; only a CLI acting directly checks this one.
+    let daemon = env::socket(false)
+        .as_deref()
+        .and_then(hostdev_core::remote::Daemon::connect)
+        .is_some();
+    if !daemon
+        && !matches!(
+            first,
+            "completions" | "man" | "udev-rule" | "libvirt-hook" | "mdevctl"
+        )
+    {
         match hostdev_core::check_root(&env::root(false)) {
             Err(e) => return fail(e.into()),
             Ok(Some(note)) if matches!(path.as_str(), "mdev types" | "mdev list" | "tree") => {
