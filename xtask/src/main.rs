@@ -200,7 +200,7 @@ fn tiers() -> Vec<Tier> {
         },
         Tier {
             name: "simulated lab (FUSE, with Debian's mdevctl as the peer)",
-            tests: &["sim", "migrate", "host", "cli"],
+            tests: &["sim", "migrate", "host", "cli", "readme"],
             missing: sim_missing,
         },
         Tier {
