@@ -405,7 +405,7 @@ pub enum CoreError {
     },
     /// The root prefix has no PCI sysfs: not a Linux host's root, or sysfs
     /// is not mounted there.
-    #[error("{} has no PCI sysfs ({} is missing): it is not a Linux host's root, or sysfs is not mounted there", root.display(), root.join("sys/bus/pci").display())]
+    #[error("{} has no sysfs with PCI devices or mdev parents ({} and {} are missing): it is not a Linux host's root, or sysfs is not mounted there", root.display(), root.join("sys/bus/pci").display(), root.join("sys/class/mdev_bus").display())]
     NoSysfs {
         /// The root prefix.
         root: PathBuf,

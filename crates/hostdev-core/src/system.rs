@@ -96,16 +96,38 @@ pub struct Memo {
 /// nothing: an error without PCI sysfs; a note (returned) without the mdev
 /// class, which exists once a driver with mdev support has registered.
 pub fn check_root(root: &Path) -> Result<Option<String>, CoreError> {
-    if !root.join("sys/bus/pci").is_dir() {
+    let class = root.join("sys/class/mdev_bus");
+    // s390 hosts may have mdev parents (vfio-ap, vfio-ccw) and no PCI bus.
+    if !root.join("sys/bus/pci").is_dir() && !class.is_dir() {
         return Err(CoreError::NoSysfs {
             root: root.to_path_buf(),
         });
     }
-    let class = root.join("sys/class/mdev_bus");
     Ok((!class.is_dir()).then(|| {
         format!(
             "no mdev parent is registered ({} is missing): no driver with mdev support is loaded (nvidia, i915 with GVT-g, vfio_ap, vfio_ccw, mtty)",
             class.display()
         )
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_root;
+
+    #[test]
+    fn a_root_without_sysfs_is_refused_and_one_without_mdev_parents_noted() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let e = check_root(d.path()).expect_err("no sysfs");
+        assert_eq!(e.code(), "host.no_sysfs");
+        assert!(e.to_string().contains("sys/bus/pci"), "{e}");
+        std::fs::create_dir_all(d.path().join("sys/bus/pci")).expect("pci");
+        let note = check_root(d.path()).expect("pci only").expect("a note");
+        assert!(note.contains("no mdev parent is registered"), "{note}");
+        std::fs::create_dir_all(d.path().join("sys/class/mdev_bus")).expect("mdev");
+        assert_eq!(check_root(d.path()).expect("both"), None);
+        // s390: mdev parents, no PCI bus.
+        std::fs::remove_dir_all(d.path().join("sys/bus")).expect("rm");
+        assert_eq!(check_root(d.path()).expect("s390"), None);
+    }
 }
