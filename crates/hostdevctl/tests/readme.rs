@@ -87,6 +87,7 @@ fn every_readme_example_runs_on_the_lab_or_where_the_kernel_is() {
     std::fs::create_dir_all(root.join("etc/hostdev")).expect("etc");
     std::fs::write(root.join("etc/hostdev/host.toml"), host_file).expect("host file");
     std::fs::write(cwd.path().join("other.toml"), host_file).expect("other");
+    std::fs::create_dir_all(root.join("etc/bash_completion.d")).expect("completions dir");
 
     let mut last_uuid = String::new();
     let (mut ran, mut problems) = (0, Vec::new());
@@ -126,6 +127,10 @@ fn every_readme_example_runs_on_the_lab_or_where_the_kernel_is() {
         // Drop the comment (README comments follow two spaces and a #).
         let cmd = line.split("  #").next().unwrap_or(line).trim().to_string();
         let mut cmd = cmd.replace("UUID", &last_uuid);
+        // Files an example writes outside the root prefix land under it too.
+        for dir in ["/etc/", "/usr/local/"] {
+            cmd = cmd.replace(&format!(" {dir}"), &format!(" {}{dir}", root.display()));
+        }
         for (from, to) in MAP {
             cmd = cmd.replace(from, to);
         }

@@ -444,6 +444,31 @@ fn sriov_vgpus_are_restored_after_a_reboot_including_a_late_pf() {
         )),
         "0"
     );
+    // A VF without a type is not handed out: the VM would see no vGPU.
+    let o = bins.run(
+        r,
+        "hostdevctl",
+        &["vgpu", "libvirt", "--vf", vfs_a[0]],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("carries no vGPU type"),
+        "{}",
+        show(&o)
+    );
+    let o = bins.run(
+        r,
+        "hostdevctl",
+        &["vgpu", "libvirt", "--vf", "0000:41:07.7"],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("does not exist"),
+        "{}",
+        show(&o)
+    );
+    ok(&bins, r, "hostdevctl", &["vgpu", "start", "--vf", vfs_a[0]]);
     let xml = ok(
         &bins,
         r,
@@ -546,5 +571,5 @@ fn two_autostarts_at_once_report_no_device_as_failed() {
     }
     assert_eq!(started, 6, "each device was created exactly once");
     let listed = ok(&bins, r, "hostdevctl", &["mdev", "list", "-o", "json"]);
-    assert_eq!(listed.matches("\"uuid\"").count(), 6);
+    assert_eq!(listed.matches("\"kind\": \"mdev\"").count(), 6);
 }
