@@ -82,7 +82,7 @@ fn docs(root: &Path, pkg: &str, version: &str, commit: &str, ws: &Path) -> Resul
         0o644,
     )?;
     write(
-        &doc.join("changelog.gz").with_extension(""),
+        &doc.join("changelog"),
         &changelog(pkg, version, commit),
         0o644,
     )?;

@@ -53,8 +53,31 @@ pub fn socket(mdevctl: bool) -> Option<PathBuf> {
     }
 }
 
+/// A connection made ahead of the command by [`daemon_answers`], used by
+/// the next [`backend`] (a connection serves one operation).
+static PRECONNECTED: std::sync::Mutex<Option<hostdev_core::remote::Daemon>> =
+    std::sync::Mutex::new(None);
+
+/// Whether a daemon answers on the socket; its connection is kept for the
+/// command's first operation, so asking costs no second connect.
+pub fn daemon_answers(mdevctl: bool) -> bool {
+    let d = socket(mdevctl)
+        .as_deref()
+        .and_then(hostdev_core::remote::Daemon::connect);
+    let answers = d.is_some();
+    *PRECONNECTED.lock().unwrap_or_else(|p| p.into_inner()) = d;
+    answers
+}
+
 /// The daemon if it answers, else the host directly.
 pub fn backend(mdevctl: bool) -> Backend {
+    if let Some(d) = PRECONNECTED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        return Backend::Daemon(d);
+    }
     if let Some(d) = socket(mdevctl)
         .as_deref()
         .and_then(hostdev_core::remote::Daemon::connect)

@@ -242,12 +242,13 @@ fn type_names(
 /// own tables or JSON instead of mdevctl's formats.
 pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
     let mdevctl = native.is_none();
-    // One backend per command: the daemon if it answers, else the host.
+    // One backend per command: the daemon if it answers, else the host
+    // (one connection, used by the command's one operation).
     let backend = env::backend(mdevctl);
     match cmd {
         Cmd::List(a) => {
             let listing = env::call(
-                env::backend(mdevctl),
+                backend,
                 &ListQuery {
                     defined: a.defined,
                     uuid: a.uuid,
@@ -297,7 +298,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
         } => {
             let json = jsonfile.as_deref().map(read_json).transpose()?;
             let r = env::call(
-                env::backend(mdevctl),
+                backend,
                 &DefineRequest {
                     uuid,
                     parent,
@@ -362,7 +363,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
                 (false, _) => ModifyScope::Defined,
             };
             env::call(
-                env::backend(mdevctl),
+                backend,
                 &ModifyRequest {
                     uuid,
                     parent,
@@ -388,7 +389,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
         } => {
             let json = jsonfile.as_deref().map(read_json).transpose()?;
             let r = env::call(
-                env::backend(mdevctl),
+                backend,
                 &StartRequest {
                     uuid,
                     parent,

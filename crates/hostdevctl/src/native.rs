@@ -221,15 +221,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
     let first = path.split(' ').next().unwrap_or_default();
     // A daemon serves its own root; only a CLI acting directly checks this one.
-    let daemon = env::socket(false)
-        .as_deref()
-        .and_then(hostdev_core::remote::Daemon::connect)
-        .is_some();
-    if !daemon
-        && !matches!(
-            first,
-            "completions" | "man" | "udev-rule" | "libvirt-hook" | "mdevctl"
-        )
+    if !matches!(
+        first,
+        "completions" | "man" | "udev-rule" | "libvirt-hook" | "mdevctl"
+    ) && !env::daemon_answers(false)
     {
         match hostdev_core::check_root(&env::root(false)) {
             Err(e) => return fail(e.into()),

@@ -81,6 +81,7 @@ impl<S: MdevSysfs> Host<S> {
         self.callouts
             .post("define", dev(&uuid, &parent, &config), r.is_ok());
         r?;
+        drop(lock);
         let notes = self.absent_now(&parent, &config.mdev_type);
         Ok(Started {
             uuid,
@@ -92,26 +93,29 @@ impl<S: MdevSysfs> Host<S> {
 
     /// Why a definition cannot start now, if it cannot: its parent is not
     /// registered, or does not offer its type (kept: it may be for later).
+    /// One type is read; the parent's list only when that type is missing.
     fn absent_now(&self, parent: &ParentName, t: &TypeId) -> Vec<String> {
         if !self.sysfs.parent_exists(parent) {
             return vec![format!(
                 "parent {parent} is not registered now; the definition is kept and starts once it is"
             )];
         }
-        match self.types(Some(parent.as_str())) {
-            Ok(ts) if !ts.iter().flat_map(|(_, t)| t).any(|x| &x.type_id == t) => {
-                let offered: Vec<String> = ts
-                    .iter()
-                    .flat_map(|(_, t)| t)
-                    .map(|x| x.type_id.to_string())
-                    .collect();
-                vec![format!(
-                    "parent {parent} does not offer type {t} (it offers {}); the definition is kept",
-                    if offered.is_empty() { "none".to_string() } else { offered.join(", ") }
-                )]
-            }
-            _ => Vec::new(),
+        if !matches!(self.sysfs.type_info(parent, t), Ok(None)) {
+            return Vec::new();
         }
+        let offered: Vec<String> = self
+            .sysfs
+            .types(parent)
+            .map(|ts| ts.into_iter().map(|x| x.type_id.to_string()).collect())
+            .unwrap_or_default();
+        vec![format!(
+            "parent {parent} does not offer type {t} (it offers {}); the definition is kept",
+            if offered.is_empty() {
+                "none".to_string()
+            } else {
+                offered.join(", ")
+            }
+        )]
     }
 
     /// Removes the definitions of `uuid` (all parents, or only `parent`).
