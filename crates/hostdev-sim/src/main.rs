@@ -93,14 +93,38 @@ fn serving(root: &Path) -> Option<i32> {
     Some(pid)
 }
 
-fn run(root: &Path, spec: &str, threads: usize) -> Result<()> {
-    if let Some(pid) = serving(root) {
-        bail!(
-            "{} is already served by hostdev-sim (pid {pid}); stop it first (kill {pid}) or choose another --root",
-            root.display()
-        );
+/// Holds `DIR/run/hostdev-sim.lock` for the simulator's life, so two `run`s
+/// on one root cannot both mount it, even when started at the same instant.
+fn claim(root: &Path) -> Result<std::fs::File> {
+    use rustix::fs::{flock, FlockOperation};
+    let run = root.join("run");
+    std::fs::create_dir_all(&run).with_context(|| format!("cannot create {}", run.display()))?;
+    let path = run.join("hostdev-sim.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+        match serving(root) {
+            Some(pid) => bail!(
+                "{} is already served by hostdev-sim (pid {pid}); stop it first (kill {pid}) or choose another --root",
+                root.display()
+            ),
+            None => bail!(
+                "another hostdev-sim is starting on {} (it holds {}); choose another --root",
+                root.display(),
+                path.display()
+            ),
+        }
     }
+    Ok(file)
+}
+
+fn run(root: &Path, spec: &str, threads: usize) -> Result<()> {
     let profile = load_profile(spec)?;
+    let _claim = claim(root)?;
     // A Debian host with mdevctl installed has its script directories.
     for d in [
         "sys",

@@ -57,10 +57,14 @@ fn write_page(dir: &Path, cmd: clap::Command, name: &str, section: &str) -> Resu
         .section(section)
         .render(&mut buf)
         .with_context(|| format!("cannot render the man page {name}({section})"))?;
-    let mut f = std::fs::File::create(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    // Whole pages or none: written beside, then renamed over.
+    let tmp = dir.join(format!(".{name}.{section}.tmp"));
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     f.write_all(&buf)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
 

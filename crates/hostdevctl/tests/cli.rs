@@ -565,3 +565,43 @@ fn tree_and_progress_draw_on_a_terminal_and_stay_plain_when_piped() {
     assert!(!all.contains('\x1b') && !all.contains('\r'), "{all:?}");
     assert!(all.contains("0000:99:00.0"), "{all}");
 }
+
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn the_simulator_refuses_a_second_run_on_a_served_root_naming_the_pid() {
+    require_fuse("sim twice");
+    let sim = Sim::start("demo");
+    let pid = std::fs::read_to_string(sim.path().join("run/hostdev-sim.pid")).expect("pid file");
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(common::sim_binary())
+                .args(["run", "--root"])
+                .arg(sim.path())
+                .args(["--profile", "demo"])
+                .output()
+                .expect("hostdev-sim")
+        })
+        .collect();
+    for o in runs {
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!(
+                "is already served by hostdev-sim (pid {})",
+                pid.trim()
+            )),
+            "{err}"
+        );
+    }
+    // An unknown profile is named before the root is touched.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let o = std::process::Command::new(common::sim_binary())
+        .args(["run", "--root"])
+        .arg(empty.path())
+        .args(["--profile", "nosuch"])
+        .output()
+        .expect("hostdev-sim");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("neither a built-in profile (demo,"), "{err}");
+    assert_eq!(std::fs::read_dir(empty.path()).expect("dir").count(), 0);
+}
