@@ -1,12 +1,13 @@
 //! What the daemon tells watchers on `GET /v1/events`: device changes,
 //! restores (with their report), failures and drift, one JSON object per line.
 
-use crate::report::{ErrorBody, RestoreReport};
+use crate::report::RestoreReport;
 use crate::Kind;
+use crate::{ErrorBody, ErrorTarget};
 use serde::{Deserialize, Serialize};
 
 /// One event, numbered in the order the daemon saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     /// Sequence number, from 1 at the daemon's start.
     pub seq: u64,
@@ -18,7 +19,9 @@ pub struct Event {
 }
 
 /// A device as events name it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct DeviceRef {
     /// Its kind.
     pub kind: Kind,
@@ -29,7 +32,19 @@ pub struct DeviceRef {
 }
 
 /// How the host differs from its definitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DriftKind {
     /// An auto-start definition whose device is not there.
@@ -59,12 +74,13 @@ impl EventKind {
             EventKind::Drift { .. } => "drift",
             EventKind::DriftResolved { .. } => "drift_resolved",
             EventKind::HostFile { .. } => "host_file",
+            EventKind::Changed { .. } => "changed",
         }
     }
 }
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     /// A device appeared.
@@ -105,6 +121,18 @@ pub enum EventKind {
         /// How it differed.
         drift: DriftKind,
     },
+    /// A change asked through the API was done.
+    Changed {
+        /// The operation's path, e.g. `/v1/vgpu/define`.
+        operation: String,
+        /// What it concerned, where one thing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<ErrorTarget>,
+        /// Who asked (the peer's uid).
+        uid: u32,
+        /// The asking process.
+        pid: i32,
+    },
     /// The host no longer matches the host file, or matches it again
     /// (`report`), or an apply made it match (`apply`).
     HostFile {
@@ -139,10 +167,7 @@ mod tests {
             },
             EventKind::Failure {
                 during: "x".into(),
-                error: ErrorBody {
-                    code: "c".into(),
-                    message: "m".into(),
-                },
+                error: ErrorBody::new(crate::ErrorClass::Failed, "c", "m"),
             },
             EventKind::Drift {
                 device: d.clone(),

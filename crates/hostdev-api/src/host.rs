@@ -4,52 +4,59 @@
 //! Owns: serde shapes only. Must not: compare or act (hostdev-core does).
 
 use crate::ops::op;
+use hostdev_model::host::HostFile;
+use hostdev_model::vgpu_dm::Spec;
 use serde::{Deserialize, Serialize};
 
-/// The host file as the client read it (the daemon reads no client paths).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A host file a client read and parsed (the daemon reads no client paths;
+/// it checks the file again by the same rules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct HostFileInput {
-    /// Where it came from (for messages).
+pub struct HostFileDoc {
+    /// Where the client read it (named in messages, never opened).
     pub path: String,
-    /// Its text.
-    pub text: String,
+    /// The file.
+    pub file: HostFile,
 }
 
 /// Show what applying the file would change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostPlanRequest {
-    /// The file.
-    pub file: HostFileInput,
-    /// The file is another tool's, translated first.
+    /// The file; the host's own (`/etc/hostdev/host.toml`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<HostFileDoc>,
+    /// Plan another tool's configuration instead, translated first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import: Option<HostImport>,
 }
 
-/// Another tool's configuration to translate into a host file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// NVIDIA vgpu-device-manager's configuration, to translate into a host file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostImport {
-    /// `vgpu-device-manager` (NVIDIA's YAML).
-    pub format: String,
+    /// Where the client read it (named in messages, never opened).
+    pub path: String,
+    /// The file, parsed.
+    pub spec: Spec,
     /// The named configuration in it (`-c` of `nvidia-vgpu-dm`).
     pub config: String,
 }
 
 /// Make the host match the file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostApplyRequest {
-    /// The file.
-    pub file: HostFileInput,
+    /// The file; the host's own (`/etc/hostdev/host.toml`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<HostFileDoc>,
     /// Devices (UUIDs, VF addresses) changed even though in use.
     #[serde(default)]
     pub force: Vec<String>,
 }
 
 /// What a change does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Define and (auto) start a new device.
@@ -78,7 +85,7 @@ impl Action {
 }
 
 /// One device's difference between the file and the host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Change {
     /// `mdev`.
     pub kind: String,
@@ -97,7 +104,7 @@ pub struct Change {
 }
 
 /// The diff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Plan {
     /// What apply would do.
     pub changes: Vec<Change>,
@@ -114,7 +121,7 @@ pub struct Plan {
 }
 
 /// One change's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Applied {
     /// The change.
     pub change: Change,
@@ -128,7 +135,7 @@ pub struct Applied {
 }
 
 /// Every device's outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApplyReport {
     /// In the plan's order, blocked ones last.
     pub outcomes: Vec<Applied>,

@@ -2,12 +2,19 @@
 //! daemon's API, later the Kubernetes driver) asks the core and what it gets
 //! back, by device kind.
 //!
-//! Owns: serde types only — targets, typed requests and edits, inventory and
-//! restore reports, error bodies with stable codes. Must not: do I/O, hold
-//! operation logic, or know any front-end's flags (the mdevctl personality
-//! translates mdevctl's flag bags into these typed edits).
+//! Owns: serde types with their JSON Schemas — targets, typed requests and
+//! edits for every kind, inventory, topology and restore reports, error
+//! bodies with classes and stable codes — and, behind features, the wire
+//! form of a request (`wire`) and the daemon's client (`client`: HTTP/1.1 on
+//! hostdevd's unix socket). Must not: hold operation logic, touch the host
+//! (no sysfs, store or kernel crate is a dependency), or know any
+//! front-end's flags (the mdevctl personality translates mdevctl's flag
+//! bags into these typed edits).
 #![deny(missing_docs)]
 
+#[cfg(feature = "client")]
+pub mod client;
+pub mod error;
 pub mod events;
 pub mod host;
 pub mod mdev;
@@ -16,10 +23,18 @@ pub mod ops;
 pub mod pool;
 pub mod probe;
 pub mod report;
+pub mod vdpa;
+pub mod vgpu;
+#[cfg(feature = "wire")]
+pub mod wire;
 
+pub use error::{ErrorBody, ErrorClass, ErrorTarget, Holder};
+
+/// The socket a daemon listens on unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/hostdev/hostdev.sock";
 pub use events::{DeviceRef, DriftKind, Event, EventKind};
 pub use host::{
-    Action, Applied, ApplyReport, Change, HostApplyRequest, HostFileInput, HostImport,
+    Action, Applied, ApplyReport, Change, HostApplyRequest, HostFileDoc, HostImport,
     HostPlanRequest, Plan,
 };
 pub use hostdev_model::pool::PoolName;
@@ -28,10 +43,10 @@ pub use hostdev_model::vdpa::{
     VdpaValueError,
 };
 pub use hostdev_model::vgpu::PciAddress;
+pub use hostdev_model::vgpu::{SriovDefinition, VgpuDefinition};
 pub use hostdev_model::{AttrName, ParentName, StartPolicy, TypeId, Uuid};
 pub use mdev::{
-    AttrEdit, DefineRequest, JsonInput, ListQuery, MdevEdit, ModifyRequest, ModifyScope,
-    StartRequest,
+    AttrEdit, DefineRequest, ListQuery, MdevEdit, ModifyRequest, ModifyScope, StartRequest,
 };
 pub use migrate::{
     CheckReport, ExportTarget, MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest,
@@ -39,7 +54,7 @@ pub use migrate::{
 };
 pub use ops::{
     Done, InventoryQuery, MdevListing, Method, Op, ParentTypes, RestoreRequest, Started,
-    StopRequest, Stopped, TypesQuery, UndefineRequest,
+    StopRequest, Stopped, Topology, TopologyQuery, TypesQuery, UndefineRequest,
 };
 pub use pool::{
     AllocateRequest, Allocation, BindRequest, ConsumerId, DomainPrepareRequest,
@@ -49,15 +64,38 @@ pub use pool::{
 };
 pub use probe::{CachedNote, ProbeQuery, ProbeReport, ProbeTarget, ProbeTypeRequest};
 pub use report::{
-    DeviceRow, DeviceState, ErrorBody, Inventory, Outcome, PfTypes, Problem, RestoreReport,
-    RestoreRow, Unavailable, VgpuTypeRow,
+    DeviceRow, DeviceState, Inventory, Outcome, PfTypes, Problem, RestoreReport, RestoreRow,
+    TypeRef, Unavailable, VgpuTypeRow,
+};
+pub use vdpa::{
+    MgmtDevInfo, MgmtDevQuery, VdpaAddRequest, VdpaBlkConfig, VdpaDefineRequest, VdpaDelRequest,
+    VdpaDevice, VdpaExportRequest, VdpaImportRequest, VdpaLibvirtQuery, VdpaListQuery, VdpaListing,
+    VdpaLiveConfig, VdpaModifyRequest, VdpaRow, VdpaShow, VdpaShowQuery, VdpaStartRequest,
+    VdpaStopRequest, VdpaUndefineRequest,
+};
+pub use vgpu::{
+    LibvirtElement, PfDisableRequest, PfEnableRequest, StartOutcome, VgpuDefineRequest,
+    VgpuLibvirtQuery, VgpuListQuery, VgpuListing, VgpuRow, VgpuSlot, VgpuStartRequest, VgpuStarted,
+    VgpuStopRequest, VgpuTypesQuery, VgpuUndefineRequest,
 };
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The kinds of device hostdev manages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A mediated device (a UUID written into a parent's type).
@@ -86,7 +124,7 @@ impl fmt::Display for Kind {
 }
 
 /// One device, named the way its kind names it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Target {
     /// An mdev by UUID (and parent, where one UUID is defined on several).

@@ -2,21 +2,11 @@
 //! translates `--auto/--manual`, `--addattr/--delattr/--index` and
 //! `--live/--defined` into these.
 
-use hostdev_model::{ParentName, StartPolicy, TypeId, Uuid};
+use hostdev_model::{MdevConfig, ParentName, StartPolicy, TypeId, Uuid};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
-
-/// A JSON document given on input, with the name it came from (for errors).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JsonInput {
-    /// Where it came from (a path, or `/dev/stdin`).
-    pub path: PathBuf,
-    /// Its bytes.
-    pub bytes: Vec<u8>,
-}
 
 /// What to list.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Definitions instead of running devices.
@@ -31,7 +21,7 @@ pub struct ListQuery {
 }
 
 /// Define a device (a new one, or a running one made persistent).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefineRequest {
     /// UUID; generated when absent.
@@ -43,16 +33,16 @@ pub struct DefineRequest {
     /// Type; taken from the running device when absent.
     #[serde(default)]
     pub mdev_type: Option<TypeId>,
-    /// Start policy (ignored when `json` is given: the document has its own).
+    /// Start policy (ignored when `config` is given: it has its own).
     #[serde(default)]
     pub start: StartPolicy,
-    /// The whole definition as mdevctl's JSON.
+    /// The whole definition (a client parses mdevctl's JSON file into it).
     #[serde(default)]
-    pub json: Option<JsonInput>,
+    pub config: Option<MdevConfig>,
 }
 
 /// A change to an attribute list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum AttrEdit {
     /// Insert an attribute at `index` (1-based, as mdevctl counts), or append.
@@ -74,12 +64,12 @@ pub enum AttrEdit {
 }
 
 /// A typed edit of an mdev definition; what is not given is kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MdevEdit {
     /// Replace the whole definition (then the other fields must be empty).
     #[serde(default)]
-    pub replace: Option<JsonInput>,
+    pub replace: Option<MdevConfig>,
     /// New type.
     #[serde(default)]
     pub mdev_type: Option<TypeId>,
@@ -92,7 +82,9 @@ pub struct MdevEdit {
 }
 
 /// What a modification applies to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ModifyScope {
     /// The stored definition only.
@@ -116,7 +108,7 @@ impl ModifyScope {
 }
 
 /// Modify a definition and/or the running device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModifyRequest {
     /// The device.
@@ -135,7 +127,7 @@ pub struct ModifyRequest {
 }
 
 /// Start a defined device, or a transient one from a type or JSON.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     /// UUID; generated for transient devices when absent.
@@ -147,7 +139,7 @@ pub struct StartRequest {
     /// Type (transient device).
     #[serde(default)]
     pub mdev_type: Option<TypeId>,
-    /// Definition as JSON (transient device).
+    /// The whole definition (transient device).
     #[serde(default)]
-    pub json: Option<JsonInput>,
+    pub config: Option<MdevConfig>,
 }

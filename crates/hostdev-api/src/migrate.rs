@@ -11,7 +11,7 @@ use hostdev_model::Uuid;
 
 /// The source device: an mdev's UUID, an NVIDIA vGPU VF's PCI address or
 /// a vDPA device's name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ExportTarget {
     /// A mediated device.
@@ -24,7 +24,7 @@ pub enum ExportTarget {
 use serde::{Deserialize, Serialize};
 
 /// Export what a destination must recreate for this device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateExportRequest {
     /// The source device.
@@ -32,7 +32,7 @@ pub struct MigrateExportRequest {
 }
 
 /// Judge a destination device against a source's spec.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrateCheckRequest {
     /// The source's spec.
@@ -51,7 +51,7 @@ pub struct MigrateCheckRequest {
 }
 
 /// The verdict and each rule's finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CheckReport {
     /// `compatible`, `compatible-with-changes` or `incompatible`.
     pub verdict: Verdict,
@@ -60,7 +60,7 @@ pub struct CheckReport {
 }
 
 /// Make the destination device a spec describes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigratePrepareRequest {
     /// The source's spec.
@@ -75,7 +75,7 @@ pub struct MigratePrepareRequest {
 }
 
 /// The destination device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Prepared {
     /// Its UUID (an mdev), VF address (a vGPU) or name (vDPA).
     pub id: String,

@@ -3,10 +3,14 @@
 //! directly, the CLI through the daemon and the daemon's routes all name an
 //! operation by its request type, so the three cannot disagree on shapes.
 
+use crate::error::ErrorTarget;
 use crate::mdev::{DefineRequest, ListQuery, ModifyRequest, StartRequest};
-use crate::report::{Inventory, Problem, RestoreReport};
+use crate::report::{Inventory, PfTypes, Problem, RestoreReport};
+use crate::vdpa::MgmtDevInfo;
+use crate::Target;
 use hostdev_model::format::{ListEntry, TypeInfo};
 use hostdev_model::{ParentName, Uuid};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -20,39 +24,50 @@ pub enum Method {
     Post,
 }
 
-/// One operation: its request is `Self`, its answer `Reply`.
-pub trait Op: Serialize + DeserializeOwned + Send + Sync + 'static {
+/// One operation: its request is `Self`, its answer `Reply`; both carry
+/// their JSON Schema (the API document is made from them).
+pub trait Op: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'static {
     /// What a successful call answers.
-    type Reply: Serialize + DeserializeOwned + Send + 'static;
+    type Reply: Serialize + DeserializeOwned + JsonSchema + Send + 'static;
     /// GET (read) or POST (change).
     const METHOD: Method;
     /// The versioned path, e.g. `/v1/mdev/devices`.
     const PATH: &'static str;
     /// One line for the API document.
     const SUMMARY: &'static str;
-    /// The request type's name, for the API document.
-    const REQUEST: &'static str;
-    /// The reply type's name, for the API document.
-    const REPLY: &'static str;
     /// How long the operation itself may wait on purpose (a restore told to
     /// wait for late parents), on top of a client's ordinary timeout.
     fn patience(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
+    /// The device, parent, PF, management device or pool the request is
+    /// about, where one thing is: events name it, and an error that names
+    /// nothing of its own is said to concern it.
+    fn concerns(&self) -> Option<ErrorTarget> {
+        None
+    }
+    /// The restore report a reply carries, for the operations whose reply
+    /// is one (watchers are told what a restore did).
+    fn restore_report(reply: &Self::Reply) -> Option<&RestoreReport> {
+        let _ = reply;
+        None
+    }
 }
 
 /// An operation that answers nothing but success.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Done {}
 
 /// Every device of every kind (`hostdevctl list`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryQuery {}
 
 /// Start every auto-start definition of every kind (`hostdevctl autostart`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// Wait up to this many seconds for parents that are not there yet.
@@ -61,7 +76,7 @@ pub struct RestoreRequest {
 }
 
 /// What `mdev list` found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MdevListing {
     /// Devices in output order (parent, then UUID).
     pub entries: Vec<ListEntry>,
@@ -70,7 +85,7 @@ pub struct MdevListing {
 }
 
 /// The supported types of every parent, or of one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TypesQuery {
     /// Only this parent (compared as a string; never used as a path).
@@ -79,10 +94,38 @@ pub struct TypesQuery {
 }
 
 /// One parent and its types.
-pub type ParentTypes = (ParentName, Vec<TypeInfo>);
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ParentTypes {
+    /// The parent.
+    pub parent: ParentName,
+    /// Its types, by id.
+    pub types: Vec<TypeInfo>,
+}
+
+/// The host's topology in one answer (`hostdevctl tree`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyQuery {}
+
+/// SR-IOV PFs with their vGPU types, mdev parents with their types, vDPA
+/// management devices, and every device, read together.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Topology {
+    /// Every device and definition.
+    pub inventory: Inventory,
+    /// NVIDIA PFs with VFs and the types their VFs can take now.
+    pub pfs: Vec<PfTypes>,
+    /// mdev parents and their types.
+    pub parents: Vec<ParentTypes>,
+    /// vDPA management devices present.
+    pub mgmtdevs: Vec<MgmtDevInfo>,
+    /// Why the management devices could not be listed (no vdpa module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mgmtdevs_unavailable: Option<String>,
+}
 
 /// A device that was started or defined.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Started {
     /// Its UUID.
     pub uuid: Uuid,
@@ -97,7 +140,7 @@ pub struct Started {
 }
 
 /// Remove an mdev definition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UndefineRequest {
     /// The device.
@@ -108,7 +151,7 @@ pub struct UndefineRequest {
 }
 
 /// Remove a running mdev.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StopRequest {
     /// The device.
@@ -116,25 +159,35 @@ pub struct StopRequest {
 }
 
 /// Where a stopped device was.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Stopped {
     /// Its parent.
     pub parent: ParentName,
 }
 
-/// Ties a request type to its reply, method, path and summary.
+/// Ties a request type to its reply, method, path and summary; optionally
+/// how long it waits on purpose (`patience = |r| …`) and what it concerns
+/// (`concerns = |r| …`).
 macro_rules! op {
-    ($req:ty => $reply:ty, $method:ident, $path:literal, $summary:literal $(, |$r:ident| $patience:expr)?) => {
+    ($req:ty => $reply:ty, $method:ident, $path:literal, $summary:literal
+        $(, patience = |$r:ident| $patience:expr)?
+        $(, concerns = |$c:ident| $concerns:expr)?
+        $(, report = |$rr:ident| $report:expr)?) => {
         impl $crate::ops::Op for $req {
             type Reply = $reply;
             const METHOD: $crate::ops::Method = $crate::ops::Method::$method;
             const PATH: &'static str = $path;
             const SUMMARY: &'static str = $summary;
-            const REQUEST: &'static str = stringify!($req);
-            const REPLY: &'static str = stringify!($reply);
             $(fn patience(&self) -> std::time::Duration {
                 let $r = self;
                 $patience
+            })?
+            $(fn concerns(&self) -> Option<$crate::error::ErrorTarget> {
+                let $c = self;
+                $concerns
+            })?
+            $(fn restore_report($rr: &Self::Reply) -> Option<&$crate::RestoreReport> {
+                $report
             })?
         }
     };
@@ -143,22 +196,30 @@ macro_rules! op {
 pub(crate) use op;
 
 op!(InventoryQuery => Inventory, Get, "/v1/devices", "Every device of every kind, running or defined.");
-op!(RestoreRequest => RestoreReport, Post, "/v1/restore", "Start every auto-start definition of every kind.", |r| Duration::from_secs(r.wait_secs));
+op!(RestoreRequest => RestoreReport, Post, "/v1/restore", "Start every auto-start definition of every kind.",
+    patience = |r| Duration::from_secs(r.wait_secs), report = |r| Some(r));
+op!(TopologyQuery => Topology, Get, "/v1/topology", "PFs and their vGPU types, mdev parents and their types, vDPA management devices, and every device.");
 op!(ListQuery => MdevListing, Get, "/v1/mdev/devices", "Running mediated devices, or their definitions.");
 op!(TypesQuery => Vec<ParentTypes>, Get, "/v1/mdev/types", "The mdev types of every parent, or of one.");
-op!(DefineRequest => Started, Post, "/v1/mdev/define", "Define a mediated device.");
-op!(UndefineRequest => Done, Post, "/v1/mdev/undefine", "Remove a mediated device's definition.");
-op!(ModifyRequest => Done, Post, "/v1/mdev/modify", "Change a definition and/or the running device.");
-op!(StartRequest => Started, Post, "/v1/mdev/start", "Start a defined or transient mediated device.");
-op!(StopRequest => Stopped, Post, "/v1/mdev/stop", "Stop a running mediated device.");
+op!(DefineRequest => Started, Post, "/v1/mdev/define", "Define a mediated device.",
+    concerns = |r| r.uuid.map(|uuid| Target::Mdev { uuid, parent: r.parent.clone() }.into()));
+op!(UndefineRequest => Done, Post, "/v1/mdev/undefine", "Remove a mediated device's definition.",
+    concerns = |r| Some(Target::Mdev { uuid: r.uuid, parent: r.parent.clone() }.into()));
+op!(ModifyRequest => Done, Post, "/v1/mdev/modify", "Change a definition and/or the running device.",
+    concerns = |r| Some(Target::Mdev { uuid: r.uuid, parent: r.parent.clone() }.into()));
+op!(StartRequest => Started, Post, "/v1/mdev/start", "Start a defined or transient mediated device.",
+    concerns = |r| r.uuid.map(|uuid| Target::Mdev { uuid, parent: r.parent.clone() }.into()));
+op!(StopRequest => Stopped, Post, "/v1/mdev/stop", "Stop a running mediated device.",
+    concerns = |r| Some(Target::Mdev { uuid: r.uuid, parent: None }.into()));
 
 /// Calls `$m!(Type, …)` with every operation's request type: the one list
 /// the daemon's routes, the API document and the tests are made from.
 #[macro_export]
 macro_rules! with_every_op {
     ($m:ident) => {
-        $m!(
+        $m! {
             $crate::InventoryQuery,
+            $crate::TopologyQuery,
             $crate::RestoreRequest,
             $crate::ListQuery,
             $crate::TypesQuery,
@@ -182,8 +243,30 @@ macro_rules! with_every_op {
             $crate::MigrateCheckRequest,
             $crate::MigratePrepareRequest,
             $crate::HostPlanRequest,
-            $crate::HostApplyRequest
-        )
+            $crate::HostApplyRequest,
+            $crate::VgpuTypesQuery,
+            $crate::VgpuListQuery,
+            $crate::VgpuDefineRequest,
+            $crate::VgpuUndefineRequest,
+            $crate::VgpuStartRequest,
+            $crate::VgpuStopRequest,
+            $crate::PfEnableRequest,
+            $crate::PfDisableRequest,
+            $crate::VgpuLibvirtQuery,
+            $crate::MgmtDevQuery,
+            $crate::VdpaAddRequest,
+            $crate::VdpaDelRequest,
+            $crate::VdpaDefineRequest,
+            $crate::VdpaUndefineRequest,
+            $crate::VdpaModifyRequest,
+            $crate::VdpaStartRequest,
+            $crate::VdpaStopRequest,
+            $crate::VdpaListQuery,
+            $crate::VdpaShowQuery,
+            $crate::VdpaExportRequest,
+            $crate::VdpaImportRequest,
+            $crate::VdpaLibvirtQuery
+        }
     };
 }
 
@@ -196,10 +279,6 @@ pub struct Route {
     pub path: &'static str,
     /// One line.
     pub summary: &'static str,
-    /// Request type name.
-    pub request: &'static str,
-    /// Reply type name.
-    pub reply: &'static str,
 }
 
 /// Every operation, in the order of [`with_every_op`].
@@ -209,8 +288,6 @@ pub fn routes() -> Vec<Route> {
             method: O::METHOD,
             path: O::PATH,
             summary: O::SUMMARY,
-            request: O::REQUEST,
-            reply: O::REPLY,
         }
     }
     macro_rules! list {

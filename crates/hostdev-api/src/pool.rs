@@ -70,7 +70,7 @@ impl fmt::Display for ConsumerId {
 }
 
 /// A pool definition file that was skipped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolProblem {
     /// The file.
     pub path: PathBuf,
@@ -79,12 +79,12 @@ pub struct PoolProblem {
 }
 
 /// Every pool (`pool list`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolListQuery {}
 
 /// One pool in a listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolSummary {
     /// Its name.
     pub name: PoolName,
@@ -108,7 +108,7 @@ pub struct PoolSummary {
 }
 
 /// Pools and skipped files.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolList {
     /// Pools by name.
     pub pools: Vec<PoolSummary>,
@@ -117,7 +117,7 @@ pub struct PoolList {
 }
 
 /// One pool in detail (`pool show`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolShowQuery {
     /// The pool.
@@ -125,7 +125,7 @@ pub struct PoolShowQuery {
 }
 
 /// A member as the pool sees it now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MemberRow {
     /// Parent, PF or management device.
     pub name: String,
@@ -139,7 +139,7 @@ pub struct MemberRow {
 }
 
 /// A device the pool knows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolDeviceRow {
     /// mdev UUID, VF address or vDPA name.
     pub id: String,
@@ -156,7 +156,7 @@ pub struct PoolDeviceRow {
 }
 
 /// `pool show`'s answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolShow {
     /// The totals.
     pub summary: PoolSummary,
@@ -169,7 +169,7 @@ pub struct PoolShow {
 }
 
 /// Hand one device of `pool` to `consumer` (the same one again if it holds one).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AllocateRequest {
     /// The pool.
@@ -186,7 +186,7 @@ pub struct AllocateRequest {
 }
 
 /// A device handed out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Allocation {
     /// The pool.
     pub pool: PoolName,
@@ -209,7 +209,7 @@ pub struct Allocation {
 
 /// Give devices back: every device of `consumer` (in `pool`, or in every
 /// pool), or one `device`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseRequest {
     /// Only in this pool.
@@ -224,7 +224,7 @@ pub struct ReleaseRequest {
 }
 
 /// One device given back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReleasedRow {
     /// Its pool.
     pub pool: String,
@@ -237,7 +237,7 @@ pub struct ReleasedRow {
 }
 
 /// What a release gave back.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Released {
     /// Devices given back.
     pub devices: Vec<ReleasedRow>,
@@ -245,7 +245,7 @@ pub struct Released {
 
 /// Bind a UUID to an on-demand pool: a domain naming it gets a device of the
 /// pool created with it at prepare.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindRequest {
     /// The pool.
@@ -255,7 +255,7 @@ pub struct BindRequest {
 }
 
 /// Remove a binding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnbindRequest {
     /// The UUID.
@@ -265,12 +265,12 @@ pub struct UnbindRequest {
 /// Make state and kernel agree: undo what a killed process left half-done,
 /// end reservations, free what dead consumers or vanished devices held, fill
 /// pre-created pools.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcileRequest {}
 
 /// One thing reconcile did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReconcileRow {
     /// The pool.
     pub pool: String,
@@ -283,7 +283,7 @@ pub struct ReconcileRow {
 }
 
 /// What reconcile did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReconcileReport {
     /// Every change, or failure to change.
     pub rows: Vec<ReconcileRow>,
@@ -293,7 +293,7 @@ pub struct ReconcileReport {
 
 /// A domain is being prepared (libvirt's qemu hook `prepare begin`): every
 /// mdev UUID it names that belongs to a pool gets its device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainPrepareRequest {
     /// The domain's UUID (the consumer).
@@ -306,7 +306,7 @@ pub struct DomainPrepareRequest {
 
 /// A domain was released (libvirt's qemu hook `release end`): what it held
 /// through pools is given back.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainReleaseRequest {
     /// The domain's UUID.
@@ -337,5 +337,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a pool name"), "{e}");
+    }
+}
+
+impl schemars::JsonSchema for ConsumerId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ConsumerId".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "Who holds a device (a VM's name or UUID): 1 to 256 bytes without control characters.",
+            "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+            "minLength": 1,
+            "maxLength": 256
+        })
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// The device to probe: an mdev's UUID, or the PCI address of a function
 /// bound to a VFIO driver (an NVIDIA vGPU VF under its vendor VFIO driver).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ProbeTarget {
     /// A mediated device.
@@ -22,7 +22,7 @@ pub enum ProbeTarget {
 }
 
 /// Probe one existing device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeQuery {
     /// The device.
@@ -30,7 +30,7 @@ pub struct ProbeQuery {
 }
 
 /// What a device answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProbeReport {
     /// The device: UUID or PCI address.
     pub id: String,
@@ -58,7 +58,7 @@ pub struct ProbeReport {
 }
 
 /// Where a cached answer came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CachedNote {
     /// Unix seconds when it was probed.
     pub at: i64,
@@ -69,7 +69,7 @@ pub struct CachedNote {
 }
 
 /// Probe a type: create a transient device of it, probe, remove it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeTypeRequest {
     /// The parent.

@@ -2,24 +2,14 @@
 //! availability, and the error body every failure carries (stable code and
 //! sentence).
 
-use crate::Kind;
+use crate::{ErrorBody, Kind, Target};
 use hostdev_model::vgpu::PciAddress;
 use hostdev_model::StartPolicy;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// A failure as a front-end shows it: a stable machine code and the sentence
-/// (with its causes) for people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// Stable code, e.g. `mdev.no_capacity`.
-    pub code: String,
-    /// The error and its causes as one line.
-    pub message: String,
-}
-
 /// A definition file that could not be used; it is skipped and named.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Problem {
     /// The kind of definition.
     pub kind: Kind,
@@ -37,7 +27,7 @@ impl std::fmt::Display for Problem {
 
 /// A kind whose kernel interface is not there (a module not loaded); the
 /// other kinds are still reported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Unavailable {
     /// The kind.
     pub kind: Kind,
@@ -52,7 +42,7 @@ impl std::fmt::Display for Unavailable {
 }
 
 /// Where a device is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceState {
     /// It exists (mdev created, VF carries its type, vDPA device present).
@@ -74,18 +64,59 @@ impl DeviceState {
     }
 }
 
+/// A device's type as every listing names it: its id (an mdev type id, a
+/// vGPU type's card-local number, a vDPA device's class) and, where the
+/// driver gives one, its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TypeRef {
+    /// The id: `nvidia-222`, `1150`, `net`.
+    pub id: String,
+    /// The name: `GRID T4-2Q`, `NVIDIA L40S-4Q`.
+    pub name: Option<String>,
+}
+
+impl TypeRef {
+    /// A type by id alone.
+    pub fn id(id: impl Into<String>) -> Self {
+        TypeRef {
+            id: id.into(),
+            name: None,
+        }
+    }
+
+    /// A type by id and name.
+    pub fn named(id: impl Into<String>, name: impl Into<String>) -> Self {
+        TypeRef {
+            id: id.into(),
+            name: Some(name.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for TypeRef {
+    /// `id`, or `id (name)` when it has a name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{} ({n})", self.id),
+            None => f.write_str(&self.id),
+        }
+    }
+}
+
 /// One device of any kind in the unified inventory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeviceRow {
     /// Its kind.
     pub kind: Kind,
-    /// UUID, VF address or vDPA name.
+    /// UUID, VF address or vDPA name, as text.
     pub id: String,
+    /// The device, typed: what an operation on it takes.
+    pub target: Target,
     /// Parent, PF or management device.
     pub parent: String,
-    /// mdev type, vGPU type `id (name)`, or vDPA class (`net`, `block`).
+    /// Its type, when known (a vDPA device that is not created has none).
     #[serde(rename = "type")]
-    pub type_: String,
+    pub type_: Option<TypeRef>,
     /// Where it is.
     pub state: DeviceState,
     /// Start policy; `None` for a device nobody defined (transient).
@@ -93,7 +124,7 @@ pub struct DeviceRow {
 }
 
 /// Every device hostdev manages.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Inventory {
     /// Devices: mdevs, then vDPA, then vGPU VFs.
     pub devices: Vec<DeviceRow>,
@@ -104,7 +135,7 @@ pub struct Inventory {
 }
 
 /// What happened to one auto-start definition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Created now.
@@ -149,7 +180,7 @@ impl Outcome {
 }
 
 /// One row of a restore report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RestoreRow {
     /// The kind.
     pub kind: Kind,
@@ -164,7 +195,7 @@ pub struct RestoreRow {
 }
 
 /// The result of restoring every auto-start definition of every kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RestoreReport {
     /// One row per definition, unusable files included.
     pub rows: Vec<RestoreRow>,
@@ -180,7 +211,7 @@ impl RestoreReport {
 }
 
 /// A vGPU type and how many of a PF's VFs can take it now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VgpuTypeRow {
     /// Card-local id.
     pub id: u32,
@@ -191,7 +222,7 @@ pub struct VgpuTypeRow {
 }
 
 /// The vGPU types of one PF.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PfTypes {
     /// The PF.
     pub pf: PciAddress,

@@ -1,9 +1,18 @@
-//! The stable machine code of every core error (`kind.what`).
+//! The stable machine code, class and target of every core error.
 //!
-//! Owns: the mapping only. Must not: say anything a sentence says.
+//! Owns: those mappings only. Must not: say anything a sentence says.
 
 use crate::CoreError;
+use hostdev_api::{ErrorBody, ErrorClass, ErrorTarget, Holder, Target};
+use hostdev_model::pool::PoolName;
+use hostdev_model::vdpa::VdpaName;
+use hostdev_model::vgpu::PciAddress;
+use hostdev_model::{ParentName, Uuid};
 use hostdev_store::StoreError;
+use hostdev_sysfs::sriov::SriovError;
+use hostdev_sysfs::SysfsError;
+use hostdev_vdpa::VdpaError;
+use hostdev_vfio::VfioError;
 
 impl CoreError {
     /// A stable machine code for this failure (`kind.what`), the same across
@@ -63,6 +72,7 @@ impl CoreError {
             VgpuInUse { .. } => "vgpu.in_use",
             TooManyVfs { .. } => "vgpu.too_many_vfs",
             VfCountFixed { .. } => "vgpu.vf_count_fixed",
+            PfBusy { .. } => "vgpu.pf_busy",
             TooFewVfs { .. } => "vgpu.too_few_vfs",
             VfBeyondTotal { .. } => "vgpu.vf_beyond_total",
             Vdpa(e) => match **e {
@@ -106,6 +116,225 @@ impl CoreError {
             PoolNotBound { .. } => "pool.not_bound",
             PoolNoRoom { .. } => "pool.no_room",
             PoolFillFailed { .. } => "pool.fill_failed",
+        }
+    }
+}
+
+/// The class of a kernel refusal, by its errno: what the caller can do.
+pub(crate) fn errno_class(e: &std::io::Error) -> ErrorClass {
+    use rustix::io::Errno;
+    let Some(n) = e.raw_os_error() else {
+        return ErrorClass::Failed;
+    };
+    let is = |x: Errno| n == x.raw_os_error();
+    if is(Errno::EXIST) {
+        ErrorClass::Exists
+    } else if is(Errno::NOSPC) || is(Errno::DQUOT) || is(Errno::USERS) || is(Errno::NOMEM) {
+        ErrorClass::Exhausted
+    } else if is(Errno::BUSY) || is(Errno::AGAIN) || is(Errno::INPROGRESS) {
+        ErrorClass::Conflict
+    } else if is(Errno::INVAL) || is(Errno::RANGE) || is(Errno::OPNOTSUPP) {
+        ErrorClass::Invalid
+    } else if is(Errno::NOENT) || is(Errno::NODEV) || is(Errno::NXIO) {
+        ErrorClass::NotFound
+    } else {
+        ErrorClass::Failed
+    }
+}
+
+fn sysfs_class(e: &SysfsError) -> ErrorClass {
+    match e {
+        SysfsError::Create { source, .. }
+        | SysfsError::Remove { source, .. }
+        | SysfsError::AttrWrite { source, .. } => errno_class(source),
+        SysfsError::NoAttr { .. } => ErrorClass::NotFound,
+        SysfsError::AttrNotFile { .. } => ErrorClass::Invalid,
+        _ => ErrorClass::Failed,
+    }
+}
+
+impl CoreError {
+    /// What a caller can do about this failure (the HTTP status follows).
+    pub fn class(&self) -> ErrorClass {
+        use CoreError::*;
+        use ErrorClass as C;
+        match self {
+            Name(_) | BadJson { .. } | NoParent { .. } | NoType { .. } | Edit { .. } => C::Invalid,
+            Ambiguous { .. } | TypeUnsupported { .. } | LiveNeedsConfig { .. } => C::Invalid,
+            LiveTypeChange { .. } | LiveOtherParent { .. } | RulePath { .. } => C::Invalid,
+            VdpaValue(_) | BadExport { .. } | BadAddress(_) | BadSpec { .. } => C::Invalid,
+            HostFile { .. } | NoHostId | TooManyVfs { .. } | VfBeyondTotal { .. } => C::Invalid,
+            PoolMisuse { .. } | PoolNotMember { .. } | VgpuTypeNotCreatable { .. } => C::Invalid,
+            PoolAmbiguous { .. } => C::Invalid,
+            ReadJson { .. } => C::Failed,
+            NotDefined { .. } | NotRunning { .. } | ParentAbsent { .. } => C::NotFound,
+            LiveNotRunning { .. } | VfAbsent { .. } | VgpuNotDefined { .. } => C::NotFound,
+            PfAbsent { .. } | NoPciDevice { .. } | VdpaNotDefined { .. } => C::NotFound,
+            VdpaUnknown { .. } | PoolUnknown { .. } | PoolNothingHeld { .. } => C::NotFound,
+            PoolNotBound { .. } | VfMissing { .. } => C::NotFound,
+            AlreadyDefined { .. } | AlreadyRunning { .. } | VgpuAlreadyDefined { .. } => C::Exists,
+            VdpaDefined { .. } | PoolUuidTaken { .. } => C::Exists,
+            VgpuBusy { .. } | VgpuInUse { .. } | VgpuWrongType { .. } => C::Conflict,
+            VfCountFixed { .. } | TooFewVfs { .. } | PoolDeviceHeld { .. } => C::Conflict,
+            PfBusy { .. } => C::Conflict,
+            VfUntyped { .. } | VgpuNotSet { .. } | VdpaUnbound { .. } => C::Conflict,
+            VfNotReady { .. } | CalloutRefused { .. } => C::Conflict,
+            NoCapacity { .. } | NoFreeVf { .. } | PoolExhausted { .. } => C::Exhausted,
+            PoolNoRoom { .. } | PrepareNoRoom { .. } => C::Exhausted,
+            PoolNoMembers { .. } | NoSysfs { .. } => C::Unavailable,
+            Create { source, .. } | Attr { source, .. } | LiveAttr { source, .. } => {
+                sysfs_class(source)
+            }
+            Remove { source, .. } => sysfs_class(source),
+            Inventory(_) | NotReady { .. } | NotReadyNoRollback { .. } => C::Failed,
+            AttrNoRollback { .. } | VfNotSetUp { .. } | VfsNotReady { .. } => C::Failed,
+            NotTried { .. } | RolledBack { .. } | PoolFillFailed { .. } => C::Failed,
+            Install { .. } => C::Failed,
+            RestorePanicked { .. } => C::Internal,
+            Store(e) => match e {
+                StoreError::Lock { .. } => C::Conflict,
+                StoreError::Definition { .. } => C::Invalid,
+                _ => C::Failed,
+            },
+            Sriov(e) => match &**e {
+                SriovError::NumVfs { source, .. } | SriovError::SetType { source, .. } => {
+                    errno_class(source)
+                }
+                _ => C::Failed,
+            },
+            Vdpa(e) => match &**e {
+                VdpaError::NoFamily => C::Unavailable,
+                VdpaError::Permission { .. } => C::Forbidden,
+                VdpaError::Exists(_) => C::Exists,
+                VdpaError::NoMgmtDev(_) | VdpaError::NoDevice(_) => C::NotFound,
+                VdpaError::Unsupported { .. } | VdpaError::Value(_) => C::Invalid,
+                VdpaError::Kernel { source, .. } => errno_class(source),
+                _ => C::Failed,
+            },
+            Vfio(e) => match &**e {
+                VfioError::NoVfio { .. } | VfioError::NoType1 { .. } => C::Unavailable,
+                VfioError::NoGroup { .. } => C::NotFound,
+                VfioError::Busy { .. } | VfioError::NotViable { .. } => C::Conflict,
+                _ => C::Failed,
+            },
+        }
+    }
+
+    /// The device, parent, PF, management device or pool this failure
+    /// concerns, where the error names one.
+    pub fn target(&self) -> Option<ErrorTarget> {
+        use CoreError::*;
+        let mdev = |uuid: &Uuid| {
+            Some(
+                Target::Mdev {
+                    uuid: *uuid,
+                    parent: None,
+                }
+                .into(),
+            )
+        };
+        let vf = |vf: &PciAddress| Some(Target::Vgpu { vf: vf.clone() }.into());
+        let vdpa = |name: &VdpaName| Some(Target::Vdpa { name: name.clone() }.into());
+        let pf = |pf: &PciAddress| Some(Holder::Pf { pf: pf.clone() }.into());
+        let parent = |p: &ParentName| Some(Holder::Parent { name: p.clone() }.into());
+        let pool = |p: &str| {
+            PoolName::new(p)
+                .ok()
+                .map(|name| Holder::Pool { name }.into())
+        };
+        match self {
+            NoParent { uuid }
+            | NotRunning { uuid }
+            | Create { uuid, .. }
+            | NotReady { uuid, .. }
+            | Attr { uuid, .. }
+            | AttrNoRollback { uuid, .. }
+            | Remove { uuid, .. }
+            | CalloutRefused { uuid, .. }
+            | LiveNotRunning { uuid }
+            | LiveNeedsConfig { uuid }
+            | LiveTypeChange { uuid }
+            | LiveAttr { uuid, .. }
+            | NotReadyNoRollback { uuid, .. }
+            | Ambiguous { uuid, .. }
+            | PoolUuidTaken { uuid, .. }
+            | PoolNotBound { uuid }
+            | PoolAmbiguous { uuid, .. } => mdev(uuid),
+            AlreadyDefined { uuid, parent }
+            | Edit { uuid, parent, .. }
+            | AlreadyRunning { uuid, parent }
+            | LiveOtherParent {
+                uuid,
+                running_on: parent,
+                ..
+            } => Some(
+                Target::Mdev {
+                    uuid: *uuid,
+                    parent: Some(parent.clone()),
+                }
+                .into(),
+            ),
+            NotDefined { uuid, parent } => Some(
+                Target::Mdev {
+                    uuid: *uuid,
+                    parent: parent.clone(),
+                }
+                .into(),
+            ),
+            NoType { parent: p }
+            | ParentAbsent { parent: p, .. }
+            | TypeUnsupported { parent: p, .. }
+            | NoCapacity { parent: p, .. } => parent(p),
+            VfAbsent { vf: v }
+            | VfUntyped { vf: v }
+            | VgpuAlreadyDefined { vf: v }
+            | VgpuNotDefined { vf: v }
+            | VfNotReady { vf: v }
+            | VfNotSetUp { vf: v, .. }
+            | VfMissing { vf: v, .. }
+            | VgpuBusy { vf: v, .. }
+            | VgpuTypeNotCreatable { vf: v, .. }
+            | VgpuWrongType { vf: v, .. }
+            | VgpuNotSet { vf: v }
+            | VgpuInUse { vf: v }
+            | VfBeyondTotal { vf: v, .. } => vf(v),
+            PfAbsent { pf: p }
+            | NoFreeVf { pf: p, .. }
+            | TooManyVfs { pf: p, .. }
+            | VfCountFixed { pf: p, .. }
+            | PfBusy { pf: p, .. }
+            | TooFewVfs { pf: p, .. }
+            | VfsNotReady { pf: p, .. } => pf(p),
+            VdpaDefined { name }
+            | VdpaNotDefined { name }
+            | VdpaUnknown { name }
+            | VdpaUnbound { name }
+            | BadExport { name } => vdpa(name),
+            PoolUnknown { pool: p, .. }
+            | PoolExhausted { pool: p, .. }
+            | PoolNoMembers { pool: p }
+            | PoolDeviceHeld { pool: p, .. }
+            | PoolNotMember { pool: p, .. }
+            | PoolMisuse { pool: p, .. }
+            | PoolNoRoom { pool: p, .. }
+            | PoolFillFailed { pool: p, .. } => pool(p),
+            Vdpa(e) => match &**e {
+                VdpaError::NoDevice(n) => vdpa(n),
+                VdpaError::NoMgmtDev(m) => Some(Holder::Mgmtdev { name: m.clone() }.into()),
+                VdpaError::Exists(n) => VdpaName::new(n.clone()).ok().and_then(|n| vdpa(&n)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The error as every front-end shows it: class, code, sentence, target.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            class: self.class(),
+            code: self.code().to_string(),
+            message: self.chain(),
+            target: self.target(),
         }
     }
 }

@@ -345,6 +345,14 @@ pub enum CoreError {
         /// `sriov_totalvfs`.
         max: u32,
     },
+    /// VFs of the PF carry vGPU types, so its VFs cannot be removed.
+    #[error("PF {pf} has VFs that carry vGPU types ({}); stop them before disabling its VFs", .vfs.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", "))]
+    PfBusy {
+        /// The PF.
+        pf: PciAddress,
+        /// The VFs with a type.
+        vfs: Vec<PciAddress>,
+    },
     /// The PF has another VF count enabled, which changes only through 0.
     #[error("PF {pf} has {enabled} VFs enabled; the kernel changes the count only through 0, which would remove their vGPUs")]
     VfCountFixed {

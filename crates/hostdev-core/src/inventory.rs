@@ -4,7 +4,7 @@
 
 use crate::system::Devices;
 use crate::CoreError;
-use hostdev_api::{DeviceRow, DeviceState, Inventory, Kind, Problem, Unavailable};
+use hostdev_api::{DeviceRow, DeviceState, Inventory, Kind, Problem, Target, TypeRef, Unavailable};
 use hostdev_model::{StartPolicy, Uuid};
 use hostdev_store::LoadProblem;
 use hostdev_sysfs::sriov::SriovSysfs;
@@ -82,8 +82,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             inv.devices.push(DeviceRow {
                 kind: Kind::Mdev,
                 id: d.uuid.to_string(),
+                target: Target::Mdev {
+                    uuid: d.uuid,
+                    parent: Some(d.parent.clone()),
+                },
                 parent: d.parent.to_string(),
-                type_: d.mdev_type.to_string(),
+                type_: Some(TypeRef::id(d.mdev_type.as_str())),
                 state: DeviceState::Running,
                 start: defined.get(&(d.uuid, d.parent.as_str())).copied(),
             });
@@ -95,8 +99,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             inv.devices.push(DeviceRow {
                 kind: Kind::Mdev,
                 id: d.uuid.to_string(),
+                target: Target::Mdev {
+                    uuid: d.uuid,
+                    parent: Some(d.parent.clone()),
+                },
                 parent: d.parent.to_string(),
-                type_: d.config.mdev_type.to_string(),
+                type_: Some(TypeRef::id(d.config.mdev_type.as_str())),
                 state: DeviceState::Stopped,
                 start: Some(d.config.start),
             });
@@ -135,15 +143,16 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 .or(def.as_ref().map(|x| x.mgmtdev.to_string()))
                 .unwrap_or_default();
             let class = match d.as_ref().and_then(|d| d.device_id) {
-                Some(1) => "net",
-                Some(2) => "block",
-                _ => "-",
+                Some(1) => Some(TypeRef::id("net")),
+                Some(2) => Some(TypeRef::id("block")),
+                _ => None,
             };
             inv.devices.push(DeviceRow {
                 kind: Kind::Vdpa,
                 id: n.to_string(),
+                target: Target::Vdpa { name: n.clone() },
                 parent: mgmtdev,
-                type_: class.into(),
+                type_: class,
                 state: if d.is_some() {
                     DeviceState::Running
                 } else {
@@ -171,9 +180,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 continue;
             }
             let type_ = match (&r.def, r.current) {
-                (Some(d), _) => format!("{} ({})", d.type_id, d.type_name),
-                (None, Some(c)) => c.to_string(),
-                _ => "-".into(),
+                (Some(d), _) => Some(TypeRef::named(d.type_id.to_string(), &d.type_name)),
+                (None, Some(c)) => Some(TypeRef::id(c.to_string())),
+                _ => None,
             };
             let state = match r.current {
                 None => DeviceState::Absent,
@@ -183,6 +192,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             inv.devices.push(DeviceRow {
                 kind: Kind::Vgpu,
                 id: r.vf.to_string(),
+                target: Target::Vgpu { vf: r.vf.clone() },
                 parent: r.pf.to_string(),
                 type_,
                 state,

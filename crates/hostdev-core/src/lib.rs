@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 mod codes;
+mod convert;
 mod error;
 pub mod handle;
 mod host;
@@ -23,7 +24,6 @@ mod migrate;
 pub mod poll;
 pub mod pool;
 mod probe;
-pub mod remote;
 pub mod restore;
 mod system;
 pub mod udev;
@@ -31,16 +31,19 @@ pub mod vdpa;
 pub mod vgpu;
 
 pub use error::{chain, CoreError};
-pub use handle::Handle;
+pub use handle::{Freshness, Handle, Serve};
+pub use host::HOST_FILE_LIMIT;
 pub use hostdev_api as api;
-pub use hostdev_api::{DefineRequest, JsonInput, ListQuery, ModifyRequest, StartRequest};
+pub use hostdev_api::{DefineRequest, ListQuery, ModifyRequest, StartRequest};
 pub use lock::Locker;
 pub use mdev::callouts;
 pub use mdev::{AutostartReport, Callouts, DeviceOutcome, Host, Listing, Started};
-pub use system::{check_root, Devices, Memo, System};
+pub use system::{check_root, Devices, Kernel, Memo, RealKernel, SharedFakes, System};
 
 /// The kernel interfaces' types a front-end may need to name (tests that
 /// assert on the kernel's own state); operations stay in the core.
 pub mod kernel {
+    pub use hostdev_sysfs::sriov::SriovSysfs;
     pub use hostdev_sysfs::{MdevSysfs, RealSysfs};
+    pub use hostdev_vdpa::VdpaClient;
 }

@@ -159,7 +159,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             uuid: Some(u),
             parent: Some(req.parent.clone()),
             mdev_type: Some(req.mdev_type.clone()),
-            json: None,
+            config: None,
         });
         let r = match made {
             Ok(_) => {

@@ -15,12 +15,9 @@ use hostdev_vdpa::VdpaClient;
 use std::fmt::Display;
 use std::time::Duration;
 
-/// The error body of a failure: its stable code and its chain.
+/// The error body of a failure: its class, stable code, chain and target.
 pub fn error_body(e: &CoreError) -> ErrorBody {
-    ErrorBody {
-        code: e.code().to_string(),
-        message: e.chain(),
-    }
+    e.body()
 }
 
 /// One report row per (parent, device, outcome).

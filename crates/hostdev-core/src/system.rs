@@ -6,9 +6,9 @@ use crate::vdpa::Vdpas;
 use crate::vgpu::Vgpus;
 use crate::CoreError;
 use hostdev_store::DefinitionMemo;
-use hostdev_sysfs::sriov::RealSriov;
-use hostdev_sysfs::{DeviceMemo, RealSysfs};
-use hostdev_vdpa::NetlinkVdpa;
+use hostdev_sysfs::sriov::{RealSriov, SriovSysfs};
+use hostdev_sysfs::{DeviceMemo, MdevSysfs, RealSysfs};
+use hostdev_vdpa::{NetlinkVdpa, VdpaClient};
 use hostdev_vfio::{RealVfio, Vfio};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,6 +77,86 @@ impl System {
         s.mdev.sysfs = s.mdev.sysfs.remembering(Arc::clone(&memo.devices));
         s.mdev.store = s.mdev.store.remembering(Arc::clone(&memo.definitions));
         s
+    }
+}
+
+/// Where a long-running process (the daemon) gets a fresh view of the host
+/// for each operation, through what it remembers ([`Memo`]): the real
+/// kernel ([`RealKernel`]) or one set of fakes shared by every view
+/// ([`SharedFakes`], chosen explicitly by tests).
+pub trait Kernel: Send + Sync + 'static {
+    /// The mdev sysfs.
+    type Mdev: MdevSysfs + 'static;
+    /// The SR-IOV sysfs.
+    type Sriov: SriovSysfs + 'static;
+    /// The vdpa netlink family.
+    type Vdpa: VdpaClient + 'static;
+    /// The root prefix every path hangs under.
+    fn root(&self) -> &Path;
+    /// A view of the host for one operation.
+    fn devices(&self, memo: &Memo) -> Devices<Self::Mdev, Self::Sriov, Self::Vdpa>;
+}
+
+/// The host on its real kernel interfaces under a root prefix.
+#[derive(Debug, Clone)]
+pub struct RealKernel {
+    /// The root prefix (`/` in production).
+    pub root: PathBuf,
+    /// How long a created mdev may take to be ready, if not the default.
+    pub ready_timeout: Option<std::time::Duration>,
+}
+
+impl Kernel for RealKernel {
+    type Mdev = RealSysfs;
+    type Sriov = RealSriov;
+    type Vdpa = NetlinkVdpa;
+    fn root(&self) -> &Path {
+        &self.root
+    }
+    /// Netlink opened fresh for each operation (a reloaded module gets a
+    /// new family id); mdev definitions and running mdevs through `memo`.
+    fn devices(&self, memo: &Memo) -> System {
+        let mut s = System::remembering(&self.root, memo);
+        if let Some(t) = self.ready_timeout {
+            s.mdev.ready_timeout = t;
+        }
+        s
+    }
+}
+
+/// Fakes of every kernel interface, shared by every view made of them, and
+/// a real store under `root`: a daemon's router tested in process.
+#[derive(Debug, Clone)]
+pub struct SharedFakes {
+    /// The mdev kernel.
+    pub mdev: Arc<hostdev_sysfs::FakeKernel>,
+    /// The SR-IOV kernel.
+    pub sriov: Arc<hostdev_sysfs::sriov::FakeSriov>,
+    /// The vdpa family.
+    pub vdpa: Arc<hostdev_vdpa::FakeVdpa>,
+    /// VFIO answers.
+    pub vfio: Arc<hostdev_vfio::FakeVfio>,
+    /// Where definitions and state live.
+    pub root: PathBuf,
+}
+
+impl Kernel for SharedFakes {
+    type Mdev = Arc<hostdev_sysfs::FakeKernel>;
+    type Sriov = Arc<hostdev_sysfs::sriov::FakeSriov>;
+    type Vdpa = Arc<hostdev_vdpa::FakeVdpa>;
+    fn root(&self) -> &Path {
+        &self.root
+    }
+    fn devices(&self, _memo: &Memo) -> Devices<Self::Mdev, Self::Sriov, Self::Vdpa> {
+        let mut host = Host::new(Arc::clone(&self.mdev), &self.root, Callouts::none());
+        host.ready_timeout = std::time::Duration::from_millis(500);
+        Devices::new(
+            host,
+            Vgpus::new(Arc::clone(&self.sriov), &self.root),
+            Vdpas::new(Arc::clone(&self.vdpa), &self.root),
+            Arc::clone(&self.vfio) as Arc<dyn Vfio>,
+            &self.root,
+        )
     }
 }
 

@@ -366,10 +366,27 @@ impl<V: SriovSysfs> Vgpus<V> {
         }
     }
 
-    /// Sets a PF's VF count to 0 and removes its definition.
+    /// Sets a PF's VF count to 0 and removes its definition; refused while
+    /// a VF carries a vGPU type (removing the VF would take it from its VM).
     pub fn disable(&self, pf: &PciAddress) -> Result<(), CoreError> {
         let lock = self.locker.lock()?;
-        if self.sriov.pf(pf)?.is_some_and(|p| p.num_vfs != 0) {
+        let Some(info) = self.sriov.pf(pf)? else {
+            return Err(CoreError::PfAbsent { pf: pf.clone() });
+        };
+        if info.num_vfs != 0 {
+            let typed: Vec<PciAddress> = self
+                .sriov
+                .vfs(pf)?
+                .into_iter()
+                .filter(|v| v.current != 0)
+                .map(|v| v.address)
+                .collect();
+            if !typed.is_empty() {
+                return Err(CoreError::PfBusy {
+                    pf: pf.clone(),
+                    vfs: typed,
+                });
+            }
             self.sriov.set_num_vfs(pf, 0)?;
         }
         if self.pf_defs.exists(pf.as_str()) {

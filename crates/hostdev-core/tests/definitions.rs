@@ -7,7 +7,7 @@
 use hostdev_core::api::{Kind, Outcome, StartPolicy};
 use hostdev_core::vdpa::Vdpas;
 use hostdev_core::vgpu::{VgpuSlot, Vgpus};
-use hostdev_core::{Callouts, CoreError, DefineRequest, Devices, Host, JsonInput, StartRequest};
+use hostdev_core::{Callouts, CoreError, DefineRequest, Devices, Host, StartRequest};
 use hostdev_model::vgpu::PciAddress;
 use hostdev_model::{ParentName, TypeId, Uuid};
 use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
@@ -236,7 +236,7 @@ fn a_failed_rollback_is_reported_as_such() {
             uuid: Some(u),
             parent: Some(ParentName::new("mtty").expect("parent")),
             mdev_type: Some(TypeId::new("mtty-1").expect("type")),
-            json: None::<JsonInput>,
+            config: None,
         })
         .unwrap_err();
     assert_eq!(e.code(), "mdev.not_ready_no_rollback");

@@ -3,8 +3,7 @@
 
 use hostdev_core::api::{AttrEdit, MdevEdit, ModifyScope};
 use hostdev_core::{
-    Callouts, CoreError, DefineRequest, DeviceOutcome, Host, JsonInput, ListQuery, ModifyRequest,
-    StartRequest,
+    Callouts, CoreError, DefineRequest, DeviceOutcome, Host, ListQuery, ModifyRequest, StartRequest,
 };
 use hostdev_model::{ParentName, StartPolicy, TypeId, Uuid};
 use hostdev_sysfs::{FakeKernel, FakeType, MdevSysfs};
@@ -32,18 +31,15 @@ fn p(s: &str) -> ParentName {
 fn ty(s: &str) -> TypeId {
     TypeId::new(s).expect("type")
 }
-fn json(s: &str) -> Option<JsonInput> {
-    Some(JsonInput {
-        path: "/dev/stdin".into(),
-        bytes: s.as_bytes().to_vec(),
-    })
+fn json(s: &str) -> Option<hostdev_model::MdevConfig> {
+    Some(hostdev_model::MdevConfig::from_json(s.as_bytes()).expect("a definition"))
 }
 
 fn define(h: &Host<FakeKernel>, uuid: Uuid, parent: &str, body: &str) {
     h.define(&DefineRequest {
         uuid: Some(uuid),
         parent: Some(p(parent)),
-        json: json(body),
+        config: json(body),
         ..Default::default()
     })
     .expect("define");
@@ -86,7 +82,7 @@ fn a_failed_attribute_write_removes_the_device() {
         .start(&StartRequest {
             uuid: Some(u),
             parent: Some(p("mtty")),
-            json: json(
+            config: json(
                 r#"{"mdev_type":"mtty-1","start":"manual","attrs":[{"bar":"2"},{"foo":"x"}]}"#,
             ),
             ..Default::default()
@@ -116,7 +112,7 @@ fn an_unknown_attribute_is_rolled_back_too() {
     let e = h
         .start(&StartRequest {
             parent: Some(p("mtty")),
-            json: json(r#"{"mdev_type":"mtty-1","start":"manual","attrs":[{"nosuch":"1"}]}"#),
+            config: json(r#"{"mdev_type":"mtty-1","start":"manual","attrs":[{"nosuch":"1"}]}"#),
             ..Default::default()
         })
         .unwrap_err();

@@ -5,7 +5,7 @@
 //! a VF count change while a VF is in use holds the PF's VF steps too.
 #![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
-use hostdev_core::api::{HostApplyRequest, HostFileInput};
+use hostdev_core::api::{HostApplyRequest, HostFileDoc};
 use hostdev_core::vdpa::Vdpas;
 use hostdev_core::vgpu::Vgpus;
 use hostdev_core::{Callouts, CoreError, Devices, Host};
@@ -47,10 +47,11 @@ fn with_vfio(
     )
 }
 
-fn file(text: &str) -> HostFileInput {
-    HostFileInput {
+fn file(text: &str) -> HostFileDoc {
+    HostFileDoc {
         path: "host.toml".into(),
-        text: format!("[host]\nid = \"t\"\n{text}"),
+        file: hostdev_model::host::HostFile::parse(&format!("[host]\nid = \"t\"\n{text}"))
+            .expect("a host file"),
     }
 }
 
@@ -59,7 +60,7 @@ fn apply(
     text: &str,
 ) -> hostdev_core::api::ApplyReport {
     d.host_apply(&HostApplyRequest {
-        file: file(text),
+        file: Some(file(text)),
         force: vec![],
     })
     .expect("apply")
@@ -101,7 +102,7 @@ fn vdpa_devices_are_made_once_changed_in_place_and_only_the_files_removed() {
     )
     .expect("add");
 
-    let p = d.host_plan(&file(THREE)).expect("plan");
+    let p = d.host_plan(Some(&file(THREE))).expect("plan");
     assert_eq!(p.changes.len(), 3, "{p:?}");
     let r = apply(&d, THREE);
     assert_eq!(r.count("done"), 3, "{r:?}");
@@ -118,7 +119,7 @@ fn vdpa_devices_are_made_once_changed_in_place_and_only_the_files_removed() {
     );
     assert_eq!(c.config(&n("vd0")).expect("cfg").mtu, Some(1500));
     assert!(d.vdpa.defs.exists("vd2"));
-    let p = d.host_plan(&file(THREE)).expect("plan");
+    let p = d.host_plan(Some(&file(THREE))).expect("plan");
     assert!(p.changes.is_empty() && p.unchanged == 3, "{p:?}");
     assert!(
         apply(&d, THREE).outcomes.is_empty(),
@@ -176,11 +177,11 @@ fn a_failed_vdpa_step_puts_its_management_device_back() {
 fn a_file_with_vdpa_devices_on_a_host_without_the_module_says_so() {
     let t = tempfile::tempdir().expect("tempdir");
     let d = devices(t.path(), Vdpas::lazy(t.path(), || Err(VdpaError::NoFamily)));
-    let e = d.host_plan(&file(THREE)).expect_err("no vdpa family");
+    let e = d.host_plan(Some(&file(THREE))).expect_err("no vdpa family");
     assert_eq!(e.code(), "vdpa.unavailable", "{e}");
     assert!(matches!(e, CoreError::Vdpa(_)), "{e:?}");
     // Without vDPA entries the rest of the file still plans.
-    let p = d.host_plan(&file("")).expect("plan");
+    let p = d.host_plan(Some(&file(""))).expect("plan");
     assert!(p.changes.is_empty());
 }
 
@@ -197,7 +198,7 @@ fn a_typed_vf_without_its_definition_is_defined_not_cleared() {
     let d = devices(t.path(), Vdpas::new(FakeVdpa::new(), t.path()));
     assert_eq!(apply(&d, PF).count("done"), 3);
     std::fs::remove_file(t.path().join("etc/hostdev/vgpu.d/0000:41:00.4.json")).expect("rm");
-    let p = d.host_plan(&file(PF)).expect("plan");
+    let p = d.host_plan(Some(&file(PF))).expect("plan");
     assert_eq!(p.changes.len(), 1, "{p:?}");
     assert_eq!(p.changes[0].action.as_str(), "define", "{p:?}");
     let before = d.vgpu.sriov.log("0000:41:00.0").len();
@@ -207,7 +208,11 @@ fn a_typed_vf_without_its_definition_is_defined_not_cleared() {
         before,
         "no write to the VF: its vGPU was left running"
     );
-    assert!(d.host_plan(&file(PF)).expect("plan").changes.is_empty());
+    assert!(d
+        .host_plan(Some(&file(PF)))
+        .expect("plan")
+        .changes
+        .is_empty());
 }
 
 #[test]
@@ -222,7 +227,7 @@ fn a_vf_count_change_while_a_vf_is_in_use_holds_the_whole_pf() {
     apply(&d, PF);
     vfio.set("0000:41:00.5", Err(FakeRefusal::Busy));
     let four = PF.replace("numvfs = 2", "numvfs = 4");
-    let p = d.host_plan(&file(&four)).expect("plan");
+    let p = d.host_plan(Some(&file(&four))).expect("plan");
     assert!(p.changes.is_empty(), "{p:?}");
     assert_eq!(p.blocked.len(), 3, "the count and both VFs: {p:?}");
     assert!(p.blocked[0].why.contains("0000:41:00.5: in use"), "{p:?}");
@@ -240,7 +245,7 @@ fn a_vf_count_change_while_a_vf_is_in_use_holds_the_whole_pf() {
     // Forcing the PF takes its VFs with it.
     let r = d
         .host_apply(&HostApplyRequest {
-            file: file(&four),
+            file: Some(file(&four)),
             force: vec!["0000:41:00.0".into()],
         })
         .expect("apply");

@@ -196,6 +196,50 @@ pub fn read_regular(path: &Path) -> io::Result<Option<Vec<u8>>> {
     Ok(read_regular_at(rustix::fs::CWD, path, &mut buf)?.then_some(buf))
 }
 
+/// Reads a file a user named (a host file, an export, a spec) by path as
+/// [`read_regular`] does, refusing one larger than `limit` bytes before
+/// reading more than that. `Ok(None)` if it is absent.
+pub fn read_regular_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let fd = match openat(
+        rustix::fs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(to_io(e)),
+    };
+    check_regular(&fd)?;
+    let too_large = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("it is larger than {limit} bytes"),
+        )
+    };
+    let st = rustix::fs::fstat(&fd).map_err(to_io)?;
+    if u64::try_from(st.st_size).unwrap_or(u64::MAX) > limit {
+        return Err(too_large());
+    }
+    let mut buf = Vec::new();
+    loop {
+        buf.reserve(CHUNK);
+        let n = loop {
+            match rustix::io::read(&fd, rustix::buffer::spare_capacity(&mut buf)) {
+                Err(Errno::INTR) => continue,
+                r => break r.map_err(to_io)?,
+            }
+        };
+        if n == 0 {
+            return Ok(Some(buf));
+        }
+        // A file that grew while it was read is refused the same way.
+        if buf.len() as u64 > limit {
+            return Err(too_large());
+        }
+    }
+}
+
 /// Opens `name` relative to `dir` without blocking, refuses anything but a
 /// regular file, and reads it all into `buf`; `Ok(false)` if it is absent.
 fn read_regular_at<P: rustix::path::Arg>(
@@ -222,6 +266,24 @@ fn read_regular_at<P: rustix::path::Arg>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_limited_read_refuses_large_files_fifos_and_directories() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        std::fs::write(&f, vec![b'x'; 100]).unwrap();
+        assert_eq!(read_regular_limited(&f, 100).unwrap().unwrap().len(), 100);
+        let e = read_regular_limited(&f, 99).unwrap_err();
+        assert!(e.to_string().contains("larger than 99 bytes"), "{e}");
+        assert!(read_regular_limited(&t.path().join("none"), 9)
+            .unwrap()
+            .is_none());
+        assert!(read_regular_limited(t.path(), 9).is_err());
+        let fifo = t.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+        let e = read_regular_limited(&fifo, 9).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
 
     #[test]
     fn reads_small_and_large_files_and_links() {

@@ -11,7 +11,17 @@ use std::fmt;
 
 /// When a defined device is started: the one start policy of every kind
 /// (mdev, vGPU, SR-IOV PF, vDPA), stored and sent as `"auto"`/`"manual"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum StartPolicy {
     /// Started when its parent appears (`"start": "auto"`).
@@ -49,7 +59,9 @@ impl fmt::Display for StartPolicy {
 }
 
 /// One attribute written to the device after create, in order.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Attr {
     /// The sysfs attribute name (validated when the device is started).
     pub name: String,
@@ -60,7 +72,9 @@ pub struct Attr {
 /// A definition of a mediated device (without its UUID and parent, which are its path).
 /// Its serde form is the wire form of hostdev's API; mdevctl's file format is
 /// [`MdevConfig::from_json`] and `format::definition_file`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct MdevConfig {
     /// The mdev type id.
     pub mdev_type: TypeId,
@@ -206,7 +220,7 @@ pub enum EditError {
 }
 
 /// The shape of a good definition, for the fast path.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 struct RawConfig<'a> {
     #[serde(borrow)]
     mdev_type: Option<Cow<'a, str>>,

@@ -68,7 +68,7 @@ pub fn definition_compact(c: &MdevConfig) -> String {
 }
 
 /// One device as `list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ListEntry {
     /// Its UUID.
     pub uuid: Uuid,
@@ -141,7 +141,7 @@ pub fn list_json(entries: &[ListEntry], bare_single: bool) -> String {
 }
 
 /// One supported type of a parent, as read from sysfs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct TypeInfo {
     /// The type id (directory name).
     pub type_id: TypeId,
@@ -156,7 +156,7 @@ pub struct TypeInfo {
 }
 
 /// The parts of a type that never change while its parent stays registered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct CachedType {
     /// Inode number of the type's sysfs directory when it was read: a
     /// re-registered parent gets new directories, so a changed number means stale.
@@ -171,7 +171,9 @@ pub struct CachedType {
 
 /// Static type facts by `"<parent>/<type>"`, so that `types` reads only
 /// `available_instances` on a warm host.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct TypeCache {
     /// The entries.
     pub types: BTreeMap<String, CachedType>,
@@ -216,7 +218,7 @@ pub fn types_text(parents: &[(ParentName, Vec<TypeInfo>)]) -> String {
     out
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 struct TypeJson<'a> {
     available_instances: i64,
     device_api: &'a str,

@@ -56,7 +56,7 @@ pub enum HostFileError {
 }
 
 /// The file.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostFile {
     /// The host itself.
@@ -77,13 +77,14 @@ pub struct HostFile {
 }
 
 /// `[[vdpa]]`: one device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VdpaEntry {
     /// Its name.
     pub name: VdpaName,
     /// Its management device (`vdpasim_net`, `pci/0000:65:00.2`).
     #[serde(deserialize_with = "mgmtdev_text", serialize_with = "mgmtdev_show")]
+    #[schemars(with = "String")]
     pub mgmtdev: MgmtDevName,
     /// MAC address.
     pub mac: Option<MacAddr>,
@@ -125,7 +126,7 @@ impl VdpaEntry {
 }
 
 /// `[host]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostSection {
     /// The host's identity in stable UUIDs.
@@ -134,7 +135,7 @@ pub struct HostSection {
 }
 
 /// `[[mdev]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MdevEntry {
     /// Which parents (all criteria must hold; empty: every parent).
@@ -154,7 +155,7 @@ pub struct MdevEntry {
 }
 
 /// `[[mdev_device]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MdevDeviceEntry {
     /// Its UUID.
@@ -173,7 +174,7 @@ pub struct MdevDeviceEntry {
 }
 
 /// `[[sriov]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SriovEntry {
     /// Which PFs.
@@ -190,7 +191,7 @@ pub struct SriovEntry {
 }
 
 /// `{ type = "NVIDIA L40S-4Q", count = 4 }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VfTypes {
     /// The type's name (ids are card-local, so names only).
@@ -225,6 +226,13 @@ impl HostFile {
     /// The file as TOML text (what [`HostFile::parse`] reads back).
     pub fn to_text(&self) -> String {
         toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks a file that did not come from [`HostFile::parse`] (a client
+    /// sent it as JSON) by every rule `parse` applies: its text is parsed
+    /// again.
+    pub fn validate(&self) -> Result<(), HostFileError> {
+        HostFile::parse(&self.to_text()).map(|_| ())
     }
 
     /// Parses the file's text.
@@ -300,7 +308,7 @@ pub struct ParentOffer {
 }
 
 /// One mdev the file wants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DesiredMdev {
     /// Its UUID (stable or explicit).
     pub uuid: Uuid,
@@ -313,7 +321,7 @@ pub struct DesiredMdev {
 /// The devices a host file made (`/var/lib/hostdev/host-managed.json`):
 /// apply removes only these when the file no longer has them, never a
 /// device someone defined by hand.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Managed {
     /// mdev UUIDs.
     #[serde(default)]
@@ -400,7 +408,7 @@ pub fn desired_mdevs(
 }
 
 /// One PF the file wants: its VF count and each VF's type by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DesiredPf {
     /// The PF.
     pub pf: PciAddress,

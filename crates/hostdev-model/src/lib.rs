@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod names;
 pub mod pool;
 pub mod probe;
+mod schema;
 pub mod vdpa;
 pub mod vgpu;
 pub mod vgpu_dm;

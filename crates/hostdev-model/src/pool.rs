@@ -55,7 +55,9 @@ impl PoolName {
 crate::names::string_name_impls!(PoolName, PoolDefError);
 
 /// Whether devices wait ready or are made when asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Keep `count` devices defined (auto start) and running; allocation
@@ -77,7 +79,9 @@ impl Mode {
 }
 
 /// Which member gets the next device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Placement {
     /// The member holding fewest of the pool's devices (load spread over GPUs).
@@ -100,7 +104,7 @@ impl Placement {
 
 /// Which parents (mdev), PFs (vGPU) or management devices (vDPA) belong to a
 /// pool. Every given criterion must hold; none given means every one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
     /// Names or PCI addresses.
@@ -186,7 +190,7 @@ impl Selector {
 }
 
 /// How `reconcile` learns that a consumer is gone.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Liveness {
     /// The consumer is a libvirt domain (UUID or name) on this connection
@@ -198,7 +202,7 @@ pub struct Liveness {
 }
 
 /// The template of a vDPA pool's devices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VdpaTemplate {
     /// Devices are named PREFIX + slot number (`vnet0`, `vnet1`, …).
@@ -236,7 +240,7 @@ impl VdpaTemplate {
 }
 
 /// The kind of device a pool hands out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PoolKind {
     /// Mediated devices of one type.
@@ -276,7 +280,7 @@ impl PoolKind {
 }
 
 /// The file as written (`deny_unknown_fields` names a misspelt key).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PoolFile {
     kind: String,
@@ -301,7 +305,7 @@ struct PoolFile {
 }
 
 /// A pool as its file defines it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolDef {
     /// Its name (the file's stem).
     pub name: PoolName,

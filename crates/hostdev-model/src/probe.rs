@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A device's answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Probe {
     /// `vfio-pci`, `vfio-ccw`, `vfio-ap`, `vfio-platform`, … (from the
     /// device's flags).
@@ -31,7 +31,7 @@ pub struct Probe {
 }
 
 /// One region (BAR, config space, VGA, or a device-specific one).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Region {
     /// Its index.
     pub index: u32,
@@ -46,7 +46,7 @@ pub struct Region {
 }
 
 /// One interrupt index (INTx, MSI, MSI-X, error, request).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Irq {
     /// Its index.
     pub index: u32,
@@ -57,7 +57,7 @@ pub struct Irq {
 }
 
 /// How a device offers its display to QEMU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Display {
     /// No display (VFIO_DEVICE_QUERY_GFX_PLANE refuses both kinds).
@@ -86,7 +86,7 @@ impl Display {
 }
 
 /// The VFIO migration v2 flags a device reports (VFIO_DEVICE_FEATURE_MIGRATION).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Migration {
     /// STOP_COPY: state saved with the device stopped (the base protocol).
     pub stop_copy: bool,
@@ -113,7 +113,7 @@ impl Migration {
 /// What a probe's answer depends on besides the type: the vendor driver,
 /// its module's version, and the kernel. A cached answer holds only while
 /// all of these read the same.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DriverIdentity {
     /// The device's driver (`driver` link).
     pub driver: Option<String>,
@@ -128,7 +128,7 @@ pub struct DriverIdentity {
 }
 
 /// One cached answer: a type on a parent, under one driver identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CachedProbe {
     /// The parent.
     pub parent: String,
@@ -144,7 +144,7 @@ pub struct CachedProbe {
 }
 
 /// Every cached answer (`/var/lib/hostdev/probe-cache.json`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProbeCache {
     /// One per (parent, type); a new identity replaces the old answer.
     pub entries: Vec<CachedProbe>,

@@ -55,7 +55,9 @@ impl VdpaName {
 crate::names::string_name_impls!(VdpaName, VdpaValueError);
 
 /// A management device: `vdpasim_net`, or `pci/0000:41:04.2`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct MgmtDevName {
     /// Bus (`pci`), absent for the simulators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,7 +152,7 @@ impl fmt::Display for MacAddr {
 }
 
 /// What a device is created with: the config the kernel does not remember.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConfig {
     /// MAC address.
@@ -189,7 +191,7 @@ impl CreateConfig {
 
 /// A persistent vDPA device (`/etc/hostdev/vdpa.d/<name>.json`), also the body
 /// of an export.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VdpaDefinition {
     /// Device name.
@@ -206,7 +208,7 @@ pub struct VdpaDefinition {
 
 /// A typed change of a vDPA definition: each option given replaces the stored
 /// one, options not given are kept.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VdpaEdit {
     /// New creation options (only those that are set replace stored ones).
@@ -232,7 +234,7 @@ impl VdpaDefinition {
 }
 
 /// A self-contained spec of what to recreate elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VdpaExport {
     /// Format version of the export (1).

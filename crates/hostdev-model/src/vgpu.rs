@@ -66,7 +66,7 @@ impl fmt::Display for PciAddress {
 }
 
 /// One creatable vGPU type of a VF: its card-local id and its name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct VgpuType {
     /// Card-local id: never look it up in another card's list.
     pub id: u32,
@@ -124,7 +124,7 @@ pub fn resolve_type<'a>(list: &'a [VgpuType], input: &str) -> Option<&'a VgpuTyp
 pub use crate::config::StartPolicy;
 
 /// A vGPU on one VF: `/etc/hostdev/vgpu.d/<vf>.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VgpuDefinition {
     /// The VF.
@@ -143,7 +143,7 @@ pub struct VgpuDefinition {
 }
 
 /// How many VFs a PF should have: `/etc/hostdev/sriov.d/<pf>.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SriovDefinition {
     /// The PF.

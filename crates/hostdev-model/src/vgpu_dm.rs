@@ -29,7 +29,7 @@ use crate::config::StartPolicy;
 use crate::host::{HostFile, MdevEntry, SriovEntry, VfTypes};
 use crate::names::TypeId;
 use crate::pool::Selector;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Why a vgpu-device-manager file could not be used.
@@ -37,35 +37,53 @@ use std::collections::BTreeMap;
 #[error("{0}")]
 pub struct ImportError(pub String);
 
-#[derive(Debug, Deserialize)]
+/// A vgpu-device-manager file, as its YAML says it (the same shape travels
+/// as JSON in hostdev's API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Spec {
-    version: String,
+pub struct Spec {
+    /// `v1`.
+    pub version: String,
+    /// Named configurations.
     #[serde(rename = "vgpu-configs")]
-    configs: BTreeMap<String, Vec<ConfigSpec>>,
+    pub configs: BTreeMap<String, Vec<ConfigSpec>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One entry of a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ConfigSpec {
-    #[serde(rename = "device-filter", default)]
-    device_filter: Option<OneOrMany>,
-    devices: Devices,
+pub struct ConfigSpec {
+    /// Device ids (`0x1EB810DE`: device, then vendor) it applies to.
+    #[serde(
+        rename = "device-filter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub device_filter: Option<OneOrMany>,
+    /// `all`, or GPU indices.
+    pub devices: Devices,
+    /// vGPU type name → how many on each GPU.
     #[serde(rename = "vgpu-devices")]
-    vgpu_devices: BTreeMap<String, u32>,
+    pub vgpu_devices: BTreeMap<String, u32>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One string or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
-enum OneOrMany {
+pub enum OneOrMany {
+    /// One.
     One(String),
+    /// Several.
     Many(Vec<String>),
 }
 
-#[derive(Debug, Deserialize)]
+/// Which GPUs an entry applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
-enum Devices {
+pub enum Devices {
+    /// `all`.
     Word(String),
+    /// GPU indices.
     Indices(Vec<u32>),
 }
 
@@ -123,8 +141,21 @@ pub fn translate(
     config: &str,
     gpus: &[Gpu],
 ) -> Result<(HostFile, Vec<String>), ImportError> {
-    let spec: Spec = serde_yaml_ng::from_str(yaml)
-        .map_err(|e| ImportError(format!("not a vgpu-device-manager file: {e}")))?;
+    translate_spec(&parse_spec(yaml)?, config, gpus)
+}
+
+/// Parses a vgpu-device-manager file.
+pub fn parse_spec(yaml: &str) -> Result<Spec, ImportError> {
+    serde_yaml_ng::from_str(yaml)
+        .map_err(|e| ImportError(format!("not a vgpu-device-manager file: {e}")))
+}
+
+/// [`translate`] of an already parsed file.
+pub fn translate_spec(
+    spec: &Spec,
+    config: &str,
+    gpus: &[Gpu],
+) -> Result<(HostFile, Vec<String>), ImportError> {
     if spec.version != "v1" {
         return Err(ImportError(format!(
             "version {} is not known (v1 is)",

@@ -247,3 +247,65 @@ pub trait MdevSysfs: Send + Sync {
     /// How ready a device is.
     fn readiness(&self, uuid: &Uuid) -> Readiness;
 }
+
+/// One kernel shared by several views of the host (a daemon's test makes a
+/// fresh view per operation over one fake, as over the one real kernel).
+impl<T: MdevSysfs + ?Sized> MdevSysfs for std::sync::Arc<T> {
+    fn parents(&self) -> Result<Vec<ParentName>, SysfsError> {
+        (**self).parents()
+    }
+    fn parent_exists(&self, parent: &ParentName) -> bool {
+        (**self).parent_exists(parent)
+    }
+    fn types(&self, parent: &ParentName) -> Result<Vec<TypeInfo>, SysfsError> {
+        (**self).types(parent)
+    }
+    fn types_cached(
+        &self,
+        parent: &ParentName,
+        cache: &TypeCache,
+        fresh: &mut Vec<(String, CachedType)>,
+    ) -> Result<Vec<TypeInfo>, SysfsError> {
+        (**self).types_cached(parent, cache, fresh)
+    }
+    fn type_info(&self, parent: &ParentName, t: &TypeId) -> Result<Option<TypeInfo>, SysfsError> {
+        (**self).type_info(parent, t)
+    }
+    fn available_instances(
+        &self,
+        parent: &ParentName,
+        t: &TypeId,
+    ) -> Result<Option<i64>, SysfsError> {
+        (**self).available_instances(parent, t)
+    }
+    fn devices(&self) -> Result<Vec<ActiveDevice>, SysfsError> {
+        (**self).devices()
+    }
+    fn running_parents(&self) -> Result<Vec<(Uuid, ParentName)>, SysfsError> {
+        (**self).running_parents()
+    }
+    fn devices_fingerprint(&self) -> Option<u64> {
+        (**self).devices_fingerprint()
+    }
+    fn parent_facts(&self, parent: &ParentName) -> MemberFacts {
+        (**self).parent_facts(parent)
+    }
+    fn device_driver(&self, uuid: &Uuid) -> hostdev_model::probe::DriverIdentity {
+        (**self).device_driver(uuid)
+    }
+    fn device(&self, uuid: &Uuid) -> Result<Option<ActiveDevice>, SysfsError> {
+        (**self).device(uuid)
+    }
+    fn create(&self, parent: &ParentName, t: &TypeId, uuid: &Uuid) -> Result<(), SysfsError> {
+        (**self).create(parent, t, uuid)
+    }
+    fn remove(&self, uuid: &Uuid) -> Result<(), SysfsError> {
+        (**self).remove(uuid)
+    }
+    fn write_attr(&self, uuid: &Uuid, attr: &AttrName, value: &str) -> Result<(), SysfsError> {
+        (**self).write_attr(uuid, attr, value)
+    }
+    fn readiness(&self, uuid: &Uuid) -> Readiness {
+        (**self).readiness(uuid)
+    }
+}

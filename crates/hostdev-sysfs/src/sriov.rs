@@ -476,3 +476,28 @@ impl SriovSysfs for FakeSriov {
         Ok(())
     }
 }
+
+/// One kernel shared by several views of the host.
+impl<T: SriovSysfs + ?Sized> SriovSysfs for std::sync::Arc<T> {
+    fn pfs(&self) -> Result<Vec<PfInfo>, SriovError> {
+        (**self).pfs()
+    }
+    fn pf(&self, pf: &PciAddress) -> Result<Option<PfInfo>, SriovError> {
+        (**self).pf(pf)
+    }
+    fn vfs(&self, pf: &PciAddress) -> Result<Vec<VfInfo>, SriovError> {
+        (**self).vfs(pf)
+    }
+    fn set_num_vfs(&self, pf: &PciAddress, n: u32) -> Result<(), SriovError> {
+        (**self).set_num_vfs(pf, n)
+    }
+    fn set_type(&self, vf: &PciAddress, type_id: u32) -> Result<(), SriovError> {
+        (**self).set_type(vf, type_id)
+    }
+    fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
+        (**self).pf_facts(pf)
+    }
+    fn pf_driver(&self, pf: &PciAddress) -> DriverIdentity {
+        (**self).pf_driver(pf)
+    }
+}

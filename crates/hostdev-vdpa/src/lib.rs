@@ -400,3 +400,33 @@ mod tests {
         assert_eq!(parse_kernel_release("garbage"), (0, 0));
     }
 }
+
+/// One kernel shared by several views of the host.
+impl<T: VdpaClient + ?Sized> VdpaClient for std::sync::Arc<T> {
+    fn mgmtdevs(&self) -> Result<Vec<MgmtDev>, VdpaError> {
+        (**self).mgmtdevs()
+    }
+    fn devs(&self) -> Result<Vec<Dev>, VdpaError> {
+        (**self).devs()
+    }
+    fn dev(&self, name: &VdpaName) -> Result<Option<Dev>, VdpaError> {
+        (**self).dev(name)
+    }
+    fn config(&self, name: &VdpaName) -> Result<LiveConfig, VdpaError> {
+        (**self).config(name)
+    }
+    fn add(
+        &self,
+        name: &VdpaName,
+        mgmtdev: &MgmtDevName,
+        cfg: &CreateConfig,
+    ) -> Result<(), VdpaError> {
+        (**self).add(name, mgmtdev, cfg)
+    }
+    fn del(&self, name: &VdpaName) -> Result<(), VdpaError> {
+        (**self).del(name)
+    }
+    fn binding(&self, name: &VdpaName) -> Result<Binding, VdpaError> {
+        (**self).binding(name)
+    }
+}

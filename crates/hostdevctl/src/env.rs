@@ -1,8 +1,16 @@
-//! Where the host is: the root prefix every kernel and config path hangs under,
-//! and the core's view of the host on it.
+//! Where the host is and where operations go: the root prefix every kernel
+//! and config path hangs under, the daemon's socket, and [`Ctx`], which
+//! sends each operation to the daemon when it answers and to the core
+//! directly otherwise.
+//!
+//! Owns: that choice, made once per command. Must not: redo a change sent
+//! to the daemon directly (a daemon that does not answer at connect means
+//! direct; one that fails mid-call is an error).
 
-use hostdev_core::System;
-use std::path::PathBuf;
+use hostdev_api::client::Daemon;
+use hostdev_core::{Handle, Serve, System};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// The root prefix: `HOSTDEV_ROOT`, or under the mdevctl personality
@@ -31,14 +39,6 @@ pub fn system(mdevctl: bool) -> System {
     s
 }
 
-/// Where operations go: the daemon when its socket answers, else this process.
-pub enum Backend {
-    /// A running hostdevd.
-    Daemon(hostdev_core::remote::Daemon),
-    /// The core, acting directly on the host.
-    Direct(Box<System>),
-}
-
 /// The daemon's socket: `HOSTDEV_SOCKET` (empty: never use a daemon), else
 /// the default socket when the root prefix is `/` (a daemon serves the real
 /// host only, so a CLI pointed at another root acts on it directly).
@@ -46,57 +46,77 @@ pub fn socket(mdevctl: bool) -> Option<PathBuf> {
     match std::env::var_os("HOSTDEV_SOCKET") {
         Some(v) if v.is_empty() => None,
         Some(v) => Some(PathBuf::from(v)),
-        None if root(mdevctl) == std::path::Path::new("/") => {
-            Some(PathBuf::from(hostdev_core::remote::DEFAULT_SOCKET))
-        }
+        None if root(mdevctl) == Path::new("/") => Some(PathBuf::from(hostdev_api::DEFAULT_SOCKET)),
         None => None,
     }
 }
 
-/// A connection made ahead of the command by [`daemon_answers`], used by
-/// the next [`backend`] (a connection serves one operation).
-static PRECONNECTED: std::sync::Mutex<Option<hostdev_core::remote::Daemon>> =
-    std::sync::Mutex::new(None);
-
-/// Whether a daemon answers on the socket; its connection is kept for the
-/// command's first operation, so asking costs no second connect.
-pub fn daemon_answers(mdevctl: bool) -> bool {
-    let d = socket(mdevctl)
-        .as_deref()
-        .and_then(hostdev_core::remote::Daemon::connect);
-    let answers = d.is_some();
-    *PRECONNECTED.lock().unwrap_or_else(|p| p.into_inner()) = d;
-    answers
+/// Where one command's operations go: the daemon at `socket` when it
+/// answers, else the host `direct` makes (the real one, or fakes in a test).
+pub struct Ctx<D = System> {
+    /// Under the mdevctl personality.
+    pub mdevctl: bool,
+    socket: Option<PathBuf>,
+    direct: Box<dyn Fn() -> D + Send + Sync>,
+    /// A connection made ahead of the command by [`Ctx::daemon_answers`],
+    /// used by its next operation (a connection serves one).
+    preconnected: Mutex<Option<Daemon>>,
 }
 
-/// The daemon if it answers, else the host directly.
-pub fn backend(mdevctl: bool) -> Backend {
-    if let Some(d) = PRECONNECTED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
-        return Backend::Daemon(d);
+impl Ctx<System> {
+    /// The real host under the root prefix, through its daemon if one answers.
+    pub fn real(mdevctl: bool) -> Ctx<System> {
+        Ctx::new(mdevctl, socket(mdevctl), move || system(mdevctl))
     }
-    if let Some(d) = socket(mdevctl)
-        .as_deref()
-        .and_then(hostdev_core::remote::Daemon::connect)
-    {
-        return Backend::Daemon(d);
-    }
-    Backend::Direct(Box::new(system(mdevctl)))
 }
 
-/// Runs one operation on the backend.
-pub fn call<O>(b: Backend, op: &O) -> anyhow::Result<O::Reply>
-where
-    O: hostdev_core::api::Op,
-    System: hostdev_core::Handle<O>,
-{
-    use hostdev_core::Handle;
-    match b {
-        // Long enough for any operation, plus what it waits for on purpose.
-        Backend::Daemon(d) => Ok(d.call(op, Duration::from_secs(300) + op.patience())?),
-        Backend::Direct(sys) => Ok(sys.handle(op)?),
+impl<D: Serve> Ctx<D> {
+    /// Operations go to the daemon at `socket` when it answers, else to
+    /// what `direct` makes.
+    pub fn new(
+        mdevctl: bool,
+        socket: Option<PathBuf>,
+        direct: impl Fn() -> D + Send + Sync + 'static,
+    ) -> Ctx<D> {
+        Ctx {
+            mdevctl,
+            socket,
+            direct: Box::new(direct),
+            preconnected: Mutex::new(None),
+        }
+    }
+
+    /// Whether a daemon answers; its connection is kept for the command's
+    /// next operation, so asking costs no second connect.
+    pub fn daemon_answers(&self) -> bool {
+        let d = self.socket.as_deref().and_then(Daemon::connect);
+        let answers = d.is_some();
+        *self.preconnected.lock().unwrap_or_else(|p| p.into_inner()) = d;
+        answers
+    }
+
+    fn daemon(&self) -> Option<Daemon> {
+        if let Some(d) = self
+            .preconnected
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Some(d);
+        }
+        self.socket.as_deref().and_then(Daemon::connect)
+    }
+
+    /// Runs one operation: through the daemon if it answers, else directly.
+    pub fn call<O>(&self, op: &O) -> anyhow::Result<O::Reply>
+    where
+        O: hostdev_api::Op,
+        D: Handle<O>,
+    {
+        match self.daemon() {
+            // Long enough for any operation, plus what it waits for on purpose.
+            Some(d) => Ok(d.call(op, Duration::from_secs(300) + op.patience())?),
+            None => Ok((self.direct)().handle(op)?),
+        }
     }
 }

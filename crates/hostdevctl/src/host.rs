@@ -1,27 +1,45 @@
 //! `hostdevctl plan|apply`: the declarative host file against the host.
 
-use crate::env;
+use crate::env::{self, Ctx};
 use crate::native::Format;
 use crate::output::{emit, table};
-use anyhow::{Context, Result};
-use hostdev_core::api::{Change, HostApplyRequest, HostFileInput, HostImport, HostPlanRequest};
+use anyhow::Result;
+use hostdev_core::api::{Change, HostApplyRequest, HostFileDoc, HostImport, HostPlanRequest};
+use hostdev_core::{CoreError, Serve, HOST_FILE_LIMIT};
+use hostdev_model::host::HostFile;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// The file as given, or `/etc/hostdev/host.toml` under the root prefix.
-fn read(file: Option<&str>) -> Result<HostFileInput> {
-    read_as(file, "the host file")
-}
-
-fn read_as(file: Option<&str>, what: &str) -> Result<HostFileInput> {
+/// The file as given, or `/etc/hostdev/host.toml` under the root prefix,
+/// read and parsed here (the daemon reads no client paths).
+fn read(file: Option<&str>) -> Result<HostFileDoc> {
     let path = match file {
-        Some(f) => std::path::PathBuf::from(f),
+        Some(f) => PathBuf::from(f),
         None => env::root(false).join("etc/hostdev/host.toml"),
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {what} {}", path.display()))?;
-    Ok(HostFileInput {
+    let text = crate::input::read_text(&path, "the host file", HOST_FILE_LIMIT)?;
+    let file = HostFile::parse(&text).map_err(|e| CoreError::HostFile {
         path: path.display().to_string(),
-        text,
+        why: e.to_string(),
+    })?;
+    Ok(HostFileDoc {
+        path: path.display().to_string(),
+        file,
+    })
+}
+
+/// vgpu-device-manager's file, parsed here.
+fn read_import(path: &str, config: &str) -> Result<HostImport> {
+    let p = PathBuf::from(path);
+    let text = crate::input::read_text(&p, "the vgpu-device-manager file", HOST_FILE_LIMIT)?;
+    let spec = hostdev_model::vgpu_dm::parse_spec(&text).map_err(|e| CoreError::HostFile {
+        path: path.to_string(),
+        why: e.to_string(),
+    })?;
+    Ok(HostImport {
+        path: path.to_string(),
+        spec,
+        config: config.to_string(),
     })
 }
 
@@ -43,7 +61,8 @@ const HEADER: [&str; 7] = ["ACTION", "KIND", "ID", "PARENT", "NOW", "WANTED", "W
 /// (blocked ones included). With `import` (vgpu-device-manager's file and
 /// configuration), that file translated; `show_file` prints the
 /// translation instead of the plan.
-pub fn plan(
+pub fn plan<D: Serve>(
+    ctx: &Ctx<D>,
     file: Option<&str>,
     import: Option<(&str, &str)>,
     show_file: bool,
@@ -51,18 +70,15 @@ pub fn plan(
 ) -> Result<ExitCode> {
     let req = match import {
         Some((path, config)) => HostPlanRequest {
-            file: read_as(Some(path), "the vgpu-device-manager file")?,
-            import: Some(HostImport {
-                format: "vgpu-device-manager".into(),
-                config: config.into(),
-            }),
+            file: None,
+            import: Some(read_import(path, config)?),
         },
         None => HostPlanRequest {
-            file: read(file)?,
+            file: Some(read(file)?),
             import: None,
         },
     };
-    let p = env::call(env::backend(false), &req)?;
+    let p = ctx.call(&req)?;
     if show_file {
         let mut out = String::new();
         for n in &p.notes {
@@ -106,14 +122,17 @@ pub fn plan(
 
 /// `apply`: exit 0 when every change was made, 1 when one failed, 2 when
 /// some were left because they are in use.
-pub fn apply(file: Option<&str>, force: Vec<String>, f: Format) -> Result<ExitCode> {
+pub fn apply<D: Serve>(
+    ctx: &Ctx<D>,
+    file: Option<&str>,
+    force: Vec<String>,
+    f: Format,
+) -> Result<ExitCode> {
     let req = HostApplyRequest {
-        file: read(file)?,
+        file: Some(read(file)?),
         force,
     };
-    let r = crate::output::progress("applying the host file", || {
-        env::call(env::backend(false), &req)
-    })?;
+    let r = crate::output::progress("applying the host file", || ctx.call(&req))?;
     if f == Format::Json {
         emit(&(serde_json::to_string_pretty(&r)? + "\n"))?;
     } else {

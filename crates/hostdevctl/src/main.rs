@@ -1,23 +1,7 @@
 //! `hostdevctl`: the command line of hostdev. Invoked as `mdevctl` or `lsmdev`
 //! (a symlink or copy under that name) it is a drop-in mdevctl.
-//!
-//! Owns: argument parsing, choosing the real kernel interface, rendering, exit
-//! codes and printing the error chain once. Must not: contain operation logic
-//! (that is hostdev-core's).
 
-mod docs;
-mod env;
-mod host;
-mod mdevctl;
-mod migrate;
-mod native;
-mod output;
-mod pool;
-mod probe;
-mod tree;
-mod vdpa;
-mod vgpu;
-
+use hostdevctl::{mdevctl, native};
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;

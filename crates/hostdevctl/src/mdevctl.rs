@@ -1,18 +1,20 @@
 //! The mdevctl personality: every command and option of mdevctl 1.4, with
 //! byte-identical output, so that libvirt and scripts drive hostdev unmodified.
 
-use crate::env;
+use crate::env::{self, Ctx};
 use crate::native::{render_list, render_types, Format};
 use crate::output::{emit, emit_json, fail, warn};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Parser};
 use hostdev_core::api::{
-    AttrEdit, MdevEdit, ModifyScope, StartPolicy, StopRequest, TypesQuery, UndefineRequest,
+    AttrEdit, MdevEdit, ModifyScope, ParentTypes, StartPolicy, StopRequest, TypesQuery,
+    UndefineRequest,
 };
 use hostdev_core::{
-    DefineRequest, DeviceOutcome, JsonInput, ListQuery, ModifyRequest, StartRequest,
+    CoreError, DefineRequest, DeviceOutcome, ListQuery, ModifyRequest, Serve, StartRequest,
 };
 use hostdev_model::format::{list_json, list_text, types_json, types_text, ListKind};
+use hostdev_model::MdevConfig;
 use hostdev_model::{ParentName, TypeId, Uuid};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -63,6 +65,7 @@ struct Lsmdev {
     version,
     about = "A mediated device management utility for Linux (hostdev)"
 )]
+#[allow(missing_docs)] // clap takes doc comments as help text; mdevctl has none here
 pub enum Cmd {
     /// Define a persistent mediated device
     Define {
@@ -178,20 +181,16 @@ pub enum Cmd {
     },
 }
 
-/// Reads a `--jsonfile` argument (a path, `/dev/stdin` or `-`).
-pub fn read_json(path: &Path) -> Result<JsonInput> {
-    let bytes = if path == Path::new("-") {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
-            .context("cannot read JSON from standard input")?;
-        b
-    } else {
-        std::fs::read(path).with_context(|| format!("cannot read JSON file {}", path.display()))?
-    };
-    Ok(JsonInput {
-        path: path.to_path_buf(),
-        bytes,
-    })
+/// Reads and parses a `--jsonfile` argument (a path, `/dev/stdin` or `-`):
+/// the definition travels to the core in its typed form.
+pub fn read_config(path: &Path) -> Result<MdevConfig> {
+    let bytes = crate::input::read(path, "JSON file", crate::input::SMALL)?;
+    Ok(
+        MdevConfig::from_json(&bytes).map_err(|source| CoreError::BadJson {
+            path: path.to_path_buf(),
+            source,
+        })?,
+    )
 }
 
 /// `lsmdev`'s command line (for man pages and completions).
@@ -213,7 +212,7 @@ pub fn main(args: Vec<OsString>, lsmdev: bool) -> ExitCode {
             Err(e) => e.exit(),
         }
     };
-    match run(cmd, None) {
+    match run(&env::Ctx::real(true), cmd, None) {
         Ok(code) => code,
         Err(e) => fail(e),
     }
@@ -225,10 +224,9 @@ fn mdev_done(uuid: &Uuid, action: &str) -> serde_json::Value {
 }
 
 /// Type names by (parent, type id), for listings that show a type as an object.
-fn type_names(
-    t: Vec<(ParentName, Vec<hostdev_model::format::TypeInfo>)>,
-) -> std::collections::HashMap<(String, String), String> {
+fn type_names(t: Vec<ParentTypes>) -> std::collections::HashMap<(String, String), String> {
     t.into_iter()
+        .map(|pt| (pt.parent, pt.types))
         .flat_map(|(p, ts)| {
             ts.into_iter().filter_map(move |t| {
                 let name = t.name?.trim().to_string();
@@ -240,21 +238,15 @@ fn type_names(
 
 /// Runs one command; `native` = Some(format) renders list/types as hostdev's
 /// own tables or JSON instead of mdevctl's formats.
-pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
+pub fn run<D: Serve>(ctx: &Ctx<D>, cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
     let mdevctl = native.is_none();
-    // One backend per command: the daemon if it answers, else the host
-    // (one connection, used by the command's one operation).
-    let backend = env::backend(mdevctl);
     match cmd {
         Cmd::List(a) => {
-            let listing = env::call(
-                backend,
-                &ListQuery {
-                    defined: a.defined,
-                    uuid: a.uuid,
-                    parent: a.parent,
-                },
-            )?;
+            let listing = ctx.call(&ListQuery {
+                defined: a.defined,
+                uuid: a.uuid,
+                parent: a.parent,
+            })?;
             for p in &listing.problems {
                 warn(p);
             }
@@ -266,10 +258,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             let s = if let Some(f) = native {
                 let f = if a.dumpjson { Format::Json } else { f };
                 let names = if f == Format::Json {
-                    type_names(env::call(
-                        env::backend(mdevctl),
-                        &TypesQuery { parent: None },
-                    )?)
+                    type_names(ctx.call(&TypesQuery { parent: None })?)
                 } else {
                     Default::default()
                 };
@@ -282,7 +271,11 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             emit(&s)?;
         }
         Cmd::Types { parent, dumpjson } => {
-            let t = env::call(backend, &TypesQuery { parent })?;
+            let t: Vec<_> = ctx
+                .call(&TypesQuery { parent })?
+                .into_iter()
+                .map(|pt| (pt.parent, pt.types))
+                .collect();
             emit(&match native {
                 Some(f) => render_types(&t, if dumpjson { Format::Json } else { f }),
                 None if dumpjson => types_json(&t),
@@ -296,17 +289,14 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             mdev_type,
             jsonfile,
         } => {
-            let json = jsonfile.as_deref().map(read_json).transpose()?;
-            let r = env::call(
-                backend,
-                &DefineRequest {
-                    uuid,
-                    parent,
-                    mdev_type,
-                    start: StartPolicy::from_auto(auto),
-                    json,
-                },
-            )?;
+            let config = jsonfile.as_deref().map(read_config).transpose()?;
+            let r = ctx.call(&DefineRequest {
+                uuid,
+                parent,
+                mdev_type,
+                start: StartPolicy::from_auto(auto),
+                config,
+            })?;
             // mdevctl's define is silent: notes are hostdevctl's.
             if native.is_some() {
                 for n in &r.notes {
@@ -320,7 +310,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             }
         }
         Cmd::Undefine { uuid, parent } => {
-            env::call(backend, &UndefineRequest { uuid, parent })?;
+            ctx.call(&UndefineRequest { uuid, parent })?;
             if native == Some(Format::Json) {
                 emit_json(&mdev_done(&uuid, "undefined"))?;
             }
@@ -340,7 +330,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             defined,
             force,
         } => {
-            let json = jsonfile.as_deref().map(read_json).transpose()?;
+            let config = jsonfile.as_deref().map(read_config).transpose()?;
             // mdevctl's flag bags, translated into the core's typed edit.
             let index = index.map(|i| i as usize);
             let attr = match (addattr, delattr) {
@@ -362,21 +352,18 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
                 (true, false) => ModifyScope::Live,
                 (false, _) => ModifyScope::Defined,
             };
-            env::call(
-                backend,
-                &ModifyRequest {
-                    uuid,
-                    parent,
-                    edit: MdevEdit {
-                        replace: json,
-                        mdev_type,
-                        attr,
-                        start,
-                    },
-                    scope,
-                    force,
+            ctx.call(&ModifyRequest {
+                uuid,
+                parent,
+                edit: MdevEdit {
+                    replace: config,
+                    mdev_type,
+                    attr,
+                    start,
                 },
-            )?;
+                scope,
+                force,
+            })?;
             if native == Some(Format::Json) {
                 emit_json(&mdev_done(&uuid, "modified"))?;
             }
@@ -387,16 +374,13 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             mdev_type,
             jsonfile,
         } => {
-            let json = jsonfile.as_deref().map(read_json).transpose()?;
-            let r = env::call(
-                backend,
-                &StartRequest {
-                    uuid,
-                    parent,
-                    mdev_type,
-                    json,
-                },
-            )?;
+            let config = jsonfile.as_deref().map(read_config).transpose()?;
+            let r = ctx.call(&StartRequest {
+                uuid,
+                parent,
+                mdev_type,
+                config,
+            })?;
             if native == Some(Format::Json) {
                 emit_json(&mdev_done(&r.uuid, "started"))?;
             } else if r.generated {
@@ -404,7 +388,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             }
         }
         Cmd::Stop { uuid } => {
-            env::call(backend, &StopRequest { uuid })?;
+            ctx.call(&StopRequest { uuid })?;
             if native == Some(Format::Json) {
                 emit_json(&mdev_done(&uuid, "stopped"))?;
             }
@@ -413,10 +397,7 @@ pub fn run(cmd: Cmd, native: Option<Format>) -> Result<ExitCode> {
             let parent = ParentName::new(parent)?;
             // Run by the udev rule: always direct (the daemon, if any, reacts
             // to the same uevent; both go through the host lock).
-            let report = match backend {
-                env::Backend::Direct(sys) => sys.mdev.start_parent_mdevs(&parent)?,
-                env::Backend::Daemon(_) => env::system(mdevctl).mdev.start_parent_mdevs(&parent)?,
-            };
+            let report = env::system(mdevctl).mdev.start_parent_mdevs(&parent)?;
             for p in &report.problems {
                 warn(p);
             }

@@ -1,7 +1,7 @@
 //! `hostdevctl migrate export|check`: the spec a source device exports, and
 //! a destination device judged against it.
 
-use crate::env;
+use crate::env::Ctx;
 use crate::native::Format;
 use crate::output::{emit, table};
 use anyhow::{Context, Result};
@@ -9,6 +9,7 @@ use clap::{Subcommand, ValueEnum};
 use hostdev_core::api::{
     ExportTarget, MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest, ProbeTarget,
 };
+use hostdev_core::Serve;
 use hostdev_model::migrate::{DriverPolicy, MigrationSpec, Verdict};
 use hostdev_model::Uuid;
 use std::process::ExitCode;
@@ -61,14 +62,18 @@ pub enum MigrateCmd {
 }
 
 fn read_spec(path: &str) -> Result<MigrationSpec> {
-    let j = crate::mdevctl::read_json(std::path::Path::new(path))?;
-    serde_json::from_slice(&j.bytes).with_context(|| {
+    let bytes = crate::input::read(
+        std::path::Path::new(path),
+        "the migration spec",
+        crate::input::SMALL,
+    )?;
+    serde_json::from_slice(&bytes).with_context(|| {
         format!("{path} is not a hostdev migration spec (`hostdevctl migrate export` writes one)")
     })
 }
 
 /// Runs a migrate command.
-pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
+pub fn run<D: Serve>(ctx: &Ctx<D>, cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
     match cmd {
         MigrateCmd::Export { device } => {
             let device = match crate::probe::target(&device) {
@@ -81,7 +86,7 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
                     )
                 })?),
             };
-            let spec = env::call(env::backend(false), &MigrateExportRequest { device })?;
+            let spec = ctx.call(&MigrateExportRequest { device })?;
             emit(&(serde_json::to_string_pretty(&spec)? + "\n"))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -103,15 +108,12 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
                 Policy::Version => DriverPolicy::Version,
                 Policy::Driver => DriverPolicy::Driver,
             };
-            let r = env::call(
-                env::backend(false),
-                &MigrateCheckRequest {
-                    spec,
-                    device,
-                    mgmtdev,
-                    driver_policy,
-                },
-            )?;
+            let r = ctx.call(&MigrateCheckRequest {
+                spec,
+                device,
+                mgmtdev,
+                driver_policy,
+            })?;
             if f == Format::Json {
                 emit(&(serde_json::to_string_pretty(&r)? + "\n"))?;
             } else {
@@ -147,14 +149,11 @@ pub fn run(cmd: MigrateCmd, f: Format) -> Result<ExitCode> {
             dry_run,
         } => {
             let spec = read_spec(&spec)?;
-            let p = env::call(
-                env::backend(false),
-                &MigratePrepareRequest {
-                    spec,
-                    uuid,
-                    dry_run,
-                },
-            )?;
+            let p = ctx.call(&MigratePrepareRequest {
+                spec,
+                uuid,
+                dry_run,
+            })?;
             match f {
                 Format::Json => emit(&(serde_json::to_string_pretty(&p)? + "\n"))?,
                 Format::Libvirt => emit(&p.libvirt)?,

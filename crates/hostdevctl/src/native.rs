@@ -2,14 +2,13 @@
 //! options, human tables by default and `-o json` for machines, plus
 //! `autostart` and `udev-rule`.
 
-use crate::env;
+use crate::env::{self, Ctx};
 use crate::mdevctl::{self, Cmd};
 use crate::output::{emit, emit_json, fail, render, start_label, type_json, warn};
 use anyhow::{Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use hostdev_core::api::{
-    DeviceRow, Inventory, InventoryQuery, Kind, RestoreReport, RestoreRequest,
-};
+use hostdev_core::api::{DeviceRow, Inventory, InventoryQuery, RestoreReport, RestoreRequest};
+use hostdev_core::Serve;
 use hostdev_model::format::{ListEntry, TypeInfo};
 use hostdev_model::ParentName;
 use serde_json::json;
@@ -195,8 +194,13 @@ fn command_path(m: &clap::ArgMatches) -> String {
     path.join(" ")
 }
 
-/// Runs the native CLI.
+/// Runs the native CLI on the real host (through its daemon if one answers).
 pub fn main(args: Vec<OsString>) -> ExitCode {
+    run_with(&Ctx::real(false), args)
+}
+
+/// Runs the native CLI with its operations going where `ctx` sends them.
+pub fn run_with<D: Serve>(ctx: &Ctx<D>, args: Vec<OsString>) -> ExitCode {
     crate::output::set_style(false, wants_json(&args));
     let parsed = command()
         .try_get_matches_from(&args)
@@ -224,7 +228,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if !matches!(
         first,
         "completions" | "man" | "udev-rule" | "libvirt-hook" | "mdevctl"
-    ) && !env::daemon_answers(false)
+    ) && !ctx.daemon_answers()
     {
         match hostdev_core::check_root(&env::root(false)) {
             Err(e) => return fail(e.into()),
@@ -235,32 +239,33 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         }
     }
     let r = match cli.cmd {
-        Top::Mdev(cmd) => mdevctl::run(cmd, Some(cli.format)),
-        Top::Autostart { wait } => autostart(cli.format, wait),
-        Top::Vgpu(cmd) => crate::vgpu::run(cmd, cli.format),
-        Top::Vdpa(cmd) => crate::vdpa::run(cmd, cli.format),
-        Top::Pool(cmd) => crate::pool::run(cmd, cli.format),
-        Top::LibvirtHook(cmd) => crate::pool::hook(cmd, cli.format),
+        Top::Mdev(cmd) => mdevctl::run(ctx, cmd, Some(cli.format)),
+        Top::Autostart { wait } => autostart(ctx, cli.format, wait),
+        Top::Vgpu(cmd) => crate::vgpu::run(ctx, cmd, cli.format),
+        Top::Vdpa(cmd) => crate::vdpa::run(ctx, cmd, cli.format),
+        Top::Pool(cmd) => crate::pool::run(ctx, cmd, cli.format),
+        Top::LibvirtHook(cmd) => crate::pool::hook(ctx, cmd, cli.format),
         Top::Probe {
             device,
             parent,
             mdev_type,
-        } => crate::probe::run(device.as_deref(), parent.zip(mdev_type), cli.format),
-        Top::Migrate(cmd) => crate::migrate::run(cmd, cli.format),
+        } => crate::probe::run(ctx, device.as_deref(), parent.zip(mdev_type), cli.format),
+        Top::Migrate(cmd) => crate::migrate::run(ctx, cmd, cli.format),
         Top::Plan {
             file,
             from_vgpu_device_manager,
             config,
             show_file,
         } => crate::host::plan(
+            ctx,
             file.as_deref(),
             from_vgpu_device_manager.as_deref().zip(config.as_deref()),
             show_file,
             cli.format,
         ),
-        Top::Apply { file, force } => crate::host::apply(file.as_deref(), force, cli.format),
-        Top::List => unified_list(cli.format),
-        Top::Tree => crate::tree::run(cli.format),
+        Top::Apply { file, force } => crate::host::apply(ctx, file.as_deref(), force, cli.format),
+        Top::List => unified_list(ctx, cli.format),
+        Top::Tree => crate::tree::run(ctx, cli.format),
         Top::UdevRule { install } => udev_rule(install, cli.format),
         Top::Completions { shell, command } => crate::docs::completions(shell, command, cli.format),
         Top::Man { dir } => crate::docs::man(&dir, cli.format),
@@ -394,15 +399,13 @@ pub fn render_types(parents: &[(ParentName, Vec<TypeInfo>)], f: Format) -> Strin
     )
 }
 
-fn autostart(f: Format, wait: u64) -> Result<ExitCode> {
+fn autostart<D: Serve>(ctx: &Ctx<D>, f: Format, wait: u64) -> Result<ExitCode> {
     let label = if wait > 0 {
         format!("restoring auto-start devices (waiting up to {wait} s for parents)")
     } else {
         "restoring auto-start devices".to_string()
     };
-    let report = crate::output::progress(&label, || {
-        env::call(env::backend(false), &RestoreRequest { wait_secs: wait })
-    })?;
+    let report = crate::output::progress(&label, || ctx.call(&RestoreRequest { wait_secs: wait }))?;
     for u in &report.unavailable {
         warn(&format!(
             "{} devices were not restored: {}",
@@ -449,8 +452,8 @@ fn render_restore(report: &RestoreReport, f: Format) -> String {
 }
 
 /// `hostdevctl list`: every kind in one table.
-fn unified_list(f: Format) -> Result<ExitCode> {
-    let inv = env::call(env::backend(false), &InventoryQuery {})?;
+fn unified_list<D: Serve>(ctx: &Ctx<D>, f: Format) -> Result<ExitCode> {
+    let inv = ctx.call(&InventoryQuery {})?;
     for p in &inv.problems {
         warn(p);
     }
@@ -478,7 +481,10 @@ fn render_inventory(inv: &Inventory, f: Format) -> String {
                 r.kind.to_string(),
                 r.id.clone(),
                 r.parent.clone(),
-                r.type_.clone(),
+                r.type_
+                    .as_ref()
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 r.state.as_str().to_string(),
                 start(r).to_string(),
             ]
@@ -486,11 +492,11 @@ fn render_inventory(inv: &Inventory, f: Format) -> String {
     )
 }
 
-/// A row's type as `{"id", "name"}`: vGPU rows carry `1150 (L40S-4Q)`.
+/// A row's type as `{"id", "name"}` (`"-"` when it has none).
 fn row_type(r: &DeviceRow) -> serde_json::Value {
-    match r.type_.strip_suffix(')').and_then(|t| t.split_once(" (")) {
-        Some((id, name)) if r.kind == Kind::Vgpu => type_json(id, Some(name)),
-        _ => type_json(&r.type_, None),
+    match &r.type_ {
+        Some(t) => type_json(&t.id, t.name.as_deref()),
+        None => type_json("-", None),
     }
 }
 

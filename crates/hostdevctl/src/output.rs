@@ -4,6 +4,8 @@
 //! Owns: the personality's prefixes (hostdevctl's or mdevctl's), the JSON
 //! switch for stderr, tables. Must not: decide what a command prints.
 
+use hostdev_api::client::RemoteError;
+use hostdev_api::{ErrorBody, ErrorClass};
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,27 +52,36 @@ pub fn warn(msg: &dyn std::fmt::Display) {
     let _ = writeln!(io::stderr().lock(), "{line}");
 }
 
-/// The stable code of an error: the core's (or the daemon's) when the chain
-/// carries one, else `cli.failed`.
+/// The error as the API would answer it: the core's (or the daemon's)
+/// class, code and target when the chain carries one, else `cli.failed`
+/// (a step of this command line's own, such as reading a named file).
+/// The message is [`chain`]'s.
+pub fn body(e: &anyhow::Error) -> ErrorBody {
+    let found = e.chain().find_map(|c| {
+        c.downcast_ref::<hostdev_core::CoreError>()
+            .map(|c| c.body())
+            .or_else(|| c.downcast_ref::<RemoteError>().map(RemoteError::body))
+    });
+    let mut b = found.unwrap_or_else(|| ErrorBody::new(ErrorClass::Failed, "cli.failed", ""));
+    b.message = chain_with(e, &b.code);
+    b
+}
+
+/// The stable code of an error (see [`body`]).
 pub fn code(e: &anyhow::Error) -> String {
-    e.chain()
-        .find_map(|c| {
-            c.downcast_ref::<hostdev_core::CoreError>()
-                .map(|c| c.code().to_string())
-                .or_else(|| {
-                    c.downcast_ref::<hostdev_core::remote::RemoteError>()
-                        .map(|r| r.code().to_string())
-                })
-        })
-        .unwrap_or_else(|| "cli.failed".into())
+    body(e).code
 }
 
 /// The error and its causes joined into one line; a core error gets the
 /// hint this front-end adds for its code.
 pub fn chain(e: &anyhow::Error) -> String {
+    body(e).message
+}
+
+fn chain_with(e: &anyhow::Error, code: &str) -> String {
     let err: &(dyn std::error::Error + 'static) = e.as_ref();
     let mut out = hostdev_core::chain(err);
-    if let Some(h) = hint(&code(e)) {
+    if let Some(h) = hint(code) {
         out.push_str(h);
     }
     out
@@ -90,22 +101,33 @@ fn hint(code: &str) -> Option<&'static str> {
     })
 }
 
-/// Prints one error on stderr: `{"error": {"code", "message"}}` under
-/// `-o json`, else the personality's prefix and the sentence.
+/// Prints one error of this command line's own (a usage error) on stderr.
 pub fn error_line(code: &str, message: &str) {
-    let line = if json_errors() {
-        serde_json::json!({"error": {"code": code, "message": message}}).to_string()
-    } else if MDEVCTL.load(Ordering::Relaxed) {
-        format!("Error: {message}")
+    let class = if code == "cli.usage" || code == "cli.no_libvirt_form" {
+        ErrorClass::Invalid
     } else {
-        format!("hostdevctl: error: {message}")
+        ErrorClass::Failed
+    };
+    error_body(&ErrorBody::new(class, code, message));
+}
+
+/// Prints one error on stderr: `{"error": {"class", "code", "message",
+/// "target"}}` (the API's error body) under `-o json`, else the
+/// personality's prefix and the sentence.
+pub fn error_body(b: &ErrorBody) {
+    let line = if json_errors() {
+        serde_json::json!({ "error": b }).to_string()
+    } else if MDEVCTL.load(Ordering::Relaxed) {
+        format!("Error: {}", b.message)
+    } else {
+        format!("hostdevctl: error: {}", b.message)
     };
     let _ = writeln!(io::stderr().lock(), "{line}");
 }
 
 /// Prints the error chain once and picks the exit status.
 pub fn fail(e: anyhow::Error) -> ExitCode {
-    error_line(&code(&e), &chain(&e));
+    error_body(&body(&e));
     ExitCode::FAILURE
 }
 

@@ -2,7 +2,7 @@
 //! handed to consumers, and libvirt's qemu hook that allocates from them.
 //! Parse → one core call (through the daemon when it answers) → render.
 
-use crate::env;
+use crate::env::{self, Ctx};
 use crate::native::Format;
 use crate::output::{emit, emit_json, render, table, warn};
 use anyhow::{bail, Context, Result};
@@ -12,6 +12,7 @@ use hostdev_core::api::{
     DomainReleaseRequest, PoolListQuery, PoolName, PoolShowQuery, ReconcileRequest, ReleaseRequest,
     Released, UnbindRequest,
 };
+use hostdev_core::Serve;
 use hostdev_model::Uuid;
 use serde_json::json;
 use std::io::Read;
@@ -149,11 +150,10 @@ fn render_released(r: &Released, f: Format) -> String {
 }
 
 /// Runs a pool command.
-pub fn run(cmd: PoolCmd, f: Format) -> Result<ExitCode> {
-    let b = || env::backend(false);
+pub fn run<D: Serve>(ctx: &Ctx<D>, cmd: PoolCmd, f: Format) -> Result<ExitCode> {
     match cmd {
         PoolCmd::List => {
-            let l = env::call(b(), &PoolListQuery {})?;
+            let l = ctx.call(&PoolListQuery {})?;
             for p in &l.problems {
                 warn(&format!("skipping {}: {}", p.path.display(), p.reason));
             }
@@ -188,7 +188,7 @@ pub fn run(cmd: PoolCmd, f: Format) -> Result<ExitCode> {
             ))?;
         }
         PoolCmd::Show { pool } => {
-            let s = env::call(b(), &PoolShowQuery { pool })?;
+            let s = ctx.call(&PoolShowQuery { pool })?;
             if f == Format::Json {
                 emit(&(serde_json::to_string_pretty(&s)? + "\n"))?;
                 return Ok(ExitCode::SUCCESS);
@@ -245,15 +245,12 @@ pub fn run(cmd: PoolCmd, f: Format) -> Result<ExitCode> {
             uuid,
             ttl,
         } => {
-            let a = env::call(
-                b(),
-                &AllocateRequest {
-                    pool,
-                    consumer,
-                    uuid,
-                    ttl_secs: ttl,
-                },
-            )?;
+            let a = ctx.call(&AllocateRequest {
+                pool,
+                consumer,
+                uuid,
+                ttl_secs: ttl,
+            })?;
             emit(&render_allocation(&a, f)?)?;
         }
         PoolCmd::Release {
@@ -261,24 +258,18 @@ pub fn run(cmd: PoolCmd, f: Format) -> Result<ExitCode> {
             consumer,
             device,
         } => {
-            let r = env::call(
-                b(),
-                &ReleaseRequest {
-                    pool,
-                    consumer,
-                    device,
-                },
-            )?;
+            let r = ctx.call(&ReleaseRequest {
+                pool,
+                consumer,
+                device,
+            })?;
             emit(&render_released(&r, f))?;
         }
         PoolCmd::Bind { pool, uuid } => {
-            env::call(
-                b(),
-                &BindRequest {
-                    pool: pool.clone(),
-                    uuid,
-                },
-            )?;
+            ctx.call(&BindRequest {
+                pool: pool.clone(),
+                uuid,
+            })?;
             if f == Format::Json {
                 emit(
                     &(serde_json::to_string_pretty(&json!({"pool": pool, "uuid": uuid}))? + "\n"),
@@ -286,13 +277,13 @@ pub fn run(cmd: PoolCmd, f: Format) -> Result<ExitCode> {
             }
         }
         PoolCmd::Unbind { uuid } => {
-            env::call(b(), &UnbindRequest { uuid })?;
+            ctx.call(&UnbindRequest { uuid })?;
             if f == Format::Json {
                 emit(&(serde_json::to_string_pretty(&json!({"uuid": uuid}))? + "\n"))?;
             }
         }
         PoolCmd::Reconcile => {
-            let r = env::call(b(), &ReconcileRequest {})?;
+            let r = ctx.call(&ReconcileRequest {})?;
             for p in &r.problems {
                 warn(&format!("{}: {}", p.path.display(), p.reason));
             }
@@ -319,7 +310,7 @@ pub fn run(cmd: PoolCmd, f: Format) -> Result<ExitCode> {
 }
 
 /// Runs a libvirt-hook command.
-pub fn hook(cmd: HookCmd, f: Format) -> Result<ExitCode> {
+pub fn hook<D: Serve>(ctx: &Ctx<D>, cmd: HookCmd, f: Format) -> Result<ExitCode> {
     let exe = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .context("cannot find this program's own path")?;
@@ -339,7 +330,7 @@ pub fn hook(cmd: HookCmd, f: Format) -> Result<ExitCode> {
                 path.display()
             ))?;
         }
-        HookCmd::Run { args } => return hook_run(&args),
+        HookCmd::Run { args } => return hook_run(ctx, &args),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -347,7 +338,7 @@ pub fn hook(cmd: HookCmd, f: Format) -> Result<ExitCode> {
 /// libvirt runs `hook DOMAIN OPERATION SUB-OPERATION EXTRA` with the domain
 /// XML on stdin; a non-zero exit at `prepare` fails the start, and what is on
 /// stderr becomes libvirt's error message.
-fn hook_run(args: &[String]) -> Result<ExitCode> {
+fn hook_run<D: Serve>(ctx: &Ctx<D>, args: &[String]) -> Result<ExitCode> {
     let (op, sub) = match args {
         [_, op, sub, ..] => (op.as_str(), sub.as_str()),
         _ => bail!(
@@ -365,24 +356,18 @@ fn hook_run(args: &[String]) -> Result<ExitCode> {
             if d.mdevs.is_empty() {
                 return Ok(ExitCode::SUCCESS);
             }
-            env::call(
-                env::backend(false),
-                &DomainPrepareRequest {
-                    domain: d.uuid,
-                    name: d.name,
-                    mdevs: d.mdevs,
-                },
-            )?;
+            ctx.call(&DomainPrepareRequest {
+                domain: d.uuid,
+                name: d.name,
+                mdevs: d.mdevs,
+            })?;
         }
         ("release", "end") => {
             let d = hostdev_model::libvirt::domain_mdevs(&xml).map_err(anyhow::Error::msg)?;
             if d.mdevs.is_empty() {
                 return Ok(ExitCode::SUCCESS);
             }
-            env::call(
-                env::backend(false),
-                &DomainReleaseRequest { domain: d.uuid },
-            )?;
+            ctx.call(&DomainReleaseRequest { domain: d.uuid })?;
         }
         _ => {}
     }

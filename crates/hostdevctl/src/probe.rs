@@ -1,11 +1,12 @@
 //! `hostdevctl probe DEVICE`: what a device answers when opened as QEMU
 //! opens it (VFIO): display, migration, device API, regions, irqs.
 
-use crate::env;
+use crate::env::Ctx;
 use crate::native::Format;
 use crate::output::emit;
 use anyhow::{bail, Result};
 use hostdev_core::api::{ProbeQuery, ProbeReport, ProbeTarget, ProbeTypeRequest};
+use hostdev_core::Serve;
 use hostdev_model::{ParentName, TypeId};
 use std::process::ExitCode;
 
@@ -115,20 +116,23 @@ fn text(r: &ProbeReport) -> String {
 }
 
 /// Runs `probe`: one device, or a type on a parent.
-pub fn run(device: Option<&str>, of_type: Option<(String, String)>, f: Format) -> Result<ExitCode> {
+pub fn run<D: Serve>(
+    ctx: &Ctx<D>,
+    device: Option<&str>,
+    of_type: Option<(String, String)>,
+    f: Format,
+) -> Result<ExitCode> {
     if f == Format::Libvirt && device.is_none() {
         bail!("`probe --parent --type` has no libvirt form (the device it made is gone); use -o table or -o json");
     }
     let r = match (device, of_type) {
-        (Some(d), _) => env::call(env::backend(false), &ProbeQuery { device: target(d)? })?,
+        (Some(d), _) => ctx.call(&ProbeQuery { device: target(d)? })?,
         (None, Some((parent, t))) => {
             let req = ProbeTypeRequest {
                 parent: ParentName::new(parent)?,
                 mdev_type: TypeId::new(t)?,
             };
-            crate::output::progress("probing a transient device of the type", || {
-                env::call(env::backend(false), &req)
-            })?
+            crate::output::progress("probing a transient device of the type", || ctx.call(&req))?
         }
         (None, None) => bail!("probe takes a device, or --parent and --type"),
     };

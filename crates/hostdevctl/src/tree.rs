@@ -5,11 +5,12 @@
 //! Owns: the tree's layout and colour. Must not: ask the kernel itself (it
 //! renders the core's answers).
 
-use crate::env;
+use crate::env::Ctx;
 use crate::native::Format;
 use crate::output::{emit, emit_json, start_label, warn, Paint};
 use anyhow::Result;
-use hostdev_core::api::{DeviceRow, InventoryQuery, Kind, TypesQuery};
+use hostdev_core::api::{DeviceRow, Kind, TopologyQuery};
+use hostdev_core::Serve;
 use serde_json::json;
 use std::process::ExitCode;
 
@@ -61,17 +62,28 @@ fn device_line(p: &Paint, r: &DeviceRow, with_type: bool) -> String {
         _ => p.yellow(state),
     };
     let ty = if with_type {
-        format!("  {}", r.type_)
+        format!(
+            "  {}",
+            r.type_
+                .as_ref()
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "-".into())
+        )
     } else {
         String::new()
     };
     format!("{}{ty}  {state}  {}", r.id, start_label(r.start))
 }
 
-/// Prints the tree (or the same as nested JSON).
-pub fn run(f: Format) -> Result<ExitCode> {
-    let sys = env::system(false);
-    let inv = env::call(env::backend(false), &InventoryQuery {})?;
+/// Whether a row is of the mdev type `t`.
+fn of_type(r: &DeviceRow, t: &str) -> bool {
+    r.type_.as_ref().is_some_and(|x| x.id == t)
+}
+
+/// Prints the tree (or the same as nested JSON): one operation, the topology.
+pub fn run<D: Serve>(ctx: &Ctx<D>, f: Format) -> Result<ExitCode> {
+    let topo = ctx.call(&TopologyQuery {})?;
+    let inv = &topo.inventory;
     for p in &inv.problems {
         warn(p);
     }
@@ -84,13 +96,9 @@ pub fn run(f: Format) -> Result<ExitCode> {
             .filter(|r| r.kind == k && r.parent == parent)
             .collect()
     };
-    let pfs = sys.vgpu.types(None)?;
-    let parents = env::call(env::backend(false), &TypesQuery { parent: None })?;
-    let mgmt = sys.vdpa.mgmtdevs();
-    let mgmt_names: Vec<String> = match &mgmt {
-        Ok(ms) => ms.iter().map(|m| m.name.to_string()).collect(),
-        Err(_) => Vec::new(),
-    };
+    let pfs = &topo.pfs;
+    let parents = &topo.parents;
+    let mgmt_names: Vec<String> = topo.mgmtdevs.iter().map(|m| m.name.to_string()).collect();
     // vDPA devices defined on a management device that is not there now.
     let mut vdpa_parents = mgmt_names.clone();
     for r in inv.devices.iter().filter(|r| r.kind == Kind::Vdpa) {
@@ -107,14 +115,14 @@ pub fn run(f: Format) -> Result<ExitCode> {
                 "types": p.types.iter().map(|t| json!({"id": t.id, "name": t.name, "vfs_creatable": t.free_vfs})).collect::<Vec<_>>(),
                 "devices": of(Kind::Vgpu, p.pf.as_str()),
             })).collect::<Vec<_>>(),
-            "mdev": parents.iter().map(|(parent, types)| json!({
+            "mdev": parents.iter().map(|pt| (&pt.parent, &pt.types)).map(|(parent, types)| json!({
                 "id": parent.as_str(),
                 "kind": "parent",
                 "types": types.iter().map(|t| json!({
                     "id": t.type_id.as_str(),
                     "name": t.name.as_deref().map(str::trim),
                     "available_instances": t.available_instances,
-                    "devices": of(Kind::Mdev, parent.as_str()).into_iter().filter(|r| r.type_ == t.type_id.as_str()).collect::<Vec<_>>(),
+                    "devices": of(Kind::Mdev, parent.as_str()).into_iter().filter(|r| of_type(r, t.type_id.as_str())).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "vdpa": vdpa_parents.iter().map(|m| json!({
@@ -134,7 +142,7 @@ pub fn run(f: Format) -> Result<ExitCode> {
     if pfs.is_empty() {
         out.push(1, p.dim("none"));
     }
-    for pf in &pfs {
+    for pf in pfs {
         out.push(1, format!("{}  {} VFs", p.bold(pf.pf.as_str()), pf.vfs));
         for r in of(Kind::Vgpu, pf.pf.as_str()) {
             out.push(2, device_line(&p, r, true));
@@ -150,7 +158,7 @@ pub fn run(f: Format) -> Result<ExitCode> {
     if parents.is_empty() {
         out.push(1, p.dim("none"));
     }
-    for (parent, types) in &parents {
+    for (parent, types) in parents.iter().map(|pt| (&pt.parent, &pt.types)) {
         out.push(1, p.bold(parent.as_str()));
         let devices = of(Kind::Mdev, parent.as_str());
         for t in types {
@@ -162,24 +170,21 @@ pub fn run(f: Format) -> Result<ExitCode> {
                     t.type_id, name, t.available_instances
                 ),
             );
-            for r in devices.iter().filter(|r| r.type_ == t.type_id.as_str()) {
+            for r in devices.iter().filter(|r| of_type(r, t.type_id.as_str())) {
                 out.push(3, device_line(&p, r, false));
             }
         }
         // Devices whose type the parent does not offer (defined for later).
         for r in devices
             .iter()
-            .filter(|r| !types.iter().any(|t| t.type_id.as_str() == r.type_))
+            .filter(|r| !types.iter().any(|t| of_type(r, t.type_id.as_str())))
         {
             out.push(2, device_line(&p, r, true));
         }
     }
     out.push(0, p.bold("vDPA management devices"));
-    if let Err(e) = &mgmt {
-        out.push(
-            1,
-            p.dim(&format!("not available: {}", hostdev_core::chain(e))),
-        );
+    if let Some(why) = &topo.mgmtdevs_unavailable {
+        out.push(1, p.dim(&format!("not available: {why}")));
     } else if vdpa_parents.is_empty() {
         out.push(1, p.dim("none"));
     }

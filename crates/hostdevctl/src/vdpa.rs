@@ -1,14 +1,19 @@
 //! `hostdevctl vdpa …`: vDPA devices over the kernel's vdpa netlink family.
 
-use crate::env;
+use crate::env::Ctx;
 use crate::native::Format;
 use crate::output::{done, emit, emit_json, render, table, type_json, warn};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use hostdev_api::{
+    MgmtDevQuery, VdpaAddRequest, VdpaDefineRequest, VdpaDelRequest, VdpaExportRequest,
+    VdpaImportRequest, VdpaLibvirtQuery, VdpaListQuery, VdpaModifyRequest, VdpaShowQuery,
+    VdpaStartRequest, VdpaStopRequest, VdpaUndefineRequest,
+};
 use hostdev_core::api::{
     CreateConfig, MacAddr, MgmtDevName, StartPolicy, VdpaDefinition, VdpaEdit, VdpaExport, VdpaName,
 };
-use hostdev_core::vdpa::{Dev, Vdpas};
+use hostdev_core::Serve;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +78,7 @@ pub enum VdpaCmd {
         /// Management device (vdpasim_net, pci/0000:41:04.2)
         #[arg(long, value_parser = mgmt_arg)]
         mgmtdev: MgmtDevName,
+        #[allow(missing_docs)]
         #[command(flatten)]
         opts: Opts,
     },
@@ -90,6 +96,7 @@ pub enum VdpaCmd {
         /// Management device
         #[arg(long, value_parser = mgmt_arg)]
         mgmtdev: MgmtDevName,
+        #[allow(missing_docs)]
         #[command(flatten)]
         opts: Opts,
         /// Create it at every autostart
@@ -119,6 +126,7 @@ pub enum VdpaCmd {
         /// Device name
         #[arg(value_parser = name_arg)]
         name: VdpaName,
+        #[allow(missing_docs)]
         #[command(flatten)]
         opts: Opts,
         /// Create it at autostart
@@ -187,27 +195,11 @@ fn class_name(device_id: Option<u32>) -> String {
     }
 }
 
-/// Management device and start policy of a listed device, from the kernel or its definition.
-fn row_facts(d: &Option<Dev>, def: &Option<VdpaDefinition>) -> (String, &'static str) {
-    let m = d
-        .as_ref()
-        .map(|d| d.mgmtdev.to_string())
-        .or(def.as_ref().map(|x| x.mgmtdev.to_string()))
-        .unwrap_or_default();
-    let start = def
-        .as_ref()
-        .map(|x| x.start.as_str())
-        .unwrap_or("transient");
-    (m, start)
-}
-
-/// Runs one vDPA command.
-pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
-    let sys = env::system(false);
-    let v: &Vdpas<_> = &sys.vdpa;
+/// Runs one vDPA command: one operation, through the daemon when it answers.
+pub fn run<D: Serve>(ctx: &Ctx<D>, cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
     match cmd {
         VdpaCmd::Mgmtdev(MgmtCmd::List) => {
-            let ms = v.mgmtdevs()?;
+            let ms = ctx.call(&MgmtDevQuery {})?;
             emit(&match f {
                 Format::Json => serde_json::to_string_pretty(&ms)? + "\n",
                 Format::Table | Format::Libvirt => {
@@ -242,15 +234,19 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
             mgmtdev,
             opts,
         } => {
-            v.add(&name, &mgmtdev, &opts.config())?;
+            ctx.call(&VdpaAddRequest {
+                name: name.clone(),
+                mgmtdev,
+                config: opts.config(),
+            })?;
             done(f, act(&name, "created"))?;
         }
         VdpaCmd::Del { name } => {
-            v.del(&name)?;
+            ctx.call(&VdpaDelRequest { name: name.clone() })?;
             done(f, act(&name, "deleted"))?;
         }
         VdpaCmd::Stop { name } => {
-            v.del(&name)?;
+            ctx.call(&VdpaStopRequest { name: name.clone() })?;
             done(f, act(&name, "stopped"))?;
         }
         VdpaCmd::Define {
@@ -259,20 +255,22 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
             opts,
             auto,
         } => {
-            v.define(&VdpaDefinition {
-                name: name.clone(),
-                mgmtdev,
-                config: opts.config(),
-                start: StartPolicy::from_auto(auto),
+            ctx.call(&VdpaDefineRequest {
+                definition: VdpaDefinition {
+                    name: name.clone(),
+                    mgmtdev,
+                    config: opts.config(),
+                    start: StartPolicy::from_auto(auto),
+                },
             })?;
             done(f, act(&name, "defined"))?;
         }
         VdpaCmd::Undefine { name } => {
-            v.undefine(&name)?;
+            ctx.call(&VdpaUndefineRequest { name: name.clone() })?;
             done(f, act(&name, "undefined"))?;
         }
         VdpaCmd::Start { name } => {
-            v.start(&name)?;
+            ctx.call(&VdpaStartRequest { name: name.clone() })?;
             done(f, act(&name, "started"))?;
         }
         VdpaCmd::Modify {
@@ -286,52 +284,53 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
                 (_, true) => Some(StartPolicy::Manual),
                 _ => None,
             };
-            v.modify(
-                &name,
-                &VdpaEdit {
+            ctx.call(&VdpaModifyRequest {
+                name: name.clone(),
+                edit: VdpaEdit {
                     config: opts.config(),
                     start,
                 },
-            )?;
+            })?;
             done(f, act(&name, "modified"))?;
         }
         VdpaCmd::List { defined } => {
-            // Definitions are configuration: listing them needs no vdpa module.
-            let (rows, problems) = if defined {
-                v.list_defined()?
-            } else {
-                v.list()?
-            };
-            for p in &problems {
+            let listing = ctx.call(&VdpaListQuery { defined })?;
+            for p in &listing.problems {
                 warn(p);
             }
             emit(&render(
                 f,
-                &rows,
+                &listing.rows,
                 &["NAME", "MGMTDEV", "STATE", "START"],
-                |(n, d, def)| {
-                    let mgmtdev = d.as_ref().map(|d| d.mgmtdev.to_string());
-                    let mgmtdev = mgmtdev.or(def.as_ref().map(|x| x.mgmtdev.to_string()));
-                    let (_, start) = row_facts(d, def);
+                |r| {
                     json!({
-                        "id": n.as_str(), "kind": "vdpa", "parent": mgmtdev,
-                        "type": d.as_ref().map(|d| type_json(class_name(d.device_id), None)),
-                        "state": if d.is_some() { "running" } else { "stopped" },
-                        "start": start, "definition": def,
+                        "id": r.name.as_str(), "kind": "vdpa",
+                        "parent": r.mgmtdev().map(|m| m.to_string()),
+                        "type": r.device.as_ref().map(|d| type_json(class_name(d.device_id), None)),
+                        "state": if r.device.is_some() { "running" } else { "stopped" },
+                        "start": start_word(r.start()), "definition": r.definition,
                     })
                 },
-                |(n, d, def)| {
-                    let (m, start) = row_facts(d, def);
-                    let state = if d.is_some() { "running" } else { "stopped" };
-                    vec![n.to_string(), m, state.into(), start.into()]
+                |r| {
+                    let state = if r.device.is_some() {
+                        "running"
+                    } else {
+                        "stopped"
+                    };
+                    vec![
+                        r.name.to_string(),
+                        r.mgmtdev().map(|m| m.to_string()).unwrap_or_default(),
+                        state.into(),
+                        start_word(r.start()).into(),
+                    ]
                 },
             ))?;
         }
         VdpaCmd::Show { name, libvirt } => {
             if libvirt || f == Format::Libvirt {
-                emit(&v.libvirt(&name)?)?;
+                emit(&ctx.call(&VdpaLibvirtQuery { name })?.xml)?;
             } else {
-                let s = v.show(&name)?;
+                let s = ctx.call(&VdpaShowQuery { name: name.clone() })?;
                 match f {
                     Format::Json => emit(&(serde_json::to_string_pretty(&s)? + "\n"))?,
                     Format::Table | Format::Libvirt => {
@@ -367,22 +366,22 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
                 }
             }
         }
-        VdpaCmd::Export { name } => emit_json(&v.export(&name)?)?,
+        VdpaCmd::Export { name } => emit_json(&ctx.call(&VdpaExportRequest { name })?)?,
         VdpaCmd::Import {
             file,
             name,
             define,
             start,
         } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?
-            };
-            let e: VdpaExport = serde_json::from_str(&text)
+            let bytes = crate::input::read(&file, "the export", crate::input::SMALL)?;
+            let export: VdpaExport = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is not a hostdev vDPA export", file.display()))?;
-            let d = v.import(&e, name.as_ref(), define, start)?;
+            let d = ctx.call(&VdpaImportRequest {
+                export,
+                name,
+                define,
+                start,
+            })?;
             match f {
                 Format::Json => emit_json(&act(&d.name, "imported"))?,
                 _ => emit(&format!("{}\n", d.name))?,
@@ -390,4 +389,9 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A listed device's start policy as listings word it.
+fn start_word(s: Option<StartPolicy>) -> &'static str {
+    s.map(StartPolicy::as_str).unwrap_or("transient")
 }

@@ -1,11 +1,16 @@
 //! `hostdevctl vgpu …`: NVIDIA vGPUs on SR-IOV virtual functions.
 
-use crate::env;
+use crate::env::Ctx;
 use crate::native::Format;
 use crate::output::{done, emit, emit_json, render, start_label, table, type_json, warn};
 use anyhow::Result;
 use clap::Subcommand;
-use hostdev_core::vgpu::VgpuSlot;
+use hostdev_api::{
+    PfDisableRequest, PfEnableRequest, StartOutcome, VgpuDefineRequest, VgpuLibvirtQuery,
+    VgpuListQuery, VgpuSlot, VgpuStartRequest, VgpuStopRequest, VgpuTypesQuery,
+    VgpuUndefineRequest,
+};
+use hostdev_core::Serve;
 use hostdev_model::vgpu::PciAddress;
 use hostdev_model::StartPolicy;
 use serde_json::json;
@@ -76,6 +81,12 @@ pub enum VgpuCmd {
         #[arg(short, long)]
         auto: bool,
     },
+    /// Set a PF's VFs to 0 and remove its VF count definition (refused while a VF carries a type)
+    Disable {
+        /// The PF
+        #[arg(long, value_parser = addr)]
+        pf: PciAddress,
+    },
     /// A VF's libvirt <hostdev> element
     Libvirt {
         /// The VF
@@ -84,13 +95,11 @@ pub enum VgpuCmd {
     },
 }
 
-/// Runs one vGPU command.
-pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
-    let sys = env::system(false);
-    let v = &sys.vgpu;
+/// Runs one vGPU command: one operation, through the daemon when it answers.
+pub fn run<D: Serve>(ctx: &Ctx<D>, cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
     match cmd {
         VgpuCmd::Types { pf } => {
-            let pfs = v.types(pf.as_ref())?;
+            let pfs = ctx.call(&VgpuTypesQuery { pf })?;
             let mut rows = Vec::new();
             let mut js = Vec::new();
             for p in &pfs {
@@ -118,25 +127,21 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
             })?;
         }
         VgpuCmd::List { defined } => {
-            let (rows, problems) = v.list()?;
-            for p in &problems {
+            let listing = ctx.call(&VgpuListQuery { defined })?;
+            for p in &listing.problems {
                 warn(p);
             }
-            let rows: Vec<_> = rows
-                .into_iter()
-                .filter(|r| !defined || r.def.is_some())
-                .collect();
             emit(&render(
                 f,
-                &rows,
+                &listing.rows,
                 &["VF", "PF", "CURRENT", "DEFINED", "START"],
                 |r| {
                     json!({
                         "id": r.vf.as_str(), "kind": "vgpu", "parent": r.pf.as_str(),
                         "present": r.current.is_some(),
                         "current_type": r.current.filter(|c| *c != 0),
-                        "type": r.def.as_ref().map(|d| type_json(d.type_id, Some(&d.type_name))),
-                        "start": start_label(r.def.as_ref().map(|d| d.start)),
+                        "type": r.definition.as_ref().map(|d| type_json(d.type_id, Some(&d.type_name))),
+                        "start": start_label(r.definition.as_ref().map(|d| d.start)),
                     })
                 },
                 |r| {
@@ -148,11 +153,11 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
                             Some(0) => "-".into(),
                             Some(c) => c.to_string(),
                         },
-                        r.def
+                        r.definition
                             .as_ref()
                             .map(|d| format!("{} ({})", d.type_id, d.type_name))
                             .unwrap_or_else(|| "-".into()),
-                        start_label(r.def.as_ref().map(|d| d.start)).into(),
+                        start_label(r.definition.as_ref().map(|d| d.start)).into(),
                     ]
                 },
             ))?;
@@ -165,10 +170,14 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
         } => {
             let slot = match (vf.clone(), pf) {
                 (Some(vf), _) => VgpuSlot::Vf(vf),
-                (None, Some(pf)) => VgpuSlot::AnyOf(pf),
+                (None, Some(pf)) => VgpuSlot::Pf(pf),
                 (None, None) => anyhow::bail!("give --vf or --pf"),
             };
-            let d = v.define(&slot, &type_, StartPolicy::from_auto(auto))?;
+            let d = ctx.call(&VgpuDefineRequest {
+                slot,
+                type_,
+                start: StartPolicy::from_auto(auto),
+            })?;
             if f == Format::Json {
                 done(
                     f,
@@ -180,17 +189,17 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
             }
         }
         VgpuCmd::Undefine { vf } => {
-            v.undefine(&vf)?;
+            ctx.call(&VgpuUndefineRequest { vf: vf.clone() })?;
             done(
                 f,
                 json!({"kind": "vgpu", "id": vf.as_str(), "action": "undefined"}),
             )?;
         }
         VgpuCmd::Start { vf } => {
-            let o = v.start(&vf)?;
-            let action = match o {
-                hostdev_core::DeviceOutcome::AlreadyRunning => "already-running",
-                _ => "started",
+            let s = ctx.call(&VgpuStartRequest { vf: vf.clone() })?;
+            let action = match s.outcome {
+                StartOutcome::AlreadyRunning => "already-running",
+                StartOutcome::Started => "started",
             };
             done(
                 f,
@@ -198,21 +207,32 @@ pub fn run(cmd: VgpuCmd, f: Format) -> Result<ExitCode> {
             )?;
         }
         VgpuCmd::Stop { vf } => {
-            v.stop(&vf)?;
+            ctx.call(&VgpuStopRequest { vf: vf.clone() })?;
             done(
                 f,
                 json!({"kind": "vgpu", "id": vf.as_str(), "action": "stopped"}),
             )?;
         }
         VgpuCmd::Enable { pf, numvfs, auto } => {
-            v.enable(&pf, numvfs, StartPolicy::from_auto(auto))?;
+            ctx.call(&PfEnableRequest {
+                pf: pf.clone(),
+                numvfs,
+                start: StartPolicy::from_auto(auto),
+            })?;
             done(
                 f,
                 json!({"kind": "pf", "id": pf.as_str(), "action": "enabled", "vfs": numvfs}),
             )?;
         }
+        VgpuCmd::Disable { pf } => {
+            ctx.call(&PfDisableRequest { pf: pf.clone() })?;
+            done(
+                f,
+                json!({"kind": "pf", "id": pf.as_str(), "action": "disabled"}),
+            )?;
+        }
         VgpuCmd::Libvirt { vf } => {
-            let xml = v.libvirt(&vf)?;
+            let xml = ctx.call(&VgpuLibvirtQuery { vf: vf.clone() })?.xml;
             match f {
                 Format::Json => {
                     emit_json(&json!({"kind": "vgpu", "id": vf.as_str(), "libvirt": xml}))?

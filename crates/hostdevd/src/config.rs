@@ -62,7 +62,7 @@ pub enum HostReconcile {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            socket: PathBuf::from(hostdev_core::remote::DEFAULT_SOCKET),
+            socket: PathBuf::from(hostdev_api::DEFAULT_SOCKET),
             group: "hostdev".into(),
             resync_interval_secs: 30,
             repair_drift: false,

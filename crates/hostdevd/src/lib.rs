@@ -29,6 +29,12 @@ const GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(config: config::Config, root: PathBuf) -> Result<()> {
+    // Before the socket exists: a client that sees the socket may signal
+    // at once, and the signal must find the handler, not the default action.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot handle SIGINT")?;
     let readers = auth::group_gid(std::path::Path::new("/etc"), &config.group);
     if readers.is_none() {
         tracing::warn!(
@@ -39,7 +45,7 @@ pub async fn run(config: config::Config, root: PathBuf) -> Result<()> {
     let listener = listen::bind(&config.socket, readers)?;
     let socket = config.socket.clone();
     let uevents_on = config.uevents;
-    let (shared, nudges) = state::Shared::new(config, root, readers);
+    let (shared, nudges) = state::Shared::real(config, root, readers);
     let uevents = if uevents_on {
         match hostdev_uevent::NetlinkUevents::open() {
             Ok(src) => Some(watch::spawn_uevents(Box::new(src), Arc::clone(&shared))),
@@ -70,11 +76,9 @@ pub async fn run(config: config::Config, root: PathBuf) -> Result<()> {
         })
     });
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot handle SIGTERM")?;
     tokio::select! {
         _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
     }
     tracing::info!("stopping: finishing operations in flight");
     notify::notify("STOPPING=1\nSTATUS=finishing operations in flight");

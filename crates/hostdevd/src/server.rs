@@ -2,25 +2,29 @@
 //! `hostdev-api` (`/v1/...`), plus `/v1/events`, `/metrics` and
 //! `/v1/openapi.json`. Every request carries the peer's kernel-reported
 //! credentials; reads need the group, changes need root.
-//! Owns: accepting connections (with limits and timeouts), decoding requests
-//! into typed operations, authorization, encoding replies and errors,
-//! logging changes. Must not: run an operation itself (the core does, through
-//! [`Shared::run`]).
+//! Owns: decoding requests into typed operations, authorization, encoding
+//! replies and errors (the HTTP status follows from the error's class),
+//! sending a read's kept reply again while the core says it is fresh,
+//! logging changes and telling watchers of each (a `changed` event naming
+//! the operation, its target and the peer). Must not: run an operation
+//! itself (the core does, through [`Shared::run`]) or single out an
+//! operation by its type at run time.
 
 use crate::auth::{role, Peer, Role};
-use crate::state::{Nudge, Shared};
+use crate::state::{HostOf, NotRun, Nudge, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, RawQuery, State};
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use hostdev_core::api::{self, ErrorBody, Method, Op};
-use hostdev_core::{CoreError, Handle, System};
+use hostdev_core::api::events::EventKind;
+use hostdev_core::api::{self, ErrorBody, ErrorClass, Method, Op};
+use hostdev_core::{CoreError, Handle, Kernel};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// An error as the API answers it: a status and `{code, message}`.
+/// An error as the API answers it: a status (from the class) and the body.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -28,26 +32,26 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            body: ErrorBody {
-                code: code.into(),
-                message: message.into(),
-            },
-        }
+    fn new(class: ErrorClass, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError::from(ErrorBody::new(class, code, message))
     }
 
-    fn core(e: &CoreError) -> ApiError {
-        let status = if e.is_exists() {
-            StatusCode::CONFLICT
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        };
-        ApiError {
-            status,
-            body: hostdev_core::restore::error_body(e),
+    /// A core failure; an error that names nothing is said to concern what
+    /// the request named.
+    fn core<O: Op>(e: &CoreError, req: Option<&O>) -> ApiError {
+        let mut body = e.body();
+        if body.target.is_none() {
+            body.target = req.and_then(Op::concerns);
         }
+        ApiError::from(body)
+    }
+}
+
+impl From<ErrorBody> for ApiError {
+    fn from(body: ErrorBody) -> ApiError {
+        let status =
+            StatusCode::from_u16(body.class.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError { status, body }
     }
 }
 
@@ -68,11 +72,32 @@ fn json_response<T: serde::Serialize>(status: StatusCode, v: &T) -> Response {
             b,
         )
             .into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => json_bytes(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            serde_json::to_vec(&ErrorBody::new(
+                ErrorClass::Internal,
+                "daemon.encode",
+                format!("the reply could not be encoded: {e}"),
+            ))
+            .unwrap_or_default()
+            .into(),
+        ),
     }
 }
 
-fn allow(s: &Shared, peer: &Peer, needs: Role, what: &str) -> Result<(), ApiError> {
+fn json_bytes(status: StatusCode, b: Bytes) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        b,
+    )
+        .into_response()
+}
+
+fn allow<K: Kernel>(s: &Shared<K>, peer: &Peer, needs: Role, what: &str) -> Result<(), ApiError> {
     let has = role(peer, s.readers);
     if has >= needs {
         return Ok(());
@@ -85,24 +110,24 @@ fn allow(s: &Shared, peer: &Peer, needs: Role, what: &str) -> Result<(), ApiErro
         ),
     };
     Err(ApiError::new(
-        StatusCode::FORBIDDEN,
+        ErrorClass::Forbidden,
         "auth.forbidden",
         format!("uid {} (pid {}) may not {what}: {why}", peer.uid, peer.pid),
     ))
 }
 
 /// Reads the whole body within the size and time limits.
-async fn read_body(s: &Shared, body: Body) -> Result<Bytes, ApiError> {
+async fn read_body<K: Kernel>(s: &Shared<K>, body: Body) -> Result<Bytes, ApiError> {
     let limit = s.config.max_body_bytes;
     let t = Duration::from_secs(s.config.request_timeout_secs);
     match tokio::time::timeout(t, axum::body::to_bytes(body, limit)).await {
         Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
+            ErrorClass::Timeout,
             "request.timeout",
             format!("the request body did not arrive within {} s", t.as_secs()),
         )),
         Ok(Err(_)) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorClass::TooLarge,
             "request.too_large",
             format!("the request body is larger than {limit} bytes, or was cut off"),
         )),
@@ -112,27 +137,28 @@ async fn read_body(s: &Shared, body: Body) -> Result<Bytes, ApiError> {
 
 /// Decodes an operation from the query string (GET) or JSON body (POST).
 pub fn decode<O: Op>(query: Option<&str>, body: &[u8]) -> Result<O, ApiError> {
-    hostdev_core::remote::decode_request(query, body).map_err(|e| {
+    hostdev_api::wire::decode_request(query, body).map_err(|e| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
+            ErrorClass::Invalid,
             "request.invalid",
             format!("the request for {} is not valid: {e}", O::PATH),
         )
     })
 }
 
-async fn op<O>(
-    State(s): State<Arc<Shared>>,
+async fn op<K, O>(
+    State(s): State<Arc<Shared<K>>>,
     Extension(peer): Extension<Peer>,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Response
 where
+    K: Kernel,
     O: Op,
-    System: Handle<O>,
+    HostOf<K>: Handle<O>,
 {
     let t0 = Instant::now();
-    let r = answer::<O>(&s, &peer, query, body).await;
+    let r = answer::<K, O>(&s, &peer, query, body).await;
     s.metrics.request(O::PATH, t0.elapsed().as_secs_f64());
     if O::METHOD == Method::Post {
         match &r {
@@ -158,21 +184,35 @@ where
 
 fn stopping() -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorClass::Unavailable,
         "daemon.stopping",
         "hostdevd is shutting down and takes no new operations",
     )
 }
 
-async fn answer<O>(
-    s: &Arc<Shared>,
+fn not_run(n: NotRun, path: &str) -> ApiError {
+    match n {
+        NotRun::Stopping => stopping(),
+        NotRun::Panicked => ApiError::new(
+            ErrorClass::Internal,
+            "daemon.panicked",
+            format!(
+                "the operation {path} stopped on an internal error (a panic); the daemon goes on"
+            ),
+        ),
+    }
+}
+
+async fn answer<K, O>(
+    s: &Arc<Shared<K>>,
     peer: &Peer,
     query: Option<String>,
     body: Body,
 ) -> Result<Response, ApiError>
 where
+    K: Kernel,
     O: Op,
-    System: Handle<O>,
+    HostOf<K>: Handle<O>,
 {
     let (needs, what) = match O::METHOD {
         Method::Get => (Role::Reader, "read"),
@@ -181,48 +221,56 @@ where
     allow(s, peer, needs, what)?;
     let bytes = read_body(s, body).await?;
     let req: O = decode(query.as_deref(), &bytes)?;
-    // The one reply worth keeping whole: thousands of rows on a large host.
-    if (&req as &dyn std::any::Any).is::<api::InventoryQuery>() {
+    if O::METHOD == Method::Get {
+        // A read: sent again from what is kept while the core says the
+        // host is unchanged for it (the inventory of a large host).
+        let key = format!("{}?{}", O::PATH, query.unwrap_or_default());
         let json = s
-            .run(|sh| sh.inventory_json())
+            .run_op(move |sh| {
+                let sys = sh.system();
+                let fresh = sys.freshness(&req);
+                sh.kept_or(&key, fresh, || {
+                    let reply = sys
+                        .handle(&req)
+                        .map_err(|e| ApiError::core(&e, Some(&req)))?;
+                    serde_json::to_vec(&reply).map(Bytes::from).map_err(|e| {
+                        ApiError::new(
+                            ErrorClass::Internal,
+                            "daemon.encode",
+                            format!("the reply could not be encoded: {e}"),
+                        )
+                    })
+                })
+            })
             .await
-            .ok_or_else(stopping)?
-            .map_err(|e| ApiError::core(&e))?
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "daemon.encode",
-                    format!("the inventory could not be encoded: {e}"),
-                )
-            })?;
-        return Ok((
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            json,
-        )
-            .into_response());
+            .map_err(|n| not_run(n, O::PATH))??;
+        return Ok(json_bytes(StatusCode::OK, json));
     }
+    let concerns = req.concerns();
     let reply = s
-        .run(move |sh| sh.system().handle(&req))
+        .run_op(move |sh| {
+            sh.system()
+                .handle(&req)
+                .map_err(|e| ApiError::core(&e, Some(&req)))
+        })
         .await
-        .ok_or_else(stopping)?
-        .map_err(|e| ApiError::core(&e))?;
-    // A restore asked for is reported like the daemon's own.
-    if let Some(r) = (&reply as &dyn std::any::Any).downcast_ref::<api::RestoreReport>() {
+        .map_err(|n| not_run(n, O::PATH))??;
+    if let Some(r) = O::restore_report(&reply) {
         crate::watch::report_restore(s, "request", r);
     }
-    if O::METHOD == Method::Post {
-        let _ = s.nudge.try_send(Nudge::Changed);
-    }
+    s.publish(EventKind::Changed {
+        operation: O::PATH.to_string(),
+        target: concerns,
+        uid: peer.uid,
+        pid: peer.pid,
+    });
+    let _ = s.nudge.try_send(Nudge::Changed);
     Ok(json_response(StatusCode::OK, &reply))
 }
 
 /// `GET /v1/events[?since=SEQ]`: JSON lines, the kept ones after `since` first.
-async fn events(
-    State(s): State<Arc<Shared>>,
+async fn events<K: Kernel>(
+    State(s): State<Arc<Shared<K>>>,
     Extension(peer): Extension<Peer>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -238,7 +286,7 @@ async fn events(
         Ok(q) => q,
         Err(e) => {
             return ApiError::new(
-                StatusCode::BAD_REQUEST,
+                ErrorClass::Invalid,
                 "request.invalid",
                 format!("the request for /v1/events is not valid: {e}"),
             )
@@ -279,7 +327,10 @@ async fn events(
         .into_response()
 }
 
-async fn metrics(State(s): State<Arc<Shared>>, Extension(peer): Extension<Peer>) -> Response {
+async fn metrics<K: Kernel>(
+    State(s): State<Arc<Shared<K>>>,
+    Extension(peer): Extension<Peer>,
+) -> Response {
     if let Err(e) = allow(&s, &peer, Role::Reader, "read metrics") {
         return e.into_response();
     }
@@ -293,7 +344,10 @@ async fn metrics(State(s): State<Arc<Shared>>, Extension(peer): Extension<Peer>)
         .into_response()
 }
 
-async fn openapi(State(s): State<Arc<Shared>>, Extension(peer): Extension<Peer>) -> Response {
+async fn openapi<K: Kernel>(
+    State(s): State<Arc<Shared<K>>>,
+    Extension(peer): Extension<Peer>,
+) -> Response {
     if let Err(e) = allow(&s, &peer, Role::Reader, "read the API document") {
         return e.into_response();
     }
@@ -302,7 +356,7 @@ async fn openapi(State(s): State<Arc<Shared>>, Extension(peer): Extension<Peer>)
 
 async fn wrong_method(req: Request<Body>) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorClass::Unsupported,
         "request.method",
         format!(
             "{} takes no {} (reads are GET, changes POST; see /v1/openapi.json)",
@@ -314,7 +368,7 @@ async fn wrong_method(req: Request<Body>) -> ApiError {
 
 async fn not_found(req: Request<Body>) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
+        ErrorClass::NotFound,
         "request.no_route",
         format!(
             "there is no {} {} in hostdevd's API (see /v1/openapi.json)",
@@ -324,27 +378,28 @@ async fn not_found(req: Request<Body>) -> ApiError {
     )
 }
 
-fn route<O>(r: Router<Arc<Shared>>) -> Router<Arc<Shared>>
+fn route<K, O>(r: Router<Arc<Shared<K>>>) -> Router<Arc<Shared<K>>>
 where
+    K: Kernel,
     O: Op,
-    System: Handle<O>,
+    HostOf<K>: Handle<O>,
 {
     match O::METHOD {
-        Method::Get => r.route(O::PATH, get(op::<O>)),
-        Method::Post => r.route(O::PATH, post(op::<O>)),
+        Method::Get => r.route(O::PATH, get(op::<K, O>)),
+        Method::Post => r.route(O::PATH, post(op::<K, O>)),
     }
 }
 
-/// Every route.
-pub fn router(s: Arc<Shared>) -> Router {
+/// Every route, over the kernel `s` serves.
+pub fn router<K: Kernel>(s: Arc<Shared<K>>) -> Router {
     let mut r = Router::new();
     macro_rules! every {
-        ($($t:ty),*) => { $(r = route::<$t>(r);)* };
+        ($($t:ty),*) => { $(r = route::<K, $t>(r);)* };
     }
     hostdev_core::api::with_every_op!(every);
-    r.route("/v1/events", get(events))
-        .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi))
+    r.route("/v1/events", get(events::<K>))
+        .route("/metrics", get(metrics::<K>))
+        .route("/v1/openapi.json", get(openapi::<K>))
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .with_state(s)

@@ -4,10 +4,11 @@
 //! through the core and those comparisons. Must not: change the host.
 
 use hostdev_core::api::events::DeviceRef;
-use hostdev_core::api::{
-    DeviceState, DriftKind, Inventory, Kind, ParentTypes, PfTypes, StartPolicy,
-};
-use hostdev_core::{CoreError, System};
+use hostdev_core::api::{DeviceState, DriftKind, Inventory, Kind, PfTypes, StartPolicy};
+use hostdev_core::kernel::{MdevSysfs, SriovSysfs, VdpaClient};
+use hostdev_core::{CoreError, Devices};
+use hostdev_model::format::TypeInfo;
+use hostdev_model::ParentName;
 use std::collections::BTreeSet;
 
 /// The host at one moment.
@@ -16,7 +17,7 @@ pub struct Snapshot {
     /// Every device and definition.
     pub inventory: Inventory,
     /// mdev parents and their types.
-    pub mdev_types: Vec<ParentTypes>,
+    pub mdev_types: Vec<(ParentName, Vec<TypeInfo>)>,
     /// PFs with VFs and their vGPU types.
     pub vgpu_types: Vec<PfTypes>,
     /// vDPA management devices.
@@ -27,7 +28,9 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads the host; a kind whose interface is missing contributes nothing.
-    pub fn take(sys: &System) -> Result<Snapshot, CoreError> {
+    pub fn take<S: MdevSysfs, V: SriovSysfs, C: VdpaClient>(
+        sys: &Devices<S, V, C>,
+    ) -> Result<Snapshot, CoreError> {
         let mut s = Snapshot {
             inventory: sys.inventory()?,
             mdev_types: sys.mdev.types(None)?,

@@ -1,19 +1,20 @@
-//! What the daemon's tasks share: the configuration, the host's root, the
-//! last snapshot, the memo of definitions and devices, the event log and its subscribers, the metrics, and the
-//! guard that lets SIGTERM wait for operations in flight.
-//! Owns: publishing events (numbered, kept for late subscribers) and running
-//! one blocking core operation under the in-flight guard. Must not: decide
-//! when to restore (the watcher does) or speak HTTP (the server does).
+//! What the daemon's tasks share: the configuration, the kernel it serves
+//! (the real one, or fakes in a test), the last snapshot, the memo of
+//! definitions and devices, the replies kept for reads, the event log and
+//! its subscribers, the metrics, and the guard that lets SIGTERM wait for
+//! operations in flight.
+//! Owns: publishing events (numbered, kept for late subscribers), keeping
+//! replies while what they depend on is unchanged, and running one
+//! blocking core operation under the in-flight guard. Must not: decide when
+//! to restore (the watcher does) or speak HTTP (the server does).
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::snapshot::Snapshot;
 use axum::body::Bytes;
 use hostdev_core::api::events::{Event, EventKind};
-use hostdev_core::api::Inventory;
-use hostdev_core::inventory::MdevFingerprint;
-use hostdev_core::{CoreError, Memo, System};
-use std::collections::VecDeque;
+use hostdev_core::{Devices, Freshness, Kernel, Memo, RealKernel};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,10 +31,15 @@ pub enum Nudge {
     Changed,
 }
 
+/// The host as one operation sees it.
+pub type HostOf<K> = Devices<<K as Kernel>::Mdev, <K as Kernel>::Sriov, <K as Kernel>::Vdpa>;
+
 /// State shared by the server, the watcher and the signal handler.
-pub struct Shared {
+pub struct Shared<K: Kernel = RealKernel> {
     /// Settings.
     pub config: Config,
+    /// The kernel operations run on.
+    pub kernel: K,
     /// The root prefix (`HOSTDEV_ROOT`, else `/`).
     pub root: PathBuf,
     /// The readers' group id, if the group exists.
@@ -51,36 +57,64 @@ pub struct Shared {
     seq: AtomicU64,
     /// Set once shutdown begins; streams end when it changes.
     pub stopping: tokio::sync::watch::Sender<bool>,
-    /// How long the core waits for a created device to be ready.
-    pub ready_timeout: Option<Duration>,
     /// mdev definitions and running mdevs kept between operations.
     pub memo: Memo,
-    /// The last inventory answered, as sent, with what it was made from.
-    inventory: Mutex<Option<KeptInventory>>,
+    /// Replies kept for reads, by request (path and query), with what each
+    /// was made from; built under the lock, so concurrent requests wait for
+    /// one build.
+    kept: Mutex<HashMap<String, Kept>>,
 }
 
-/// An inventory reply kept for the next request that finds the host the same.
-struct KeptInventory {
-    mdevs: MdevFingerprint,
-    others: Inventory,
+/// Why an operation did not run to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRun {
+    /// Shutdown had begun: it was not started.
+    Stopping,
+    /// It panicked; its thread is gone, the daemon goes on.
+    Panicked,
+}
+
+/// At most this many read replies are kept (distinct requests).
+const KEPT: usize = 64;
+
+/// A reply kept for the next request that finds the host the same.
+struct Kept {
+    freshness: Freshness,
     json: Bytes,
 }
 
-impl Shared {
-    /// New shared state and the receiver of nudges (the watcher's).
-    pub fn new(
+impl Shared<RealKernel> {
+    /// The real host under `root`.
+    pub fn real(
         config: Config,
         root: PathBuf,
         readers: Option<u32>,
     ) -> (Arc<Shared>, mpsc::Receiver<Nudge>) {
-        let (tx, rx) = mpsc::channel(64);
-        let (events, _) = broadcast::channel(HISTORY);
         let ready_timeout = std::env::var("HOSTDEV_READY_TIMEOUT_MS")
             .ok()
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis);
+        let kernel = RealKernel {
+            root: root.clone(),
+            ready_timeout,
+        };
+        Shared::new(config, kernel, readers)
+    }
+}
+
+impl<K: Kernel> Shared<K> {
+    /// New shared state over `kernel` and the receiver of nudges (the watcher's).
+    pub fn new(
+        config: Config,
+        kernel: K,
+        readers: Option<u32>,
+    ) -> (Arc<Shared<K>>, mpsc::Receiver<Nudge>) {
+        let (tx, rx) = mpsc::channel(64);
+        let (events, _) = broadcast::channel(HISTORY);
+        let root = kernel.root().to_path_buf();
         let s = Shared {
             config,
+            kernel,
             root,
             readers,
             metrics: Metrics::new(),
@@ -91,59 +125,58 @@ impl Shared {
             events,
             seq: AtomicU64::new(0),
             stopping: tokio::sync::watch::channel(false).0,
-            ready_timeout,
             memo: Memo::default(),
-            inventory: Mutex::new(None),
+            kept: Mutex::new(HashMap::new()),
         };
         (Arc::new(s), rx)
     }
 
-    /// The host on its real interfaces for one operation: netlink opened
-    /// fresh (a reloaded module gets a new family id), mdev definitions and
-    /// running mdevs through the daemon's memo (see [`Memo`]).
-    pub fn system(&self) -> System {
-        let mut s = System::remembering(&self.root, &self.memo);
-        if let Some(t) = self.ready_timeout {
-            s.mdev.ready_timeout = t;
-        }
-        s
+    /// The host for one operation: netlink opened fresh (a reloaded module
+    /// gets a new family id), mdev definitions and running mdevs through
+    /// the daemon's memo (see [`Memo`]).
+    pub fn system(&self) -> HostOf<K> {
+        self.kernel.devices(&self.memo)
     }
 
-    /// `GET /v1/devices` as JSON. The mdev rows (thousands on a large host)
-    /// are answered from the last reply when their fingerprint, taken before
-    /// reading, is unchanged and the vDPA and vGPU rows (always read) are the
-    /// same; anything else builds the reply anew.
-    pub fn inventory_json(&self) -> Result<Result<Bytes, serde_json::Error>, CoreError> {
-        let sys = self.system();
-        let mdevs = sys.mdev_fingerprint();
-        let others = sys.other_kinds();
-        let mut kept = self.inventory.lock().unwrap_or_else(|p| p.into_inner());
-        if let (Some(k), Some(fp)) = (kept.as_ref(), mdevs) {
-            if k.mdevs == fp && k.others == others {
+    /// A read's reply as JSON: the kept one when `freshness` (read before
+    /// building) equals the one it was made with, else `build`'s, kept for
+    /// the next request with the same `key`. Without a freshness reading
+    /// nothing is kept.
+    pub fn kept_or<E>(
+        &self,
+        key: &str,
+        freshness: Option<Freshness>,
+        build: impl FnOnce() -> Result<Bytes, E>,
+    ) -> Result<Bytes, E> {
+        let Some(freshness) = freshness else {
+            return build();
+        };
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = kept.get(key) {
+            if k.freshness == freshness {
                 self.metrics.inventory_reused();
-                return Ok(Ok(k.json.clone()));
+                return Ok(k.json.clone());
             }
         }
-        // Built under the lock: concurrent requests wait for one build.
-        let inv = sys.inventory_with(others.clone())?;
-        let json = match serde_json::to_vec(&inv) {
-            Ok(j) => Bytes::from(j),
-            // Not kept; the caller reports it.
-            Err(e) => return Ok(Err(e)),
-        };
-        *kept = mdevs.map(|mdevs| KeptInventory {
-            mdevs,
-            others,
-            json: json.clone(),
-        });
-        Ok(Ok(json))
+        let json = build()?;
+        if kept.len() >= KEPT && !kept.contains_key(key) {
+            kept.clear();
+        }
+        kept.insert(
+            key.to_string(),
+            Kept {
+                freshness,
+                json: json.clone(),
+            },
+        );
+        Ok(json)
     }
 
     /// Runs a blocking core operation off the async threads, counted as in
     /// flight so that shutdown waits for it; `None` once shutdown began.
     pub async fn run<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&Shared) -> T + Send + 'static,
+        f: impl FnOnce(&Shared<K>) -> T + Send + 'static,
     ) -> Option<T> {
         // The guard moves into the blocking task: a client that goes away
         // drops this future, not the operation, and shutdown still waits.
@@ -159,6 +192,28 @@ impl Shared {
         })
         .await
         .ok()
+    }
+
+    /// Runs one operation of a request as [`Shared::run`] does, telling a
+    /// shutdown from a panic.
+    pub async fn run_op<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Shared<K>) -> T + Send + 'static,
+    ) -> Result<T, NotRun> {
+        let guard = Arc::clone(&self.inflight)
+            .try_read_owned()
+            .map_err(|_| NotRun::Stopping)?;
+        if *self.stopping.borrow() {
+            return Err(NotRun::Stopping);
+        }
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let r = f(&me);
+            drop(guard);
+            r
+        })
+        .await
+        .map_err(|_| NotRun::Panicked)
     }
 
     /// Numbers, keeps and sends one event.

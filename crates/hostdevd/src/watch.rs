@@ -10,8 +10,10 @@ use crate::config::HostReconcile;
 use crate::snapshot::Snapshot;
 use crate::state::{Nudge, Shared};
 use hostdev_core::api::events::EventKind;
-use hostdev_core::api::{DriftKind, HostApplyRequest, HostFileInput, Outcome, RestoreReport};
+use hostdev_core::api::{DriftKind, HostApplyRequest, HostFileDoc, Outcome, RestoreReport};
 use hostdev_core::restore::error_body;
+use hostdev_core::Kernel;
+use hostdev_model::host::HostFile;
 use hostdev_uevent::{Uevent, UeventSource};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,9 +52,9 @@ pub fn classify(u: &Uevent) -> Wants {
 }
 
 /// Reads kernel events on a thread of its own and hands on those that matter.
-pub fn spawn_uevents(
+pub fn spawn_uevents<K: Kernel>(
     mut source: Box<dyn UeventSource>,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<K>>,
 ) -> mpsc::Receiver<Wants> {
     let (tx, rx) = mpsc::channel(1024);
     std::thread::Builder::new()
@@ -84,8 +86,8 @@ pub fn spawn_uevents(
 }
 
 /// Runs until shutdown.
-pub async fn watch(
-    s: Arc<Shared>,
+pub async fn watch<K: Kernel>(
+    s: Arc<Shared<K>>,
     mut nudges: mpsc::Receiver<Nudge>,
     mut uevents: Option<mpsc::Receiver<Wants>>,
 ) {
@@ -156,7 +158,7 @@ fn interesting(r: &RestoreReport) -> RestoreReport {
     }
 }
 
-async fn look(s: &Arc<Shared>) -> Option<Snapshot> {
+async fn look<K: Kernel>(s: &Arc<Shared<K>>) -> Option<Snapshot> {
     match s.run(|sh| Snapshot::take(&sh.system())).await? {
         Ok(snap) => Some(snap),
         Err(e) => {
@@ -171,7 +173,7 @@ async fn look(s: &Arc<Shared>) -> Option<Snapshot> {
 }
 
 /// Reconciles the pools and logs what changed (a host without pools: nothing).
-async fn reconcile_pools(s: &Arc<Shared>) {
+async fn reconcile_pools<K: Kernel>(s: &Arc<Shared<K>>) {
     match s.run(|sh| sh.system().reconcile()).await {
         Some(Ok(r)) => {
             for row in &r.rows {
@@ -186,24 +188,34 @@ async fn reconcile_pools(s: &Arc<Shared>) {
 /// Looks at the host file: plans it (report) or applies it (apply), and
 /// publishes a `host_file` event when the answer changes (report) or an
 /// apply did something. A missing file is no host file: nothing to do.
-async fn reconcile_host(s: &Arc<Shared>, last: &mut Option<(usize, usize)>) {
+async fn reconcile_host<K: Kernel>(s: &Arc<Shared<K>>, last: &mut Option<(usize, usize)>) {
     let path = s.root.join(
         s.config
             .host_file
             .strip_prefix("/")
             .unwrap_or(&s.config.host_file),
     );
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+    let bytes = match hostdev_fs::read_regular_limited(&path, hostdev_core::HOST_FILE_LIMIT) {
+        Ok(Some(b)) => b,
+        Ok(None) => return,
         Err(e) => {
             tracing::warn!("cannot read the host file {}: {e}", path.display());
             return;
         }
     };
-    let file = HostFileInput {
-        path: path.display().to_string(),
-        text,
+    let parsed = std::str::from_utf8(&bytes)
+        .map_err(|_| "it is not UTF-8 text".to_string())
+        .and_then(|t| HostFile::parse(t).map_err(|e| e.to_string()));
+    let file = match parsed {
+        Ok(f) => HostFileDoc {
+            path: path.display().to_string(),
+            file: f,
+        },
+        Err(e) => {
+            tracing::warn!("the host file {} cannot be used: {e}", path.display());
+            s.metrics.error("host.bad_file");
+            return;
+        }
     };
     let mode = s.config.host_reconcile;
     let answer = s
@@ -211,13 +223,13 @@ async fn reconcile_host(s: &Arc<Shared>, last: &mut Option<(usize, usize)>) {
             HostReconcile::Apply => sh
                 .system()
                 .host_apply(&HostApplyRequest {
-                    file,
+                    file: Some(file),
                     force: vec![],
                 })
                 .map(|r| (r.count("done"), r.count("blocked"), r.failed() + r.undone())),
             _ => sh
                 .system()
-                .host_plan(&file)
+                .host_plan(Some(&file))
                 .map(|p| (p.changes.len(), p.blocked.len(), 0)),
         })
         .await;
@@ -257,14 +269,14 @@ async fn reconcile_host(s: &Arc<Shared>, last: &mut Option<(usize, usize)>) {
 }
 
 /// Restores every auto-start definition now and publishes what it did.
-pub async fn restore(s: &Arc<Shared>, trigger: &str) -> Option<RestoreReport> {
+pub async fn restore<K: Kernel>(s: &Arc<Shared<K>>, trigger: &str) -> Option<RestoreReport> {
     let report = s.run(|sh| sh.system().restore(Duration::ZERO)).await?;
     report_restore(s, trigger, &report);
     Some(report)
 }
 
 /// Counts a restore's outcomes and publishes the rows that did something.
-pub fn report_restore(s: &Shared, trigger: &str, report: &RestoreReport) {
+pub fn report_restore<K: Kernel>(s: &Shared<K>, trigger: &str, report: &RestoreReport) {
     s.metrics.restored(report);
     let shown = interesting(report);
     if !shown.rows.is_empty() {
@@ -285,7 +297,12 @@ pub fn report_restore(s: &Shared, trigger: &str, report: &RestoreReport) {
     }
 }
 
-async fn cycle(s: &Arc<Shared>, prev: &mut Option<Arc<Snapshot>>, trigger: &str, mut act: bool) {
+async fn cycle<K: Kernel>(
+    s: &Arc<Shared<K>>,
+    prev: &mut Option<Arc<Snapshot>>,
+    trigger: &str,
+    mut act: bool,
+) {
     let Some(mut snap) = look(s).await else {
         return;
     };

@@ -142,13 +142,20 @@ fn bad_requests_get_a_4xx_with_a_sentence_and_the_daemon_keeps_serving() {
     assert_eq!(s, 400, "{b}");
     let (s, b) = d.get("/v1/mdev/devices?uuid=..%2F..%2Fetc");
     assert_eq!(s, 400, "{b}");
-    // A failed operation: 422 with the core's code.
+    // A failed operation: the status of its class, with the core's code
+    // and the device it concerns.
     let (s, b) = d.post(
         "/v1/mdev/stop",
         br#"{"uuid":"11111111-2222-4333-8444-555555555599"}"#,
     );
-    assert_eq!(s, 422, "{b}");
-    assert!(sentence(&b).0.starts_with("mdev."), "{b}");
+    assert_eq!(s, 404, "{b}");
+    let v: serde_json::Value = serde_json::from_str(&b).expect("json");
+    assert_eq!(v["class"], "not_found", "{b}");
+    assert_eq!(v["code"], "mdev.not_running", "{b}");
+    assert_eq!(
+        v["target"]["uuid"], "11111111-2222-4333-8444-555555555599",
+        "{b}"
+    );
     // Still serving.
     let (s, b) = d.get("/v1/mdev/devices?defined=true");
     assert_eq!(s, 200, "{b}");

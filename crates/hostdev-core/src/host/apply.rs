@@ -5,9 +5,7 @@
 
 use super::{Step, Want};
 use crate::{CoreError, Devices, Locker};
-use hostdev_api::{
-    Action, Applied, ApplyReport, DefineRequest, HostApplyRequest, JsonInput, StartRequest,
-};
+use hostdev_api::{Action, Applied, ApplyReport, DefineRequest, HostApplyRequest, StartRequest};
 use hostdev_model::host::{DesiredMdev, Managed};
 use hostdev_model::{MdevConfig, ParentName, StartPolicy, TypeId, Uuid};
 use hostdev_store::ManagedStore;
@@ -54,23 +52,6 @@ pub(super) fn mark_rolled_back(
     }
 }
 
-fn json_of(c: &MdevConfig) -> JsonInput {
-    let attrs: Vec<serde_json::Value> = c
-        .attrs
-        .iter()
-        .map(|a| serde_json::json!({ a.name.clone(): a.value }))
-        .collect();
-    let doc = serde_json::json!({
-        "mdev_type": c.mdev_type.to_string(),
-        "start": c.start.as_str(),
-        "attrs": attrs,
-    });
-    JsonInput {
-        path: "the host file".into(),
-        bytes: doc.to_string().into_bytes(),
-    }
-}
-
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     fn define_as(&self, u: &Uuid, parent: &ParentName, c: &MdevConfig) -> Result<(), CoreError> {
         self.mdev.define(&DefineRequest {
@@ -78,7 +59,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             parent: Some(parent.clone()),
             mdev_type: None,
             start: c.start,
-            json: Some(json_of(c)),
+            config: Some(c.clone()),
         })?;
         Ok(())
     }
@@ -88,7 +69,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             uuid: Some(*u),
             parent: Some(parent.clone()),
             mdev_type: None,
-            json: None,
+            config: None,
         })?;
         Ok(())
     }
@@ -150,7 +131,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     } else {
                         Some(t.clone())
                     },
-                    json: None,
+                    config: None,
                 });
             }
         }
@@ -271,7 +252,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 uuid: Some(*u),
                 parent: Some(p.clone()),
                 mdev_type: (!defined_here).then(|| t.clone()),
-                json: None,
+                config: None,
             }) {
                 errors.push(e.chain());
             }
@@ -346,7 +327,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             blocked,
             unchanged,
             notes,
-        } = self.host_steps(&req.file)?;
+        } = self.host_steps(req.file.as_ref())?;
         let mut notes = notes;
         for f in &req.force {
             let names = |b: &Step| &b.change.id == f || b.waits_on.as_ref() == Some(f);

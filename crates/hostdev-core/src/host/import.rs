@@ -6,9 +6,9 @@
 //! Owns: listing the GPUs for the translation. Must not: translate.
 
 use crate::{CoreError, Devices};
-use hostdev_api::{HostFileInput, HostImport, Plan};
+use hostdev_api::{HostImport, Plan};
 use hostdev_model::pool::hex_id;
-use hostdev_model::vgpu_dm::{translate, Gpu, GpuKind};
+use hostdev_model::vgpu_dm::{translate_spec, Gpu, GpuKind};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
@@ -62,24 +62,14 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     /// The plan of another tool's configuration, translated.
-    pub fn host_plan_import(
-        &self,
-        input: &HostFileInput,
-        import: &HostImport,
-    ) -> Result<Plan, CoreError> {
+    pub fn host_plan_import(&self, import: &HostImport) -> Result<Plan, CoreError> {
         let bad = |why: String| CoreError::HostFile {
-            path: input.path.clone(),
+            path: import.path.clone(),
             why,
         };
-        if import.format != "vgpu-device-manager" {
-            return Err(bad(format!(
-                "{} is not a format hostdev imports (vgpu-device-manager is)",
-                import.format
-            )));
-        }
-        let (f, notes) = translate(&input.text, &import.config, &self.gpus()?)
+        let (f, notes) = translate_spec(&import.spec, &import.config, &self.gpus()?)
             .map_err(|e| bad(e.to_string()))?;
-        let mut plan = self.plan_of(self.steps_of(&f, &input.path)?);
+        let mut plan = self.plan_of(self.steps_of(&f, &import.path)?);
         plan.notes.splice(0..0, notes);
         plan.file = Some(f.to_text());
         Ok(plan)

@@ -15,7 +15,7 @@ mod sriov;
 mod vdpa;
 
 use crate::{CoreError, Devices};
-use hostdev_api::{Action, Change, HostFileInput, Plan};
+use hostdev_api::{Action, Change, HostFileDoc, Plan};
 use hostdev_model::host::{desired_mdevs, DesiredMdev, HostFile, ParentOffer};
 use hostdev_model::vdpa::VdpaDefinition;
 use hostdev_model::vgpu::PciAddress;
@@ -103,6 +103,9 @@ fn describe(c: &MdevConfig) -> String {
     s
 }
 
+/// The largest host file read (a host file of 10 000 entries is ~1 MiB).
+pub const HOST_FILE_LIMIT: u64 = 16 << 20;
+
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     fn host_id(&self, f: &HostFile) -> Result<String, CoreError> {
         if let Some(id) = f.host.id.as_ref().filter(|s| !s.trim().is_empty()) {
@@ -159,12 +162,41 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             .collect()
     }
 
-    pub(crate) fn host_steps(&self, input: &HostFileInput) -> Result<Steps, CoreError> {
-        let f = HostFile::parse(&input.text).map_err(|e| CoreError::HostFile {
-            path: input.path.clone(),
+    /// The steps of `doc` (checked again by the file's rules: it may have
+    /// come as JSON), or of the host's own file when none is given.
+    pub(crate) fn host_steps(&self, doc: Option<&HostFileDoc>) -> Result<Steps, CoreError> {
+        let own;
+        let doc = match doc {
+            Some(d) => d,
+            None => {
+                own = self.own_host_file()?;
+                &own
+            }
+        };
+        doc.file.validate().map_err(|e| CoreError::HostFile {
+            path: doc.path.clone(),
             why: e.to_string(),
         })?;
-        self.steps_of(&f, &input.path)
+        self.steps_of(&doc.file, &doc.path)
+    }
+
+    /// `/etc/hostdev/host.toml` under the root prefix, read as a regular
+    /// file of at most [`HOST_FILE_LIMIT`] bytes.
+    fn own_host_file(&self) -> Result<HostFileDoc, CoreError> {
+        let path = self.root.join("etc/hostdev/host.toml");
+        let bad = |why: String| CoreError::HostFile {
+            path: path.display().to_string(),
+            why,
+        };
+        let bytes = hostdev_fs::read_regular_limited(&path, HOST_FILE_LIMIT)
+            .map_err(|e| bad(format!("it cannot be read ({e})")))?
+            .ok_or_else(|| bad("there is no such file".into()))?;
+        let text = String::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
+        let file = HostFile::parse(&text).map_err(|e| bad(e.to_string()))?;
+        Ok(HostFileDoc {
+            path: path.display().to_string(),
+            file,
+        })
     }
 
     pub(crate) fn steps_of(&self, f: &HostFile, path: &str) -> Result<Steps, CoreError> {
@@ -384,8 +416,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     /// The diff between a host file and the host.
-    pub fn host_plan(&self, input: &HostFileInput) -> Result<Plan, CoreError> {
-        Ok(self.plan_of(self.host_steps(input)?))
+    pub fn host_plan(&self, doc: Option<&HostFileDoc>) -> Result<Plan, CoreError> {
+        Ok(self.plan_of(self.host_steps(doc)?))
     }
 
     fn plan_of(&self, s: Steps) -> Plan {

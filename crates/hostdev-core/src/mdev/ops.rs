@@ -7,18 +7,11 @@
 use super::callouts::CalloutDevice;
 use super::Host;
 use crate::CoreError;
-use hostdev_api::{AttrEdit, DefineRequest, JsonInput, ModifyRequest, StartRequest};
+use hostdev_api::{AttrEdit, DefineRequest, ModifyRequest, StartRequest};
 use hostdev_model::config::Attr;
 use hostdev_model::{AttrName, MdevConfig, ParentName, TypeId, Uuid};
 use hostdev_sysfs::MdevSysfs;
 use std::time::Duration;
-
-fn parse_json(j: &JsonInput) -> Result<MdevConfig, CoreError> {
-    MdevConfig::from_json(&j.bytes).map_err(|source| CoreError::BadJson {
-        path: j.path.clone(),
-        source,
-    })
-}
 
 pub use hostdev_api::Started;
 
@@ -50,7 +43,7 @@ impl<S: MdevSysfs> Host<S> {
         };
         let generated = req.uuid.is_none();
         let uuid = req.uuid.unwrap_or_else(Uuid::new_v4);
-        let from_json = req.json.as_ref().map(parse_json).transpose()?;
+        let from_json = req.config.clone();
         let (parent, config) = match (&req.parent, &running) {
             (None, _) if req.mdev_type.is_some() => return Err(CoreError::NoParent { uuid }),
             (None, None) => return Err(CoreError::NoParent { uuid }),
@@ -69,7 +62,7 @@ impl<S: MdevSysfs> Host<S> {
             }
         };
         let mut config = config;
-        if req.json.is_none() {
+        if req.config.is_none() {
             config.start = req.start;
         }
         let lock = self.lock()?;
@@ -194,7 +187,7 @@ impl<S: MdevSysfs> Host<S> {
         if let Some(AttrEdit::Add { name, .. }) = &e.attr {
             AttrName::new(name.clone())?;
         }
-        let from_json = e.replace.as_ref().map(parse_json).transpose()?;
+        let from_json = e.replace.clone();
         if req.scope.live() {
             self.modify_live(&uuid, req.parent.as_ref(), from_json.as_ref(), req.force)?;
             if !req.scope.defined() {
@@ -285,12 +278,12 @@ impl<S: MdevSysfs> Host<S> {
 
     /// Starts a defined device, or a transient one from a type or JSON.
     pub fn start(&self, req: &StartRequest) -> Result<Started, CoreError> {
-        let transient = req.mdev_type.is_some() || req.json.is_some();
+        let transient = req.mdev_type.is_some() || req.config.is_some();
         let (uuid, parent, config, generated) = if transient {
             let uuid = req.uuid.unwrap_or_else(Uuid::new_v4);
             let parent = req.parent.clone().ok_or(CoreError::NoParent { uuid })?;
-            let config = match (&req.json, &req.mdev_type) {
-                (Some(j), _) => parse_json(j)?,
+            let config = match (&req.config, &req.mdev_type) {
+                (Some(c), _) => c.clone(),
                 (None, Some(t)) => MdevConfig::new(t.clone()),
                 (None, None) => return Err(CoreError::NoType { parent }),
             };

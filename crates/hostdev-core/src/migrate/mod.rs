@@ -12,11 +12,11 @@ mod vgpu;
 
 use crate::{CoreError, Devices};
 use hostdev_api::{
-    CheckReport, ExportTarget, JsonInput, MigrateCheckRequest, MigratePrepareRequest, Prepared,
-    ProbeTarget, StartRequest,
+    CheckReport, ExportTarget, MigrateCheckRequest, MigratePrepareRequest, Prepared, ProbeTarget,
+    StartRequest,
 };
 use hostdev_model::migrate::{self, Destination, MdevSpec, MigrationSpec, ParentSpec};
-use hostdev_model::{ParentName, TypeId, Uuid};
+use hostdev_model::{Attr, MdevConfig, ParentName, StartPolicy, TypeId, Uuid};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
@@ -143,24 +143,23 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         };
         let uuid = req.uuid.unwrap_or_else(Uuid::new_v4);
         if !req.dry_run {
-            let attrs: Vec<serde_json::Value> = m
-                .attrs
-                .iter()
-                .map(|(k, v)| serde_json::json!({ k: v }))
-                .collect();
-            let config = serde_json::json!({
-                "mdev_type": m.type_id,
-                "start": "manual",
-                "attrs": attrs,
-            });
+            let config = MdevConfig {
+                mdev_type: TypeId::new(m.type_id.clone())?,
+                start: StartPolicy::Manual,
+                attrs: m
+                    .attrs
+                    .iter()
+                    .map(|(k, v)| Attr {
+                        name: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+            };
             self.mdev.start(&StartRequest {
                 uuid: Some(uuid),
                 parent: Some(parent.clone()),
                 mdev_type: None,
-                json: Some(JsonInput {
-                    path: "the migration spec".into(),
-                    bytes: config.to_string().into_bytes(),
-                }),
+                config: Some(config),
             })?;
         }
         let el = hostdev_model::libvirt::mdev_hostdev(&uuid, &m.device_api);

@@ -257,7 +257,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     parent: Some(ParentName::new(member.name.clone())?),
                     mdev_type: Some(mdev_type.clone()),
                     start: StartPolicy::Auto,
-                    json: None,
+                    config: None,
                 })?;
                 let mut config = MdevConfig::new(mdev_type.clone());
                 config.start = StartPolicy::Auto;
@@ -346,7 +346,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     uuid: Some(parse_uuid(id)?),
                     parent: None,
                     mdev_type: None,
-                    json: None,
+                    config: None,
                 })
                 .map(|_| ()),
             PoolKind::Vgpu { .. } => self.vgpu.start(&parse_vf(id)?).map(|_| ()),

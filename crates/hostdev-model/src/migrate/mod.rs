@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 pub const SPEC_VERSION: u32 = 1;
 
 /// What the destination must recreate: `hostdevctl migrate export`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrationSpec {
     /// The format's version ([`SPEC_VERSION`]).
@@ -55,7 +55,7 @@ impl MigrationSpec {
 }
 
 /// An mdev as the destination must recreate it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MdevSpec {
     /// The type id.
@@ -74,7 +74,7 @@ pub struct MdevSpec {
 }
 
 /// The parent the source device ran on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParentSpec {
     /// Its name.
@@ -86,7 +86,9 @@ pub struct ParentSpec {
 }
 
 /// How strictly the vendor driver must match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DriverPolicy {
     /// The same driver, module version and srcversion (the default).
@@ -99,7 +101,9 @@ pub enum DriverPolicy {
 }
 
 /// The three answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// The migration will work as it is.
@@ -122,7 +126,7 @@ impl Verdict {
 }
 
 /// One rule's finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reason {
     /// The rule (`type`, `attributes`, `migration`, `driver`, `dirty-tracking`).
     pub rule: String,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// A vDPA device as the destination must recreate it: the kernel does not
 /// keep the creation config, so it comes from hostdev's definition (or, for
 /// a device hostdev did not define, the live config, marked so).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VdpaSpec {
     /// Name, management device and creation config.

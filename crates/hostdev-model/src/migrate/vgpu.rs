@@ -15,7 +15,7 @@ use crate::vgpu::VgpuType;
 use serde::{Deserialize, Serialize};
 
 /// A vGPU as the destination must recreate it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VgpuSpec {
     /// The type's name (`NVIDIA L40S-4Q`): what the destination must offer.
@@ -35,7 +35,7 @@ pub struct VgpuSpec {
 }
 
 /// The card (physical function) a VF belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CardSpec {
     /// The PF's PCI address.

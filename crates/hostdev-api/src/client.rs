@@ -4,15 +4,19 @@
 //! Owns: the wire form of a call (method, path, query string or JSON body)
 //! and reading the answer. Must not: retry a change (a change sent is never
 //! redone directly), or decide anything about the operation itself.
+//!
+//! A program that only calls hostdevd depends on `hostdev-api` with the
+//! `client` feature and links no host code (no sysfs, store or SQLite):
+//! `examples/devices.rs` is one, and a test holds `cargo tree` to that.
 
-use hostdev_api::{ErrorBody, Method, Op};
+use crate::wire::request_parts;
+use crate::{ErrorBody, ErrorClass, Method, Op};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The socket a daemon listens on unless told otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/hostdev/hostdev.sock";
+pub use crate::DEFAULT_SOCKET;
 
 /// Why a call through the daemon failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +54,23 @@ impl RemoteError {
             RemoteError::Io { .. } => "daemon.io",
             RemoteError::Protocol { .. } => "daemon.protocol",
             RemoteError::Api { body, .. } => &body.code,
+        }
+    }
+
+    /// What a program can do about it: the daemon's class, or
+    /// `unavailable` when the daemon could not be asked.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RemoteError::Io { .. } | RemoteError::Protocol { .. } => ErrorClass::Unavailable,
+            RemoteError::Api { body, .. } => body.class,
+        }
+    }
+
+    /// The daemon's error body; for a failure to ask it, one made here.
+    pub fn body(&self) -> ErrorBody {
+        match self {
+            RemoteError::Api { body, .. } => body.clone(),
+            other => ErrorBody::new(other.class(), other.code(), other.to_string()),
         }
     }
 }
@@ -114,82 +135,18 @@ impl Daemon {
         if (200..300).contains(&status) {
             serde_json::from_slice(&body).map_err(|e| protocol(e.to_string()))
         } else {
-            let body = serde_json::from_slice::<ErrorBody>(&body).unwrap_or_else(|_| ErrorBody {
-                code: "daemon.http".into(),
-                message: format!(
-                    "the daemon answered HTTP {status}: {}",
-                    String::from_utf8_lossy(&body).trim()
-                ),
+            let body = serde_json::from_slice::<ErrorBody>(&body).unwrap_or_else(|_| {
+                let text = String::from_utf8_lossy(&body);
+                let text: String = text.trim().chars().take(512).collect();
+                ErrorBody::new(
+                    ErrorClass::from_status(status),
+                    "daemon.http",
+                    format!("the daemon answered HTTP {status}: {text}"),
+                )
             });
             Err(RemoteError::Api { status, body })
         }
     }
-}
-
-/// An operation's request target (path and query string) and JSON body.
-pub fn request_parts<O: Op>(op: &O) -> Result<(String, Option<Vec<u8>>), String> {
-    Ok(match O::METHOD {
-        Method::Get => {
-            let q = query_string(op)?;
-            let t = if q.is_empty() {
-                O::PATH.to_string()
-            } else {
-                format!("{}?{q}", O::PATH)
-            };
-            (t, None)
-        }
-        Method::Post => (
-            O::PATH.to_string(),
-            Some(serde_json::to_vec(op).map_err(|e| e.to_string())?),
-        ),
-    })
-}
-
-/// Decodes an operation as the daemon receives it: from the query string
-/// (GET) or the JSON body (POST; an empty body is `{}`). The error is the
-/// decoder's sentence.
-pub fn decode_request<O: Op>(query: Option<&str>, body: &[u8]) -> Result<O, String> {
-    match O::METHOD {
-        Method::Get => serde_urlencoded::from_str(query.unwrap_or("")).map_err(|e| e.to_string()),
-        Method::Post => {
-            let body = if body.iter().all(u8::is_ascii_whitespace) {
-                &b"{}"[..]
-            } else {
-                body
-            };
-            serde_json::from_slice(body).map_err(|e| e.to_string())
-        }
-    }
-}
-
-/// The request's fields as `a=b&c=d`, percent-encoded; absent fields left out.
-fn query_string<O: serde::Serialize>(op: &O) -> Result<String, String> {
-    let v = serde_json::to_value(op).map_err(|e| e.to_string())?;
-    let serde_json::Value::Object(map) = v else {
-        return Err("a query must be an object".into());
-    };
-    let mut parts = Vec::new();
-    for (k, v) in map {
-        let s = match v {
-            serde_json::Value::Null => continue,
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        };
-        parts.push(format!("{}={}", encode(&k), encode(&s)));
-    }
-    Ok(parts.join("&"))
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Status and body of an HTTP/1.1 response (Content-Length, chunked, or to EOF).
@@ -266,43 +223,5 @@ mod tests {
         assert!(parse_response(b"HTTP/1.1 200").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nab").is_err());
         assert!(parse_response(b"junk\r\n\r\n").is_err());
-    }
-
-    #[test]
-    fn requests_round_trip_through_their_wire_form() {
-        fn rt<O: Op + PartialEq + std::fmt::Debug>(op: O) {
-            let (target, body) = request_parts(&op).unwrap();
-            let query = target.split_once('?').map(|(_, q)| q);
-            let back: O = decode_request(query, body.as_deref().unwrap_or_default()).unwrap();
-            assert_eq!(back, op);
-        }
-        rt(hostdev_api::ListQuery {
-            defined: true,
-            uuid: Some("83b8f4f2-509f-382f-3c1e-e6bfe0fa1001".parse().unwrap()),
-            parent: Some("a b&c=/%".into()),
-        });
-        rt(hostdev_api::TypesQuery { parent: None });
-        rt(hostdev_api::InventoryQuery {});
-        rt(hostdev_api::RestoreRequest { wait_secs: 3 });
-        rt(hostdev_api::StopRequest {
-            uuid: "83b8f4f2-509f-382f-3c1e-e6bfe0fa1001".parse().unwrap(),
-        });
-        assert!(decode_request::<hostdev_api::ListQuery>(Some("bogus=1"), b"").is_err());
-        assert!(decode_request::<hostdev_api::ListQuery>(Some("uuid=../../etc"), b"").is_err());
-        assert!(decode_request::<hostdev_api::StopRequest>(None, b"{").is_err());
-        assert!(decode_request::<hostdev_api::StopRequest>(None, b" ").is_err());
-    }
-
-    #[test]
-    fn query_strings_encode_and_skip_absent_fields() {
-        let q = hostdev_api::ListQuery {
-            defined: true,
-            uuid: None,
-            parent: Some("a b&c=/".into()),
-        };
-        assert_eq!(
-            query_string(&q).unwrap(),
-            "defined=true&parent=a%20b%26c%3D%2F"
-        );
     }
 }
