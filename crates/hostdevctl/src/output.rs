@@ -25,8 +25,45 @@ pub fn json_errors() -> bool {
     JSON.load(Ordering::Relaxed)
 }
 
+thread_local! {
+    /// Where this thread's output goes instead of stdout and stderr, while
+    /// [`capture`] runs a command in process.
+    static CAPTURED: std::cell::RefCell<Option<(String, String)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (a command run in process, e.g. by a test over fakes) with its
+/// stdout and stderr kept as strings: `(result, stdout, stderr)`.
+pub fn capture<R>(f: impl FnOnce() -> R) -> (R, String, String) {
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Default::default()));
+    let r = f();
+    let (out, err) = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (r, out, err)
+}
+
+/// Appends to the captured stdout (`err`: stderr) if capturing.
+fn captured(s: &str, err: bool) -> bool {
+    CAPTURED.with(|c| match c.borrow_mut().as_mut() {
+        Some((o, e)) => {
+            if err { e } else { o }.push_str(s);
+            true
+        }
+        None => false,
+    })
+}
+
+/// Writes one line on stderr (or into [`capture`]'s).
+fn stderr_line(line: &str) {
+    if !captured(&format!("{line}\n"), true) {
+        let _ = writeln!(io::stderr().lock(), "{line}");
+    }
+}
+
 /// Writes `s` to stdout; a reader that went away (EPIPE) is not an error.
 pub fn emit(s: &str) -> io::Result<()> {
+    if captured(s, false) {
+        return Ok(());
+    }
     let mut out = io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -49,7 +86,7 @@ pub fn warn(msg: &dyn std::fmt::Display) {
     } else {
         format!("hostdevctl: warning: {msg}")
     };
-    let _ = writeln!(io::stderr().lock(), "{line}");
+    stderr_line(&line);
 }
 
 /// The error as the API would answer it: the core's (or the daemon's)
@@ -122,7 +159,7 @@ pub fn error_body(b: &ErrorBody) {
     } else {
         format!("hostdevctl: error: {}", b.message)
     };
-    let _ = writeln!(io::stderr().lock(), "{line}");
+    stderr_line(&line);
 }
 
 /// Prints the error chain once and picks the exit status.

@@ -76,10 +76,10 @@ pub fn bind(
 
 /// Serves `router` on `listener` until `stopping` turns true, then lets the
 /// connections finish (bounded by `grace`).
-pub async fn serve(
+pub async fn serve<K: hostdev_core::Kernel>(
     listener: std::os::unix::net::UnixListener,
     router: Router,
-    s: Arc<Shared>,
+    s: Arc<Shared<K>>,
     grace: Duration,
 ) -> io::Result<()> {
     let listener = tokio::net::UnixListener::from_std(listener)?;
