@@ -56,6 +56,9 @@ pub fn socket(mdevctl: bool) -> Option<PathBuf> {
 pub struct Ctx<D = System> {
     /// Under the mdevctl personality.
     pub mdevctl: bool,
+    /// The host's root prefix, checked before acting on it directly;
+    /// `None` for a host that is not a directory tree (fakes).
+    pub root: Option<PathBuf>,
     socket: Option<PathBuf>,
     direct: Box<dyn Fn() -> D + Send + Sync>,
     /// A connection made ahead of the command by [`Ctx::daemon_answers`],
@@ -66,7 +69,9 @@ pub struct Ctx<D = System> {
 impl Ctx<System> {
     /// The real host under the root prefix, through its daemon if one answers.
     pub fn real(mdevctl: bool) -> Ctx<System> {
-        Ctx::new(mdevctl, socket(mdevctl), move || system(mdevctl))
+        let mut c = Ctx::new(mdevctl, socket(mdevctl), move || system(mdevctl));
+        c.root = Some(root(mdevctl));
+        c
     }
 }
 
@@ -80,6 +85,7 @@ impl<D: Serve> Ctx<D> {
     ) -> Ctx<D> {
         Ctx {
             mdevctl,
+            root: None,
             socket,
             direct: Box::new(direct),
             preconnected: Mutex::new(None),

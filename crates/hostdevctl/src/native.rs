@@ -230,12 +230,14 @@ pub fn run_with<D: Serve>(ctx: &Ctx<D>, args: Vec<OsString>) -> ExitCode {
         "completions" | "man" | "udev-rule" | "libvirt-hook" | "mdevctl"
     ) && !ctx.daemon_answers()
     {
-        match hostdev_core::check_root(&env::root(false)) {
-            Err(e) => return fail(e.into()),
-            Ok(Some(note)) if matches!(path.as_str(), "mdev types" | "mdev list" | "tree") => {
-                warn(&note)
+        if let Some(root) = &ctx.root {
+            match hostdev_core::check_root(root) {
+                Err(e) => return fail(e.into()),
+                Ok(Some(note)) if matches!(path.as_str(), "mdev types" | "mdev list" | "tree") => {
+                    warn(&note)
+                }
+                Ok(_) => {}
             }
-            Ok(_) => {}
         }
     }
     let r = match cli.cmd {
