@@ -200,8 +200,17 @@ fn tiers() -> Vec<Tier> {
         },
         Tier {
             name: "simulated lab (FUSE, with Debian's mdevctl as the peer)",
-            tests: &["sim", "migrate", "host", "cli", "readme"],
+            tests: &["sim", "migrate", "host", "cli", "readme", "vgpu_golden"],
             missing: sim_missing,
+        },
+        Tier {
+            name: "api in process (the CLI over fakes, directly and through hostdevd; root)",
+            tests: &["inprocess"],
+            missing: if root {
+                vec![]
+            } else {
+                vec!["root (hostdevd lets only uid 0 change devices)"]
+            },
         },
         Tier {
             name: "daemon (hostdevd on the simulated lab; peers as other users)",

@@ -111,6 +111,7 @@ fn rows() -> Vec<(&'static str, &'static str, Proof)> {
         ("vgpu enable", "--numvfs", D("", "vgpu enable --pf PF --numvfs 1", "vgpu enable --pf PF --numvfs 2", "vgpu list")),
         ("vgpu enable", "--auto", D("", "vgpu enable --pf PF --numvfs 2", "vgpu enable --pf PF --numvfs 2 --auto", "!show etc/hostdev/sriov.d")),
         ("vgpu libvirt", "--vf", D("vgpu enable --pf PF --numvfs 2;vgpu define --vf VF1 -t 1150;vgpu start --vf VF1", "vgpu libvirt", "vgpu libvirt --vf VF1", "")),
+        ("vgpu disable", "--pf", D("vgpu enable --pf PF --numvfs 2 --auto", "vgpu disable", "vgpu disable --pf PF", "vgpu list")),
         // pools
         ("pool allocate", "--consumer", D(POOL, "pool allocate p", "pool allocate p --consumer vm-1", "pool show p")),
         ("pool allocate", "--uuid", D(POOL, "pool allocate p --consumer vm-1", "pool allocate p --consumer vm-1 --uuid U1", "mdev list -u U1")),
@@ -157,6 +158,7 @@ fn flagless() -> Vec<(&'static str, &'static str, &'static str)> {
         ("vdpa start", "vdpa define v0 --mgmtdev vdpasim_net", "vdpa start v0"),
         ("vdpa stop", "", "vdpa stop v0"),
         ("vdpa export", "vdpa define v0 --mgmtdev vdpasim_net", "vdpa export v0"),
+        ("vgpu disable", "vgpu enable --pf PF --numvfs 2", "vgpu disable --pf PF"),
         ("vdpa show", "vdpa define v0 --mgmtdev vdpasim_net", "vdpa show v0"),
         ("vdpa add", "", "vdpa add v1 --mgmtdev vdpasim_net"),
         ("pool list", POOL, "pool list"),

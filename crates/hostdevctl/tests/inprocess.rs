@@ -31,7 +31,10 @@ fn fakes(root: &Path) -> SharedFakes {
         "0000:41:00.0",
         4,
         16384,
-        &[(1150, "NVIDIA L40S-4Q", 4096), (1151, "NVIDIA L40S-8Q", 8192)],
+        &[
+            (1150, "NVIDIA L40S-4Q", 4096),
+            (1151, "NVIDIA L40S-8Q", 8192),
+        ],
         true,
     );
     let vdpa = FakeVdpa::new();
@@ -65,8 +68,19 @@ fn steps(root: &Path) -> Vec<Vec<String>> {
         s("vdpa show vdpa0 --libvirt"),
         s("vdpa modify vdpa0 --max-vqp 2 --manual"),
         s("vdpa export vdpa0"),
-        vec!["vdpa".into(), "import".into(), export.display().to_string(), "--name".into(), "vdpa1".into(), "--define".into()],
-        vec!["vdpa".into(), "import".into(), root.join("nosuch.json").display().to_string()],
+        vec![
+            "vdpa".into(),
+            "import".into(),
+            export.display().to_string(),
+            "--name".into(),
+            "vdpa1".into(),
+            "--define".into(),
+        ],
+        vec![
+            "vdpa".into(),
+            "import".into(),
+            root.join("nosuch.json").display().to_string(),
+        ],
         s("vdpa add t0 --mgmtdev vdpasim_blk"),
         s("vdpa add t0 --mgmtdev vdpasim_blk"),
         s("vdpa add t1 --mgmtdev vdpasim_blk --mtu 1500"),
