@@ -188,6 +188,15 @@ fn tiers() -> Vec<Tier> {
     if !(root && have_command("setpriv", "--version") && have_command("curl", "--version")) {
         daemon_missing.push("root, setpriv (util-linux) and curl to act as other users");
     }
+    let mut fuzz_missing = daemon_missing.clone();
+    if !have_command("socat", "-V") {
+        fuzz_missing.push("socat (Debian's socat)");
+    }
+    if !(have_command("schemathesis", "--version")
+        && have_command("openapi-spec-validator", "--help"))
+    {
+        fuzz_missing.push("schemathesis and openapi-spec-validator (pip install, see .ci/run)");
+    }
     vec![
         Tier {
             name: "differential (Debian's mdevctl in a private mount namespace)",
@@ -216,6 +225,11 @@ fn tiers() -> Vec<Tier> {
             name: "daemon (hostdevd on the simulated lab; peers as other users)",
             tests: &["daemon", "pools"],
             missing: daemon_missing,
+        },
+        Tier {
+            name: "schema fuzz (the API document validated; schemathesis against hostdevd on the simulated lab as root and as a group member)",
+            tests: &["api_fuzz"],
+            missing: fuzz_missing,
         },
     ]
 }

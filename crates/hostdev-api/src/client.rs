@@ -57,11 +57,13 @@ impl RemoteError {
         }
     }
 
-    /// What a program can do about it: the daemon's class, or
-    /// `unavailable` when the daemon could not be asked.
+    /// What a program can do about it: the daemon's class, or `stopping`
+    /// when the daemon stopped answering (`internal` for an answer that is
+    /// not the API's).
     pub fn class(&self) -> ErrorClass {
         match self {
-            RemoteError::Io { .. } | RemoteError::Protocol { .. } => ErrorClass::Unavailable,
+            RemoteError::Io { .. } => ErrorClass::Stopping,
+            RemoteError::Protocol { .. } => ErrorClass::Internal,
             RemoteError::Api { body, .. } => body.class,
         }
     }

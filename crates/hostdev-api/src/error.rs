@@ -27,11 +27,17 @@ use std::fmt;
 /// | `timeout` | 408 | the request did not arrive in time | send it again, whole |
 /// | `exists` | 409 | what the request would make exists already | use it, or remove it first |
 /// | `conflict` | 409 | the device or state is busy or held (in use by a VM, held by a consumer, running with another type, a lock held too long) | retry once the holder lets go |
+/// | `exhausted` | 409 | no capacity is left (a pool, a parent's instances, free VFs) | retry after something is released, or ask elsewhere |
 /// | `too_large` | 413 | the request body is larger than the daemon takes | send less |
 /// | `failed` | 422 | a step on the host failed (the kernel refused, a file could not be written, a device did not become ready); the code names the step | read the sentence; the host may need attention |
-/// | `exhausted` | 507 | no capacity is left (a pool, a parent's instances, free VFs) | retry after something is released, or ask elsewhere |
-/// | `unavailable` | 503 | a kernel interface or the daemon is not there now (a module not loaded, the daemon shutting down) | retry later, or fix the host |
+/// | `unavailable` | 424 | a kernel interface the request needs is not on the host now (the vdpa module not loaded, no VFIO, no sysfs) | load it, or ask a host that has it |
 /// | `internal` | 500 | a defect in hostdev (an operation panicked, a reply could not be encoded) | report it |
+/// | `stopping` | 503 | the daemon is shutting down and takes no new operation | send it again once the daemon is back |
+///
+/// The three 409 classes say the request conflicts with the host's state
+/// now; the class tells which state. Only hostdev's own defects and its
+/// shutdown are 5xx: a host that lacks something, or is full, is a state a
+/// caller can act on.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
@@ -57,15 +63,17 @@ pub enum ErrorClass {
     Failed,
     /// No capacity is left.
     Exhausted,
-    /// A kernel interface or the daemon is not there now.
+    /// A kernel interface the request needs is not on the host now.
     Unavailable,
     /// A defect in hostdev.
     Internal,
+    /// The daemon is shutting down.
+    Stopping,
 }
 
 impl ErrorClass {
     /// Every class, in the table's order.
-    pub const ALL: [ErrorClass; 12] = [
+    pub const ALL: [ErrorClass; 13] = [
         ErrorClass::Invalid,
         ErrorClass::Forbidden,
         ErrorClass::NotFound,
@@ -78,6 +86,7 @@ impl ErrorClass {
         ErrorClass::Exhausted,
         ErrorClass::Unavailable,
         ErrorClass::Internal,
+        ErrorClass::Stopping,
     ];
 
     /// The HTTP status a daemon answers with (the table above).
@@ -88,12 +97,12 @@ impl ErrorClass {
             ErrorClass::NotFound => 404,
             ErrorClass::Unsupported => 405,
             ErrorClass::Timeout => 408,
-            ErrorClass::Exists | ErrorClass::Conflict => 409,
+            ErrorClass::Exists | ErrorClass::Conflict | ErrorClass::Exhausted => 409,
             ErrorClass::TooLarge => 413,
             ErrorClass::Failed => 422,
-            ErrorClass::Exhausted => 507,
-            ErrorClass::Unavailable => 503,
+            ErrorClass::Unavailable => 424,
             ErrorClass::Internal => 500,
+            ErrorClass::Stopping => 503,
         }
     }
 
@@ -109,9 +118,9 @@ impl ErrorClass {
             409 => ErrorClass::Conflict,
             413 => ErrorClass::TooLarge,
             422 => ErrorClass::Failed,
-            507 => ErrorClass::Exhausted,
-            503 => ErrorClass::Unavailable,
-            400..=499 => ErrorClass::Invalid,
+            424 => ErrorClass::Unavailable,
+            503 => ErrorClass::Stopping,
+            s if (400..500).contains(&s) => ErrorClass::Invalid,
             _ => ErrorClass::Internal,
         }
     }
@@ -131,6 +140,7 @@ impl ErrorClass {
             ErrorClass::Exhausted => "exhausted",
             ErrorClass::Unavailable => "unavailable",
             ErrorClass::Internal => "internal",
+            ErrorClass::Stopping => "stopping",
         }
     }
 }
@@ -232,7 +242,7 @@ mod tests {
         for c in ErrorClass::ALL {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
             let back = ErrorClass::from_status(c.status());
-            if c != ErrorClass::Exists {
+            if !matches!(c, ErrorClass::Exists | ErrorClass::Exhausted) {
                 assert_eq!(back, c, "{c}");
             }
         }

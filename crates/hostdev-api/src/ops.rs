@@ -66,12 +66,17 @@ pub struct Done {}
 #[serde(deny_unknown_fields)]
 pub struct InventoryQuery {}
 
+/// The longest a restore may be told to wait for late parents (an hour).
+pub const MAX_WAIT_SECS: u64 = 3600;
+
 /// Start every auto-start definition of every kind (`hostdevctl autostart`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
-    /// Wait up to this many seconds for parents that are not there yet.
+    /// Wait up to this many seconds for parents that are not there yet
+    /// (at most [`MAX_WAIT_SECS`]).
     #[serde(default)]
+    #[schemars(range(max = 3600))]
     pub wait_secs: u64,
 }
 

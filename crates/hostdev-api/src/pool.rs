@@ -323,6 +323,21 @@ op!(ReconcileRequest => ReconcileReport, Post, "/v1/pools/reconcile", "Make pool
 op!(DomainPrepareRequest => Vec<Allocation>, Post, "/v1/pools/domain/prepare", "Allocate the pool devices a starting domain names.");
 op!(DomainReleaseRequest => Released, Post, "/v1/pools/domain/release", "Give back what a stopped domain held.");
 
+impl schemars::JsonSchema for ConsumerId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ConsumerId".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "Who holds a device (a VM's name or UUID): 1 to 256 bytes without control characters.",
+            "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+            "minLength": 1,
+            "maxLength": 256
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,20 +352,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a pool name"), "{e}");
-    }
-}
-
-impl schemars::JsonSchema for ConsumerId {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "ConsumerId".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "description": "Who holds a device (a VM's name or UUID): 1 to 256 bytes without control characters.",
-            "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
-            "minLength": 1,
-            "maxLength": 256
-        })
     }
 }

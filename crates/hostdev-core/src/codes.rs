@@ -21,6 +21,7 @@ impl CoreError {
         use CoreError::*;
         match self {
             Name(_) => "input.bad_name",
+            OutOfRange { .. } => "input.out_of_range",
             Inventory(_) => "mdev.inventory",
             Store(e) => match e {
                 StoreError::Lock { .. } => "store.lock",
@@ -160,6 +161,7 @@ impl CoreError {
         use ErrorClass as C;
         match self {
             Name(_) | BadJson { .. } | NoParent { .. } | NoType { .. } | Edit { .. } => C::Invalid,
+            OutOfRange { .. } => C::Invalid,
             Ambiguous { .. } | TypeUnsupported { .. } | LiveNeedsConfig { .. } => C::Invalid,
             LiveTypeChange { .. } | LiveOtherParent { .. } | RulePath { .. } => C::Invalid,
             VdpaValue(_) | BadExport { .. } | BadAddress(_) | BadSpec { .. } => C::Invalid,

@@ -16,6 +16,16 @@ pub enum CoreError {
     /// A name given on input is unusable.
     #[error(transparent)]
     Name(#[from] NameError),
+    /// A number given on input is outside what hostdev takes.
+    #[error("{what} {value} is out of range: at most {max}")]
+    OutOfRange {
+        /// What it is (`the wait`).
+        what: &'static str,
+        /// As given.
+        value: String,
+        /// The largest taken.
+        max: String,
+    },
     /// Reading sysfs failed.
     #[error("cannot read the kernel's mdev state")]
     Inventory(#[source] Box<SysfsError>),

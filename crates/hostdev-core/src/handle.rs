@@ -116,6 +116,13 @@ handle!(TopologyQuery, |d, _op| {
     })
 });
 handle!(RestoreRequest, |d, op| {
+    if op.wait_secs > hostdev_api::ops::MAX_WAIT_SECS {
+        return Err(CoreError::OutOfRange {
+            what: "the wait for late parents",
+            value: format!("{} s", op.wait_secs),
+            max: format!("{} s", hostdev_api::ops::MAX_WAIT_SECS),
+        });
+    }
     Ok(d.restore(Duration::from_secs(op.wait_secs)))
 });
 handle!(ListQuery, |d, op| d.mdev.list(op));

@@ -348,6 +348,36 @@ pub fn dev_new_nlas(name: &VdpaName, mgmtdev: &MgmtDevName, cfg: &CreateConfig) 
     v
 }
 
+/// One kernel shared by several views of the host.
+impl<T: VdpaClient + ?Sized> VdpaClient for std::sync::Arc<T> {
+    fn mgmtdevs(&self) -> Result<Vec<MgmtDev>, VdpaError> {
+        (**self).mgmtdevs()
+    }
+    fn devs(&self) -> Result<Vec<Dev>, VdpaError> {
+        (**self).devs()
+    }
+    fn dev(&self, name: &VdpaName) -> Result<Option<Dev>, VdpaError> {
+        (**self).dev(name)
+    }
+    fn config(&self, name: &VdpaName) -> Result<LiveConfig, VdpaError> {
+        (**self).config(name)
+    }
+    fn add(
+        &self,
+        name: &VdpaName,
+        mgmtdev: &MgmtDevName,
+        cfg: &CreateConfig,
+    ) -> Result<(), VdpaError> {
+        (**self).add(name, mgmtdev, cfg)
+    }
+    fn del(&self, name: &VdpaName) -> Result<(), VdpaError> {
+        (**self).del(name)
+    }
+    fn binding(&self, name: &VdpaName) -> Result<Binding, VdpaError> {
+        (**self).binding(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,35 +428,5 @@ mod tests {
         assert!(b.other.is_empty());
         assert_eq!(parse_kernel_release("6.12.117+deb12-amd64"), (6, 12));
         assert_eq!(parse_kernel_release("garbage"), (0, 0));
-    }
-}
-
-/// One kernel shared by several views of the host.
-impl<T: VdpaClient + ?Sized> VdpaClient for std::sync::Arc<T> {
-    fn mgmtdevs(&self) -> Result<Vec<MgmtDev>, VdpaError> {
-        (**self).mgmtdevs()
-    }
-    fn devs(&self) -> Result<Vec<Dev>, VdpaError> {
-        (**self).devs()
-    }
-    fn dev(&self, name: &VdpaName) -> Result<Option<Dev>, VdpaError> {
-        (**self).dev(name)
-    }
-    fn config(&self, name: &VdpaName) -> Result<LiveConfig, VdpaError> {
-        (**self).config(name)
-    }
-    fn add(
-        &self,
-        name: &VdpaName,
-        mgmtdev: &MgmtDevName,
-        cfg: &CreateConfig,
-    ) -> Result<(), VdpaError> {
-        (**self).add(name, mgmtdev, cfg)
-    }
-    fn del(&self, name: &VdpaName) -> Result<(), VdpaError> {
-        (**self).del(name)
-    }
-    fn binding(&self, name: &VdpaName) -> Result<Binding, VdpaError> {
-        (**self).binding(name)
     }
 }

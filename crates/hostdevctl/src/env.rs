@@ -121,7 +121,10 @@ impl<D: Serve> Ctx<D> {
     {
         match self.daemon() {
             // Long enough for any operation, plus what it waits for on purpose.
-            Some(d) => Ok(d.call(op, Duration::from_secs(300) + op.patience())?),
+            Some(d) => {
+                let t = Duration::from_secs(300).saturating_add(op.patience());
+                Ok(d.call(op, t)?)
+            }
             None => Ok((self.direct)().handle(op)?),
         }
     }

@@ -13,7 +13,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failed expectation is the report
 
 use hostdev_core::{Devices, Kernel, Memo, SharedFakes};
-use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
+use hostdev_sysfs::sriov::FakeSriov;
 use hostdev_sysfs::{FakeKernel, FakeType};
 use hostdev_vdpa::FakeVdpa;
 use hostdevctl::env::Ctx;

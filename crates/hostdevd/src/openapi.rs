@@ -72,8 +72,9 @@ fn describe(c: ErrorClass) -> &'static str {
         ErrorClass::TooLarge => "the request body is too large",
         ErrorClass::Failed => "a step on the host failed; `code` says which",
         ErrorClass::Exhausted => "no capacity is left",
-        ErrorClass::Unavailable => "a kernel interface, or the daemon, is not there now",
+        ErrorClass::Unavailable => "a kernel interface the request needs is not on the host now",
         ErrorClass::Internal => "a defect in hostdev",
+        ErrorClass::Stopping => "the daemon is shutting down",
     }
 }
 

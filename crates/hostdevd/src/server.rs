@@ -184,7 +184,7 @@ where
 
 fn stopping() -> ApiError {
     ApiError::new(
-        ErrorClass::Unavailable,
+        ErrorClass::Stopping,
         "daemon.stopping",
         "hostdevd is shutting down and takes no new operations",
     )

@@ -8,7 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failed expectation is the report
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::Request;
 use hostdev_core::SharedFakes;
 use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
 use hostdev_sysfs::{FakeKernel, FakeType};
@@ -148,7 +148,7 @@ async fn representative_errors_carry_their_class_and_its_status() {
     let (s, v) = l.get("/v1/pools/show?pool=nosuch").await;
     assert_eq!(class_of(s, &v), ("not_found".into(), "pool.unknown".into()));
     assert_eq!(v["target"], json!({"kind": "pool", "name": "nosuch"}));
-    // An exhausted pool: exhausted, 507.
+    // An exhausted pool: exhausted, 409.
     let pools = l.fakes.root.join("etc/hostdev/pools.d");
     std::fs::create_dir_all(&pools).unwrap();
     std::fs::write(
