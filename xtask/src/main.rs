@@ -11,8 +11,12 @@
 //! it) a missing prerequisite fails the run instead of leaving the tier out.
 //!
 //! `cargo xtask lab -- CMD` runs any command in the guest (for exploring).
+//!
+//! `cargo xtask k8s-lab [OPTION…]` starts the one-node Kubernetes lab
+//! (`k8s/lab`, see `k8s.rs`) until Ctrl-C; `cargo xtask test` runs its tier.
 
 mod deb;
+mod k8s;
 
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -255,6 +259,9 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             failed = true;
         }
     }
+    if !k8s::tier(required)? {
+        failed = true;
+    }
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -267,6 +274,7 @@ fn main() -> Result<ExitCode> {
     match args.first().map(String::as_str) {
         Some("kernel-test") => kernel_test(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("k8s-lab") => k8s::lab(&args[1..]),
         Some("deb") => {
             deb::deb(&workspace_root())?;
             Ok(ExitCode::SUCCESS)
@@ -282,7 +290,7 @@ fn main() -> Result<ExitCode> {
             Ok(ExitCode::from(status.code().unwrap_or(125) as u8))
         }
         _ => {
-            eprintln!("usage: cargo xtask test [CARGO-TEST-OPTION…] | cargo xtask kernel-test [TEST-FILTER…] | cargo xtask deb | cargo xtask lab -- COMMAND");
+            eprintln!("usage: cargo xtask test [CARGO-TEST-OPTION…] | cargo xtask kernel-test [TEST-FILTER…] | cargo xtask deb | cargo xtask lab -- COMMAND | cargo xtask k8s-lab [--dir DIR] [--then CMD] [--extra 'COMPONENT=ARG …']");
             Ok(ExitCode::from(2))
         }
     }
