@@ -71,6 +71,8 @@ type Lab struct {
 	Cgroups     string // "v1" or "v2"
 	StartTime   time.Duration
 
+	hasCapSysResource bool
+
 	ports map[string]int
 	procs []*Proc // in start order
 }
@@ -141,6 +143,16 @@ func (o *Options) defaults() error {
 	}
 	if o.Bin == "" {
 		return errors.New("no binary directory given (build.sh prints it)")
+	}
+	// The components run in the lab directory: relative paths would move.
+	for _, p := range []*string{&o.Bin, &o.Sim, &o.Busybox, &o.CNIBinDir} {
+		if *p != "" {
+			abs, err := filepath.Abs(*p)
+			if err != nil {
+				return err
+			}
+			*p = abs
+		}
 	}
 	if o.SimProfile == "" {
 		o.SimProfile = "demo"

@@ -266,6 +266,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.traci
     sandbox = %s
 
 [plugins.'io.containerd.cri.v1.runtime']
+  restrict_oom_score_adj = %t
   cdi_spec_dirs = [%s]
   netns_mounts_under_state_dir = true
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
@@ -288,11 +289,37 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.internal.v1.traci
 `, q(l.Path("containerd", "root")), q(l.Path("containerd", "state")),
 		q(l.ContainerdSocket()), q(l.ContainerdSocket()+".ttrpc"),
 		q(l.Path("containerd", "opt")), q(l.Snapshotter), q(PauseImage),
-		q(l.CDIDir()), q(l.Snapshotter), q(l.bin("runc")), q(l.Path("containerd", "runc")),
+		!l.hasCapSysResource, q(l.CDIDir()), q(l.Snapshotter), q(l.bin("runc")), q(l.Path("containerd", "runc")),
 		q(l.CNIBinDir), q(l.Path("cni")))
 }
 
+// capSysResource is CAP_SYS_RESOURCE's bit in /proc/self/status's CapEff.
+const capSysResource = 24
+
+// hasCap reads whether this process holds a capability (a container may lack
+// CAP_SYS_RESOURCE, which lowering a process's oom_score_adj needs).
+func hasCap(bit uint) bool {
+	b, err := readSmall("/proc/self/status", 64<<10)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && n&(1<<bit) != 0
+		}
+	}
+	return false
+}
+
 func (l *Lab) startContainerd() error {
+	// Without CAP_SYS_RESOURCE no container may get an oom_score_adj below
+	// containerd's own (the pod sandbox asks for -998): containerd then
+	// raises such requests to its own score instead of failing the pod.
+	l.hasCapSysResource = hasCap(capSysResource)
+	if !l.hasCapSysResource {
+		l.logf("no CAP_SYS_RESOURCE here: containerd restricts oom_score_adj to its own")
+	}
 	if err := writeFileAtomic(l.Path("cni", "10-hostdev-lab.conflist"), []byte(cniConf), 0o644); err != nil {
 		return err
 	}
