@@ -13,6 +13,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -227,6 +229,7 @@ func (l *Lab) prepareDir() error {
 		return fmt.Errorf("%s is not empty and is not a lab directory (no %s); refusing to empty it", l.Dir, marker)
 	case len(entries) > 0:
 		l.reapStale()
+		l.removeLogLinks()
 		if left := unmountAll(l.Dir); len(left) > 0 {
 			return fmt.Errorf("cannot unmount what a former lab left in %s: %s", l.Dir, strings.Join(left, ", "))
 		}
@@ -268,8 +271,8 @@ func (l *Lab) reapStale() {
 	l.reapContainers()
 }
 
-// reapContainers kills every container and shim recorded in containerd's
-// state directory.
+// reapContainers kills every container recorded in containerd's state
+// directory, then the shims that served them.
 func (l *Lab) reapContainers() {
 	tasks, _ := filepath.Glob(l.Path("containerd", "state", "io.containerd.runtime.v2.task", "*", "*"))
 	for _, t := range tasks {
@@ -280,11 +283,26 @@ func (l *Lab) reapContainers() {
 			}
 		}
 	}
-	for _, t := range tasks {
-		if pid, _, err := readPid(filepath.Join(t, "shim.pid")); err == nil {
-			killPid(pid, func(p int) bool { return filepath.Base(exeOf(p)) == "containerd-shim-runc-v2" })
+	// containerd 2 keeps no pid file for a shim: a shim of this lab is a
+	// containerd-shim-runc-v2 whose command line names this lab's socket.
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range procs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
+		if killPid(pid, l.isOurShim) {
+			l.logf("stopped containerd-shim-runc-v2 (pid %d)", pid)
 		}
 	}
+}
+
+func (l *Lab) isOurShim(pid int) bool {
+	if filepath.Base(exeOf(pid)) != "containerd-shim-runc-v2" {
+		return false
+	}
+	cmdline, err := readSmall(fmt.Sprintf("/proc/%d/cmdline", pid), 64<<10)
+	return err == nil && bytes.Contains(cmdline, []byte("\x00-address\x00"+l.ContainerdSocket()+"\x00"))
 }
 
 // inCgroupOf tells whether pid's cgroup path names the container id.
@@ -400,7 +418,7 @@ func (l *Lab) up() error {
 // withLog adds the last lines of a component's log to its error.
 func (l *Lab) withLog(name string, err error) error {
 	p := l.proc(name)
-	if p == nil {
+	if p == nil || l.Ctx.Err() != nil {
 		return err
 	}
 	b, rerr := os.ReadFile(p.Log)
@@ -469,7 +487,21 @@ func (l *Lab) Down() {
 		l.logf("could not unmount: %s", strings.Join(left, ", "))
 	}
 	l.removeCgroups()
+	l.removeLogLinks()
 	l.logf("stopped; logs are in %s", l.Path("logs"))
+}
+
+// removeLogLinks removes the links the kubelet keeps in /var/log/containers
+// (a path it does not let one configure) that point into this lab.
+func (l *Lab) removeLogLinks() {
+	const dir = "/var/log/containers"
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if target, err := os.Readlink(p); err == nil && strings.HasPrefix(target, l.Dir+"/") {
+			_ = os.Remove(p)
+		}
+	}
 }
 
 // removeCgroups removes the kubelet's pod cgroups, deepest first, where they
