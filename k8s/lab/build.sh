@@ -45,7 +45,9 @@ fi
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.build.lock"; flock 9           # one builder at a time
 rm -rf "$OUT.tmp"; mkdir -p "$OUT.tmp/bin"
-echo "build.sh: building kubernetes $K8S, containerd $CTRD, runc $RUNC, etcd $ETCD (GOFLAGS=-p=${HOSTDEV_GO_P:-2})" >&2
+GOCACHE_DIR=$(go env GOCACHE)
+cache_mb=$(du -sm "$GOCACHE_DIR" 2>/dev/null | cut -f1 || true)
+echo "build.sh: building kubernetes $K8S, containerd $CTRD, runc $RUNC, etcd $ETCD (GOFLAGS=-p=${HOSTDEV_GO_P:-2}; the Go build cache $GOCACHE_DIR holds ${cache_mb:-0} MB: $( ((${cache_mb:-0} > 1000)) && echo warm || echo cold))" >&2
 t0=$(date +%s)
 GOFLAGS="-p=${HOSTDEV_GO_P:-2} -mod=readonly" CGO_ENABLED=1 \
   go build -trimpath -tags "$TAGS" -ldflags "$LDFLAGS" -o "$OUT.tmp/bin/" "${PROGS[@]}"
@@ -54,5 +56,10 @@ printf '%s\n' "kubernetes $K8S" "containerd $CTRD" "runc $RUNC" "etcd $ETCD" "$(
 echo "$secs" > "$OUT.tmp/build-seconds"
 touch "$OUT.tmp/built"
 rm -rf "$OUT"; mv "$OUT.tmp" "$OUT"
+# Keep this build and the one before it (another worktree may pin other
+# versions); older ones go (each is about 560 MB).
+ls -1dt "$CACHE"/v*-*/ 2>/dev/null | tail -n +3 | while read -r old; do
+  [[ $old == "$OUT/" ]] || rm -rf "$old"
+done
 echo "build.sh: built in ${secs}s into $OUT/bin ($(du -sh "$OUT/bin" | cut -f1))" >&2
 echo "$OUT/bin"

@@ -196,7 +196,8 @@ pub fn lab(args: &[String]) -> Result<ExitCode> {
 /// passed. `required`: a missing prerequisite fails instead of leaving the
 /// tier out.
 pub fn tier(required: bool) -> Result<bool> {
-    const NAME: &str = "kubernetes (a one-node cluster built from Kubernetes' Go modules; k8s/lab/labtest)";
+    const NAME: &str =
+        "kubernetes (a one-node cluster built from Kubernetes' Go modules; k8s/lab/labtest)";
     let missing = missing();
     if !missing.is_empty() {
         let what = missing.join("; ");
@@ -212,7 +213,14 @@ pub fn tier(required: bool) -> Result<bool> {
     let bin = build()?;
     let sim = build_sim()?;
     let st = go_cmd(&go)
-        .args(["test", "-trimpath", "-count=1", "-v", "-timeout=20m", "./labtest"])
+        .args([
+            "test",
+            "-trimpath",
+            "-count=1",
+            "-v",
+            "-timeout=20m",
+            "./labtest",
+        ])
         .env("HOSTDEV_K8S_LAB_BIN", &bin)
         .env("HOSTDEV_K8S_LAB_SIM", &sim)
         .status()

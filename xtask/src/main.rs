@@ -13,7 +13,8 @@
 //! `cargo xtask lab -- CMD` runs any command in the guest (for exploring).
 //!
 //! `cargo xtask k8s-lab [OPTION…]` starts the one-node Kubernetes lab
-//! (`k8s/lab`, see `k8s.rs`) until Ctrl-C; `cargo xtask test` runs its tier.
+//! (`k8s/lab`, see `k8s.rs`) until Ctrl-C; `cargo xtask test` runs its tier,
+//! `cargo xtask k8s-test` that tier alone.
 
 mod deb;
 mod k8s;
@@ -275,6 +276,14 @@ fn main() -> Result<ExitCode> {
         Some("kernel-test") => kernel_test(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("k8s-lab") => k8s::lab(&args[1..]),
+        Some("k8s-test") => {
+            let required = std::env::var("HOSTDEV_REQUIRE_PEER").as_deref() == Ok("1");
+            Ok(if k8s::tier(required)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Some("deb") => {
             deb::deb(&workspace_root())?;
             Ok(ExitCode::SUCCESS)
@@ -290,7 +299,7 @@ fn main() -> Result<ExitCode> {
             Ok(ExitCode::from(status.code().unwrap_or(125) as u8))
         }
         _ => {
-            eprintln!("usage: cargo xtask test [CARGO-TEST-OPTION…] | cargo xtask kernel-test [TEST-FILTER…] | cargo xtask deb | cargo xtask lab -- COMMAND | cargo xtask k8s-lab [--dir DIR] [--then CMD] [--extra 'COMPONENT=ARG …']");
+            eprintln!("usage: cargo xtask test [CARGO-TEST-OPTION…] | cargo xtask kernel-test [TEST-FILTER…] | cargo xtask deb | cargo xtask lab -- COMMAND | cargo xtask k8s-lab [--dir DIR] [--then CMD] [--extra 'COMPONENT=ARG …'] | cargo xtask k8s-test");
             Ok(ExitCode::from(2))
         }
     }
