@@ -74,6 +74,7 @@ type Lab struct {
 	StartTime   time.Duration
 
 	hasCapSysResource bool
+	hostLock          *os.File
 
 	ports map[string]int
 	procs []*Proc // in start order
@@ -361,8 +362,36 @@ func Up(opts Options) (*Lab, error) {
 	return l, nil
 }
 
+// hostLockPath is held (flock) by the one lab a host can run: two kubelets
+// would share the /kubepods cgroups and /var/log/containers.
+const hostLockPath = "/run/lock/hostdev-k8s-lab.lock"
+
+func (l *Lab) lockHost() error {
+	if err := os.MkdirAll(filepath.Dir(hostLockPath), 0o755); err != nil {
+		return fmt.Errorf("cannot create %s: %w", filepath.Dir(hostLockPath), err)
+	}
+	f, err := os.OpenFile(hostLockPath, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return fmt.Errorf("cannot open the lab's host lock %s: %w", hostLockPath, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := readSmall(hostLockPath, 4096)
+		f.Close()
+		return fmt.Errorf("another Kubernetes lab runs on this host (%s holds %s); one lab per host: two kubelets would share the pod cgroups",
+			strings.TrimSpace(string(holder)), hostLockPath)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d, directory %s\n", os.Getpid(), l.Dir)), 0)
+	}
+	l.hostLock = f
+	return nil
+}
+
 func (l *Lab) up() error {
 	if err := l.preflight(); err != nil {
+		return err
+	}
+	if err := l.lockHost(); err != nil {
 		return err
 	}
 	if err := l.prepareDir(); err != nil {
@@ -486,8 +515,13 @@ func (l *Lab) Down() {
 	if left := unmountAll(l.Dir); len(left) > 0 {
 		l.logf("could not unmount: %s", strings.Join(left, ", "))
 	}
-	l.removeCgroups()
-	l.removeLogLinks()
+	if l.hostLock != nil {
+		// Host-wide leftovers are this lab's only while it holds the lock.
+		l.removeCgroups()
+		l.removeLogLinks()
+		l.hostLock.Close() // releases the flock
+		l.hostLock = nil
+	}
 	l.logf("stopped; logs are in %s", l.Path("logs"))
 }
 
