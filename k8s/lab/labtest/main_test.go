@@ -13,8 +13,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,15 +50,38 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "labtest:", err)
 		return 2
 	}
+	// One fixed directory: a run that was killed before it could stop its
+	// lab leaves pids there that the next run stops (the lab is one per host).
 	dir := os.Getenv("HOSTDEV_K8S_LAB_TEST_DIR")
 	if dir == "" {
-		dir, err = os.MkdirTemp("/tmp", "hostdev-k8s-test.")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "labtest:", err)
-			return 2
-		}
+		dir = "/tmp/hostdev-k8s-test"
 	}
-	lab, err = cluster.Up(cluster.Options{Dir: dir, Bin: bin, Sim: os.Getenv("HOSTDEV_K8S_LAB_SIM"), ExtraArgs: extra})
+	// A signal (Ctrl-C on go test) stops the lab before the binary exits.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var once sync.Once
+	down := func() {
+		once.Do(func() {
+			if lab != nil {
+				lab.Down()
+			}
+		})
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s, ok := <-sigs
+		if !ok {
+			return
+		}
+		fmt.Fprintf(os.Stderr, "labtest: %s: stopping the lab\n", s)
+		cancel()
+		down()
+		os.Exit(1)
+	}()
+	defer signal.Stop(sigs)
+
+	lab, err = cluster.Up(cluster.Options{Dir: dir, Bin: bin, Sim: os.Getenv("HOSTDEV_K8S_LAB_SIM"), ExtraArgs: extra, Ctx: ctx})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "labtest: the lab did not start:", err)
 		return 1
@@ -68,12 +94,8 @@ func run(m *testing.M) int {
 	} else {
 		code = m.Run()
 	}
-	lab.Down()
-	if code == 0 && os.Getenv("HOSTDEV_K8S_LAB_TEST_DIR") == "" {
-		os.RemoveAll(dir)
-	} else {
-		fmt.Fprintf(os.Stderr, "labtest: logs kept in %s\n", filepath.Join(dir, "logs"))
-	}
+	down()
+	fmt.Fprintf(os.Stderr, "labtest: logs are in %s (emptied by the next run)\n", filepath.Join(dir, "logs"))
 	return code
 }
 
