@@ -8,8 +8,11 @@
 // and every process it starts; it stops them by pid on every exit it sees
 // (Up's failure, Down, the launcher's signals) and, on the next Up, whatever
 // a kill -9 left. It must not touch anything outside the lab directory but
-// the kubelet's cgroups, the shims' sockets containerd keeps under
-// /run/containerd/s and the symlinks the kubelet keeps in /var/log/containers.
+// what the components insist on and cannot be told otherwise: the kubelet's
+// cgroups (/kubepods), its device-plugin socket in
+// /var/lib/kubelet/device-plugins and its links in /var/log/containers, the
+// shims' sockets under /run/containerd/s, and the host lock
+// /run/lock/hostdev-k8s-lab.lock that makes it one lab per host.
 package cluster
 
 import (
