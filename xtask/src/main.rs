@@ -11,8 +11,13 @@
 //! it) a missing prerequisite fails the run instead of leaving the tier out.
 //!
 //! `cargo xtask lab -- CMD` runs any command in the guest (for exploring).
+//!
+//! `cargo xtask k8s-lab [OPTION…]` starts the one-node Kubernetes lab
+//! (`k8s/lab`, see `k8s.rs`) until Ctrl-C; `cargo xtask test` runs its tier,
+//! `cargo xtask k8s-test` that tier alone.
 
 mod deb;
+mod k8s;
 
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -278,6 +283,9 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             failed = true;
         }
     }
+    if !k8s::tier(required)? {
+        failed = true;
+    }
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -290,6 +298,15 @@ fn main() -> Result<ExitCode> {
     match args.first().map(String::as_str) {
         Some("kernel-test") => kernel_test(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("k8s-lab") => k8s::lab(&args[1..]),
+        Some("k8s-test") => {
+            let required = std::env::var("HOSTDEV_REQUIRE_PEER").as_deref() == Ok("1");
+            Ok(if k8s::tier(required)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Some("deb") => {
             deb::deb(&workspace_root())?;
             Ok(ExitCode::SUCCESS)
@@ -305,7 +322,7 @@ fn main() -> Result<ExitCode> {
             Ok(ExitCode::from(status.code().unwrap_or(125) as u8))
         }
         _ => {
-            eprintln!("usage: cargo xtask test [CARGO-TEST-OPTION…] | cargo xtask kernel-test [TEST-FILTER…] | cargo xtask deb | cargo xtask lab -- COMMAND");
+            eprintln!("usage: cargo xtask test [CARGO-TEST-OPTION…] | cargo xtask kernel-test [TEST-FILTER…] | cargo xtask deb | cargo xtask lab -- COMMAND | cargo xtask k8s-lab [--dir DIR] [--then CMD] [--extra 'COMPONENT=ARG …'] | cargo xtask k8s-test");
             Ok(ExitCode::from(2))
         }
     }
