@@ -24,8 +24,16 @@ fn a_client_of_the_daemon_links_no_host_code() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    for wanted in ["hostdev-api", "hostdev-model", "serde_json", "serde_urlencoded"] {
-        assert!(crates.contains(&wanted), "{wanted} is missing from:\n{tree}");
+    for wanted in [
+        "hostdev-api",
+        "hostdev-model",
+        "serde_json",
+        "serde_urlencoded",
+    ] {
+        assert!(
+            crates.contains(&wanted),
+            "{wanted} is missing from:\n{tree}"
+        );
     }
     for host in [
         "hostdev-sysfs",
@@ -38,6 +46,9 @@ fn a_client_of_the_daemon_links_no_host_code() {
         "hostdev-fs",
         "rustix",
     ] {
-        assert!(!crates.contains(&host), "{host} is linked by a client:\n{tree}");
+        assert!(
+            !crates.contains(&host),
+            "{host} is linked by a client:\n{tree}"
+        );
     }
 }

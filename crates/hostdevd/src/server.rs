@@ -218,8 +218,11 @@ where
         Method::Get => (Role::Reader, "read"),
         Method::Post => (Role::Root, "change devices"),
     };
-    allow(s, peer, needs, what)?;
+    // The body is read before the peer is refused: a refusal sent while
+    // the request is still unread is lost to a client whose connection
+    // the close resets (a relay, a slow writer).
     let bytes = read_body(s, body).await?;
+    allow(s, peer, needs, what)?;
     let req: O = decode(query.as_deref(), &bytes)?;
     if O::METHOD == Method::Get {
         // A read: sent again from what is kept while the core says the
@@ -354,7 +357,16 @@ async fn openapi<K: Kernel>(
     json_response(StatusCode::OK, &crate::openapi::document())
 }
 
+/// Reads (a bounded part of) a request body that will not be used, so
+/// that the answer is not lost to a reset of a connection closed unread.
+async fn drain(body: Body) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), axum::body::to_bytes(body, 1 << 20)).await;
+}
+
 async fn wrong_method(req: Request<Body>) -> ApiError {
+    let (parts, body) = req.into_parts();
+    drain(body).await;
+    let req = Request::from_parts(parts, ());
     ApiError::new(
         ErrorClass::Unsupported,
         "request.method",
@@ -367,6 +379,9 @@ async fn wrong_method(req: Request<Body>) -> ApiError {
 }
 
 async fn not_found(req: Request<Body>) -> ApiError {
+    let (parts, body) = req.into_parts();
+    drain(body).await;
+    let req = Request::from_parts(parts, ());
     ApiError::new(
         ErrorClass::NotFound,
         "request.no_route",

@@ -36,9 +36,10 @@ fn transcript(socket: Option<&Path>) -> String {
     for line in STEPS {
         let args: Vec<&str> = line.split(' ').collect();
         let mut c = Command::new(env!("CARGO_BIN_EXE_hostdevctl"));
-        c.args(&args)
-            .env_remove("HOSTDEV_ROOT")
-            .env("HOSTDEV_SOCKET", socket.map(|s| s.as_os_str()).unwrap_or_default());
+        c.args(&args).env_remove("HOSTDEV_ROOT").env(
+            "HOSTDEV_SOCKET",
+            socket.map(|s| s.as_os_str()).unwrap_or_default(),
+        );
         let o = c.output().expect("run hostdevctl");
         out.push_str(&format!("$ hostdevctl {line}\n"));
         out.push_str(&String::from_utf8_lossy(&o.stdout));
@@ -66,7 +67,10 @@ fn vdpa_commands_read_the_same_directly_and_through_hostdevd() {
     let _k = kernel("vdpa-transcript");
     let direct = transcript(None);
     assert!(vdpa_names().is_empty(), "{direct}");
-    assert!(direct.contains("$ hostdevctl vdpa start kt0\nrc=0"), "{direct}");
+    assert!(
+        direct.contains("$ hostdevctl vdpa start kt0\nrc=0"),
+        "{direct}"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("hostdevd.toml");
