@@ -106,6 +106,7 @@ impl CoreError {
             PoolNotBound { .. } => "pool.not_bound",
             PoolNoRoom { .. } => "pool.no_room",
             PoolFillFailed { .. } => "pool.fill_failed",
+            PoolBadTtl { .. } => "pool.bad_ttl",
         }
     }
 }

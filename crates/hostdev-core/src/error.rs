@@ -579,6 +579,12 @@ pub enum CoreError {
         /// What failed.
         why: String,
     },
+    /// A reservation time outside what a reservation may last.
+    #[error("a reservation lasts 1 second to 30 days ({max} seconds); {ttl} seconds is out of range", max = crate::pool::MAX_TTL_SECS)]
+    PoolBadTtl {
+        /// The time asked for, in seconds.
+        ttl: u64,
+    },
     /// An unbind named a UUID bound to no pool.
     #[error("UUID {uuid} is bound to no pool")]
     PoolNotBound {

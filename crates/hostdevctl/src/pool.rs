@@ -63,7 +63,7 @@ pub enum PoolCmd {
         /// This UUID (mdev pools): made with it on demand, or this pre-created device
         #[arg(long)]
         uuid: Option<Uuid>,
-        /// A reservation that ends by itself (300, 90s, 10m, 2h); allocate again without it to keep the device
+        /// A reservation that ends by itself (300, 90s, 10m, 2h; at most 30d); allocate again without it to keep the device
         #[arg(long, value_parser = ttl)]
         ttl: Option<u64>,
     },

@@ -34,6 +34,27 @@ use hostdev_vdpa::VdpaClient;
 use kinds::{kind_of, Member};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The longest reservation (`ttl_secs`): 30 days. A reservation holds a
+/// device for a migration or a job that has not started yet; anything
+/// longer is an allocation, which needs no time limit.
+pub const MAX_TTL_SECS: u64 = 30 * 86_400;
+
+/// A reservation's end: `now + ttl`, refused outside 1 s to
+/// [`MAX_TTL_SECS`], so an expiry is never earlier than now (a sum that
+/// wrapped past i64 once made it so, and handed the device to the next).
+fn expiry(now: i64, ttl: Option<u64>) -> Result<Option<i64>, CoreError> {
+    let Some(t) = ttl else { return Ok(None) };
+    let end = (1..=MAX_TTL_SECS)
+        .contains(&t)
+        .then(|| now.checked_add(i64::try_from(t).ok()?))
+        .flatten()
+        .filter(|e| *e > now);
+    match end {
+        Some(e) => Ok(Some(e)),
+        None => Err(CoreError::PoolBadTtl { ttl: t }),
+    }
+}
+
 /// Unix seconds now (the default clock of [`Devices::clock`]).
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -218,6 +239,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// already, if any (a reservation becomes permanent when asked again
     /// without a time limit).
     pub fn allocate(&self, req: &AllocateRequest) -> Result<Allocation, CoreError> {
+        expiry((self.clock)(), req.ttl_secs)?;
         let def = self.pool_def(&req.pool)?;
         if req.uuid.is_some() && !matches!(def.kind, PoolKind::Mdev { .. }) {
             return Err(CoreError::PoolMisuse {
@@ -303,7 +325,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         req: &AllocateRequest,
     ) -> Result<Allocation, CoreError> {
         let now = (self.clock)();
-        let expires = req.ttl_secs.map(|t| now.saturating_add(t as i64));
+        let expires = expiry(now, req.ttl_secs)?;
         let pool = def.name.as_str();
         let (rec, again) = db.write(|tx| {
             if let Some(d) = Self::held_again(tx, def, req, now, expires)? {
@@ -362,14 +384,14 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let pool = def.name.as_str();
         // Cheap path first: asking again needs no kernel work and no lock.
         let now = (self.clock)();
-        let expires = req.ttl_secs.map(|t| now.saturating_add(t as i64));
+        let expires = expiry(now, req.ttl_secs)?;
         if let Some(d) = db.write(|tx| Self::held_again(tx, def, req, now, expires))? {
             return Ok(self.allocation(def, &d, &req.consumer, true));
         }
         let _pools = self.pool_lock()?;
         self.settle(def, db, &mut Vec::new())?;
         let now = (self.clock)();
-        let expires = req.ttl_secs.map(|t| now.saturating_add(t as i64));
+        let expires = expiry(now, req.ttl_secs)?;
         if let Some(u) = &req.uuid {
             if let Some((p, _)) = self.mdev.running_parent(u)? {
                 return Err(CoreError::PoolUuidTaken {

