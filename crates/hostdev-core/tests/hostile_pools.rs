@@ -76,3 +76,53 @@ fn a_huge_or_zero_reservation_is_refused_and_never_hands_one_device_to_two() {
         assert_eq!(alloc(&d, &p, "a", None).expect("again"), a);
     }
 }
+
+/// A 10 MB line in a pool file gave a 20 MB error (and `GET /v1/pools` a
+/// 20 MB reply), a file nested 100 000 deep a 200 KB one, and a pool file
+/// linked to another file printed that file's first line.
+#[test]
+fn errors_about_pool_files_are_bounded_and_never_quote_another_file() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let d = host(t.path());
+    let dir = t.path().join("etc/hostdev/pools.d");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let huge = format!(
+        "kind = \"mdev\"\ntype = \"t-1\"\nx = \"{}\"\n",
+        "A".repeat(10 << 20)
+    );
+    std::fs::write(dir.join("huge.toml"), huge).expect("write");
+    let line = format!("kind = \"mdev\"\ntype = {}\n", "B".repeat(20_000));
+    std::fs::write(dir.join("line.toml"), line).expect("write");
+    for (name, depth) in [("deep", 100_000), ("deep2", 20_000)] {
+        let nested = format!(
+            "kind = \"mdev\"\ntype = \"t-1\"\nx = {}\n",
+            "[".repeat(depth)
+        );
+        std::fs::write(dir.join(format!("{name}.toml")), nested).expect("write");
+    }
+    let secret = t.path().join("shadow");
+    std::fs::write(&secret, "root:$y$SECRET-HASH:19000:0:99999:7:::\n").expect("write");
+    std::os::unix::fs::symlink(&secret, dir.join("linked.toml")).expect("link");
+    let l = d.pool_list().expect("list");
+    assert_eq!(l.problems.len(), 5, "{:?}", l.problems);
+    for p in &l.problems {
+        let r = &p.reason;
+        assert!(
+            r.len() < 400,
+            "{}: {} bytes: {}",
+            p.path.display(),
+            r.len(),
+            &r[..r.len().min(400)]
+        );
+        assert!(!r.contains("SECRET"), "{}: {r}", p.path.display());
+    }
+    for name in ["huge", "line", "deep", "deep2", "linked"] {
+        let e = alloc(&d, &PoolName::new(name).expect("n"), "vm", None).expect_err(name);
+        let s = e.to_string();
+        assert!(
+            s.len() < 500 && !s.contains("SECRET"),
+            "{name}: {}",
+            &s[..s.len().min(500)]
+        );
+    }
+}

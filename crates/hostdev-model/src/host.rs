@@ -230,7 +230,7 @@ impl HostFile {
     /// Parses the file's text.
     pub fn parse(text: &str) -> Result<HostFile, HostFileError> {
         let f: HostFile = toml::from_str(text)
-            .map_err(|e| HostFileError::Toml(e.to_string().trim_end().to_string()))?;
+            .map_err(|e| HostFileError::Toml(crate::quote::toml_error(text, &e)))?;
         for (i, m) in f.mdev.iter().enumerate() {
             m.select
                 .check()

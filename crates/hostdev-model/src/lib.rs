@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod names;
 pub mod pool;
 pub mod probe;
+pub mod quote;
 pub mod vdpa;
 pub mod vgpu;
 pub mod vgpu_dm;

@@ -43,7 +43,7 @@ impl PoolName {
         if ok {
             Ok(PoolName(s))
         } else {
-            Err(PoolDefError::Name(s.escape_debug().to_string()))
+            Err(PoolDefError::Name(crate::quote::quote(&s)))
         }
     }
     /// The name.
@@ -177,7 +177,7 @@ impl Selector {
             if !ok {
                 return Err(PoolDefError::Invalid(format!(
                     "members.ids: '{}' is not a PCI vendor:device id such as 10de:26b9",
-                    id.escape_debug()
+                    crate::quote::quote(id)
                 )));
             }
         }
@@ -327,7 +327,7 @@ impl PoolDef {
     /// Parses a definition file's text; `name` is the file's stem.
     pub fn parse(name: PoolName, text: &str) -> Result<PoolDef, PoolDefError> {
         let f: PoolFile = toml::from_str(text)
-            .map_err(|e| PoolDefError::Toml(e.to_string().trim_end().replace('\n', " ")))?;
+            .map_err(|e| PoolDefError::Toml(crate::quote::toml_error(text, &e)))?;
         let invalid = |s: String| Err(PoolDefError::Invalid(s));
         let type_ = f.type_.clone();
         let kind = match (f.kind.as_str(), type_, f.vdpa) {
@@ -346,7 +346,7 @@ impl PoolDef {
                 if !ok {
                     return invalid(format!(
                         "vdpa.name_prefix '{}' must be 1 to 10 letters, digits, '_' or '-'",
-                        template.name_prefix.escape_debug()
+                        crate::quote::quote(&template.name_prefix)
                     ));
                 }
                 PoolKind::Vdpa { template }
@@ -366,7 +366,7 @@ impl PoolDef {
             (k, _, _) => {
                 return invalid(format!(
                     "kind '{}' is not one of mdev, vgpu, vdpa",
-                    k.escape_debug()
+                    crate::quote::quote(k)
                 ))
             }
         };

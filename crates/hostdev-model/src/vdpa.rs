@@ -42,7 +42,7 @@ impl VdpaName {
         if ok {
             Ok(VdpaName(s))
         } else {
-            Err(VdpaValueError::Name(s.escape_debug().to_string()))
+            Err(VdpaValueError::Name(crate::quote::quote(&s)))
         }
     }
 
@@ -67,7 +67,7 @@ pub struct MgmtDevName {
 impl MgmtDevName {
     /// Parses `dev` or `bus/dev` as iproute2 writes them.
     pub fn parse(s: &str) -> Result<MgmtDevName, VdpaValueError> {
-        let bad = || VdpaValueError::Name(s.escape_debug().to_string());
+        let bad = || VdpaValueError::Name(crate::quote::quote(&s));
         if s.is_empty() || s.chars().any(char::is_control) {
             return Err(bad());
         }
@@ -109,7 +109,7 @@ pub struct MacAddr(pub [u8; 6]);
 impl FromStr for MacAddr {
     type Err = VdpaValueError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || VdpaValueError::Mac(s.escape_debug().to_string());
+        let bad = || VdpaValueError::Mac(crate::quote::quote(s));
         let parts: Vec<&str> = s.split(':').collect();
         if parts.len() != 6 {
             return Err(bad());

@@ -123,8 +123,12 @@ pub fn translate(
     config: &str,
     gpus: &[Gpu],
 ) -> Result<(HostFile, Vec<String>), ImportError> {
-    let spec: Spec = serde_yaml_ng::from_str(yaml)
-        .map_err(|e| ImportError(format!("not a vgpu-device-manager file: {e}")))?;
+    let spec: Spec = serde_yaml_ng::from_str(yaml).map_err(|e| {
+        ImportError(format!(
+            "not a vgpu-device-manager file: {}",
+            crate::quote::quote(&e.to_string())
+        ))
+    })?;
     if spec.version != "v1" {
         return Err(ImportError(format!(
             "version {} is not known (v1 is)",
