@@ -20,6 +20,7 @@ impl CoreError {
                 StoreError::Remove { .. } => "store.remove",
                 StoreError::Definition { .. } => "store.bad_definition",
                 StoreError::Db { .. } => "store.db",
+                StoreError::PoolStateLost { .. } => "store.pool_state_lost",
             },
             ReadJson { .. } => "input.read_json",
             BadJson { .. } => "input.bad_json",

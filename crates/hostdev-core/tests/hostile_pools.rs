@@ -126,3 +126,44 @@ fn errors_about_pool_files_are_bounded_and_never_quote_another_file() {
         );
     }
 }
+
+fn running(d: &Fakes) -> usize {
+    use hostdev_sysfs::MdevSysfs;
+    d.mdev.sysfs.devices().expect("devices").len()
+}
+
+/// A deleted or emptied `pools.db` was silently a new database: the
+/// allocations were forgotten, the devices stayed owned by nobody, and the
+/// next allocation made a second set.
+#[test]
+fn a_vanished_or_emptied_state_database_is_refused_not_replaced() {
+    for how in ["deleted", "emptied"] {
+        let t = tempfile::tempdir().expect("tempdir");
+        let d = host(t.path());
+        let p = pool(t.path(), "p", "kind = \"mdev\"\ntype = \"t-1\"\n");
+        alloc(&d, &p, "vm-a", None).expect("a");
+        assert_eq!(running(&d), 1);
+        let db = t.path().join("var/lib/hostdev/pools.db");
+        match how {
+            "deleted" => {
+                for f in ["pools.db", "pools.db-wal", "pools.db-shm"] {
+                    let _ = std::fs::remove_file(t.path().join("var/lib/hostdev").join(f));
+                }
+            }
+            _ => {
+                std::fs::write(&db, b"").expect("truncate");
+                let _ = std::fs::remove_file(t.path().join("var/lib/hostdev/pools.db-wal"));
+            }
+        }
+        // A new process: nothing of the old file is remembered.
+        let e = alloc(&d, &p, "vm-b", None).expect_err(how);
+        assert_eq!(e.code(), "store.pool_state_lost", "{how}: {e}");
+        let s = e.to_string();
+        assert!(s.contains("pools.db") && s.contains("pools.created"), "{s}");
+        assert_eq!(running(&d), 1, "{how}: no second set made");
+        assert!(d.reconcile().is_err(), "{how}: reconcile refuses too");
+        // The documented repair: with no pool device left, remove the marker.
+        std::fs::remove_file(t.path().join("var/lib/hostdev/pools.created")).expect("marker");
+        alloc(&d, &p, "vm-b", None).expect("a new database");
+    }
+}

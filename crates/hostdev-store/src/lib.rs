@@ -77,6 +77,17 @@ pub enum StoreError {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// The pool state database is missing or empty on a host whose marker
+    /// says it kept pool state: refused, never made again.
+    #[error("the pool state database {path} {what}, but {marker} says this host has kept pool state: devices it recorded may still exist and be held by virtual machines, so no pool decision is made without it. Restore {path} from a backup (with its -wal file), or, once no device a pool made exists any more, remove {marker} to start with an empty database")]
+    PoolStateLost {
+        /// The database file.
+        path: PathBuf,
+        /// The marker that says it existed.
+        marker: PathBuf,
+        /// What is wrong with it, as a verb phrase (`is missing`).
+        what: &'static str,
+    },
     /// A definition file could not be read or parsed.
     #[error("definition {path} is unusable: {reason}")]
     Definition {

@@ -115,15 +115,42 @@ impl PoolDb {
         root.join("var/lib/hostdev/pools.db")
     }
 
-    /// Opens (creating if needed) the database under `root`; in a process
-    /// that has it open already, shares that connection.
+    /// The file that says this host keeps pool state: written when the
+    /// database is first made, it outlives the database, so a database that
+    /// is deleted or emptied later is refused instead of made again.
+    pub fn marker_under(root: &Path) -> PathBuf {
+        root.join("var/lib/hostdev/pools.created")
+    }
+
+    /// Opens (creating it on a host that never had one) the database under
+    /// `root`; in a process that has it open already, shares that
+    /// connection. Where the marker says a database was made, a missing,
+    /// empty or schema-less file is [`StoreError::PoolStateLost`]: the
+    /// devices it recorded may exist and be held, and a new empty database
+    /// would hand them out again and make a second set.
     pub fn open(root: &Path) -> Result<PoolDb, StoreError> {
         let path = Self::path_under(root);
+        let marker = Self::marker_under(root);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
                 path: dir.to_path_buf(),
                 source,
             })?;
+        }
+        let marked = marker.exists();
+        let lost = |what: &'static str| StoreError::PoolStateLost {
+            path: path.clone(),
+            marker: marker.clone(),
+            what,
+        };
+        if marked {
+            match fs::metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(lost("is missing"))
+                }
+                Ok(m) if m.len() == 0 => return Err(lost("is empty")),
+                _ => {}
+            }
         }
         let mut all = SHARED.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(file) = file_id(&path) {
@@ -134,7 +161,10 @@ impl PoolDb {
                 });
             }
         }
-        let conn = connect(&path)?;
+        let conn = connect(&path, !marked)?;
+        if marked && !has_schema(&conn, &path)? {
+            return Err(lost("has no pool tables"));
+        }
         let file = file_id(&path).unwrap_or_default();
         let db = PoolDb {
             shared: Arc::new(Shared {
@@ -145,6 +175,9 @@ impl PoolDb {
             path,
         };
         db.upgrade()?;
+        if !marked {
+            mark(root, &marker)?;
+        }
         all.retain(|(p, _)| p != &db.path);
         all.push((db.path.clone(), Arc::clone(&db.shared)));
         Ok(db)
@@ -208,7 +241,7 @@ impl PoolDb {
     fn hold(&self) -> Result<Held<'_>, StoreError> {
         let me = thread_no();
         if self.shared.holder.load(Ordering::Acquire) == me {
-            return Ok(Held::Own(connect(&self.path)?));
+            return Ok(Held::Own(connect(&self.path, false)?));
         }
         let g = self.shared.conn.lock().unwrap_or_else(|p| p.into_inner());
         self.shared.holder.store(me, Ordering::Release);
@@ -264,13 +297,53 @@ impl PoolDb {
     }
 }
 
-/// A new connection in WAL mode with the busy timeout set.
-fn connect(path: &Path) -> Result<Connection, StoreError> {
+/// Writes the marker of a host that keeps pool state (under the host lock;
+/// pools' lock holders may call this, which is taken before the host lock).
+fn mark(root: &Path, marker: &Path) -> Result<(), StoreError> {
+    let lock = crate::HostLock::acquire(&crate::HostLock::path_under(root))?;
+    let text = format!(
+        "hostdev made its pool state database, pools.db, in this directory (unix time {}).\n\
+         While this file exists, a missing or empty pools.db is refused: devices it\n\
+         recorded may still exist and be held by virtual machines. Remove this file only\n\
+         when no device a pool made exists any more.\n",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
+    crate::write_atomic(&lock, marker, text.as_bytes())
+}
+
+/// Whether the file has the pool tables (a file replaced by an empty
+/// database has none).
+fn has_schema(conn: &Connection, path: &Path) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'devices'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(|source| StoreError::Db {
+        path: path.to_path_buf(),
+        op: "read the schema of",
+        source,
+    })
+}
+
+/// A new connection in WAL mode with the busy timeout set; the file is
+/// created only when `create` (a host that never had pool state).
+fn connect(path: &Path, create: bool) -> Result<Connection, StoreError> {
+    use rusqlite::OpenFlags;
     let err = |op: &'static str| {
         let path = path.to_path_buf();
         move |source| StoreError::Db { path, op, source }
     };
-    let conn = Connection::open(path).map_err(err("open"))?;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(err("open"))?;
     conn.busy_timeout(Duration::from_secs(60))
         .map_err(err("set the busy timeout of"))?;
     // journal_mode answers a row; WAL persists in the file once set.
@@ -332,7 +405,7 @@ mod tests {
         assert!(Arc::ptr_eq(&a.shared, &b.shared));
         a.write(|tx| tx.insert(&free("x"))).unwrap();
         drop((a, b));
-        for f in ["pools.db", "pools.db-wal", "pools.db-shm"] {
+        for f in ["pools.db", "pools.db-wal", "pools.db-shm", "pools.created"] {
             let _ = fs::remove_file(t.path().join("var/lib/hostdev").join(f));
         }
         let c = PoolDb::open(t.path()).unwrap();
