@@ -67,7 +67,7 @@ pub struct MgmtDevName {
 impl MgmtDevName {
     /// Parses `dev` or `bus/dev` as iproute2 writes them.
     pub fn parse(s: &str) -> Result<MgmtDevName, VdpaValueError> {
-        let bad = || VdpaValueError::Name(crate::quote::quote(&s));
+        let bad = || VdpaValueError::Name(crate::quote::quote(s));
         if s.is_empty() || s.chars().any(char::is_control) {
             return Err(bad());
         }

@@ -34,7 +34,7 @@ impl FromStr for PciAddress {
         if ok {
             Ok(PciAddress(s.to_ascii_lowercase()))
         } else {
-            Err(PciAddressError(crate::quote::quote(&s)))
+            Err(PciAddressError(crate::quote::quote(s)))
         }
     }
 }
