@@ -21,6 +21,7 @@ impl CoreError {
                 StoreError::Definition { .. } => "store.bad_definition",
                 StoreError::Db { .. } => "store.db",
                 StoreError::PoolStateLost { .. } => "store.pool_state_lost",
+                StoreError::DbBusy { .. } => "store.db_busy",
             },
             ReadJson { .. } => "input.read_json",
             BadJson { .. } => "input.bad_json",

@@ -25,7 +25,7 @@ pub use lock::HostLock;
 pub use markers::{HeldMarker, ProbeMarkers};
 pub use mdev::{Definition, LoadProblem, MdevStore};
 pub use memo::{DefinitionMemo, MemoStats};
-pub use pool_db::PoolDb;
+pub use pool_db::{PoolDb, DEFAULT_WAIT as POOL_DB_WAIT};
 pub use pools::{DeviceRecord, Origin, PoolDefs, RecState, Tx};
 
 use std::io;
@@ -76,6 +76,17 @@ pub enum StoreError {
         op: &'static str,
         /// SQLite's error.
         source: rusqlite::Error,
+    },
+    /// Another writer kept the pool state database's write lock for the
+    /// whole wait its caller allows; nothing was changed.
+    #[error("the pool state database {path} stayed locked by another writer for {} s: {holder}; nothing was changed (a writer holds it for milliseconds, so that one is stuck or stopped)", .waited.as_secs_f32().round())]
+    DbBusy {
+        /// The database file.
+        path: PathBuf,
+        /// How long this transaction waited.
+        waited: std::time::Duration,
+        /// Who holds it, as a phrase.
+        holder: String,
     },
     /// The pool state database is missing or empty on a host whose marker
     /// says it kept pool state: refused, never made again.

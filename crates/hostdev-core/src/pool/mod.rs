@@ -33,6 +33,17 @@ use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
 use kinds::{kind_of, Member};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// How long a pool decision asked by a command or an API request waits for
+/// another writer of the state database (a writer holds it for
+/// milliseconds; one that holds it longer is stuck, and is named).
+pub const WAIT_ASKED: Duration = Duration::from_secs(10);
+/// The same for the libvirt hook, which blocks a VM's start (and its stop).
+pub const WAIT_HOOK: Duration = Duration::from_secs(5);
+/// The same for reconcile, which nobody waits on (hostdevd runs it every
+/// minute).
+pub const WAIT_RECONCILE: Duration = Duration::from_secs(30);
 
 /// The longest reservation (`ttl_secs`): 30 days. A reservation holds a
 /// device for a migration or a job that has not started yet; anything
@@ -86,8 +97,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         })
     }
 
+    /// The state database for a command or an API request.
     pub(crate) fn pool_db(&self) -> Result<PoolDb, CoreError> {
-        Ok(PoolDb::open(&self.root)?)
+        self.pool_db_waiting(WAIT_ASKED)
+    }
+
+    /// The state database, its transactions waiting at most `wait` for
+    /// another writer (then the error names the holder).
+    pub(crate) fn pool_db_waiting(&self, wait: Duration) -> Result<PoolDb, CoreError> {
+        Ok(PoolDb::open(&self.root)?.waiting(wait))
     }
 
     pub(crate) fn pool_lock(&self) -> Result<HostLock, CoreError> {
@@ -239,6 +257,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// already, if any (a reservation becomes permanent when asked again
     /// without a time limit).
     pub fn allocate(&self, req: &AllocateRequest) -> Result<Allocation, CoreError> {
+        self.allocate_waiting(req, WAIT_ASKED)
+    }
+
+    /// [`Devices::allocate`], waiting at most `wait` for another writer.
+    pub(crate) fn allocate_waiting(
+        &self,
+        req: &AllocateRequest,
+        wait: Duration,
+    ) -> Result<Allocation, CoreError> {
         expiry((self.clock)(), req.ttl_secs)?;
         let def = self.pool_def(&req.pool)?;
         if req.uuid.is_some() && !matches!(def.kind, PoolKind::Mdev { .. }) {
@@ -250,7 +277,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 ),
             });
         }
-        let db = self.pool_db()?;
+        let db = self.pool_db_waiting(wait)?;
         match def.mode {
             Mode::PreCreated => match self.allocate_ready(&def, &db, req) {
                 Err(CoreError::PoolExhausted { .. }) if self.pool_short(&def, &db)? => {
