@@ -147,6 +147,17 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
     }
 
+    /// The ids of every device a pool recorded, whatever its state: a
+    /// device a pool made is the pool's, not drift (it has no definition by
+    /// design). Empty on a host without pool state.
+    pub fn pool_owned(&self) -> Result<BTreeSet<String>, CoreError> {
+        if !PoolDb::path_under(&self.root).exists() {
+            return Ok(BTreeSet::new());
+        }
+        let rows = self.pool_db()?.read(|tx| tx.all_devices())?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
+    }
+
     /// Every pool with its capacity and use.
     pub fn pool_list(&self) -> Result<PoolList, CoreError> {
         let (defs, problems) = self.pool_defs().load_all()?;
