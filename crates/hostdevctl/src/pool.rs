@@ -355,10 +355,16 @@ fn hook_run(args: &[String]) -> Result<ExitCode> {
         ),
     };
     // Read all of stdin whatever the operation: libvirt writes the XML first.
+    // Bounded: a domain is kilobytes; more than the bound is refused unread.
+    const MAX_XML: u64 = 16 << 20;
     let mut xml = String::new();
     std::io::stdin()
+        .take(MAX_XML + 1)
         .read_to_string(&mut xml)
         .context("cannot read the domain XML on stdin")?;
+    if xml.len() as u64 > MAX_XML {
+        bail!("the domain XML on stdin is larger than 16 MiB; it is not read");
+    }
     match (op, sub) {
         ("prepare", "begin") => {
             let d = hostdev_model::libvirt::domain_mdevs(&xml).map_err(anyhow::Error::msg)?;
