@@ -221,18 +221,16 @@ pub fn domain_mdevs(xml: &str) -> Result<DomainMdevs, String> {
                     return Err(bad("a closing tag has no opening one".into()));
                 }
             }
-            Ev::Text(t) => {
-                if path.len() == 2 && path[0] == "domain" {
-                    let text = t
-                        .unescape()
-                        .map_err(|e| bad(e.to_string()))?
-                        .trim()
-                        .to_string();
-                    match path[1].as_str() {
-                        "uuid" => uuid = Some(text),
-                        "name" => name = Some(text),
-                        _ => {}
-                    }
+            Ev::Text(t) if path.len() == 2 && path[0] == "domain" => {
+                let text = t
+                    .unescape()
+                    .map_err(|e| bad(e.to_string()))?
+                    .trim()
+                    .to_string();
+                match path[1].as_str() {
+                    "uuid" => uuid = Some(text),
+                    "name" => name = Some(text),
+                    _ => {}
                 }
             }
             Ev::Eof => break,
