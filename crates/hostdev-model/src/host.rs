@@ -209,10 +209,16 @@ fn attrs_of(list: &[BTreeMap<String, String>], what: &str) -> Result<Vec<Attr>, 
         .map(|m| {
             let mut it = m.iter();
             match (it.next(), it.next()) {
-                (Some((k, v)), None) => Ok(Attr {
-                    name: k.clone(),
-                    value: v.clone(),
-                }),
+                (Some((k, v)), None) => {
+                    // A name becomes a sysfs path when the device starts:
+                    // refused here, before apply stops anything.
+                    crate::AttrName::new(k.clone())
+                        .map_err(|e| HostFileError::Invalid(format!("{what}: {e}")))?;
+                    Ok(Attr {
+                        name: k.clone(),
+                        value: v.clone(),
+                    })
+                }
                 _ => Err(HostFileError::Invalid(format!(
                     "{what}: each attrs entry is one {{ name = \"value\" }} pair (order is kept across entries)"
                 ))),
@@ -523,6 +529,24 @@ types = [{ type = "NVIDIA L40S-4Q", count = 2 }]
                 None
             ]
         );
+    }
+
+    /// `attrs = [{ "../../../../tmp/x" = "1" }]` passed plan; apply stopped
+    /// every device of the entry, failed at the attribute, and rolled back.
+    #[test]
+    fn attribute_names_are_validated_when_the_file_is_read() {
+        for (entry, bad) in [
+            ("[[mdev]]\ntype = \"t-1\"\ncount = 1", "../../../../tmp/x"),
+            ("[[mdev]]\ntype = \"t-1\"\ncount = 1", ".hidden"),
+            (
+                "[[mdev_device]]\nuuid = \"11111111-2222-4333-8444-555555555555\"\nparent = \"mtty\"\ntype = \"mtty-2\"",
+                "a/b",
+            ),
+        ] {
+            let text = format!("{entry}\nattrs = [{{ \"{bad}\" = \"1\" }}]\n");
+            let e = HostFile::parse(&text).expect_err(bad).to_string();
+            assert!(e.contains("attribute name") && e.contains(bad), "{bad}: {e}");
+        }
     }
 
     #[test]
