@@ -237,7 +237,23 @@ impl HostFile {
     pub fn parse(text: &str) -> Result<HostFile, HostFileError> {
         let f: HostFile = toml::from_str(text)
             .map_err(|e| HostFileError::Toml(crate::quote::toml_error(text, &e)))?;
+        f.check()?;
+        Ok(f)
+    }
+
+    /// The rules a file must keep whether it was read or translated: names
+    /// usable as paths, counts no host can exceed (checked before anything
+    /// is expanded or summed, with sums that cannot wrap), nothing twice.
+    pub fn check(&self) -> Result<(), HostFileError> {
+        let f = self;
         for (i, m) in f.mdev.iter().enumerate() {
+            if m.count > MAX_MDEV_COUNT {
+                return Err(HostFileError::Invalid(format!(
+                    "mdev #{}: count {} is more than any parent has ({MAX_MDEV_COUNT} at most: vfio_ap, the largest, offers 255 x 255)",
+                    i + 1,
+                    m.count
+                )));
+            }
             m.select
                 .check()
                 .map_err(|e| HostFileError::Invalid(format!("mdev #{}: {e}", i + 1)))?;
@@ -257,8 +273,15 @@ impl HostFile {
             s.select
                 .check()
                 .map_err(|e| HostFileError::Invalid(format!("sriov #{}: {e}", i + 1)))?;
-            let n: u32 = s.types.iter().map(|t| t.count).sum();
-            if n > s.numvfs {
+            if s.numvfs > MAX_NUMVFS {
+                return Err(HostFileError::Invalid(format!(
+                    "sriov #{}: numvfs {} is more than a PCI function can have ({MAX_NUMVFS}: TotalVFs is 16 bits)",
+                    i + 1,
+                    s.numvfs
+                )));
+            }
+            let n: u64 = s.types.iter().map(|t| u64::from(t.count)).sum();
+            if n > u64::from(s.numvfs) {
                 return Err(HostFileError::Invalid(format!(
                     "sriov #{}: the types ask for {n} VFs but numvfs is {}",
                     i + 1,
@@ -292,9 +315,20 @@ impl HostFile {
                 }
             }
         }
-        Ok(f)
+        Ok(())
     }
 }
+
+/// The most devices one `[[mdev]]` entry may ask of one parent: no driver
+/// offers more instances of a type (vfio_ap's matrix, the largest, offers
+/// 255 adapters x 255 domains = 65 025).
+pub const MAX_MDEV_COUNT: u32 = 65_536;
+
+/// The most mdevs a file may expand into on one host.
+pub const MAX_MDEVS: usize = 65_536;
+
+/// The most VFs a PF can have: SR-IOV's TotalVFs is a 16-bit field.
+pub const MAX_NUMVFS: u32 = 65_535;
 
 /// What an mdev parent is and offers, as expansion needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,6 +397,13 @@ pub fn desired_mdevs(
                 continue;
             };
             hit += 1;
+            if out.len().saturating_add(m.count as usize) > MAX_MDEVS {
+                return Err(HostFileError::Invalid(format!(
+                    "the file asks for more than {MAX_MDEVS} mdevs on this host (mdev #{} on {} parents and more)",
+                    i + 1,
+                    hit
+                )));
+            }
             let slot = next_slot.entry(p.facts.name.clone()).or_insert(0);
             for _ in 0..m.count {
                 out.push(DesiredMdev {
@@ -529,6 +570,34 @@ types = [{ type = "NVIDIA L40S-4Q", count = 2 }]
                 None
             ]
         );
+    }
+
+    /// `count = 1000000000` and `numvfs = 4000000000` aborted the process
+    /// (`memory allocation … failed`, SIGABRT, no message), and type counts
+    /// whose u32 sum wrapped passed the "more than numvfs" check.
+    #[test]
+    fn counts_beyond_what_a_host_can_have_are_refused_with_checked_sums() {
+        for (text, want) in [
+            ("[[mdev]]\ntype = \"t-1\"\ncount = 1000000000\n", "count 1000000000"),
+            ("[[sriov]]\nnumvfs = 4000000000\n", "numvfs 4000000000"),
+            (
+                "[[sriov]]\nnumvfs = 4\ntypes = [{ type = \"A-1Q\", count = 4294967295 }, { type = \"A-2Q\", count = 2 }]\n",
+                "ask for 4294967297 VFs but numvfs is 4",
+            ),
+        ] {
+            let e = HostFile::parse(text).expect_err(want).to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        // Within the bounds per entry, but too many devices in all.
+        let f = HostFile::parse("[[mdev]]\ntype = \"t-1\"\ncount = 65536\n").expect("parse");
+        let parents = [
+            offer("a", ("0x10de", "0x1eb8"), &["t-1"]),
+            offer("b", ("0x10de", "0x1eb8"), &["t-1"]),
+        ];
+        let e = desired_mdevs(&f, "h", &parents)
+            .expect_err("total")
+            .to_string();
+        assert!(e.contains("more than 65536 mdevs"), "{e}");
     }
 
     /// `attrs = [{ "../../../../tmp/x" = "1" }]` passed plan; apply stopped
