@@ -297,6 +297,10 @@ impl HostFile {
         }
         let mut names = BTreeSet::new();
         for v in &f.vdpa {
+            v.definition()
+                .config
+                .check()
+                .map_err(|e| HostFileError::Invalid(format!("vdpa {}: {e}", v.name)))?;
             if !names.insert(v.name.clone()) {
                 return Err(HostFileError::Invalid(format!(
                     "vdpa {} is given twice",
@@ -598,6 +602,16 @@ types = [{ type = "NVIDIA L40S-4Q", count = 2 }]
             .expect_err("total")
             .to_string();
         assert!(e.contains("more than 65536 mdevs"), "{e}");
+    }
+
+    /// A vDPA MTU virtio-net cannot carry (0, 67) passed plan.
+    #[test]
+    fn vdpa_mtus_outside_virtio_net_are_refused() {
+        for bad in [0, 67] {
+            let text = format!("[[vdpa]]\nname = \"v0\"\nmgmtdev = \"vdpasim_net\"\nmtu = {bad}\n");
+            let e = HostFile::parse(&text).expect_err("mtu").to_string();
+            assert!(e.contains("68 to 65535") && e.contains("v0"), "{e}");
+        }
     }
 
     /// `attrs = [{ "../../../../tmp/x" = "1" }]` passed plan; apply stopped

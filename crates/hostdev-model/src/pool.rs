@@ -349,6 +349,10 @@ impl PoolDef {
                         crate::quote::quote(&template.name_prefix)
                     ));
                 }
+                template
+                    .config(0)
+                    .check()
+                    .map_err(|e| PoolDefError::Invalid(format!("vdpa: {e}")))?;
                 PoolKind::Vdpa { template }
             }
             ("mdev" | "vgpu", _, Some(_)) => {
@@ -504,6 +508,7 @@ running = true
             ("kind = \"mdev\"\ntype = \"x\"\nmode = \"pre-created\"\ncount = 1\nbind_on_use = true", "bind_on_use"),
             ("kind = \"vdpa\"", "[vdpa]"),
             ("kind = \"vdpa\"\n[vdpa]\nname_prefix = \"a/b\"", "name_prefix"),
+            ("kind = \"vdpa\"\n[vdpa]\nname_prefix = \"v\"\nmtu = 0", "68 to 65535"),
             ("kind = \"mdev\"\ntype = \"x\"\n[members]\nids = [\"nvidia\"]", "vendor:device"),
         ] {
             let e = PoolDef::parse(name("p"), text).unwrap_err().to_string();

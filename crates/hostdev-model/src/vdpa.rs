@@ -21,7 +21,14 @@ pub enum VdpaValueError {
     /// A MAC address that does not parse.
     #[error("'{0}' is not a valid mac")]
     Mac(String),
+    /// An MTU virtio-net cannot carry.
+    #[error("MTU {0} is outside what virtio-net allows (68 to 65535)")]
+    Mtu(u16),
 }
+
+/// The MTUs a virtio-net device can have: 68 (the least IPv4 needs, and
+/// the kernel's `ETH_MIN_MTU`) to 65535.
+pub const MTU_RANGE: std::ops::RangeInclusive<u16> = 68..=65535;
 
 /// A vDPA device name: 1 to 64 of `A-Za-z0-9-_.:`, not `.` or `..`, so that
 /// it is safe both on the wire and as a file name.
@@ -168,6 +175,15 @@ pub struct CreateConfig {
 }
 
 impl CreateConfig {
+    /// Refuses values no device can be created with (an MTU outside
+    /// [`MTU_RANGE`]), so that they are never stored.
+    pub fn check(&self) -> Result<(), VdpaValueError> {
+        match self.mtu {
+            Some(m) if !MTU_RANGE.contains(&m) => Err(VdpaValueError::Mtu(m)),
+            _ => Ok(()),
+        }
+    }
+
     /// The options given, by their iproute2 names (for error messages).
     pub fn option_names(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
