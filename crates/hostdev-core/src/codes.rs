@@ -80,6 +80,7 @@ impl CoreError {
             NoPciDevice { .. } => "pci.no_device",
             BadSpec { .. } => "migrate.bad_spec",
             HostFile { .. } => "host.bad_file",
+            HostRecord { .. } => "host.bad_record",
             NoHostId => "host.no_id",
             VfsNotReady { .. } => "vgpu.vfs_not_ready",
             NotTried { .. } => "host.not_tried",

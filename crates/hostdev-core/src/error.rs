@@ -389,6 +389,14 @@ pub enum CoreError {
         /// Why (the parser's sentence, with the line).
         why: String,
     },
+    /// The record of what the host file made cannot be used.
+    #[error("the record of what the host file made, {}, cannot be used ({why}); nothing is planned or applied without it, because only it says which devices the file made. Restore it from a backup, or move it aside to start an empty record (the devices the file made before are then left alone when the file drops them)", path.display())]
+    HostRecord {
+        /// The record.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// The VFs of a PF were not set up in time.
     #[error("the VFs of {pf} were not set up by the driver within {waited:?}")]
     VfsNotReady {

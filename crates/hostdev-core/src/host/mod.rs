@@ -16,7 +16,7 @@ mod vdpa;
 
 use crate::{CoreError, Devices};
 use hostdev_api::{Action, Change, HostFileInput, Plan};
-use hostdev_model::host::{desired_mdevs, DesiredMdev, HostFile, ParentOffer};
+use hostdev_model::host::{desired_mdevs, DesiredMdev, HostFile, Managed, ParentOffer};
 use hostdev_model::vdpa::VdpaDefinition;
 use hostdev_model::vgpu::PciAddress;
 use hostdev_model::{MdevConfig, StartPolicy, Uuid};
@@ -26,8 +26,30 @@ use hostdev_sysfs::{ActiveDevice, MdevSysfs};
 use hostdev_vdpa::VdpaClient;
 use hostdev_vfio::{Target, VfioError};
 
-/// Pool allocations held now: device id → what holds it.
-pub(crate) type Holds = std::collections::BTreeMap<String, String>;
+/// Pool allocations held now, read once per plan.
+#[derive(Debug, Default)]
+pub(crate) struct Holds {
+    /// Device id → what holds it.
+    by_id: std::collections::BTreeMap<String, String>,
+    /// The pool state could not be read (why): then any device may be
+    /// held, and what would stop one is blocked (unknown blocks, never
+    /// allows).
+    unknown: Option<String>,
+}
+
+impl Holds {
+    /// What holds the device `id`, or that it cannot be known.
+    pub fn get(&self, id: &str) -> Option<String> {
+        self.by_id.get(id).cloned().or_else(|| {
+            self.unknown.as_ref().map(|why| {
+                format!("pool state cannot be read ({why}), so whether a pool holds it is unknown")
+            })
+        })
+    }
+}
+
+/// Devices already as the file wants them: (kind, id).
+pub(crate) type Kept = Vec<(&'static str, String)>;
 
 /// What a step makes.
 #[derive(Debug, Clone)]
@@ -93,6 +115,8 @@ pub(crate) struct Steps {
     pub unchanged: usize,
     /// Entries that select nothing; kinds not applied yet.
     pub notes: Vec<String>,
+    /// Devices already as wanted, by kind and id.
+    pub kept: Kept,
 }
 
 fn describe(c: &MdevConfig) -> String {
@@ -132,31 +156,53 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         if let Err(VfioError::Busy { group, .. }) = self.vfio.probe(target) {
             return Some(format!("in use: VFIO group {group} is held (a VM?)"));
         }
-        holds.get(id).cloned()
+        holds.get(id)
     }
 
     /// Every pool allocation held now, by device id, with its sentence:
-    /// read once per plan.
+    /// read once per plan. A database that cannot be read (a newer schema,
+    /// damage, a lost file) makes every hold unknown, never none.
     fn pool_holds(&self) -> Holds {
-        if !PoolDb::path_under(&self.root).exists() {
-            return Holds::new();
+        let root = &self.root;
+        if !PoolDb::path_under(root).exists() && !PoolDb::marker_under(root).exists() {
+            return Holds::default();
         }
         let now = (self.clock)();
-        let all = PoolDb::open(&self.root)
-            .ok()
-            .and_then(|db| db.read(|tx| tx.all_devices()).ok())
-            .unwrap_or_default();
-        all.into_iter()
-            .filter(|r| r.held_at(now))
-            .map(|r| {
-                let why = format!(
-                    "in use: pool {} allocated it to {}",
-                    r.pool,
-                    r.consumer.as_deref().unwrap_or("a consumer")
-                );
-                (r.id, why)
-            })
-            .collect()
+        let all = PoolDb::open(root).and_then(|db| db.read(|tx| tx.all_devices()));
+        match all {
+            Ok(all) => Holds {
+                by_id: all
+                    .into_iter()
+                    .filter(|r| r.held_at(now))
+                    .map(|r| {
+                        let why = format!(
+                            "in use: pool {} allocated it to {}",
+                            r.pool,
+                            r.consumer.as_deref().unwrap_or("a consumer")
+                        );
+                        (r.id, why)
+                    })
+                    .collect(),
+                unknown: None,
+            },
+            Err(e) => Holds {
+                by_id: Default::default(),
+                unknown: Some(crate::chain(&e)),
+            },
+        }
+    }
+
+    /// The record of what the host file made; one that cannot be read is
+    /// an error (see [`CoreError::HostRecord`]).
+    pub(crate) fn load_record(&self) -> Result<Managed, CoreError> {
+        let store = ManagedStore::new(&self.root);
+        store.load_record().map_err(|e| CoreError::HostRecord {
+            path: store.path().to_path_buf(),
+            why: match e {
+                hostdev_store::StoreError::Definition { reason, .. } => reason,
+                e => crate::chain(&e),
+            },
+        })
     }
 
     pub(crate) fn host_steps(&self, input: &HostFileInput) -> Result<Steps, CoreError> {
@@ -192,11 +238,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             desired_mdevs(&f, &host_id, &offers).map_err(|e| bad(e.to_string()))?;
         let (defs, _problems) = self.mdev.store.load_all()?;
         let running: Vec<ActiveDevice> = sysfs.devices().map_err(CoreError::inventory)?;
-        let managed = ManagedStore::new(&self.root).load();
+        let managed = self.load_record()?;
         let holds = self.pool_holds();
         let mut steps = Vec::new();
         let mut blocked = Vec::new();
-        let mut unchanged = 0;
+        let mut kept: Kept = Vec::new();
         // A step whose device something holds is blocked, with the holder
         // as its reason.
         let mut file = |step: Step, holder: Option<String>| match holder {
@@ -242,7 +288,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                             "it runs with another type or parent",
                         )
                     } else {
-                        unchanged += 1;
+                        kept.push(("mdev", d.uuid.to_string()));
                         continue;
                     }
                 }
@@ -310,9 +356,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             file(step, live.and_then(|_| self.mdev_in_use(u, &holds)));
         }
         for (step, holder) in self
-            .sriov_steps(&f, &managed, &holds, &mut unchanged, &mut notes, path)?
+            .sriov_steps(&f, &managed, &holds, &mut kept, &mut notes, path)?
             .into_iter()
-            .chain(self.vdpa_steps(&f, &managed, &holds, &mut unchanged)?)
+            .chain(self.vdpa_steps(&f, &managed, &holds, &mut kept)?)
         {
             file(step, holder);
         }
@@ -320,8 +366,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         Ok(Steps {
             steps,
             blocked,
-            unchanged,
+            unchanged: kept.len(),
             notes,
+            kept,
         })
     }
 
@@ -394,6 +441,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             blocked,
             unchanged,
             notes,
+            ..
         } = s;
         Plan {
             changes: steps.into_iter().map(|s| s.change).collect(),
