@@ -17,8 +17,10 @@ fn read_as(file: Option<&str>, what: &str) -> Result<HostFileInput> {
         Some(f) => std::path::PathBuf::from(f),
         None => env::root(false).join("etc/hostdev/host.toml"),
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let bytes =
+        env::read_input(&path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{what} {} is not UTF-8 text", path.display()))?;
     Ok(HostFileInput {
         path: path.display().to_string(),
         text,

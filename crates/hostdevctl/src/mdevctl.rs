@@ -180,14 +180,8 @@ pub enum Cmd {
 
 /// Reads a `--jsonfile` argument (a path, `/dev/stdin` or `-`).
 pub fn read_json(path: &Path) -> Result<JsonInput> {
-    let bytes = if path == Path::new("-") {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
-            .context("cannot read JSON from standard input")?;
-        b
-    } else {
-        std::fs::read(path).with_context(|| format!("cannot read JSON file {}", path.display()))?
-    };
+    let bytes = crate::env::read_input(path)
+        .with_context(|| format!("cannot read JSON file {}", path.display()))?;
     Ok(JsonInput {
         path: path.to_path_buf(),
         bytes,

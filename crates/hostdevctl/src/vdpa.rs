@@ -374,13 +374,9 @@ pub fn run(cmd: VdpaCmd, f: Format) -> Result<ExitCode> {
             define,
             start,
         } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?
-            };
-            let e: VdpaExport = serde_json::from_str(&text)
+            let bytes = crate::env::read_input(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let e: VdpaExport = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is not a hostdev vDPA export", file.display()))?;
             let d = v.import(&e, name.as_ref(), define, start)?;
             match f {

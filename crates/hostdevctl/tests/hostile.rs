@@ -96,3 +96,105 @@ fn a_stuck_writer_of_the_pool_database_is_named_after_a_bounded_wait() {
         show(&o)
     );
 }
+
+/// Runs `hostdevctl args…` on `root`, killing it after 20 s: `None` if it
+/// had to be killed (it hung).
+fn bounded(
+    bins: &Bins,
+    root: &std::path::Path,
+    args: &[&str],
+    stdin: &[u8],
+) -> Option<std::process::Output> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bins.path("hostdevctl"))
+        .args(args)
+        .env("HOSTDEV_ROOT", root)
+        .env("HOSTDEV_SOCKET", "")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(stdin);
+    }
+    let t0 = std::time::Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if t0.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().expect("output"))
+}
+
+/// `apply --file FIFO`, `plan --from-vgpu-device-manager FIFO` and
+/// `migrate prepare FIFO` blocked forever: files given on the command line
+/// were read with no type or size check.
+#[test]
+fn fifos_and_huge_files_given_as_input_are_refused_not_waited_on() {
+    let bins = Bins::new();
+    let t = tree(&hostdev_testkit::fixed());
+    let fifo = t.path().join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .expect("fifo");
+    let huge = t.path().join("huge");
+    std::fs::write(&huge, vec![b'#'; 20 << 20]).expect("huge");
+    for path in [&fifo, &huge] {
+        let p = path.to_str().expect("path");
+        for args in [
+            vec!["apply", "--file", p],
+            vec!["plan", "--file", p],
+            vec!["plan", "--from-vgpu-device-manager", p, "-c", "x"],
+            vec!["migrate", "prepare", p],
+            vec!["migrate", "check", p],
+            vec!["vdpa", "import", p, "--define"],
+            vec![
+                "mdev",
+                "define",
+                "-u",
+                "11111111-0000-4000-8000-000000000001",
+                "-p",
+                "mtty",
+                "--jsonfile",
+                p,
+            ],
+        ] {
+            let o = bounded(&bins, t.path(), &args, b"")
+                .unwrap_or_else(|| panic!("{args:?} hung on {p}"));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {}", show(&o));
+            assert!(
+                err.contains("not a regular file") || err.contains("larger than"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    // libvirt passes a definition as --jsonfile /dev/stdin: still read.
+    let json = br#"{"mdev_type": "mtty-1", "start": "manual", "attrs": []}"#;
+    let o = bounded(
+        &bins,
+        t.path(),
+        &[
+            "mdevctl",
+            "define",
+            "-u",
+            "11111111-0000-4000-8000-000000000002",
+            "-p",
+            "mtty",
+            "--jsonfile",
+            "/dev/stdin",
+        ],
+        json,
+    )
+    .expect("stdin");
+    assert!(o.status.success(), "{}", show(&o));
+}

@@ -193,9 +193,12 @@ async fn reconcile_host(s: &Arc<Shared>, last: &mut Option<(usize, usize)>) {
             .strip_prefix("/")
             .unwrap_or(&s.config.host_file),
     );
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+    // A regular file within the CLI's bound: a FIFO there would hold a
+    // worker thread forever.
+    let limits = hostdev_fs::Limits::at_most(16 << 20);
+    let text = match hostdev_fs::read_regular_within(&path, limits) {
+        Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+        Ok(None) => return,
         Err(e) => {
             tracing::warn!("cannot read the host file {}: {e}", path.display());
             return;
