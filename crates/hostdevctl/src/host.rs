@@ -42,7 +42,8 @@ fn row(c: &Change, what: &str) -> Vec<String> {
 const HEADER: [&str; 7] = ["ACTION", "KIND", "ID", "PARENT", "NOW", "WANTED", "WHY"];
 
 /// `plan`: exit 0 when the host matches, 2 when changes are pending
-/// (blocked ones included). With `import` (vgpu-device-manager's file and
+/// (blocked ones included), 1 when an import could not carry everything
+/// over (each loss a warning). With `import` (vgpu-device-manager's file and
 /// configuration), that file translated; `show_file` prints the
 /// translation instead of the plan.
 pub fn plan(
@@ -65,14 +66,27 @@ pub fn plan(
         },
     };
     let p = env::call(env::backend(false), &req)?;
+    // What an import could not carry over: loud on stderr, and exit 1
+    // after the plan or file is shown, so a script does not apply it.
+    for w in &p.warnings {
+        crate::output::warn(w);
+    }
+    let lost = if p.warnings.is_empty() {
+        None
+    } else {
+        Some(ExitCode::FAILURE)
+    };
     if show_file {
         let mut out = String::new();
+        for w in &p.warnings {
+            out.push_str(&format!("# not carried over: {w}\n"));
+        }
         for n in &p.notes {
             out.push_str(&format!("# note: {n}\n"));
         }
         out.push_str(p.file.as_deref().unwrap_or_default());
         emit(&out)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(lost.unwrap_or(ExitCode::SUCCESS));
     }
     let pending = !p.changes.is_empty() || !p.blocked.is_empty();
     if f == Format::Json {
@@ -103,7 +117,7 @@ pub fn plan(
         ));
         emit(&out)?;
     }
-    Ok(ExitCode::from(if pending { 2 } else { 0 }))
+    Ok(lost.unwrap_or(ExitCode::from(if pending { 2 } else { 0 })))
 }
 
 /// `apply`: exit 0 when every change was made, 1 when one failed, 2 when

@@ -534,4 +534,48 @@ fn a_vgpu_device_manager_config_is_planned_and_its_translation_applied() {
         out.contains("no configuration \"T4-large\"") && out.contains("T4-1Q, T4-small"),
         "{out}"
     );
+
+    // A configuration whose only type no GPU here offers planned removing
+    // every device the file made, with only a note and exit 2: loud now (a
+    // warning per loss on stderr, exit 1), the plan still shown.
+    let other = dir.path().join("config-a100.yaml");
+    std::fs::write(
+        &other,
+        "version: v1\nvgpu-configs:\n  A100-1Q:\n    - devices: all\n      vgpu-devices:\n        \"A100-1Q\": 4\n",
+    )
+    .expect("write");
+    let other = other.to_str().unwrap();
+    for extra in [&[][..], &["--show-file"][..], &["-o", "json"][..]] {
+        let mut args = vec!["plan", "--from-vgpu-device-manager", other, "-c", "A100-1Q"];
+        args.extend(extra);
+        let o = bins.run(r, "hostdevctl", &args, None);
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {out}{err}");
+        let warned = err
+            .lines()
+            .filter(|l| l.contains("offers no type A100-1Q"))
+            .count();
+        assert_eq!(
+            warned, 16,
+            "one warning per GPU, on stderr: {extra:?}: {err}"
+        );
+        if extra.contains(&"-o") {
+            for l in err.lines() {
+                let j: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+                assert!(
+                    j.get("warning").is_some() || j.get("error").is_some(),
+                    "{l}"
+                );
+            }
+        }
+        if extra.is_empty() {
+            assert!(
+                out.contains("24 to change"),
+                "the removals are shown: {out}"
+            );
+        }
+    }
 }

@@ -77,10 +77,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 import.format
             )));
         }
-        let (f, notes) = translate(&input.text, &import.config, &self.gpus()?)
+        let (f, lost) = translate(&input.text, &import.config, &self.gpus()?)
             .map_err(|e| bad(e.to_string()))?;
         let mut plan = self.plan_of(self.steps_of(&f, &input.path)?);
-        plan.notes.splice(0..0, notes);
+        // Not notes: what the configuration asked for and this host cannot
+        // have, whose devices the plan may then remove.
+        plan.warnings = lost;
         plan.file = Some(f.to_text());
         Ok(plan)
     }

@@ -448,6 +448,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             blocked: blocked.into_iter().map(|s| s.change).collect(),
             unchanged,
             notes,
+            warnings: Vec::new(),
             file: None,
         }
     }
