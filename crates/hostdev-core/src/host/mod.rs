@@ -362,7 +362,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         {
             file(step, holder);
         }
-        self.wait_for_held(&mut steps, &mut blocked, &running);
+        self.wait_for_held(&mut steps, &mut blocked, &running, &holds);
         Ok(Steps {
             steps,
             blocked,
@@ -374,13 +374,29 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 
     /// A parent that keeps a device in use keeps its type: a creation or
     /// change to another type there, which the parent has no room for now,
-    /// waits for that device (the vendor allows one type at a time).
+    /// waits for that device (the vendor allows one type at a time). The
+    /// device is a blocked step's, or one the file does not have at all
+    /// that a pool or a VM holds (a pool's own on-demand device): forcing
+    /// the first releases the waiting steps, the second must be freed.
     fn wait_for_held(
         &self,
         steps: &mut Vec<Step>,
         blocked: &mut Vec<Step>,
         running: &[ActiveDevice],
+        holds: &Holds,
     ) {
+        let touched: std::collections::BTreeSet<String> = steps
+            .iter()
+            .chain(blocked.iter())
+            .filter(|s| s.change.kind == "mdev")
+            .map(|s| s.change.id.clone())
+            .collect();
+        // In-use devices no step touches, by parent (asked once per parent
+        // that a step needs room on).
+        let mut foreign: std::collections::BTreeMap<
+            String,
+            Vec<(String, hostdev_model::TypeId, String)>,
+        > = Default::default();
         let held: Vec<(String, String, hostdev_model::TypeId)> = blocked
             .iter()
             .filter(|b| b.change.kind == "mdev")
@@ -397,32 +413,59 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let mut i = 0;
         while i < steps.len() {
             let s = &steps[i];
-            let waits = s.mdev().and_then(|d| {
-                let (_, id, t) = held
+            let needs_room = matches!(
+                s.change.action,
+                Action::Create | Action::Change | Action::Start
+            );
+            let waits = s.mdev().filter(|_| needs_room).and_then(|d| {
+                let room = || {
+                    self.mdev
+                        .sysfs
+                        .available_instances(&d.parent, &d.config.mdev_type)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0)
+                };
+                if let Some((_, id, t)) = held
                     .iter()
-                    .find(|(p, _, t)| p == d.parent.as_str() && t != &d.config.mdev_type)?;
-                let room = self
-                    .mdev
-                    .sysfs
-                    .available_instances(&d.parent, &d.config.mdev_type)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0);
-                (room <= 0
-                    && matches!(
-                        s.change.action,
-                        Action::Create | Action::Change | Action::Start
-                    ))
-                .then(|| (id.clone(), t.clone()))
+                    .find(|(p, _, t)| p == d.parent.as_str() && t != &d.config.mdev_type)
+                {
+                    return (room() <= 0).then(|| (id.clone(), t.clone(), None));
+                }
+                if room() > 0 {
+                    return None;
+                }
+                let others = foreign.entry(d.parent.to_string()).or_insert_with(|| {
+                    running
+                        .iter()
+                        .filter(|l| l.parent == d.parent && !touched.contains(&l.uuid.to_string()))
+                        .filter_map(|l| {
+                            self.mdev_in_use(&l.uuid, holds)
+                                .map(|why| (l.uuid.to_string(), l.mdev_type.clone(), why))
+                        })
+                        .collect()
+                });
+                others
+                    .iter()
+                    .find(|(_, t, _)| t != &d.config.mdev_type)
+                    .map(|(id, t, why)| (id.clone(), t.clone(), Some(why.clone())))
             });
             match waits {
-                Some((id, t)) => {
+                Some((id, t, None)) => {
                     let mut w = steps.remove(i);
                     w.change.why = format!(
                         "waits for {id}: it is in use and keeps {} on type {t}, and the parent has no room for another type (apply --force {id} to take both)",
                         w.change.parent
                     );
                     w.waits_on = Some(id);
+                    blocked.push(w);
+                }
+                Some((id, t, Some(why))) => {
+                    let mut w = steps.remove(i);
+                    w.change.why = format!(
+                        "waits for {id}, which the file does not have ({why}): it keeps {} on type {t}, and the parent has no room for another type (free it first)",
+                        w.change.parent
+                    );
                     blocked.push(w);
                 }
                 None => i += 1,
