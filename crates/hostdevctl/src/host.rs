@@ -165,6 +165,33 @@ pub fn apply(file: Option<&str>, force: Vec<String>, f: Format) -> Result<ExitCo
         emit(&out)?;
     }
     let blocked = r.outcomes.iter().any(|o| o.result == "blocked");
+    if r.failed() + r.undone() > 0 {
+        // As every failing command: one error line naming what failed.
+        let failed: Vec<String> = r
+            .outcomes
+            .iter()
+            .filter(|o| o.result == "failed")
+            .map(|o| {
+                format!(
+                    "{} {} {} on {}: {}",
+                    o.change.action.as_str(),
+                    o.change.kind,
+                    o.change.id,
+                    o.change.parent,
+                    o.error.as_deref().unwrap_or("failed")
+                )
+            })
+            .collect();
+        crate::output::error_line(
+            "host.apply_failed",
+            &format!(
+                "{} of the file's changes failed ({} more undone or not tried with them): {}",
+                r.failed(),
+                r.undone(),
+                failed.join("; ")
+            ),
+        );
+    }
     Ok(ExitCode::from(if r.failed() + r.undone() > 0 {
         1
     } else if blocked {

@@ -198,3 +198,42 @@ fn fifos_and_huge_files_given_as_input_are_refused_not_waited_on() {
     .expect("stdin");
     assert!(o.status.success(), "{}", show(&o));
 }
+
+/// Under `-o json`, an apply that exits 1 left its errors only inside the
+/// report on stdout: stderr had no `{"error": …}` line, unlike every other
+/// failing command.
+#[test]
+fn a_failed_apply_says_what_failed_on_stderr_as_every_command_does() {
+    let bins = Bins::new();
+    let t = tree(&hostdev_testkit::fixed());
+    // On a plain tree a created device never appears: the create fails.
+    let file = t.path().join("host.toml");
+    std::fs::write(
+        &file,
+        "[host]\nid = \"t\"\n[[mdev_device]]\nuuid = \"11111111-2222-4333-8444-555555555555\"\nparent = \"mtty\"\ntype = \"mtty-1\"\n",
+    )
+    .expect("file");
+    let o = bins.run(
+        t.path(),
+        "hostdevctl",
+        &[
+            "-o",
+            "json",
+            "apply",
+            "--file",
+            file.to_str().expect("path"),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("the report");
+    assert_eq!(report["outcomes"][0]["result"], "failed", "{}", show(&o));
+    let errs = json_errors(&o.stderr);
+    assert_eq!(errs.len(), 1, "{}", show(&o));
+    assert_eq!(errs[0]["error"]["code"], "host.apply_failed");
+    let m = errs[0]["error"]["message"].as_str().expect("message");
+    assert!(
+        m.contains("11111111-2222-4333-8444-555555555555") && m.contains("did not become ready"),
+        "{m}"
+    );
+}
