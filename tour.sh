@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # A guided tour of hostdev on the simulated lab (no hardware needed): builds
 # hostdevctl and hostdev-sim, mounts the `demo` profile (an NVIDIA-like mdev
-# GPU, mtty, an NVIDIA SR-IOV GPU), then walks the mdev workflow and the
-# NVIDIA SR-IOV vGPU workflow with hostdevctl, and cleans up on every exit.
-# Needs root and FUSE (apt-get install fuse3). Every step prints the command
-# it runs: copy them.
+# GPU, mtty, an NVIDIA SR-IOV GPU), then walks the mdev workflow (with
+# hostdev's own drop-in mdevctl: hostdevctl under that name, linked into the
+# lab and first on PATH) and the NVIDIA SR-IOV vGPU workflow with
+# hostdevctl, and cleans up on every exit. Needs root and FUSE (apt-get
+# install fuse3); not Debian's mdevctl. Every step prints the command it
+# runs: copy them.
 #
 #   ./tour.sh          the tour, then unmount and remove the lab
 #   ./tour.sh --keep   leave the lab mounted to explore (prints how to stop it)
@@ -14,7 +16,7 @@ KEEP=0
 case "${1:-}" in
   --keep) KEEP=1 ;;
   "") ;;
-  -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "tour: unknown option $1 (try --keep or --help)" >&2; exit 2 ;;
 esac
 if ! command -v fusermount3 >/dev/null; then
@@ -24,7 +26,7 @@ if ! command -v fusermount3 >/dev/null; then
 fi
 echo "tour: building hostdevctl and hostdev-sim (the first build takes a minute or two)" >&2
 cargo build -p hostdevctl -p hostdev-sim
-BIN=$PWD/target/debug
+BIN=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/debug
 LAB=$(mktemp -d /tmp/hostdev-tour.XXXXXX)
 SIMLOG=$LAB.sim.log
 SIM=
@@ -48,7 +50,12 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 [[ -e $LAB/run/hostdev-sim.pid ]] || { echo "tour: the simulator did not mount within 5 s:" >&2; cat "$SIMLOG" >&2; exit 1; }
-export HOSTDEV_ROOT=$LAB PATH=$BIN:$PATH
+# hostdev's drop-in mdevctl: hostdevctl invoked as `mdevctl` (argv[0] picks
+# the personality), first on PATH whether or not Debian's is installed.
+mkdir -p "$LAB/bin"
+ln -s "$BIN/hostdevctl" "$LAB/bin/mdevctl"
+ln -s "$BIN/hostdevctl" "$LAB/bin/lsmdev"
+export HOSTDEV_ROOT=$LAB PATH=$LAB/bin:$BIN:$PATH
 if [[ -t 1 && -z ${NO_COLOR:-} ]]; then B=$'\033[1m' N=$'\033[0m'; else B= N=; fi
 step() { printf '\n%s$ %s%s\n' "$B" "$*" "$N"; "$@"; }
 say() { printf '\n# %s\n' "$*"; }
@@ -62,7 +69,9 @@ step hostdevctl mdev list --defined
 step hostdevctl autostart
 step hostdevctl mdev start -u 6f1c9a3e-2b7d-4c55-9e0a-1d2b3c4d5e02
 step hostdevctl mdev list
-step mdevctl list      # the same binary as mdevctl: byte-identical to Debian's mdevctl
+say "The drop-in mdevctl is hostdevctl under that name (what the hostdev-mdevctl package installs):"
+step ls -l "$(command -v mdevctl)"
+step mdevctl list      # mdevctl's own formats, byte-identical to Debian's mdevctl
 say "The NVIDIA-like GPU runs one type at a time: its other types now show 0 available,"
 say "and the error says which device holds the card."
 step hostdevctl mdev types -p 0000:3b:00.0
@@ -87,7 +96,7 @@ say "vDPA devices need the kernel's vdpa netlink family, which the simulated lab
 say "try them in the real-kernel lab: cargo xtask lab -- 'modprobe vdpa_sim_net; target/debug/hostdevctl vdpa mgmtdev list'"
 if ((KEEP)); then
   echo
-  echo "The lab stays mounted: export HOSTDEV_ROOT=$LAB PATH=$BIN:\$PATH and explore."
+  echo "The lab stays mounted: export HOSTDEV_ROOT=$LAB PATH=$LAB/bin:$BIN:\$PATH and explore."
   echo "Stop it with: kill $SIM   (the simulator unmounts $LAB/sys), then rm -rf $LAB"
   trap - EXIT
   disown "$SIM" 2>/dev/null || true

@@ -2,8 +2,10 @@
 //! build (no cargo-deb: the layout below is the whole recipe).
 //!
 //! - `hostdev`: hostdevctl, hostdevd, hostdev-sim, the udev rule naming
-//!   /usr/bin/hostdevctl, the systemd units, man pages and completions made
-//!   from the CLI's clap definition, /etc/hostdev with hostdevd.toml.
+//!   /usr/bin/hostdevctl, the systemd units, man pages (hostdevctl's and
+//!   completions from the CLI's clap definition; hostdevd(8) and
+//!   hostdev-sim(1) from `hostdevd --man` and `hostdev-sim man`, each from
+//!   its own clap definition), /etc/hostdev with hostdevd.toml.
 //! - `hostdev-mdevctl`: /usr/bin/mdevctl and lsmdev as links to hostdevctl.
 //!   It Conflicts/Replaces/Provides mdevctl, so installing it takes the place
 //!   of Debian's mdevctl only when apt is asked to, and says so (apt lists
@@ -213,6 +215,21 @@ pub fn deb(ws: &Path) -> Result<Vec<PathBuf>> {
             install(&p, &to, 0o644)?;
             gzip(&to)?;
         }
+    }
+    // The daemon's and the simulator's pages, each from its own binary.
+    let man8 = r.join("usr/share/man/man8");
+    std::fs::create_dir_all(&man8)?;
+    for (bin, args, to) in [
+        ("usr/sbin/hostdevd", &["--man"][..], man8.join("hostdevd.8")),
+        (
+            "usr/bin/hostdev-sim",
+            &["man"][..],
+            man1.join("hostdev-sim.1"),
+        ),
+    ] {
+        let page = output(Command::new(r.join(bin)).args(args))?;
+        write(&to, &page, 0o644)?;
+        gzip(&to)?;
     }
     let completions = |p: &str, shell: &str| {
         output(Command::new(&ctl).args(["completions", shell, "--command", p]))

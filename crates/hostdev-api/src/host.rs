@@ -114,6 +114,11 @@ pub struct Plan {
     pub unchanged: usize,
     /// Sentences about entries that select nothing here.
     pub notes: Vec<String>,
+    /// What an import could not carry over (a type no GPU here offers, a
+    /// GPU index this host lacks): the plan then removes what the
+    /// configuration meant to keep, so the CLI warns and exits 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The host file an import translated to (save it as
     /// `/etc/hostdev/host.toml`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
 
-/// Who holds a device: a VM's UUID or name, a job id — any text of 1 to 256
-/// bytes without control characters.
+/// Who holds a device: a VM's UUID or name, a job id — printable text of 1
+/// to 256 bytes that neither starts nor ends with whitespace, without control
+/// or invisible formatting characters (line breaks, bidi overrides), so that
+/// it shows as what it is in tables, JSON and logs.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ConsumerId(String);
@@ -25,7 +27,7 @@ impl fmt::Display for ConsumerIdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "'{}' is not a consumer id: use 1 to 256 bytes without control characters",
+            "'{}' is not a consumer id: use 1 to 256 bytes of printable text that neither starts nor ends with whitespace",
             self.0
         )
     }
@@ -36,8 +38,22 @@ impl ConsumerId {
     /// Validates `s`.
     pub fn new(s: impl Into<String>) -> Result<ConsumerId, ConsumerIdError> {
         let s = s.into();
-        if s.is_empty() || s.len() > 256 || s.chars().any(char::is_control) {
-            return Err(ConsumerIdError(s.escape_debug().to_string()));
+        let invisible = |c: char| {
+            c.is_control()
+                || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+        };
+        let edge = |c: Option<char>| c.is_none_or(char::is_whitespace);
+        if s.len() > 256
+            || edge(s.chars().next())
+            || edge(s.chars().last())
+            || s.chars().any(invisible)
+        {
+            // Quoted escaped and bounded: the id may be anything a client sent.
+            let mut q: String = s.escape_debug().take(80).collect();
+            if q.chars().count() < s.escape_debug().count() {
+                q.push('…');
+            }
+            return Err(ConsumerIdError(q));
         }
         Ok(ConsumerId(s))
     }
@@ -348,6 +364,21 @@ mod tests {
         assert!(ConsumerId::new("a\nb").is_err());
         assert!(ConsumerId::new("x".repeat(257)).is_err());
         assert!(ConsumerId::new("vm-1 (prod)").is_ok());
+        assert!(ConsumerId::new("wäre-ein-vm").is_ok());
+        for bad in [
+            "   ",
+            " vm",
+            "vm ",
+            "vm\u{202e}gpj",
+            "a\u{2028}b",
+            "\u{200b}",
+        ] {
+            assert!(ConsumerId::new(bad).is_err(), "{bad:?}");
+        }
+        let long = ConsumerId::new("x\n".repeat(100_000))
+            .unwrap_err()
+            .to_string();
+        assert!(long.len() < 300 && long.contains("x\\nx"), "{long}");
         let e = serde_json::from_str::<AllocateRequest>(r#"{"pool":"../x","consumer":"a"}"#)
             .unwrap_err()
             .to_string();

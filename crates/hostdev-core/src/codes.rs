@@ -30,6 +30,8 @@ impl CoreError {
                 StoreError::Remove { .. } => "store.remove",
                 StoreError::Definition { .. } => "store.bad_definition",
                 StoreError::Db { .. } => "store.db",
+                StoreError::PoolStateLost { .. } => "store.pool_state_lost",
+                StoreError::DbBusy { .. } => "store.db_busy",
             },
             ReadJson { .. } => "input.read_json",
             BadJson { .. } => "input.bad_json",
@@ -89,6 +91,7 @@ impl CoreError {
             NoPciDevice { .. } => "pci.no_device",
             BadSpec { .. } => "migrate.bad_spec",
             HostFile { .. } => "host.bad_file",
+            HostRecord { .. } => "host.bad_record",
             NoHostId => "host.no_id",
             VfsNotReady { .. } => "vgpu.vfs_not_ready",
             NotTried { .. } => "host.not_tried",
@@ -117,6 +120,7 @@ impl CoreError {
             PoolNotBound { .. } => "pool.not_bound",
             PoolNoRoom { .. } => "pool.no_room",
             PoolFillFailed { .. } => "pool.fill_failed",
+            PoolBadTtl { .. } => "pool.bad_ttl",
         }
     }
 }
@@ -161,7 +165,8 @@ impl CoreError {
         use ErrorClass as C;
         match self {
             Name(_) | BadJson { .. } | NoParent { .. } | NoType { .. } | Edit { .. } => C::Invalid,
-            OutOfRange { .. } => C::Invalid,
+            OutOfRange { .. } | PoolBadTtl { .. } => C::Invalid,
+            HostRecord { .. } => C::Failed,
             Ambiguous { .. } | TypeUnsupported { .. } | LiveNeedsConfig { .. } => C::Invalid,
             LiveTypeChange { .. } | LiveOtherParent { .. } | RulePath { .. } => C::Invalid,
             VdpaValue(_) | BadExport { .. } | BadAddress(_) | BadSpec { .. } => C::Invalid,

@@ -407,6 +407,14 @@ pub enum CoreError {
         /// Why (the parser's sentence, with the line).
         why: String,
     },
+    /// The record of what the host file made cannot be used.
+    #[error("the record of what the host file made, {}, cannot be used ({why}); nothing is planned or applied without it, because only it says which devices the file made. Restore it from a backup, or move it aside to start an empty record (the devices the file made before are then left alone when the file drops them)", path.display())]
+    HostRecord {
+        /// The record.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// The VFs of a PF were not set up in time.
     #[error("the VFs of {pf} were not set up by the driver within {waited:?}")]
     VfsNotReady {
@@ -596,6 +604,12 @@ pub enum CoreError {
         pool: String,
         /// What failed.
         why: String,
+    },
+    /// A reservation time outside what a reservation may last.
+    #[error("a reservation lasts 1 second to 30 days ({max} seconds); {ttl} seconds is out of range", max = crate::pool::MAX_TTL_SECS)]
+    PoolBadTtl {
+        /// The time asked for, in seconds.
+        ttl: u64,
     },
     /// An unbind named a UUID bound to no pool.
     #[error("UUID {uuid} is bound to no pool")]

@@ -127,6 +127,7 @@ impl<C: VdpaClient> Vdpas<C> {
         mgmtdev: &MgmtDevName,
         cfg: &CreateConfig,
     ) -> Result<(), CoreError> {
+        cfg.check()?;
         Ok(self.client()?.add(name, mgmtdev, cfg)?)
     }
 
@@ -137,6 +138,7 @@ impl<C: VdpaClient> Vdpas<C> {
 
     /// Stores a definition (refusing a name already defined). Needs no kernel.
     pub fn define(&self, d: &VdpaDefinition) -> Result<(), CoreError> {
+        d.config.check()?;
         let lock = self.locker.lock()?;
         if self.defs.exists(d.name.as_str()) {
             return Err(CoreError::VdpaDefined {
@@ -163,6 +165,7 @@ impl<C: VdpaClient> Vdpas<C> {
             .load(name.as_str())?
             .ok_or_else(|| CoreError::VdpaNotDefined { name: name.clone() })?;
         d.apply(edit);
+        d.config.check()?;
         self.defs.save(&lock, name.as_str(), &d)?;
         Ok(d)
     }
@@ -173,7 +176,7 @@ impl<C: VdpaClient> Vdpas<C> {
             .defs
             .load(name.as_str())?
             .ok_or_else(|| CoreError::VdpaNotDefined { name: name.clone() })?;
-        Ok(self.client()?.add(&d.name, &d.mgmtdev, &d.config)?)
+        self.add(&d.name, &d.mgmtdev, &d.config)
     }
 
     /// Definitions only, by name. Needs no kernel.
@@ -324,6 +327,7 @@ impl<C: VdpaClient> Vdpas<C> {
             });
         }
         let mut d = e.device.clone();
+        d.config.check()?;
         if let Some(n) = new_name {
             d.name = n.clone();
         }
@@ -331,7 +335,7 @@ impl<C: VdpaClient> Vdpas<C> {
             self.define(&d)?;
         }
         if start || !define {
-            self.client()?.add(&d.name, &d.mgmtdev, &d.config)?;
+            self.add(&d.name, &d.mgmtdev, &d.config)?;
         }
         Ok(d)
     }
@@ -476,6 +480,55 @@ mod tests {
             e.chain(),
             "vDPA operation failed: no vDPA device named nosuch"
         );
+    }
+
+    /// `vdpa define --mtu 0` was written (the device could never be made):
+    /// an MTU outside virtio-net's 68–65535 is refused at define, modify,
+    /// import and add, and nothing is written or made.
+    #[test]
+    fn mtus_virtio_net_cannot_carry_are_refused_and_nothing_written() {
+        let (_t, v) = vdpas();
+        let net = MgmtDevName::parse("vdpasim_net").unwrap();
+        let mtu = |m| CreateConfig {
+            mtu: Some(m),
+            ..Default::default()
+        };
+        for bad in [0, 67] {
+            let mut d = def("vdpa0", false);
+            d.config = mtu(bad);
+            let e = v.define(&d).unwrap_err();
+            assert_eq!(e.code(), "input.bad_vdpa_value", "{bad}");
+            assert!(e.to_string().contains("68 to 65535"), "{e}");
+            assert!(!v.defs.exists("vdpa0"), "nothing written");
+            let export = VdpaExport {
+                hostdev_export: 1,
+                kind: "vdpa".into(),
+                device: d.clone(),
+                from_live_config: false,
+            };
+            assert_eq!(
+                v.import(&export, None, true, true).unwrap_err().code(),
+                "input.bad_vdpa_value"
+            );
+            assert_eq!(
+                v.add(&n("vdpa0"), &net, &mtu(bad)).unwrap_err().code(),
+                "input.bad_vdpa_value"
+            );
+            assert!(v.client().unwrap().dev(&n("vdpa0")).unwrap().is_none());
+        }
+        v.define(&def("vdpa1", false)).unwrap();
+        let edit = VdpaEdit {
+            config: mtu(0),
+            start: None,
+        };
+        assert_eq!(
+            v.modify(&n("vdpa1"), &edit).unwrap_err().code(),
+            "input.bad_vdpa_value"
+        );
+        assert_eq!(v.defs.load("vdpa1").unwrap().unwrap(), def("vdpa1", false));
+        let mut ok = def("vdpa2", false);
+        ok.config = mtu(68);
+        v.define(&ok).unwrap();
     }
 
     /// Regression: definitions are configuration. Before, every vDPA command

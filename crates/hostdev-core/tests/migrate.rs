@@ -227,3 +227,118 @@ fn an_mdev_spec_is_judged_against_what_the_host_could_create() {
     assert_eq!(r.verdict, Verdict::Incompatible);
     assert!(r.reasons[0].why.contains("mtty has no room left"), "{r:?}");
 }
+
+/// The fake SR-IOV interface, with one thing another process does at the
+/// moment a PF's facts are read (between prepare's look and its define).
+struct Racing {
+    inner: FakeSriov,
+    at: String,
+    then: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl SriovSysfs for Racing {
+    fn pfs(&self) -> Result<Vec<hostdev_sysfs::sriov::PfInfo>, hostdev_sysfs::sriov::SriovError> {
+        self.inner.pfs()
+    }
+    fn pf(
+        &self,
+        pf: &hostdev_model::vgpu::PciAddress,
+    ) -> Result<Option<hostdev_sysfs::sriov::PfInfo>, hostdev_sysfs::sriov::SriovError> {
+        self.inner.pf(pf)
+    }
+    fn vfs(
+        &self,
+        pf: &hostdev_model::vgpu::PciAddress,
+    ) -> Result<Vec<hostdev_sysfs::sriov::VfInfo>, hostdev_sysfs::sriov::SriovError> {
+        self.inner.vfs(pf)
+    }
+    fn set_num_vfs(
+        &self,
+        pf: &hostdev_model::vgpu::PciAddress,
+        n: u32,
+    ) -> Result<(), hostdev_sysfs::sriov::SriovError> {
+        self.inner.set_num_vfs(pf, n)
+    }
+    fn set_type(
+        &self,
+        vf: &hostdev_model::vgpu::PciAddress,
+        type_id: u32,
+    ) -> Result<(), hostdev_sysfs::sriov::SriovError> {
+        self.inner.set_type(vf, type_id)
+    }
+    fn pf_facts(&self, pf: &hostdev_model::vgpu::PciAddress) -> hostdev_model::pool::MemberFacts {
+        if pf.as_str() == self.at {
+            let then = self.then.lock().expect("hook").take();
+            if let Some(f) = then {
+                f();
+            }
+        }
+        self.inner.pf_facts(pf)
+    }
+}
+
+/// Two `migrate prepare` of a vGPU at once: the one that lost the race for
+/// the first free VF failed with "VF … already has a vGPU definition;
+/// undefine it first" while free VFs remained (advice that would break the
+/// other migration). The loser takes the next free VF.
+#[test]
+fn a_prepare_that_loses_its_vf_to_another_takes_the_next_free_one() {
+    use hostdev_model::vgpu::{PciAddress, VgpuDefinition};
+    let t = tempfile::tempdir().expect("tempdir");
+    let s = FakeSriov::new();
+    for pf in ["0000:41:00.0", "0000:c1:00.0"] {
+        s.add_pf(pf, 4, 16384, &[(1150, "NVIDIA L40S-4Q", 4096)], true);
+        s.set_num_vfs(&pf.parse().expect("pf"), 4).expect("vfs");
+    }
+    let racing = Racing {
+        inner: s,
+        at: "0000:c1:00.0".into(),
+        then: std::sync::Mutex::new(None),
+    };
+    let d = Devices::new(
+        Host::new(FakeKernel::new(), t.path(), Callouts::none()),
+        Vgpus::new(racing, t.path()),
+        Vdpas::new(FakeVdpa::new(), t.path()),
+        Arc::new(FakeVfio::new()),
+        t.path(),
+    );
+    let source: PciAddress = "0000:41:00.4".parse().expect("vf");
+    d.vgpu.sriov.set_type(&source, 1150).expect("type");
+    let spec = d
+        .migrate_export(&ExportTarget::Vgpu(source))
+        .expect("export");
+    // The other migration defines the VF this one is about to take.
+    let taken: PciAddress = "0000:41:00.5".parse().expect("vf");
+    let root = t.path().to_path_buf();
+    let other = taken.clone();
+    *d.vgpu.sriov.then.lock().expect("hook") = Some(Box::new(move || {
+        let lock = hostdev_store::HostLock::acquire(&hostdev_store::HostLock::path_under(&root))
+            .expect("lock");
+        hostdev_store::JsonDir::<VgpuDefinition>::new(&root, "etc/hostdev/vgpu.d")
+            .save(
+                &lock,
+                other.as_str(),
+                &VgpuDefinition {
+                    vf: other.clone(),
+                    pf: "0000:41:00.0".parse().expect("pf"),
+                    vf_index: 1,
+                    type_id: 1150,
+                    type_name: "NVIDIA L40S-4Q".into(),
+                    start: hostdev_model::StartPolicy::Manual,
+                },
+            )
+            .expect("the other's definition");
+    }));
+    let p = d
+        .migrate_prepare(&hostdev_core::api::MigratePrepareRequest {
+            spec,
+            uuid: None,
+            dry_run: false,
+        })
+        .expect("the next free VF");
+    assert_eq!(p.id, "0000:41:00.6", "{p:?}");
+    assert!(
+        d.vgpu.defs.exists("0000:41:00.5"),
+        "the other's definition is left alone"
+    );
+}

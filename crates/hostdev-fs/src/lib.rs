@@ -116,7 +116,7 @@ impl DirFd {
     /// opened without blocking, and anything but a regular file (a FIFO, a
     /// device, a directory) is refused before a byte is read.
     pub fn read_regular_into(&self, name: &str, buf: &mut Vec<u8>) -> io::Result<bool> {
-        read_regular_at(&self.0, name, buf)
+        read_regular_at(&self.0, name, buf, Limits::ANY)
     }
 
     /// Reads the file `name` (relative to this directory) into `buf`, replacing
@@ -162,10 +162,11 @@ impl DirFd {
     }
 }
 
-fn check_regular(fd: &OwnedFd) -> io::Result<()> {
+/// The file's size, if it is a regular file.
+fn check_regular(fd: &OwnedFd) -> io::Result<u64> {
     let st = rustix::fs::fstat(fd).map_err(to_io)?;
     if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile {
-        Ok(())
+        Ok(u64::try_from(st.st_size).unwrap_or(0))
     } else {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -174,8 +175,13 @@ fn check_regular(fd: &OwnedFd) -> io::Result<()> {
     }
 }
 
-fn read_all(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<()> {
+/// Reads to the end, refusing more than `max` bytes (a file that grew
+/// after its size was read).
+fn read_all(fd: &OwnedFd, buf: &mut Vec<u8>, max: u64) -> io::Result<()> {
     loop {
+        if buf.len() as u64 > max {
+            return Err(too_large(max));
+        }
         buf.reserve(CHUNK);
         let n = loop {
             match rustix::io::read(fd, rustix::buffer::spare_capacity(buf)) {
@@ -193,97 +199,99 @@ fn read_all(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<()> {
 /// blocking, refused unless it is a regular file. `Ok(None)` if it is absent.
 pub fn read_regular(path: &Path) -> io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
-    Ok(read_regular_at(rustix::fs::CWD, path, &mut buf)?.then_some(buf))
+    Ok(read_regular_at(rustix::fs::CWD, path, &mut buf, Limits::ANY)?.then_some(buf))
 }
 
-/// Reads a file a user named (a host file, an export, a spec) by path as
-/// [`read_regular`] does, refusing one larger than `limit` bytes before
-/// reading more than that. `Ok(None)` if it is absent.
-pub fn read_regular_limited(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
-    let fd = match openat(
-        rustix::fs::CWD,
-        path,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(None),
-        Err(e) => return Err(to_io(e)),
+/// How a file someone gave may look: at most `max` bytes, and whether a
+/// symbolic link is followed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest file read; a larger one is refused before it is read.
+    pub max: u64,
+    /// A symbolic link (the last component) is followed; `false` refuses it.
+    pub follow: bool,
+}
+
+impl Limits {
+    /// No bound, links followed (definitions hostdev wrote itself).
+    const ANY: Limits = Limits {
+        max: u64::MAX,
+        follow: true,
     };
-    check_regular(&fd)?;
-    let too_large = || {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("it is larger than {limit} bytes"),
-        )
-    };
-    let st = rustix::fs::fstat(&fd).map_err(to_io)?;
-    if u64::try_from(st.st_size).unwrap_or(u64::MAX) > limit {
-        return Err(too_large());
+
+    /// At most `max` bytes, links followed: a path given on the command line.
+    pub const fn at_most(max: u64) -> Limits {
+        Limits { max, follow: true }
     }
+
+    /// At most `max` bytes, and not through a symbolic link: a file in a
+    /// directory whose errors readers other than root see (a link there
+    /// could name any file of the host, and an error quote its content).
+    pub const fn own_file(max: u64) -> Limits {
+        Limits { max, follow: false }
+    }
+}
+
+/// [`read_regular`] within `limits`: a file larger than `limits.max`, or a
+/// link where links are not followed, is refused with a sentence (as a FIFO
+/// or a device is); nothing larger than the bound is ever read into memory.
+pub fn read_regular_within(path: &Path, limits: Limits) -> io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
-    loop {
-        buf.reserve(CHUNK);
-        let n = loop {
-            match rustix::io::read(&fd, rustix::buffer::spare_capacity(&mut buf)) {
-                Err(Errno::INTR) => continue,
-                r => break r.map_err(to_io)?,
-            }
-        };
-        if n == 0 {
-            return Ok(Some(buf));
-        }
-        // A file that grew while it was read is refused the same way.
-        if buf.len() as u64 > limit {
-            return Err(too_large());
-        }
+    Ok(read_regular_at(rustix::fs::CWD, path, &mut buf, limits)?.then_some(buf))
+}
+
+/// `n` bytes as people say it (`64 KiB`, `16 MiB`).
+pub fn size_words(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
     }
+}
+
+fn too_large(max: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("it is larger than {}", size_words(max)),
+    )
 }
 
 /// Opens `name` relative to `dir` without blocking, refuses anything but a
-/// regular file, and reads it all into `buf`; `Ok(false)` if it is absent.
+/// regular file within `limits`, and reads it all into `buf`; `Ok(false)`
+/// if it is absent.
 fn read_regular_at<P: rustix::path::Arg>(
     dir: impl std::os::fd::AsFd,
     name: P,
     buf: &mut Vec<u8>,
+    limits: Limits,
 ) -> io::Result<bool> {
     buf.clear();
-    let fd = match openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
-        Mode::empty(),
-    ) {
+    let mut flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    if !limits.follow {
+        flags |= OFlags::NOFOLLOW;
+    }
+    let fd = match openat(dir, name, flags, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(false),
+        Err(Errno::LOOP) if !limits.follow => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is a symbolic link (it is read only as a regular file, not through a link)",
+            ))
+        }
         Err(e) => return Err(to_io(e)),
     };
-    check_regular(&fd)?;
-    read_all(&fd, buf)?;
+    let size = check_regular(&fd)?;
+    if size > limits.max {
+        return Err(too_large(limits.max));
+    }
+    read_all(&fd, buf, limits.max)?;
     Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_limited_read_refuses_large_files_fifos_and_directories() {
-        let t = tempfile::tempdir().unwrap();
-        let f = t.path().join("f");
-        std::fs::write(&f, vec![b'x'; 100]).unwrap();
-        assert_eq!(read_regular_limited(&f, 100).unwrap().unwrap().len(), 100);
-        let e = read_regular_limited(&f, 99).unwrap_err();
-        assert!(e.to_string().contains("larger than 99 bytes"), "{e}");
-        assert!(read_regular_limited(&t.path().join("none"), 9)
-            .unwrap()
-            .is_none());
-        assert!(read_regular_limited(t.path(), 9).is_err());
-        let fifo = t.path().join("fifo");
-        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
-        let e = read_regular_limited(&fifo, 9).unwrap_err();
-        assert!(e.to_string().contains("not a regular file"), "{e}");
-    }
 
     #[test]
     fn reads_small_and_large_files_and_links() {
@@ -312,5 +320,45 @@ mod tests {
             .iter()
             .any(|e| e.name == "sub" && e.kind == Kind::Dir && e.ino > 0));
         assert!(d.open_dir("sub").is_ok());
+    }
+
+    #[test]
+    fn bounded_reads_refuse_large_files_fifos_and_links_where_asked() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("f");
+        std::fs::write(&p, vec![b'x'; 5000]).unwrap();
+        let read = |p: &Path, l| read_regular_within(p, l).map_err(|e| e.to_string());
+        assert_eq!(
+            read(&p, Limits::at_most(5000)).unwrap().unwrap().len(),
+            5000
+        );
+        assert_eq!(
+            read(&p, Limits::at_most(4096)).unwrap_err(),
+            "it is larger than 4 KiB"
+        );
+        let link = t.path().join("l");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(read(&link, Limits::at_most(5000)).unwrap().is_some());
+        assert!(read(&link, Limits::own_file(5000))
+            .unwrap_err()
+            .contains("symbolic link"));
+        let fifo = t.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            read(&fifo, Limits::at_most(5000)).unwrap_err(),
+            "it is not a regular file"
+        );
+        assert_eq!(
+            read(&t.path().join("none"), Limits::at_most(1)).unwrap(),
+            None
+        );
+        assert_eq!(size_words(16 << 20), "16 MiB");
     }
 }

@@ -44,6 +44,9 @@ use crate::vgpu::PciAddress;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+mod record;
+pub use record::{Managed, Pending};
+
 /// Why a host file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostFileError {
@@ -210,10 +213,16 @@ fn attrs_of(list: &[BTreeMap<String, String>], what: &str) -> Result<Vec<Attr>, 
         .map(|m| {
             let mut it = m.iter();
             match (it.next(), it.next()) {
-                (Some((k, v)), None) => Ok(Attr {
-                    name: k.clone(),
-                    value: v.clone(),
-                }),
+                (Some((k, v)), None) => {
+                    // A name becomes a sysfs path when the device starts:
+                    // refused here, before apply stops anything.
+                    crate::AttrName::new(k.clone())
+                        .map_err(|e| HostFileError::Invalid(format!("{what}: {e}")))?;
+                    Ok(Attr {
+                        name: k.clone(),
+                        value: v.clone(),
+                    })
+                }
                 _ => Err(HostFileError::Invalid(format!(
                     "{what}: each attrs entry is one {{ name = \"value\" }} pair (order is kept across entries)"
                 ))),
@@ -238,8 +247,24 @@ impl HostFile {
     /// Parses the file's text.
     pub fn parse(text: &str) -> Result<HostFile, HostFileError> {
         let f: HostFile = toml::from_str(text)
-            .map_err(|e| HostFileError::Toml(e.to_string().trim_end().to_string()))?;
+            .map_err(|e| HostFileError::Toml(crate::quote::toml_error(text, &e)))?;
+        f.check()?;
+        Ok(f)
+    }
+
+    /// The rules a file must keep whether it was read or translated: names
+    /// usable as paths, counts no host can exceed (checked before anything
+    /// is expanded or summed, with sums that cannot wrap), nothing twice.
+    pub fn check(&self) -> Result<(), HostFileError> {
+        let f = self;
         for (i, m) in f.mdev.iter().enumerate() {
+            if m.count > MAX_MDEV_COUNT {
+                return Err(HostFileError::Invalid(format!(
+                    "mdev #{}: count {} is more than any parent has ({MAX_MDEV_COUNT} at most: vfio_ap, the largest, offers 255 x 255)",
+                    i + 1,
+                    m.count
+                )));
+            }
             m.select
                 .check()
                 .map_err(|e| HostFileError::Invalid(format!("mdev #{}: {e}", i + 1)))?;
@@ -259,8 +284,15 @@ impl HostFile {
             s.select
                 .check()
                 .map_err(|e| HostFileError::Invalid(format!("sriov #{}: {e}", i + 1)))?;
-            let n: u32 = s.types.iter().map(|t| t.count).sum();
-            if n > s.numvfs {
+            if s.numvfs > MAX_NUMVFS {
+                return Err(HostFileError::Invalid(format!(
+                    "sriov #{}: numvfs {} is more than a PCI function can have ({MAX_NUMVFS}: TotalVFs is 16 bits)",
+                    i + 1,
+                    s.numvfs
+                )));
+            }
+            let n: u64 = s.types.iter().map(|t| u64::from(t.count)).sum();
+            if n > u64::from(s.numvfs) {
                 return Err(HostFileError::Invalid(format!(
                     "sriov #{}: the types ask for {n} VFs but numvfs is {}",
                     i + 1,
@@ -276,6 +308,10 @@ impl HostFile {
         }
         let mut names = BTreeSet::new();
         for v in &f.vdpa {
+            v.definition()
+                .config
+                .check()
+                .map_err(|e| HostFileError::Invalid(format!("vdpa {}: {e}", v.name)))?;
             if !names.insert(v.name.clone()) {
                 return Err(HostFileError::Invalid(format!(
                     "vdpa {} is given twice",
@@ -294,9 +330,20 @@ impl HostFile {
                 }
             }
         }
-        Ok(f)
+        Ok(())
     }
 }
+
+/// The most devices one `[[mdev]]` entry may ask of one parent: no driver
+/// offers more instances of a type (vfio_ap's matrix, the largest, offers
+/// 255 adapters x 255 domains = 65 025).
+pub const MAX_MDEV_COUNT: u32 = 65_536;
+
+/// The most mdevs a file may expand into on one host.
+pub const MAX_MDEVS: usize = 65_536;
+
+/// The most VFs a PF can have: SR-IOV's TotalVFs is a 16-bit field.
+pub const MAX_NUMVFS: u32 = 65_535;
 
 /// What an mdev parent is and offers, as expansion needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,25 +363,6 @@ pub struct DesiredMdev {
     pub parent: ParentName,
     /// Its definition.
     pub config: MdevConfig,
-}
-
-/// The devices a host file made (`/var/lib/hostdev/host-managed.json`):
-/// apply removes only these when the file no longer has them, never a
-/// device someone defined by hand.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Managed {
-    /// mdev UUIDs.
-    #[serde(default)]
-    pub mdev: BTreeSet<Uuid>,
-    /// PFs whose VF count it set.
-    #[serde(default)]
-    pub pf: BTreeSet<PciAddress>,
-    /// VFs it gave a vGPU type.
-    #[serde(default)]
-    pub vgpu: BTreeSet<PciAddress>,
-    /// vDPA devices.
-    #[serde(default)]
-    pub vdpa: BTreeSet<VdpaName>,
 }
 
 /// The stable UUID of a counted mdev.
@@ -365,6 +393,13 @@ pub fn desired_mdevs(
                 continue;
             };
             hit += 1;
+            if out.len().saturating_add(m.count as usize) > MAX_MDEVS {
+                return Err(HostFileError::Invalid(format!(
+                    "the file asks for more than {MAX_MDEVS} mdevs on this host (mdev #{} on {} parents and more)",
+                    i + 1,
+                    hit
+                )));
+            }
             let slot = next_slot.entry(p.facts.name.clone()).or_insert(0);
             for _ in 0..m.count {
                 out.push(DesiredMdev {
@@ -531,6 +566,62 @@ types = [{ type = "NVIDIA L40S-4Q", count = 2 }]
                 None
             ]
         );
+    }
+
+    /// `count = 1000000000` and `numvfs = 4000000000` aborted the process
+    /// (`memory allocation … failed`, SIGABRT, no message), and type counts
+    /// whose u32 sum wrapped passed the "more than numvfs" check.
+    #[test]
+    fn counts_beyond_what_a_host_can_have_are_refused_with_checked_sums() {
+        for (text, want) in [
+            ("[[mdev]]\ntype = \"t-1\"\ncount = 1000000000\n", "count 1000000000"),
+            ("[[sriov]]\nnumvfs = 4000000000\n", "numvfs 4000000000"),
+            (
+                "[[sriov]]\nnumvfs = 4\ntypes = [{ type = \"A-1Q\", count = 4294967295 }, { type = \"A-2Q\", count = 2 }]\n",
+                "ask for 4294967297 VFs but numvfs is 4",
+            ),
+        ] {
+            let e = HostFile::parse(text).expect_err(want).to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        // Within the bounds per entry, but too many devices in all.
+        let f = HostFile::parse("[[mdev]]\ntype = \"t-1\"\ncount = 65536\n").expect("parse");
+        let parents = [
+            offer("a", ("0x10de", "0x1eb8"), &["t-1"]),
+            offer("b", ("0x10de", "0x1eb8"), &["t-1"]),
+        ];
+        let e = desired_mdevs(&f, "h", &parents)
+            .expect_err("total")
+            .to_string();
+        assert!(e.contains("more than 65536 mdevs"), "{e}");
+    }
+
+    /// A vDPA MTU virtio-net cannot carry (0, 67) passed plan.
+    #[test]
+    fn vdpa_mtus_outside_virtio_net_are_refused() {
+        for bad in [0, 67] {
+            let text = format!("[[vdpa]]\nname = \"v0\"\nmgmtdev = \"vdpasim_net\"\nmtu = {bad}\n");
+            let e = HostFile::parse(&text).expect_err("mtu").to_string();
+            assert!(e.contains("68 to 65535") && e.contains("v0"), "{e}");
+        }
+    }
+
+    /// `attrs = [{ "../../../../tmp/x" = "1" }]` passed plan; apply stopped
+    /// every device of the entry, failed at the attribute, and rolled back.
+    #[test]
+    fn attribute_names_are_validated_when_the_file_is_read() {
+        for (entry, bad) in [
+            ("[[mdev]]\ntype = \"t-1\"\ncount = 1", "../../../../tmp/x"),
+            ("[[mdev]]\ntype = \"t-1\"\ncount = 1", ".hidden"),
+            (
+                "[[mdev_device]]\nuuid = \"11111111-2222-4333-8444-555555555555\"\nparent = \"mtty\"\ntype = \"mtty-2\"",
+                "a/b",
+            ),
+        ] {
+            let text = format!("{entry}\nattrs = [{{ \"{bad}\" = \"1\" }}]\n");
+            let e = HostFile::parse(&text).expect_err(bad).to_string();
+            assert!(e.contains("attribute name") && e.contains(bad), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod names;
 pub mod pool;
 pub mod probe;
 mod schema;
+pub mod quote;
 pub mod vdpa;
 pub mod vgpu;
 pub mod vgpu_dm;

@@ -146,11 +146,23 @@ pub struct DomainMdevs {
     pub mdevs: Vec<Uuid>,
 }
 
-/// Reads a domain's XML (as libvirt hands it to a hook on stdin).
+/// The deepest element nesting a domain may have: libxml2's own default
+/// (libvirt's domains are a dozen levels deep).
+pub const MAX_DEPTH: usize = 256;
+
+/// Reads a domain's XML (as libvirt hands it to a hook on stdin): only a
+/// well-formed document whose one root is `<domain>` (a truncated one is
+/// refused, never half-read), at most [`MAX_DEPTH`] deep, in one linear pass
+/// (each element is compared with the few places the hook reads, never with
+/// the whole path above it).
 pub fn domain_mdevs(xml: &str) -> Result<DomainMdevs, String> {
     use quick_xml::events::Event as Ev;
     let mut r = quick_xml::Reader::from_str(xml);
+    r.config_mut().check_end_names = true;
+    let bad = |why: String| format!("the domain XML is not well-formed: {why}");
+    // Open elements' names; only the first four are ever compared.
     let mut path: Vec<String> = Vec::new();
+    let mut roots = 0;
     let mut hostdev_mdev = false;
     let (mut uuid, mut name, mut mdevs) = (None, None, Vec::new());
     let attr = |e: &BytesStart<'_>, k: &[u8]| -> Option<String> {
@@ -159,24 +171,39 @@ pub fn domain_mdevs(xml: &str) -> Result<DomainMdevs, String> {
             .find(|a| a.key.as_ref() == k)
             .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()))
     };
+    let at = |path: &[String], want: &[&str]| {
+        path.len() == want.len() && path.iter().zip(want).all(|(p, w)| p == w)
+    };
     loop {
-        let ev = r.read_event().map_err(|e| {
-            format!(
-                "the domain XML is malformed at byte {}: {e}",
-                r.error_position()
-            )
-        })?;
+        let ev = r
+            .read_event()
+            .map_err(|e| bad(format!("at byte {}: {e}", r.error_position())))?;
         let empty = matches!(ev, Ev::Empty(_));
         match ev {
             Ev::Start(e) | Ev::Empty(e) => {
+                if path.is_empty() {
+                    roots += 1;
+                    if roots > 1 {
+                        return Err(bad("it has more than one root element".into()));
+                    }
+                    if e.name().as_ref() != b"domain" {
+                        return Err(
+                            "the XML is not a domain: its root element is not <domain>".into()
+                        );
+                    }
+                }
+                if path.len() >= MAX_DEPTH {
+                    return Err(format!(
+                        "the domain XML is nested deeper than {MAX_DEPTH} elements"
+                    ));
+                }
                 let tag = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-                let at: Vec<&str> = path.iter().map(String::as_str).collect();
-                if at == ["domain", "devices"] && tag == "hostdev" {
+                if tag == "hostdev" && at(&path, &["domain", "devices"]) {
                     hostdev_mdev = attr(&e, b"type").as_deref() == Some("mdev");
                 }
                 if hostdev_mdev
-                    && at == ["domain", "devices", "hostdev", "source"]
                     && tag == "address"
+                    && at(&path, &["domain", "devices", "hostdev", "source"])
                 {
                     if let Some(u) = attr(&e, b"uuid") {
                         mdevs.push(Uuid::parse_lenient(&u).map_err(|e| e.to_string())?);
@@ -190,20 +217,34 @@ pub fn domain_mdevs(xml: &str) -> Result<DomainMdevs, String> {
                 if path.len() == 3 && path[2] == "hostdev" {
                     hostdev_mdev = false;
                 }
-                path.pop();
+                if path.pop().is_none() {
+                    return Err(bad("a closing tag has no opening one".into()));
+                }
             }
-            Ev::Text(t) => {
-                let at: Vec<&str> = path.iter().map(String::as_str).collect();
-                let text = t.unescape().map_err(|e| e.to_string())?.trim().to_string();
-                match at.as_slice() {
-                    ["domain", "uuid"] => uuid = Some(text),
-                    ["domain", "name"] => name = Some(text),
+            Ev::Text(t) if path.len() == 2 && path[0] == "domain" => {
+                let text = t
+                    .unescape()
+                    .map_err(|e| bad(e.to_string()))?
+                    .trim()
+                    .to_string();
+                match path[1].as_str() {
+                    "uuid" => uuid = Some(text),
+                    "name" => name = Some(text),
                     _ => {}
                 }
             }
             Ev::Eof => break,
             _ => {}
         }
+    }
+    if let Some(open) = path.last() {
+        return Err(bad(format!(
+            "it ends before <{}> is closed (a truncated document)",
+            crate::quote::quote(open)
+        )));
+    }
+    if roots == 0 {
+        return Err(bad("it has no root element".into()));
     }
     let uuid = uuid.ok_or("the domain XML has no <uuid>")?;
     Ok(DomainMdevs {
@@ -246,6 +287,37 @@ mod tests {
             .contains("no <uuid>"));
         assert!(domain_mdevs("<domain><uuid>zz</uuid>").is_err());
         assert!(domain_mdevs("<domain><uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid><devices><hostdev type='mdev'><source><address uuid='../x'/></source></hostdev></devices></domain>").is_err());
+    }
+
+    /// The hook accepted a truncated domain (no closing tags) and made its
+    /// device; and a 2 MB domain nested 250 000 deep took 81 s of CPU (the
+    /// walk compared the whole open path at every element).
+    #[test]
+    fn a_domain_that_is_not_well_formed_or_too_deep_is_refused() {
+        let head = "<domain><uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid><devices>\
+                    <hostdev mode='subsystem' type='mdev'><source>\
+                    <address uuid='c2177883-f1bb-47f0-914d-32a22e3a8804'/>";
+        let whole = format!("{head}</source></hostdev></devices></domain>");
+        assert_eq!(domain_mdevs(&whole).expect("whole").mdevs.len(), 1);
+        for cut in [head.len(), head.len() + "</source>".len(), whole.len() - 1] {
+            let e = domain_mdevs(&whole[..cut]).expect_err("truncated");
+            assert!(e.contains("not well-formed"), "{cut}: {e}");
+        }
+        let two = format!("{whole}<domain/>");
+        assert!(domain_mdevs(&two)
+            .expect_err("two roots")
+            .contains("not well-formed"));
+        let deep = format!(
+            "<domain><uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid>{}{}</domain>",
+            "<a>".repeat(20_000),
+            "</a>".repeat(20_000)
+        );
+        let e = domain_mdevs(&deep).expect_err("deep");
+        assert!(e.contains("deeper than"), "{e}");
+        let other = "<network><uuid>4dea22b3-1d52-d8f3-2516-782e98ab3fa0</uuid></network>";
+        assert!(domain_mdevs(other)
+            .expect_err("not a domain")
+            .contains("<domain>"));
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub enum NameError {
 fn check_component(kind: &'static str, s: &str) -> Result<(), NameError> {
     let unsafe_ = |why| NameError::Unsafe {
         kind,
-        name: s.escape_debug().to_string(),
+        name: crate::quote::quote(s),
         why,
     };
     if s.is_empty() {
@@ -103,7 +103,7 @@ impl Uuid {
     pub fn parse_lenient(s: &str) -> Result<Self, NameError> {
         uuid::Uuid::parse_str(s)
             .map(Uuid)
-            .map_err(|_| NameError::Uuid(s.escape_debug().to_string()))
+            .map_err(|_| NameError::Uuid(crate::quote::quote(s)))
     }
 }
 
@@ -112,11 +112,11 @@ impl FromStr for Uuid {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // Only the canonical hyphenated 36-character form is a path name.
         if s.len() != 36 {
-            return Err(NameError::Uuid(s.escape_debug().to_string()));
+            return Err(NameError::Uuid(crate::quote::quote(s)));
         }
         uuid::Uuid::try_parse(s)
             .map(Uuid)
-            .map_err(|_| NameError::Uuid(s.escape_debug().to_string()))
+            .map_err(|_| NameError::Uuid(crate::quote::quote(s)))
     }
 }
 
@@ -229,7 +229,7 @@ impl AttrName {
         if s.starts_with('.') {
             return Err(NameError::Unsafe {
                 kind: "attribute",
-                name: s.escape_debug().to_string(),
+                name: crate::quote::quote(&s),
                 why: "it starts with '.'",
             });
         }

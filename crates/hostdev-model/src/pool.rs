@@ -43,7 +43,7 @@ impl PoolName {
         if ok {
             Ok(PoolName(s))
         } else {
-            Err(PoolDefError::Name(s.escape_debug().to_string()))
+            Err(PoolDefError::Name(crate::quote::quote(&s)))
         }
     }
     /// The name.
@@ -181,7 +181,7 @@ impl Selector {
             if !ok {
                 return Err(PoolDefError::Invalid(format!(
                     "members.ids: '{}' is not a PCI vendor:device id such as 10de:26b9",
-                    id.escape_debug()
+                    crate::quote::quote(id)
                 )));
             }
         }
@@ -331,7 +331,7 @@ impl PoolDef {
     /// Parses a definition file's text; `name` is the file's stem.
     pub fn parse(name: PoolName, text: &str) -> Result<PoolDef, PoolDefError> {
         let f: PoolFile = toml::from_str(text)
-            .map_err(|e| PoolDefError::Toml(e.to_string().trim_end().replace('\n', " ")))?;
+            .map_err(|e| PoolDefError::Toml(crate::quote::toml_error(text, &e)))?;
         let invalid = |s: String| Err(PoolDefError::Invalid(s));
         let type_ = f.type_.clone();
         let kind = match (f.kind.as_str(), type_, f.vdpa) {
@@ -350,9 +350,13 @@ impl PoolDef {
                 if !ok {
                     return invalid(format!(
                         "vdpa.name_prefix '{}' must be 1 to 10 letters, digits, '_' or '-'",
-                        template.name_prefix.escape_debug()
+                        crate::quote::quote(&template.name_prefix)
                     ));
                 }
+                template
+                    .config(0)
+                    .check()
+                    .map_err(|e| PoolDefError::Invalid(format!("vdpa: {e}")))?;
                 PoolKind::Vdpa { template }
             }
             ("mdev" | "vgpu", _, Some(_)) => {
@@ -370,7 +374,7 @@ impl PoolDef {
             (k, _, _) => {
                 return invalid(format!(
                     "kind '{}' is not one of mdev, vgpu, vdpa",
-                    k.escape_debug()
+                    crate::quote::quote(k)
                 ))
             }
         };
@@ -508,6 +512,7 @@ running = true
             ("kind = \"mdev\"\ntype = \"x\"\nmode = \"pre-created\"\ncount = 1\nbind_on_use = true", "bind_on_use"),
             ("kind = \"vdpa\"", "[vdpa]"),
             ("kind = \"vdpa\"\n[vdpa]\nname_prefix = \"a/b\"", "name_prefix"),
+            ("kind = \"vdpa\"\n[vdpa]\nname_prefix = \"v\"\nmtu = 0", "68 to 65535"),
             ("kind = \"mdev\"\ntype = \"x\"\n[members]\nids = [\"nvidia\"]", "vendor:device"),
         ] {
             let e = PoolDef::parse(name("p"), text).unwrap_err().to_string();

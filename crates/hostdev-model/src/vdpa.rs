@@ -21,7 +21,14 @@ pub enum VdpaValueError {
     /// A MAC address that does not parse.
     #[error("'{0}' is not a valid mac")]
     Mac(String),
+    /// An MTU virtio-net cannot carry.
+    #[error("MTU {0} is outside what virtio-net allows (68 to 65535)")]
+    Mtu(u16),
 }
+
+/// The MTUs a virtio-net device can have: 68 (the least IPv4 needs, and
+/// the kernel's `ETH_MIN_MTU`) to 65535.
+pub const MTU_RANGE: std::ops::RangeInclusive<u16> = 68..=65535;
 
 /// A vDPA device name: 1 to 64 of `A-Za-z0-9-_.:`, not `.` or `..`, so that
 /// it is safe both on the wire and as a file name.
@@ -42,7 +49,7 @@ impl VdpaName {
         if ok {
             Ok(VdpaName(s))
         } else {
-            Err(VdpaValueError::Name(s.escape_debug().to_string()))
+            Err(VdpaValueError::Name(crate::quote::quote(&s)))
         }
     }
 
@@ -69,7 +76,7 @@ pub struct MgmtDevName {
 impl MgmtDevName {
     /// Parses `dev` or `bus/dev` as iproute2 writes them.
     pub fn parse(s: &str) -> Result<MgmtDevName, VdpaValueError> {
-        let bad = || VdpaValueError::Name(s.escape_debug().to_string());
+        let bad = || VdpaValueError::Name(crate::quote::quote(s));
         if s.is_empty() || s.chars().any(char::is_control) {
             return Err(bad());
         }
@@ -111,7 +118,7 @@ pub struct MacAddr(pub [u8; 6]);
 impl FromStr for MacAddr {
     type Err = VdpaValueError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || VdpaValueError::Mac(s.escape_debug().to_string());
+        let bad = || VdpaValueError::Mac(crate::quote::quote(s));
         let parts: Vec<&str> = s.split(':').collect();
         if parts.len() != 6 {
             return Err(bad());
@@ -170,6 +177,15 @@ pub struct CreateConfig {
 }
 
 impl CreateConfig {
+    /// Refuses values no device can be created with (an MTU outside
+    /// [`MTU_RANGE`]), so that they are never stored.
+    pub fn check(&self) -> Result<(), VdpaValueError> {
+        match self.mtu {
+            Some(m) if !MTU_RANGE.contains(&m) => Err(VdpaValueError::Mtu(m)),
+            _ => Ok(()),
+        }
+    }
+
     /// The options given, by their iproute2 names (for error messages).
     pub fn option_names(&self) -> Vec<&'static str> {
         let mut v = Vec::new();

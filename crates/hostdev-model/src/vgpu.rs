@@ -34,7 +34,7 @@ impl FromStr for PciAddress {
         if ok {
             Ok(PciAddress(s.to_ascii_lowercase()))
         } else {
-            Err(PciAddressError(s.escape_debug().to_string()))
+            Err(PciAddressError(crate::quote::quote(s)))
         }
     }
 }

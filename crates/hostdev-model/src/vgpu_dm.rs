@@ -146,8 +146,12 @@ pub fn translate(
 
 /// Parses a vgpu-device-manager file.
 pub fn parse_spec(yaml: &str) -> Result<Spec, ImportError> {
-    serde_yaml_ng::from_str(yaml)
-        .map_err(|e| ImportError(format!("not a vgpu-device-manager file: {e}")))
+    serde_yaml_ng::from_str(yaml).map_err(|e| {
+        ImportError(format!(
+            "not a vgpu-device-manager file: {}",
+            crate::quote::quote(&e.to_string())
+        ))
+    })
 }
 
 /// [`translate`] of an already parsed file.
@@ -247,8 +251,8 @@ pub fn translate_spec(
                             )),
                         }
                     }
-                    let asked: u32 = vf_types.iter().map(|t| t.count).sum();
-                    if asked > *total_vfs {
+                    let asked: u64 = vf_types.iter().map(|t| u64::from(t.count)).sum();
+                    if asked > u64::from(*total_vfs) {
                         return Err(ImportError(format!(
                             "{config}: GPU {i} ({}) has {total_vfs} VFs; the configuration asks for {asked} vGPUs",
                             g.address
@@ -264,6 +268,10 @@ pub fn translate_spec(
             }
         }
     }
+    // The translation keeps every rule a host file read from disk keeps
+    // (a count no parent has was expanded into an allocation that aborted).
+    f.check()
+        .map_err(|e| ImportError(format!("{config}: {e}")))?;
     Ok((f, notes))
 }
 
@@ -342,6 +350,23 @@ mod tests {
         )
         .expect_err("devices");
         assert!(e.0.contains("`all` or a list"), "{e}");
+        // A count of 4000000000 aborted the process when expanded; two that
+        // wrap past u32 passed the VF check.
+        for (gpu, counts) in [
+            (t4("0000:3b:00.0"), "\"T4-1Q\": 4000000000"),
+            (l40s.clone(), "\"L40S-4Q\": 4000000000"),
+            (
+                l40s.clone(),
+                "\"L40S-4Q\": 4294967295\n        \"L40S-8Q\": 2",
+            ),
+        ] {
+            let y = format!("version: v1\nvgpu-configs:\n  big:\n    - devices: all\n      vgpu-devices:\n        {counts}\n");
+            let e = translate(&y, "big", &[gpu]).expect_err("too many");
+            assert!(
+                e.0.contains("4000000000") || e.0.contains("4294967297"),
+                "{counts}: {e}"
+            );
+        }
         let (_, notes) = translate(README, "T4-small", &[t4("0000:3b:00.0")]).expect("one GPU");
         assert_eq!(
             notes,

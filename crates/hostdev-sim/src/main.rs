@@ -6,8 +6,10 @@
 //! hostdev-sim profiles                             list the built-in profiles
 //! ```
 
+mod man;
+
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use hostdev_sim::fs::SimFs;
 use hostdev_sim::model::Kernel;
 use hostdev_sim::profile::{self, BUILTIN};
@@ -21,7 +23,11 @@ use std::time::{Duration, Instant};
 /// The simulated hardware lab: a FUSE sysfs with mdev parents, SR-IOV GPUs
 /// and a vdpa model, for hostdev's tests and tour.
 #[derive(Parser, Debug)]
-#[command(name = "hostdev-sim", version = hostdev_version::VERSION)]
+#[command(
+    name = "hostdev-sim",
+    version = hostdev_version::VERSION,
+    long_about = "The simulated hardware lab: a FUSE-mounted sysfs that behaves like the kernel's mdev core and vendors' drivers (NVIDIA-like one-type GPUs, SR-IOV vGPUs, mtty, vfio-ap), so that hostdev and other programs (Debian's mdevctl, libvirt) can be tried and tested without the hardware."
+)]
 enum Cli {
     /// Mount DIR/sys with a profile's hardware and stay until SIGTERM or Ctrl-C
     Run {
@@ -43,6 +49,9 @@ enum Cli {
     },
     /// List the built-in profiles
     Profiles,
+    /// Print the manual page (roff)
+    #[command(hide = true)]
+    Man,
 }
 
 fn load_profile(spec: &str) -> Result<profile::Profile> {
@@ -231,6 +240,9 @@ fn main() -> ExitCode {
             threads,
         } => run(&root, &profile, usize::from(threads)),
         Cli::Reboot { root } => reboot(&root),
+        Cli::Man => man::page(Cli::command())
+            .and_then(|p| std::io::Write::write_all(&mut std::io::stdout(), &p))
+            .context("cannot write the manual page"),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -244,5 +256,33 @@ fn main() -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manual_page_has_every_command_and_option_and_what_clap_cannot_know() {
+        let page = String::from_utf8(man::page(Cli::command()).unwrap()).unwrap();
+        assert!(page.contains(".TH hostdev-sim 1"), "{page}");
+        for sub in Cli::command().get_subcommands() {
+            let shown = page.contains(&format!(".TP\n\\fB{}\\fR", sub.get_name()));
+            assert_eq!(shown, !sub.is_hide_set(), "{}", sub.get_name());
+            for a in sub.get_arguments().filter_map(|a| a.get_long()) {
+                if a != "help" {
+                    assert!(page.contains(&format!("\\fB\\-\\-{a}\\fR")), "--{a}");
+                }
+            }
+        }
+        assert!(
+            !page.contains("hostdev\\-sim\\-run(1)"),
+            "one page, no per-command pages"
+        );
+        for s in ["PROFILES", "FILES", "SIGNALS", "EXIT STATUS", "SEE ALSO"] {
+            assert!(page.contains(&format!(".SH {s}")), "{s}");
+        }
+        assert!(page.contains("SIGUSR1") && page.contains("HOSTDEV_ROOT"));
     }
 }

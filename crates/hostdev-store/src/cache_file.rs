@@ -51,7 +51,33 @@ impl CacheFile<hostdev_model::host::Managed> {
     pub fn new(root: &Path) -> Self {
         CacheFile::at(root.join("var/lib/hostdev/host-managed.json"))
     }
+
+    /// The record; empty when there is none yet. Unlike a cache it is not
+    /// rebuilt when lost (only it says which devices the file made), so one
+    /// that cannot be read or parsed is an error, never an empty record.
+    pub fn load_record(&self) -> Result<hostdev_model::host::Managed, StoreError> {
+        let bad = |reason: String| StoreError::Definition {
+            path: self.path.clone(),
+            reason,
+        };
+        let bytes =
+            hostdev_fs::read_regular_within(&self.path, hostdev_fs::Limits::own_file(MAX_RECORD))
+                .map_err(|e| bad(format!("it cannot be read: {e}")))?;
+        match bytes {
+            None => Ok(Default::default()),
+            Some(b) => serde_json::from_slice(&b)
+                .map_err(|e| bad(hostdev_model::quote::quote(&e.to_string()))),
+        }
+    }
+
+    /// Where the record is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
+
+/// The largest record read: 65 536 mdevs, VFs and vDPA names fit in a few MB.
+const MAX_RECORD: u64 = 32 << 20;
 
 impl<T: Serialize + DeserializeOwned + Default> CacheFile<T> {
     fn at(path: PathBuf) -> Self {

@@ -25,7 +25,7 @@ pub use lock::HostLock;
 pub use markers::{HeldMarker, ProbeMarkers};
 pub use mdev::{Definition, LoadProblem, MdevStore};
 pub use memo::{DefinitionMemo, MemoStats};
-pub use pool_db::PoolDb;
+pub use pool_db::{PoolDb, DEFAULT_WAIT as POOL_DB_WAIT};
 pub use pools::{DeviceRecord, Origin, PoolDefs, RecState, Tx};
 
 use std::io;
@@ -76,6 +76,28 @@ pub enum StoreError {
         op: &'static str,
         /// SQLite's error.
         source: rusqlite::Error,
+    },
+    /// Another writer kept the pool state database's write lock for the
+    /// whole wait its caller allows; nothing was changed.
+    #[error("the pool state database {path} stayed locked by another writer for {} s: {holder}; nothing was changed (a writer holds it for milliseconds, so that one is stuck or stopped)", .waited.as_secs_f32().round())]
+    DbBusy {
+        /// The database file.
+        path: PathBuf,
+        /// How long this transaction waited.
+        waited: std::time::Duration,
+        /// Who holds it, as a phrase.
+        holder: String,
+    },
+    /// The pool state database is missing or empty on a host whose marker
+    /// says it kept pool state: refused, never made again.
+    #[error("the pool state database {path} {what}, but {marker} says this host has kept pool state: devices it recorded may still exist and be held by virtual machines, so no pool decision is made without it. Restore {path} from a backup (with its -wal file), or, once no device a pool made exists any more, remove {marker} to start with an empty database")]
+    PoolStateLost {
+        /// The database file.
+        path: PathBuf,
+        /// The marker that says it existed.
+        marker: PathBuf,
+        /// What is wrong with it, as a verb phrase (`is missing`).
+        what: &'static str,
     },
     /// A definition file could not be read or parsed.
     #[error("definition {path} is unusable: {reason}")]

@@ -21,7 +21,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS devices (
@@ -83,7 +83,13 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
 pub struct PoolDb {
     shared: Arc<Shared>,
     path: PathBuf,
+    /// How long one transaction waits for another writer's lock before it
+    /// gives up naming the holder (see [`PoolDb::waiting`]).
+    wait: Duration,
 }
+
+/// A transaction's wait for another writer when the caller chose none.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 
 /// The connection one transaction runs on: the shared one, held, or (nested
 /// on the same thread) one of its own.
@@ -115,15 +121,42 @@ impl PoolDb {
         root.join("var/lib/hostdev/pools.db")
     }
 
-    /// Opens (creating if needed) the database under `root`; in a process
-    /// that has it open already, shares that connection.
+    /// The file that says this host keeps pool state: written when the
+    /// database is first made, it outlives the database, so a database that
+    /// is deleted or emptied later is refused instead of made again.
+    pub fn marker_under(root: &Path) -> PathBuf {
+        root.join("var/lib/hostdev/pools.created")
+    }
+
+    /// Opens (creating it on a host that never had one) the database under
+    /// `root`; in a process that has it open already, shares that
+    /// connection. Where the marker says a database was made, a missing,
+    /// empty or schema-less file is [`StoreError::PoolStateLost`]: the
+    /// devices it recorded may exist and be held, and a new empty database
+    /// would hand them out again and make a second set.
     pub fn open(root: &Path) -> Result<PoolDb, StoreError> {
         let path = Self::path_under(root);
+        let marker = Self::marker_under(root);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
                 path: dir.to_path_buf(),
                 source,
             })?;
+        }
+        let marked = marker.exists();
+        let lost = |what: &'static str| StoreError::PoolStateLost {
+            path: path.clone(),
+            marker: marker.clone(),
+            what,
+        };
+        if marked {
+            match fs::metadata(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(lost("is missing"))
+                }
+                Ok(m) if m.len() == 0 => return Err(lost("is empty")),
+                _ => {}
+            }
         }
         let mut all = SHARED.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(file) = file_id(&path) {
@@ -131,10 +164,14 @@ impl PoolDb {
                 return Ok(PoolDb {
                     shared: Arc::clone(s),
                     path,
+                    wait: DEFAULT_WAIT,
                 });
             }
         }
-        let conn = connect(&path)?;
+        let conn = connect(&path, !marked, DEFAULT_WAIT)?;
+        if marked && !has_schema(&conn, &path)? {
+            return Err(lost("has no pool tables"));
+        }
         let file = file_id(&path).unwrap_or_default();
         let db = PoolDb {
             shared: Arc::new(Shared {
@@ -143,8 +180,12 @@ impl PoolDb {
                 holder: AtomicU64::new(0),
             }),
             path,
+            wait: DEFAULT_WAIT,
         };
         db.upgrade()?;
+        if !marked {
+            mark(root, &marker)?;
+        }
         all.retain(|(p, _)| p != &db.path);
         all.push((db.path.clone(), Arc::clone(&db.shared)));
         Ok(db)
@@ -205,14 +246,45 @@ impl PoolDb {
         &self.path
     }
 
-    fn hold(&self) -> Result<Held<'_>, StoreError> {
+    /// The same database, its transactions waiting at most `wait` for
+    /// another writer (counted from when each is asked for, the wait for
+    /// this process's other threads included). A writer holds the lock for
+    /// milliseconds; one that holds it longer is stuck, and the caller
+    /// chooses how long it can afford to wait: the libvirt hook blocks a
+    /// VM's start, a command someone typed blocks them.
+    pub fn waiting(mut self, wait: Duration) -> PoolDb {
+        self.wait = wait;
+        self
+    }
+
+    /// The connection for one transaction, with the busy timeout left of
+    /// `wait` from `since`.
+    fn hold(&self, since: Instant) -> Result<Held<'_>, StoreError> {
         let me = thread_no();
+        let left = || self.wait.saturating_sub(since.elapsed());
         if self.shared.holder.load(Ordering::Acquire) == me {
-            return Ok(Held::Own(connect(&self.path)?));
+            return Ok(Held::Own(connect(&self.path, false, left())?));
         }
         let g = self.shared.conn.lock().unwrap_or_else(|p| p.into_inner());
         self.shared.holder.store(me, Ordering::Release);
-        Ok(Held::Shared(g, &self.shared.holder))
+        let held = Held::Shared(g, &self.shared.holder);
+        held.conn()
+            .busy_timeout(left())
+            .map_err(|source| StoreError::Db {
+                path: self.path.clone(),
+                op: "set the busy timeout of",
+                source,
+            })?;
+        Ok(held)
+    }
+
+    /// Another writer kept the lock for the whole wait: who, if /proc says.
+    fn busy(&self, since: Instant) -> StoreError {
+        StoreError::DbBusy {
+            path: self.path.clone(),
+            waited: since.elapsed(),
+            holder: holder_of(&self.path),
+        }
     }
 
     /// Runs `f` inside one `BEGIN IMMEDIATE` transaction (the write lock is
@@ -222,14 +294,20 @@ impl PoolDb {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let held = self.hold()?;
+        let since = Instant::now();
+        let held = self.hold(since)?;
         let conn = held.conn();
         let tx = Tx {
             conn,
             path: &self.path,
         };
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| tx.fail("begin a transaction on", e))?;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| {
+            if is_busy(&e) {
+                self.busy(since)
+            } else {
+                tx.fail("begin a transaction on", e)
+            }
+        })?;
         match f(&tx) {
             Ok(v) => match conn.execute_batch("COMMIT") {
                 Ok(()) => Ok(v),
@@ -250,7 +328,7 @@ impl PoolDb {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let held = self.hold()?;
+        let held = self.hold(Instant::now())?;
         let conn = held.conn();
         let tx = Tx {
             conn,
@@ -264,14 +342,119 @@ impl PoolDb {
     }
 }
 
-/// A new connection in WAL mode with the busy timeout set.
-fn connect(path: &Path) -> Result<Connection, StoreError> {
+/// Writes the marker of a host that keeps pool state (under the host lock;
+/// pools' lock holders may call this, which is taken before the host lock).
+fn mark(root: &Path, marker: &Path) -> Result<(), StoreError> {
+    let lock = crate::HostLock::acquire(&crate::HostLock::path_under(root))?;
+    let text = format!(
+        "hostdev made its pool state database, pools.db, in this directory (unix time {}).\n\
+         While this file exists, a missing or empty pools.db is refused: devices it\n\
+         recorded may still exist and be held by virtual machines. Remove this file only\n\
+         when no device a pool made exists any more.\n",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
+    crate::write_atomic(&lock, marker, text.as_bytes())
+}
+
+/// Whether the file has the pool tables (a file replaced by an empty
+/// database has none).
+fn has_schema(conn: &Connection, path: &Path) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'devices'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(|source| StoreError::Db {
+        path: path.to_path_buf(),
+        op: "read the schema of",
+        source,
+    })
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
+/// Who holds the write lock of the database at `path`, as a phrase: in WAL
+/// mode a writer holds a POSIX lock on byte 120 of the `-shm` file
+/// (SQLite's WAL_WRITE_LOCK), which `/proc/locks` lists with its pid.
+fn holder_of(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let shm = PathBuf::from(format!("{}-shm", path.display()));
+    let Ok(m) = fs::metadata(&shm) else {
+        return "which process holds it cannot be seen (no -shm file)".into();
+    };
+    let dev = format!(
+        "{:02x}:{:02x}:{}",
+        rustix::fs::major(m.dev()),
+        rustix::fs::minor(m.dev()),
+        m.ino()
+    );
+    let locks = fs::read_to_string("/proc/locks").unwrap_or_default();
+    let mut pids: Vec<u32> = locks
+        .lines()
+        .filter_map(|l| {
+            // "1: POSIX  ADVISORY  WRITE 4242 08:02:131 120 120"; waiters have "->".
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let [_, kind, _, mode, pid, file, start, end] = f.as_slice() else {
+                return None;
+            };
+            let covers = start.parse::<u64>().is_ok_and(|s| s <= 120)
+                && (*end == "EOF" || end.parse::<u64>().is_ok_and(|e| e >= 120));
+            (*kind == "POSIX" && *mode == "WRITE" && *file == dev && covers)
+                .then(|| pid.parse().ok())
+                .flatten()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    if pids.is_empty() {
+        return "which process holds it cannot be seen (/proc/locks names none)".into();
+    }
+    let me = std::process::id();
+    let who: Vec<String> = pids
+        .into_iter()
+        .map(|pid| {
+            if pid == me {
+                return format!("pid {pid} (this process)");
+            }
+            let cmd = fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| {
+                    let s: Vec<String> = b
+                        .split(|c| *c == 0)
+                        .filter(|a| !a.is_empty())
+                        .map(|a| String::from_utf8_lossy(a).into_owned())
+                        .collect();
+                    s.join(" ")
+                })
+                .unwrap_or_default();
+            let cmd = hostdev_model::quote::quote(&cmd);
+            format!("pid {pid} ({cmd}) holds it")
+        })
+        .collect();
+    who.join("; ")
+}
+
+/// A new connection in WAL mode with the busy timeout `wait`; the file is
+/// created only when `create` (a host that never had pool state).
+fn connect(path: &Path, create: bool, wait: Duration) -> Result<Connection, StoreError> {
+    use rusqlite::OpenFlags;
     let err = |op: &'static str| {
         let path = path.to_path_buf();
         move |source| StoreError::Db { path, op, source }
     };
-    let conn = Connection::open(path).map_err(err("open"))?;
-    conn.busy_timeout(Duration::from_secs(60))
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(err("open"))?;
+    conn.busy_timeout(wait)
         .map_err(err("set the busy timeout of"))?;
     // journal_mode answers a row; WAL persists in the file once set.
     // Switching a fresh file to WAL needs an exclusive lock, and SQLite
@@ -286,7 +469,7 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
                 if matches!(
                     e.code,
                     rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                ) && t0.elapsed() < Duration::from_secs(60) =>
+                ) && t0.elapsed() < wait =>
             {
                 std::thread::sleep(Duration::from_millis(5 + u64::from(std::process::id() % 7)));
             }
@@ -332,7 +515,7 @@ mod tests {
         assert!(Arc::ptr_eq(&a.shared, &b.shared));
         a.write(|tx| tx.insert(&free("x"))).unwrap();
         drop((a, b));
-        for f in ["pools.db", "pools.db-wal", "pools.db-shm"] {
+        for f in ["pools.db", "pools.db-wal", "pools.db-shm", "pools.created"] {
             let _ = fs::remove_file(t.path().join("var/lib/hostdev").join(f));
         }
         let c = PoolDb::open(t.path()).unwrap();
@@ -406,7 +589,7 @@ mod tests {
             .replace("user_version = 2", "user_version = 1");
         Connection::open(&path).unwrap().execute_batch(&v1).unwrap();
         let db = PoolDb::open(t.path()).unwrap();
-        let held = db.hold().unwrap();
+        let held = db.hold(Instant::now()).unwrap();
         let n: i64 = held
             .conn()
             .query_row(

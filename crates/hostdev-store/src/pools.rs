@@ -15,6 +15,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// The largest pool file read (a pool is a dozen lines).
+pub const MAX_POOL_FILE: u64 = 64 << 10;
+
 /// The definition directory under a root prefix.
 #[derive(Debug, Clone)]
 pub struct PoolDefs {
@@ -39,10 +42,14 @@ impl PoolDefs {
         self.dir.join(format!("{name}.toml"))
     }
 
-    /// One pool; `None` if it has no file.
+    /// One pool; `None` if it has no file. Read only as a regular file of at
+    /// most [`MAX_POOL_FILE`] bytes, not through a symbolic link: what is
+    /// wrong with it reaches `GET /v1/pools`, which readers who are not root
+    /// see, so a link must not name another file of the host.
     pub fn load(&self, name: &PoolName) -> Result<Option<PoolDef>, StoreError> {
         let path = self.path_of(name);
-        let bytes = match hostdev_fs::read_regular(&path) {
+        let limits = hostdev_fs::Limits::own_file(MAX_POOL_FILE);
+        let bytes = match hostdev_fs::read_regular_within(&path, limits) {
             Ok(Some(b)) => b,
             Ok(None) => return Ok(None),
             Err(e) => {

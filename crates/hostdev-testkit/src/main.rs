@@ -1,3 +1,6 @@
+//! `hostdev-testkit hold-pools-db ROOT` holds the write lock of ROOT's pool
+//! state database (one open `BEGIN IMMEDIATE` transaction), prints `held`,
+//! and keeps it until its stdin closes: a stuck writer, for tests.
 //! `hostdev-testkit gen DIR [--seed N] [--parents N] [--types N] [--devices N] [--definitions N]`
 //! writes a generated host tree for benchmarks and manual tries; `fixed DIR`
 //! writes the small tree of the golden tests.
@@ -18,6 +21,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("pool-load") {
         return pool_load(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("hold-pools-db") {
+        return hold_pools_db(args.get(1).map(String::as_str).unwrap_or("/"));
     }
     let (Some(cmd), Some(dir)) = (args.first(), args.get(1)) else {
         eprintln!("usage: hostdev-testkit gen|fixed DIR [--seed N] [--parents N] [--types N] [--devices N] [--definitions N]");
@@ -178,5 +184,25 @@ fn pool_load(a: &[String]) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Holds the pool state database's write lock until stdin closes.
+fn hold_pools_db(root: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let held = hostdev_store::PoolDb::open(std::path::Path::new(root)).and_then(|db| {
+        db.write(|_tx| {
+            println!("held");
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+            Ok::<_, hostdev_store::StoreError>(())
+        })
+    });
+    match held {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hostdev-testkit: cannot hold the pool state database: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

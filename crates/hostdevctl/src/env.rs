@@ -27,6 +27,39 @@ pub fn root(mdevctl: bool) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
+/// The largest file a command reads (a host file of 65 536 devices fits).
+pub const MAX_INPUT: u64 = 16 << 20;
+
+/// Reads a file named on the command line: `-` and `/dev/stdin` are
+/// standard input (libvirt hands mdevctl a definition as `--jsonfile
+/// /dev/stdin`); anything else must be a regular file (a FIFO or a device
+/// would block forever), at most [`MAX_INPUT`] bytes either way.
+pub fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    use std::io::Read;
+    let limit = hostdev_fs::size_words(MAX_INPUT);
+    if path == std::path::Path::new("-") || path == std::path::Path::new("/dev/stdin") {
+        let mut b = Vec::new();
+        std::io::stdin()
+            .take(MAX_INPUT + 1)
+            .read_to_end(&mut b)
+            .context("cannot read standard input")?;
+        if b.len() as u64 > MAX_INPUT {
+            anyhow::bail!("standard input is larger than {limit}; it is not read");
+        }
+        return Ok(b);
+    }
+    match hostdev_fs::read_regular_within(path, hostdev_fs::Limits::at_most(MAX_INPUT)) {
+        Ok(Some(b)) => Ok(b),
+        // ENOENT, worded as the kernel words it (as std::fs::read did).
+        Ok(None) => Err(std::io::Error::from_raw_os_error(2).into()),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(anyhow::anyhow!(
+            "{e} (a FIFO or a device would be waited on; give a file, or - for standard input)"
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The host on the real kernel interfaces under the root prefix.
 pub fn system(mdevctl: bool) -> System {
     let mut s = System::real(&root(mdevctl));

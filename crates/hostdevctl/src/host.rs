@@ -5,7 +5,7 @@ use crate::native::Format;
 use crate::output::{emit, table};
 use anyhow::Result;
 use hostdev_core::api::{Change, HostApplyRequest, HostFileDoc, HostImport, HostPlanRequest};
-use hostdev_core::{CoreError, Serve, HOST_FILE_LIMIT};
+use hostdev_core::{CoreError, Serve};
 use hostdev_model::host::HostFile;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +17,7 @@ fn read(file: Option<&str>) -> Result<HostFileDoc> {
         Some(f) => PathBuf::from(f),
         None => env::root(false).join("etc/hostdev/host.toml"),
     };
-    let text = crate::input::read_text(&path, "the host file", HOST_FILE_LIMIT)?;
+    let text = crate::input::read_text(&path, "the host file")?;
     let file = HostFile::parse(&text).map_err(|e| CoreError::HostFile {
         path: path.display().to_string(),
         why: e.to_string(),
@@ -31,7 +31,7 @@ fn read(file: Option<&str>) -> Result<HostFileDoc> {
 /// vgpu-device-manager's file, parsed here.
 fn read_import(path: &str, config: &str) -> Result<HostImport> {
     let p = PathBuf::from(path);
-    let text = crate::input::read_text(&p, "the vgpu-device-manager file", HOST_FILE_LIMIT)?;
+    let text = crate::input::read_text(&p, "the vgpu-device-manager file")?;
     let spec = hostdev_model::vgpu_dm::parse_spec(&text).map_err(|e| CoreError::HostFile {
         path: path.to_string(),
         why: e.to_string(),
@@ -58,7 +58,8 @@ fn row(c: &Change, what: &str) -> Vec<String> {
 const HEADER: [&str; 7] = ["ACTION", "KIND", "ID", "PARENT", "NOW", "WANTED", "WHY"];
 
 /// `plan`: exit 0 when the host matches, 2 when changes are pending
-/// (blocked ones included). With `import` (vgpu-device-manager's file and
+/// (blocked ones included), 1 when an import could not carry everything
+/// over (each loss a warning). With `import` (vgpu-device-manager's file and
 /// configuration), that file translated; `show_file` prints the
 /// translation instead of the plan.
 pub fn plan<D: Serve>(
@@ -79,14 +80,27 @@ pub fn plan<D: Serve>(
         },
     };
     let p = ctx.call(&req)?;
+    // What an import could not carry over: loud on stderr, and exit 1
+    // after the plan or file is shown, so a script does not apply it.
+    for w in &p.warnings {
+        crate::output::warn(w);
+    }
+    let lost = if p.warnings.is_empty() {
+        None
+    } else {
+        Some(ExitCode::FAILURE)
+    };
     if show_file {
         let mut out = String::new();
+        for w in &p.warnings {
+            out.push_str(&format!("# not carried over: {w}\n"));
+        }
         for n in &p.notes {
             out.push_str(&format!("# note: {n}\n"));
         }
         out.push_str(p.file.as_deref().unwrap_or_default());
         emit(&out)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(lost.unwrap_or(ExitCode::SUCCESS));
     }
     let pending = !p.changes.is_empty() || !p.blocked.is_empty();
     if f == Format::Json {
@@ -117,7 +131,7 @@ pub fn plan<D: Serve>(
         ));
         emit(&out)?;
     }
-    Ok(ExitCode::from(if pending { 2 } else { 0 }))
+    Ok(lost.unwrap_or(ExitCode::from(if pending { 2 } else { 0 })))
 }
 
 /// `apply`: exit 0 when every change was made, 1 when one failed, 2 when
@@ -168,6 +182,33 @@ pub fn apply<D: Serve>(
         emit(&out)?;
     }
     let blocked = r.outcomes.iter().any(|o| o.result == "blocked");
+    if r.failed() + r.undone() > 0 {
+        // As every failing command: one error line naming what failed.
+        let failed: Vec<String> = r
+            .outcomes
+            .iter()
+            .filter(|o| o.result == "failed")
+            .map(|o| {
+                format!(
+                    "{} {} {} on {}: {}",
+                    o.change.action.as_str(),
+                    o.change.kind,
+                    o.change.id,
+                    o.change.parent,
+                    o.error.as_deref().unwrap_or("failed")
+                )
+            })
+            .collect();
+        crate::output::error_line(
+            "host.apply_failed",
+            &format!(
+                "{} of the file's changes failed ({} more undone or not tried with them): {}",
+                r.failed(),
+                r.undone(),
+                failed.join("; ")
+            ),
+        );
+    }
     Ok(ExitCode::from(if r.failed() + r.undone() > 0 {
         1
     } else if blocked {

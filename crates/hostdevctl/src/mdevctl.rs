@@ -184,7 +184,7 @@ pub enum Cmd {
 /// Reads and parses a `--jsonfile` argument (a path, `/dev/stdin` or `-`):
 /// the definition travels to the core in its typed form.
 pub fn read_config(path: &Path) -> Result<MdevConfig> {
-    let bytes = crate::input::read(path, "JSON file", crate::input::SMALL)?;
+    let bytes = crate::input::read(path, "JSON file")?;
     Ok(
         MdevConfig::from_json(&bytes).map_err(|source| CoreError::BadJson {
             path: path.to_path_buf(),

@@ -65,7 +65,6 @@ fn read_spec(path: &str) -> Result<MigrationSpec> {
     let bytes = crate::input::read(
         std::path::Path::new(path),
         "the migration spec",
-        crate::input::SMALL,
     )?;
     serde_json::from_slice(&bytes).with_context(|| {
         format!("{path} is not a hostdev migration spec (`hostdevctl migrate export` writes one)")

@@ -304,10 +304,34 @@ fn usage(e: clap::Error) -> ExitCode {
     {
         e.exit()
     }
-    let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or_default();
-    crate::output::error_line("cli.usage", first.trim_start_matches("error: "));
+    crate::output::error_line("cli.usage", &usage_sentence(&e.render().to_string()));
     ExitCode::from(2)
+}
+
+/// clap's rendered error as one line: the sentence before the usage and
+/// help paragraphs it appends, with the control characters of a quoted
+/// value escaped (a value with a newline once cut the message at it).
+fn usage_sentence(text: &str) -> String {
+    let end = ["\n\nUsage:", "\n\nFor more information", "\n\n  tip:"]
+        .iter()
+        .filter_map(|m| text.find(m))
+        .min()
+        .unwrap_or(text.len());
+    // clap lists missing arguments on indented lines of their own.
+    let s = text[..end]
+        .trim_start_matches("error: ")
+        .trim_end()
+        .replace(":\n  ", ": ")
+        .replace("\n  ", ", ");
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// `mdev list` in hostdev's formats; `verbose` shows every attribute;

@@ -64,7 +64,7 @@ pub enum PoolCmd {
         /// This UUID (mdev pools): made with it on demand, or this pre-created device
         #[arg(long)]
         uuid: Option<Uuid>,
-        /// A reservation that ends by itself (300, 90s, 10m, 2h); allocate again without it to keep the device
+        /// A reservation that ends by itself (300, 90s, 10m, 2h; at most 30d); allocate again without it to keep the device
         #[arg(long, value_parser = ttl)]
         ttl: Option<u64>,
     },
@@ -346,10 +346,16 @@ fn hook_run<D: Serve>(ctx: &Ctx<D>, args: &[String]) -> Result<ExitCode> {
         ),
     };
     // Read all of stdin whatever the operation: libvirt writes the XML first.
+    // Bounded: a domain is kilobytes; more than the bound is refused unread.
+    const MAX_XML: u64 = 16 << 20;
     let mut xml = String::new();
     std::io::stdin()
+        .take(MAX_XML + 1)
         .read_to_string(&mut xml)
         .context("cannot read the domain XML on stdin")?;
+    if xml.len() as u64 > MAX_XML {
+        bail!("the domain XML on stdin is larger than 16 MiB; it is not read");
+    }
     match (op, sub) {
         ("prepare", "begin") => {
             let d = hostdev_model::libvirt::domain_mdevs(&xml).map_err(anyhow::Error::msg)?;

@@ -373,7 +373,7 @@ pub fn run<D: Serve>(ctx: &Ctx<D>, cmd: VdpaCmd, f: Format) -> Result<ExitCode> 
             define,
             start,
         } => {
-            let bytes = crate::input::read(&file, "the export", crate::input::SMALL)?;
+            let bytes = crate::input::read(&file, "the export")?;
             let export: VdpaExport = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is not a hostdev vDPA export", file.display()))?;
             let d = ctx.call(&VdpaImportRequest {

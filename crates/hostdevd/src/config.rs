@@ -104,10 +104,17 @@ pub enum ConfigError {
 impl Config {
     /// Reads `path`; a missing file is the defaults only when `optional`.
     pub fn load(path: &Path, optional: bool) -> Result<Config, ConfigError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Config::default())
+        // A regular file of at most 1 MiB: a FIFO given as --config would
+        // block the daemon's start forever.
+        let read = hostdev_fs::read_regular_within(path, hostdev_fs::Limits::at_most(1 << 20));
+        let text = match read {
+            Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(None) if optional => return Ok(Config::default()),
+            Ok(None) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::from_raw_os_error(2),
+                })
             }
             Err(source) => {
                 return Err(ConfigError::Read {
@@ -149,6 +156,28 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_given_as_the_configuration_is_refused_not_waited_on() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("c.toml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let e = Config::load(&fifo, false).unwrap_err();
+        assert!(
+            hostdev_core::chain(&e).contains("not a regular file"),
+            "{}",
+            hostdev_core::chain(&e)
+        );
+        assert!(Config::load(&t.path().join("none.toml"), true).is_ok());
+        assert!(Config::load(&t.path().join("none.toml"), false).is_err());
+    }
 
     #[test]
     fn unknown_keys_are_refused_by_name_and_defaults_fill_the_rest() {

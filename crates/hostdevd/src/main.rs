@@ -2,14 +2,21 @@
 //! up logging (journald's level prefixes when systemd started it) and runs
 //! [`hostdevd::run`].
 
+mod man;
+
 use anyhow::Result;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use hostdevd::config::{Config, DEFAULT_CONFIG};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "hostdevd", version = hostdev_version::VERSION, about = "hostdev's host daemon")]
+#[command(
+    name = "hostdevd",
+    version = hostdev_version::VERSION,
+    about = "hostdev's host daemon",
+    long_about = "hostdev's host daemon: serves hostdevctl's operations (mdevs, NVIDIA SR-IOV vGPUs, vDPA devices, pools, the host file) on a local HTTP/1.1 JSON API, restores devices when their parent, PF or vDPA management device appears (kernel uevents, debounced, and a periodic resync), reports drift, streams events and exports Prometheus metrics. Under systemd it is Type=notify with a watchdog."
+)]
 struct Args {
     /// Configuration file (default /etc/hostdev/hostdevd.toml under the
     /// root prefix; optional unless given here)
@@ -21,6 +28,9 @@ struct Args {
     /// Check the configuration and exit
     #[arg(long)]
     check_config: bool,
+    /// Print the manual page (roff) and exit
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
 fn root() -> PathBuf {
@@ -49,6 +59,17 @@ fn logging() {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.man {
+        use std::io::Write;
+        let page = man::page(Args::command());
+        return match page.and_then(|p| std::io::stdout().write_all(&p)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hostdevd: error: cannot write the manual page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match start(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -85,4 +106,24 @@ fn start(args: Args) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(hostdevd::run(config, root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manual_page_has_every_option_and_what_clap_cannot_know() {
+        let page = String::from_utf8(man::page(Args::command()).unwrap()).unwrap();
+        assert!(page.contains(".TH hostdevd 8"), "{page}");
+        for a in Args::command().get_arguments() {
+            let Some(long) = a.get_long() else { continue };
+            let shown = page.contains(&format!("\\-\\-{}", long.replace('-', "\\-")));
+            assert_eq!(shown, !a.is_hide_set(), "--{long}");
+        }
+        for s in ["FILES", "ENVIRONMENT", "SIGNALS", "EXIT STATUS", "SEE ALSO"] {
+            assert!(page.contains(&format!(".SH {s}")), "{s}");
+        }
+        assert!(page.contains("hostdevd.toml") && page.contains("HOSTDEV_ROOT"));
+    }
 }

@@ -42,7 +42,13 @@ impl Snapshot {
                 .unwrap_or_default(),
             drift: BTreeSet::new(),
         };
-        s.drift = s.drift_of();
+        // Read after the inventory: a device a pool made since is then
+        // owned by a record this read sees.
+        let owned = sys.pool_owned().unwrap_or_else(|e| {
+            tracing::warn!(error = %e.chain(), "pool state cannot be read; pool devices may show as drift");
+            BTreeSet::new()
+        });
+        s.drift = s.drift_of(&owned);
         Ok(s)
     }
 
@@ -79,8 +85,9 @@ impl Snapshot {
 
     /// How the host differs from its definitions: an auto-start definition
     /// whose device is missing while its parent is there, a running device
-    /// nobody defined. Computed once, by [`Snapshot::take`].
-    fn drift_of(&self) -> BTreeSet<(DeviceRef, DriftKind)> {
+    /// nobody defined and no pool made (`pool_owned`: pools make devices
+    /// without definitions). Computed once, by [`Snapshot::take`].
+    fn drift_of(&self, pool_owned: &BTreeSet<String>) -> BTreeSet<(DeviceRef, DriftKind)> {
         let parents = self.parents();
         let mut out = BTreeSet::new();
         for d in &self.inventory.devices {
@@ -95,7 +102,7 @@ impl Snapshot {
                 {
                     out.insert((r(), DriftKind::AutoNotRunning));
                 }
-                (None, DeviceState::Running) => {
+                (None, DeviceState::Running) if !pool_owned.contains(&d.id) => {
                     out.insert((r(), DriftKind::Undefined));
                 }
                 _ => {}

@@ -195,7 +195,10 @@ async fn reconcile_host<K: Kernel>(s: &Arc<Shared<K>>, last: &mut Option<(usize,
             .strip_prefix("/")
             .unwrap_or(&s.config.host_file),
     );
-    let bytes = match hostdev_fs::read_regular_limited(&path, hostdev_core::HOST_FILE_LIMIT) {
+    // A regular file within the CLI's bound: a FIFO there would hold a
+    // worker thread forever.
+    let limits = hostdev_fs::Limits::at_most(hostdev_core::HOST_FILE_LIMIT);
+    let bytes = match hostdev_fs::read_regular_within(&path, limits) {
         Ok(Some(b)) => b,
         Ok(None) => return,
         Err(e) => {

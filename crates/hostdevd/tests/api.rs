@@ -317,3 +317,114 @@ fn a_restore_asked_for_is_reported_as_an_event() {
         "{text}"
     );
 }
+
+/// The drift events of a daemon serving `root` from its start: what its
+/// first look found (read until `min` drift events came, at most 3 s).
+fn drift_at_start(root: &Path, min: usize) -> Vec<(String, String)> {
+    let cfg = root.join("hostdevd-drift.toml");
+    std::fs::write(
+        &cfg,
+        "uevents = false\nrestore_on_start = false\ngroup = \"root\"\nresync_interval_secs = 3600\n",
+    )
+    .expect("config");
+    let socket = root.join("run/hostdevd.sock");
+    let _ = std::fs::remove_file(&socket);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hostdevd"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--socket")
+        .arg(&socket)
+        .env("HOSTDEV_ROOT", root)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let t0 = Instant::now();
+    while UnixStream::connect(&socket).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "not serving");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut found = Vec::new();
+    while t0.elapsed() < Duration::from_secs(3) && found.len() < min {
+        let mut st = UnixStream::connect(&socket).expect("connect");
+        st.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        st.write_all(b"GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        while let Ok(n) = st.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        found = String::from_utf8_lossy(&buf)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+            .filter(|e| e["type"] == "drift")
+            .map(|e| {
+                (
+                    e["device"]["id"].as_str().unwrap_or_default().to_string(),
+                    e["drift"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    found
+}
+
+/// hostdevd reported every on-demand pool device as drift (`undefined`) at
+/// start and after each restart: a device a pool made is owned, not drift.
+#[test]
+fn a_pool_device_is_not_drift_at_start_or_after_a_restart() {
+    use hostdev_store::{DeviceRecord, Origin, PoolDb, RecState};
+    let root = tempfile::tempdir().expect("tempdir");
+    hostdev_testkit::write_tree(root.path(), &hostdev_testkit::fixed()).expect("tree");
+    let undefined: Vec<String> = drift_at_start(root.path(), 2)
+        .into_iter()
+        .filter(|(_, k)| k == "undefined")
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        undefined.len() >= 2,
+        "the tree runs undefined devices: {undefined:?}"
+    );
+    let (mine, other) = (&undefined[0], &undefined[1]);
+    let parent = std::fs::read_link(root.path().join("sys/bus/mdev/devices").join(mine))
+        .expect("link")
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("parent");
+    let pools = root.path().join("etc/hostdev/pools.d");
+    std::fs::create_dir_all(&pools).expect("dir");
+    std::fs::write(pools.join("p.toml"), "kind = \"mdev\"\ntype = \"mtty-1\"\n").expect("pool");
+    let db = PoolDb::open(root.path()).expect("pools.db");
+    db.write(|tx| {
+        tx.insert(&DeviceRecord {
+            id: mine.clone(),
+            pool: "p".into(),
+            member: parent.clone(),
+            origin: Origin::OnDemand,
+            state: RecState::Allocated,
+            consumer: Some("vm-1".into()),
+            since: 0,
+            expires: None,
+            element: String::new(),
+        })
+    })
+    .expect("record");
+    for start in ["start", "restart"] {
+        let drift = drift_at_start(root.path(), undefined.len() - 1);
+        assert!(
+            !drift.iter().any(|(id, _)| id == mine),
+            "{start}: the pool's device is not drift: {drift:?}"
+        );
+        assert!(
+            drift.iter().any(|(id, k)| id == other && k == "undefined"),
+            "{start}: other undefined devices still are: {drift:?}"
+        );
+    }
+}

@@ -292,11 +292,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
     }
 
-    /// Changes the record of what the file made, under the host lock.
+    /// Changes the record of what the file made, under the host lock (one
+    /// that cannot be read is refused, never replaced).
     pub(crate) fn record(&self, f: impl FnOnce(&mut Managed)) -> Result<(), CoreError> {
         let store = ManagedStore::new(&self.root);
         let lock = Locker::under(&self.root).lock()?;
-        let mut m = store.load();
+        let mut m = self.load_record()?;
         f(&mut m);
         store.save(&lock, &m)?;
         Ok(())
@@ -327,6 +328,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             blocked,
             unchanged,
             notes,
+            kept,
         } = self.host_steps(req.file.as_ref())?;
         let mut notes = notes;
         for f in &req.force {
@@ -346,23 +348,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 left.push(b);
             }
         }
-        // Recorded before anything is made: a killed apply leaves no device
-        // the next one does not know it made (VFs whose address is known
-        // only once their PF is enabled are recorded as they are typed).
+        // Pending before anything is made, so a killed apply leaves a trace
+        // (VFs whose address is known only once their PF is enabled are
+        // pended as they are typed); claimed only once made, below.
         self.record(|m| {
             for s in &steps {
                 match &s.want {
-                    Want::Mdev(d) => {
-                        m.mdev.insert(d.uuid);
-                    }
-                    Want::Pf { .. } => {
-                        if let Ok(pf) = s.change.parent.parse() {
-                            m.pf.insert(pf);
-                        }
-                    }
-                    Want::Vdpa(d) => {
-                        m.vdpa.insert(d.name.clone());
-                    }
+                    Want::Mdev(d) => m.pend("mdev", &d.uuid.to_string()),
+                    Want::Pf { .. } => m.pend("sriov", &s.change.parent),
+                    Want::Vdpa(d) => m.pend("vdpa", d.name.as_str()),
                     Want::Vf { .. } | Want::Gone => {}
                 }
             }
@@ -394,35 +388,23 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 })
                 .collect()
         });
+        // What was made is the file's; what failed, was undone or never
+        // tried is not (a device an operator defines later with its id is
+        // theirs). A killed apply's pending device is the file's where it
+        // is exactly as the file wants it now; the rest are dropped.
         self.record(|m| {
             for (s, r) in &results {
-                if s.change.action != Action::Remove || r.is_err() {
-                    continue;
-                }
-                let id = &s.change.id;
-                match s.change.kind.as_str() {
-                    "mdev" => {
-                        if let Ok(u) = id.parse::<Uuid>() {
-                            m.mdev.remove(&u);
-                        }
-                    }
-                    "sriov" => {
-                        if let Ok(a) = id.parse() {
-                            m.pf.remove(&a);
-                        }
-                    }
-                    "vgpu" => {
-                        if let Ok(a) = id.parse() {
-                            m.vgpu.remove(&a);
-                        }
-                    }
-                    _ => {
-                        if let Ok(n) = id.parse() {
-                            m.vdpa.remove(&n);
-                        }
-                    }
+                let (kind, id) = (s.change.kind.as_str(), s.change.id.as_str());
+                match (s.change.action, r) {
+                    (Action::Remove, Ok(())) => m.forget(kind, id),
+                    (_, Ok(())) => m.claim(kind, id),
+                    (_, Err(_)) => {}
                 }
             }
+            for (kind, id) in &kept {
+                m.claim(kind, id);
+            }
+            m.pending = Default::default();
         })?;
         let mut outcomes: Vec<Applied> = results
             .into_iter()

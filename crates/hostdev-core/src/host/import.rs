@@ -67,10 +67,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             path: import.path.clone(),
             why,
         };
-        let (f, notes) = translate_spec(&import.spec, &import.config, &self.gpus()?)
+        let (f, lost) = translate_spec(&import.spec, &import.config, &self.gpus()?)
             .map_err(|e| bad(e.to_string()))?;
         let mut plan = self.plan_of(self.steps_of(&f, &import.path)?);
-        plan.notes.splice(0..0, notes);
+        // Not notes: what the configuration asked for and this host cannot
+        // have, whose devices the plan may then remove.
+        plan.warnings = lost;
         plan.file = Some(f.to_text());
         Ok(plan)
     }

@@ -16,7 +16,7 @@ mod vdpa;
 
 use crate::{CoreError, Devices};
 use hostdev_api::{Action, Change, HostFileDoc, Plan};
-use hostdev_model::host::{desired_mdevs, DesiredMdev, HostFile, ParentOffer};
+use hostdev_model::host::{desired_mdevs, DesiredMdev, HostFile, Managed, ParentOffer};
 use hostdev_model::vdpa::VdpaDefinition;
 use hostdev_model::vgpu::PciAddress;
 use hostdev_model::{MdevConfig, StartPolicy, Uuid};
@@ -26,8 +26,30 @@ use hostdev_sysfs::{ActiveDevice, MdevSysfs};
 use hostdev_vdpa::VdpaClient;
 use hostdev_vfio::{Target, VfioError};
 
-/// Pool allocations held now: device id → what holds it.
-pub(crate) type Holds = std::collections::BTreeMap<String, String>;
+/// Pool allocations held now, read once per plan.
+#[derive(Debug, Default)]
+pub(crate) struct Holds {
+    /// Device id → what holds it.
+    by_id: std::collections::BTreeMap<String, String>,
+    /// The pool state could not be read (why): then any device may be
+    /// held, and what would stop one is blocked (unknown blocks, never
+    /// allows).
+    unknown: Option<String>,
+}
+
+impl Holds {
+    /// What holds the device `id`, or that it cannot be known.
+    pub fn get(&self, id: &str) -> Option<String> {
+        self.by_id.get(id).cloned().or_else(|| {
+            self.unknown.as_ref().map(|why| {
+                format!("pool state cannot be read ({why}), so whether a pool holds it is unknown")
+            })
+        })
+    }
+}
+
+/// Devices already as the file wants them: (kind, id).
+pub(crate) type Kept = Vec<(&'static str, String)>;
 
 /// What a step makes.
 #[derive(Debug, Clone)]
@@ -93,6 +115,8 @@ pub(crate) struct Steps {
     pub unchanged: usize,
     /// Entries that select nothing; kinds not applied yet.
     pub notes: Vec<String>,
+    /// Devices already as wanted, by kind and id.
+    pub kept: Kept,
 }
 
 fn describe(c: &MdevConfig) -> String {
@@ -135,31 +159,53 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         if let Err(VfioError::Busy { group, .. }) = self.vfio.probe(target) {
             return Some(format!("in use: VFIO group {group} is held (a VM?)"));
         }
-        holds.get(id).cloned()
+        holds.get(id)
     }
 
     /// Every pool allocation held now, by device id, with its sentence:
-    /// read once per plan.
+    /// read once per plan. A database that cannot be read (a newer schema,
+    /// damage, a lost file) makes every hold unknown, never none.
     fn pool_holds(&self) -> Holds {
-        if !PoolDb::path_under(&self.root).exists() {
-            return Holds::new();
+        let root = &self.root;
+        if !PoolDb::path_under(root).exists() && !PoolDb::marker_under(root).exists() {
+            return Holds::default();
         }
         let now = (self.clock)();
-        let all = PoolDb::open(&self.root)
-            .ok()
-            .and_then(|db| db.read(|tx| tx.all_devices()).ok())
-            .unwrap_or_default();
-        all.into_iter()
-            .filter(|r| r.held_at(now))
-            .map(|r| {
-                let why = format!(
-                    "in use: pool {} allocated it to {}",
-                    r.pool,
-                    r.consumer.as_deref().unwrap_or("a consumer")
-                );
-                (r.id, why)
-            })
-            .collect()
+        let all = PoolDb::open(root).and_then(|db| db.read(|tx| tx.all_devices()));
+        match all {
+            Ok(all) => Holds {
+                by_id: all
+                    .into_iter()
+                    .filter(|r| r.held_at(now))
+                    .map(|r| {
+                        let why = format!(
+                            "in use: pool {} allocated it to {}",
+                            r.pool,
+                            r.consumer.as_deref().unwrap_or("a consumer")
+                        );
+                        (r.id, why)
+                    })
+                    .collect(),
+                unknown: None,
+            },
+            Err(e) => Holds {
+                by_id: Default::default(),
+                unknown: Some(crate::chain(&e)),
+            },
+        }
+    }
+
+    /// The record of what the host file made; one that cannot be read is
+    /// an error (see [`CoreError::HostRecord`]).
+    pub(crate) fn load_record(&self) -> Result<Managed, CoreError> {
+        let store = ManagedStore::new(&self.root);
+        store.load_record().map_err(|e| CoreError::HostRecord {
+            path: store.path().to_path_buf(),
+            why: match e {
+                hostdev_store::StoreError::Definition { reason, .. } => reason,
+                e => crate::chain(&e),
+            },
+        })
     }
 
     /// The steps of `doc` (checked again by the file's rules: it may have
@@ -188,7 +234,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             path: path.display().to_string(),
             why,
         };
-        let bytes = hostdev_fs::read_regular_limited(&path, HOST_FILE_LIMIT)
+        let bytes = hostdev_fs::read_regular_within(&path, hostdev_fs::Limits::at_most(HOST_FILE_LIMIT))
             .map_err(|e| bad(format!("it cannot be read ({e})")))?
             .ok_or_else(|| bad("there is no such file".into()))?;
         let text = String::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
@@ -224,11 +270,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             desired_mdevs(&f, &host_id, &offers).map_err(|e| bad(e.to_string()))?;
         let (defs, _problems) = self.mdev.store.load_all()?;
         let running: Vec<ActiveDevice> = sysfs.devices().map_err(CoreError::inventory)?;
-        let managed = ManagedStore::new(&self.root).load();
+        let managed = self.load_record()?;
         let holds = self.pool_holds();
         let mut steps = Vec::new();
         let mut blocked = Vec::new();
-        let mut unchanged = 0;
+        let mut kept: Kept = Vec::new();
         // A step whose device something holds is blocked, with the holder
         // as its reason.
         let mut file = |step: Step, holder: Option<String>| match holder {
@@ -274,7 +320,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                             "it runs with another type or parent",
                         )
                     } else {
-                        unchanged += 1;
+                        kept.push(("mdev", d.uuid.to_string()));
                         continue;
                     }
                 }
@@ -342,30 +388,47 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             file(step, live.and_then(|_| self.mdev_in_use(u, &holds)));
         }
         for (step, holder) in self
-            .sriov_steps(&f, &managed, &holds, &mut unchanged, &mut notes, path)?
+            .sriov_steps(&f, &managed, &holds, &mut kept, &mut notes, path)?
             .into_iter()
-            .chain(self.vdpa_steps(&f, &managed, &holds, &mut unchanged)?)
+            .chain(self.vdpa_steps(&f, &managed, &holds, &mut kept)?)
         {
             file(step, holder);
         }
-        self.wait_for_held(&mut steps, &mut blocked, &running);
+        self.wait_for_held(&mut steps, &mut blocked, &running, &holds);
         Ok(Steps {
             steps,
             blocked,
-            unchanged,
+            unchanged: kept.len(),
             notes,
+            kept,
         })
     }
 
     /// A parent that keeps a device in use keeps its type: a creation or
     /// change to another type there, which the parent has no room for now,
-    /// waits for that device (the vendor allows one type at a time).
+    /// waits for that device (the vendor allows one type at a time). The
+    /// device is a blocked step's, or one the file does not have at all
+    /// that a pool or a VM holds (a pool's own on-demand device): forcing
+    /// the first releases the waiting steps, the second must be freed.
     fn wait_for_held(
         &self,
         steps: &mut Vec<Step>,
         blocked: &mut Vec<Step>,
         running: &[ActiveDevice],
+        holds: &Holds,
     ) {
+        let touched: std::collections::BTreeSet<String> = steps
+            .iter()
+            .chain(blocked.iter())
+            .filter(|s| s.change.kind == "mdev")
+            .map(|s| s.change.id.clone())
+            .collect();
+        // In-use devices no step touches, by parent (asked once per parent
+        // that a step needs room on).
+        let mut foreign: std::collections::BTreeMap<
+            String,
+            Vec<(String, hostdev_model::TypeId, String)>,
+        > = Default::default();
         let held: Vec<(String, String, hostdev_model::TypeId)> = blocked
             .iter()
             .filter(|b| b.change.kind == "mdev")
@@ -382,32 +445,59 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let mut i = 0;
         while i < steps.len() {
             let s = &steps[i];
-            let waits = s.mdev().and_then(|d| {
-                let (_, id, t) = held
+            let needs_room = matches!(
+                s.change.action,
+                Action::Create | Action::Change | Action::Start
+            );
+            let waits = s.mdev().filter(|_| needs_room).and_then(|d| {
+                let room = || {
+                    self.mdev
+                        .sysfs
+                        .available_instances(&d.parent, &d.config.mdev_type)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0)
+                };
+                if let Some((_, id, t)) = held
                     .iter()
-                    .find(|(p, _, t)| p == d.parent.as_str() && t != &d.config.mdev_type)?;
-                let room = self
-                    .mdev
-                    .sysfs
-                    .available_instances(&d.parent, &d.config.mdev_type)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0);
-                (room <= 0
-                    && matches!(
-                        s.change.action,
-                        Action::Create | Action::Change | Action::Start
-                    ))
-                .then(|| (id.clone(), t.clone()))
+                    .find(|(p, _, t)| p == d.parent.as_str() && t != &d.config.mdev_type)
+                {
+                    return (room() <= 0).then(|| (id.clone(), t.clone(), None));
+                }
+                if room() > 0 {
+                    return None;
+                }
+                let others = foreign.entry(d.parent.to_string()).or_insert_with(|| {
+                    running
+                        .iter()
+                        .filter(|l| l.parent == d.parent && !touched.contains(&l.uuid.to_string()))
+                        .filter_map(|l| {
+                            self.mdev_in_use(&l.uuid, holds)
+                                .map(|why| (l.uuid.to_string(), l.mdev_type.clone(), why))
+                        })
+                        .collect()
+                });
+                others
+                    .iter()
+                    .find(|(_, t, _)| t != &d.config.mdev_type)
+                    .map(|(id, t, why)| (id.clone(), t.clone(), Some(why.clone())))
             });
             match waits {
-                Some((id, t)) => {
+                Some((id, t, None)) => {
                     let mut w = steps.remove(i);
                     w.change.why = format!(
                         "waits for {id}: it is in use and keeps {} on type {t}, and the parent has no room for another type (apply --force {id} to take both)",
                         w.change.parent
                     );
                     w.waits_on = Some(id);
+                    blocked.push(w);
+                }
+                Some((id, t, Some(why))) => {
+                    let mut w = steps.remove(i);
+                    w.change.why = format!(
+                        "waits for {id}, which the file does not have ({why}): it keeps {} on type {t}, and the parent has no room for another type (free it first)",
+                        w.change.parent
+                    );
                     blocked.push(w);
                 }
                 None => i += 1,
@@ -426,12 +516,14 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             blocked,
             unchanged,
             notes,
+            ..
         } = s;
         Plan {
             changes: steps.into_iter().map(|s| s.change).collect(),
             blocked: blocked.into_iter().map(|s| s.change).collect(),
             unchanged,
             notes,
+            warnings: Vec::new(),
             file: None,
         }
     }

@@ -10,7 +10,7 @@
 //!
 //! Owns: those steps. Must not: parse the file, print.
 
-use super::{Holds, Step, Want};
+use super::{Holds, Kept, Step, Want};
 use crate::{CoreError, Devices};
 use hostdev_api::{Action, Change};
 use hostdev_model::host::{desired_pfs, HostFile, Managed};
@@ -74,7 +74,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         f: &HostFile,
         managed: &Managed,
         holds: &Holds,
-        unchanged: &mut usize,
+        kept: &mut Kept,
         notes: &mut Vec<String>,
         path: &str,
     ) -> Result<Vec<(Step, Option<String>)>, CoreError> {
@@ -161,7 +161,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     h,
                 ));
             } else {
-                *unchanged += 1;
+                kept.push(("sriov", pf.to_string()));
             }
             // VFs the file typed and now leaves untyped (or beyond the count).
             for v in vfs.iter().filter(|v| managed.vgpu.contains(&v.address)) {
@@ -183,18 +183,18 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     .flatten();
                 let def = live.and_then(|v| vf_defs.get(&v.address));
                 let id = live.map_or_else(|| format!("{pf} vf{index}"), |v| v.address.to_string());
-                let mut c = change("vgpu", id, pf, Action::Create);
+                let mut c = change("vgpu", id.clone(), pf, Action::Create);
                 c.to = format!("{t} {}", d.start);
                 let now = live.and_then(|v| Self::current_name(v, def, &vfs, &vf_defs));
                 let def_ok = def.is_some_and(|x| &x.type_name == t && x.start == d.start);
                 let (action, from, why) = match (&now, def) {
                     (Some(n), _) if n == t && def_ok => {
-                        *unchanged += 1;
+                        kept.push(("vgpu", id.clone()));
                         continue;
                     }
                     (None, Some(x)) if def_ok => {
                         if d.start != StartPolicy::Auto {
-                            *unchanged += 1;
+                            kept.push(("vgpu", id.clone()));
                             continue;
                         }
                         (
@@ -375,7 +375,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             }
             rest.push(s);
         }
-        // 2. The count, then 3. the VFs' types.
+        // 2. The count, then 3. the VFs' types (each VF pended as typed).
+        let mut pended = Vec::new();
         for s in rest {
             if failed {
                 break;
@@ -389,7 +390,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     index,
                     type_name,
                     start,
-                } => self.type_vf(pf, *index, type_name, *start),
+                } => self.type_vf(pf, *index, type_name, *start, &mut pended),
                 _ => Ok(()),
             };
             failed |= r.is_err();
@@ -398,6 +399,24 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         if failed {
             let trouble = self.put_pf_back(pf, &before);
             super::apply::mark_rolled_back(&mut out, &group, trouble, &format!("PF {pf}"));
+        } else if !pended.is_empty() {
+            // The whole PF went through: its typed VFs are the file's (a
+            // PF put back leaves them pending, and the apply drops them).
+            let claimed = self.record(|m| {
+                for vf in &pended {
+                    m.claim("vgpu", vf.as_str());
+                }
+            });
+            if let Err(e) = claimed {
+                let why = e.chain();
+                for (_, r) in out.iter_mut().filter(|(_, r)| r.is_ok()) {
+                    *r = Err(CoreError::NotTried {
+                        why: format!(
+                            "the record of what the file made could not be written: {why}"
+                        ),
+                    });
+                }
+            }
         }
         out
     }
@@ -422,13 +441,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         g.enable(pf, numvfs, start)
     }
 
-    /// Defines VF `index` of `pf` with a type and (auto) sets it.
+    /// Defines VF `index` of `pf` with a type and (auto) sets it; the VF is
+    /// pended in the record first and added to `pended`.
     fn type_vf(
         &self,
         pf: &PciAddress,
         index: u32,
         type_name: &str,
         start: StartPolicy,
+        pended: &mut Vec<PciAddress>,
     ) -> Result<(), CoreError> {
         let vfs = self.wait_vfs(pf, index + 1)?;
         let v = vfs
@@ -439,9 +460,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 pf: pf.clone(),
                 waited: self.vgpu.vf_timeout,
             })?;
-        self.record(|m| {
-            m.vgpu.insert(v.address.clone());
-        })?;
+        self.record(|m| m.pend("vgpu", v.address.as_str()))?;
+        pended.push(v.address.clone());
         let old = self.vgpu.defs.load(v.address.as_str())?;
         if v.current != 0 {
             // Already this type (only the definition differs): define it

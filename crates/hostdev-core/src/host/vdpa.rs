@@ -8,7 +8,7 @@
 //!
 //! Owns: those steps. Must not: parse the file, print.
 
-use super::{Holds, Step, Want};
+use super::{Holds, Kept, Step, Want};
 use crate::{CoreError, Devices};
 use hostdev_api::{Action, Change};
 use hostdev_model::host::{HostFile, Managed};
@@ -48,7 +48,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         f: &HostFile,
         managed: &Managed,
         holds: &Holds,
-        unchanged: &mut usize,
+        kept: &mut Kept,
     ) -> Result<Vec<(Step, Option<String>)>, CoreError> {
         if f.vdpa.is_empty() && managed.vdpa.is_empty() {
             return Ok(Vec::new());
@@ -84,7 +84,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                             "defined to start automatically, not present",
                         )
                     } else {
-                        *unchanged += 1;
+                        kept.push(("vdpa", d.name.to_string()));
                         continue;
                     }
                 }
@@ -101,7 +101,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 (_, Some(x)) => (Action::Change, describe(x), "its definition differs"),
             };
             let holder = (live.is_some() && action == Action::Change)
-                .then(|| holds.get(d.name.as_str()).cloned())
+                .then(|| holds.get(d.name.as_str()))
                 .flatten();
             let change = Change {
                 kind: "vdpa".into(),
@@ -146,10 +146,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 to: "-".into(),
                 why: "the file made it and no longer has it".into(),
             };
-            let holder = live
-                .is_some()
-                .then(|| holds.get(name.as_str()).cloned())
-                .flatten();
+            let holder = live.is_some().then(|| holds.get(name.as_str())).flatten();
             out.push((
                 Step {
                     change,

@@ -224,52 +224,61 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         dry_run: bool,
     ) -> Result<Prepared, CoreError> {
         let mut why = Vec::new();
+        // Every free VF that offers the name, best first: another prepare
+        // (or `vgpu define`) may take one between this look and the define.
         let mut offering: Vec<(u8, VfInfo, VgpuType)> = Vec::new();
         for (pf, vfs) in self.vgpu.inventory(None)? {
             let card = self.card_of(&pf.address, &vfs);
-            let free = self.free_vfs(&vfs).into_iter().find_map(|v| {
-                v.creatable
-                    .iter()
-                    .find(|t| t.name == spec.type_name)
-                    .map(|t| (v.clone(), t.clone()))
-            });
-            match free {
-                Some((v, t)) => {
-                    let rank = u8::from(card.device != spec.card.device);
-                    offering.push((rank, v, t));
+            let rank = u8::from(card.device != spec.card.device);
+            let before = offering.len();
+            for v in self.free_vfs(&vfs) {
+                if let Some(t) = v.creatable.iter().find(|t| t.name == spec.type_name) {
+                    offering.push((rank, v.clone(), t.clone()));
                 }
-                None => why.push(format!(
+            }
+            if offering.len() == before {
+                why.push(format!(
                     "{} ({}) has no free VF that offers it",
                     pf.address,
                     card.model.as_deref().unwrap_or("card")
-                )),
+                ));
             }
         }
         offering.sort_by(|a, b| (a.0, &a.1.address).cmp(&(b.0, &b.1.address)));
-        let Some((_, v, t)) = offering.into_iter().next() else {
-            return Err(CoreError::PrepareNoRoom {
-                type_id: spec.type_name.clone(),
-                why: if why.is_empty() {
-                    "this host has no card with vGPU VFs".into()
-                } else {
-                    why.join("; ")
-                },
-            });
+        let no_room = |why: Vec<String>| CoreError::PrepareNoRoom {
+            type_id: spec.type_name.clone(),
+            why: if why.is_empty() {
+                "this host has no card with vGPU VFs".into()
+            } else {
+                why.join("; ")
+            },
         };
-        if !dry_run {
-            // `vgpu define` and `vgpu start`: they check, under the host
-            // lock, that the VF is still free and still offers the name.
-            self.vgpu.define(
-                &VgpuSlot::Vf(v.address.clone()),
-                &t.name,
-                StartPolicy::Manual,
-            )?;
-            if let Err(e) = self.vgpu.start(&v.address) {
-                // Nothing is left defined that was not made.
-                let _ = self.vgpu.undefine(&v.address);
-                return Err(e);
+        let mut lost = Vec::new();
+        let mut chosen = None;
+        for (_, v, t) in offering {
+            if dry_run {
+                chosen = Some((v, t));
+                break;
+            }
+            match self.take_vf(&v.address, &t.name) {
+                Ok(()) => {
+                    chosen = Some((v, t));
+                    break;
+                }
+                // Taken by another at this instant: the next free one.
+                Err(e) if lost_race(&e) => lost.push(format!("{}: {}", v.address, e.chain())),
+                Err(e) => return Err(e),
             }
         }
+        let Some((v, t)) = chosen else {
+            if !lost.is_empty() {
+                why.push(format!(
+                    "every free VF that offered it was taken by another at the same time ({})",
+                    lost.join("; ")
+                ));
+            }
+            return Err(no_room(why));
+        };
         Ok(Prepared {
             id: v.address.to_string(),
             parent: v.pf.to_string(),
@@ -285,7 +294,31 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 }
 
+/// A VF's define or start was refused because another took the VF (or the
+/// card's room) at the same instant: the next free VF may do.
+fn lost_race(e: &CoreError) -> bool {
+    matches!(
+        e,
+        CoreError::VgpuAlreadyDefined { .. }
+            | CoreError::VgpuBusy { .. }
+            | CoreError::VgpuTypeNotCreatable { .. }
+    )
+}
+
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+    /// `vgpu define` (start manual) and `vgpu start` of one VF: they check,
+    /// under the host lock, that the VF is still free and still offers the
+    /// name. Nothing is left defined that was not made.
+    fn take_vf(&self, vf: &PciAddress, type_name: &str) -> Result<(), CoreError> {
+        self.vgpu
+            .define(&VgpuSlot::Vf(vf.clone()), type_name, StartPolicy::Manual)?;
+        if let Err(e) = self.vgpu.start(vf) {
+            let _ = self.vgpu.undefine(vf);
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// VFs set up by the driver, without a type and without a definition.
     fn free_vfs<'a>(&self, vfs: &'a [VfInfo]) -> Vec<&'a VfInfo> {
         vfs.iter()

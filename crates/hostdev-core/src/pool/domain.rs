@@ -26,7 +26,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 pool: String::new(),
                 why: "the domain's UUID is not a consumer id".into(),
             })?;
-        let db = self.pool_db()?;
+        let db = self.pool_db_waiting(super::WAIT_HOOK)?;
         let mut on_use: Option<Vec<PoolName>> = None;
         let mut made: Vec<Allocation> = Vec::new();
         let mut bound: Vec<String> = Vec::new();
@@ -77,12 +77,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                         }
                     }
                 };
-                made.push(self.allocate(&AllocateRequest {
-                    pool,
-                    consumer: consumer.clone(),
-                    uuid: Some(*u),
-                    ttl_secs: None,
-                })?);
+                made.push(self.allocate_waiting(
+                    &AllocateRequest {
+                        pool,
+                        consumer: consumer.clone(),
+                        uuid: Some(*u),
+                        ttl_secs: None,
+                    },
+                    super::WAIT_HOOK,
+                )?);
             }
             Ok(())
         })();
@@ -112,7 +115,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 
     /// Gives back everything the domain holds through pools.
     pub fn domain_release(&self, req: &DomainReleaseRequest) -> Result<Released, CoreError> {
-        let db = self.pool_db()?;
+        let db = self.pool_db_waiting(super::WAIT_HOOK)?;
         let held: Vec<_> = db
             .read(|tx| tx.held_by(None, &req.domain.to_string()))?
             .into_iter()

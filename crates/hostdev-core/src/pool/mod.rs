@@ -33,6 +33,38 @@ use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
 use kinds::{kind_of, Member};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// How long a pool decision asked by a command or an API request waits for
+/// another writer of the state database (a writer holds it for
+/// milliseconds; one that holds it longer is stuck, and is named).
+pub const WAIT_ASKED: Duration = Duration::from_secs(10);
+/// The same for the libvirt hook, which blocks a VM's start (and its stop).
+pub const WAIT_HOOK: Duration = Duration::from_secs(5);
+/// The same for reconcile, which nobody waits on (hostdevd runs it every
+/// minute).
+pub const WAIT_RECONCILE: Duration = Duration::from_secs(30);
+
+/// The longest reservation (`ttl_secs`): 30 days. A reservation holds a
+/// device for a migration or a job that has not started yet; anything
+/// longer is an allocation, which needs no time limit.
+pub const MAX_TTL_SECS: u64 = 30 * 86_400;
+
+/// A reservation's end: `now + ttl`, refused outside 1 s to
+/// [`MAX_TTL_SECS`], so an expiry is never earlier than now (a sum that
+/// wrapped past i64 once made it so, and handed the device to the next).
+fn expiry(now: i64, ttl: Option<u64>) -> Result<Option<i64>, CoreError> {
+    let Some(t) = ttl else { return Ok(None) };
+    let end = (1..=MAX_TTL_SECS)
+        .contains(&t)
+        .then(|| now.checked_add(i64::try_from(t).ok()?))
+        .flatten()
+        .filter(|e| *e > now);
+    match end {
+        Some(e) => Ok(Some(e)),
+        None => Err(CoreError::PoolBadTtl { ttl: t }),
+    }
+}
 
 /// Unix seconds now (the default clock of [`Devices::clock`]).
 pub fn unix_now() -> i64 {
@@ -65,8 +97,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         })
     }
 
+    /// The state database for a command or an API request.
     pub(crate) fn pool_db(&self) -> Result<PoolDb, CoreError> {
-        Ok(PoolDb::open(&self.root)?)
+        self.pool_db_waiting(WAIT_ASKED)
+    }
+
+    /// The state database, its transactions waiting at most `wait` for
+    /// another writer (then the error names the holder).
+    pub(crate) fn pool_db_waiting(&self, wait: Duration) -> Result<PoolDb, CoreError> {
+        Ok(PoolDb::open(&self.root)?.waiting(wait))
     }
 
     pub(crate) fn pool_lock(&self) -> Result<HostLock, CoreError> {
@@ -106,6 +145,17 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             allocated,
             free: capacity.saturating_sub(allocated),
         }
+    }
+
+    /// The ids of every device a pool recorded, whatever its state: a
+    /// device a pool made is the pool's, not drift (it has no definition by
+    /// design). Empty on a host without pool state.
+    pub fn pool_owned(&self) -> Result<BTreeSet<String>, CoreError> {
+        if !PoolDb::path_under(&self.root).exists() {
+            return Ok(BTreeSet::new());
+        }
+        let rows = self.pool_db()?.read(|tx| tx.all_devices())?;
+        Ok(rows.into_iter().map(|r| r.id).collect())
     }
 
     /// Every pool with its capacity and use.
@@ -218,6 +268,16 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// already, if any (a reservation becomes permanent when asked again
     /// without a time limit).
     pub fn allocate(&self, req: &AllocateRequest) -> Result<Allocation, CoreError> {
+        self.allocate_waiting(req, WAIT_ASKED)
+    }
+
+    /// [`Devices::allocate`], waiting at most `wait` for another writer.
+    pub(crate) fn allocate_waiting(
+        &self,
+        req: &AllocateRequest,
+        wait: Duration,
+    ) -> Result<Allocation, CoreError> {
+        expiry((self.clock)(), req.ttl_secs)?;
         let def = self.pool_def(&req.pool)?;
         if req.uuid.is_some() && !matches!(def.kind, PoolKind::Mdev { .. }) {
             return Err(CoreError::PoolMisuse {
@@ -228,7 +288,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 ),
             });
         }
-        let db = self.pool_db()?;
+        let db = self.pool_db_waiting(wait)?;
         match def.mode {
             Mode::PreCreated => match self.allocate_ready(&def, &db, req) {
                 Err(CoreError::PoolExhausted { .. }) if self.pool_short(&def, &db)? => {
@@ -303,7 +363,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         req: &AllocateRequest,
     ) -> Result<Allocation, CoreError> {
         let now = (self.clock)();
-        let expires = req.ttl_secs.map(|t| now.saturating_add(t as i64));
+        let expires = expiry(now, req.ttl_secs)?;
         let pool = def.name.as_str();
         let (rec, again) = db.write(|tx| {
             if let Some(d) = Self::held_again(tx, def, req, now, expires)? {
@@ -362,14 +422,14 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let pool = def.name.as_str();
         // Cheap path first: asking again needs no kernel work and no lock.
         let now = (self.clock)();
-        let expires = req.ttl_secs.map(|t| now.saturating_add(t as i64));
+        let expires = expiry(now, req.ttl_secs)?;
         if let Some(d) = db.write(|tx| Self::held_again(tx, def, req, now, expires))? {
             return Ok(self.allocation(def, &d, &req.consumer, true));
         }
         let _pools = self.pool_lock()?;
         self.settle(def, db, &mut Vec::new())?;
         let now = (self.clock)();
-        let expires = req.ttl_secs.map(|t| now.saturating_add(t as i64));
+        let expires = expiry(now, req.ttl_secs)?;
         if let Some(u) = &req.uuid {
             if let Some((p, _)) = self.mdev.running_parent(u)? {
                 return Err(CoreError::PoolUuidTaken {

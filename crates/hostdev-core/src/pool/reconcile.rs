@@ -252,7 +252,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         if defs.is_empty() && !hostdev_store::PoolDb::path_under(&self.root).exists() {
             return Ok(report);
         }
-        let db = self.pool_db()?;
+        let db = self.pool_db_waiting(super::WAIT_RECONCILE)?;
         let _pools = self.pool_lock()?;
         let out = &mut report.rows;
         for def in &defs {

@@ -79,6 +79,17 @@ fn the_package_installs_with_apt_and_purge_keeps_mdevctl_definitions() {
     );
     let sub = must("MANPAGER=cat man hostdevctl-mdev-list 2>&1");
     assert!(sub.contains("--defined"), "{sub}");
+    // The daemon's and the simulator's pages (lintian's no-manual-page).
+    let daemon = must("MANWIDTH=80 MANPAGER=cat man 8 hostdevd 2>&1");
+    assert!(
+        daemon.contains("--check-config") && daemon.contains("SIGNALS"),
+        "{daemon}"
+    );
+    let sim = must("MANWIDTH=80 MANPAGER=cat man hostdev-sim 2>&1");
+    assert!(
+        sim.contains("--profile") && sim.contains("SIGUSR1"),
+        "{sim}"
+    );
 
     // bash completion completes subcommands.
     let words = must(
