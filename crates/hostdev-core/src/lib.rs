@@ -32,13 +32,19 @@ pub mod vgpu;
 
 pub use error::{chain, CoreError};
 pub use handle::{Freshness, Handle, Serve};
+pub use host::HostError;
 pub use host::HOST_FILE_LIMIT;
 pub use hostdev_api as api;
 pub use hostdev_api::{DefineRequest, ListQuery, ModifyRequest, StartRequest};
 pub use lock::Locker;
 pub use mdev::callouts;
+pub use mdev::MdevError;
 pub use mdev::{AutostartReport, Callouts, DeviceOutcome, Host, Listing, Started};
+pub use migrate::MigrateError;
+pub use pool::PoolError;
 pub use system::{check_root, Devices, Kernel, Memo, RealKernel, SharedFakes, System};
+pub use vdpa::VdpaError;
+pub use vgpu::VgpuError;
 
 /// The kernel interfaces' types a front-end may need to name (tests that
 /// assert on the kernel's own state); operations stay in the core.

@@ -11,6 +11,7 @@
 //! itself (hostdev-vfio does), or keep a device open.
 
 use crate::{CoreError, Devices, Locker};
+use crate::{MdevError, MigrateError};
 use hostdev_api::{
     CachedNote, Kind, ProbeQuery, ProbeReport, ProbeTarget, ProbeTypeRequest, StartRequest,
 };
@@ -32,15 +33,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 let (parent, t) = self
                     .mdev
                     .running_parent(u)?
-                    .ok_or(CoreError::NotRunning { uuid: *u })?;
+                    .ok_or(CoreError::from(MdevError::NotRunning { uuid: *u }))?;
                 self.probe_running(u, &parent, &t)
             }
             ProbeTarget::Pci(a) => {
                 let facts = self.vgpu.sriov.pf_facts(a);
                 if facts.vendor.is_none() {
-                    return Err(CoreError::NoPciDevice {
+                    return Err(CoreError::from(MigrateError::NoPciDevice {
                         address: a.as_str().to_string(),
-                    });
+                    }));
                 }
                 let probe = self.vfio.probe(&Target::Pci(a.clone()))?;
                 Ok(ProbeReport {
@@ -136,7 +137,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         for (u, marker) in orphans {
             if self.mdev.running_parent(&u)?.is_some() {
                 match self.mdev.stop(&u) {
-                    Ok(_) | Err(CoreError::NotRunning { .. }) => {}
+                    Ok(_) | Err(CoreError::Mdev(MdevError::NotRunning { .. })) => {}
                     Err(e) => return Err(e),
                 }
             }

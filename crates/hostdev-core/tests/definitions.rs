@@ -7,6 +7,7 @@
 use hostdev_core::api::{Kind, Outcome, StartPolicy};
 use hostdev_core::vdpa::Vdpas;
 use hostdev_core::vgpu::{VgpuSlot, Vgpus};
+use hostdev_core::VgpuError;
 use hostdev_core::{Callouts, CoreError, DefineRequest, Devices, Host, StartRequest};
 use hostdev_model::vgpu::PciAddress;
 use hostdev_model::{ParentName, TypeId, Uuid};
@@ -63,7 +64,10 @@ fn a_refused_vgpu_enable_leaves_the_pf_definition_as_it_was() {
     let before = std::fs::read(v.pf_defs.path_of(pf.as_str())).expect("stored");
     let e = v.enable(&pf, 3, StartPolicy::Manual).unwrap_err();
     assert!(
-        matches!(e, CoreError::VfCountFixed { enabled: 2, .. }),
+        matches!(
+            e,
+            CoreError::Vgpu(VgpuError::VfCountFixed { enabled: 2, .. })
+        ),
         "{e:?}"
     );
     assert_eq!(e.code(), "vgpu.vf_count_fixed");

@@ -2,6 +2,7 @@
 #![allow(clippy::expect_used)] // tests: a failed expectation is the report
 
 use hostdev_core::api::{AttrEdit, MdevEdit, ModifyScope};
+use hostdev_core::MdevError;
 use hostdev_core::{
     Callouts, CoreError, DefineRequest, DeviceOutcome, Host, ListQuery, ModifyRequest, StartRequest,
 };
@@ -89,7 +90,7 @@ fn a_failed_attribute_write_removes_the_device() {
         })
         .unwrap_err();
     assert!(
-        matches!(&e, CoreError::Attr { attr, .. } if attr == "foo"),
+        matches!(&e, CoreError::Mdev(MdevError::Attr { attr, .. }) if attr == "foo"),
         "{e:?}"
     );
     let chain = format!(
@@ -194,7 +195,10 @@ fn start_waits_for_readiness_with_a_bound() {
             ..Default::default()
         })
         .unwrap_err();
-    assert!(matches!(e, CoreError::NotReady { .. }), "{e:?}");
+    assert!(
+        matches!(e, CoreError::Mdev(MdevError::NotReady { .. })),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("no driver bound"), "{e}");
     assert_eq!(
         h.sysfs.devices().expect("devices").len(),

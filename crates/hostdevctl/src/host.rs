@@ -5,6 +5,7 @@ use crate::native::Format;
 use crate::output::{emit, table};
 use anyhow::Result;
 use hostdev_core::api::{Change, HostApplyRequest, HostFileDoc, HostImport, HostPlanRequest};
+use hostdev_core::HostError;
 use hostdev_core::{CoreError, Serve};
 use hostdev_model::host::HostFile;
 use std::path::PathBuf;
@@ -18,9 +19,11 @@ fn read(file: Option<&str>) -> Result<HostFileDoc> {
         None => env::root(false).join("etc/hostdev/host.toml"),
     };
     let text = crate::input::read_text(&path, "the host file")?;
-    let file = HostFile::parse(&text).map_err(|e| CoreError::HostFile {
-        path: path.display().to_string(),
-        why: e.to_string(),
+    let file = HostFile::parse(&text).map_err(|e| {
+        CoreError::from(HostError::BadFile {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })
     })?;
     Ok(HostFileDoc {
         path: path.display().to_string(),
@@ -32,9 +35,11 @@ fn read(file: Option<&str>) -> Result<HostFileDoc> {
 fn read_import(path: &str, config: &str) -> Result<HostImport> {
     let p = PathBuf::from(path);
     let text = crate::input::read_text(&p, "the vgpu-device-manager file")?;
-    let spec = hostdev_model::vgpu_dm::parse_spec(&text).map_err(|e| CoreError::HostFile {
-        path: path.to_string(),
-        why: e.to_string(),
+    let spec = hostdev_model::vgpu_dm::parse_spec(&text).map_err(|e| {
+        CoreError::from(HostError::BadFile {
+            path: path.to_string(),
+            why: e.to_string(),
+        })
     })?;
     Ok(HostImport {
         path: path.to_string(),

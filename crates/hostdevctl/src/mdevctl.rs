@@ -10,6 +10,7 @@ use hostdev_core::api::{
     AttrEdit, MdevEdit, ModifyScope, ParentTypes, StartPolicy, StopRequest, TypesQuery,
     UndefineRequest,
 };
+use hostdev_core::MdevError;
 use hostdev_core::{
     CoreError, DefineRequest, DeviceOutcome, ListQuery, ModifyRequest, Serve, StartRequest,
 };
@@ -185,12 +186,12 @@ pub enum Cmd {
 /// the definition travels to the core in its typed form.
 pub fn read_config(path: &Path) -> Result<MdevConfig> {
     let bytes = crate::input::read(path, "JSON file")?;
-    Ok(
-        MdevConfig::from_json(&bytes).map_err(|source| CoreError::BadJson {
+    Ok(MdevConfig::from_json(&bytes).map_err(|source| {
+        CoreError::from(MdevError::BadJson {
             path: path.to_path_buf(),
             source,
-        })?,
-    )
+        })
+    })?)
 }
 
 /// `lsmdev`'s command line (for man pages and completions).

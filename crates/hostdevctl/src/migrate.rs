@@ -62,10 +62,7 @@ pub enum MigrateCmd {
 }
 
 fn read_spec(path: &str) -> Result<MigrationSpec> {
-    let bytes = crate::input::read(
-        std::path::Path::new(path),
-        "the migration spec",
-    )?;
+    let bytes = crate::input::read(std::path::Path::new(path), "the migration spec")?;
     serde_json::from_slice(&bytes).with_context(|| {
         format!("{path} is not a hostdev migration spec (`hostdevctl migrate export` writes one)")
     })

@@ -5,6 +5,7 @@
 
 use super::{Step, Want};
 use crate::{CoreError, Devices, Locker};
+use crate::{HostError, MdevError};
 use hostdev_api::{Action, Applied, ApplyReport, DefineRequest, HostApplyRequest, StartRequest};
 use hostdev_model::host::{DesiredMdev, Managed};
 use hostdev_model::{MdevConfig, ParentName, StartPolicy, TypeId, Uuid};
@@ -31,10 +32,10 @@ pub(super) fn mark_rolled_back(
 ) {
     for (_, r) in out.iter_mut() {
         if r.is_ok() {
-            *r = Err(CoreError::RolledBack {
+            *r = Err(CoreError::from(HostError::RolledBack {
                 group: name.to_string(),
                 trouble: trouble.clone(),
-            });
+            }));
         }
     }
     for s in group {
@@ -44,9 +45,9 @@ pub(super) fn mark_rolled_back(
         if !seen {
             out.push((
                 (*s).clone(),
-                Err(CoreError::NotTried {
+                Err(CoreError::from(HostError::NotTried {
                     why: format!("another step on {name} failed first, and {name} was put back"),
-                }),
+                })),
             ));
         }
     }
@@ -236,7 +237,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 continue;
             }
             match self.mdev.undefine(u, None) {
-                Ok(_) | Err(CoreError::NotDefined { .. }) => {}
+                Ok(_) | Err(CoreError::Mdev(MdevError::NotDefined { .. })) => {}
                 Err(e) => errors.push(e.chain()),
             }
             for o in defs {
@@ -266,7 +267,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     fn remove(&self, u: &Uuid, running: bool) -> Result<(), CoreError> {
         let (old_defs, _) = self.mdev.store.find(u)?;
         match self.mdev.undefine(u, None) {
-            Ok(_) | Err(CoreError::NotDefined { .. }) => {}
+            Ok(_) | Err(CoreError::Mdev(MdevError::NotDefined { .. })) => {}
             Err(e) => return Err(e),
         }
         if running {
@@ -412,8 +413,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 change: s.change,
                 result: match &r {
                     Ok(()) => "done",
-                    Err(CoreError::RolledBack { .. }) => "rolled-back",
-                    Err(CoreError::NotTried { .. }) => "not-tried",
+                    Err(CoreError::Host(HostError::RolledBack { .. })) => "rolled-back",
+                    Err(CoreError::Host(HostError::NotTried { .. })) => "not-tried",
                     Err(_) => "failed",
                 }
                 .into(),

@@ -5,6 +5,7 @@
 //!
 //! Owns: listing the GPUs for the translation. Must not: translate.
 
+use crate::HostError;
 use crate::{CoreError, Devices};
 use hostdev_api::{HostImport, Plan};
 use hostdev_model::pool::hex_id;
@@ -63,9 +64,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 
     /// The plan of another tool's configuration, translated.
     pub fn host_plan_import(&self, import: &HostImport) -> Result<Plan, CoreError> {
-        let bad = |why: String| CoreError::HostFile {
-            path: import.path.clone(),
-            why,
+        let bad = |why: String| {
+            CoreError::from(HostError::BadFile {
+                path: import.path.clone(),
+                why,
+            })
         };
         let (f, lost) = translate_spec(&import.spec, &import.config, &self.gpus()?)
             .map_err(|e| bad(e.to_string()))?;

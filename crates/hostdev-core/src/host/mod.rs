@@ -10,6 +10,8 @@
 //! `vdpa` plan their own kinds.
 
 mod apply;
+mod error;
+pub use error::HostError;
 mod import;
 mod sriov;
 mod vdpa;
@@ -139,7 +141,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
-            .ok_or(CoreError::NoHostId)
+            .ok_or(CoreError::from(HostError::NoHostId))
     }
 
     /// What holds a running mdev, if anything: a VM (its VFIO group is
@@ -196,15 +198,17 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     /// The record of what the host file made; one that cannot be read is
-    /// an error (see [`CoreError::HostRecord`]).
+    /// an error (see [`CoreError::from(HostError::Record)`]).
     pub(crate) fn load_record(&self) -> Result<Managed, CoreError> {
         let store = ManagedStore::new(&self.root);
-        store.load_record().map_err(|e| CoreError::HostRecord {
-            path: store.path().to_path_buf(),
-            why: match e {
-                hostdev_store::StoreError::Definition { reason, .. } => reason,
-                e => crate::chain(&e),
-            },
+        store.load_record().map_err(|e| {
+            CoreError::from(HostError::Record {
+                path: store.path().to_path_buf(),
+                why: match e {
+                    hostdev_store::StoreError::Definition { reason, .. } => reason,
+                    e => crate::chain(&e),
+                },
+            })
         })
     }
 
@@ -219,9 +223,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 &own
             }
         };
-        doc.file.validate().map_err(|e| CoreError::HostFile {
-            path: doc.path.clone(),
-            why: e.to_string(),
+        doc.file.validate().map_err(|e| {
+            CoreError::from(HostError::BadFile {
+                path: doc.path.clone(),
+                why: e.to_string(),
+            })
         })?;
         self.steps_of(&doc.file, &doc.path)
     }
@@ -230,13 +236,16 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// file of at most [`HOST_FILE_LIMIT`] bytes.
     fn own_host_file(&self) -> Result<HostFileDoc, CoreError> {
         let path = self.root.join("etc/hostdev/host.toml");
-        let bad = |why: String| CoreError::HostFile {
-            path: path.display().to_string(),
-            why,
+        let bad = |why: String| {
+            CoreError::from(HostError::BadFile {
+                path: path.display().to_string(),
+                why,
+            })
         };
-        let bytes = hostdev_fs::read_regular_within(&path, hostdev_fs::Limits::at_most(HOST_FILE_LIMIT))
-            .map_err(|e| bad(format!("it cannot be read ({e})")))?
-            .ok_or_else(|| bad("there is no such file".into()))?;
+        let bytes =
+            hostdev_fs::read_regular_within(&path, hostdev_fs::Limits::at_most(HOST_FILE_LIMIT))
+                .map_err(|e| bad(format!("it cannot be read ({e})")))?
+                .ok_or_else(|| bad("there is no such file".into()))?;
         let text = String::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
         let file = HostFile::parse(&text).map_err(|e| bad(e.to_string()))?;
         Ok(HostFileDoc {
@@ -246,9 +255,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 
     pub(crate) fn steps_of(&self, f: &HostFile, path: &str) -> Result<Steps, CoreError> {
-        let bad = |why: String| CoreError::HostFile {
-            path: path.to_string(),
-            why,
+        let bad = |why: String| {
+            CoreError::from(HostError::BadFile {
+                path: path.to_string(),
+                why,
+            })
         };
         let f = f.clone();
         let host_id = self.host_id(&f)?;

@@ -12,6 +12,7 @@
 
 use super::{Holds, Kept, Step, Want};
 use crate::{CoreError, Devices};
+use crate::{HostError, VgpuError};
 use hostdev_api::{Action, Change};
 use hostdev_model::host::{desired_pfs, HostFile, Managed};
 use hostdev_model::vgpu::{PciAddress, SriovDefinition, VgpuDefinition};
@@ -121,13 +122,13 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 continue;
             };
             if d.numvfs > p.total_vfs {
-                return Err(CoreError::HostFile {
+                return Err(CoreError::from(HostError::BadFile {
                     path: path.to_string(),
                     why: format!(
                         "PF {pf} has at most {} VFs; the file asks for {}",
                         p.total_vfs, d.numvfs
                     ),
-                });
+                }));
             }
             let recount = p.num_vfs != d.numvfs;
             let pf_as_wanted = pf_def
@@ -294,18 +295,18 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// Waits (bounded) until the PF's first `n` VFs are set up by the driver.
     fn wait_vfs(&self, pf: &PciAddress, n: u32) -> Result<Vec<VfInfo>, CoreError> {
         let ready = |vfs: &[VfInfo]| (0..n).all(|i| vfs.iter().any(|v| v.index == i && v.ready));
-        self.vgpu
-            .wait_vfs(pf, ready)?
-            .ok_or_else(|| CoreError::VfsNotReady {
+        self.vgpu.wait_vfs(pf, ready)?.ok_or_else(|| {
+            CoreError::from(VgpuError::VfsNotReady {
                 pf: pf.clone(),
                 waited: self.vgpu.vf_timeout,
             })
+        })
     }
 
     /// Clears a VF's type if it has one (the driver refuses while a VM uses it).
     fn clear_vf(&self, vf: &PciAddress) -> Result<(), CoreError> {
         match self.vgpu.stop(vf) {
-            Ok(()) | Err(CoreError::VgpuNotSet { .. }) => Ok(()),
+            Ok(()) | Err(CoreError::Vgpu(VgpuError::NotSet { .. })) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -322,7 +323,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 let why = format!("{pf} could not be read: {}", e.chain());
                 return group
                     .into_iter()
-                    .map(|s| (s.clone(), Err(CoreError::NotTried { why: why.clone() })))
+                    .map(|s| {
+                        (
+                            s.clone(),
+                            Err(CoreError::from(HostError::NotTried { why: why.clone() })),
+                        )
+                    })
                     .collect();
             }
         };
@@ -359,7 +365,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     let r = self.clear_vf(&vf).and_then(|()| {
                         if s.change.action == Action::Remove {
                             match self.vgpu.undefine(&vf) {
-                                Ok(()) | Err(CoreError::VgpuNotDefined { .. }) => Ok(()),
+                                Ok(()) | Err(CoreError::Vgpu(VgpuError::NotDefined { .. })) => {
+                                    Ok(())
+                                }
                                 Err(e) => Err(e),
                             }
                         } else {
@@ -410,11 +418,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             if let Err(e) = claimed {
                 let why = e.chain();
                 for (_, r) in out.iter_mut().filter(|(_, r)| r.is_ok()) {
-                    *r = Err(CoreError::NotTried {
+                    *r = Err(CoreError::from(HostError::NotTried {
                         why: format!(
                             "the record of what the file made could not be written: {why}"
                         ),
-                    });
+                    }));
                 }
             }
         }
@@ -456,9 +464,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             .iter()
             .find(|v| v.index == index)
             .cloned()
-            .ok_or_else(|| CoreError::VfsNotReady {
-                pf: pf.clone(),
-                waited: self.vgpu.vf_timeout,
+            .ok_or_else(|| {
+                CoreError::from(VgpuError::VfsNotReady {
+                    pf: pf.clone(),
+                    waited: self.vgpu.vf_timeout,
+                })
             })?;
         self.record(|m| m.pend("vgpu", v.address.as_str()))?;
         pended.push(v.address.clone());
@@ -488,7 +498,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             self.clear_vf(&v.address)?;
         }
         match self.vgpu.undefine(&v.address) {
-            Ok(()) | Err(CoreError::VgpuNotDefined { .. }) => {}
+            Ok(()) | Err(CoreError::Vgpu(VgpuError::NotDefined { .. })) => {}
             Err(e) => return Err(e),
         }
         let slot = crate::vgpu::VgpuSlot::Vf(v.address.clone());

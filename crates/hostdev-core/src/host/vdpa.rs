@@ -9,6 +9,7 @@
 //! Owns: those steps. Must not: parse the file, print.
 
 use super::{Holds, Kept, Step, Want};
+use crate::VdpaError;
 use crate::{CoreError, Devices};
 use hostdev_api::{Action, Change};
 use hostdev_model::host::{HostFile, Managed};
@@ -164,7 +165,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let v = &self.vdpa;
         let name: VdpaName = s.change.id.parse().map_err(CoreError::from)?;
         let drop_def = || match v.undefine(&name) {
-            Ok(()) | Err(CoreError::VdpaNotDefined { .. }) => Ok(()),
+            Ok(()) | Err(CoreError::Vdpa(VdpaError::NotDefined { .. })) => Ok(()),
             Err(e) => Err(e),
         };
         match (&s.change.action, &s.want) {

@@ -15,6 +15,7 @@
 //! treated as version 1 and sent every event.
 
 use crate::CoreError;
+use crate::MdevError;
 use hostdev_model::format::definition_compact;
 use hostdev_model::{MdevConfig, ParentName, Uuid};
 use std::collections::HashMap;
@@ -308,13 +309,13 @@ impl Callouts {
                 Some((2, _)) => continue,
                 Some((0, _)) => return Ok(()),
                 Some((status, stderr)) => {
-                    return Err(CoreError::CalloutRefused {
+                    return Err(CoreError::from(MdevError::CalloutRefused {
                         script: s.path.clone(),
                         action,
                         uuid: *dev.uuid,
                         status,
                         stderr,
-                    })
+                    }))
                 }
                 None => continue,
             }
@@ -388,13 +389,13 @@ impl Callouts {
                 Some((2, _)) | None => continue,
                 Some((0, _)) => return Ok(true),
                 Some((status, stderr)) => {
-                    return Err(CoreError::CalloutRefused {
+                    return Err(CoreError::from(MdevError::CalloutRefused {
                         script: s.path.clone(),
                         action: "modify",
                         uuid: *dev.uuid,
                         status,
                         stderr,
-                    })
+                    }))
                 }
             }
         }

@@ -6,6 +6,8 @@
 //! front-end's flags.
 
 mod autostart;
+mod error;
+pub use error::MdevError;
 pub mod callouts;
 mod list;
 mod ops;

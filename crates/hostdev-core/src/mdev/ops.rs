@@ -7,6 +7,7 @@
 use super::callouts::CalloutDevice;
 use super::Host;
 use crate::CoreError;
+use crate::MdevError;
 use hostdev_api::{AttrEdit, DefineRequest, ModifyRequest, StartRequest};
 use hostdev_model::config::Attr;
 use hostdev_model::{AttrName, MdevConfig, ParentName, TypeId, Uuid};
@@ -45,8 +46,10 @@ impl<S: MdevSysfs> Host<S> {
         let uuid = req.uuid.unwrap_or_else(Uuid::new_v4);
         let from_json = req.config.clone();
         let (parent, config) = match (&req.parent, &running) {
-            (None, _) if req.mdev_type.is_some() => return Err(CoreError::NoParent { uuid }),
-            (None, None) => return Err(CoreError::NoParent { uuid }),
+            (None, _) if req.mdev_type.is_some() => {
+                return Err(CoreError::from(MdevError::NoParent { uuid }))
+            }
+            (None, None) => return Err(CoreError::from(MdevError::NoParent { uuid })),
             (None, Some((p, t))) => {
                 let c = from_json.unwrap_or_else(|| MdevConfig::new(t.clone()));
                 (p.clone(), c)
@@ -56,7 +59,9 @@ impl<S: MdevSysfs> Host<S> {
                     (Some(c), _, _) => c,
                     (None, Some(t), _) => MdevConfig::new(t.clone()),
                     (None, None, Some((rp, rt))) if rp == p => MdevConfig::new(rt.clone()),
-                    (None, None, _) => return Err(CoreError::NoType { parent: p.clone() }),
+                    (None, None, _) => {
+                        return Err(CoreError::from(MdevError::NoType { parent: p.clone() }))
+                    }
                 };
                 (p.clone(), c)
             }
@@ -67,7 +72,7 @@ impl<S: MdevSysfs> Host<S> {
         }
         let lock = self.lock()?;
         if self.store.exists(&parent, &uuid) {
-            return Err(CoreError::AlreadyDefined { uuid, parent });
+            return Err(CoreError::from(MdevError::AlreadyDefined { uuid, parent }));
         }
         self.callouts.pre("define", dev(&uuid, &parent, &config))?;
         let r = self.store.save(&lock, &parent, &uuid, &config);
@@ -125,10 +130,10 @@ impl<S: MdevSysfs> Host<S> {
             .filter(|p| parent.is_none_or(|want| want == p))
             .collect();
         if parents.is_empty() {
-            return Err(CoreError::NotDefined {
+            return Err(CoreError::from(MdevError::NotDefined {
                 uuid: *uuid,
                 parent: parent.cloned(),
-            });
+            }));
         }
         for p in &parents {
             // A malformed definition can still be removed; callouts need its JSON.
@@ -158,24 +163,24 @@ impl<S: MdevSysfs> Host<S> {
             .filter(|p| parent.is_none_or(|want| want == p))
             .collect();
         match parents.len() {
-            0 => Err(CoreError::NotDefined {
+            0 => Err(CoreError::from(MdevError::NotDefined {
                 uuid: *uuid,
                 parent: parent.cloned(),
-            }),
+            })),
             1 => {
                 let p = parents.remove(0);
                 match self.store.load_one(&p, uuid)? {
                     Some(c) => Ok((p, c)),
-                    None => Err(CoreError::NotDefined {
+                    None => Err(CoreError::from(MdevError::NotDefined {
                         uuid: *uuid,
                         parent: Some(p),
-                    }),
+                    })),
                 }
             }
-            _ => Err(CoreError::Ambiguous {
+            _ => Err(CoreError::from(MdevError::Ambiguous {
                 uuid: *uuid,
                 parents,
-            }),
+            })),
         }
     }
 
@@ -196,10 +201,12 @@ impl<S: MdevSysfs> Host<S> {
         }
         let lock = self.lock()?;
         let (parent, mut config) = self.one_definition(&uuid, req.parent.as_ref())?;
-        let edit = |source| CoreError::Edit {
-            uuid,
-            parent: parent.clone(),
-            source,
+        let edit = |source| {
+            CoreError::from(MdevError::Edit {
+                uuid,
+                parent: parent.clone(),
+                source,
+            })
         };
         if let Some(c) = from_json {
             config = c;
@@ -245,17 +252,17 @@ impl<S: MdevSysfs> Host<S> {
     ) -> Result<(), CoreError> {
         let (rp, rt) = self
             .running_parent(uuid)?
-            .ok_or(CoreError::LiveNotRunning { uuid: *uuid })?;
+            .ok_or(CoreError::from(MdevError::LiveNotRunning { uuid: *uuid }))?;
         if let Some(p) = parent.filter(|p| *p != &rp) {
-            return Err(CoreError::LiveOtherParent {
+            return Err(CoreError::from(MdevError::LiveOtherParent {
                 uuid: *uuid,
                 running_on: rp,
                 parent: p.clone(),
-            });
+            }));
         }
-        let config = json.ok_or(CoreError::LiveNeedsConfig { uuid: *uuid })?;
+        let config = json.ok_or(CoreError::from(MdevError::LiveNeedsConfig { uuid: *uuid }))?;
         if config.mdev_type != rt {
-            return Err(CoreError::LiveTypeChange { uuid: *uuid });
+            return Err(CoreError::from(MdevError::LiveTypeChange { uuid: *uuid }));
         }
         match self.callouts.live(dev(uuid, &rp, config)) {
             Ok(true) => return Ok(()),
@@ -268,9 +275,11 @@ impl<S: MdevSysfs> Host<S> {
             let name = AttrName::new(a.name.clone())?;
             self.sysfs
                 .write_attr(uuid, &name, &a.value)
-                .map_err(|source| CoreError::LiveAttr {
-                    uuid: *uuid,
-                    source: Box::new(source),
+                .map_err(|source| {
+                    CoreError::from(MdevError::LiveAttr {
+                        uuid: *uuid,
+                        source: Box::new(source),
+                    })
                 })?;
         }
         Ok(())
@@ -281,25 +290,34 @@ impl<S: MdevSysfs> Host<S> {
         let transient = req.mdev_type.is_some() || req.config.is_some();
         let (uuid, parent, config, generated) = if transient {
             let uuid = req.uuid.unwrap_or_else(Uuid::new_v4);
-            let parent = req.parent.clone().ok_or(CoreError::NoParent { uuid })?;
+            let parent = req
+                .parent
+                .clone()
+                .ok_or(CoreError::from(MdevError::NoParent { uuid }))?;
             let config = match (&req.config, &req.mdev_type) {
                 (Some(c), _) => c.clone(),
                 (None, Some(t)) => MdevConfig::new(t.clone()),
-                (None, None) => return Err(CoreError::NoType { parent }),
+                (None, None) => return Err(CoreError::from(MdevError::NoType { parent })),
             };
             (uuid, parent, config, req.uuid.is_none())
         } else {
             let Some(uuid) = req.uuid else {
-                let parent = req.parent.clone().ok_or(CoreError::NoParent {
-                    uuid: Uuid::new_v4(),
-                })?;
-                return Err(CoreError::NoType { parent });
+                let parent = req
+                    .parent
+                    .clone()
+                    .ok_or(CoreError::from(MdevError::NoParent {
+                        uuid: Uuid::new_v4(),
+                    }))?;
+                return Err(CoreError::from(MdevError::NoType { parent }));
             };
             let (parent, config) = self.one_definition(&uuid, req.parent.as_ref())?;
             (uuid, parent, config, false)
         };
         if let Some((p, _)) = self.running_parent(&uuid)? {
-            return Err(CoreError::AlreadyRunning { uuid, parent: p });
+            return Err(CoreError::from(MdevError::AlreadyRunning {
+                uuid,
+                parent: p,
+            }));
         }
         self.start_device(&uuid, &parent, &config)?;
         Ok(Started {
@@ -329,22 +347,22 @@ impl<S: MdevSysfs> Host<S> {
                     ps.into_iter()
                         .find(|p| p.as_str().eq_ignore_ascii_case(parent.as_str()))
                 });
-                return Err(CoreError::ParentAbsent {
+                return Err(CoreError::from(MdevError::ParentAbsent {
                     parent: parent.clone(),
                     hint,
-                });
+                }));
             }
-            return Err(CoreError::TypeUnsupported {
+            return Err(CoreError::from(MdevError::TypeUnsupported {
                 parent: parent.clone(),
                 mdev_type: t.clone(),
-            });
+            }));
         };
         if available <= 0 {
-            return Err(CoreError::NoCapacity {
+            return Err(CoreError::from(MdevError::NoCapacity {
                 parent: parent.clone(),
                 mdev_type: t.clone(),
                 why: self.what_holds(parent, t),
-            });
+            }));
         }
         let attrs = config
             .attrs
@@ -420,12 +438,12 @@ impl<S: MdevSysfs> Host<S> {
         t: &TypeId,
         attrs: &[(AttrName, &str)],
     ) -> Result<(), CoreError> {
-        self.sysfs
-            .create(parent, t, uuid)
-            .map_err(|source| CoreError::Create {
+        self.sysfs.create(parent, t, uuid).map_err(|source| {
+            CoreError::from(MdevError::Create {
                 uuid: *uuid,
                 source: Box::new(source),
-            })?;
+            })
+        })?;
         let ready = crate::poll::until(
             self.ready_timeout,
             Duration::from_millis(1),
@@ -442,33 +460,33 @@ impl<S: MdevSysfs> Host<S> {
         if let Err(readiness) = ready {
             // Say what really happened to the device: removed, or still there.
             return Err(match self.sysfs.remove(uuid) {
-                Ok(()) => CoreError::NotReady {
+                Ok(()) => CoreError::from(MdevError::NotReady {
                     uuid: *uuid,
                     waited: self.ready_timeout,
                     readiness,
-                },
-                Err(e) => CoreError::NotReadyNoRollback {
+                }),
+                Err(e) => CoreError::from(MdevError::NotReadyNoRollback {
                     uuid: *uuid,
                     waited: self.ready_timeout,
                     readiness,
                     remove_error: crate::chain(&e),
-                },
+                }),
             });
         }
         for (name, value) in attrs {
             if let Err(source) = self.sysfs.write_attr(uuid, name, value) {
                 return Err(match self.sysfs.remove(uuid) {
-                    Ok(()) => CoreError::Attr {
+                    Ok(()) => CoreError::from(MdevError::Attr {
                         uuid: *uuid,
                         attr: name.to_string(),
                         source: Box::new(source),
-                    },
-                    Err(e) => CoreError::AttrNoRollback {
+                    }),
+                    Err(e) => CoreError::from(MdevError::AttrNoRollback {
                         uuid: *uuid,
                         attr: name.to_string(),
                         source: Box::new(source),
                         remove_error: crate::chain(&e),
-                    },
+                    }),
                 });
             }
         }
@@ -479,7 +497,7 @@ impl<S: MdevSysfs> Host<S> {
     pub fn stop(&self, uuid: &Uuid) -> Result<ParentName, CoreError> {
         let (parent, t) = self
             .running_parent(uuid)?
-            .ok_or(CoreError::NotRunning { uuid: *uuid })?;
+            .ok_or(CoreError::from(MdevError::NotRunning { uuid: *uuid }))?;
         let config = self
             .store
             .load_one(&parent, uuid)
@@ -487,9 +505,11 @@ impl<S: MdevSysfs> Host<S> {
             .flatten()
             .unwrap_or_else(|| MdevConfig::new(t));
         self.callouts.pre("stop", dev(uuid, &parent, &config))?;
-        let r = self.sysfs.remove(uuid).map_err(|source| CoreError::Remove {
-            uuid: *uuid,
-            source: Box::new(source),
+        let r = self.sysfs.remove(uuid).map_err(|source| {
+            CoreError::from(MdevError::Remove {
+                uuid: *uuid,
+                source: Box::new(source),
+            })
         });
         self.callouts
             .post("stop", dev(uuid, &parent, &config), r.is_ok());

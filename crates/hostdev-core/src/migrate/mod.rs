@@ -7,9 +7,12 @@
 //! holds the source). Must not: hold the rules (hostdev-model's
 //! `migrate::check` and `check_vdpa`).
 
+mod error;
 mod vdpa;
+pub use error::MigrateError;
 mod vgpu;
 
+use crate::MdevError;
 use crate::{CoreError, Devices};
 use hostdev_api::{
     CheckReport, ExportTarget, MigrateCheckRequest, MigratePrepareRequest, Prepared, ProbeTarget,
@@ -42,7 +45,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let (parent, t) = self
             .mdev
             .running_parent(u)?
-            .ok_or(CoreError::NotRunning { uuid: *u })?;
+            .ok_or(CoreError::from(MdevError::NotRunning { uuid: *u }))?;
         let r = self.probe_running(u, &parent, &t)?;
         let facts = self.mdev.sysfs.parent_facts(&parent);
         Ok(MigrationSpec {
@@ -79,20 +82,20 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 self.check_vgpu(v, Some(a), req.driver_policy)
             }
             (_, _, Some(v), None, Some(mg)) => self.check_vdpa(v, mg),
-            (Some(_), ..) => Err(CoreError::BadSpec {
+            (Some(_), ..) => Err(CoreError::from(MigrateError::BadSpec {
                 why: "an mdev spec is checked against a destination mdev (--device UUID) or, \
                       without one, against what this host could create"
                     .into(),
-            }),
-            (_, Some(_), ..) => Err(CoreError::BadSpec {
+            })),
+            (_, Some(_), ..) => Err(CoreError::from(MigrateError::BadSpec {
                 why: "a vGPU spec is checked against a destination VF (--device PCI address) or, \
                       without one, against every card's free VFs"
                     .into(),
-            }),
-            _ => Err(CoreError::BadSpec {
+            })),
+            _ => Err(CoreError::from(MigrateError::BadSpec {
                 why: "a vDPA spec is checked against a destination management device (--mgmtdev NAME)"
                     .into(),
-            }),
+            })),
         }
     }
 
@@ -105,7 +108,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let (parent, t) = self
             .mdev
             .running_parent(u)?
-            .ok_or(CoreError::NotRunning { uuid: *u })?;
+            .ok_or(CoreError::from(MdevError::NotRunning { uuid: *u }))?;
         let r = self.probe_running(u, &parent, &t)?;
         let dst = Destination {
             type_id: t.to_string(),
@@ -124,9 +127,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     pub fn migrate_prepare(&self, req: &MigratePrepareRequest) -> Result<Prepared, CoreError> {
         usable(&req.spec)?;
         if req.uuid.is_some() && req.spec.mdev.is_none() {
-            return Err(CoreError::BadSpec {
+            return Err(CoreError::from(MigrateError::BadSpec {
                 why: "a UUID is given to an mdev only; this spec describes another kind".into(),
-            });
+            }));
         }
         let m = match (&req.spec.mdev, &req.spec.vgpu, &req.spec.vdpa) {
             (Some(m), ..) => m,
@@ -136,10 +139,10 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         };
         let (parents, full) = self.parents_for(m)?;
         let Some(parent) = parents.into_iter().next() else {
-            return Err(CoreError::PrepareNoRoom {
+            return Err(CoreError::from(MigrateError::NoRoom {
                 type_id: m.type_id.clone(),
                 why: full,
-            });
+            }));
         };
         let uuid = req.uuid.unwrap_or_else(Uuid::new_v4);
         if !req.dry_run {
@@ -273,13 +276,13 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 /// A spec this hostdev reads: its version, and exactly one kind.
 fn usable(spec: &MigrationSpec) -> Result<(), CoreError> {
     if spec.hostdev_migration_spec != migrate::SPEC_VERSION {
-        return Err(CoreError::BadSpec {
+        return Err(CoreError::from(MigrateError::BadSpec {
             why: format!(
                 "its format version is {}, this hostdev reads {}",
                 spec.hostdev_migration_spec,
                 migrate::SPEC_VERSION
             ),
-        });
+        }));
     }
     if spec.kinds() != 1 {
         return unreachable_spec();
@@ -288,7 +291,7 @@ fn usable(spec: &MigrationSpec) -> Result<(), CoreError> {
 }
 
 fn unreachable_spec<T>() -> Result<T, CoreError> {
-    Err(CoreError::BadSpec {
+    Err(CoreError::from(MigrateError::BadSpec {
         why: "it describes no device, or more than one (exactly one of mdev, vgpu and vdpa)".into(),
-    })
+    }))
 }

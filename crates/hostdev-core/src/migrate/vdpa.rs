@@ -3,6 +3,7 @@
 //! management device is judged by its classes and features and by a trial
 //! device made with the config and removed again; prepare recreates it.
 
+use crate::VdpaError;
 use crate::{CoreError, Devices};
 use hostdev_api::Prepared;
 use hostdev_model::migrate::{self, MigrationSpec, VdpaDestination, VdpaSpec};
@@ -21,7 +22,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let client = self.vdpa.client()?;
         let dev = client
             .dev(name)?
-            .ok_or_else(|| CoreError::VdpaUnknown { name: name.clone() })?;
+            .ok_or_else(|| CoreError::from(VdpaError::Unknown { name: name.clone() }))?;
         let live = client.config(name)?;
         Ok(MigrationSpec {
             hostdev_migration_spec: migrate::SPEC_VERSION,

@@ -11,6 +11,7 @@
 
 use crate::vgpu::VgpuSlot;
 use crate::{CoreError, Devices};
+use crate::{MigrateError, VgpuError};
 use hostdev_api::{CheckReport, Prepared};
 use hostdev_model::migrate::{
     self, card_model, CardSpec, DriverPolicy, MigrationSpec, Reason, Verdict, VgpuDestination,
@@ -78,21 +79,21 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 return Ok((v.clone(), vfs));
             }
         }
-        Err(CoreError::VfAbsent { vf: vf.clone() })
+        Err(CoreError::from(VgpuError::VfAbsent { vf: vf.clone() }))
     }
 
     pub(super) fn export_vgpu(&self, vf: &PciAddress) -> Result<MigrationSpec, CoreError> {
         let (v, card_vfs) = self.vf_and_card(vf)?;
         let t = self
             .current_type(&v, &card_vfs)
-            .ok_or_else(|| CoreError::VgpuNotSet { vf: vf.clone() })?;
+            .ok_or_else(|| CoreError::from(VgpuError::NotSet { vf: vf.clone() }))?;
         if t.name.is_empty() {
-            return Err(CoreError::BadSpec {
+            return Err(CoreError::from(MigrateError::BadSpec {
                 why: format!(
                     "VF {vf} has type id {} but neither its definition nor its card's lists name it",
                     t.id
                 ),
-            });
+            }));
         }
         let (migration, unprobed) = match self.vfio.probe(&Target::Pci(vf.clone())) {
             Ok(p) => (p.migration, None),
@@ -245,13 +246,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             }
         }
         offering.sort_by(|a, b| (a.0, &a.1.address).cmp(&(b.0, &b.1.address)));
-        let no_room = |why: Vec<String>| CoreError::PrepareNoRoom {
-            type_id: spec.type_name.clone(),
-            why: if why.is_empty() {
-                "this host has no card with vGPU VFs".into()
-            } else {
-                why.join("; ")
-            },
+        let no_room = |why: Vec<String>| {
+            CoreError::from(MigrateError::NoRoom {
+                type_id: spec.type_name.clone(),
+                why: if why.is_empty() {
+                    "this host has no card with vGPU VFs".into()
+                } else {
+                    why.join("; ")
+                },
+            })
         };
         let mut lost = Vec::new();
         let mut chosen = None;
@@ -299,9 +302,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 fn lost_race(e: &CoreError) -> bool {
     matches!(
         e,
-        CoreError::VgpuAlreadyDefined { .. }
-            | CoreError::VgpuBusy { .. }
-            | CoreError::VgpuTypeNotCreatable { .. }
+        CoreError::Vgpu(VgpuError::AlreadyDefined { .. })
+            | CoreError::Vgpu(VgpuError::Busy { .. })
+            | CoreError::Vgpu(VgpuError::TypeNotCreatable { .. })
     )
 }
 

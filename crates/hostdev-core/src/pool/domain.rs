@@ -7,6 +7,7 @@
 //! parse domain XML (the CLI's hook front-end does) or call libvirt (a hook
 //! that calls back into libvirtd deadlocks it).
 
+use crate::PoolError;
 use crate::{CoreError, Devices};
 use hostdev_api::{
     AllocateRequest, Allocation, ConsumerId, DomainPrepareRequest, DomainReleaseRequest, Released,
@@ -21,11 +22,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// Allocates every pool device the domain names; on any failure gives
     /// back what this call allocated and removes the bindings it made.
     pub fn domain_prepare(&self, req: &DomainPrepareRequest) -> Result<Vec<Allocation>, CoreError> {
-        let consumer =
-            ConsumerId::new(req.domain.to_string()).map_err(|_| CoreError::PoolMisuse {
+        let consumer = ConsumerId::new(req.domain.to_string()).map_err(|_| {
+            CoreError::from(PoolError::Misuse {
                 pool: String::new(),
                 why: "the domain's UUID is not a consumer id".into(),
-            })?;
+            })
+        })?;
         let db = self.pool_db_waiting(super::WAIT_HOOK)?;
         let mut on_use: Option<Vec<PoolName>> = None;
         let mut made: Vec<Allocation> = Vec::new();
@@ -33,9 +35,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let result = (|| {
             for u in &req.mdevs {
                 let pool = match db.read(|tx| tx.binding(&u.to_string()))? {
-                    Some(p) => PoolName::new(p).map_err(|e| CoreError::PoolMisuse {
-                        pool: String::new(),
-                        why: e.to_string(),
+                    Some(p) => PoolName::new(p).map_err(|e| {
+                        CoreError::from(PoolError::Misuse {
+                            pool: String::new(),
+                            why: e.to_string(),
+                        })
                     })?,
                     None => {
                         // Not ours: a device defined or running by other means.
@@ -65,14 +69,14 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                                 p.clone()
                             }
                             many => {
-                                return Err(CoreError::PoolAmbiguous {
+                                return Err(CoreError::from(PoolError::Ambiguous {
                                     uuid: *u,
                                     pools: many
                                         .iter()
                                         .map(|p| p.as_str())
                                         .collect::<Vec<_>>()
                                         .join(", "),
-                                })
+                                }))
                             }
                         }
                     }

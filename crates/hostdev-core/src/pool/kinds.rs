@@ -8,6 +8,7 @@
 //! choose between members (mod.rs does both).
 
 use crate::{CoreError, Devices};
+use crate::{MdevError, PoolError, VdpaError, VgpuError};
 use hostdev_api::{DefineRequest, Kind};
 use hostdev_model::libvirt;
 use hostdev_model::pool::{PoolDef, PoolKind};
@@ -179,13 +180,17 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     .vfs(&parse_vf(&member.name)?)?
                     .into_iter()
                     .find(|v| v.address == vf)
-                    .ok_or_else(|| CoreError::VfAbsent { vf: vf.clone() })?;
+                    .ok_or_else(|| CoreError::from(VgpuError::VfAbsent { vf: vf.clone() }))?;
                 let t = v
                     .creatable
                     .iter()
                     .find(|t| &t.name == type_name)
                     .ok_or_else(|| {
-                        CoreError::not_creatable(&vf, type_name.clone(), &v.creatable)
+                        CoreError::from(VgpuError::not_creatable(
+                            &vf,
+                            type_name.clone(),
+                            &v.creatable,
+                        ))
                     })?;
                 Ok(self.vgpu.sriov.set_type(&vf, t.id)?)
             }
@@ -310,15 +315,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         self.remove_made(def, id, member)?;
         match &def.kind {
             PoolKind::Mdev { .. } => match self.mdev.undefine(&parse_uuid(id)?, None) {
-                Err(CoreError::NotDefined { .. }) => Ok(()),
+                Err(CoreError::Mdev(MdevError::NotDefined { .. })) => Ok(()),
                 r => r.map(|_| ()),
             },
             PoolKind::Vgpu { .. } => match self.vgpu.undefine(&parse_vf(id)?) {
-                Err(CoreError::VgpuNotDefined { .. }) => Ok(()),
+                Err(CoreError::Vgpu(VgpuError::NotDefined { .. })) => Ok(()),
                 r => r,
             },
             PoolKind::Vdpa { .. } => match self.vdpa.undefine(&VdpaName::new(id)?) {
-                Err(CoreError::VdpaNotDefined { .. }) => Ok(()),
+                Err(CoreError::Vdpa(VdpaError::NotDefined { .. })) => Ok(()),
                 r => r,
             },
         }
@@ -361,10 +366,10 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         taken: &BTreeSet<String>,
     ) -> Result<String, CoreError> {
         let PoolKind::Vdpa { template } = &def.kind else {
-            return Err(CoreError::PoolMisuse {
+            return Err(CoreError::from(PoolError::Misuse {
                 pool: def.name.to_string(),
                 why: "it is not a vDPA pool".into(),
-            });
+            }));
         };
         let live: BTreeSet<String> = self
             .vdpa
@@ -376,10 +381,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         (0u32..100_000)
             .map(|n| format!("{}{n}", template.name_prefix))
             .find(|n| !taken.contains(n) && !live.contains(n) && !self.vdpa.defs.exists(n))
-            .ok_or_else(|| CoreError::PoolExhausted {
-                pool: def.name.to_string(),
-                allocated: taken.len() as u64,
-                capacity: taken.len() as u64,
+            .ok_or_else(|| {
+                CoreError::from(PoolError::Exhausted {
+                    pool: def.name.to_string(),
+                    allocated: taken.len() as u64,
+                    capacity: taken.len() as u64,
+                })
             })
     }
 

@@ -17,6 +17,8 @@
 //! Must not: know a kind's kernel steps (kinds.rs) or parse anything.
 
 mod domain;
+mod error;
+pub use error::PoolError;
 mod kinds;
 mod reconcile;
 
@@ -62,7 +64,7 @@ fn expiry(now: i64, ttl: Option<u64>) -> Result<Option<i64>, CoreError> {
         .filter(|e| *e > now);
     match end {
         Some(e) => Ok(Some(e)),
-        None => Err(CoreError::PoolBadTtl { ttl: t }),
+        None => Err(CoreError::from(PoolError::BadTtl { ttl: t })),
     }
 }
 
@@ -91,9 +93,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 
     pub(crate) fn pool_def(&self, name: &PoolName) -> Result<PoolDef, CoreError> {
         let defs = self.pool_defs();
-        defs.load(name)?.ok_or_else(|| CoreError::PoolUnknown {
-            pool: name.to_string(),
-            path: defs.path_of(name),
+        defs.load(name)?.ok_or_else(|| {
+            CoreError::from(PoolError::Unknown {
+                pool: name.to_string(),
+                path: defs.path_of(name),
+            })
         })
     }
 
@@ -280,23 +284,25 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         expiry((self.clock)(), req.ttl_secs)?;
         let def = self.pool_def(&req.pool)?;
         if req.uuid.is_some() && !matches!(def.kind, PoolKind::Mdev { .. }) {
-            return Err(CoreError::PoolMisuse {
+            return Err(CoreError::from(PoolError::Misuse {
                 pool: def.name.to_string(),
                 why: format!(
                     "a UUID names an mdev; this pool hands out {} devices",
                     def.kind.word()
                 ),
-            });
+            }));
         }
         let db = self.pool_db_waiting(wait)?;
         match def.mode {
             Mode::PreCreated => match self.allocate_ready(&def, &db, req) {
-                Err(CoreError::PoolExhausted { .. }) if self.pool_short(&def, &db)? => {
+                Err(CoreError::Pool(PoolError::Exhausted { .. }))
+                    if self.pool_short(&def, &db)? =>
+                {
                     let _pools = self.pool_lock()?;
                     let mut rows = Vec::new();
                     self.fill(&def, &db, &mut rows)?;
                     match self.allocate_ready(&def, &db, req) {
-                        Err(CoreError::PoolExhausted { .. })
+                        Err(CoreError::Pool(PoolError::Exhausted { .. }))
                             if rows.iter().any(|r| r.action == "failed") =>
                         {
                             let why = rows
@@ -305,10 +311,10 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                                 .map(|r| r.why.as_str())
                                 .collect::<Vec<_>>()
                                 .join("; ");
-                            Err(CoreError::PoolFillFailed {
+                            Err(CoreError::from(PoolError::FillFailed {
                                 pool: def.name.to_string(),
                                 why,
-                            })
+                            }))
                         }
                         r => r,
                     }
@@ -373,18 +379,18 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 Some(u) => {
                     let id = u.to_string();
                     let d = tx.device(&id)?.filter(|d| d.pool == pool).ok_or_else(|| {
-                        CoreError::PoolNotMember {
+                        CoreError::from(PoolError::NotMember {
                             pool: pool.to_string(),
                             id: id.clone(),
-                        }
+                        })
                     })?;
                     let expired = d.state == RecState::Allocated && !d.held_at(now);
                     if d.state != RecState::Free && !expired {
-                        return Err(CoreError::PoolDeviceHeld {
+                        return Err(CoreError::from(PoolError::DeviceHeld {
                             pool: pool.to_string(),
                             id,
                             consumer: d.consumer.unwrap_or_else(|| d.state.as_str().to_string()),
-                        });
+                        }));
                     }
                     Some(d)
                 }
@@ -392,11 +398,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             };
             let Some(mut d) = pick else {
                 let capacity = tx.pool_devices(pool)?.len() as u64;
-                return Err(CoreError::PoolExhausted {
+                return Err(CoreError::from(PoolError::Exhausted {
                     pool: pool.to_string(),
                     allocated: tx.busy_count(pool, now)?,
                     capacity,
-                });
+                }));
             };
             tx.set(
                 &d.id,
@@ -432,10 +438,10 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let expires = expiry(now, req.ttl_secs)?;
         if let Some(u) = &req.uuid {
             if let Some((p, _)) = self.mdev.running_parent(u)? {
-                return Err(CoreError::PoolUuidTaken {
+                return Err(CoreError::from(PoolError::UuidTaken {
                     uuid: *u,
                     why: format!("running on {p}"),
-                });
+                }));
             }
         }
         let members = self.members(def)?;
@@ -449,17 +455,17 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             }
             if let Some(u) = &req.uuid {
                 if let Some(d) = tx.device(&u.to_string())? {
-                    return Err(CoreError::PoolDeviceHeld {
+                    return Err(CoreError::from(PoolError::DeviceHeld {
                         pool: d.pool,
                         id: d.id,
                         consumer: d.consumer.unwrap_or_else(|| d.state.as_str().to_string()),
-                    });
+                    }));
                 }
             }
             if members.is_empty() {
-                return Err(CoreError::PoolNoMembers {
+                return Err(CoreError::from(PoolError::NoMembers {
                     pool: pool.to_string(),
-                });
+                }));
             }
             let rows = tx.pool_devices(pool)?;
             let busy = rows.len() as u64;
@@ -473,17 +479,17 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     .map(|m| format!("{}: {}", m.name, m.note.as_deref().unwrap_or("it is full")))
                     .collect::<Vec<_>>()
                     .join("; ");
-                return Err(CoreError::PoolNoRoom {
+                return Err(CoreError::from(PoolError::NoRoom {
                     pool: pool.to_string(),
                     why,
-                });
+                }));
             }
             if busy >= capacity {
-                return Err(CoreError::PoolExhausted {
+                return Err(CoreError::from(PoolError::Exhausted {
                     pool: pool.to_string(),
                     allocated: busy,
                     capacity: capacity.max(busy),
-                });
+                }));
             }
             let slots: Vec<Slot> = members
                 .iter()
@@ -549,10 +555,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| CoreError::PoolExhausted {
-            pool: pool.to_string(),
-            allocated: taken.len() as u64,
-            capacity: taken.len() as u64,
+        Err(last.unwrap_or_else(|| {
+            CoreError::from(PoolError::Exhausted {
+                pool: pool.to_string(),
+                allocated: taken.len() as u64,
+                capacity: taken.len() as u64,
+            })
         }))
     }
 
@@ -563,10 +571,10 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             (Some(d), _) => d.clone(),
             (None, Some(c)) => c.to_string(),
             (None, None) => {
-                return Err(CoreError::PoolMisuse {
+                return Err(CoreError::from(PoolError::Misuse {
                     pool: req.pool.as_ref().map(|p| p.to_string()).unwrap_or_default(),
                     why: "a release names a consumer or a device".into(),
-                })
+                }))
             }
         };
         let records: Vec<DeviceRecord> = db
@@ -585,7 +593,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             })
             .collect();
         if records.is_empty() {
-            return Err(CoreError::PoolNothingHeld { what });
+            return Err(CoreError::from(PoolError::NothingHeld { what }));
         }
         self.release_records(&db, records, false)
     }
@@ -604,9 +612,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let mut defs: BTreeMap<String, PoolDef> = BTreeMap::new();
         for r in records {
             if !defs.contains_key(&r.pool) {
-                let name = PoolName::new(r.pool.clone()).map_err(|_| CoreError::PoolUnknown {
-                    pool: r.pool.clone(),
-                    path: self.pool_defs().dir().join(&r.pool),
+                let name = PoolName::new(r.pool.clone()).map_err(|_| {
+                    CoreError::from(PoolError::Unknown {
+                        pool: r.pool.clone(),
+                        path: self.pool_defs().dir().join(&r.pool),
+                    })
                 })?;
                 defs.insert(r.pool.clone(), self.pool_def(&name)?);
             }
@@ -676,27 +686,27 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     pub fn bind(&self, req: &BindRequest) -> Result<(), CoreError> {
         let def = self.pool_def(&req.pool)?;
         if !matches!(def.kind, PoolKind::Mdev { .. }) || def.mode != Mode::OnDemand {
-            return Err(CoreError::PoolMisuse {
+            return Err(CoreError::from(PoolError::Misuse {
                 pool: def.name.to_string(),
                 why: "only an on-demand mdev pool binds UUIDs (its devices are made with them at domain prepare)".into(),
-            });
+            }));
         }
         let defined = self.mdev.store.parents_with(&req.uuid)?;
         if let Some(p) = defined.first() {
-            return Err(CoreError::PoolUuidTaken {
+            return Err(CoreError::from(PoolError::UuidTaken {
                 uuid: req.uuid,
                 why: format!("defined on {p}"),
-            });
+            }));
         }
         let db = self.pool_db()?;
         db.write(|tx| {
             match tx.binding(&req.uuid.to_string())? {
                 Some(p) if p == def.name.as_str() => return Ok(()),
                 Some(p) => {
-                    return Err(CoreError::PoolUuidTaken {
+                    return Err(CoreError::from(PoolError::UuidTaken {
                         uuid: req.uuid,
                         why: format!("bound to pool {p}"),
-                    })
+                    }))
                 }
                 None => {}
             }
@@ -711,7 +721,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         if had {
             Ok(())
         } else {
-            Err(CoreError::PoolNotBound { uuid: req.uuid })
+            Err(CoreError::from(PoolError::NotBound { uuid: req.uuid }))
         }
     }
 }

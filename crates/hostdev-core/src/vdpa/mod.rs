@@ -10,15 +10,18 @@
 //! Owns: those operations, generic over [`VdpaClient`]. Must not: print, or
 //! read sysfs itself (the client does).
 
+mod error;
 use crate::error::guarded;
 use crate::lock::Locker;
 use crate::{CoreError, DeviceOutcome};
+pub use error::VdpaError;
 use hostdev_model::vdpa::{
     CreateConfig, MgmtDevName, VdpaDefinition, VdpaEdit, VdpaExport, VdpaName,
 };
 use hostdev_model::StartPolicy;
 use hostdev_store::{JsonDir, LoadProblem};
-pub use hostdev_vdpa::{Binding, Dev, LiveConfig, MgmtDev, VdpaClient, VdpaError};
+use hostdev_vdpa::VdpaError as NetlinkError;
+pub use hostdev_vdpa::{Binding, Dev, LiveConfig, MgmtDev, VdpaClient};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
@@ -55,7 +58,7 @@ pub struct VdpaShow {
     pub driver: Option<String>,
 }
 
-type Opener<C> = Box<dyn Fn() -> Result<C, VdpaError> + Send + Sync>;
+type Opener<C> = Box<dyn Fn() -> Result<C, NetlinkError> + Send + Sync>;
 
 /// vDPA operations on one host.
 pub struct Vdpas<C> {
@@ -82,7 +85,7 @@ pub fn definitions(root: &Path) -> JsonDir<VdpaDefinition> {
 impl<C: VdpaClient> Vdpas<C> {
     /// vDPA of the host under `root`, with a client already open (tests, fakes).
     pub fn new(client: C, root: &Path) -> Self {
-        let v = Self::lazy(root, || Err(VdpaError::NoFamily));
+        let v = Self::lazy(root, || Err(NetlinkError::NoFamily));
         let _ = v.client.set(client);
         v
     }
@@ -91,7 +94,7 @@ impl<C: VdpaClient> Vdpas<C> {
     /// operation needs the kernel (and again later if it failed).
     pub fn lazy(
         root: &Path,
-        open: impl Fn() -> Result<C, VdpaError> + Send + Sync + 'static,
+        open: impl Fn() -> Result<C, NetlinkError> + Send + Sync + 'static,
     ) -> Self {
         Vdpas {
             client: OnceLock::new(),
@@ -141,9 +144,9 @@ impl<C: VdpaClient> Vdpas<C> {
         d.config.check()?;
         let lock = self.locker.lock()?;
         if self.defs.exists(d.name.as_str()) {
-            return Err(CoreError::VdpaDefined {
+            return Err(CoreError::from(VdpaError::Defined {
                 name: d.name.clone(),
-            });
+            }));
         }
         Ok(self.defs.save(&lock, d.name.as_str(), d)?)
     }
@@ -152,7 +155,9 @@ impl<C: VdpaClient> Vdpas<C> {
     pub fn undefine(&self, name: &VdpaName) -> Result<(), CoreError> {
         let lock = self.locker.lock()?;
         if !self.defs.exists(name.as_str()) {
-            return Err(CoreError::VdpaNotDefined { name: name.clone() });
+            return Err(CoreError::from(VdpaError::NotDefined {
+                name: name.clone(),
+            }));
         }
         Ok(self.defs.remove(&lock, name.as_str())?)
     }
@@ -163,7 +168,7 @@ impl<C: VdpaClient> Vdpas<C> {
         let mut d = self
             .defs
             .load(name.as_str())?
-            .ok_or_else(|| CoreError::VdpaNotDefined { name: name.clone() })?;
+            .ok_or_else(|| CoreError::from(VdpaError::NotDefined { name: name.clone() }))?;
         d.apply(edit);
         d.config.check()?;
         self.defs.save(&lock, name.as_str(), &d)?;
@@ -175,7 +180,7 @@ impl<C: VdpaClient> Vdpas<C> {
         let d = self
             .defs
             .load(name.as_str())?
-            .ok_or_else(|| CoreError::VdpaNotDefined { name: name.clone() })?;
+            .ok_or_else(|| CoreError::from(VdpaError::NotDefined { name: name.clone() }))?;
         self.add(&d.name, &d.mgmtdev, &d.config)
     }
 
@@ -251,7 +256,7 @@ impl<C: VdpaClient> Vdpas<C> {
         };
         let device = client.dev(name)?;
         if definition.is_none() && device.is_none() {
-            return Err(CoreError::VdpaUnknown { name: name.clone() });
+            return Err(CoreError::from(VdpaError::Unknown { name: name.clone() }));
         }
         let (live, binding) = match &device {
             Some(_) => (Some(client.config(name)?), client.binding(name)?),
@@ -273,7 +278,7 @@ impl<C: VdpaClient> Vdpas<C> {
         let s = self.show(name)?;
         let dev = s
             .vhost_dev
-            .ok_or_else(|| CoreError::VdpaUnbound { name: name.clone() })?;
+            .ok_or_else(|| CoreError::from(VdpaError::Unbound { name: name.clone() }))?;
         Ok(hostdev_model::libvirt::vdpa_interface(&dev))
     }
 
@@ -292,7 +297,7 @@ impl<C: VdpaClient> Vdpas<C> {
         let client = self.client()?;
         let dev = client
             .dev(name)?
-            .ok_or_else(|| CoreError::VdpaUnknown { name: name.clone() })?;
+            .ok_or_else(|| CoreError::from(VdpaError::Unknown { name: name.clone() }))?;
         let live = client.config(name)?;
         Ok(VdpaExport {
             hostdev_export: 1,
@@ -322,9 +327,9 @@ impl<C: VdpaClient> Vdpas<C> {
         start: bool,
     ) -> Result<VdpaDefinition, CoreError> {
         if e.kind != "vdpa" || e.hostdev_export != 1 {
-            return Err(CoreError::BadExport {
+            return Err(CoreError::from(VdpaError::BadExport {
                 name: e.device.name.clone(),
-            });
+            }));
         }
         let mut d = e.device.clone();
         d.config.check()?;
@@ -377,7 +382,9 @@ impl<C: VdpaClient> Vdpas<C> {
                     Ok(()) => DeviceOutcome::Started,
                     // Another restorer created it since we listed.
                     Err(e) if e.is_exists() => DeviceOutcome::AlreadyRunning,
-                    Err(CoreError::Vdpa(e)) if matches!(*e, VdpaError::NoMgmtDev(_)) => {
+                    Err(CoreError::Vdpa(VdpaError::Netlink(e)))
+                        if matches!(*e, NetlinkError::NoMgmtDev(_)) =>
+                    {
                         DeviceOutcome::ParentAbsent
                     }
                     Err(e) => DeviceOutcome::Failed(e.into()),
@@ -536,7 +543,7 @@ mod tests {
     #[test]
     fn definitions_work_without_the_vdpa_module() {
         let t = tempfile::tempdir().unwrap();
-        let v: Vdpas<FakeVdpa> = Vdpas::lazy(t.path(), || Err(VdpaError::NoFamily));
+        let v: Vdpas<FakeVdpa> = Vdpas::lazy(t.path(), || Err(NetlinkError::NoFamily));
         v.define(&def("vdpa0", true)).unwrap();
         v.define(&def("vdpa1", false)).unwrap();
         let d = v
@@ -610,14 +617,14 @@ mod tests {
             "only definitions, with their state"
         );
         let t = tempfile::tempdir().unwrap();
-        let none: Vdpas<FakeVdpa> = Vdpas::lazy(t.path(), || Err(VdpaError::NoFamily));
+        let none: Vdpas<FakeVdpa> = Vdpas::lazy(t.path(), || Err(NetlinkError::NoFamily));
         none.define(&def("vdpa0", true)).unwrap();
         let (rows, _) = none.list_defined().unwrap();
         assert_eq!(rows.len(), 1);
         assert!(rows[0].1.is_none());
         // Any other failure to ask the kernel is not taken for "not running".
         let denied: Vdpas<FakeVdpa> = Vdpas::lazy(t.path(), || {
-            Err(VdpaError::Permission {
+            Err(NetlinkError::Permission {
                 op: "listing vDPA devices".into(),
             })
         });

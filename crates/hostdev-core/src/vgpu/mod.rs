@@ -6,10 +6,12 @@
 //! Owns: those operations and the per-PF type availability, generic over
 //! [`SriovSysfs`]. Must not: print, or name a front-end's flags.
 
+mod error;
 use crate::error::guarded;
 use crate::lock::Locker;
 use crate::poll;
 use crate::{CoreError, DeviceOutcome};
+pub use error::VgpuError;
 use hostdev_api::{PfTypes, VgpuTypeRow};
 use hostdev_model::vgpu::{resolve_type, PciAddress, SriovDefinition, VgpuDefinition};
 use hostdev_model::StartPolicy;
@@ -121,7 +123,7 @@ impl<V: SriovSysfs> Vgpus<V> {
                 return Ok(v);
             }
         }
-        Err(CoreError::VfAbsent { vf: vf.clone() })
+        Err(CoreError::from(VgpuError::VfAbsent { vf: vf.clone() }))
     }
 
     /// VFs (live and defined) in PF, then VF order.
@@ -166,13 +168,15 @@ impl<V: SriovSysfs> Vgpus<V> {
         let v = match slot {
             VgpuSlot::Vf(vf) => {
                 if taken(vf) {
-                    return Err(CoreError::VgpuAlreadyDefined { vf: vf.clone() });
+                    return Err(CoreError::from(VgpuError::AlreadyDefined {
+                        vf: vf.clone(),
+                    }));
                 }
                 self.find_vf(vf)?
             }
             VgpuSlot::AnyOf(pf) => {
                 if self.sriov.pf(pf)?.is_none() {
-                    return Err(CoreError::PfAbsent { pf: pf.clone() });
+                    return Err(CoreError::from(VgpuError::PfAbsent { pf: pf.clone() }));
                 }
                 self.sriov
                     .vfs(pf)?
@@ -183,29 +187,31 @@ impl<V: SriovSysfs> Vgpus<V> {
                             && !taken(&v.address)
                             && resolve_type(&v.creatable, type_input).is_some()
                     })
-                    .ok_or_else(|| CoreError::NoFreeVf {
-                        pf: pf.clone(),
-                        type_input: type_input.to_string(),
+                    .ok_or_else(|| {
+                        CoreError::from(VgpuError::NoFreeVf {
+                            pf: pf.clone(),
+                            type_input: type_input.to_string(),
+                        })
                     })?
             }
         };
         if !v.ready {
-            return Err(CoreError::VfNotReady { vf: v.address });
+            return Err(CoreError::from(VgpuError::VfNotReady { vf: v.address }));
         }
         let t = match resolve_type(&v.creatable, type_input) {
             Some(t) => t,
             None if v.current != 0 => {
-                return Err(CoreError::VgpuBusy {
+                return Err(CoreError::from(VgpuError::Busy {
                     vf: v.address,
                     current: v.current,
-                })
+                }))
             }
             None => {
-                return Err(CoreError::not_creatable(
+                return Err(CoreError::from(VgpuError::not_creatable(
                     &v.address,
                     type_input.to_string(),
                     &v.creatable,
-                ))
+                )))
             }
         };
         let d = VgpuDefinition {
@@ -224,7 +230,7 @@ impl<V: SriovSysfs> Vgpus<V> {
     pub fn undefine(&self, vf: &PciAddress) -> Result<(), CoreError> {
         let lock = self.locker.lock()?;
         if !self.defs.exists(vf.as_str()) {
-            return Err(CoreError::VgpuNotDefined { vf: vf.clone() });
+            return Err(CoreError::from(VgpuError::NotDefined { vf: vf.clone() }));
         }
         Ok(self.defs.remove(&lock, vf.as_str())?)
     }
@@ -235,7 +241,7 @@ impl<V: SriovSysfs> Vgpus<V> {
     pub fn libvirt(&self, vf: &PciAddress) -> Result<String, CoreError> {
         let v = self.find_vf(vf)?;
         if v.current == 0 {
-            return Err(CoreError::VfUntyped { vf: vf.clone() });
+            return Err(CoreError::from(VgpuError::VfUntyped { vf: vf.clone() }));
         }
         Ok(hostdev_model::libvirt::pci_hostdev(vf))
     }
@@ -245,7 +251,7 @@ impl<V: SriovSysfs> Vgpus<V> {
         let d = self
             .defs
             .load(vf.as_str())?
-            .ok_or_else(|| CoreError::VgpuNotDefined { vf: vf.clone() })?;
+            .ok_or_else(|| CoreError::from(VgpuError::NotDefined { vf: vf.clone() }))?;
         let v = self.find_vf(vf)?;
         self.apply(&d, &v)
     }
@@ -255,11 +261,11 @@ impl<V: SriovSysfs> Vgpus<V> {
             return Ok(DeviceOutcome::AlreadyRunning);
         }
         if v.current != 0 {
-            return Err(CoreError::VgpuWrongType {
+            return Err(CoreError::from(VgpuError::WrongType {
                 vf: d.vf.clone(),
                 current: v.current,
                 wanted: d.type_id,
-            });
+            }));
         }
         // The stored id is this card's; check the driver still means the same
         // name by it, and follow a renumbering within this card's own list.
@@ -268,11 +274,11 @@ impl<V: SriovSysfs> Vgpus<V> {
             _ => match v.creatable.iter().find(|t| t.name == d.type_name) {
                 Some(t) => t.id,
                 None => {
-                    return Err(CoreError::not_creatable(
+                    return Err(CoreError::from(VgpuError::not_creatable(
                         &d.vf,
                         format!("{} ({})", d.type_id, d.type_name),
                         &v.creatable,
-                    ))
+                    )))
                 }
             },
         };
@@ -294,13 +300,13 @@ impl<V: SriovSysfs> Vgpus<V> {
     pub fn stop(&self, vf: &PciAddress) -> Result<(), CoreError> {
         let v = self.find_vf(vf)?;
         if v.current == 0 {
-            return Err(CoreError::VgpuNotSet { vf: vf.clone() });
+            return Err(CoreError::from(VgpuError::NotSet { vf: vf.clone() }));
         }
         self.sriov.set_type(vf, 0).map_err(|e| match &e {
             SriovError::SetType { source, .. }
                 if source.raw_os_error() == Some(Errno::BUSY.raw_os_error()) =>
             {
-                CoreError::VgpuInUse { vf: vf.clone() }
+                CoreError::from(VgpuError::InUse { vf: vf.clone() })
             }
             _ => e.into(),
         })
@@ -318,19 +324,19 @@ impl<V: SriovSysfs> Vgpus<V> {
         let info = self
             .sriov
             .pf(pf)?
-            .ok_or_else(|| CoreError::PfAbsent { pf: pf.clone() })?;
+            .ok_or_else(|| CoreError::from(VgpuError::PfAbsent { pf: pf.clone() }))?;
         if numvfs > info.total_vfs {
-            return Err(CoreError::TooManyVfs {
+            return Err(CoreError::from(VgpuError::TooManyVfs {
                 pf: pf.clone(),
                 max: info.total_vfs,
-            });
+            }));
         }
         if info.num_vfs != numvfs {
             if info.num_vfs != 0 {
-                return Err(CoreError::VfCountFixed {
+                return Err(CoreError::from(VgpuError::VfCountFixed {
                     pf: pf.clone(),
                     enabled: info.num_vfs,
-                });
+                }));
             }
             self.sriov.set_num_vfs(pf, numvfs)?;
         }
@@ -371,7 +377,7 @@ impl<V: SriovSysfs> Vgpus<V> {
     pub fn disable(&self, pf: &PciAddress) -> Result<(), CoreError> {
         let lock = self.locker.lock()?;
         let Some(info) = self.sriov.pf(pf)? else {
-            return Err(CoreError::PfAbsent { pf: pf.clone() });
+            return Err(CoreError::from(VgpuError::PfAbsent { pf: pf.clone() }));
         };
         if info.num_vfs != 0 {
             let typed: Vec<PciAddress> = self
@@ -382,10 +388,10 @@ impl<V: SriovSysfs> Vgpus<V> {
                 .map(|v| v.address)
                 .collect();
             if !typed.is_empty() {
-                return Err(CoreError::PfBusy {
+                return Err(CoreError::from(VgpuError::PfBusy {
                     pf: pf.clone(),
                     vfs: typed,
-                });
+                }));
             }
             self.sriov.set_num_vfs(pf, 0)?;
         }
@@ -500,12 +506,12 @@ impl<V: SriovSysfs> Vgpus<V> {
         let mut ok: Vec<&VgpuDefinition> = Vec::new();
         for d in defs {
             if d.vf_index >= info.total_vfs {
-                let e = CoreError::VfBeyondTotal {
+                let e = CoreError::from(VgpuError::VfBeyondTotal {
                     vf: d.vf.clone(),
                     pf: pf.clone(),
                     index: d.vf_index,
                     total: info.total_vfs,
-                };
+                });
                 out.push((pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e.into())));
             } else {
                 ok.push(d);
@@ -529,11 +535,11 @@ impl<V: SriovSysfs> Vgpus<V> {
             let (fit, beyond): (Vec<&VgpuDefinition>, Vec<&VgpuDefinition>) =
                 ok.into_iter().partition(|d| d.vf_index < info.num_vfs);
             out.extend(beyond.iter().map(|d| {
-                let e = CoreError::TooFewVfs {
+                let e = CoreError::from(VgpuError::TooFewVfs {
                     pf: pf.clone(),
                     enabled: info.num_vfs,
                     needed: d.vf_index + 1,
-                };
+                });
                 (pf.clone(), d.vf.clone(), DeviceOutcome::Failed(e.into()))
             }));
             ok = fit;
@@ -556,14 +562,14 @@ impl<V: SriovSysfs> Vgpus<V> {
                 let current = self.sriov.vfs(pf)?;
                 match current.iter().find(|v| v.address == d.vf) {
                     Some(v) if v.ready => self.apply(d, v),
-                    Some(_) => Err(CoreError::VfNotSetUp {
+                    Some(_) => Err(CoreError::from(VgpuError::VfNotSetUp {
                         vf: d.vf.clone(),
                         waited: self.vf_timeout,
-                    }),
-                    None => Err(CoreError::VfMissing {
+                    })),
+                    None => Err(CoreError::from(VgpuError::VfMissing {
                         vf: d.vf.clone(),
                         pf: pf.clone(),
-                    }),
+                    })),
                 }
             });
             let outcome = r.unwrap_or_else(|e| DeviceOutcome::Failed(e.into()));
