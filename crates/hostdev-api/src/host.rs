@@ -84,11 +84,85 @@ impl Action {
     }
 }
 
+/// What a change is about.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// A mediated device.
+    Mdev,
+    /// A PF's VF count.
+    Sriov,
+    /// A VF's vGPU type.
+    Vgpu,
+    /// A vDPA device.
+    Vdpa,
+}
+
+impl ChangeKind {
+    /// The word shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Mdev => "mdev",
+            ChangeKind::Sriov => "sriov",
+            ChangeKind::Vgpu => "vgpu",
+            ChangeKind::Vdpa => "vdpa",
+        }
+    }
+}
+
+impl std::fmt::Display for ChangeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What became of one change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApplyResult {
+    /// Made.
+    Done,
+    /// It failed (`error` says why).
+    Failed,
+    /// Made, then undone because another step of its parent, PF or
+    /// management device failed.
+    RolledBack,
+    /// Not tried: a step of its group failed first.
+    NotTried,
+    /// Left alone: the device is in use (`--force` it).
+    Blocked,
+}
+
+impl ApplyResult {
+    /// The word shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApplyResult::Done => "done",
+            ApplyResult::Failed => "failed",
+            ApplyResult::RolledBack => "rolled-back",
+            ApplyResult::NotTried => "not-tried",
+            ApplyResult::Blocked => "blocked",
+        }
+    }
+}
+
 /// One device's difference between the file and the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Change {
-    /// `mdev`.
-    pub kind: String,
+    /// What it is about.
+    pub kind: ChangeKind,
     /// The device (UUID).
     pub id: String,
     /// Its parent.
@@ -130,10 +204,8 @@ pub struct Plan {
 pub struct Applied {
     /// The change.
     pub change: Change,
-    /// `done`, `failed`, `rolled-back` (done, then undone because another
-    /// step of its parent failed), `not-tried` (its parent failed first) or
-    /// `blocked` (in use).
-    pub result: String,
+    /// What became of it.
+    pub result: ApplyResult,
     /// Why it failed (the error's sentence), or what blocks it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -152,19 +224,19 @@ pub struct ApplyReport {
 
 impl ApplyReport {
     /// How many changes had this result.
-    pub fn count(&self, result: &str) -> usize {
+    pub fn count(&self, result: ApplyResult) -> usize {
         self.outcomes.iter().filter(|o| o.result == result).count()
     }
 
     /// How many changes failed.
     pub fn failed(&self) -> usize {
-        self.count("failed")
+        self.count(ApplyResult::Failed)
     }
 
     /// How many were undone or not tried because a step of their parent
     /// failed.
     pub fn undone(&self) -> usize {
-        self.count("rolled-back") + self.count("not-tried")
+        self.count(ApplyResult::RolledBack) + self.count(ApplyResult::NotTried)
     }
 }
 

@@ -34,8 +34,8 @@ pub use error::{ErrorBody, ErrorClass, ErrorTarget, Holder};
 pub const DEFAULT_SOCKET: &str = "/run/hostdev/hostdev.sock";
 pub use events::{DeviceRef, DriftKind, Event, EventKind};
 pub use host::{
-    Action, Applied, ApplyReport, Change, HostApplyRequest, HostFileDoc, HostImport,
-    HostPlanRequest, Plan,
+    Action, Applied, ApplyReport, ApplyResult, Change, ChangeKind, HostApplyRequest, HostFileDoc,
+    HostImport, HostPlanRequest, Plan,
 };
 pub use hostdev_model::pool::PoolName;
 pub use hostdev_model::vdpa::{

@@ -105,7 +105,7 @@ fn vdpa_devices_are_made_once_changed_in_place_and_only_the_files_removed() {
     let p = d.host_plan(Some(&file(THREE))).expect("plan");
     assert_eq!(p.changes.len(), 3, "{p:?}");
     let r = apply(&d, THREE);
-    assert_eq!(r.count("done"), 3, "{r:?}");
+    assert_eq!(r.count(hostdev_api::ApplyResult::Done), 3, "{r:?}");
     let names: Vec<String> = c
         .devs()
         .expect("devs")
@@ -133,7 +133,7 @@ fn vdpa_devices_are_made_once_changed_in_place_and_only_the_files_removed() {
         "",
     );
     let r = apply(&d, &changed);
-    assert_eq!(r.count("done"), 2, "{r:?}");
+    assert_eq!(r.count(hostdev_api::ApplyResult::Done), 2, "{r:?}");
     assert_eq!(c.config(&n("vd0")).expect("cfg").mtu, Some(9000));
     let names: Vec<String> = c
         .devs()
@@ -157,7 +157,11 @@ fn a_failed_vdpa_step_puts_its_management_device_back() {
         + "[[vdpa]]\nname = \"vd3\"\nmgmtdev = \"vdpasim_net\"\nfeatures = 0x100000000\n";
     let r = apply(&d, &broken);
     assert_eq!(r.failed(), 1, "{r:?}");
-    assert_eq!(r.count("rolled-back"), 1, "vd0's change undone: {r:?}");
+    assert_eq!(
+        r.count(hostdev_api::ApplyResult::RolledBack),
+        1,
+        "vd0's change undone: {r:?}"
+    );
     let c = d.vdpa.client().expect("client");
     assert_eq!(
         c.config(&n("vd0")).expect("cfg").mtu,
@@ -199,13 +203,13 @@ types = [{ type = "NVIDIA L40S-4Q", count = 2 }]
 fn a_typed_vf_without_its_definition_is_defined_not_cleared() {
     let t = tempfile::tempdir().expect("tempdir");
     let d = devices(t.path(), Vdpas::new(FakeVdpa::new(), t.path()));
-    assert_eq!(apply(&d, PF).count("done"), 3);
+    assert_eq!(apply(&d, PF).count(hostdev_api::ApplyResult::Done), 3);
     std::fs::remove_file(t.path().join("etc/hostdev/vgpu.d/0000:41:00.4.json")).expect("rm");
     let p = d.host_plan(Some(&file(PF))).expect("plan");
     assert_eq!(p.changes.len(), 1, "{p:?}");
     assert_eq!(p.changes[0].action.as_str(), "define", "{p:?}");
     let before = d.vgpu.sriov.log("0000:41:00.0").len();
-    assert_eq!(apply(&d, PF).count("done"), 1);
+    assert_eq!(apply(&d, PF).count(hostdev_api::ApplyResult::Done), 1);
     assert_eq!(
         d.vgpu.sriov.log("0000:41:00.0").len(),
         before,
@@ -235,7 +239,7 @@ fn a_vf_count_change_while_a_vf_is_in_use_holds_the_whole_pf() {
     assert_eq!(p.blocked.len(), 3, "the count and both VFs: {p:?}");
     assert!(p.blocked[0].why.contains("0000:41:00.5: in use"), "{p:?}");
     let r = apply(&d, &four);
-    assert_eq!(r.count("blocked"), 3, "{r:?}");
+    assert_eq!(r.count(hostdev_api::ApplyResult::Blocked), 3, "{r:?}");
     assert_eq!(
         d.vgpu
             .sriov
@@ -252,5 +256,5 @@ fn a_vf_count_change_while_a_vf_is_in_use_holds_the_whole_pf() {
             force: vec!["0000:41:00.0".into()],
         })
         .expect("apply");
-    assert_eq!(r.count("done"), 3, "{r:?}");
+    assert_eq!(r.count(hostdev_api::ApplyResult::Done), 3, "{r:?}");
 }

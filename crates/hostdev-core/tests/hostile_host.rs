@@ -117,7 +117,7 @@ fn an_unreadable_pool_database_blocks_what_it_might_hold() {
     let t = tempfile::tempdir().expect("tempdir");
     let d = host(t.path());
     let r = apply(&d, &device(U));
-    assert_eq!(r.count("done"), 1, "{r:?}");
+    assert_eq!(r.count(hostdev_api::ApplyResult::Done), 1, "{r:?}");
     let db = t.path().join("var/lib/hostdev/pools.db");
     std::fs::write(&db, b"SQLite format 3\0 but damaged beyond this header").expect("damage");
     let p = plan(&d, "");
@@ -129,7 +129,7 @@ fn an_unreadable_pool_database_blocks_what_it_might_hold() {
         p.blocked[0].why
     );
     let r = apply(&d, "");
-    assert_eq!(r.count("blocked"), 1, "{r:?}");
+    assert_eq!(r.count(hostdev_api::ApplyResult::Blocked), 1, "{r:?}");
     assert_eq!(
         d.mdev.sysfs.devices().expect("devices").len(),
         1,

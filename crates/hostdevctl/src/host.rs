@@ -4,7 +4,9 @@ use crate::env::{self, Ctx};
 use crate::native::Format;
 use crate::output::{emit, table};
 use anyhow::Result;
-use hostdev_core::api::{Change, HostApplyRequest, HostFileDoc, HostImport, HostPlanRequest};
+use hostdev_core::api::{
+    ApplyResult, Change, HostApplyRequest, HostFileDoc, HostImport, HostPlanRequest,
+};
 use hostdev_core::HostError;
 use hostdev_core::{CoreError, Serve};
 use hostdev_model::host::HostFile;
@@ -51,7 +53,7 @@ fn read_import(path: &str, config: &str) -> Result<HostImport> {
 fn row(c: &Change, what: &str) -> Vec<String> {
     vec![
         what.to_string(),
-        c.kind.clone(),
+        c.kind.to_string(),
         c.id.clone(),
         c.parent.clone(),
         c.from.clone(),
@@ -160,7 +162,7 @@ pub fn apply<D: Serve>(
             .iter()
             .map(|o| {
                 let mut x = row(&o.change, o.change.action.as_str());
-                x.insert(0, o.result.clone());
+                x.insert(0, o.result.as_str().to_string());
                 if let Some(e) = &o.error {
                     x[7] = e.clone();
                 }
@@ -178,21 +180,21 @@ pub fn apply<D: Serve>(
         }
         out.push_str(&format!(
             "{} done, {} failed, {} undone, {} blocked, {} as wanted\n",
-            r.count("done"),
+            r.count(ApplyResult::Done),
             r.failed(),
             r.undone(),
-            r.count("blocked"),
+            r.count(ApplyResult::Blocked),
             r.unchanged
         ));
         emit(&out)?;
     }
-    let blocked = r.outcomes.iter().any(|o| o.result == "blocked");
+    let blocked = r.outcomes.iter().any(|o| o.result == ApplyResult::Blocked);
     if r.failed() + r.undone() > 0 {
         // As every failing command: one error line naming what failed.
         let failed: Vec<String> = r
             .outcomes
             .iter()
-            .filter(|o| o.result == "failed")
+            .filter(|o| o.result == ApplyResult::Failed)
             .map(|o| {
                 format!(
                     "{} {} {} on {}: {}",

@@ -229,7 +229,13 @@ async fn reconcile_host<K: Kernel>(s: &Arc<Shared<K>>, last: &mut Option<(usize,
                     file: Some(file),
                     force: vec![],
                 })
-                .map(|r| (r.count("done"), r.count("blocked"), r.failed() + r.undone())),
+                .map(|r| {
+                    (
+                        r.count(hostdev_api::ApplyResult::Done),
+                        r.count(hostdev_api::ApplyResult::Blocked),
+                        r.failed() + r.undone(),
+                    )
+                }),
             _ => sh
                 .system()
                 .host_plan(Some(&file))

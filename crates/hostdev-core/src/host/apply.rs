@@ -6,7 +6,9 @@
 use super::{Step, Want};
 use crate::{CoreError, Devices, Locker};
 use crate::{HostError, MdevError};
-use hostdev_api::{Action, Applied, ApplyReport, DefineRequest, HostApplyRequest, StartRequest};
+use hostdev_api::{
+    Action, Applied, ApplyReport, ApplyResult, DefineRequest, HostApplyRequest, StartRequest,
+};
 use hostdev_model::host::{DesiredMdev, Managed};
 use hostdev_model::{MdevConfig, ParentName, StartPolicy, TypeId, Uuid};
 use hostdev_store::ManagedStore;
@@ -412,19 +414,18 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             .map(|(s, r)| Applied {
                 change: s.change,
                 result: match &r {
-                    Ok(()) => "done",
-                    Err(CoreError::Host(HostError::RolledBack { .. })) => "rolled-back",
-                    Err(CoreError::Host(HostError::NotTried { .. })) => "not-tried",
-                    Err(_) => "failed",
-                }
-                .into(),
+                    Ok(()) => ApplyResult::Done,
+                    Err(CoreError::Host(HostError::RolledBack { .. })) => ApplyResult::RolledBack,
+                    Err(CoreError::Host(HostError::NotTried { .. })) => ApplyResult::NotTried,
+                    Err(_) => ApplyResult::Failed,
+                },
                 error: r.err().map(|e| e.chain()),
             })
             .collect();
         outcomes.extend(left.into_iter().map(|b| Applied {
             error: Some(b.change.why.clone()),
             change: b.change,
-            result: "blocked".into(),
+            result: ApplyResult::Blocked,
         }));
         Ok(ApplyReport {
             outcomes,

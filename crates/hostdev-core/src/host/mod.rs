@@ -17,7 +17,7 @@ mod sriov;
 mod vdpa;
 
 use crate::{CoreError, Devices};
-use hostdev_api::{Action, Change, HostFileDoc, Plan};
+use hostdev_api::{Action, Change, ChangeKind, HostFileDoc, Plan};
 use hostdev_model::host::{desired_mdevs, DesiredMdev, HostFile, Managed, ParentOffer};
 use hostdev_model::vdpa::VdpaDefinition;
 use hostdev_model::vgpu::PciAddress;
@@ -300,7 +300,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             let live = running.iter().find(|x| x.uuid == d.uuid);
             let to = describe(&d.config);
             let change = |action: Action, from: String, why: &str| Change {
-                kind: "mdev".into(),
+                kind: ChangeKind::Mdev,
                 id: d.uuid.to_string(),
                 parent: d.parent.to_string(),
                 action,
@@ -382,7 +382,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             };
             let step = Step {
                 change: Change {
-                    kind: "mdev".into(),
+                    kind: ChangeKind::Mdev,
                     id: u.to_string(),
                     parent: parent.to_string(),
                     action: Action::Remove,
@@ -431,7 +431,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let touched: std::collections::BTreeSet<String> = steps
             .iter()
             .chain(blocked.iter())
-            .filter(|s| s.change.kind == "mdev")
+            .filter(|s| s.change.kind == ChangeKind::Mdev)
             .map(|s| s.change.id.clone())
             .collect();
         // In-use devices no step touches, by parent (asked once per parent
@@ -442,7 +442,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         > = Default::default();
         let held: Vec<(String, String, hostdev_model::TypeId)> = blocked
             .iter()
-            .filter(|b| b.change.kind == "mdev")
+            .filter(|b| b.change.kind == ChangeKind::Mdev)
             .filter_map(|b| {
                 let u: Uuid = b.change.id.parse().ok()?;
                 let l = running.iter().find(|l| l.uuid == u)?;

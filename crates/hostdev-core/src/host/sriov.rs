@@ -13,7 +13,7 @@
 use super::{Holds, Kept, Step, Want};
 use crate::{CoreError, Devices};
 use crate::{HostError, VgpuError};
-use hostdev_api::{Action, Change};
+use hostdev_api::{Action, Change, ChangeKind};
 use hostdev_model::host::{desired_pfs, HostFile, Managed};
 use hostdev_model::vgpu::{PciAddress, SriovDefinition, VgpuDefinition};
 use hostdev_model::StartPolicy;
@@ -30,9 +30,9 @@ struct PfSnapshot {
     vfs: Vec<(PciAddress, u32, Option<VgpuDefinition>)>,
 }
 
-fn change(kind: &str, id: String, pf: &PciAddress, action: Action) -> Change {
+fn change(kind: ChangeKind, id: String, pf: &PciAddress, action: Action) -> Change {
     Change {
-        kind: kind.into(),
+        kind,
         id,
         parent: pf.to_string(),
         action,
@@ -109,7 +109,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             let Some(d) = want.iter().find(|d| &d.pf == pf) else {
                 // Not in the file: undo what the file made here.
                 if managed.pf.contains(pf) && (p.num_vfs != 0 || pf_def.is_some()) {
-                    let mut c = change("sriov", pf.to_string(), pf, Action::Remove);
+                    let mut c = change(ChangeKind::Sriov, pf.to_string(), pf, Action::Remove);
                     c.from = format!("{} VFs", p.num_vfs);
                     c.why = "the file set its VF count and no longer has it".into();
                     out.push((step(c, Want::Gone, p.num_vfs > 0), holder.clone()));
@@ -143,7 +143,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     ),
                     (false, _) => (Action::Define, "its VF count is right but not defined"),
                 };
-                let mut c = change("sriov", pf.to_string(), pf, action);
+                let mut c = change(ChangeKind::Sriov, pf.to_string(), pf, action);
                 c.from = format!("{} VFs", p.num_vfs);
                 c.to = format!("{} VFs {}", d.numvfs, d.start);
                 c.why = why.into();
@@ -184,7 +184,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     .flatten();
                 let def = live.and_then(|v| vf_defs.get(&v.address));
                 let id = live.map_or_else(|| format!("{pf} vf{index}"), |v| v.address.to_string());
-                let mut c = change("vgpu", id.clone(), pf, Action::Create);
+                let mut c = change(ChangeKind::Vgpu, id.clone(), pf, Action::Create);
                 c.to = format!("{t} {}", d.start);
                 let now = live.and_then(|v| Self::current_name(v, def, &vfs, &vf_defs));
                 let def_ok = def.is_some_and(|x| &x.type_name == t && x.start == d.start);
@@ -266,7 +266,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         if v.current == 0 && def.is_none() {
             return None;
         }
-        let mut c = change("vgpu", v.address.to_string(), &v.pf, Action::Remove);
+        let mut c = change(
+            ChangeKind::Vgpu,
+            v.address.to_string(),
+            &v.pf,
+            Action::Remove,
+        );
         c.from = Self::current_name(v, def, &[], &BTreeMap::new())
             .or_else(|| def.map(|d| format!("{} (defined)", d.type_name)))
             .unwrap_or_default();
@@ -338,7 +343,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         // 1. A count change clears every VF; a retype or removal its own.
         let recount = group
             .iter()
-            .find(|s| s.change.kind == "sriov" && s.running)
+            .find(|s| s.change.kind == ChangeKind::Sriov && s.running)
             .filter(|s| matches!(s.change.action, Action::Change | Action::Remove));
         if let Some(r) = recount {
             if let Some(e) = before
@@ -359,7 +364,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             if out.iter().any(|(o, _)| o.change.id == s.change.id) {
                 continue;
             }
-            if s.change.kind == "vgpu" && matches!(s.change.action, Action::Change | Action::Remove)
+            if s.change.kind == ChangeKind::Vgpu
+                && matches!(s.change.action, Action::Change | Action::Remove)
             {
                 if let Some(vf) = vf_addr(s) {
                     let r = self.clear_vf(&vf).and_then(|()| {
@@ -391,7 +397,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             }
             let r = match &s.want {
                 Want::Pf { numvfs, start } => self.set_pf(pf, &before, *numvfs, *start),
-                Want::Gone if s.change.kind == "sriov" => {
+                Want::Gone if s.change.kind == ChangeKind::Sriov => {
                     self.set_pf(pf, &before, 0, StartPolicy::Auto)
                 }
                 Want::Vf {

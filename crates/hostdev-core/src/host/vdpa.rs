@@ -11,7 +11,7 @@
 use super::{Holds, Kept, Step, Want};
 use crate::VdpaError;
 use crate::{CoreError, Devices};
-use hostdev_api::{Action, Change};
+use hostdev_api::{Action, Change, ChangeKind};
 use hostdev_model::host::{HostFile, Managed};
 use hostdev_model::vdpa::{VdpaDefinition, VdpaName};
 use hostdev_model::StartPolicy;
@@ -105,7 +105,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 .then(|| holds.get(d.name.as_str()))
                 .flatten();
             let change = Change {
-                kind: "vdpa".into(),
+                kind: ChangeKind::Vdpa,
                 id: d.name.to_string(),
                 parent: d.mgmtdev.to_string(),
                 action,
@@ -139,7 +139,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 continue;
             };
             let change = Change {
-                kind: "vdpa".into(),
+                kind: ChangeKind::Vdpa,
                 id: name.to_string(),
                 parent: mgmtdev.to_string(),
                 action: Action::Remove,
