@@ -308,7 +308,9 @@ pub struct ReconcileReport {
 }
 
 /// A domain is being prepared (libvirt's qemu hook `prepare begin`): every
-/// mdev UUID it names that belongs to a pool gets its device.
+/// mdev UUID it names that belongs to a pool gets its device, and what a
+/// migration reserved for it here (a device it names) becomes its
+/// allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainPrepareRequest {
@@ -318,6 +320,12 @@ pub struct DomainPrepareRequest {
     pub name: String,
     /// The mdev UUIDs its `<hostdev type='mdev'>` elements name.
     pub mdevs: Vec<Uuid>,
+    /// The PCI addresses its `<hostdev type='pci'>` elements name.
+    #[serde(default)]
+    pub pci: Vec<hostdev_model::vgpu::PciAddress>,
+    /// The paths its `<interface type='vdpa'>` elements name.
+    #[serde(default)]
+    pub vdpa: Vec<String>,
 }
 
 /// A domain was released (libvirt's qemu hook `release end`): what it held

@@ -200,6 +200,25 @@ pub(crate) fn driver_reason(
     }
 }
 
+/// The QEMU device properties an mdev that migrates must run with on both
+/// hosts (the `dirty-tracking` rule): no IOMMU tracks its dirty pages, and
+/// without forcing QEMU 10 fails at `ram_save_setup` (kernel tier).
+pub const MDEV_QEMU_PROPS: [(&str, &str); 2] = [
+    ("x-device-dirty-page-tracking", "off"),
+    ("enable-migration", "on"),
+];
+
+/// The QEMU device properties a source device's spec says it needs to
+/// migrate (an mdev with VFIO migration: [`MDEV_QEMU_PROPS`]; none
+/// otherwise), judged from the source alone so that a domain started
+/// without them is refused before anything is made for it.
+pub fn qemu_props_needed(spec: &MigrationSpec) -> Vec<(&'static str, &'static str)> {
+    match &spec.mdev {
+        Some(m) if m.migration.is_some_and(|m| m.stop_copy) => MDEV_QEMU_PROPS.to_vec(),
+        _ => Vec::new(),
+    }
+}
+
 /// The worst of the reasons' verdicts (compatible when there are none).
 pub(crate) fn worst(reasons: &[Reason]) -> Verdict {
     reasons
