@@ -349,9 +349,27 @@ pub fn hook<D: Serve>(ctx: &Ctx<D>, cmd: HookCmd, f: Format) -> Result<ExitCode>
                 emit_json(&json!({"domain": domain, "metadata": el, "written": written}))
             };
             let Some(el) = el.clone() else {
-                match f {
-                    Format::Json => json(false)?,
-                    _ => emit(&format!("domain {domain} holds no pool device here\n"))?,
+                // Held devices whose spec cannot be told say why.
+                let held = ctx.call(&DomainHeldQuery { domain })?;
+                let why: Vec<String> = held
+                    .devices
+                    .iter()
+                    .map(|h| {
+                        format!(
+                            "{} of pool {}: {}",
+                            h.id,
+                            h.pool,
+                            h.why.as_deref().unwrap_or("no spec")
+                        )
+                    })
+                    .collect();
+                match (f, why.is_empty()) {
+                    (Format::Json, _) => json(false)?,
+                    (_, true) => emit(&format!("domain {domain} holds no pool device here\n"))?,
+                    (_, false) => bail!(
+                        "no migration spec can be told for what domain {domain} holds: {}",
+                        why.join("; ")
+                    ),
                 }
                 return Ok(ExitCode::SUCCESS);
             };
