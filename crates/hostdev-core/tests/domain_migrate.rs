@@ -456,3 +456,47 @@ fn an_arrival_that_never_starts_is_removed_by_reconcile_or_the_next_attempt() {
         .expect("devs")
         .is_empty());
 }
+
+/// libvirt runs `migrate begin` before it checks that the domain is not
+/// active here: an arrival for a domain that runs here must not take away
+/// what it holds (the first version gave back all the domain held here, not
+/// only what an unfinished arrival had reserved).
+#[test]
+fn an_arrival_for_a_domain_running_here_leaves_its_devices_alone() {
+    let (t1, t2) = (
+        tempfile::tempdir().expect("t"),
+        tempfile::tempdir().expect("t"),
+    );
+    pools(t1.path(), "mtty-2");
+    pools(t2.path(), "mtty-2");
+    let src = host(t1.path(), "mtty-2", 2, "0000:41:00.0");
+    let dst = host(t2.path(), "mtty-2", 2, "0000:81:00.0");
+    let (dom, u) = source(&src);
+    let mut req = incoming(&src, dom);
+    req.devices.truncate(1); // the mdev
+    dst.domain_migrate(&req).expect("arrival");
+    dst.domain_prepare(&DomainPrepareRequest {
+        domain: dom,
+        name: "mig-vm".into(),
+        mdevs: vec![u],
+        pci: vec![],
+        vdpa: vec![],
+    })
+    .expect("started here");
+    let again = dst.domain_migrate(&req).expect("another arrival");
+    assert_ne!(
+        again.devices[0].id,
+        u.to_string(),
+        "the UUID is in use here"
+    );
+    assert_eq!(
+        running(&dst).len(),
+        2,
+        "the running domain's device is still there"
+    );
+    let rows = held_rows(&dst);
+    assert!(
+        rows.iter().any(|r| r.0 == u.to_string() && r.2.is_none()),
+        "still the domain's allocation: {rows:?}"
+    );
+}

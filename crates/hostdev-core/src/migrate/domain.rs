@@ -166,10 +166,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             }
             return Ok(out);
         }
-        // The domain is not running here (libvirt migrates only to a host
-        // where it is not active): what it still holds here is left from an
-        // earlier attempt that never finished.
-        self.give_back(&consumer, false)?;
+        // What an earlier attempt that never reached `prepare` reserved here
+        // for the domain is given back first. Allocations are not: libvirt
+        // runs this hook before it checks that the domain is not active
+        // here, and a domain that is keeps its devices.
+        self.give_back_reservations(&consumer)?;
         let mut out = DomainMigrated::default();
         let mut made: Vec<String> = Vec::new();
         let mut bound: Vec<String> = Vec::new();
@@ -200,8 +201,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
     }
 
-    /// Gives back what `consumer` holds here (reservations only, or all).
-    fn give_back(&self, consumer: &ConsumerId, only_reserved: bool) -> Result<(), CoreError> {
+    /// Gives back what is reserved here for `consumer` (not what it holds
+    /// without an end: a running domain's allocations).
+    fn give_back_reservations(&self, consumer: &ConsumerId) -> Result<(), CoreError> {
         if !PoolDb::path_under(&self.root).exists() {
             return Ok(());
         }
@@ -210,7 +212,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             .read(|tx| tx.held_by(None, consumer.as_str()))?
             .into_iter()
             .filter(|r| r.state == RecState::Allocated)
-            .filter(|r| !only_reserved || r.expires.is_some())
+            .filter(|r| r.expires.is_some())
             .collect();
         if !held.is_empty() {
             self.release_records(&db, held, false)?;
