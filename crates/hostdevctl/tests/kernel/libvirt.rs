@@ -160,3 +160,87 @@ fn libvirt_starts_what_probe_prints_and_the_display_notes_hold() {
         }
     }
 }
+
+/// Issue 29's two hosts: two libvirtd 11 instances with QEMU 10, each in its
+/// own namespaces with its own host UUID, state and sockets, both with the
+/// same mtty pool and hostdev's hook. A running domain holding a pool-bound
+/// mtty device goes A → B with plain `virsh migrate --live` and back; B's
+/// hook makes it fit B (the UUID is taken in the one kernel both hosts
+/// share, so B's device gets another and the XML is rewritten); the
+/// source's device goes back to its pool when the domain leaves. A pool
+/// that hands out another type refuses with hostdev's reason in virsh's
+/// error and the domain keeps running on A.
+#[test]
+#[ignore = "needs the real-kernel lab, its QEMU 10 and libvirt 11; run by `cargo xtask kernel-test`"]
+fn libvirt_migrates_a_pool_device_between_two_hosts() {
+    let _k = kernel("libvirt migrate");
+    assert!(
+        std::env::var_os("LAB_LIBVIRT11").is_some() && std::env::var_os("LAB_QEMU10_ROOT").is_some(),
+        "libvirt migrate: LAB_LIBVIRT11 / LAB_QEMU10_ROOT are not set: run it in the lab (`cargo xtask kernel-test`)"
+    );
+    remove_all();
+    let o = Command::new("sh")
+        .arg(script("migrate.sh"))
+        .arg(env!("CARGO_BIN_EXE_hostdevctl"))
+        .output()
+        .expect("run migrate.sh");
+    let t = String::from_utf8_lossy(&o.stdout).into_owned();
+    const U1: &str = "b0020000-0000-4000-8000-000000000001";
+    let steps = [
+        "hosts: A B Running hypervisor: QEMU 10.",
+        "$ [A] virsh start mig-vm\nDomain 'mig-vm' started",
+        "state on A: running",
+        // hostdev's metadata, written by the hook's annotation.
+        "metadata on A: pool=\"tty\" kind=\"mdev\" id=\"b0020000-0000-4000-8000-000000000001\"",
+        "$ [A] virsh migrate --live mig-vm (to B)\nrc=0",
+        "state on A: shut off",
+        "state on B: running",
+        "uuid on B: ",
+        "$ [A] hostdevctl pool show tty",
+        "0 of 2 allocated",
+        "$ [B] hostdevctl pool show tty",
+        "1 of 2 allocated",
+        "metadata on B: pool=\"tty\" kind=\"mdev\"",
+        "$ [B] virsh migrate --live mig-vm (to A)\nrc=0",
+        "state on A: running",
+        "state on B: error",
+        "$ [A] hostdevctl pool show tty",
+        "1 of 2 allocated",
+        "$ [B] hostdevctl pool show tty",
+        "0 of 2 allocated",
+        // Refused by B's hook before QEMU starts there.
+        "$ [A] virsh migrate --live mig-vm (to B)",
+        "Hook script execution failed",
+        "pool tty here hands out mtty-1, the source's device is mtty-2",
+        "rc=1",
+        "state on A: running",
+        "state on B: error",
+        "$ [B] hostdevctl pool show tty",
+        "0 of 2 allocated",
+        "$ [A] virsh destroy mig-vm",
+        "kernel: \n",
+    ];
+    let mut at = 0;
+    for s in steps {
+        match t[at..].find(s) {
+            Some(i) => at += i + s.len(),
+            None => panic!(
+                "missing, after byte {at}: {s:?}\n--- transcript:\n{t}\n--- stderr:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        }
+    }
+    // B's device had another UUID than A's (one kernel under both hosts).
+    let on_b = t
+        .split("uuid on B: ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .unwrap_or("");
+    assert!(on_b.len() == 36 && on_b != U1, "uuid on B: {on_b:?}\n{t}");
+    assert!(
+        !Path::new("/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/devices")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "an mtty-2 device was left behind:\n{t}"
+    );
+}

@@ -1,0 +1,80 @@
+# Sourced by the two-host migration scenarios (migrate.sh): two libvirt
+# "hosts" on the lab's one kernel. Each is a libvirtd 11 in its own mount,
+# UTS and network namespaces (its own hostname, host UUID, /etc/libvirt,
+# /var/lib/libvirt, /run, /etc/hostdev, /var/lib/hostdev, /etc/mdevctl.d),
+# with libvirt 11 and QEMU 10 from the lab cache laid over /usr. Both see
+# /tmp/mig, where their sockets live: `vh A …` runs virsh 11 against host A,
+# `on A CMD…` runs a command inside host A's namespaces (hostdevctl there
+# sees A's files). QEMU's migration stream goes over a unix socket in
+# /tmp/mig, as libvirt documents for hosts that share no network.
+# Each host has hostdev's libvirt hook (hostdevctl $H) installed.
+#   host_up NAME HOST-UUID; host_down NAME
+MIG=/tmp/mig
+L11=${LAB_LIBVIRT11:?the lab exports LAB_LIBVIRT11 (libvirt 11 from bookworm-backports)}
+Q10=${LAB_QEMU10_ROOT:?the lab exports LAB_QEMU10_ROOT (QEMU 10 from bookworm-backports)}
+mkdir -p $MIG
+grep -q '^libvirt-qemu:' /etc/passwd || {
+  echo 'libvirt-qemu:x:64055:64055:Libvirt Qemu:/var/lib/libvirt:/usr/sbin/nologin' >> /etc/passwd
+  echo 'libvirt-qemu:x:64055:' >> /etc/group; echo 'kvm:x:64056:' >> /etc/group; }
+# The mount points each host's own directories are bound over.
+mkdir -p /etc/libvirt /var/lib/libvirt /var/cache/libvirt /var/log/libvirt /etc/hostdev \
+  /var/lib/hostdev /etc/mdevctl.d
+
+# The mounts that make a namespace host NAME; then CMD.
+host_enter() {
+  n=$1; shift
+  d=$MIG/$n
+  cat <<SH
+set -e
+mount --make-rprivate /
+mount -t overlay overlay -o lowerdir=$L11/usr:$Q10/usr:/usr /usr
+mount --bind $L11/usr/lib/x86_64-linux-gnu/libvirt /usr/lib/x86_64-linux-gnu/libvirt
+for p in etc/libvirt var/lib/libvirt var/cache/libvirt var/log/libvirt run etc/hostdev var/lib/hostdev etc/mdevctl.d; do
+  mount --bind $d/\$(echo \$p | tr / -) /\$p
+done
+mkdir -p /run/lock /run/libvirt /run/udev /var/lib/libvirt/qemu /var/log/libvirt/qemu
+hostname $n
+ip link set lo up 2>/dev/null || true
+set +e
+SH
+}
+
+host_up() {
+  n=$1; d=$MIG/$n
+  rm -rf $d; mkdir -p $d
+  for p in etc-libvirt var-lib-libvirt var-cache-libvirt var-log-libvirt run etc-hostdev var-lib-hostdev etc-mdevctl.d; do mkdir -p $d/$p; done
+  cat > $d/etc-libvirt/qemu.conf <<'CONF'
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+namespaces = [ ]
+stdio_handler = "file"
+CONF
+  printf 'host_uuid = "%s"\nlisten_tls = 0\nlisten_tcp = 0\n' "$2" > $d/etc-libvirt/libvirtd.conf
+  mkdir -p $d/etc-libvirt/hooks/qemu.d
+  # The hook in place before libvirtd starts (it looks for hooks at start).
+  { host_enter $n; echo "\"$H\" libvirt-hook install >/dev/null"; echo "exec /usr/sbin/libvirtd"; } > $d/libvirtd.sh
+  unshare -m -u -n sh $d/libvirtd.sh > $d/libvirtd.log 2>&1 &
+  echo $! > $d/pid
+  i=0; until vh $n version >/dev/null 2>&1 || [ $i -ge 300 ]; do
+    kill -0 "$(cat $d/pid)" 2>/dev/null || { echo "libvirtd of $n died:"; cat $d/libvirtd.log; break; }
+    sleep 0.2; i=$((i+1)); done
+}
+
+# Runs CMD inside host NAME's namespaces (a fresh process that joins them).
+on() {
+  n=$1; shift
+  nsenter -t "$(cat $MIG/$n/pid)" -m -u -n "$@"
+}
+
+vh() { n=$1; shift
+  timeout 300 env LD_LIBRARY_PATH=$L11/usr/lib/x86_64-linux-gnu $L11/usr/bin/virsh \
+    -c "qemu+unix:///system?socket=$MIG/$n/run/libvirt/libvirt-sock" "$@"; }
+
+host_down() {
+  n=$1; kill "$(cat $MIG/$n/pid)" 2>/dev/null
+  i=0; while kill -0 "$(cat $MIG/$n/pid)" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+}
