@@ -298,9 +298,18 @@ fn a_restore_asked_for_is_reported_as_an_event() {
     assert_eq!(s, 200, "{b}");
     let report: serde_json::Value = serde_json::from_str(&b).expect("json");
     assert!(!report["rows"].as_array().expect("rows").is_empty(), "{b}");
-    let mut st = UnixStream::connect(&d.socket).expect("connect");
-    st.set_read_timeout(Some(Duration::from_millis(500)))
-        .expect("timeout");
+    let text = events_since_start(&d.socket, Duration::from_millis(500));
+    assert!(
+        text.contains("\"type\":\"restored\"") && text.contains("\"trigger\":\"request\""),
+        "{text}"
+    );
+}
+
+/// What the event stream at `socket` sends from its first event until it
+/// has been quiet for `quiet` (the stream stays open; the read ends there).
+fn events_since_start(socket: &Path, quiet: Duration) -> String {
+    let mut st = UnixStream::connect(socket).expect("connect");
+    st.set_read_timeout(Some(quiet)).expect("timeout");
     st.write_all(b"GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("send");
     let mut buf = Vec::new();
@@ -311,11 +320,7 @@ fn a_restore_asked_for_is_reported_as_an_event() {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let text = String::from_utf8_lossy(&buf);
-    assert!(
-        text.contains("\"type\":\"restored\"") && text.contains("\"trigger\":\"request\""),
-        "{text}"
-    );
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// The drift events of a daemon serving `root` from its start: what its
@@ -345,20 +350,7 @@ fn drift_at_start(root: &Path, min: usize) -> Vec<(String, String)> {
     }
     let mut found = Vec::new();
     while t0.elapsed() < Duration::from_secs(3) && found.len() < min {
-        let mut st = UnixStream::connect(&socket).expect("connect");
-        st.set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
-        st.write_all(b"GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("send");
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 65536];
-        while let Ok(n) = st.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        found = String::from_utf8_lossy(&buf)
+        found = events_since_start(&socket, Duration::from_millis(200))
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
             .filter(|e| e["type"] == "drift")
