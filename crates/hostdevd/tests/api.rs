@@ -17,6 +17,27 @@ struct Daemon {
     _root: tempfile::TempDir,
 }
 
+/// hostdevd with `cfg` on `socket` over the tree at `root` (and `envs`),
+/// once it answers on its socket (at most 10 s).
+fn serving(cfg: &Path, socket: &Path, root: &Path, envs: &[(&str, &str)]) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_hostdevd"))
+        .arg("--config")
+        .arg(cfg)
+        .arg("--socket")
+        .arg(socket)
+        .env("HOSTDEV_ROOT", root)
+        .envs(envs.iter().copied())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let t0 = Instant::now();
+    while UnixStream::connect(socket).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "not serving");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
 impl Daemon {
     fn start(extra: &str) -> Daemon {
         let root = tempfile::tempdir().expect("tempdir");
@@ -28,21 +49,12 @@ impl Daemon {
         )
         .expect("config");
         let socket = root.path().join("run/hostdevd.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_hostdevd"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--socket")
-            .arg(&socket)
-            .env("HOSTDEV_ROOT", root.path())
-            .env("HOSTDEV_READY_TIMEOUT_MS", "200")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let t0 = Instant::now();
-        while UnixStream::connect(&socket).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "not serving");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let child = serving(
+            &cfg,
+            &socket,
+            root.path(),
+            &[("HOSTDEV_READY_TIMEOUT_MS", "200")],
+        );
         Daemon {
             child,
             socket,
@@ -334,20 +346,8 @@ fn drift_at_start(root: &Path, min: usize) -> Vec<(String, String)> {
     .expect("config");
     let socket = root.join("run/hostdevd.sock");
     let _ = std::fs::remove_file(&socket);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hostdevd"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--socket")
-        .arg(&socket)
-        .env("HOSTDEV_ROOT", root)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = serving(&cfg, &socket, root, &[]);
     let t0 = Instant::now();
-    while UnixStream::connect(&socket).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "not serving");
-        std::thread::sleep(Duration::from_millis(10));
-    }
     let mut found = Vec::new();
     while t0.elapsed() < Duration::from_secs(3) && found.len() < min {
         found = events_since_start(&socket, Duration::from_millis(200))
