@@ -29,6 +29,7 @@ set -e
 mount --make-rprivate /
 mount -t overlay overlay -o lowerdir=$L11/usr:$Q10/usr:/usr /usr
 mount --bind $L11/usr/lib/x86_64-linux-gnu/libvirt /usr/lib/x86_64-linux-gnu/libvirt
+mount --bind $Q10/usr/lib/x86_64-linux-gnu/qemu /usr/lib/x86_64-linux-gnu/qemu
 for p in etc/libvirt var/lib/libvirt var/cache/libvirt var/log/libvirt run etc/hostdev var/lib/hostdev etc/mdevctl.d; do
   mount --bind $d/\$(echo \$p | tr / -) /\$p
 done
@@ -59,9 +60,14 @@ CONF
   { host_enter $n; echo "\"$H\" libvirt-hook install >/dev/null"; echo "exec /usr/sbin/libvirtd"; } > $d/libvirtd.sh
   unshare -m -u -n sh $d/libvirtd.sh > $d/libvirtd.log 2>&1 &
   echo $! > $d/pid
-  i=0; until vh $n version >/dev/null 2>&1 || [ $i -ge 300 ]; do
-    kill -0 "$(cat $d/pid)" 2>/dev/null || { echo "libvirtd of $n died:"; cat $d/libvirtd.log; break; }
-    sleep 0.2; i=$((i+1)); done
+  # Serving once virsh gets its version (QEMU's capabilities probed);
+  # a daemon that exited (a zombie until reaped) or never serves is told.
+  pid=$(cat $d/pid); end=$(($(date +%s) + 180))
+  until vh $n version >/dev/null 2>&1; do
+    if grep -q '^State:.*Z' /proc/$pid/status 2>/dev/null || [ ! -e /proc/$pid ] ||
+       [ "$(date +%s)" -ge $end ]; then
+      echo "libvirtd of $n is not serving; its log:"; tail -n 20 $d/libvirtd.log; return 1; fi
+    sleep 0.5; done
 }
 
 # Runs CMD inside host NAME's namespaces (a fresh process that joins them).
