@@ -21,7 +21,7 @@ use hostdev_store::{PoolDb, RecState};
 use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
 use hostdev_sysfs::{FakeKernel, FakeType, MdevSysfs};
 use hostdev_vdpa::{FakeVdpa, VdpaClient};
-use hostdev_vfio::FakeVfio;
+use hostdev_vfio::{FakeRefusal, FakeVfio};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -59,6 +59,11 @@ fn migrates() -> Probe {
 /// A host: mtty parent `mtty` (type `mtty-2`, `mdevs` instances), one L40S
 /// PF at `pf` with 4 VFs, and vdpasim_net.
 fn host(root: &Path, mdev_type: &str, mdevs: u32, pf: &str) -> Fakes {
+    host_probed(root, mdev_type, mdevs, pf).0
+}
+
+/// [`host`], with the VFIO fake its probes go to.
+fn host_probed(root: &Path, mdev_type: &str, mdevs: u32, pf: &str) -> (Fakes, Arc<FakeVfio>) {
     let k = FakeKernel::new();
     k.add_parent("mtty", vec![FakeType::new(mdev_type, mdevs)]);
     let mut h = Host::new(k, root, Callouts::none());
@@ -72,9 +77,9 @@ fn host(root: &Path, mdev_type: &str, mdevs: u32, pf: &str) -> Fakes {
     vd.add_mgmtdev("vdpasim_net", 1, &["mac", "mtu"]);
     let vfio = Arc::new(FakeVfio::new());
     vfio.set_fallback(migrates());
-    let mut d = Devices::new(h, v, Vdpas::new(vd, root), vfio, root);
+    let mut d = Devices::new(h, v, Vdpas::new(vd, root), vfio.clone(), root);
     d.clock = clock;
-    d
+    (d, vfio)
 }
 
 fn pools(root: &Path, mdev_type: &str) {
@@ -302,6 +307,37 @@ fn a_domain_arrives_with_the_same_mdev_uuid_another_vf_and_the_sources_vdpa_conf
     let back = src.domain_migrate(&incoming(&dst, dom)).expect("back");
     assert_eq!(back.devices[0].to, u.to_string());
     assert_eq!(back.devices[1].to, "0000:41:00.4");
+}
+
+/// hostdev's metadata is written once QEMU has started (the hook's
+/// `started`), when QEMU holds the mdev and a probe of it is refused as
+/// busy: the spec comes from the answer kept when the domain's `prepare`
+/// made the device, before QEMU opened it. Without it a domain started on
+/// its first host had no metadata, and so nothing to migrate with.
+#[test]
+fn a_running_domains_mdev_has_a_spec_while_qemu_holds_it() {
+    let t = tempfile::tempdir().expect("t");
+    pools(t.path(), "mtty-2");
+    let (src, vfio) = host_probed(t.path(), "mtty-2", 2, "0000:41:00.0");
+    let (dom, u) = source(&src);
+    vfio.set(&u.to_string(), Err(FakeRefusal::Busy));
+    let held = src
+        .domain_held(&DomainHeldQuery { domain: dom })
+        .expect("held");
+    let m = held
+        .devices
+        .iter()
+        .find(|h| h.kind == Kind::Mdev)
+        .expect("the mdev is held");
+    let spec = m
+        .spec
+        .as_ref()
+        .unwrap_or_else(|| panic!("no spec while QEMU holds it: {:?}", m.why));
+    assert_eq!(spec.source, u.to_string());
+    assert!(
+        spec.mdev.as_ref().is_some_and(|s| s.migration.is_some()),
+        "the probe's migration facts: {spec:?}"
+    );
 }
 
 #[test]

@@ -3,10 +3,11 @@
 //! they are given back.
 //!
 //! Owns: which of a domain's UUIDs belong to pools, binding on use, making
-//! what a migration reserved for the domain its allocation, and leaving
-//! nothing behind when one of several allocations fails. Must not:
-//! parse domain XML (the CLI's hook front-end does) or call libvirt (a hook
-//! that calls back into libvirtd deadlocks it).
+//! what a migration reserved for the domain its allocation, probing each
+//! mdev it gets before QEMU holds it (the answer kept for the domain's
+//! metadata), and leaving nothing behind when one of several allocations
+//! fails. Must not: parse domain XML (the CLI's hook front-end does) or
+//! call libvirt (a hook that calls back into libvirtd deadlocks it).
 
 use crate::PoolError;
 use crate::{CoreError, Devices};
@@ -15,6 +16,7 @@ use hostdev_api::{
 };
 use hostdev_model::pool::PoolName;
 use hostdev_model::vdpa::VdpaName;
+use hostdev_model::Uuid;
 use hostdev_store::{PoolDefs, RecState};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
@@ -102,7 +104,10 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             Ok(())
         })();
         match result {
-            Ok(()) => Ok(made),
+            Ok(()) => {
+                self.keep_probes(&made);
+                Ok(made)
+            }
             Err(e) => {
                 let fresh: Vec<_> = made
                     .iter()
@@ -121,6 +126,23 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     let _ = db.write(|tx| tx.unbind(&u));
                 }
                 Err(e)
+            }
+        }
+    }
+
+    /// Probes each mdev the domain got while nothing holds it yet, so that
+    /// the answer is cached for when QEMU does: hostdev's metadata for the
+    /// running domain (`domain_held`, each device's migration spec) is told
+    /// after QEMU opened the device, when a probe is refused as busy. Best
+    /// effort: a device that cannot be probed starts all the same, and
+    /// `libvirt-hook annotate` says why it has no spec.
+    fn keep_probes(&self, made: &[Allocation]) {
+        for a in made {
+            let Ok(u) = a.id.parse::<Uuid>() else {
+                continue;
+            };
+            if let Ok(Some((parent, t))) = self.mdev.running_parent(&u) {
+                let _ = self.probe_running(&u, &parent, &t);
             }
         }
     }
