@@ -69,12 +69,14 @@ state A
 kernel
 meta A
 
-mig() { # FROM TO
+mig() { # FROM TO (virsh's blank line after a silent success dropped)
   rm -f $MIG/qemu.sock
   echo "\$ [$1] virsh migrate --live mig-vm (to $2)"
-  vh $1 migrate --live mig-vm "qemu+unix:///system?socket=$MIG/$2/run/libvirt/libvirt-sock" \
-    --migrateuri "unix://$MIG/qemu.sock" 2>&1
-  echo "rc=$?"
+  out=$(vh $1 migrate --live mig-vm "qemu+unix:///system?socket=$MIG/$2/run/libvirt/libvirt-sock" \
+    --migrateuri "unix://$MIG/qemu.sock" 2>&1)
+  rc=$?
+  [ -n "$out" ] && echo "$out"
+  echo "rc=$rc"
 }
 mig A B
 state A
@@ -107,7 +109,7 @@ v A undefine mig-vm
 host_down A
 host_down B
 for n in A B; do
-  echo "--- $n libvirtd log (tail)"; tail -n 8 $MIG/$n/libvirtd.log
+  echo "--- $n libvirtd log (tail)"; grep -v 'getaddrinfo failed' $MIG/$n/libvirtd.log | tail -n 12
   for f in $MIG/$n/var-log-libvirt/qemu/*.log; do [ -s "$f" ] && { echo "--- $f (tail)"; tail -n 6 "$f"; }; done
 done
 }

@@ -2,7 +2,9 @@
 # "hosts" on the lab's one kernel. Each is a libvirtd 11 in its own mount,
 # UTS and network namespaces (its own hostname, host UUID, /etc/libvirt,
 # /var/lib/libvirt, /run, /etc/hostdev, /var/lib/hostdev, /etc/mdevctl.d),
-# with libvirt 11 and QEMU 10 from the lab cache laid over /usr. Both see
+# with libvirt 11 and QEMU 10 from the lab cache laid over /usr (their own
+# driver and module directories bound over 9.0's and 7.2's; QEMU 10 crashes
+# loading 7.2's modules). Both share libvirt's capabilities cache and see
 # /tmp/mig, where their sockets live: `vh A …` runs virsh 11 against host A,
 # `on A CMD…` runs a command inside host A's namespaces (hostdevctl there
 # sees A's files). QEMU's migration stream goes over a unix socket in
@@ -30,9 +32,12 @@ mount --make-rprivate /
 mount -t overlay overlay -o lowerdir=$L11/usr:$Q10/usr:/usr /usr
 mount --bind $L11/usr/lib/x86_64-linux-gnu/libvirt /usr/lib/x86_64-linux-gnu/libvirt
 mount --bind $Q10/usr/lib/x86_64-linux-gnu/qemu /usr/lib/x86_64-linux-gnu/qemu
-for p in etc/libvirt var/lib/libvirt var/cache/libvirt var/log/libvirt run etc/hostdev var/lib/hostdev etc/mdevctl.d; do
+for p in etc/libvirt var/lib/libvirt var/log/libvirt run etc/hostdev var/lib/hostdev etc/mdevctl.d; do
   mount --bind $d/\$(echo \$p | tr / -) /\$p
 done
+# One capabilities cache for both: the second host reads what the first
+# probed of QEMU 10 instead of probing it again (tens of seconds under TCG).
+mount --bind $MIG/var-cache-libvirt /var/cache/libvirt
 mkdir -p /run/lock /run/libvirt /run/udev /var/lib/libvirt/qemu /var/log/libvirt/qemu
 hostname $n
 ip link set lo up 2>/dev/null || true
@@ -43,7 +48,8 @@ SH
 host_up() {
   n=$1; d=$MIG/$n
   rm -rf $d; mkdir -p $d
-  for p in etc-libvirt var-lib-libvirt var-cache-libvirt var-log-libvirt run etc-hostdev var-lib-hostdev etc-mdevctl.d; do mkdir -p $d/$p; done
+  for p in etc-libvirt var-lib-libvirt var-log-libvirt run etc-hostdev var-lib-hostdev etc-mdevctl.d; do mkdir -p $d/$p; done
+  mkdir -p $MIG/var-cache-libvirt
   cat > $d/etc-libvirt/qemu.conf <<'CONF'
 user = "root"
 group = "root"
@@ -62,7 +68,8 @@ CONF
   echo $! > $d/pid
   # Serving once virsh gets its version (QEMU's capabilities probed);
   # a daemon that exited (a zombie until reaped) or never serves is told.
-  pid=$(cat $d/pid); end=$(($(date +%s) + 180))
+  # The first host probes QEMU 10's capabilities before it serves.
+  pid=$(cat $d/pid); end=$(($(date +%s) + 300))
   until vh $n version >/dev/null 2>&1; do
     if grep -q '^State:.*Z' /proc/$pid/status 2>/dev/null || [ ! -e /proc/$pid ] ||
        [ "$(date +%s)" -ge $end ]; then
