@@ -87,7 +87,11 @@ vh() { n=$1; shift
   timeout 300 env LD_LIBRARY_PATH=$L11/usr/lib/x86_64-linux-gnu $L11/usr/bin/virsh \
     -c "qemu+unix:///system?socket=$MIG/$n/run/libvirt/libvirt-sock" "$@"; }
 
+# Stops host NAME: its running domains first (a QEMU left behind would
+# hold its mdev for the tests after this one), then its libvirtd.
 host_down() {
-  n=$1; kill "$(cat $MIG/$n/pid)" 2>/dev/null
+  n=$1
+  for dom in $(vh $n list --name 2>/dev/null); do vh $n destroy "$dom" >/dev/null 2>&1; done
+  kill "$(cat $MIG/$n/pid)" 2>/dev/null
   i=0; while kill -0 "$(cat $MIG/$n/pid)" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 }
