@@ -77,10 +77,13 @@ CONF
     sleep 0.5; done
 }
 
-# Runs CMD inside host NAME's namespaces (a fresh process that joins them).
+# Runs CMD inside host NAME's namespaces (a fresh process that joins them),
+# with libvirtd's root and working directory: joining a mount namespace
+# resets the root to the namespace's own, which in the lab guest is the
+# initramfs under the chroot the tests run in.
 on() {
   n=$1; shift
-  nsenter -t "$(cat $MIG/$n/pid)" -m -u -n "$@"
+  nsenter -t "$(cat $MIG/$n/pid)" -m -u -n -r -w "$@"
 }
 
 vh() { n=$1; shift
