@@ -167,9 +167,9 @@ fn libvirt_starts_what_probe_prints_and_the_display_notes_hold() {
 /// mtty device goes A → B with plain `virsh migrate --live` and back; B's
 /// hook makes it fit B (the UUID is taken in the one kernel both hosts
 /// share, so B's device gets another and the XML is rewritten); the
-/// source's device goes back to its pool when the domain leaves. A pool
-/// that hands out another type refuses with hostdev's reason in virsh's
-/// error and the domain keeps running on A.
+/// source's device leaves the kernel and its pool when the domain leaves. A
+/// pool that hands out another type refuses with hostdev's reason in
+/// virsh's error, the domain keeps running on A and nothing is made on B.
 #[test]
 #[ignore = "needs the real-kernel lab, its QEMU 10 and libvirt 11; run by `cargo xtask kernel-test`"]
 fn libvirt_migrates_a_pool_device_between_two_hosts() {
@@ -186,43 +186,63 @@ fn libvirt_migrates_a_pool_device_between_two_hosts() {
         .expect("run migrate.sh");
     let t = String::from_utf8_lossy(&o.stdout).into_owned();
     const U1: &str = "b0020000-0000-4000-8000-000000000001";
-    let steps = [
-        "hosts: A B Running hypervisor: QEMU 10.",
-        "$ [A] virsh start mig-vm\nDomain 'mig-vm' started",
-        "state on A: running",
+    // The UUIDs each arrival got (the first is taken in the one kernel both
+    // hosts share while the domain runs on A, so B's device has another).
+    let uuid_on = |host: &str| {
+        t.split(&format!("uuid on {host}: "))
+            .nth(1)
+            .and_then(|r| r.lines().next())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (on_b, on_a) = (uuid_on("B"), uuid_on("A"));
+    assert!(on_b.len() == 36 && on_b != U1, "uuid on B: {on_b:?}\n{t}");
+    assert!(on_a.len() == 36 && on_a != on_b, "uuid on A: {on_a:?}\n{t}");
+    let show = |host: &str, held: u32| {
+        format!(
+            "$ [{host}] hostdevctl pool show tty\npool tty: mdev mtty-2 (on-demand, spread); \
+             {held} of 2 allocated"
+        )
+    };
+    let steps: Vec<String> = vec![
+        "hosts: A B Running hypervisor: QEMU 10.".into(),
+        "$ [A] hostdevctl pool bind tty --uuid b0020000-0000-4000-8000-000000000001\nrc=0".into(),
+        "$ [A] virsh start mig-vm\nDomain 'mig-vm' started".into(),
+        "state on A: running".into(),
+        format!("kernel: {U1} mtty-2; \n"),
         // hostdev's metadata, written by the hook's annotation.
-        "metadata on A: pool=\"tty\" kind=\"mdev\" id=\"b0020000-0000-4000-8000-000000000001\"",
-        "$ [A] virsh migrate --live mig-vm (to B)\nrc=0",
-        "state on A: shut off",
-        "state on B: running",
-        "uuid on B: ",
-        "$ [A] hostdevctl pool show tty",
-        "0 of 2 allocated",
-        "$ [B] hostdevctl pool show tty",
-        "1 of 2 allocated",
-        "metadata on B: pool=\"tty\" kind=\"mdev\"",
-        "$ [B] virsh migrate --live mig-vm (to A)\nrc=0",
-        "state on A: running",
-        "state on B: error",
-        "$ [A] hostdevctl pool show tty",
-        "1 of 2 allocated",
-        "$ [B] hostdevctl pool show tty",
-        "0 of 2 allocated",
-        // Refused by B's hook before QEMU starts there.
-        "$ [A] virsh migrate --live mig-vm (to B)",
-        "Hook script execution failed",
-        "pool tty here hands out mtty-1, the source's device is mtty-2",
-        "rc=1",
-        "state on A: running",
-        "state on B: error",
-        "$ [B] hostdevctl pool show tty",
-        "0 of 2 allocated",
-        "$ [A] virsh destroy mig-vm",
-        "kernel: \n",
+        format!("metadata on A: pool=\"tty\" kind=\"mdev\" id=\"{U1}\""),
+        "$ [A] virsh migrate --live mig-vm (to B)\nrc=0".into(),
+        "state on A: shut off".into(),
+        "state on B: running".into(),
+        // The source's device left the kernel and its pool.
+        format!("kernel: {on_b} mtty-2; \n"),
+        show("A", 0),
+        show("B", 1),
+        format!("metadata on B: pool=\"tty\" kind=\"mdev\" id=\"{on_b}\""),
+        "$ [B] virsh migrate --live mig-vm (to A)\nrc=0".into(),
+        "state on A: running".into(),
+        "state on B: error".into(),
+        format!("kernel: {on_a} mtty-2; \n"),
+        show("A", 1),
+        show("B", 0),
+        // Refused by B's hook before QEMU starts there, with hostdev's
+        // sentence in virsh's error; nothing made on B, A keeps running.
+        "$ [A] virsh migrate --live mig-vm (to B)\nerror: Hook script execution failed".into(),
+        "pool tty here hands out mtty-1, the source's device is mtty-2".into(),
+        "rc=1".into(),
+        "state on A: running".into(),
+        "state on B: error".into(),
+        format!("kernel: {on_a} mtty-2; \n"),
+        "$ [B] hostdevctl pool show tty\npool tty: mdev mtty-1 (on-demand, spread); 0 of 2 allocated"
+            .into(),
+        "$ [A] virsh destroy mig-vm\nDomain 'mig-vm' destroyed".into(),
+        "kernel: \n".into(),
+        show("A", 0),
     ];
     let mut at = 0;
-    for s in steps {
-        match t[at..].find(s) {
+    for s in &steps {
+        match t[at..].find(s.as_str()) {
             Some(i) => at += i + s.len(),
             None => panic!(
                 "missing, after byte {at}: {s:?}\n--- transcript:\n{t}\n--- stderr:\n{}",
@@ -230,13 +250,6 @@ fn libvirt_migrates_a_pool_device_between_two_hosts() {
             ),
         }
     }
-    // B's device had another UUID than A's (one kernel under both hosts).
-    let on_b = t
-        .split("uuid on B: ")
-        .nth(1)
-        .and_then(|r| r.lines().next())
-        .unwrap_or("");
-    assert!(on_b.len() == 36 && on_b != U1, "uuid on B: {on_b:?}\n{t}");
     assert!(
         !Path::new("/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/devices")
             .read_dir()

@@ -21,7 +21,9 @@ main() {
 
 h() { n=$1; shift; echo "\$ [$n] hostdevctl $*"; on $n "$H" "$@" 2>&1; echo "rc=$?"; }
 v() { n=$1; shift; echo "\$ [$n] virsh $*"; vh $n "$@" 2>&1; echo "rc=$?"; }
-kernel() { echo "kernel: $(ls /sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/devices | sort | tr '\n' ' ')"; }
+# Every mdev in the one kernel under both hosts, with its type.
+kernel() { echo "kernel: $(cd /sys/bus/mdev/devices && for u in *; do
+  [ -e "$u" ] && printf '%s %s; ' "$u" "$(basename "$(readlink "$u/mdev_type")")"; done)"; }
 pool() { mkdir -p $MIG/$1/etc-hostdev/pools.d
   printf 'kind = "mdev"\ntype = "%s"\nmode = "on-demand"\nlimit = 2\n' "$2" > $MIG/$1/etc-hostdev/pools.d/tty.toml; }
 # hostdev's metadata in the domain's live XML on host N (the annotation the
