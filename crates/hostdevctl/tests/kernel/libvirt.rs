@@ -236,6 +236,32 @@ fn libvirt_migrates_a_pool_device_between_two_hosts() {
         format!("kernel: {on_a} mtty-2; \n"),
         "$ [B] hostdevctl pool show tty\npool tty: mdev mtty-1 (on-demand, spread); 0 of 2 allocated"
             .into(),
+        // B's pool of the right type is full (another domain holds its one
+        // device): refused the same way.
+        "$ [B] hostdevctl pool show tty\npool tty: mdev mtty-2 (on-demand, spread); 1 of 1 allocated"
+            .into(),
+        "$ [A] virsh migrate --live mig-vm (to B)\nerror: Hook script execution failed".into(),
+        "pool tty is exhausted: 1 of 1 allocated".into(),
+        "rc=1".into(),
+        "state on A: running".into(),
+        "state on B: error".into(),
+        "$ [B] hostdevctl pool show tty\npool tty: mdev mtty-2 (on-demand, spread); 1 of 1 allocated"
+            .into(),
+        "$ [B] hostdevctl pool release --consumer other-vm".into(),
+        "rc=0".into(),
+        // The source's spec tells another mtty version; B's policy asks for
+        // the same version: refused.
+        "$ [A] virsh metadata mig-vm".into(),
+        "rc=0".into(),
+        "source spec driver: ".into(),
+        "$ [A] virsh migrate --live mig-vm (to B)\nerror: Hook script execution failed".into(),
+        "the driver differs under the 'version' policy".into(),
+        "rc=1".into(),
+        "state on A: running".into(),
+        "state on B: error".into(),
+        format!("kernel: {on_a} mtty-2; \n"),
+        "$ [B] hostdevctl pool show tty\npool tty: mdev mtty-2 (on-demand, spread); 0 of 2 allocated"
+            .into(),
         "$ [A] virsh destroy mig-vm\nDomain 'mig-vm' destroyed".into(),
         "kernel: \n".into(),
         show("A", 0),
@@ -250,6 +276,29 @@ fn libvirt_migrates_a_pool_device_between_two_hosts() {
             ),
         }
     }
+    // The edit of the source's spec took (the refusal is the driver rule's,
+    // not a spec that no longer reads).
+    let told = t
+        .split("source spec driver: ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .unwrap_or("");
+    assert!(
+        told.contains("0.0-older"),
+        "source spec driver: {told:?}\n{t}"
+    );
+    // While B was full, the kernel held A's device and the other domain's on
+    // B, nothing more (the refused arrival made none).
+    let full = t
+        .split("pool tty is exhausted")
+        .nth(1)
+        .and_then(|r| r.split("kernel: ").nth(1))
+        .and_then(|r| r.lines().next())
+        .unwrap_or("");
+    assert!(
+        full.contains(&format!("{on_a} mtty-2;")) && full.matches("mtty-2;").count() == 2,
+        "kernel while B was full: {full:?}\n{t}"
+    );
     assert!(
         !Path::new("/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/devices")
             .read_dir()

@@ -6,7 +6,9 @@
 # UUID, state and sockets, hostdev's hook installed) have the same
 # on-demand mtty pool; the domain names a UUID bound to A's pool and runs
 # (firmware only, TCG) with the QEMU properties mtty needs to migrate. It
-# goes A → B and back; then B's pool hands out another type and refuses.
+# goes A → B and back; then B refuses it three times: its pool hands out
+# another type, its pool is full, its driver policy refuses the source's
+# driver version.
 # Prints a transcript (each command with its output and status, what the
 # kernel and each pool hold); the test asserts on it.
 #   migrate.sh HOSTDEVCTL
@@ -24,8 +26,11 @@ v() { n=$1; shift; echo "\$ [$n] virsh $*"; vh $n "$@" 2>&1; echo "rc=$?"; }
 # Every mdev in the one kernel under both hosts, with its type.
 kernel() { echo "kernel: $(cd /sys/bus/mdev/devices && for u in *; do
   [ -e "$u" ] && printf '%s %s; ' "$u" "$(basename "$(readlink "$u/mdev_type")")"; done)"; }
+# pool HOST TYPE [LIMIT [DRIVER_POLICY]]
 pool() { mkdir -p $MIG/$1/etc-hostdev/pools.d
-  printf 'kind = "mdev"\ntype = "%s"\nmode = "on-demand"\nlimit = 2\n' "$2" > $MIG/$1/etc-hostdev/pools.d/tty.toml; }
+  { printf 'kind = "mdev"\ntype = "%s"\nmode = "on-demand"\nlimit = %s\n' "$2" "${3:-2}"
+    [ -n "${4:-}" ] && printf '[migration]\ndriver_policy = "%s"\n' "$4"
+  } > $MIG/$1/etc-hostdev/pools.d/tty.toml; }
 # hostdev's metadata in the domain's live XML on host N (the annotation the
 # hook started is written once libvirtd's start job ends).
 meta() { i=0; until vh $1 metadata mig-vm --uri urn:hostdev:domain:1 >/dev/null 2>&1 || [ $i -ge 150 ]; do sleep 0.2; i=$((i+1)); done
@@ -99,6 +104,33 @@ h B pool show tty
 # A destination whose pool hands out another type: refused before QEMU
 # starts there, with hostdev's reason; the domain keeps running on A.
 pool B mtty-1
+mig A B
+state A
+state B
+kernel
+h B pool show tty
+
+# A destination whose pool of the right type has no room left: refused.
+pool B mtty-2 1
+h B pool allocate tty --consumer other-vm
+h B pool show tty
+mig A B
+state A
+state B
+kernel
+h B pool show tty
+h B pool release --consumer other-vm
+
+# A source whose driver is another version than the destination's, under a
+# destination policy that asks for the same version: refused. (Both hosts
+# share one kernel here, so the source's spec in the domain's metadata is
+# edited to tell another mtty version, as a host with an older build would.)
+pool B mtty-2 2 version
+old=$(vh A metadata mig-vm --uri urn:hostdev:domain:1 2>&1)
+new=$(printf '%s' "$old" | sed -E 's/((&quot;|")version(&quot;|"):)(null|(&quot;|")[^"&]*(&quot;|"))/\1"0.0-older"/')
+[ "$new" != "$old" ] || echo "the source's spec tells no driver version: $old"
+v A metadata mig-vm --uri urn:hostdev:domain:1 --key hostdev --set "$new" --live
+echo "source spec driver: $(vh A metadata mig-vm --uri urn:hostdev:domain:1 2>&1 | grep -o -E '(&quot;|")version(&quot;|"):[^,}]*' | head -n1)"
 mig A B
 state A
 state B
