@@ -140,12 +140,17 @@ pub struct PoolShowQuery {
     pub pool: PoolName,
 }
 
+/// A member's `free` when the kernel reports no device limit for it (a
+/// vDPA management device): the pool's `limit` is what bounds it.
+pub const NO_DEVICE_LIMIT: u64 = u64::MAX / 4;
+
 /// A member as the pool sees it now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MemberRow {
     /// Parent, PF or management device.
     pub name: String,
-    /// How many more of the pool's devices it can take now.
+    /// How many more of the pool's devices it can take now
+    /// (4611686018427387903 when the kernel reports no limit).
     pub free: u64,
     /// How many of the pool's devices it holds.
     pub held: u64,

@@ -7,6 +7,7 @@ use crate::native::Format;
 use crate::output::{emit, emit_json, render, table, warn};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use hostdev_core::api::pool::NO_DEVICE_LIMIT;
 use hostdev_core::api::{
     AllocateRequest, Allocation, BindRequest, ConsumerId, DomainHeldQuery, DomainMigrateRequest,
     DomainMigrated, DomainPrepareRequest, DomainReleaseRequest, IncomingDevice, Kind,
@@ -217,7 +218,11 @@ pub fn run<D: Serve>(ctx: &Ctx<D>, cmd: PoolCmd, f: Format) -> Result<ExitCode> 
                     vec![
                         m.name.clone(),
                         m.held.to_string(),
-                        m.free.to_string(),
+                        if m.free >= NO_DEVICE_LIMIT {
+                            "no limit".to_string()
+                        } else {
+                            m.free.to_string()
+                        },
                         m.note.clone().unwrap_or_default(),
                     ]
                 })
@@ -234,7 +239,7 @@ pub fn run<D: Serve>(ctx: &Ctx<D>, cmd: PoolCmd, f: Format) -> Result<ExitCode> 
                             d.member.clone(),
                             d.state.clone(),
                             d.consumer.clone().unwrap_or_default(),
-                            d.expires.map(|e| e.to_string()).unwrap_or_default(),
+                            d.expires.map(ends_in).unwrap_or_default(),
                         ]
                     })
                     .collect();
@@ -633,4 +638,30 @@ pub(crate) fn hook_migrate<D: Serve>(ctx: &Ctx<D>, xml: &str, dry_run: bool) -> 
         answer,
         xml: Some(out),
     })
+}
+
+/// A reservation's end (seconds since the epoch) as the table shows it:
+/// how long from now, in the largest unit that keeps it readable.
+fn ends_in(at: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    match at.saturating_sub(now) {
+        s if s <= 0 => "ended".into(),
+        s if s < 120 => format!("in {s} s"),
+        s if s < 7200 => format!("in {} min", s / 60),
+        s if s < 172_800 => format!("in {} h", s / 3600),
+        s => format!("in {} days", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_reservations_end_reads_as_time_from_now() {
+        assert_eq!(super::ends_in(0), "ended");
+        assert_eq!(super::ends_in(i64::MIN), "ended");
+        let far = super::ends_in(i64::MAX);
+        assert!(far.starts_with("in ") && far.ends_with(" days"), "{far}");
+    }
 }

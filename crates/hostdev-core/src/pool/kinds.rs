@@ -147,7 +147,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     // The family reports no device limit; `limit` bounds the pool.
                     out.push(Member {
                         name,
-                        free: u64::MAX / 4,
+                        free: hostdev_api::pool::NO_DEVICE_LIMIT,
                         note: None,
                         spare: Vec::new(),
                     });

@@ -306,3 +306,92 @@ fn libvirt_migrates_a_pool_device_between_two_hosts() {
         "an mtty-2 device was left behind:\n{t}"
     );
 }
+
+#[test]
+#[ignore = "needs the real-kernel lab; run by `cargo xtask kernel-test`"]
+fn the_hook_gives_an_arriving_vdpa_interface_a_device_with_the_sources_config() {
+    let _k = kernel("vdpa arrival");
+    assert!(
+        std::env::var_os("LAB_LIBVIRT11").is_some() && std::env::var_os("LAB_QEMU10_ROOT").is_some(),
+        "vdpa arrival: LAB_LIBVIRT11 / LAB_QEMU10_ROOT are not set: run it in the lab (`cargo xtask kernel-test`)"
+    );
+    let o = Command::new("sh")
+        .arg(script("vdpa-arrival.sh"))
+        .arg(env!("CARGO_BIN_EXE_hostdevctl"))
+        .output()
+        .expect("run vdpa-arrival.sh");
+    let t = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = |key: &str| {
+        t.split(key)
+            .nth(1)
+            .and_then(|r| r.lines().next())
+            .unwrap_or("")
+            .to_string()
+    };
+    // A's device and the one B's hook made for the arrival: another
+    // vhost-vdpa character device, so the XML must change.
+    let src = line("source: ");
+    let rewritten = line("rewritten: ");
+    let dst = rewritten
+        .strip_prefix("<source dev=\"")
+        .and_then(|r| r.strip_suffix("\"/>"))
+        .unwrap_or("")
+        .to_string();
+    assert!(src.starts_with("/dev/vhost-vdpa-"), "source: {src:?}\n{t}");
+    assert!(
+        dst.starts_with("/dev/vhost-vdpa-") && dst != src,
+        "rewritten: {rewritten:?}\n{t}"
+    );
+    const MAC: &str = "52:54:00:00:10:00";
+    let show = |held: u32| {
+        format!(
+            "$ [B] hostdevctl pool show nics\npool nics: vdpa bnetN (on-demand, spread); {held} of 2 allocated"
+        )
+    };
+    let steps: Vec<String> = vec![
+        "$ [A] hostdevctl pool allocate nics --consumer c0020000-0000-4000-8000-0000000000d1\nanet0"
+            .into(),
+        "rc=0".into(),
+        format!("kernel: anet0 {src} {MAC}; \n"),
+        "metadata on A: pool=\"nics\" kind=\"vdpa\" id=\"anet0\"".into(),
+        "$ [B] hostdevctl migrate domain".into(),
+        "rc=0".into(),
+        "$ [B] qemu hook mig-vm migrate begin - < in.xml\nrc=0".into(),
+        // The arriving device is B's (its pool's name), with A's creation
+        // config: A's MAC, not B's base 52:54:00:00:20:00.
+        "metadata out: pool=\"nics\" kind=\"vdpa\" id=\"bnet0\"".into(),
+        // The alias and the guest's MAC pass through untouched.
+        "kept: 2".into(),
+        format!("kernel: anet0 {src} {MAC}; bnet0 {dst} {MAC}; \n"),
+        show(1),
+        // The family reports no device limit (the pool's `limit` bounds it),
+        // and the arrival's reservation ends by itself if libvirt never
+        // prepares it.
+        "vdpasim_net  1      no limit".into(),
+        "bnet0   vdpasim_net  reserved  c0020000-0000-4000-8000-0000000000d1  in ".into(),
+        "$ [B] qemu hook mig-vm prepare begin - < out.xml\nrc=0".into(),
+        show(1),
+        "$ [B] qemu hook mig-vm release end - < out.xml\nrc=0".into(),
+        format!("kernel: anet0 {src} {MAC}; \n"),
+        show(0),
+        // A pool of another kind: hostdev's sentence, nothing printed or made.
+        "$ [B] qemu hook mig-vm migrate begin - < in.xml".into(),
+        "pool nics here hands out mdev devices, the source's device is vdpa".into(),
+        "rc=1".into(),
+        "printed: 0 bytes".into(),
+        format!("kernel: anet0 {src} {MAC}; \n"),
+        "$ [A] hostdevctl pool release --consumer c0020000-0000-4000-8000-0000000000d1".into(),
+        "rc=0".into(),
+        "kernel: \n".into(),
+    ];
+    let mut at = 0;
+    for s in &steps {
+        match t[at..].find(s.as_str()) {
+            Some(i) => at += i + s.len(),
+            None => panic!(
+                "missing, after byte {at}: {s:?}\n--- transcript:\n{t}\n--- stderr:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        }
+    }
+}
