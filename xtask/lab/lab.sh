@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# hostdev's real-kernel lab: boots a Debian 6.12 kernel under QEMU with
-# vfio-mdev + the sample drivers (mtty, mdpy, mbochs) and vdpa + its simulators,
-# and runs one command inside it with the *host's* userland: the host's "/" is
+# hostdev's real-kernel lab: boots a Debian 6.12 kernel under QEMU 10 with
+# vfio-mdev + the sample drivers (mtty, mdpy, mbochs), vdpa + its simulators,
+# and a real SR-IOV device: QEMU's Intel 82576 (igb, VFs driven by igbvf or
+# vfio-pci) behind a PCIe root port and an emulated Intel IOMMU
+# (intel_iommu=on), so its VFs get IOMMU groups; and runs one command inside
+# it with the *host's* userland: the host's "/" is
 # shared read-only over virtio-9p and made writable in the guest by an overlay
 # on tmpfs, so whatever the host has installed (hostdev's test binaries, Debian's
 # mdevctl, libvirt, iproute2's vdpa) runs unchanged at the same paths.
 #
-# QEMU 10 (bookworm-backports) is unpacked into the cache, not installed, and
+# QEMU 10 (bookworm-backports) is unpacked into the cache, not installed; it
+# runs the guest (Debian 12's QEMU 7.2 has no igb, which came in 8.0) and is
 # offered to the command as $LAB_QEMU10 with $LAB_QEMU10_DATA (firmware dirs):
 # the migration tests need VFIO migration v2, which Debian 12's QEMU lacks.
 # libvirt 11 (its partner there) is unpacked beside it as $LAB_LIBVIRT11 (a
@@ -25,7 +29,7 @@ set -euo pipefail
 
 CACHE=${HOSTDEV_LAB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hostdev/kernel-lab}
 LAB_VERSION=3                                   # bump when the build below changes
-MODULES="vfio vfio_iommu_type1 mdev mtty mdpy mbochs vdpa vdpa_sim_net vdpa_sim_blk vhost_vdpa"
+MODULES="vfio vfio_iommu_type1 mdev mtty mdpy mbochs vdpa vdpa_sim_net vdpa_sim_blk vhost_vdpa igb igbvf vfio_pci"
 SHIPPED="$MODULES vdpa_sim 9p 9pnet_virtio overlay"
 
 say() { printf '[lab %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -240,13 +244,24 @@ run() {
     if [[ -w /dev/kvm && ! -d /sys/module/kvm_pvm ]] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; else accel=tcg; fi
   fi
   local cpu=max,-la57; [[ $accel == kvm ]] && cpu=host
-  say "booting $KREL ($accel)"
+  say "booting $KREL ($accel, QEMU $QEMU10_VERSION)"
   local t0=$SECONDS
   set +e
-  timeout "${HOSTDEV_LAB_TIMEOUT:-2700}" qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
-    -accel "$accel" -cpu "$cpu" -m "${HOSTDEV_LAB_MEM:-2048}" -smp 2 \
+  # q35 for PCIe (SR-IOV needs extended config space); the IOMMU comes before
+  # the devices it translates, with interrupt remapping on (which under KVM
+  # needs the split irqchip; TCG ignores it). The 82576 sits behind a root
+  # port, whose ACS gives each VF its own IOMMU group; it has no network
+  # peer (QEMU warns "no peer"), the tests only need its PCI side. Modules
+  # and firmware come from QEMU 10's own tree, not the host's 7.2.
+  QEMU_MODULE_DIR=$Q/usr/lib/x86_64-linux-gnu/qemu \
+  timeout "${HOSTDEV_LAB_TIMEOUT:-2700}" "$Q/usr/bin/qemu-system-x86_64" \
+    -L "$Q/usr/share/qemu" -L "$Q/usr/share/seabios" \
+    -nodefaults -no-user-config -display none -no-reboot \
+    -machine q35,kernel-irqchip=split -accel "$accel" -cpu "$cpu" -m "${HOSTDEV_LAB_MEM:-2048}" -smp 2 \
+    -device intel-iommu,intremap=on \
+    -device pcie-root-port,id=rp0,chassis=1 -device igb,bus=rp0,romfile= \
     -kernel "$SYSROOT/boot/vmlinuz-$KREL" -initrd "$W/initrd" \
-    -append "console=ttyS0 quiet panic=-1" -serial stdio -monitor none \
+    -append "console=ttyS0 quiet panic=-1 intel_iommu=on" -serial stdio -monitor none \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     </dev/null 2>&1 | tr -d '\r' > "$W/console" &
   local qpid=$!
