@@ -14,6 +14,7 @@ mod migrate;
 mod package;
 mod pools;
 mod probe;
+mod sriov;
 mod transcript;
 
 use common::{eventually, http_get, read_events};
