@@ -1,7 +1,7 @@
 //! `cargo xtask kernel-test [FILTER…]`: builds the real-kernel tests on the
-//! host, boots the lab guest (`xtask/lab/lab.sh`: Debian 6.12 kernel with
-//! vfio-mdev, mtty/mdpy/mbochs, vdpa and its simulators, the host's userland
-//! shared in), runs them inside it and exits with their status, printing the
+//! host, boots the lab guest (`xtask/lab/lab.sh`: Debian 6.12 kernel under
+//! QEMU 10 with vfio-mdev, mtty/mdpy/mbochs, vdpa and its simulators, an igb
+//! SR-IOV NIC behind an emulated IOMMU, the host's userland shared in), runs them inside it and exits with their status, printing the
 //! usual `N passed, N failed` line.
 //!
 //! `cargo xtask test` is the README's test command: the whole workspace's

@@ -1,5 +1,6 @@
 //! Real-kernel tests: run inside the lab guest by `cargo xtask kernel-test`
-//! (Debian 6.12 kernel with vfio-mdev and the mtty/mdpy/mbochs samples). Each
+//! (Debian 6.12 kernel with vfio-mdev and the mtty/mdpy/mbochs samples, vDPA
+//! simulators, and QEMU's igb SR-IOV NIC behind an emulated IOMMU). Each
 //! test asserts on the kernel's own state (sysfs, /dev/vfio), not only on
 //! hostdev's output. Each is `#[ignore]`d with the reason, so a plain
 //! `cargo test` lists them as ignored; the lab runs them with `--ignored`, and
