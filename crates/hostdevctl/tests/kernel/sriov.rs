@@ -5,8 +5,9 @@
 //! raw sysfs where it has none yet (`sriov_drivers_autoprobe`,
 //! `driver_override`, binding, IOMMU groups): the errno of each refused
 //! `sriov_numvfs` write, VF addresses from the PF's SR-IOV capability, driver
-//! binding, `vfio-pci` through `driver_override`, one IOMMU group per VF.
-//! The facts are asserted; how long things take is measured and printed,
+//! binding, `vfio-pci` through `driver_override`, one IOMMU group per VF,
+//! and what `sriov_numvfs` 0 does while a user (a paused QEMU 10) holds a
+//! VF through VFIO. The facts are asserted; how long things take is measured and printed,
 //! never asserted. docs/kernel-facts.md lists them beside the simulator's and
 //! the fakes' versions.
 //!
@@ -395,5 +396,204 @@ fn vfs_left_unbound_by_autoprobe_bind_to_vfio_pci_through_driver_override() {
             n.display()
         );
     }
+    reset(&sriov, &pf);
+}
+
+/// The kernel's log from now on, read without blocking.
+struct Kmsg(std::fs::File);
+
+impl Kmsg {
+    fn from_now() -> Kmsg {
+        use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open("/dev/kmsg")
+            .expect("open /dev/kmsg");
+        f.seek(SeekFrom::End(0)).expect("skip the log so far");
+        Kmsg(f)
+    }
+
+    /// The messages logged since the last call (one record per read).
+    fn new_lines(&mut self) -> Vec<String> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match self.0.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let rec = String::from_utf8_lossy(&buf[..n]);
+                    let msg = rec.split_once(';').map_or(&*rec, |(_, m)| m);
+                    out.push(msg.lines().next().unwrap_or("").to_string());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // Records overwritten before we read them: go on from the oldest kept.
+                Err(e) if e.raw_os_error() == Some(Errno::PIPE.raw_os_error()) => continue,
+                Err(e) => panic!("read /dev/kmsg: {e}"),
+            }
+        }
+        out
+    }
+}
+
+/// A QEMU 10 holding `vf` through vfio-pci (paused, firmware never run);
+/// killed on drop.
+struct Holder {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Holder {
+    fn start(vf: &str) -> Holder {
+        let bin = std::env::var("LAB_QEMU10").expect("LAB_QEMU10: run it in the lab");
+        let data = std::env::var("LAB_QEMU10_DATA").unwrap_or_default();
+        let log = PathBuf::from("/tmp/sriov-holder.log");
+        let mut c = std::process::Command::new(bin);
+        for d in data.split(':').filter(|d| !d.is_empty()) {
+            c.args(["-L", d]);
+        }
+        c.args([
+            "-machine",
+            "q35",
+            "-accel",
+            "tcg",
+            "-m",
+            "64",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-S",
+            "-device",
+            &format!("vfio-pci,host={vf}"),
+        ]);
+        let child = c
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("QEMU's log"))
+            .spawn()
+            .expect("start QEMU 10");
+        Holder { child, log }
+    }
+
+    /// QEMU has a VFIO device file open.
+    fn holds(&mut self) -> bool {
+        let fds = format!("/proc/{}/fd", self.child.id());
+        std::fs::read_dir(fds).is_ok_and(|rd| {
+            rd.flatten().any(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|t| t.to_string_lossy() == "anon_inode:[vfio-device]")
+            })
+        })
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        self.child.try_wait().ok().flatten().map(|s| {
+            format!(
+                "QEMU exited ({s}): {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        })
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs the real-kernel lab; run by `cargo xtask kernel-test`"]
+fn numvfs_0_waits_for_the_user_of_a_vf_bound_to_vfio_pci() {
+    let _k = kernel("sriov held VF");
+    let sriov = RealSriov::new(Path::new("/"));
+    let pf = igb_pf(&sriov);
+    reset(&sriov, &pf);
+    let d = dev(pf.as_str());
+
+    write_ok(d.join("sriov_drivers_autoprobe"), "0");
+    sriov.set_num_vfs(&pf, 1).expect("1 VF");
+    let vf = sriov.vfs(&pf).expect("VFs")[0].address.to_string();
+    write_ok(dev(&vf).join("driver_override"), "vfio-pci");
+    write_ok("/sys/bus/pci/drivers_probe", &vf);
+    let node = Path::new("/dev/vfio").join(group_of(&vf));
+    assert!(node.exists(), "{} once {vf} is bound", node.display());
+
+    let mut qemu = Holder::start(&vf);
+    let mut why = None;
+    let opened = time_until(|| {
+        why = qemu.exited();
+        why.is_some() || qemu.holds()
+    });
+    if let Some(w) = why {
+        panic!("QEMU did not take {vf}: {w}");
+    }
+    assert!(opened.is_some(), "QEMU opens {vf} through VFIO");
+
+    // The write runs beside the test: the kernel keeps it while QEMU holds the VF.
+    let mut kmsg = Kmsg::from_now();
+    let pf2 = pf.clone();
+    let t0 = Instant::now();
+    let writer = std::thread::spawn(move || {
+        let r = RealSriov::new(Path::new("/")).set_num_vfs(&pf2, 0);
+        (r.map_err(|e| e.to_string()), Instant::now())
+    });
+    // vfio-pci asks the user to let go (through QEMU's request eventfd, or
+    // in the log alone when no eventfd is registered) and waits.
+    let mut asked = None;
+    let seen = time_until(|| {
+        asked = kmsg.new_lines().into_iter().find(|l| {
+            l.contains(vf.as_str())
+                && (l.contains("Relaying device request to user")
+                    || l.contains("blocked until released by user"))
+        });
+        asked.is_some()
+    });
+    let asked = asked.unwrap_or_else(|| {
+        panic!("vfio-pci did not ask QEMU to release {vf} within 30 s of sriov_numvfs 0")
+    });
+    let held = qemu.holds();
+    let waiting = !writer.is_finished();
+    report(&format!(
+        "held VF: numvfs 0 with QEMU holding {vf}: kernel logged '{asked}' {:?} after the write began",
+        seen.unwrap_or_default()
+    ));
+    assert!(
+        held,
+        "QEMU still holds {vf} (it cannot unplug a device of a paused q35 root bus)"
+    );
+    assert!(
+        waiting,
+        "sriov_numvfs 0 has not returned while {vf} is held"
+    );
+    assert!(dev(&vf).exists(), "{vf} is still there while held");
+
+    // QEMU goes: the write completes, the VF and its node go.
+    let killed = Instant::now();
+    let log = qemu.log.clone();
+    drop(qemu);
+    let (r, done) = writer.join().expect("the writer thread");
+    report(&format!(
+        "held VF: the write returned {:?} after QEMU was killed ({:?} after it began); QEMU said: {}",
+        done.saturating_duration_since(killed),
+        done.saturating_duration_since(t0),
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    ));
+    assert_eq!(r, Ok(()), "sriov_numvfs 0 once the VF is released");
+    assert!(!dev(&vf).exists(), "{vf} left with the write");
+    assert!(
+        time_until(|| !node.exists()).is_some(),
+        "{} goes with the VF",
+        node.display()
+    );
     reset(&sriov, &pf);
 }
