@@ -411,6 +411,11 @@ fn killing_the_hook_at_each_phase_of_an_arrival_leaves_no_device_without_an_owne
     let mut rng = Rng::new(29);
     let mut printed = None;
     let mut killed = 0;
+    // The kill comes at a random instant within a window that follows how
+    // long a whole run takes on this machine (narrower after a run that
+    // finished, wider after one that was killed), so that about half the
+    // runs die mid-way on a fast machine and on a slow one alike.
+    let mut window: u64 = 400_000;
     for _ in 0..60 {
         let mut c = Command::new(bins.path("hostdevctl"));
         c.args(["libvirt-hook", "run", "mig-vm", "migrate", "begin", "-"])
@@ -426,7 +431,7 @@ fn killing_the_hook_at_each_phase_of_an_arrival_leaves_no_device_without_an_owne
             let mut stdin = child.stdin.take().expect("stdin");
             let _ = stdin.write_all(incoming.as_bytes());
         }
-        std::thread::sleep(std::time::Duration::from_micros(rng.below(400_000)));
+        std::thread::sleep(std::time::Duration::from_micros(rng.below(window)));
         let _ = child.kill(); // SIGKILL, or too late
         let out = child.wait_with_output().expect("wait");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -435,6 +440,11 @@ fn killing_the_hook_at_each_phase_of_an_arrival_leaves_no_device_without_an_owne
         } else if !out.status.success() {
             killed += 1;
         }
+        window = if out.status.success() {
+            (window * 3 / 4).max(2_000)
+        } else {
+            (window * 5 / 4).min(2_000_000)
+        };
         // A libvirtd that went on: QEMU prepared, or the migration undone.
         if let Some(p) = &printed {
             match rng.below(4) {

@@ -169,15 +169,26 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         // What an earlier attempt that never reached `prepare` reserved here
         // for the domain is given back first. Allocations are not: libvirt
         // runs this hook before it checks that the domain is not active
-        // here, and a domain that is keeps its devices.
+        // here, and a domain that is keeps its devices. They are served
+        // again instead (`arrive_again`): to a domain running here libvirt
+        // then refuses the migration and nothing has changed; a domain whose
+        // earlier arrival was prepared but never released (its libvirtd
+        // killed in between) gets the same device, not a second one.
         self.give_back_reservations(&consumer)?;
         let mut out = DomainMigrated::default();
         let mut made: Vec<String> = Vec::new();
         let mut bound: Vec<String> = Vec::new();
+        let mut kept: Vec<String> = Vec::new();
         let result = (|| {
             for (d, def) in req.devices.iter().zip(&defs) {
-                out.devices
-                    .push(self.arrive(&consumer, d, def, &mut made, &mut bound)?);
+                // A device of the pool the domain already holds here is
+                // served again rather than a second one reserved.
+                let a = match self.arrive_again(&consumer, d, def, &kept)? {
+                    Some(a) => a,
+                    None => self.arrive(&consumer, d, def, &mut made, &mut bound)?,
+                };
+                kept.push(a.id.clone());
+                out.devices.push(a);
             }
             Ok(())
         })();
@@ -397,38 +408,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 bound.push(a.id.clone());
             }
         }
-        let check = |device, mgmtdev| {
-            self.migrate_check(&MigrateCheckRequest {
-                spec: d.spec.clone(),
-                device,
-                mgmtdev,
-                driver_policy: policy,
-            })
-        };
-        let (report, target) = match (&d.spec.mdev, &d.spec.vgpu, &d.spec.vdpa) {
-            (Some(_), ..) => {
-                let u: Uuid = a.id.parse()?;
-                (
-                    check(Some(ProbeTarget::Mdev(u)), None)?,
-                    ExportTarget::Mdev(u),
-                )
-            }
-            (_, Some(_), _) => {
-                let vf: PciAddress = a.id.parse()?;
-                (
-                    check(Some(ProbeTarget::Pci(vf.clone())), None)?,
-                    ExportTarget::Vgpu(vf),
-                )
-            }
-            (_, _, Some(v)) => {
-                let name = VdpaName::new(a.id.as_str())?;
-                (
-                    self.judge_vdpa(v, &name, &a.member)?,
-                    ExportTarget::Vdpa(name),
-                )
-            }
-            _ => return super::unreachable_spec(),
-        };
+        let (report, target) = self.judge_arrival(d, policy, &a.id, &a.member)?;
         if report.verdict == Verdict::Incompatible {
             return Err(incompatible(d, refusals(&report.reasons)));
         }
@@ -446,6 +426,93 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             created: true,
             expires: a.expires,
         })
+    }
+
+    /// Judges device `id` (on `member`) here against the source's spec, as
+    /// `migrate check` would with the pool's driver policy; answers the
+    /// report and what `migrate export` names it by.
+    fn judge_arrival(
+        &self,
+        d: &IncomingDevice,
+        policy: migrate::DriverPolicy,
+        id: &str,
+        member: &str,
+    ) -> Result<(hostdev_api::CheckReport, ExportTarget), CoreError> {
+        let check = |device, mgmtdev| {
+            self.migrate_check(&MigrateCheckRequest {
+                spec: d.spec.clone(),
+                device,
+                mgmtdev,
+                driver_policy: policy,
+            })
+        };
+        Ok(match (&d.spec.mdev, &d.spec.vgpu, &d.spec.vdpa) {
+            (Some(_), ..) => {
+                let u: Uuid = id.parse()?;
+                (
+                    check(Some(ProbeTarget::Mdev(u)), None)?,
+                    ExportTarget::Mdev(u),
+                )
+            }
+            (_, Some(_), _) => {
+                let vf: PciAddress = id.parse()?;
+                (
+                    check(Some(ProbeTarget::Pci(vf.clone())), None)?,
+                    ExportTarget::Vgpu(vf),
+                )
+            }
+            (_, _, Some(v)) => {
+                let name = VdpaName::new(id)?;
+                (self.judge_vdpa(v, &name, member)?, ExportTarget::Vdpa(name))
+            }
+            _ => return super::unreachable_spec(),
+        })
+    }
+
+    /// A device of `def` the domain already holds here (allocated, not a
+    /// reservation, not yet given to another of its devices in this
+    /// arrival) that the source's spec accepts: served again as it is, made
+    /// and reserved by nothing. `None` when it holds none that will do.
+    fn arrive_again(
+        &self,
+        consumer: &ConsumerId,
+        d: &IncomingDevice,
+        def: &PoolDef,
+        kept: &[String],
+    ) -> Result<Option<Arrival>, CoreError> {
+        if !PoolDb::path_under(&self.root).exists() {
+            return Ok(None);
+        }
+        let held = self
+            .pool_db_waiting(WAIT_HOOK)?
+            .read(|tx| tx.held_by(Some(def.name.as_str()), consumer.as_str()))?;
+        for r in held {
+            if r.state != RecState::Allocated || r.expires.is_some() || kept.contains(&r.id) {
+                continue;
+            }
+            // One that cannot be judged refuses the arrival rather than
+            // have the domain hold a second device of the pool; one that
+            // will not do is left as it is.
+            let (report, target) =
+                self.judge_arrival(d, def.migration.driver_policy, &r.id, &r.member)?;
+            if report.verdict == Verdict::Incompatible {
+                continue;
+            }
+            return Ok(Some(Arrival {
+                pool: def.name.clone(),
+                kind: d.kind,
+                source_id: d.id.clone(),
+                to: self.xml_source(d.kind, &r.id)?,
+                id: r.id,
+                from: d.source.clone(),
+                verdict: report.verdict,
+                reasons: report.reasons,
+                spec: self.migrate_export(&target).ok(),
+                created: false,
+                expires: None,
+            }));
+        }
+        Ok(None)
     }
 
     /// A vDPA device made for an arrival, judged as `migrate check` judges a
