@@ -64,7 +64,7 @@ pub enum SriovError {
         why: String,
     },
     /// Writing `sriov_numvfs` failed.
-    #[error("the kernel refused to set {num} VFs on {pf}: {}", describe_errno(.source))]
+    #[error("the kernel refused to set {num} VFs on {pf}: {}", describe_numvfs(.num, .source))]
     NumVfs {
         /// The PF.
         pf: PciAddress,
@@ -83,6 +83,30 @@ pub enum SriovError {
         /// The driver's error.
         source: io::Error,
     },
+}
+
+/// What a refused `sriov_numvfs` write of `num` means, in the PCI core's
+/// terms (seen on the lab's real kernel, docs/kernel-facts.md): there
+/// ENOENT is a PF with no driver to configure SR-IOV, not a missing file
+/// alone, and EBUSY for a nonzero count is VFs already enabled. Other
+/// errnos, and EBUSY for 0 (the PF driver's own refusal), as any write's.
+fn describe_numvfs(num: &u32, e: &io::Error) -> String {
+    use rustix::io::Errno;
+    let Some(errno) = e.raw_os_error().map(Errno::from_raw_os_error) else {
+        return describe_errno(e);
+    };
+    match errno {
+        Errno::NOENT => "no driver is bound to the PF to configure SR-IOV, \
+                         or the PF has no sriov_numvfs (ENOENT)"
+            .to_string(),
+        Errno::BUSY if *num != 0 => {
+            "VFs are already enabled; the kernel changes a nonzero count only by way of 0 (EBUSY)"
+                .to_string()
+        }
+        Errno::RANGE => "more VFs than the PF's sriov_totalvfs (ERANGE)".to_string(),
+        Errno::INVAL => "not a VF count the kernel accepts (EINVAL)".to_string(),
+        _ => describe_errno(e),
+    }
 }
 
 /// The SR-IOV part of sysfs.
@@ -499,5 +523,38 @@ impl<T: SriovSysfs + ?Sized> SriovSysfs for std::sync::Arc<T> {
     }
     fn pf_driver(&self, pf: &PciAddress) -> DriverIdentity {
         (**self).pf_driver(pf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(num: u32, errno: rustix::io::Errno) -> String {
+        SriovError::NumVfs {
+            pf: "0000:01:00.0".parse().expect("address"),
+            num,
+            source: io::Error::from(errno),
+        }
+        .to_string()
+    }
+
+    /// The lab's kernel answers a count change on a PF without a driver with
+    /// ENOENT from the write itself; it was once worded as a missing file.
+    #[test]
+    fn a_refused_count_is_worded_as_the_pci_core_means_it() {
+        use rustix::io::Errno;
+        let e = refused(1, Errno::NOENT);
+        assert!(e.contains("no driver is bound to the PF"), "{e}");
+        assert!(!e.contains("sysfs file does not exist"), "{e}");
+        let e = refused(2, Errno::BUSY);
+        assert!(e.contains("VFs are already enabled"), "{e}");
+        // 0 refused is the PF driver's own answer, not the core's.
+        let e = refused(0, Errno::BUSY);
+        assert!(!e.contains("already enabled"), "{e}");
+        assert!(e.contains("EBUSY"), "{e}");
+        assert!(refused(8, Errno::RANGE).contains("sriov_totalvfs (ERANGE)"));
+        assert!(refused(70_000, Errno::INVAL).contains("(EINVAL)"));
+        assert!(refused(1, Errno::IO).contains("os error 5"));
     }
 }

@@ -306,12 +306,23 @@ fn igb_vfs_come_and_go_and_the_kernel_refuses_counts_with_its_errnos() {
     // reads the capability's again.
     write_ok("/sys/bus/pci/drivers/igb/unbind", pf.as_str());
     let unbound_total = sriov.pf(&pf).expect("read").expect("PF").total_vfs;
-    let e = numvfs_errno(sriov.set_num_vfs(&pf, 1));
+    let r = sriov.set_num_vfs(&pf, 1);
+    let said = r
+        .as_ref()
+        .err()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let e = numvfs_errno(r);
     write_ok("/sys/bus/pci/drivers/igb/bind", pf.as_str());
     assert_eq!(
         e,
         Some(Errno::NOENT.raw_os_error()),
         "1 VF on a PF without driver"
+    );
+    // hostdev words this ENOENT as the missing driver it is, not a missing file.
+    assert!(
+        said.contains("no driver is bound to the PF"),
+        "hostdev's sentence: {said}"
     );
     assert_eq!(
         unbound_total,
@@ -319,7 +330,7 @@ fn igb_vfs_come_and_go_and_the_kernel_refuses_counts_with_its_errnos() {
         "sriov_totalvfs without igb"
     );
     report(&format!(
-        "PF unbound: sriov_totalvfs {unbound_total}, numvfs 1 refused with ENOENT"
+        "PF unbound: sriov_totalvfs {unbound_total}, numvfs 1 refused with ENOENT; hostdev says: {said}"
     ));
     reset(&sriov, &pf);
 }
