@@ -14,6 +14,7 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+pub mod dra;
 pub mod error;
 pub mod events;
 pub mod host;
@@ -32,6 +33,11 @@ pub use error::{ErrorBody, ErrorClass, ErrorTarget, Holder};
 
 /// The socket a daemon listens on unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/hostdev/hostdev.sock";
+pub use dra::{
+    DraAllocated, DraClaim, DraClaimRow, DraClaimsQuery, DraConsumption, DraCounterSet, DraDevice,
+    DraNode, DraPrepareRequest, DraPrepared, DraPreparedDevice, DraResources, DraResourcesQuery,
+    DraUnprepareRequest, DraUnprepared, DraValue,
+};
 pub use events::{DeviceRef, DriftKind, Event, EventKind};
 pub use host::{
     Action, Applied, ApplyReport, ApplyResult, Change, ChangeKind, HostApplyRequest, HostFileDoc,

@@ -1,0 +1,399 @@
+//! Preparing and unpreparing a claim's devices, keyed by the claim's UID.
+//!
+//! A prepare holds the DRA lock throughout: it first undoes whatever a dead
+//! process left in transit (a `preparing` record: the devices it names are
+//! removed where they exist, then the record; an `unpreparing` one is
+//! finished the same way), answers again what a `prepared` record holds
+//! (the kubelet retries), and otherwise resolves each allocated name against
+//! what the node offers now, records every device it is about to make
+//! (`preparing`), makes them (an mdev whose UUID is derived from the claim
+//! UID, request and device, so a crash's leftover is found; a VF's vGPU
+//! type), and records them `prepared`. A failure removes what this call made
+//! and the record. Unprepare records `unpreparing`, removes exactly what the
+//! record names and nothing else, then forgets the record.
+//!
+//! Owns: those steps. Must not: decide what is offered (publish.rs does).
+
+use super::publish::Plan;
+use super::record::{self, Entry, Made, Record, Stage};
+use super::{DraError, MAX_CLAIM_DEVICES};
+use crate::{CoreError, Devices};
+use hostdev_api::dra::is_dns_label;
+use hostdev_api::{
+    DraClaim, DraClaimRow, DraNode, DraPrepareRequest, DraPrepared, DraPreparedDevice,
+    DraUnprepared, DraValue, Kind,
+};
+use hostdev_model::{MdevConfig, StartPolicy, Uuid};
+use hostdev_sysfs::sriov::SriovSysfs;
+use hostdev_sysfs::MdevSysfs;
+use hostdev_vdpa::VdpaClient;
+use std::collections::BTreeMap;
+
+/// A request name: a DNS label, or `request/subrequest` (firstAvailable).
+fn request_ok(r: &str) -> bool {
+    let mut parts = r.split('/');
+    let ok = parts.next().is_some_and(is_dns_label);
+    let sub = parts.next().is_none_or(is_dns_label);
+    ok && sub && parts.next().is_none()
+}
+
+fn claim_words(c: &DraClaim) -> String {
+    if c.name.is_empty() {
+        c.uid.to_string()
+    } else {
+        format!("{}/{} ({})", c.namespace, c.name, c.uid)
+    }
+}
+
+impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+    /// Prepares the claim's allocated devices (idempotent).
+    pub fn dra_prepare(&self, req: &DraPrepareRequest) -> Result<DraPrepared, CoreError> {
+        let who = claim_words(&req.claim);
+        if req.devices.len() > MAX_CLAIM_DEVICES {
+            return Err(DraError::TooMany {
+                claim: who,
+                count: req.devices.len(),
+                max: MAX_CLAIM_DEVICES,
+            }
+            .into());
+        }
+        for a in &req.devices {
+            if !request_ok(&a.request) {
+                return Err(DraError::BadName {
+                    what: "request name",
+                    value: a.request.clone(),
+                }
+                .into());
+            }
+            if !is_dns_label(&a.device) {
+                return Err(DraError::BadName {
+                    what: "device name",
+                    value: a.device.clone(),
+                }
+                .into());
+            }
+        }
+        let _dra = super::dra_lock(&self.root)?;
+        self.dra_recover()?;
+        let asked: Vec<(String, String)> = req
+            .devices
+            .iter()
+            .map(|a| (a.request.clone(), a.device.clone()))
+            .collect();
+        if let Some(r) = record::load(&self.root, &req.claim.uid)? {
+            let had: Vec<(String, String)> = r
+                .devices
+                .iter()
+                .map(|e| (e.request.clone(), e.device.clone()))
+                .collect();
+            if had == asked {
+                return self.answer(&r);
+            }
+            return Err(DraError::Reallocated {
+                claim: who,
+                had: had
+                    .iter()
+                    .map(|(_, d)| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+            .into());
+        }
+        // Devices other claims hold.
+        let (others, _) = record::load_all(&self.root);
+        let mut held: BTreeMap<&str, &DraClaim> = BTreeMap::new();
+        for r in &others {
+            for e in &r.devices {
+                held.insert(e.device.as_str(), &r.claim);
+            }
+        }
+        let offer = self.dra_offer()?;
+        let mut entries = Vec::new();
+        for a in &req.devices {
+            if let Some(c) = held.get(a.device.as_str()) {
+                return Err(DraError::Taken {
+                    device: a.device.clone(),
+                    other: claim_words(c),
+                }
+                .into());
+            }
+            let plan = offer
+                .plans
+                .get(&a.device)
+                .ok_or_else(|| DraError::UnknownDevice {
+                    device: a.device.clone(),
+                })?;
+            let made = match plan {
+                Plan::Mdev { parent, mdev_type } => Made::Mdev {
+                    uuid: Uuid::stable(&format!(
+                        "dra/{}/{}/{}",
+                        req.claim.uid, a.request, a.device
+                    )),
+                    parent: parent.clone(),
+                    mdev_type: mdev_type.clone(),
+                },
+                Plan::Vgpu {
+                    vf,
+                    type_id,
+                    type_name,
+                } => Made::Vgpu {
+                    vf: vf.clone(),
+                    type_id: *type_id,
+                    type_name: type_name.clone(),
+                },
+            };
+            entries.push(Entry {
+                request: a.request.clone(),
+                device: a.device.clone(),
+                made,
+            });
+        }
+        let mut rec = Record {
+            claim: req.claim.clone(),
+            stage: Stage::Preparing,
+            devices: entries,
+        };
+        record::save(&self.root, &rec)?;
+        for (i, e) in rec.devices.iter().enumerate() {
+            if let Err(source) = self.make(&e.made) {
+                // Undo this call's devices, newest first, then the record.
+                for done in rec.devices[..i].iter().rev() {
+                    let _ = self.unmake(&done.made);
+                }
+                let _ = self.unmake(&e.made);
+                record::forget(&self.root, &req.claim.uid)?;
+                return Err(DraError::Create {
+                    claim: who,
+                    device: e.device.clone(),
+                    source: Box::new(source),
+                }
+                .into());
+            }
+        }
+        rec.stage = Stage::Prepared;
+        record::save(&self.root, &rec)?;
+        self.answer(&rec)
+    }
+
+    /// Removes what prepare made for the claim (idempotent).
+    pub fn dra_unprepare(&self, claim: &DraClaim) -> Result<DraUnprepared, CoreError> {
+        let _dra = super::dra_lock(&self.root)?;
+        self.dra_recover()?;
+        let Some(mut rec) = record::load(&self.root, &claim.uid)? else {
+            return Ok(DraUnprepared::default());
+        };
+        rec.stage = Stage::Unpreparing;
+        record::save(&self.root, &rec)?;
+        let removed = self.unmake_all(&rec)?;
+        record::forget(&self.root, &claim.uid)?;
+        Ok(DraUnprepared { removed })
+    }
+
+    /// Every prepared claim with its devices.
+    pub fn dra_claims(&self) -> Result<Vec<DraClaimRow>, CoreError> {
+        let (records, _) = record::load_all(&self.root);
+        records
+            .iter()
+            .filter(|r| r.stage == Stage::Prepared)
+            .map(|r| {
+                Ok(DraClaimRow {
+                    claim: r.claim.clone(),
+                    devices: self.answer(r)?.devices,
+                })
+            })
+            .collect()
+    }
+
+    /// Undoes every record a dead process left in transit. The caller holds
+    /// the DRA lock, so no live process owns such a record.
+    pub(crate) fn dra_recover(&self) -> Result<(), CoreError> {
+        let (records, _) = record::load_all(&self.root);
+        for r in records.iter().filter(|r| r.stage != Stage::Prepared) {
+            self.unmake_all(r)?;
+            record::forget(&self.root, &r.claim.uid)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every device a record names that exists; their ids.
+    fn unmake_all(&self, rec: &Record) -> Result<Vec<String>, CoreError> {
+        let mut removed = Vec::new();
+        for e in rec.devices.iter().rev() {
+            match self.unmake(&e.made) {
+                Ok(true) => removed.push(e.made.id()),
+                Ok(false) => {}
+                Err(source) => {
+                    return Err(DraError::Remove {
+                        claim: claim_words(&rec.claim),
+                        id: e.made.id(),
+                        source: Box::new(source),
+                    }
+                    .into())
+                }
+            }
+        }
+        removed.reverse();
+        Ok(removed)
+    }
+
+    fn make(&self, m: &Made) -> Result<(), CoreError> {
+        match m {
+            Made::Mdev {
+                uuid,
+                parent,
+                mdev_type,
+            } => {
+                let mut config = MdevConfig::new(mdev_type.clone());
+                config.start = StartPolicy::Manual;
+                self.mdev.start_device(uuid, parent, &config)
+            }
+            Made::Vgpu { vf, type_id, .. } => {
+                if self.vgpu.defs.exists(vf.as_str()) {
+                    return Err(DraError::VfBusy {
+                        vf: vf.to_string(),
+                        why: "it has a vGPU definition".into(),
+                    }
+                    .into());
+                }
+                let pf = self.vf_pf(vf)?;
+                let v = self
+                    .vgpu
+                    .sriov
+                    .vfs(&pf)?
+                    .into_iter()
+                    .find(|v| &v.address == vf)
+                    .ok_or_else(|| DraError::VfBusy {
+                        vf: vf.to_string(),
+                        why: "it is gone".into(),
+                    })?;
+                if v.current != 0 {
+                    return Err(DraError::VfBusy {
+                        vf: vf.to_string(),
+                        why: format!("it runs vGPU type {}", v.current),
+                    }
+                    .into());
+                }
+                Ok(self.vgpu.sriov.set_type(vf, *type_id)?)
+            }
+        }
+    }
+
+    /// Removes a made device; `false` when it was not there.
+    fn unmake(&self, m: &Made) -> Result<bool, CoreError> {
+        match m {
+            Made::Mdev { uuid, .. } => {
+                if self
+                    .mdev
+                    .sysfs
+                    .device(uuid)
+                    .map_err(CoreError::inventory)?
+                    .is_none()
+                {
+                    return Ok(false);
+                }
+                self.mdev.stop(uuid).map(|_| true)
+            }
+            Made::Vgpu { vf, type_id, .. } => {
+                let Ok(pf) = self.vf_pf(vf) else {
+                    return Ok(false);
+                };
+                let current = self
+                    .vgpu
+                    .sriov
+                    .vfs(&pf)?
+                    .into_iter()
+                    .find(|v| &v.address == vf)
+                    .map(|v| v.current);
+                // Only the type this claim set is cleared.
+                if current != Some(*type_id) {
+                    return Ok(false);
+                }
+                self.vgpu.sriov.set_type(vf, 0)?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn vf_pf(
+        &self,
+        vf: &hostdev_model::vgpu::PciAddress,
+    ) -> Result<hostdev_model::vgpu::PciAddress, CoreError> {
+        for pf in self.vgpu.sriov.pfs()? {
+            if self
+                .vgpu
+                .sriov
+                .vfs(&pf.address)?
+                .iter()
+                .any(|v| &v.address == vf)
+            {
+                return Ok(pf.address);
+            }
+        }
+        Err(DraError::VfBusy {
+            vf: vf.to_string(),
+            why: "no PF lists it".into(),
+        }
+        .into())
+    }
+
+    /// The answer for a prepared record: device nodes and metadata.
+    fn answer(&self, rec: &Record) -> Result<DraPrepared, CoreError> {
+        let host = |p: &str| {
+            self.root
+                .join(p.trim_start_matches('/'))
+                .to_string_lossy()
+                .into_owned()
+        };
+        let node = |p: String| DraNode {
+            host_path: host(&p),
+            path: p,
+        };
+        let group = |dev: std::path::PathBuf| {
+            std::fs::read_link(dev.join("iommu_group"))
+                .ok()
+                .and_then(|l| l.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .filter(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let mut devices = Vec::new();
+        for e in &rec.devices {
+            let mut nodes = vec![node("/dev/vfio/vfio".into())];
+            let mut metadata = BTreeMap::new();
+            let kind = match &e.made {
+                Made::Mdev { uuid, .. } => {
+                    let dir = self
+                        .root
+                        .join("sys/bus/mdev/devices")
+                        .join(uuid.to_string());
+                    if let Some(g) = group(dir) {
+                        nodes.push(node(format!("/dev/vfio/{g}")));
+                    }
+                    metadata.insert("mdevUUID".into(), DraValue::String(uuid.to_string()));
+                    Kind::Mdev
+                }
+                Made::Vgpu { vf, .. } => {
+                    let dir = self.root.join("sys/bus/pci/devices").join(vf.as_str());
+                    if let Some(g) = group(dir) {
+                        nodes.push(node(format!("/dev/vfio/{g}")));
+                    }
+                    metadata.insert(
+                        "resource.kubernetes.io/pciBusID".into(),
+                        DraValue::String(vf.to_string()),
+                    );
+                    Kind::Vgpu
+                }
+            };
+            devices.push(DraPreparedDevice {
+                request: e.request.clone(),
+                device: e.device.clone(),
+                kind,
+                id: e.made.id(),
+                nodes,
+                metadata,
+            });
+        }
+        Ok(DraPrepared {
+            uid: rec.claim.uid,
+            devices,
+        })
+    }
+}

@@ -1,0 +1,322 @@
+//! Kubernetes DRA against the fakes and a real state directory: what is
+//! published (counters, devices, attributes, capacity others hold), what a
+//! prepare makes and records, that it is idempotent, that unprepare removes
+//! exactly what prepare made, and that a record a killed process left in
+//! transit is undone by the next caller.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failed expectation is the report
+
+use hostdev_core::api::{
+    DraAllocated, DraClaim, DraPrepareRequest, DraResources, DraValue, Kind, StartRequest,
+};
+use hostdev_core::vdpa::Vdpas;
+use hostdev_core::vgpu::Vgpus;
+use hostdev_core::{Callouts, Devices, Host};
+use hostdev_model::Uuid;
+use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
+use hostdev_sysfs::{FakeKernel, FakeType, MdevSysfs};
+use hostdev_vdpa::FakeVdpa;
+use std::path::Path;
+use std::time::Duration;
+
+type Fakes = Devices<FakeKernel, FakeSriov, FakeVdpa>;
+
+fn host(root: &Path) -> Fakes {
+    let k = FakeKernel::new();
+    // A shared budget of 8: "big" costs 4 (2 fit), "small" 2 (4 fit).
+    let mut big = FakeType::new("gvt-big", 0);
+    big.cost = 4;
+    let mut small = FakeType::new("gvt-small", 0);
+    small.cost = 2;
+    k.add_budget_parent("gpu0", 8, vec![big, small]);
+    let mut t = FakeType::new("nv-8q", 2);
+    t.name = Some("GRID T4-8Q".into());
+    t.description = Some("num_heads=4, framebuffer=8192M, max_instance=2\n".into());
+    k.add_parent("gpu1", vec![t]);
+    let mut h = Host::new(k, root, Callouts::none());
+    h.ready_timeout = Duration::from_millis(50);
+    let s = FakeSriov::new();
+    s.add_pf(
+        "0000:41:00.0",
+        4,
+        16384,
+        &[
+            (1150, "NVIDIA L40S-4Q", 4096),
+            (1151, "NVIDIA L40S-8Q", 8192),
+        ],
+        true,
+    );
+    s.set_num_vfs(&"0000:41:00.0".parse().expect("pf"), 4)
+        .expect("vfs");
+    let mut v = Vgpus::new(s, root);
+    v.vf_timeout = Duration::from_millis(50);
+    Devices::new(
+        h,
+        v,
+        Vdpas::new(FakeVdpa::new(), root),
+        std::sync::Arc::new(hostdev_vfio::FakeVfio::new()),
+        root,
+    )
+}
+
+fn claim(n: u8) -> DraClaim {
+    DraClaim {
+        uid: format!("00000000-0000-4000-8000-0000000000{n:02x}")
+            .parse()
+            .expect("uid"),
+        namespace: "ns".into(),
+        name: format!("claim-{n}"),
+    }
+}
+
+fn device<'a>(r: &'a DraResources, kind: &str, ty: &str, slot: i64) -> &'a str {
+    r.devices
+        .iter()
+        .find(|d| {
+            let a = &d.attributes;
+            a.get("kind") == Some(&DraValue::String(kind.into()))
+                && (a.get("type") == Some(&DraValue::String(ty.into()))
+                    || a.get("typeName") == Some(&DraValue::String(ty.into())))
+                && a.get("slot").is_none_or(|s| s == &DraValue::Int(slot))
+        })
+        .map(|d| d.name.as_str())
+        .unwrap_or_else(|| panic!("no {kind} {ty} slot {slot} in {r:#?}"))
+}
+
+fn prepare(
+    h: &Fakes,
+    c: &DraClaim,
+    devs: &[&str],
+) -> Result<hostdev_core::api::DraPrepared, hostdev_core::CoreError> {
+    h.dra_prepare(&DraPrepareRequest {
+        claim: c.clone(),
+        devices: devs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| DraAllocated {
+                request: format!("r{i}"),
+                device: d.to_string(),
+            })
+            .collect(),
+    })
+}
+
+#[test]
+fn a_shared_budget_is_one_counter_its_types_draw_on_by_their_cost() {
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let r = h.dra_resources().unwrap();
+    let gpu0 = r
+        .counter_sets
+        .iter()
+        .find(|s| s.name.starts_with("gpu0-"))
+        .expect("gpu0's set");
+    // lcm(2, 4) = 4 units: big costs 2, small 1.
+    assert_eq!(gpu0.counters.get("units"), Some(&4));
+    let cost = |ty: &str| {
+        let name = device(&r, "mdev", ty, 0);
+        let dev = r.devices.iter().find(|x| x.name == name).unwrap();
+        assert_eq!(dev.consumes[0].counter_set, gpu0.name);
+        assert!(
+            dev.consumes[0].groups.is_empty(),
+            "no one-type rule on a budget"
+        );
+        dev.consumes[0].counters["units"]
+    };
+    assert_eq!(cost("gvt-big"), 2);
+    assert_eq!(cost("gvt-small"), 1);
+    // Two slots of big, four of small.
+    let count = |ty: &str| {
+        r.devices
+            .iter()
+            .filter(|x| x.attributes.get("type") == Some(&DraValue::String(ty.into())))
+            .count()
+    };
+    assert_eq!((count("gvt-big"), count("gvt-small")), (2, 4));
+    // Every name Kubernetes must carry is a DNS label.
+    for dev in &r.devices {
+        assert!(
+            hostdev_core::api::dra::is_dns_label(&dev.name),
+            "{}",
+            dev.name
+        );
+        assert!(dev.consumes.len() <= 2);
+    }
+    for s in &r.counter_sets {
+        assert!(hostdev_core::api::dra::is_dns_label(&s.name));
+        assert!(s.counters.len() <= 32);
+    }
+}
+
+#[test]
+fn capacity_someone_else_holds_is_not_published() {
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    // Seen free once (the daemon publishes at start): each type's maximum
+    // is learned. A parent first seen busy is published conservatively
+    // (a type's maximum is what is free of it then) until seen free.
+    h.dra_resources().unwrap();
+    // A device made by hand on the budget parent: one big (2 of 4 units).
+    h.mdev
+        .start(&StartRequest {
+            uuid: Some(Uuid::new_v4()),
+            parent: Some("gpu0".parse().unwrap()),
+            mdev_type: Some("gvt-big".parse().unwrap()),
+            config: None,
+        })
+        .unwrap();
+    let r = h.dra_resources().unwrap();
+    let gpu0 = r
+        .counter_sets
+        .iter()
+        .find(|s| s.name.starts_with("gpu0-"))
+        .unwrap();
+    assert_eq!(gpu0.counters.get("units"), Some(&2), "{r:#?}");
+    // A VF typed by hand is not offered; the others offer its type only.
+    let vf0: hostdev_model::vgpu::PciAddress = "0000:41:00.4".parse().unwrap();
+    let vfs = h.vgpu.sriov.vfs(&"0000:41:00.0".parse().unwrap()).unwrap();
+    assert_eq!(vfs[0].address, vf0, "{vfs:?}");
+    h.vgpu.sriov.set_type(&vf0, 1150).unwrap();
+    let r = h.dra_resources().unwrap();
+    let vgpus: Vec<_> = r.devices.iter().filter(|x| x.kind == Kind::Vgpu).collect();
+    assert_eq!(vgpus.len(), 3, "{vgpus:#?}");
+    assert!(vgpus.iter().all(|x| x.attributes["typeName"]
+        == DraValue::String("NVIDIA L40S-4Q".into())
+        && x.attributes["resource.kubernetes.io/pciBusID"] != DraValue::String(vf0.to_string())));
+}
+
+#[test]
+fn prepare_makes_records_and_answers_again_and_unprepare_removes_only_that() {
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let r = h.dra_resources().unwrap();
+    let nv = device(&r, "mdev", "nv-8q", 0);
+    let vf = device(&r, "vgpu", "NVIDIA L40S-8Q", 0);
+    // Someone's own device beside ours must survive the unprepare.
+    let mine = Uuid::new_v4();
+    h.mdev
+        .start(&StartRequest {
+            uuid: Some(mine),
+            parent: Some("gpu1".parse().unwrap()),
+            mdev_type: Some("nv-8q".parse().unwrap()),
+            config: None,
+        })
+        .unwrap();
+    let c = claim(1);
+    let p = prepare(&h, &c, &[nv, vf]).unwrap();
+    assert_eq!(p.devices.len(), 2);
+    let m = &p.devices[0];
+    assert_eq!(m.kind, Kind::Mdev);
+    let uuid: Uuid = m.id.parse().unwrap();
+    assert_eq!(
+        m.metadata.get("mdevUUID"),
+        Some(&DraValue::String(uuid.to_string()))
+    );
+    assert_eq!(m.nodes[0].path, "/dev/vfio/vfio");
+    assert!(h.mdev.sysfs.device(&uuid).unwrap().is_some());
+    let v = &p.devices[1];
+    assert_eq!(v.kind, Kind::Vgpu);
+    assert!(v.metadata.contains_key("resource.kubernetes.io/pciBusID"));
+    let vfs = h.vgpu.sriov.vfs(&"0000:41:00.0".parse().unwrap()).unwrap();
+    let typed: Vec<_> = vfs.iter().filter(|x| x.current != 0).collect();
+    assert_eq!(typed.len(), 1);
+    assert_eq!(typed[0].current, 1151);
+    // Asked again (a kubelet retry): the same answer, nothing new made.
+    let again = prepare(&h, &c, &[nv, vf]).unwrap();
+    assert_eq!(again, p);
+    assert_eq!(h.mdev.sysfs.devices().unwrap().len(), 2);
+    // The same claim with other devices is refused; another claim for a held device too.
+    let e = prepare(&h, &c, &[nv]).unwrap_err();
+    assert_eq!(e.code(), "dra.reallocated", "{e}");
+    let e = prepare(&h, &claim(2), &[nv]).unwrap_err();
+    assert_eq!(e.code(), "dra.taken", "{e}");
+    // Listed as prepared.
+    assert_eq!(h.dra_claims().unwrap().len(), 1);
+    // Unprepare removes exactly those two; a second unprepare is done at once.
+    let u = h.dra_unprepare(&c).unwrap();
+    assert_eq!(u.removed.len(), 2, "{u:?}");
+    let left = h.mdev.sysfs.devices().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].uuid, mine);
+    assert!(h
+        .vgpu
+        .sriov
+        .vfs(&"0000:41:00.0".parse().unwrap())
+        .unwrap()
+        .iter()
+        .all(|x| x.current == 0));
+    assert!(h.dra_unprepare(&c).unwrap().removed.is_empty());
+    assert!(h.dra_claims().unwrap().is_empty());
+}
+
+#[test]
+fn a_failed_create_leaves_nothing_and_bad_input_is_refused_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let r = h.dra_resources().unwrap();
+    let a = device(&r, "mdev", "nv-8q", 0);
+    let vf = device(&r, "vgpu", "NVIDIA L40S-4Q", 0);
+    // The VF's type is set, then the mdev's create fails (ENOSPC): the VF
+    // must be cleared again and no record kept.
+    h.mdev.sysfs.fail_next_create(28);
+    let c = claim(3);
+    let e = prepare(&h, &c, &[vf, a]).unwrap_err();
+    assert_eq!(e.code(), "dra.create", "{e}");
+    assert!(h.mdev.sysfs.devices().unwrap().is_empty());
+    assert!(h
+        .vgpu
+        .sriov
+        .vfs(&"0000:41:00.0".parse().unwrap())
+        .unwrap()
+        .iter()
+        .all(|x| x.current == 0));
+    assert!(h.dra_claims().unwrap().is_empty());
+    assert!(!d
+        .path()
+        .join(format!("var/lib/hostdev/dra/claims/{}.json", c.uid))
+        .exists());
+    // A vanished or never-published device, hostile names, too many devices.
+    for (dev, code) in [
+        ("gone-000000-0", "dra.unknown_device"),
+        ("../../etc", "dra.bad_name"),
+        ("UPPER", "dra.bad_name"),
+    ] {
+        let e = prepare(&h, &claim(4), &[dev]).unwrap_err();
+        assert_eq!(e.code(), code, "{dev}: {e}");
+    }
+    let many: Vec<&str> = std::iter::repeat_n(a, 33).collect();
+    assert_eq!(
+        prepare(&h, &claim(4), &many).unwrap_err().code(),
+        "dra.too_many"
+    );
+    assert!(h.mdev.sysfs.devices().unwrap().is_empty());
+}
+
+#[test]
+fn a_record_left_in_transit_by_a_killed_process_is_undone_by_the_next_caller() {
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let r = h.dra_resources().unwrap();
+    let a = device(&r, "mdev", "nv-8q", 0);
+    let c = claim(5);
+    let p = prepare(&h, &c, &[a]).unwrap();
+    let uuid: Uuid = p.devices[0].id.parse().unwrap();
+    // As if killed after the record said `preparing` and the device was made.
+    let path = d
+        .path()
+        .join(format!("var/lib/hostdev/dra/claims/{}.json", c.uid));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("\"prepared\"", "\"preparing\"")).unwrap();
+    // The next caller (any prepare or unprepare) undoes it first.
+    let other = device(&r, "mdev", "gvt-small", 0);
+    prepare(&h, &claim(6), &[other]).unwrap();
+    assert!(h.mdev.sysfs.device(&uuid).unwrap().is_none());
+    assert!(!path.exists());
+    // The kubelet's retry of the killed prepare then makes it afresh, same UUID.
+    let again = prepare(&h, &c, &[a]).unwrap();
+    assert_eq!(again.devices[0].id, uuid.to_string());
+    // A corrupt record is named and skipped by the listing, never read as empty.
+    std::fs::write(&path, b"{not json").unwrap();
+    let e = h.dra_unprepare(&c).unwrap_err();
+    assert_eq!(e.code(), "dra.bad_record", "{e}");
+    assert!(path.exists());
+}
