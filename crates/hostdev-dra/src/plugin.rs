@@ -1,0 +1,453 @@
+//! The kubelet's side: the `k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin`
+//! service (NodePrepareResources, NodeUnprepareResources) and the plugin
+//! registration service (`pluginregistration.Registration`, type
+//! `DRAPlugin`, service `v1.DRAPlugin`), behaving as Kubernetes' Go helper
+//! `kubeletplugin` does for a driver: calls are serialized (one at a
+//! time); each claim is fetched from the apiserver and its UID checked
+//! against the kubelet's (a claim deleted and made again under the same
+//! name is refused); only allocation results of this driver and this
+//! node's pool are prepared; each claim gets its own answer or error; the
+//! device metadata files are written and mounted through CDI.
+//!
+//! Owns: mapping a kubelet call onto hostdevd's prepare/unprepare and the
+//! claim's CDI and metadata files. Must not: make or remove a device
+//! itself, or keep its own record of what was prepared (hostdevd does;
+//! unprepare asks it).
+
+use crate::cdi::{self, CdiError};
+use crate::daemon::{self, DaemonError};
+use crate::metadata::{self, ClaimRef};
+use crate::names::{is_dns_subdomain, is_request, is_uid};
+use crate::proto::dra_v1 as pb;
+use crate::proto::registration as reg;
+use hostdev_api::dra::is_dns_label;
+use hostdev_api::{DraAllocated, DraClaim, DraPrepareRequest, DraUnprepareRequest};
+use k8s_openapi::api::resource::v1::ResourceClaim;
+use kube::api::Api;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, Notify};
+use tonic::{Request, Response, Status};
+
+/// The annotation naming the pod's claim a template made.
+pub const POD_CLAIM_NAME: &str = "resource.kubernetes.io/pod-claim-name";
+
+/// How long one hostdevd prepare or unprepare may take.
+const DAEMON_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What the plugin needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The driver name (a DNS subdomain).
+    pub driver: String,
+    /// The node's name (also the pool's).
+    pub node: String,
+    /// hostdevd's socket.
+    pub socket: PathBuf,
+    /// The plugin's directory (`<kubelet>/plugins/<driver>`): its socket
+    /// and the metadata files.
+    pub plugin_dir: PathBuf,
+    /// The CDI spec directory the runtime reads.
+    pub cdi_dir: PathBuf,
+}
+
+impl Config {
+    /// The DRA service socket.
+    pub fn dra_socket(&self) -> PathBuf {
+        self.plugin_dir.join("dra.sock")
+    }
+}
+
+/// Why one claim could not be prepared or unprepared (each becomes the
+/// claim's `error` for the kubelet, which shows it as the pod's event).
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// The kubelet named the claim with something that is not a name.
+    #[error("the kubelet named a claim {what} {value:?}, which is not a valid name")]
+    BadName {
+        /// Which name.
+        what: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// Reading the claim from the apiserver failed.
+    #[error("cannot read ResourceClaim {namespace}/{name} from the apiserver: {source}")]
+    Fetch {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Why.
+        source: kube::Error,
+    },
+    /// The claim is not (or no longer) there.
+    #[error("ResourceClaim {namespace}/{name} does not exist")]
+    Gone {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// The claim by that name is another one.
+    #[error("ResourceClaim {namespace}/{name} has UID {found}, not {wanted}: it was deleted and made again")]
+    Replaced {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The kubelet's UID.
+        wanted: String,
+        /// The apiserver's.
+        found: String,
+    },
+    /// The claim is not allocated.
+    #[error("ResourceClaim {namespace}/{name} is not allocated")]
+    NotAllocated {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+    /// An allocation result names something that is not a name.
+    #[error(
+        "ResourceClaim {namespace}/{name}'s allocation names {what} {value:?}, which is not valid"
+    )]
+    BadResult {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Which name.
+        what: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// hostdevd refused or failed.
+    #[error("hostdevd: {0}")]
+    Daemon(#[from] DaemonError),
+    /// The CDI spec or metadata could not be written.
+    #[error(transparent)]
+    Cdi(#[from] CdiError),
+}
+
+impl ClaimError {
+    /// The stable code.
+    pub fn code(&self) -> String {
+        match self {
+            ClaimError::BadName { .. } => "dra.bad-claim-name".into(),
+            ClaimError::Fetch { .. } => "dra.claim-fetch".into(),
+            ClaimError::Gone { .. } => "dra.claim-gone".into(),
+            ClaimError::Replaced { .. } => "dra.claim-replaced".into(),
+            ClaimError::NotAllocated { .. } => "dra.claim-not-allocated".into(),
+            ClaimError::BadResult { .. } => "dra.bad-allocation".into(),
+            ClaimError::Daemon(e) => e.code(),
+            ClaimError::Cdi(e) => e.code().into(),
+        }
+    }
+}
+
+/// The DRA plugin service.
+pub struct Plugin {
+    cfg: Arc<Config>,
+    client: kube::Client,
+    serial: Mutex<()>,
+    changed: Arc<Notify>,
+}
+
+impl Plugin {
+    /// A plugin; `changed` is notified after each prepare or unprepare (the
+    /// publisher republishes then).
+    pub fn new(cfg: Arc<Config>, client: kube::Client, changed: Arc<Notify>) -> Plugin {
+        Plugin {
+            cfg,
+            client,
+            serial: Mutex::new(()),
+            changed,
+        }
+    }
+
+    fn claim_ref(c: &pb::Claim) -> Result<ClaimRef, ClaimError> {
+        let bad = |what, value: &str| ClaimError::BadName {
+            what,
+            value: value.chars().take(80).collect(),
+        };
+        if !is_uid(&c.uid) {
+            return Err(bad("UID", &c.uid));
+        }
+        if !is_dns_label(&c.namespace) {
+            return Err(bad("namespace", &c.namespace));
+        }
+        if !is_dns_subdomain(&c.name) {
+            return Err(bad("name", &c.name));
+        }
+        Ok(ClaimRef {
+            namespace: c.namespace.clone(),
+            name: c.name.clone(),
+            uid: c.uid.clone(),
+            pod_claim_name: None,
+        })
+    }
+
+    fn dra_claim(r: &ClaimRef) -> Result<DraClaim, ClaimError> {
+        Ok(DraClaim {
+            uid: r.uid.parse().map_err(|_| ClaimError::BadName {
+                what: "UID",
+                value: r.uid.clone(),
+            })?,
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+        })
+    }
+
+    /// Prepares one claim.
+    pub async fn prepare_claim(&self, c: &pb::Claim) -> Result<Vec<pb::Device>, ClaimError> {
+        let mut r = Self::claim_ref(c)?;
+        let api: Api<ResourceClaim> = Api::namespaced(self.client.clone(), &r.namespace);
+        let claim = api
+            .get_opt(&r.name)
+            .await
+            .map_err(|source| ClaimError::Fetch {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                source,
+            })?
+            .ok_or_else(|| ClaimError::Gone {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+            })?;
+        let found = claim.metadata.uid.clone().unwrap_or_default();
+        if found != r.uid {
+            return Err(ClaimError::Replaced {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                wanted: r.uid.clone(),
+                found,
+            });
+        }
+        r.pod_claim_name = claim
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(POD_CLAIM_NAME))
+            .cloned();
+        let bad_result = |what, value: &str| ClaimError::BadResult {
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            what,
+            value: value.chars().take(80).collect(),
+        };
+        if let Some(p) = &r.pod_claim_name {
+            if !is_dns_label(p) {
+                return Err(bad_result("pod claim name", p));
+            }
+        }
+        let results = claim
+            .status
+            .as_ref()
+            .and_then(|s| s.allocation.as_ref())
+            .and_then(|a| a.devices.as_ref())
+            .and_then(|d| d.results.clone())
+            .ok_or_else(|| ClaimError::NotAllocated {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+            })?;
+        let mut devices = Vec::new();
+        for res in results
+            .iter()
+            .filter(|x| x.driver == self.cfg.driver && x.pool == self.cfg.node)
+        {
+            if !is_request(&res.request) {
+                return Err(bad_result("request", &res.request));
+            }
+            if !is_dns_label(&res.device) {
+                return Err(bad_result("device", &res.device));
+            }
+            devices.push(DraAllocated {
+                request: res.request.clone(),
+                device: res.device.clone(),
+            });
+        }
+        if devices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let req = DraPrepareRequest {
+            claim: Self::dra_claim(&r)?,
+            devices,
+        };
+        let prepared = daemon::call(&self.cfg.socket, req, DAEMON_TIMEOUT).await?;
+        match self.write_files(&r, &prepared.devices) {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                // Nothing half-made: what hostdevd made goes, so do the files.
+                let _ = self.unprepare_claim(c).await;
+                Err(e)
+            }
+        }
+    }
+
+    fn write_files(
+        &self,
+        r: &ClaimRef,
+        prepared: &[hostdev_api::DraPreparedDevice],
+    ) -> Result<Vec<pb::Device>, ClaimError> {
+        let cfg = &self.cfg;
+        let (spec, ids) = cdi::device_spec(&cfg.driver, &r.uid, prepared)?;
+        let meta = metadata::write(
+            &cfg.driver,
+            &cfg.node,
+            &cfg.plugin_dir,
+            &cfg.cdi_dir,
+            r,
+            prepared,
+        )?;
+        cdi::write(
+            &cdi::device_spec_path(&cfg.cdi_dir, &cfg.driver, &r.uid),
+            &spec,
+        )?;
+        let mut given = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for (d, id) in prepared.iter().zip(ids) {
+            let mut cdi_ids = vec![id];
+            let base = crate::names::base_request(&d.request);
+            if given.insert(base.to_string()) {
+                if let Some(m) = meta.get(base) {
+                    cdi_ids.push(m.clone());
+                }
+            }
+            out.push(pb::Device {
+                request_names: vec![d.request.clone()],
+                pool_name: cfg.node.clone(),
+                device_name: d.device.clone(),
+                cdi_device_ids: cdi_ids,
+                share_id: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Unprepares one claim: hostdevd removes what it made, then the
+    /// claim's CDI and metadata files go.
+    pub async fn unprepare_claim(&self, c: &pb::Claim) -> Result<(), ClaimError> {
+        let r = Self::claim_ref(c)?;
+        let req = DraUnprepareRequest {
+            claim: Self::dra_claim(&r)?,
+        };
+        daemon::call(&self.cfg.socket, req, DAEMON_TIMEOUT).await?;
+        let cfg = &self.cfg;
+        cdi::remove(&cdi::device_spec_path(&cfg.cdi_dir, &cfg.driver, &r.uid))?;
+        metadata::remove(&cfg.driver, &cfg.plugin_dir, &cfg.cdi_dir, &r)?;
+        Ok(())
+    }
+}
+
+fn log_claim(what: &str, c: &pb::Claim, r: &Result<(), String>) {
+    match r {
+        Ok(()) => eprintln!(
+            "hostdev-dra: {what} {}/{} ({}): done",
+            c.namespace, c.name, c.uid
+        ),
+        Err(e) => eprintln!(
+            "hostdev-dra: {what} {}/{} ({}): {e}",
+            c.namespace, c.name, c.uid
+        ),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::dra_plugin_server::DraPlugin for Plugin {
+    async fn node_prepare_resources(
+        &self,
+        req: Request<pb::NodePrepareResourcesRequest>,
+    ) -> Result<Response<pb::NodePrepareResourcesResponse>, Status> {
+        let _one = self.serial.lock().await;
+        let mut claims = HashMap::new();
+        for c in &req.get_ref().claims {
+            let answer = match self.prepare_claim(c).await {
+                Ok(devices) => pb::NodePrepareResourceResponse {
+                    devices,
+                    error: String::new(),
+                },
+                Err(e) => pb::NodePrepareResourceResponse {
+                    devices: Vec::new(),
+                    error: format!("{e} [{}]", e.code()),
+                },
+            };
+            let r = if answer.error.is_empty() {
+                Ok(())
+            } else {
+                Err(answer.error.clone())
+            };
+            log_claim("prepare", c, &r);
+            claims.insert(c.uid.clone(), answer);
+        }
+        self.changed.notify_one();
+        Ok(Response::new(pb::NodePrepareResourcesResponse { claims }))
+    }
+
+    async fn node_unprepare_resources(
+        &self,
+        req: Request<pb::NodeUnprepareResourcesRequest>,
+    ) -> Result<Response<pb::NodeUnprepareResourcesResponse>, Status> {
+        let _one = self.serial.lock().await;
+        let mut claims = HashMap::new();
+        for c in &req.get_ref().claims {
+            let r = self
+                .unprepare_claim(c)
+                .await
+                .map_err(|e| format!("{e} [{}]", e.code()));
+            log_claim("unprepare", c, &r);
+            claims.insert(
+                c.uid.clone(),
+                pb::NodeUnprepareResourceResponse {
+                    error: r.err().unwrap_or_default(),
+                },
+            );
+        }
+        self.changed.notify_one();
+        Ok(Response::new(pb::NodeUnprepareResourcesResponse { claims }))
+    }
+}
+
+/// The service name the kubelet knows DRA v1 by.
+pub const DRA_V1_SERVICE: &str = "v1.DRAPlugin";
+
+/// The plugin registration service.
+pub struct Registration {
+    /// The driver name.
+    pub driver: String,
+    /// The DRA socket's absolute path.
+    pub endpoint: String,
+}
+
+#[tonic::async_trait]
+impl reg::registration_server::Registration for Registration {
+    async fn get_info(
+        &self,
+        _req: Request<reg::InfoRequest>,
+    ) -> Result<Response<reg::PluginInfo>, Status> {
+        Ok(Response::new(reg::PluginInfo {
+            r#type: "DRAPlugin".into(),
+            name: self.driver.clone(),
+            endpoint: self.endpoint.clone(),
+            supported_versions: vec![DRA_V1_SERVICE.into()],
+        }))
+    }
+
+    async fn notify_registration_status(
+        &self,
+        req: Request<reg::RegistrationStatus>,
+    ) -> Result<Response<reg::RegistrationStatusResponse>, Status> {
+        let s = req.get_ref();
+        if s.plugin_registered {
+            eprintln!("hostdev-dra: the kubelet registered driver {}", self.driver);
+        } else {
+            eprintln!(
+                "hostdev-dra: the kubelet refused driver {}: {}",
+                self.driver, s.error
+            );
+        }
+        Ok(Response::new(reg::RegistrationStatusResponse {}))
+    }
+}

@@ -1,0 +1,176 @@
+//! Running the driver: the two gRPC services on their unix sockets in the
+//! kubelet's directories, and the publish loop (hostdevd's offer read every
+//! interval and after each prepare or unprepare, the slices rewritten when
+//! it changed).
+//!
+//! Owns: the sockets' lifetime and the loop. Must not: hold claim state.
+
+use crate::daemon;
+use crate::plugin::{Config, Plugin, Registration};
+use crate::proto::dra_v1::dra_plugin_server::DraPluginServer;
+use crate::proto::registration::registration_server::RegistrationServer;
+use crate::publish::{Published, Publisher};
+use crate::slices;
+use hostdev_api::DraResourcesQuery;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::UnixListener;
+use tokio::sync::Notify;
+use tokio_stream::wrappers::UnixListenerStream;
+
+/// Why the driver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A socket's path holds something that is not a socket.
+    #[error("{0} exists and is not a socket; not removing it")]
+    NotASocket(PathBuf),
+    /// Binding a socket failed.
+    #[error("cannot listen on {path}")]
+    Bind {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A gRPC server stopped.
+    #[error("the gRPC server on {path} stopped")]
+    Serve {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+}
+
+/// Listens on `path`, replacing a stale socket (never another file).
+pub fn listen(path: &Path) -> Result<UnixListenerStream, StartError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(_) => return Err(StartError::NotASocket(path.to_path_buf())),
+        Err(_) => {}
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| StartError::Bind {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    let l = UnixListener::bind(path).map_err(|source| StartError::Bind {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(UnixListenerStream::new(l))
+}
+
+/// The publish loop: runs until the process ends.
+pub async fn publish_loop(
+    cfg: Arc<Config>,
+    client: kube::Client,
+    changed: Arc<Notify>,
+    interval: Duration,
+) {
+    let mut publisher = Publisher::new(client, &cfg.driver, &cfg.node);
+    let mut last_notes: Vec<String> = Vec::new();
+    let mut last_error = String::new();
+    loop {
+        let started = Instant::now();
+        let outcome = async {
+            let offer = daemon::call(&cfg.socket, DraResourcesQuery {}, Duration::from_secs(30))
+                .await
+                .map_err(|e| e.to_string())?;
+            let pool = slices::pool(&cfg.driver, &cfg.node, &offer);
+            let mut notes = offer.notes.clone();
+            notes.extend(pool.left_out.iter().cloned());
+            let done = publisher.publish(&pool).await.map_err(|e| {
+                let mut s = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(x) = src {
+                    s.push_str(": ");
+                    s.push_str(&x.to_string());
+                    src = x.source();
+                }
+                format!("{s} [{}]", e.code())
+            })?;
+            Ok::<_, String>((done, notes, offer.devices.len()))
+        }
+        .await;
+        match outcome {
+            Ok((done, notes, devices)) => {
+                if let Published::Written { generation, slices } = done {
+                    eprintln!(
+                        "hostdev-dra: published {devices} devices in {slices} slices, generation {generation}, in {} ms",
+                        started.elapsed().as_millis()
+                    );
+                }
+                if notes != last_notes {
+                    for n in &notes {
+                        eprintln!("hostdev-dra: not published: {n}");
+                    }
+                    last_notes = notes;
+                }
+                last_error.clear();
+            }
+            Err(e) => {
+                if e != last_error {
+                    eprintln!("hostdev-dra: publishing failed (retrying): {e}");
+                    last_error = e;
+                }
+            }
+        }
+        tokio::select! {
+            () = changed.notified() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Serves both gRPC services and publishes until `stop` resolves.
+pub async fn run(
+    cfg: Config,
+    registry_dir: &Path,
+    interval: Duration,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let client = kube::Client::try_default().await?;
+    let cfg = Arc::new(cfg);
+    let changed = Arc::new(Notify::new());
+    let dra_path = cfg.dra_socket();
+    let reg_path = registry_dir.join(format!("{}-reg.sock", cfg.driver));
+    let dra_incoming = listen(&dra_path)?;
+    let plugin = Plugin::new(cfg.clone(), client.clone(), changed.clone());
+    let dra = tonic::transport::Server::builder()
+        .add_service(DraPluginServer::new(plugin))
+        .serve_with_incoming(dra_incoming);
+    // Registration last: the kubelet calls the DRA socket as soon as it
+    // sees the registration socket.
+    let reg_incoming = listen(&reg_path)?;
+    let registration = Registration {
+        driver: cfg.driver.clone(),
+        endpoint: dra_path.to_string_lossy().into_owned(),
+    };
+    let reg = tonic::transport::Server::builder()
+        .add_service(RegistrationServer::new(registration))
+        .serve_with_incoming(reg_incoming);
+    let publishing = tokio::spawn(publish_loop(cfg.clone(), client, changed, interval));
+    eprintln!(
+        "hostdev-dra: driver {} on node {}: {} and {}",
+        cfg.driver,
+        cfg.node,
+        dra_path.display(),
+        reg_path.display()
+    );
+    let result = tokio::select! {
+        r = dra => r.map_err(|source| StartError::Serve { path: dra_path.clone(), source }),
+        r = reg => r.map_err(|source| StartError::Serve { path: reg_path.clone(), source }),
+        () = stop => Ok(()),
+    };
+    publishing.abort();
+    // The registration socket goes first so the kubelet stops calling.
+    let _ = std::fs::remove_file(&reg_path);
+    let _ = std::fs::remove_file(&dra_path);
+    Ok(result?)
+}
