@@ -16,6 +16,7 @@ pub mod proto {
     }
 }
 
+pub mod authority;
 pub mod cdi;
 pub mod daemon;
 pub mod files;

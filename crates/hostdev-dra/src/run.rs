@@ -66,6 +66,37 @@ pub fn listen(path: &Path) -> Result<UnixListenerStream, StartError> {
     Ok(UnixListenerStream::new(l))
 }
 
+/// Connections from `incoming`, each relayed through
+/// [`crate::authority`] (the kubelet's registration client sends the socket
+/// path as `:authority`, which the HTTP/2 server refuses).
+pub fn relayed(
+    mut incoming: UnixListenerStream,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<tokio::io::DuplexStream>> {
+    use tokio_stream::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Some(conn) = incoming.next().await {
+            let conn = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    if tx.send(Err(e)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let (ours, theirs) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(async move {
+                let _ = crate::authority::relay(conn, ours).await;
+            });
+            if tx.send(Ok(theirs)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
 /// The publish loop: runs until the process ends.
 pub async fn publish_loop(
     cfg: Arc<Config>,
@@ -147,7 +178,7 @@ pub async fn run(
         .serve_with_incoming(dra_incoming);
     // Registration last: the kubelet calls the DRA socket as soon as it
     // sees the registration socket.
-    let reg_incoming = listen(&reg_path)?;
+    let reg_incoming = relayed(listen(&reg_path)?);
     let registration = Registration {
         driver: cfg.driver.clone(),
         endpoint: dra_path.to_string_lossy().into_owned(),
