@@ -37,6 +37,15 @@ pub const POD_CLAIM_NAME: &str = "resource.kubernetes.io/pod-claim-name";
 /// How long one hostdevd prepare or unprepare may take.
 const DAEMON_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long a prepare that found its capacity still held is tried again.
+/// The scheduler hands out capacity as soon as the claim that held it is
+/// released, which is before the kubelet has unprepared it; the kubelet's
+/// own retry would come only after its backoff (about 90 s measured in the
+/// lab). Between tries the driver's lock is free, so that unprepare can
+/// run.
+pub const PREPARE_PATIENCE: Duration = Duration::from_secs(20);
+const PREPARE_RETRY: Duration = Duration::from_millis(250);
+
 /// What the plugin needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -133,6 +142,13 @@ pub enum ClaimError {
 }
 
 impl ClaimError {
+    /// Whether trying again soon may succeed: hostdevd found the capacity
+    /// or the device still held (by a claim being unprepared).
+    pub fn may_clear(&self) -> bool {
+        matches!(self, ClaimError::Daemon(e)
+            if matches!(e.class(), hostdev_api::ErrorClass::Exhausted | hostdev_api::ErrorClass::Conflict))
+    }
+
     /// The stable code.
     pub fn code(&self) -> String {
         match self {
@@ -361,10 +377,22 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
         &self,
         req: Request<pb::NodePrepareResourcesRequest>,
     ) -> Result<Response<pb::NodePrepareResourcesResponse>, Status> {
-        let _one = self.serial.lock().await;
         let mut claims = HashMap::new();
         for c in &req.get_ref().claims {
-            let answer = match self.prepare_claim(c).await {
+            let started = std::time::Instant::now();
+            let result = loop {
+                let r = {
+                    let _one = self.serial.lock().await;
+                    self.prepare_claim(c).await
+                };
+                match r {
+                    Err(e) if e.may_clear() && started.elapsed() < PREPARE_PATIENCE => {
+                        tokio::time::sleep(PREPARE_RETRY).await;
+                    }
+                    other => break other,
+                }
+            };
+            let answer = match result {
                 Ok(devices) => pb::NodePrepareResourceResponse {
                     devices,
                     error: String::new(),
@@ -449,5 +477,54 @@ impl reg::registration_server::Registration for Registration {
             );
         }
         Ok(Response::new(reg::RegistrationStatusResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostdev_api::client::RemoteError;
+    use hostdev_api::{ErrorBody, ErrorClass};
+
+    fn daemon(class: ErrorClass) -> ClaimError {
+        ClaimError::Daemon(DaemonError::Call(RemoteError::Api {
+            status: 409,
+            body: ErrorBody::new(class, "dra.create", "held"),
+        }))
+    }
+
+    #[test]
+    fn only_held_capacity_is_waited_for() {
+        assert!(daemon(ErrorClass::Exhausted).may_clear());
+        assert!(daemon(ErrorClass::Conflict).may_clear());
+        assert!(!daemon(ErrorClass::Invalid).may_clear());
+        assert!(!daemon(ErrorClass::NotFound).may_clear());
+        assert!(!ClaimError::Daemon(DaemonError::Down("/x".into())).may_clear());
+        let gone = ClaimError::Gone {
+            namespace: "a".into(),
+            name: "b".into(),
+        };
+        assert!(!gone.may_clear());
+        assert_eq!(gone.code(), "dra.claim-gone");
+    }
+
+    #[test]
+    fn kubelet_names_are_checked_before_use() {
+        let c = |ns: &str, name: &str, uid: &str| pb::Claim {
+            namespace: ns.into(),
+            name: name.into(),
+            uid: uid.into(),
+        };
+        let uid = "0b0c6a4e-7d7e-4f43-9c55-3d8a5d2f1e10";
+        assert!(Plugin::claim_ref(&c("ns", "claim-1", uid)).is_ok());
+        for bad in [
+            c("ns", "../../etc", uid),
+            c("a/b", "x", uid),
+            c("ns", "x", "../../../../../../../../etc/passwd"),
+            c("", "x", uid),
+        ] {
+            let e = Plugin::claim_ref(&bad).unwrap_err();
+            assert_eq!(e.code(), "dra.bad-claim-name", "{bad:?}");
+        }
     }
 }
