@@ -358,14 +358,15 @@ impl Plugin {
     }
 }
 
-fn log_claim(what: &str, c: &pb::Claim, r: &Result<(), String>) {
+fn log_claim(what: &str, c: &pb::Claim, r: &Result<(), String>, took: Duration) {
+    let ms = took.as_secs_f64() * 1000.0;
     match r {
         Ok(()) => eprintln!(
-            "hostdev-dra: {what} {}/{} ({}): done",
+            "hostdev-dra: {what} {}/{} ({}): done in {ms:.1} ms",
             c.namespace, c.name, c.uid
         ),
         Err(e) => eprintln!(
-            "hostdev-dra: {what} {}/{} ({}): {e}",
+            "hostdev-dra: {what} {}/{} ({}): failed in {ms:.1} ms: {e}",
             c.namespace, c.name, c.uid
         ),
     }
@@ -407,7 +408,7 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
             } else {
                 Err(answer.error.clone())
             };
-            log_claim("prepare", c, &r);
+            log_claim("prepare", c, &r, started.elapsed());
             claims.insert(c.uid.clone(), answer);
         }
         self.changed.notify_one();
@@ -421,11 +422,12 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
         let _one = self.serial.lock().await;
         let mut claims = HashMap::new();
         for c in &req.get_ref().claims {
+            let started = std::time::Instant::now();
             let r = self
                 .unprepare_claim(c)
                 .await
                 .map_err(|e| format!("{e} [{}]", e.code()));
-            log_claim("unprepare", c, &r);
+            log_claim("unprepare", c, &r, started.elapsed());
             claims.insert(
                 c.uid.clone(),
                 pb::NodeUnprepareResourceResponse {
