@@ -31,6 +31,9 @@ pub enum PublishError {
         #[source]
         source: kube::Error,
     },
+    /// A write task died.
+    #[error("a ResourceSlice write was cut short: {0}")]
+    Task(String),
     /// Deleting an obsolete slice failed.
     #[error("cannot delete ResourceSlice {name}")]
     Delete {
@@ -49,8 +52,18 @@ impl PublishError {
             PublishError::List(_) => "dra.publish-list",
             PublishError::Write { .. } => "dra.publish-write",
             PublishError::Delete { .. } => "dra.publish-delete",
+            PublishError::Task(_) => "dra.publish-task",
         }
     }
+}
+
+/// Slice writes in flight at once.
+const WRITERS: usize = 16;
+
+fn flatten(
+    r: Result<Result<(), PublishError>, tokio::task::JoinError>,
+) -> Result<(), PublishError> {
+    r.map_err(|e| PublishError::Task(e.to_string()))?
 }
 
 /// What a publish did.
@@ -129,8 +142,15 @@ impl Publisher {
             .unwrap_or(0)
             .max(self.last.as_ref().map_or(0, |l| l.1))
             + 1;
-        let pp = PostParams::default();
+        // Up to WRITERS slices in flight: a pool of hundreds of slices (the
+        // `large` host: 258) written one by one takes half a minute.
+        let mut writes = tokio::task::JoinSet::new();
         for (i, spec) in pool.specs.iter().enumerate() {
+            if writes.len() >= WRITERS {
+                if let Some(r) = writes.join_next().await {
+                    flatten(r)?;
+                }
+            }
             let name = self.slice_name(i);
             let mut spec = spec.clone();
             spec.pool.generation = generation;
@@ -141,17 +161,25 @@ impl Publisher {
                 },
                 spec,
             };
-            let r = match existing.get(&name) {
-                Some(old) => {
-                    slice.metadata.resource_version = old.metadata.resource_version.clone();
-                    self.api.replace(&name, &pp, &slice).await
-                }
-                None => self.api.create(&pp, &slice).await,
-            };
-            r.map_err(|source| PublishError::Write {
-                name: name.clone(),
-                source,
-            })?;
+            let old = existing
+                .get(&name)
+                .map(|o| o.metadata.resource_version.clone());
+            let api = self.api.clone();
+            writes.spawn(async move {
+                let pp = PostParams::default();
+                let r = match old {
+                    Some(version) => {
+                        slice.metadata.resource_version = version;
+                        api.replace(&name, &pp, &slice).await
+                    }
+                    None => api.create(&pp, &slice).await,
+                };
+                r.map(|_| ())
+                    .map_err(|source| PublishError::Write { name, source })
+            });
+        }
+        while let Some(r) = writes.join_next().await {
+            flatten(r)?;
         }
         let keep: Vec<String> = (0..pool.specs.len()).map(|i| self.slice_name(i)).collect();
         for name in existing.keys().filter(|n| !keep.contains(n)) {

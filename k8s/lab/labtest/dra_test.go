@@ -51,8 +51,9 @@ func draBin(t *testing.T) string {
 }
 
 // startProc runs a process of the test in its own process group, its output
-// in the lab's logs; at cleanup SIGTERM, then SIGKILL after 10 s.
-func startProc(t *testing.T, name string, env []string, bin string, args ...string) *exec.Cmd {
+// in the lab's logs; when owner ends, SIGTERM, then SIGKILL after 10 s (a
+// subtest may restart a process that outlives it).
+func startProc(t, owner *testing.T, name string, env []string, bin string, args ...string) *exec.Cmd {
 	t.Helper()
 	log, err := os.Create(lab.Path("logs", name+".log"))
 	if err != nil {
@@ -67,7 +68,7 @@ func startProc(t *testing.T, name string, env []string, bin string, args ...stri
 	}
 	done := make(chan struct{})
 	go func() { _ = c.Wait(); close(done) }()
-	t.Cleanup(func() {
+	owner.Cleanup(func() {
 		_ = syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-done:
@@ -88,7 +89,7 @@ func startSim(t *testing.T, bin, profile string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(root) })
-	startProc(t, "hostdev-sim-"+profile, nil, filepath.Join(bin, "hostdev-sim"), "run", "--root", root, "--profile", profile)
+	startProc(t, t, "hostdev-sim-"+profile, nil, filepath.Join(bin, "hostdev-sim"), "run", "--root", root, "--profile", profile)
 	eventually(t, "hostdev-sim "+profile+" mounted", 30*time.Second, func() error {
 		_, err := os.Stat(filepath.Join(root, "run", "hostdev-sim.pid"))
 		return err
@@ -97,7 +98,10 @@ func startSim(t *testing.T, bin, profile string) string {
 }
 
 type draHost struct {
-	driver, root, socket string
+	bin, driver, root, socket string
+	hostdevd, plugin          *exec.Cmd
+	starts                    int
+	owner                     *testing.T
 }
 
 // startDRA runs hostdevd on root and the driver beside it, and waits for
@@ -113,27 +117,62 @@ func startDRA(t *testing.T, bin, driverName, root string) *draHost {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	h := &draHost{driver: driverName, root: root, socket: filepath.Join(dir, "hostdevd.sock")}
-	startProc(t, "hostdevd-"+driverName, []string{"HOSTDEV_ROOT=" + root}, filepath.Join(bin, "hostdevd"), "--socket", h.socket)
-	eventually(t, "hostdevd for "+driverName+" listening", 30*time.Second, func() error {
-		_, err := os.Stat(h.socket)
-		return err
-	})
-	startProc(t, "hostdev-dra-"+driverName, []string{"KUBECONFIG=" + lab.Kubeconfig()}, filepath.Join(bin, "hostdev-dra"),
-		"--driver", driverName, "--node", cluster.NodeName, "--socket", h.socket,
-		"--kubelet-dir", lab.KubeletRootDir(), "--cdi-dir", lab.CDIDir())
+	h := &draHost{bin: bin, driver: driverName, root: root, socket: filepath.Join(dir, "hostdevd.sock"), owner: t}
+	h.startHostdevd(t)
+	h.startPlugin(t)
 	eventually(t, driverName+"'s slices published", time.Minute, func() error {
 		_, err := h.slices(context.Background())
 		return err
 	})
-	eventually(t, driverName+" registered with the kubelet", time.Minute, func() error {
-		b, _ := os.ReadFile(lab.Path("logs", "hostdev-dra-"+driverName+".log"))
-		if !strings.Contains(string(b), "the kubelet registered driver "+driverName) {
+	return h
+}
+
+func (h *draHost) logName(what string) string {
+	h.starts++
+	return fmt.Sprintf("%s-%s-%d", what, h.driver, h.starts)
+}
+
+func (h *draHost) startHostdevd(t *testing.T) {
+	t.Helper()
+	_ = os.Remove(h.socket)
+	h.hostdevd = startProc(t, h.owner, h.logName("hostdevd"), []string{"HOSTDEV_ROOT=" + h.root}, filepath.Join(h.bin, "hostdevd"), "--socket", h.socket)
+	eventually(t, "hostdevd for "+h.driver+" listening", 30*time.Second, func() error {
+		_, err := os.Stat(h.socket)
+		return err
+	})
+}
+
+// startPlugin starts the driver and waits until the kubelet registered it.
+func (h *draHost) startPlugin(t *testing.T) {
+	t.Helper()
+	name := h.logName("hostdev-dra")
+	h.plugin = startProc(t, h.owner, name, []string{"KUBECONFIG=" + lab.Kubeconfig()}, filepath.Join(h.bin, "hostdev-dra"),
+		"--driver", h.driver, "--node", cluster.NodeName, "--socket", h.socket,
+		"--kubelet-dir", lab.KubeletRootDir(), "--cdi-dir", lab.CDIDir())
+	h.waitRegistered(t, name)
+}
+
+func (h *draHost) waitRegistered(t *testing.T, logName string) {
+	t.Helper()
+	eventually(t, h.driver+" registered with the kubelet", time.Minute, func() error {
+		b, _ := os.ReadFile(lab.Path("logs", logName+".log"))
+		if !strings.Contains(string(b), "the kubelet registered driver "+h.driver) {
 			return fmt.Errorf("not yet: %s", b)
 		}
 		return nil
 	})
-	return h
+}
+
+// kill stops a process of the test with SIGKILL and waits for it.
+func kill(t *testing.T, c *exec.Cmd) {
+	t.Helper()
+	_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+	eventually(t, fmt.Sprintf("pid %d gone", c.Process.Pid), 30*time.Second, func() error {
+		if err := syscall.Kill(c.Process.Pid, 0); err == nil {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
 }
 
 // slices returns the driver's pool, whole: every slice of one generation,
@@ -485,7 +524,128 @@ func TestDRADriver(t *testing.T) {
 		countIs(t, "nvidia-222 mdevs after b-0's pod is deleted", 0, func() []string { return mdevsOfType(demo.root, "nvidia-222") })
 	})
 
+	// Acceptance 3, in part: a running pod keeps its device through a
+	// SIGKILL of the driver, a restart of hostdevd and a SIGKILL of the
+	// kubelet; deleting it afterwards removes the device, the record and
+	// the CDI files.
+	t.Run("restarts-keep-the-device-and-leak-nothing", func(t *testing.T) {
+		claimPod(t, top, ns, "f-0", class, typeIs("nvidia-222"), demo.driver)
+		waitRunning(t, ns, "f-0")
+		got := mdevsOfType(demo.root, "nvidia-222")
+		if len(got) != 1 {
+			t.Fatalf("want f-0's one nvidia-222 mdev, have %v", got)
+		}
+		uuid := got[0]
+		c, err := cs.ResourceV1().ResourceClaims(ns).Get(context.Background(), "f-0", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid := string(c.UID)
+
+		kill(t, demo.plugin)
+		demo.startPlugin(t)
+		_ = syscall.Kill(-demo.hostdevd.Process.Pid, syscall.SIGTERM)
+		eventually(t, "hostdevd stopped", 30*time.Second, func() error {
+			if err := syscall.Kill(demo.hostdevd.Process.Pid, 0); err == nil {
+				return fmt.Errorf("still there")
+			}
+			return nil
+		})
+		demo.startHostdevd(t)
+		pluginLog := lab.Path("logs", fmt.Sprintf("hostdev-dra-%s-%d.log", demo.driver, demo.starts-1))
+		registrations := func() int {
+			b, _ := os.ReadFile(pluginLog)
+			return strings.Count(string(b), "the kubelet registered driver "+demo.driver)
+		}
+		before := registrations()
+		if _, err := lab.KillKubelet(); err != nil {
+			t.Fatal(err)
+		}
+		if err := lab.StartKubelet(); err != nil {
+			t.Fatalf("the kubelet did not come back: %v", err)
+		}
+		eventually(t, "the new kubelet registered "+demo.driver, 2*time.Minute, func() error {
+			if n := registrations(); n <= before {
+				return fmt.Errorf("%d registrations", n)
+			}
+			return nil
+		})
+
+		p, err := cs.CoreV1().Pods(ns).Get(context.Background(), "f-0", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Status.Phase != corev1.PodRunning || len(p.Status.ContainerStatuses) != 1 || p.Status.ContainerStatuses[0].RestartCount != 0 {
+			t.Errorf("f-0 did not keep running: %s", describe(context.Background(), ns, "f-0"))
+		}
+		if got := mdevsOfType(demo.root, "nvidia-222"); len(got) != 1 || got[0] != uuid {
+			t.Errorf("after the restarts the host has nvidia-222 mdevs %v, want [%s]", got, uuid)
+		}
+		// The restarted kubelet deletes the slices of drivers it has not
+		// registered yet; the driver publishes its pool again.
+		eventually(t, "hostdev.io's pool whole again after the restarts", time.Minute, func() error {
+			_, err := demo.slices(context.Background())
+			return err
+		})
+
+		deleteClaimPod(ns, "f-0")
+		countIs(t, "nvidia-222 mdevs after f-0 is deleted", 0, func() []string { return mdevsOfType(demo.root, "nvidia-222") })
+		eventually(t, "no record and no CDI file of claim "+uid, time.Minute, func() error {
+			var left []string
+			recs, _ := os.ReadDir(filepath.Join(demo.root, "var/lib/hostdev/dra/claims"))
+			for _, r := range recs {
+				left = append(left, "record "+r.Name())
+			}
+			specs, _ := os.ReadDir(lab.CDIDir())
+			for _, f := range specs {
+				if strings.Contains(f.Name(), uid) {
+					left = append(left, "CDI spec "+f.Name())
+				}
+			}
+			if len(left) > 0 {
+				return fmt.Errorf("left: %v", left)
+			}
+			return nil
+		})
+	})
+
+	// Acceptance 5, in part: with hostdevd down the pod gets an event that
+	// says so, and nothing is made.
+	t.Run("hostdevd-down-is-a-clear-event", func(t *testing.T) {
+		_ = syscall.Kill(-demo.hostdevd.Process.Pid, syscall.SIGTERM)
+		eventually(t, "hostdevd stopped", 30*time.Second, func() error {
+			if err := syscall.Kill(demo.hostdevd.Process.Pid, 0); err == nil {
+				return fmt.Errorf("still there")
+			}
+			return nil
+		})
+		defer demo.startHostdevd(t)
+		claimPod(t, top, ns, "d-0", class, typeIs("nvidia-222"), demo.driver)
+		ctx := context.Background()
+		eventually(t, "d-0's event naming hostdevd", 2*time.Minute, func() error {
+			evs, err := podEvents(ctx, ns, "d-0")
+			if err != nil {
+				return err
+			}
+			for _, e := range evs {
+				if strings.HasPrefix(e, "FailedPrepareDynamicResources:") && strings.Contains(e, "hostdevd does not answer") &&
+					strings.Contains(e, "[dra.daemon-down]") {
+					return nil
+				}
+			}
+			return fmt.Errorf("%v", evs)
+		})
+		if got := mdevsOfType(demo.root, "nvidia-222"); len(got) != 0 {
+			t.Errorf("with hostdevd down the host got mdevs %v", got)
+		}
+		deleteClaimPod(ns, "d-0")
+	})
+
 	t.Run("cel-type-name-and-numa", func(t *testing.T) {
+		eventually(t, "large.hostdev.io's pool whole", 2*time.Minute, func() error {
+			_, err := large.slices(context.Background())
+			return err
+		})
 		devs := large.devices(t)
 		numas := map[string]bool{}
 		var typeName string
