@@ -2,8 +2,8 @@
 //! operation or fails with a sentence, never a panic; what decodes survives
 //! its own wire form unchanged. Kernel event messages likewise.
 #![no_main]
-use hostdev_core::api::{self, Op};
-use hostdev_core::remote::{decode_request, request_parts};
+use hostdev_api::wire::{decode_request, request_parts};
+use hostdev_api::{self as api, Op};
 use libfuzzer_sys::fuzz_target;
 
 fn one<O: Op + PartialEq + std::fmt::Debug>(query: Option<&str>, body: &[u8]) {

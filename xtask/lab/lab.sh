@@ -15,7 +15,7 @@
 #
 # Cache: $HOSTDEV_LAB_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/hostdev/kernel-lab).
 # Exit status of run: the command's; 124 guest timeout; 125 lab failure.
-# Env: HOSTDEV_LAB_ABI (kernel ABI, e.g. 6.12.117+deb12), HOSTDEV_LAB_TIMEOUT (s, 1200),
+# Env: HOSTDEV_LAB_ABI (kernel ABI, e.g. 6.12.117+deb12), HOSTDEV_LAB_TIMEOUT (s, 2700),
 #      HOSTDEV_LAB_MEM (MiB, 2048), HOSTDEV_LAB_ACCEL (kvm|tcg|auto), HOSTDEV_LAB_VERBOSE=1,
 #      HOSTDEV_LAB_ENV (names of host variables passed to the command).
 set -euo pipefail
@@ -212,7 +212,7 @@ run() {
   say "booting $KREL ($accel)"
   local t0=$SECONDS
   set +e
-  timeout "${HOSTDEV_LAB_TIMEOUT:-1200}" qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
+  timeout "${HOSTDEV_LAB_TIMEOUT:-2700}" qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
     -accel "$accel" -cpu "$cpu" -m "${HOSTDEV_LAB_MEM:-2048}" -smp 2 \
     -kernel "$SYSROOT/boot/vmlinuz-$KREL" -initrd "$W/initrd" \
     -append "console=ttyS0 quiet panic=-1" -serial stdio -monitor none \

@@ -172,6 +172,9 @@ struct Tier {
     name: &'static str,
     tests: &'static [&'static str],
     missing: Vec<&'static str>,
+    /// The tier's tests print figures worth reading when they pass (the
+    /// schema fuzz's request counts): libtest's --show-output.
+    show_output: bool,
 }
 
 fn tiers() -> Vec<Tier> {
@@ -211,11 +214,13 @@ fn tiers() -> Vec<Tier> {
             } else {
                 vec!["Debian's mdevctl and root for a private mount namespace"]
             },
+            show_output: false,
         },
         Tier {
             name: "simulated lab (FUSE, with Debian's mdevctl as the peer)",
             tests: &["sim", "migrate", "host", "cli", "readme", "vgpu_golden"],
             missing: sim_missing,
+            show_output: false,
         },
         Tier {
             name: "api in process (the CLI over fakes, directly and through hostdevd; root)",
@@ -225,16 +230,19 @@ fn tiers() -> Vec<Tier> {
             } else {
                 vec!["root (hostdevd lets only uid 0 change devices)"]
             },
+            show_output: false,
         },
         Tier {
             name: "daemon (hostdevd on the simulated lab; peers as other users)",
             tests: &["daemon", "pools"],
             missing: daemon_missing,
+            show_output: false,
         },
         Tier {
             name: "schema fuzz (the API document validated; schemathesis against hostdevd on the simulated lab as root and as a group member)",
             tests: &["api_fuzz"],
             missing: fuzz_missing,
+            show_output: true,
         },
     ]
 }
@@ -279,6 +287,9 @@ fn test(extra: &[String]) -> Result<ExitCode> {
             c.args(["--test", b]);
         }
         c.args(extra).args(["--", "--ignored"]);
+        if t.show_output {
+            c.arg("--show-output");
+        }
         if !c.status().context("cannot run cargo test")?.success() {
             failed = true;
         }

@@ -315,6 +315,19 @@ pub fn run_in_tree(root: &Path, argv: &[&str], stdin: Option<&[u8]>) -> io::Resu
     }
 }
 
+/// Makes a FIFO at `path`: a file that blocks a reader which does not look
+/// at its type first (hostile-input tests).
+pub fn mkfifo(path: &Path) -> io::Result<()> {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .map_err(io::Error::from)
+}
+
 /// Every regular file under `dir` with its bytes, sorted by relative path.
 pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {

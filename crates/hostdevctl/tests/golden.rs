@@ -6,7 +6,7 @@
 mod common;
 
 use common::{tree, Bins, Daemon};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 struct Step<'a> {
     name: &'a str,
@@ -67,23 +67,7 @@ fn both(name: &str, spec: &hostdev_testkit::TreeSpec, steps: &[Step<'_>]) {
 }
 
 fn check(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.txt"));
-    if std::env::var("HOSTDEV_REGEN").as_deref() == Ok("1") {
-        std::fs::write(&path, actual).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    if expected != actual {
-        let actual_path = path.with_extension("actual");
-        let _ = std::fs::write(&actual_path, actual);
-        panic!(
-            "{name}: output differs from {}; see {} (HOSTDEV_REGEN=1 to accept)",
-            path.display(),
-            actual_path.display()
-        );
-    }
+    common::check_golden(name, actual);
 }
 
 #[test]

@@ -138,14 +138,7 @@ fn fifos_and_huge_files_given_as_input_are_refused_not_waited_on() {
     let bins = Bins::new();
     let t = tree(&hostdev_testkit::fixed());
     let fifo = t.path().join("fifo");
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        &fifo,
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
-        0,
-    )
-    .expect("fifo");
+    hostdev_testkit::mkfifo(&fifo).expect("fifo");
     let huge = t.path().join("huge");
     std::fs::write(&huge, vec![b'#'; 20 << 20]).expect("huge");
     for path in [&fifo, &huge] {

@@ -12,13 +12,15 @@
 //! inprocess -- --ignored` and review the diff.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failed expectation is the report
 
+mod common;
+
 use hostdev_core::{Devices, Kernel, Memo, SharedFakes};
 use hostdev_sysfs::sriov::FakeSriov;
 use hostdev_sysfs::{FakeKernel, FakeType};
 use hostdev_vdpa::FakeVdpa;
 use hostdevctl::env::Ctx;
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -131,32 +133,14 @@ fn transcript<D: hostdev_core::Serve>(ctx: &Ctx<D>, root: &Path) -> String {
         if args.starts_with(&["vdpa".to_string(), "export".to_string()]) {
             std::fs::write(root.join("vdpa0.json"), &stdout).expect("export");
         }
-        out.push_str(&format!("$ hostdevctl {}\n", args.join(" ")));
-        out.push_str(&stdout);
-        for l in stderr.lines() {
-            out.push_str(&format!("stderr: {l}\n"));
-        }
-        out.push_str(&format!("rc={}\n\n", code(rc)));
+        out.push_str(&common::transcript_step(
+            &format!("hostdevctl {}", args.join(" ")),
+            &stdout,
+            &stderr,
+            i32::from(code(rc)),
+        ));
     }
     out.replace(&root.display().to_string(), "$ROOT")
-}
-
-fn check(actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/fakes.txt");
-    if std::env::var("HOSTDEV_REGEN").as_deref() == Ok("1") {
-        std::fs::write(&path, actual).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    if expected != actual {
-        let actual_path = path.with_extension("actual");
-        let _ = std::fs::write(&actual_path, actual);
-        panic!(
-            "output differs from {}; see {} (HOSTDEV_REGEN=1 to accept)",
-            path.display(),
-            actual_path.display()
-        );
-    }
 }
 
 /// A host the CLI must not touch: counts every view made of it.
@@ -177,7 +161,7 @@ fn vdpa_and_vgpu_commands_over_the_fakes_read_the_same_directly_and_through_host
     let f = fakes(t.path());
     let ctx = Ctx::new(false, None, move || f.devices(&Memo::default()));
     let direct = transcript(&ctx, t.path());
-    check(&direct);
+    common::check_golden("fakes", &direct);
 
     // Through a daemon over fakes of its own, in this process.
     let t2 = tempfile::tempdir().expect("tempdir");

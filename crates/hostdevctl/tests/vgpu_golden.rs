@@ -12,7 +12,7 @@
 mod common;
 
 use common::{require_fuse, Bins, Daemon, Sim};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A step: the arguments after `hostdevctl`, or a wait for VFs to be set up.
 enum Step {
@@ -73,34 +73,16 @@ fn transcript(bins: &Bins, sim: &Sim) -> String {
             Step::Run(line) => {
                 let args: Vec<&str> = line.split(' ').collect();
                 let o = bins.run(root, "hostdevctl", &args, None);
-                out.push_str(&format!("$ hostdevctl {line}\n"));
-                out.push_str(&String::from_utf8_lossy(&o.stdout));
-                for l in String::from_utf8_lossy(&o.stderr).lines() {
-                    out.push_str(&format!("stderr: {l}\n"));
-                }
-                out.push_str(&format!("rc={}\n\n", o.status.code().unwrap_or(-1)));
+                out.push_str(&common::transcript_step(
+                    &format!("hostdevctl {line}"),
+                    &String::from_utf8_lossy(&o.stdout),
+                    &String::from_utf8_lossy(&o.stderr),
+                    o.status.code().unwrap_or(-1),
+                ));
             }
         }
     }
     out.replace(&root.display().to_string(), "$ROOT")
-}
-
-fn check(actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/vgpu-sim.txt");
-    if std::env::var("HOSTDEV_REGEN").as_deref() == Ok("1") {
-        std::fs::write(&path, actual).expect("write golden");
-        return;
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    if expected != actual {
-        let actual_path = path.with_extension("actual");
-        let _ = std::fs::write(&actual_path, actual);
-        panic!(
-            "output differs from {}; see {} (HOSTDEV_REGEN=1 to accept)",
-            path.display(),
-            actual_path.display()
-        );
-    }
 }
 
 /// The `changed` events the daemon told, as `operation target`.
@@ -119,7 +101,7 @@ fn vgpu_commands_on_the_simulated_lab_read_the_same_directly_and_through_hostdev
     let mut bins = Bins::new();
     let sim = Sim::start("nvidia-sriov");
     let direct = transcript(&bins, &sim);
-    check(&direct);
+    common::check_golden("vgpu-sim", &direct);
     drop(sim);
 
     let sim = Sim::start("nvidia-sriov");

@@ -161,14 +161,7 @@ mod tests {
     fn a_fifo_given_as_the_configuration_is_refused_not_waited_on() {
         let t = tempfile::tempdir().unwrap();
         let fifo = t.path().join("c.toml");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o644),
-            0,
-        )
-        .unwrap();
+        hostdev_testkit::mkfifo(&fifo).unwrap();
         let e = Config::load(&fifo, false).unwrap_err();
         assert!(
             hostdev_core::chain(&e).contains("not a regular file"),

@@ -17,6 +17,27 @@ struct Daemon {
     _root: tempfile::TempDir,
 }
 
+/// hostdevd with `cfg` on `socket` over the tree at `root` (and `envs`),
+/// once it answers on its socket (at most 10 s).
+fn serving(cfg: &Path, socket: &Path, root: &Path, envs: &[(&str, &str)]) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_hostdevd"))
+        .arg("--config")
+        .arg(cfg)
+        .arg("--socket")
+        .arg(socket)
+        .env("HOSTDEV_ROOT", root)
+        .envs(envs.iter().copied())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let t0 = Instant::now();
+    while UnixStream::connect(socket).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "not serving");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
 impl Daemon {
     fn start(extra: &str) -> Daemon {
         let root = tempfile::tempdir().expect("tempdir");
@@ -28,21 +49,12 @@ impl Daemon {
         )
         .expect("config");
         let socket = root.path().join("run/hostdevd.sock");
-        let child = Command::new(env!("CARGO_BIN_EXE_hostdevd"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--socket")
-            .arg(&socket)
-            .env("HOSTDEV_ROOT", root.path())
-            .env("HOSTDEV_READY_TIMEOUT_MS", "200")
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let t0 = Instant::now();
-        while UnixStream::connect(&socket).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "not serving");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let child = serving(
+            &cfg,
+            &socket,
+            root.path(),
+            &[("HOSTDEV_READY_TIMEOUT_MS", "200")],
+        );
         Daemon {
             child,
             socket,
@@ -298,9 +310,18 @@ fn a_restore_asked_for_is_reported_as_an_event() {
     assert_eq!(s, 200, "{b}");
     let report: serde_json::Value = serde_json::from_str(&b).expect("json");
     assert!(!report["rows"].as_array().expect("rows").is_empty(), "{b}");
-    let mut st = UnixStream::connect(&d.socket).expect("connect");
-    st.set_read_timeout(Some(Duration::from_millis(500)))
-        .expect("timeout");
+    let text = events_since_start(&d.socket, Duration::from_millis(500));
+    assert!(
+        text.contains("\"type\":\"restored\"") && text.contains("\"trigger\":\"request\""),
+        "{text}"
+    );
+}
+
+/// What the event stream at `socket` sends from its first event until it
+/// has been quiet for `quiet` (the stream stays open; the read ends there).
+fn events_since_start(socket: &Path, quiet: Duration) -> String {
+    let mut st = UnixStream::connect(socket).expect("connect");
+    st.set_read_timeout(Some(quiet)).expect("timeout");
     st.write_all(b"GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("send");
     let mut buf = Vec::new();
@@ -311,11 +332,7 @@ fn a_restore_asked_for_is_reported_as_an_event() {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let text = String::from_utf8_lossy(&buf);
-    assert!(
-        text.contains("\"type\":\"restored\"") && text.contains("\"trigger\":\"request\""),
-        "{text}"
-    );
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// The drift events of a daemon serving `root` from its start: what its
@@ -329,36 +346,11 @@ fn drift_at_start(root: &Path, min: usize) -> Vec<(String, String)> {
     .expect("config");
     let socket = root.join("run/hostdevd.sock");
     let _ = std::fs::remove_file(&socket);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hostdevd"))
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--socket")
-        .arg(&socket)
-        .env("HOSTDEV_ROOT", root)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = serving(&cfg, &socket, root, &[]);
     let t0 = Instant::now();
-    while UnixStream::connect(&socket).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "not serving");
-        std::thread::sleep(Duration::from_millis(10));
-    }
     let mut found = Vec::new();
     while t0.elapsed() < Duration::from_secs(3) && found.len() < min {
-        let mut st = UnixStream::connect(&socket).expect("connect");
-        st.set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
-        st.write_all(b"GET /v1/events?since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
-            .expect("send");
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 65536];
-        while let Ok(n) = st.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        found = String::from_utf8_lossy(&buf)
+        found = events_since_start(&socket, Duration::from_millis(200))
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
             .filter(|e| e["type"] == "drift")

@@ -83,6 +83,20 @@ func (l *Lab) httpsClient(cert string) (*http.Client, error) {
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}, nil
 }
 
+// startAndProbe starts p, then waits up to limit for url to answer 200 with
+// a body containing want, asked over TLS with the lab's client certificate
+// cert ("" for none): how each serving component is known to be up.
+func (l *Lab) startAndProbe(p *Proc, cert, what string, limit time.Duration, url, want string) error {
+	if err := l.start(p); err != nil {
+		return err
+	}
+	c, err := l.httpsClient(cert)
+	if err != nil {
+		return err
+	}
+	return l.waitFor(p, what, limit, func() error { return getOK(c, url, want) })
+}
+
 func getOK(c *http.Client, url, want string) error {
 	resp, err := c.Get(url)
 	if err != nil {
@@ -126,16 +140,7 @@ func (l *Lab) startEtcd() error {
 		"--peer-client-cert-auth", "--peer-trusted-ca-file="+l.pki("ca.crt"),
 		// A scratch lab: no fsync (the store is thrown away with the lab).
 		"--unsafe-no-fsync", "--log-level=warn")
-	if err := l.start(p); err != nil {
-		return err
-	}
-	c, err := l.httpsClient("apiserver-etcd-client")
-	if err != nil {
-		return err
-	}
-	return l.waitFor(p, "etcd's health", 60*time.Second, func() error {
-		return getOK(c, client+"/health", `"health":"true"`)
-	})
+	return l.startAndProbe(p, "apiserver-etcd-client", "etcd's health", 60*time.Second, client+"/health", `"health":"true"`)
 }
 
 func (l *Lab) startAPIServer() error {
@@ -164,16 +169,7 @@ func (l *Lab) startAPIServer() error {
 		"--profiling=false",
 		"--feature-gates="+l.gates(),
 		l.v())
-	if err := l.start(p); err != nil {
-		return err
-	}
-	c, err := l.httpsClient("admin")
-	if err != nil {
-		return err
-	}
-	return l.waitFor(p, "the apiserver's /readyz", 120*time.Second, func() error {
-		return getOK(c, l.APIServerURL()+"/readyz", "ok")
-	})
+	return l.startAndProbe(p, "admin", "the apiserver's /readyz", 120*time.Second, l.APIServerURL()+"/readyz", "ok")
 }
 
 func (l *Lab) startControllerManager() error {
@@ -193,16 +189,7 @@ func (l *Lab) startControllerManager() error {
 		"--leader-elect=false",
 		"--feature-gates="+l.gates(),
 		l.v())
-	if err := l.start(p); err != nil {
-		return err
-	}
-	c, err := l.httpsClient("")
-	if err != nil {
-		return err
-	}
-	return l.waitFor(p, "the controller-manager's /healthz", 60*time.Second, func() error {
-		return getOK(c, fmt.Sprintf("https://127.0.0.1:%d/healthz", l.ports["controller-manager"]), "ok")
-	})
+	return l.startAndProbe(p, "", "the controller-manager's /healthz", 60*time.Second, fmt.Sprintf("https://127.0.0.1:%d/healthz", l.ports["controller-manager"]), "ok")
 }
 
 func (l *Lab) startScheduler() error {
@@ -225,16 +212,7 @@ leaderElection:
 		"--client-ca-file="+l.pki("ca.crt"),
 		"--feature-gates="+l.gates(),
 		l.v())
-	if err := l.start(p); err != nil {
-		return err
-	}
-	c, err := l.httpsClient("")
-	if err != nil {
-		return err
-	}
-	return l.waitFor(p, "the scheduler's /healthz", 60*time.Second, func() error {
-		return getOK(c, fmt.Sprintf("https://127.0.0.1:%d/healthz", l.ports["scheduler"]), "ok")
-	})
+	return l.startAndProbe(p, "", "the scheduler's /healthz", 60*time.Second, fmt.Sprintf("https://127.0.0.1:%d/healthz", l.ports["scheduler"]), "ok")
 }
 
 // cniConf makes the runtime's network ready without touching the host's

@@ -370,3 +370,36 @@ pub fn ok(bins: &Bins, root: &Path, name: &str, args: &[&str]) -> String {
     assert!(o.status.success(), "{name} {args:?}: {}", show(&o));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// Compares `actual` with `tests/golden/NAME.txt` (`HOSTDEV_REGEN=1`
+/// writes it instead); a difference leaves `NAME.actual` beside it.
+pub fn check_golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.txt"));
+    if std::env::var("HOSTDEV_REGEN").as_deref() == Ok("1") {
+        std::fs::write(&path, actual).expect("write golden");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    if expected != actual {
+        let actual_path = path.with_extension("actual");
+        let _ = std::fs::write(&actual_path, actual);
+        panic!(
+            "{name}: output differs from {}; see {} (HOSTDEV_REGEN=1 to accept)",
+            path.display(),
+            actual_path.display()
+        );
+    }
+}
+
+/// One command's part of a transcript: the command, its stdout, its
+/// stderr lines marked, its exit status.
+pub fn transcript_step(command: &str, stdout: &str, stderr: &str, rc: i32) -> String {
+    let mut out = format!("$ {command}\n{stdout}");
+    for l in stderr.lines() {
+        out.push_str(&format!("stderr: {l}\n"));
+    }
+    out.push_str(&format!("rc={rc}\n\n"));
+    out
+}

@@ -81,21 +81,22 @@ fn vdpa_commands_read_the_same_directly_and_through_hostdevd() {
     .expect("config");
     let socket = dir.path().join("hostdev.sock");
     let exe = Path::new(env!("CARGO_BIN_EXE_hostdevctl")).with_file_name("hostdevd");
-    let mut daemon = Command::new(&exe)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--socket")
-        .arg(&socket)
-        .env_remove("HOSTDEV_ROOT")
-        .spawn()
-        .expect("hostdevd (built by cargo xtask kernel-test)");
+    let daemon = crate::Daemon(
+        Command::new(&exe)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--socket")
+            .arg(&socket)
+            .env_remove("HOSTDEV_ROOT")
+            .spawn()
+            .expect("hostdevd (built by cargo xtask kernel-test)"),
+    );
     crate::common::eventually(10, "hostdevd serving", || {
         std::os::unix::net::UnixStream::connect(&socket).is_ok()
     });
     let through = transcript(Some(&socket));
     let events = crate::common::read_events(&socket, 0);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
     assert!(vdpa_names().is_empty(), "{through}");
     assert_eq!(through, direct, "through the daemon differs from directly");
     let changed: Vec<String> = events
