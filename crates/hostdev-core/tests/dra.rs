@@ -320,3 +320,51 @@ fn a_record_left_in_transit_by_a_killed_process_is_undone_by_the_next_caller() {
     assert_eq!(e.code(), "dra.bad_record", "{e}");
     assert!(path.exists());
 }
+
+/// Prepares every device `r` publishes, one claim each, and unprepares it.
+fn every_published_device_prepares(h: &Fakes, r: &DraResources) {
+    for (i, d) in r.devices.iter().enumerate() {
+        let c = claim(0x80 + i as u8);
+        let p = prepare(h, &c, &[d.name.as_str()])
+            .unwrap_or_else(|e| panic!("published device {} is refused: {e}", d.name));
+        assert_eq!(p.devices[0].kind, d.kind, "{}", d.name);
+        h.dra_unprepare(&c).unwrap();
+    }
+}
+
+#[test]
+fn a_prepare_takes_exactly_the_devices_that_are_published() {
+    // A prepare works out only the parent or PF a name can be on; what it
+    // accepts must still be what the whole offer publishes, no more.
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let before = h.dra_resources().unwrap();
+    assert!(before.devices.len() > 10, "{before:#?}");
+    every_published_device_prepares(&h, &before);
+    // Someone else's devices close types: gvt-big on the budget parent
+    // leaves less room, a VF typed by hand pins its card to that type.
+    h.mdev
+        .start(&StartRequest {
+            uuid: Some(Uuid::new_v4()),
+            parent: Some("gpu0".parse().unwrap()),
+            mdev_type: Some("gvt-big".parse().unwrap()),
+            config: None,
+        })
+        .unwrap();
+    let vf0: hostdev_model::vgpu::PciAddress = "0000:41:00.4".parse().unwrap();
+    h.vgpu.sriov.set_type(&vf0, 1150).unwrap();
+    let after = h.dra_resources().unwrap();
+    every_published_device_prepares(&h, &after);
+    let gone: Vec<&str> = before
+        .devices
+        .iter()
+        .filter(|b| !after.devices.iter().any(|a| a.name == b.name))
+        .map(|b| b.name.as_str())
+        .collect();
+    assert!(gone.len() >= 3, "{gone:?}");
+    for name in gone.iter().copied().chain(["gpu0-000000-0", "nowhere-1"]) {
+        let e = prepare(&h, &claim(0x7f), &[name]).unwrap_err();
+        assert_eq!(e.code(), "dra.unknown_device", "{name}: {e}");
+    }
+    assert!(h.dra_claims().unwrap().is_empty());
+}

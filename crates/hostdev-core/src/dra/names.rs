@@ -68,6 +68,15 @@ pub(crate) fn label(parts: &[&str], suffix: &str) -> String {
     }
 }
 
+/// Whether `name` may be a [`label`] whose first part is `first` (never
+/// `false` for one that is; sometimes `true` for one that is not): a label's
+/// head starts with its first readable part, cut no shorter than 32
+/// characters (the tail takes at most 6 + 1 + a 20-digit suffix + 1 of 63).
+pub(crate) fn may_lead(name: &str, first: &str) -> bool {
+    let r = readable(first);
+    r.is_empty() || name.starts_with(&r[..r.len().min(32)])
+}
+
 /// An attribute string cut to Kubernetes' 64 bytes (at a character boundary).
 pub(crate) fn attr_string(s: &str) -> String {
     let mut end = s.len().min(64);
@@ -102,6 +111,30 @@ mod tests {
         }
         // Parts are separated: ("ab","c") is not ("a","bc").
         assert_ne!(label(&["ab", "c"], ""), label(&["a", "bc"], ""));
+    }
+
+    #[test]
+    fn a_label_is_led_by_its_first_part() {
+        let firsts = [
+            "0000:3b:00.0",
+            "0000:3b:00.4",
+            "i915-GVTg_V5_4",
+            "::",
+            "",
+            &"long-parent-".repeat(10),
+            "matrix",
+        ];
+        for f in firsts {
+            for t in ["nvidia-256", "GRID T4-8Q", "", "__"] {
+                for suffix in ["", "0", "31", "18446744073709551615"] {
+                    let l = label(&[f, t], suffix);
+                    assert!(may_lead(&l, f), "{l} from {f:?}");
+                }
+            }
+        }
+        let l = label(&["0000:10:00.0", "nvidia-256"], "0");
+        assert!(!may_lead(&l, "0000:11:00.0"));
+        assert!(!may_lead(&l, "matrix"));
     }
 
     #[test]

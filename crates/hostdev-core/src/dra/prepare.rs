@@ -14,7 +14,7 @@
 //!
 //! Owns: those steps. Must not: decide what is offered (publish.rs does).
 
-use super::publish::Plan;
+use super::publish::{Plan, Scope};
 use super::record::{self, Entry, Made, Record, Stage};
 use super::{DraError, MAX_CLAIM_DEVICES};
 use crate::{CoreError, Devices};
@@ -74,7 +74,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             }
         }
         let _dra = super::dra_lock(&self.root)?;
-        self.dra_recover()?;
+        let others = self.dra_recover()?;
         let asked: Vec<(String, String)> = req
             .devices
             .iter()
@@ -100,14 +100,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             .into());
         }
         // Devices other claims hold.
-        let (others, _) = record::load_all(&self.root);
         let mut held: BTreeMap<&str, &DraClaim> = BTreeMap::new();
         for r in &others {
             for e in &r.devices {
                 held.insert(e.device.as_str(), &r.claim);
             }
         }
-        let offer = self.dra_offer()?;
+        // Only the parents and PFs these names can be on are looked at.
+        let names: Vec<&str> = req.devices.iter().map(|a| a.device.as_str()).collect();
+        let offer = self.dra_offer(Scope::Names(&names), &others, Vec::new())?;
         let mut entries = Vec::new();
         for a in &req.devices {
             if let Some(c) = held.get(a.device.as_str()) {
@@ -204,15 +205,21 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             .collect()
     }
 
-    /// Undoes every record a dead process left in transit. The caller holds
-    /// the DRA lock, so no live process owns such a record.
-    pub(crate) fn dra_recover(&self) -> Result<(), CoreError> {
+    /// Undoes every record a dead process left in transit; the records
+    /// left (every `prepared` one). The caller holds the DRA lock, so no
+    /// live process owns a record in transit.
+    pub(crate) fn dra_recover(&self) -> Result<Vec<Record>, CoreError> {
         let (records, _) = record::load_all(&self.root);
-        for r in records.iter().filter(|r| r.stage != Stage::Prepared) {
-            self.unmake_all(r)?;
-            record::forget(&self.root, &r.claim.uid)?;
+        let mut kept = Vec::with_capacity(records.len());
+        for r in records {
+            if r.stage == Stage::Prepared {
+                kept.push(r);
+            } else {
+                self.unmake_all(&r)?;
+                record::forget(&self.root, &r.claim.uid)?;
+            }
         }
-        Ok(())
+        Ok(kept)
     }
 
     /// Removes every device a record names that exists; their ids.

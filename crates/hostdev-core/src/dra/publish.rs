@@ -25,12 +25,11 @@
 //!
 //! Owns: the model. Must not: write anything but the learned capacities.
 
-use super::names::{attr_string, label};
+use super::names::{attr_string, label, may_lead};
 use super::record::{self, Made, Record};
 use crate::{CoreError, Devices};
-use hostdev_api::{
-    DraConsumption, DraCounterSet, DraDevice, DraResources, DraValue, Kind, ListQuery,
-};
+use hostdev_api::{DraConsumption, DraCounterSet, DraDevice, DraResources, DraValue, Kind};
+use hostdev_model::format::TypeInfo;
 use hostdev_model::vgpu::PciAddress;
 use hostdev_model::{ParentName, StartPolicy, TypeId, Uuid};
 use hostdev_sysfs::sriov::SriovSysfs;
@@ -168,22 +167,55 @@ fn made_by_claims(records: &[Record]) -> (BTreeSet<Uuid>, BTreeSet<PciAddress>) 
     (uuids, vfs)
 }
 
+/// How much of the offer to work out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// Everything, each device with its attributes (what is published).
+    All,
+    /// The plans of these device names only: the parents and PFs whose
+    /// names could lead them, no attributes (what a prepare resolves).
+    Names(&'a [&'a str]),
+}
+
+impl Scope<'_> {
+    /// Whether a parent, PF or VF named `first` is worked out.
+    fn wants(&self, first: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Names(names) => names.iter().any(|n| may_lead(n, first)),
+        }
+    }
+
+    /// Whether devices and their attributes are built (not only plans).
+    fn full(&self) -> bool {
+        matches!(self, Scope::All)
+    }
+}
+
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// What this node offers Kubernetes now.
     pub fn dra_resources(&self) -> Result<DraResources, CoreError> {
-        self.dra_offer().map(|o| o.resources)
+        let (records, notes) = record::load_all(&self.root);
+        self.dra_offer(Scope::All, &records, notes)
+            .map(|o| o.resources)
     }
 
-    /// What this node offers now, and what each device name means.
-    pub(crate) fn dra_offer(&self) -> Result<Offer, CoreError> {
-        let (records, notes) = record::load_all(&self.root);
-        let (claim_uuids, claim_vfs) = made_by_claims(&records);
+    /// What this node offers now (`scope`: all of it, or only what some
+    /// device names need), given the claims' `records`, and what each
+    /// device name means.
+    pub(crate) fn dra_offer(
+        &self,
+        scope: Scope<'_>,
+        records: &[Record],
+        notes: Vec<String>,
+    ) -> Result<Offer, CoreError> {
+        let (claim_uuids, claim_vfs) = made_by_claims(records);
         let mut learned = load_learned(&self.root);
         let before = learned.clone();
         let mut offer = Offer::default();
         offer.resources.notes = notes;
-        self.offer_mdevs(&claim_uuids, &mut learned, &mut offer)?;
-        self.offer_vfs(&claim_vfs, &mut learned, &mut offer)?;
+        self.offer_mdevs(scope, &claim_uuids, &mut learned, &mut offer)?;
+        self.offer_vfs(scope, &claim_vfs, &mut learned, &mut offer)?;
         if learned != before {
             save_learned(&self.root, &learned);
         }
@@ -197,28 +229,46 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 
     fn offer_mdevs(
         &self,
+        scope: Scope<'_>,
         claim_uuids: &BTreeSet<Uuid>,
         learned: &mut Learned,
         offer: &mut Offer,
     ) -> Result<(), CoreError> {
         let sysfs = &self.mdev.sysfs;
-        let parents = sysfs.parents().map_err(CoreError::inventory)?;
+        // Types through the type cache: on a warm host only each type's
+        // `available_instances` is read.
+        let parents: Vec<(ParentName, Vec<TypeInfo>)> = match scope {
+            Scope::All => self.mdev.types(None)?,
+            Scope::Names(_) => {
+                let mut out = Vec::new();
+                for p in sysfs.parents().map_err(CoreError::inventory)? {
+                    if scope.wants(p.as_str()) {
+                        out.extend(self.mdev.types(Some(p.as_str()))?);
+                    }
+                }
+                out
+            }
+        };
         if parents.is_empty() {
             return Ok(());
         }
         let running = sysfs.devices().map_err(CoreError::inventory)?;
         // Definitions that start at boot hold capacity too, running or not.
-        let defined = self
-            .mdev
-            .list(&ListQuery {
-                defined: true,
-                uuid: None,
-                parent: None,
-            })
-            .map(|l| l.entries)
-            .unwrap_or_default();
-        for p in parents {
-            let types = sysfs.types(&p).map_err(CoreError::inventory)?;
+        // (Read from the store: whether they run is not asked here.)
+        let defined = match scope {
+            Scope::All => self.mdev.store.load_all().map(|l| l.0).unwrap_or_default(),
+            Scope::Names(_) => parents
+                .iter()
+                .flat_map(|(p, _)| {
+                    self.mdev
+                        .store
+                        .load_parent(p)
+                        .map(|l| l.0)
+                        .unwrap_or_default()
+                })
+                .collect(),
+        };
+        for (p, types) in parents {
             if types.is_empty() {
                 continue;
             }
@@ -252,7 +302,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 lp.one_type = true;
             }
             let one_type = lp.one_type || facts.driver.as_deref() == Some("nvidia");
-            let mut maxima: Vec<(&hostdev_model::format::TypeInfo, u64)> = Vec::new();
+            let mut maxima: Vec<(&TypeInfo, u64)> = Vec::new();
             for t in &types {
                 let run = here.iter().filter(|d| d.mdev_type == t.type_id).count() as u64;
                 let avail = u64::try_from(t.available_instances).unwrap_or(0);
@@ -298,6 +348,21 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                         counters.insert(format!("type-{i}"), m.saturating_sub(used));
                     }
                 }
+            }
+            if !scope.full() {
+                // A prepare: what each name means, nothing to publish.
+                for (t, m) in &maxima {
+                    for slot in 0..(*m).min(super::MAX_SLOTS_PER_TYPE) {
+                        offer.plans.insert(
+                            label(&[p.as_str(), t.type_id.as_str()], &slot.to_string()),
+                            Plan::Mdev {
+                                parent: p.clone(),
+                                mdev_type: t.type_id.clone(),
+                            },
+                        );
+                    }
+                }
+                continue;
             }
             offer.resources.counter_sets.push(DraCounterSet {
                 name: set.clone(),
@@ -370,6 +435,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 
     fn offer_vfs(
         &self,
+        scope: Scope<'_>,
         claim_vfs: &BTreeSet<PciAddress>,
         learned: &mut Learned,
         offer: &mut Offer,
@@ -377,6 +443,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         let sriov = &self.vgpu.sriov;
         for pf in sriov.pfs()? {
             let vfs = sriov.vfs(&pf.address)?;
+            if !vfs.iter().any(|v| scope.wants(v.address.as_str())) && !scope.full() {
+                continue;
+            }
             if vfs.is_empty() {
                 offer.resources.notes.push(format!(
                     "PF {} has no VFs enabled: enable them (hostdevctl vgpu enable) to offer its vGPUs",
@@ -412,6 +481,21 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 .map(|(id, n)| (*id, n.clone()))
                 .collect();
             if types.is_empty() || free.is_empty() {
+                continue;
+            }
+            if !scope.full() {
+                for v in free {
+                    for (id, tname) in &types {
+                        offer.plans.insert(
+                            label(&[v.address.as_str(), tname], ""),
+                            Plan::Vgpu {
+                                vf: v.address.clone(),
+                                type_id: *id,
+                                type_name: tname.clone(),
+                            },
+                        );
+                    }
+                }
                 continue;
             }
             let facts = sriov.pf_facts(&pf.address);
