@@ -1,7 +1,8 @@
 //! Running the driver: the two gRPC services on their unix sockets in the
 //! kubelet's directories, and the publish loop (hostdevd's offer read every
-//! interval and after each prepare or unprepare, the slices rewritten when
-//! it changed).
+//! interval — longer on a host whose offer is costly to read, see
+//! [`poll_wait`] — and after each prepare or unprepare, the slices
+//! rewritten when it changed).
 //!
 //! Owns: the sockets' lifetime and the loop. Must not: hold claim state.
 
@@ -97,6 +98,16 @@ pub fn relayed(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// How long the publish loop waits for a prepare or unprepare before it
+/// reads the offer again: `interval`, or ten times what reading the offer
+/// and building the slices last cost (at most a minute), so polling a large
+/// host takes a tenth of a core at most.
+pub fn poll_wait(interval: Duration, cost: Duration) -> Duration {
+    interval
+        .max(cost.saturating_mul(10))
+        .min(Duration::from_secs(60).max(interval))
+}
+
 /// The publish loop: runs until the process ends.
 pub async fn publish_loop(
     cfg: Arc<Config>,
@@ -107,13 +118,16 @@ pub async fn publish_loop(
     let mut publisher = Publisher::new(client, &cfg.driver, &cfg.node);
     let mut last_notes: Vec<String> = Vec::new();
     let mut last_error = String::new();
+    let mut poll_cost = Duration::ZERO;
     loop {
         let started = Instant::now();
         let outcome = async {
             let offer = daemon::call(&cfg.socket, DraResourcesQuery {}, Duration::from_secs(30))
                 .await
                 .map_err(|e| e.to_string())?;
+            let offer_ms = started.elapsed().as_millis();
             let pool = slices::pool(&cfg.driver, &cfg.node, &offer);
+            poll_cost = started.elapsed();
             let mut notes = offer.notes.clone();
             notes.extend(pool.left_out.iter().cloned());
             let done = publisher.publish(&pool).await.map_err(|e| {
@@ -126,16 +140,21 @@ pub async fn publish_loop(
                 }
                 format!("{s} [{}]", e.code())
             })?;
-            Ok::<_, String>((done, notes, offer.devices.len()))
+            Ok::<_, String>((done, notes, offer.devices.len(), offer_ms))
         }
         .await;
         match outcome {
-            Ok((done, notes, devices)) => {
-                if let Published::Written { generation, slices } = done {
-                    eprintln!(
-                        "hostdev-dra: published {devices} devices in {slices} slices, generation {generation}, in {} ms",
+            Ok((done, notes, devices, offer_ms)) => {
+                match done {
+                    Published::Written { generation, slices } => eprintln!(
+                        "hostdev-dra: published {devices} devices in {slices} slices, generation {generation}, in {} ms (offer read in {offer_ms} ms)",
                         started.elapsed().as_millis()
-                    );
+                    ),
+                    Published::Updated { generation, index } => eprintln!(
+                        "hostdev-dra: published {devices} devices by updating slice {index} alone, generation {generation}, in {} ms (offer read in {offer_ms} ms)",
+                        started.elapsed().as_millis()
+                    ),
+                    Published::Unchanged => {}
                 }
                 if notes != last_notes {
                     for n in &notes {
@@ -154,7 +173,7 @@ pub async fn publish_loop(
         }
         tokio::select! {
             () = changed.notified() => {}
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(poll_wait(interval, poll_cost)) => {}
         }
     }
 }
@@ -204,4 +223,20 @@ pub async fn run(
     let _ = std::fs::remove_file(&reg_path);
     let _ = std::fs::remove_file(&dra_path);
     Ok(result?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::poll_wait;
+    use std::time::Duration;
+
+    #[test]
+    fn a_costly_offer_is_read_less_often() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert_eq!(poll_wait(s(1), ms(20)), s(1));
+        assert_eq!(poll_wait(s(1), ms(300)), s(3));
+        assert_eq!(poll_wait(s(1), s(30)), s(60));
+        assert_eq!(poll_wait(s(120), s(30)), s(120));
+    }
 }
