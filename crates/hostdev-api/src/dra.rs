@@ -122,6 +122,34 @@ pub struct DraAllocated {
     pub request: String,
     /// The published device's name.
     pub device: String,
+    /// What the claim's (or its class's) opaque parameters ask of this
+    /// device; checked before anything is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<DraDeviceConfig>,
+}
+
+/// The settings a claim may give one device through opaque parameters
+/// (`apiVersion: hostdev.io/v1alpha1`, `kind: DeviceConfig`): they apply to
+/// vDPA network devices only; an mdev or a VF's vGPU takes none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DraDeviceConfig {
+    /// A unicast MAC address, `02:00:00:00:00:01`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// The MTU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// Queue pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<u16>,
+}
+
+impl DraDeviceConfig {
+    /// Whether it asks for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.mac.is_none() && self.mtu.is_none() && self.queues.is_none()
+    }
 }
 
 /// Make the devices allocated to a claim (`POST /v1/dra/prepare`):

@@ -95,6 +95,7 @@ fn prepare(
             .map(|(i, d)| DraAllocated {
                 request: format!("r{i}"),
                 device: d.to_string(),
+                config: None,
             })
             .collect(),
     })
@@ -367,4 +368,84 @@ fn a_prepare_takes_exactly_the_devices_that_are_published() {
         assert_eq!(e.code(), "dra.unknown_device", "{name}: {e}");
     }
     assert!(h.dra_claims().unwrap().is_empty());
+}
+
+#[test]
+fn hostile_configs_and_vanished_devices_are_refused_before_anything_is_made() {
+    use hostdev_core::api::DraDeviceConfig;
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let r = h.dra_resources().unwrap();
+    let nv = device(&r, "mdev", "nv-8q", 0).to_string();
+    let vf = device(&r, "vgpu", "NVIDIA L40S-8Q", 0).to_string();
+    let with = |dev: &str, c: DraDeviceConfig| DraPrepareRequest {
+        claim: claim(0x40),
+        devices: vec![DraAllocated {
+            request: "r0".into(),
+            device: dev.into(),
+            config: Some(c),
+        }],
+    };
+    let mac = |m: &str| DraDeviceConfig {
+        mac: Some(m.into()),
+        ..DraDeviceConfig::default()
+    };
+    let cases = [
+        (with(&nv, mac("01:00:5e:00:00:01")), "multicast"),
+        (with(&nv, mac("ff:ff:ff:ff:ff:ff")), "multicast"),
+        (with(&nv, mac("00:00:00:00:00:00")), "no address"),
+        (with(&nv, mac("not-a-mac")), "not a valid mac"),
+        (with(&nv, mac(&"a".repeat(10 << 20))), "10485760 bytes"),
+        (
+            with(&nv, mac("02:00:00:00:00:01")),
+            "an mdev, which takes no MAC",
+        ),
+        (
+            with(
+                &vf,
+                DraDeviceConfig {
+                    mtu: Some(1500),
+                    ..DraDeviceConfig::default()
+                },
+            ),
+            "a VF's vGPU, which takes no MAC",
+        ),
+        (
+            with(
+                &nv,
+                DraDeviceConfig {
+                    mtu: Some(10),
+                    ..DraDeviceConfig::default()
+                },
+            ),
+            "below IPv4's least",
+        ),
+    ];
+    for (req, why) in &cases {
+        let e = h.dra_prepare(req).unwrap_err();
+        assert_eq!(e.code(), "dra.bad_config", "{e}");
+        assert!(e.to_string().contains(why), "{e}");
+        assert!(
+            e.to_string().len() < 300,
+            "the message echoes the input: {e}"
+        );
+    }
+    // An empty configuration asks for nothing and is taken.
+    prepare(&h, &claim(0x41), &[&nv]).unwrap();
+    h.dra_prepare(&with(&vf, DraDeviceConfig::default()))
+        .unwrap();
+    h.dra_unprepare(&claim(0x40)).unwrap();
+    h.dra_unprepare(&claim(0x41)).unwrap();
+    // A device whose parent went away (driver unloaded) between the
+    // scheduler's choice and the prepare.
+    h.mdev.sysfs.remove_parent("gpu1");
+    let e = prepare(&h, &claim(0x42), &[&nv]).unwrap_err();
+    assert_eq!(e.code(), "dra.unknown_device", "{e}");
+    assert!(h.dra_claims().unwrap().is_empty());
+    assert!(h.mdev.sysfs.devices().unwrap().is_empty());
+    let records = d.path().join("var/lib/hostdev/dra/claims");
+    let left: Vec<_> = std::fs::read_dir(&records)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }

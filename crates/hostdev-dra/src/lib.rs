@@ -18,6 +18,7 @@ pub mod proto {
 
 pub mod authority;
 pub mod cdi;
+pub mod config;
 pub mod daemon;
 pub mod files;
 pub mod metadata;

@@ -6,7 +6,8 @@
 //! time); each claim is fetched from the apiserver and its UID checked
 //! against the kubelet's (a claim deleted and made again under the same
 //! name is refused); only allocation results of this driver and this
-//! node's pool are prepared; each claim gets its own answer or error; the
+//! node's pool are prepared, each with the claim's opaque parameters for
+//! it ([`crate::config`]); each claim gets its own answer or error; the
 //! device metadata files are written and mounted through CDI.
 //!
 //! Owns: mapping a kubelet call onto hostdevd's prepare/unprepare and the
@@ -15,6 +16,7 @@
 //! unprepare asks it).
 
 use crate::cdi::{self, CdiError};
+use crate::config::{self, ConfigError};
 use crate::daemon::{self, DaemonError};
 use crate::metadata::{self, ClaimRef};
 use crate::names::{is_dns_subdomain, is_request, is_uid};
@@ -139,6 +141,9 @@ pub enum ClaimError {
     /// The CDI spec or metadata could not be written.
     #[error(transparent)]
     Cdi(#[from] CdiError),
+    /// The claim's opaque parameters for this driver are refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 impl ClaimError {
@@ -160,6 +165,7 @@ impl ClaimError {
             ClaimError::BadResult { .. } => "dra.bad-allocation".into(),
             ClaimError::Daemon(e) => e.code(),
             ClaimError::Cdi(e) => e.code().into(),
+            ClaimError::Config(e) => e.code().into(),
         }
     }
 }
@@ -259,16 +265,24 @@ impl Plugin {
                 return Err(bad_result("pod claim name", p));
             }
         }
-        let results = claim
+        let allocated = claim
             .status
             .as_ref()
             .and_then(|s| s.allocation.as_ref())
-            .and_then(|a| a.devices.as_ref())
-            .and_then(|d| d.results.clone())
-            .ok_or_else(|| ClaimError::NotAllocated {
-                namespace: r.namespace.clone(),
-                name: r.name.clone(),
-            })?;
+            .and_then(|a| a.devices.as_ref());
+        let configs = config::decode(
+            &self.cfg.driver,
+            allocated
+                .and_then(|d| d.config.as_deref())
+                .unwrap_or_default(),
+        )?;
+        let results =
+            allocated
+                .and_then(|d| d.results.clone())
+                .ok_or_else(|| ClaimError::NotAllocated {
+                    namespace: r.namespace.clone(),
+                    name: r.name.clone(),
+                })?;
         let mut devices = Vec::new();
         for res in results
             .iter()
@@ -283,6 +297,7 @@ impl Plugin {
             devices.push(DraAllocated {
                 request: res.request.clone(),
                 device: res.device.clone(),
+                config: config::for_request(&configs, &res.request),
             });
         }
         if devices.is_empty() {

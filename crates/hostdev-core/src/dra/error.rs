@@ -58,6 +58,14 @@ pub enum DraError {
         /// Why.
         why: String,
     },
+    /// A device's configuration cannot be applied to it.
+    #[error("the configuration for device {device} is refused: {why}")]
+    BadConfig {
+        /// The device name.
+        device: String,
+        /// Why.
+        why: String,
+    },
     /// A claim record cannot be read or parsed.
     #[error("the DRA record {} is unreadable: {why}; move it away once the claim's devices are checked by hand", path.display())]
     BadRecord {
@@ -100,6 +108,7 @@ impl DraError {
             Self::Taken { .. } => "dra.taken",
             Self::Reallocated { .. } => "dra.reallocated",
             Self::VfBusy { .. } => "dra.vf_busy",
+            Self::BadConfig { .. } => "dra.bad_config",
             Self::BadRecord { .. } => "dra.bad_record",
             Self::Remove { .. } => "dra.remove",
             Self::Create { .. } => "dra.create",
@@ -109,7 +118,9 @@ impl DraError {
     /// What a caller can do about it.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::BadName { .. } | Self::TooMany { .. } => ErrorClass::Invalid,
+            Self::BadName { .. } | Self::TooMany { .. } | Self::BadConfig { .. } => {
+                ErrorClass::Invalid
+            }
             Self::UnknownDevice { .. } => ErrorClass::NotFound,
             Self::Taken { .. } | Self::Reallocated { .. } | Self::VfBusy { .. } => {
                 ErrorClass::Conflict

@@ -20,9 +20,10 @@ use super::{DraError, MAX_CLAIM_DEVICES};
 use crate::{CoreError, Devices};
 use hostdev_api::dra::is_dns_label;
 use hostdev_api::{
-    DraClaim, DraClaimRow, DraNode, DraPrepareRequest, DraPrepared, DraPreparedDevice,
-    DraUnprepared, DraValue, Kind,
+    DraClaim, DraClaimRow, DraDeviceConfig, DraNode, DraPrepareRequest, DraPrepared,
+    DraPreparedDevice, DraUnprepared, DraValue, Kind,
 };
+use hostdev_model::vdpa::{MacAddr, VdpaValueError};
 use hostdev_model::{MdevConfig, StartPolicy, Uuid};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
@@ -35,6 +36,54 @@ fn request_ok(r: &str) -> bool {
     let ok = parts.next().is_some_and(is_dns_label);
     let sub = parts.next().is_none_or(is_dns_label);
     ok && sub && parts.next().is_none()
+}
+
+/// Refuses a device configuration that is malformed or does not apply to
+/// the device: a MAC must be a unicast address (not multicast, broadcast or
+/// all zeros), and an mdev or a VF's vGPU takes no MAC, MTU or queues.
+fn check_config(device: &str, plan: &Plan, c: &DraDeviceConfig) -> Result<(), CoreError> {
+    let refuse = |why: String| -> CoreError {
+        DraError::BadConfig {
+            device: device.to_string(),
+            why,
+        }
+        .into()
+    };
+    if let Some(m) = &c.mac {
+        if m.len() > 17 {
+            return Err(refuse(format!("a MAC of {} bytes is no MAC", m.len())));
+        }
+        let mac: MacAddr = m
+            .parse()
+            .map_err(|e: VdpaValueError| refuse(e.to_string()))?;
+        if mac.0[0] & 1 == 1 {
+            return Err(refuse(format!(
+                "MAC {mac} is a multicast address; a device needs a unicast one"
+            )));
+        }
+        if mac.0 == [0; 6] {
+            return Err(refuse("MAC 00:00:00:00:00:00 is no address".into()));
+        }
+    }
+    if c.mtu.is_some_and(|m| m < 68) {
+        return Err(refuse(format!(
+            "MTU {} is below IPv4's least (68)",
+            c.mtu.unwrap_or_default()
+        )));
+    }
+    if c.queues == Some(0) {
+        return Err(refuse("0 queue pairs".into()));
+    }
+    if !c.is_empty() {
+        let what = match plan {
+            Plan::Mdev { .. } => "an mdev",
+            Plan::Vgpu { .. } => "a VF's vGPU",
+        };
+        return Err(refuse(format!(
+            "it is {what}, which takes no MAC, MTU or queues (they apply to vDPA network devices)"
+        )));
+    }
+    Ok(())
 }
 
 fn claim_words(c: &DraClaim) -> String {
@@ -124,6 +173,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 .ok_or_else(|| DraError::UnknownDevice {
                     device: a.device.clone(),
                 })?;
+            if let Some(c) = &a.config {
+                check_config(&a.device, plan, c)?;
+            }
             let made = match plan {
                 Plan::Mdev { parent, mdev_type } => Made::Mdev {
                     uuid: Uuid::stable(&format!(
