@@ -449,3 +449,146 @@ fn hostile_configs_and_vanished_devices_are_refused_before_anything_is_made() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn vdpa_templates_are_offered_and_a_claim_gets_a_vhost_vdpa_device_with_its_mac() {
+    use hostdev_core::api::DraDeviceConfig;
+    use hostdev_vdpa::VdpaClient;
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    h.vdpa
+        .client()
+        .unwrap()
+        .add_mgmtdev("vdpasim_net", 1, &["mac", "mtu", "max_vqp"]);
+    h.vdpa.client().unwrap().add_mgmtdev("vdpasim_blk", 2, &[]);
+    let conf = d.path().join("etc/hostdev");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("dra.toml"),
+        r#"
+[[vdpa]]
+template = "net"
+mgmtdev = "vdpasim_net"
+count = 2
+mac_base = "02:00:00:00:10:00"
+mtu = 1500
+
+[[vdpa]]
+template = "blk"
+mgmtdev = "vdpasim_blk"
+count = 1
+
+[[vdpa]]
+template = "gone"
+mgmtdev = "pci/0000:99:00.1"
+count = 1
+"#,
+    )
+    .unwrap();
+    let r = h.dra_resources().unwrap();
+    let vdpa: Vec<_> = r.devices.iter().filter(|x| x.kind == Kind::Vdpa).collect();
+    assert_eq!(vdpa.len(), 2, "{vdpa:#?}");
+    assert!(vdpa.iter().all(
+        |x| x.attributes["mgmtdev"] == DraValue::String("vdpasim_net".into())
+            && x.attributes["mtu"] == DraValue::Int(1500)
+            && x.consumes.is_empty()
+    ));
+    assert!(
+        r.notes.iter().any(|n| n.contains("makes no net devices")),
+        "{:?}",
+        r.notes
+    );
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("0000:99:00.1 is not there")),
+        "{:?}",
+        r.notes
+    );
+    let names: Vec<&str> = vdpa.iter().map(|x| x.name.as_str()).collect();
+    let by_slot = |s: i64| {
+        vdpa.iter()
+            .find(|x| x.attributes["slot"] == DraValue::Int(s))
+            .map(|x| x.name.clone())
+            .unwrap()
+    };
+    // Slot 1 without parameters: the template's base plus one.
+    let p = prepare(&h, &claim(0x60), &[&by_slot(1)]).unwrap();
+    let dev = &p.devices[0];
+    assert_eq!(dev.kind, Kind::Vdpa);
+    assert_eq!(dev.nodes.len(), 1, "{dev:#?}");
+    assert!(
+        dev.nodes[0].path.starts_with("/dev/vhost-vdpa-"),
+        "{dev:#?}"
+    );
+    assert_eq!(
+        dev.metadata["mac"],
+        DraValue::String("02:00:00:00:10:01".into())
+    );
+    let live = h.vdpa.client().unwrap().devs().unwrap();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].name, dev.id);
+    // Slot 0 with the claim's MAC and MTU.
+    let c = claim(0x61);
+    let p = h
+        .dra_prepare(&DraPrepareRequest {
+            claim: c.clone(),
+            devices: vec![DraAllocated {
+                request: "nic".into(),
+                device: by_slot(0),
+                config: Some(DraDeviceConfig {
+                    mac: Some("02:11:22:33:44:55".into()),
+                    mtu: Some(9000),
+                    queues: Some(2),
+                }),
+            }],
+        })
+        .unwrap();
+    assert_eq!(
+        p.devices[0].metadata["mac"],
+        DraValue::String("02:11:22:33:44:55".into())
+    );
+    let cfg = h
+        .vdpa
+        .client()
+        .unwrap()
+        .config(&p.devices[0].id.parse().unwrap())
+        .unwrap();
+    assert_eq!(cfg.mac.as_deref(), Some("02:11:22:33:44:55"));
+    assert_eq!(cfg.mtu, Some(9000));
+    // Unprepare removes exactly the claim's device.
+    h.dra_unprepare(&c).unwrap();
+    h.dra_unprepare(&claim(0x60)).unwrap();
+    assert!(h.vdpa.client().unwrap().devs().unwrap().is_empty());
+    // A multicast MAC is refused before anything is made.
+    let e = h
+        .dra_prepare(&DraPrepareRequest {
+            claim: claim(0x62),
+            devices: vec![DraAllocated {
+                request: "nic".into(),
+                device: names[0].to_string(),
+                config: Some(DraDeviceConfig {
+                    mac: Some("03:00:00:00:00:01".into()),
+                    ..DraDeviceConfig::default()
+                }),
+            }],
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), "dra.bad_config", "{e}");
+    assert!(h.vdpa.client().unwrap().devs().unwrap().is_empty());
+    // A bad template file offers no vDPA device and says why.
+    std::fs::write(
+        conf.join("dra.toml"),
+        "[[vdpa]]\ntemplate = \"x\"\nmgmtdev = \"vdpasim_net\"\ncount = 1\nmacc = 1\n",
+    )
+    .unwrap();
+    let r = h.dra_resources().unwrap();
+    assert!(r.devices.iter().all(|x| x.kind != Kind::Vdpa));
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("unknown field") && n.contains("macc")),
+        "{:?}",
+        r.notes
+    );
+}

@@ -19,6 +19,7 @@ mod names;
 mod prepare;
 mod publish;
 mod record;
+mod vdpa;
 
 pub use error::DraError;
 

@@ -23,7 +23,7 @@ use hostdev_api::{
     DraClaim, DraClaimRow, DraDeviceConfig, DraNode, DraPrepareRequest, DraPrepared,
     DraPreparedDevice, DraUnprepared, DraValue, Kind,
 };
-use hostdev_model::vdpa::{MacAddr, VdpaValueError};
+use hostdev_model::vdpa::{MacAddr, VdpaName, VdpaValueError};
 use hostdev_model::{MdevConfig, StartPolicy, Uuid};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
@@ -78,6 +78,7 @@ fn check_config(device: &str, plan: &Plan, c: &DraDeviceConfig) -> Result<(), Co
         let what = match plan {
             Plan::Mdev { .. } => "an mdev",
             Plan::Vgpu { .. } => "a VF's vGPU",
+            Plan::Vdpa { .. } => return Ok(()),
         };
         return Err(refuse(format!(
             "it is {what}, which takes no MAC, MTU or queues (they apply to vDPA network devices)"
@@ -194,6 +195,29 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     type_id: *type_id,
                     type_name: type_name.clone(),
                 },
+                Plan::Vdpa { template, slot } => {
+                    let id =
+                        Uuid::stable(&format!("dra/{}/{}/{}", req.claim.uid, a.request, a.device));
+                    let mut config = template.config(*slot);
+                    if let Some(c) = &a.config {
+                        // Checked above: a MAC that parses, an MTU in range.
+                        if let Some(m) = c.mac.as_deref().and_then(|m| m.parse().ok()) {
+                            config.mac = Some(m);
+                        }
+                        config.mtu = c.mtu.or(config.mtu);
+                        config.max_vqp = c.queues.or(config.max_vqp);
+                    }
+                    Made::Vdpa {
+                        name: VdpaName::new(format!("dra-{id}")).map_err(|e| {
+                            DraError::BadConfig {
+                                device: a.device.clone(),
+                                why: e.to_string(),
+                            }
+                        })?,
+                        mgmtdev: template.mgmtdev.clone(),
+                        config,
+                    }
+                }
             };
             entries.push(Entry {
                 request: a.request.clone(),
@@ -334,6 +358,11 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 }
                 Ok(self.vgpu.sriov.set_type(vf, *type_id)?)
             }
+            Made::Vdpa {
+                name,
+                mgmtdev,
+                config,
+            } => self.vdpa.add(name, mgmtdev, config),
         }
     }
 
@@ -369,6 +398,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 }
                 self.vgpu.sriov.set_type(vf, 0)?;
                 Ok(true)
+            }
+            Made::Vdpa { name, .. } => {
+                if self.vdpa.client()?.dev(name)?.is_none() {
+                    return Ok(false);
+                }
+                self.vdpa.del(name).map(|()| true)
             }
         }
     }
@@ -439,6 +474,22 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                         DraValue::String(vf.to_string()),
                     );
                     Kind::Vgpu
+                }
+                Made::Vdpa { name, config, .. } => {
+                    // The vhost-vdpa character device instead of VFIO's.
+                    nodes.clear();
+                    let bound = self.vdpa.client()?.binding(name)?;
+                    if let Some(dev) = bound.vhost_dev {
+                        nodes.push(node(dev));
+                    }
+                    metadata.insert(
+                        "vdpaDevice".into(),
+                        DraValue::String(name.as_str().to_string()),
+                    );
+                    if let Some(m) = config.mac {
+                        metadata.insert("mac".into(), DraValue::String(m.to_string()));
+                    }
+                    Kind::Vdpa
                 }
             };
             devices.push(DraPreparedDevice {

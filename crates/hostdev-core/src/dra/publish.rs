@@ -23,6 +23,8 @@
 //! size). A VF defined or typed by someone else is not offered, and its type
 //! is the only one offered on its card.
 //!
+//! vDPA: the operator's templates, see [`super::vdpa`].
+//!
 //! Owns: the model. Must not: write anything but the learned capacities.
 
 use super::names::{attr_string, label, may_lead};
@@ -52,6 +54,11 @@ pub(crate) enum Plan {
         vf: PciAddress,
         type_id: u32,
         type_name: String,
+    },
+    /// A vDPA net device of `template`'s management device, slot `slot`.
+    Vdpa {
+        template: super::vdpa::Template,
+        slot: u64,
     },
 }
 
@@ -161,6 +168,7 @@ fn made_by_claims(records: &[Record]) -> (BTreeSet<Uuid>, BTreeSet<PciAddress>) 
                 Made::Vgpu { vf, .. } => {
                     vfs.insert(vf.clone());
                 }
+                Made::Vdpa { .. } => {}
             }
         }
     }
@@ -179,7 +187,7 @@ pub(crate) enum Scope<'a> {
 
 impl Scope<'_> {
     /// Whether a parent, PF or VF named `first` is worked out.
-    fn wants(&self, first: &str) -> bool {
+    pub(crate) fn wants(&self, first: &str) -> bool {
         match self {
             Scope::All => true,
             Scope::Names(names) => names.iter().any(|n| may_lead(n, first)),
@@ -187,7 +195,7 @@ impl Scope<'_> {
     }
 
     /// Whether devices and their attributes are built (not only plans).
-    fn full(&self) -> bool {
+    pub(crate) fn full(&self) -> bool {
         matches!(self, Scope::All)
     }
 }
@@ -216,6 +224,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         offer.resources.notes = notes;
         self.offer_mdevs(scope, &claim_uuids, &mut learned, &mut offer)?;
         self.offer_vfs(scope, &claim_vfs, &mut learned, &mut offer)?;
+        self.offer_vdpa(scope, &mut offer)?;
         if learned != before {
             save_learned(&self.root, &learned);
         }

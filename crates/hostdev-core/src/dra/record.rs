@@ -10,6 +10,7 @@
 use super::DraError;
 use crate::{CoreError, Locker};
 use hostdev_api::DraClaim;
+use hostdev_model::vdpa::{CreateConfig, MgmtDevName, VdpaName};
 use hostdev_model::vgpu::PciAddress;
 use hostdev_model::{ParentName, TypeId, Uuid};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,13 @@ pub(crate) enum Made {
         type_id: u32,
         type_name: String,
     },
+    /// A vDPA device with a name derived from the claim, request and
+    /// device, on `mgmtdev`, created with `config`.
+    Vdpa {
+        name: VdpaName,
+        mgmtdev: MgmtDevName,
+        config: CreateConfig,
+    },
 }
 
 impl Made {
@@ -54,6 +62,7 @@ impl Made {
         match self {
             Made::Mdev { uuid, .. } => uuid.to_string(),
             Made::Vgpu { vf, .. } => vf.to_string(),
+            Made::Vdpa { name, .. } => name.as_str().to_string(),
         }
     }
 }
