@@ -241,7 +241,7 @@ pub fn tier(required: bool) -> Result<bool> {
             "-trimpath",
             "-count=1",
             "-v",
-            "-timeout=20m",
+            "-timeout=30m",
             "./labtest",
         ])
         .env("HOSTDEV_K8S_LAB_BIN", &bin)
