@@ -253,13 +253,16 @@ impl Publisher {
             }
             Step::All => {}
         }
-        self.last = None;
+        // Never a generation this publisher used before, even when every
+        // slice was deleted meanwhile (a restarted kubelet does that).
+        let floor = self.last.take().map_or(0, |l| l.generation);
         let existing = self.ours().await?;
         let generation = existing
             .values()
             .map(|s| s.spec.pool.generation)
             .max()
             .unwrap_or(0)
+            .max(floor)
             + 1;
         // Up to WRITERS slices in flight: a pool of hundreds of slices (the
         // `large` host: 258) written one by one takes half a minute.
