@@ -592,3 +592,27 @@ count = 1
         r.notes
     );
 }
+
+#[test]
+fn vdpa_templates_without_the_vdpa_family_leave_the_rest_of_the_offer_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let mut h = host(d.path());
+    h.vdpa = Vdpas::lazy(d.path(), || Err(hostdev_vdpa::VdpaError::NoFamily));
+    let conf = d.path().join("etc/hostdev");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("dra.toml"),
+        "[[vdpa]]\ntemplate = \"net\"\nmgmtdev = \"vdpasim_net\"\ncount = 1\n",
+    )
+    .unwrap();
+    let r = h.dra_resources().unwrap();
+    assert!(r.devices.iter().any(|x| x.kind == Kind::Mdev));
+    assert!(r.devices.iter().all(|x| x.kind != Kind::Vdpa));
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("no vDPA template is offered")),
+        "{:?}",
+        r.notes
+    );
+}

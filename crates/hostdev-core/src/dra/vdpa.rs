@@ -178,7 +178,17 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         if wanted.is_empty() {
             return Ok(());
         }
-        let mgmtdevs = self.vdpa.mgmtdevs()?;
+        let mgmtdevs = match self.vdpa.mgmtdevs() {
+            Ok(m) => m,
+            Err(e) => {
+                // No vDPA family (module not loaded): the rest is offered.
+                offer
+                    .resources
+                    .notes
+                    .push(format!("no vDPA template is offered: {e}"));
+                return Ok(());
+            }
+        };
         for t in wanted {
             let m = t.mgmtdev.to_string();
             let Some(dev) = mgmtdevs.iter().find(|d| d.name == t.mgmtdev) else {
