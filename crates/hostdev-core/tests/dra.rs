@@ -616,3 +616,47 @@ fn vdpa_templates_without_the_vdpa_family_leave_the_rest_of_the_offer_whole() {
         r.notes
     );
 }
+
+#[test]
+fn a_prepared_claim_whose_devices_a_reboot_took_gets_them_back_when_asked_again() {
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let before = h.dra_resources().unwrap();
+    let nv = device(&before, "mdev", "nv-8q", 0);
+    let vf = device(&before, "vgpu", "NVIDIA L40S-8Q", 0);
+    let c = claim(7);
+    let p = prepare(&h, &c, &[nv, vf]).unwrap();
+    let uuid: Uuid = p.devices[0].id.parse().unwrap();
+    let vf_addr: hostdev_model::vgpu::PciAddress = p.devices[1].id.parse().unwrap();
+    // A reboot: the kernel forgets the mdev and the VF's type; the record
+    // (on disk) says `prepared`.
+    h.mdev.sysfs.remove(&uuid).unwrap();
+    h.vgpu.sriov.set_type(&vf_addr, 0).unwrap();
+    assert!(h.mdev.sysfs.devices().unwrap().is_empty());
+    // What is published is what the host can create again: the offer of
+    // the fresh host.
+    let after = h.dra_resources().unwrap();
+    assert_eq!(after.devices, before.devices);
+    assert_eq!(after.counter_sets, before.counter_sets);
+    // The restarted kubelet asks again: the same devices are made again
+    // (same UUID, same VF and type) and the answer is the same.
+    let again = prepare(&h, &c, &[nv, vf]).unwrap();
+    assert_eq!(again, p);
+    assert!(h.mdev.sysfs.device(&uuid).unwrap().is_some());
+    assert_eq!(h.mdev.sysfs.devices().unwrap().len(), 1);
+    let typed: Vec<_> = h
+        .vgpu
+        .sriov
+        .vfs(&"0000:41:00.0".parse().unwrap())
+        .unwrap()
+        .into_iter()
+        .filter(|x| x.current != 0)
+        .collect();
+    assert_eq!(typed.len(), 1);
+    assert_eq!((&typed[0].address, typed[0].current), (&vf_addr, 1151));
+    // Asked once more: nothing new made; unprepare removes both.
+    assert_eq!(prepare(&h, &c, &[nv, vf]).unwrap(), p);
+    assert_eq!(h.mdev.sysfs.devices().unwrap().len(), 1);
+    assert_eq!(h.dra_unprepare(&c).unwrap().removed.len(), 2);
+    assert!(h.mdev.sysfs.devices().unwrap().is_empty());
+}

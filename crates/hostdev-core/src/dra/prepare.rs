@@ -137,6 +137,10 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 .map(|e| (e.request.clone(), e.device.clone()))
                 .collect();
             if had == asked {
+                // The kubelet asks again after a restart, a node's reboot
+                // among them: what the record says was made and is gone
+                // (the kernel forgot it) is made again, the same device.
+                self.remake_missing(&r, &who)?;
                 return self.answer(&r);
             }
             return Err(DraError::Reallocated {
@@ -250,6 +254,54 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         rec.stage = Stage::Prepared;
         record::save(&self.root, &rec)?;
         self.answer(&rec)
+    }
+
+    /// Makes again each device of a `prepared` record that is not there
+    /// (a reboot took it); the record stays `prepared` throughout, so a
+    /// crash part way leaves what the next ask finishes. A failure removes
+    /// what this call made again, and the record stays for the next ask.
+    fn remake_missing(&self, rec: &Record, who: &str) -> Result<(), CoreError> {
+        let mut remade: Vec<&Made> = Vec::new();
+        for e in &rec.devices {
+            if self.present(&e.made)? {
+                continue;
+            }
+            if let Err(source) = self.make(&e.made) {
+                for m in remade.iter().rev() {
+                    let _ = self.unmake(m);
+                }
+                return Err(DraError::Create {
+                    claim: who.to_string(),
+                    device: e.device.clone(),
+                    source: Box::new(source),
+                }
+                .into());
+            }
+            remade.push(&e.made);
+        }
+        Ok(())
+    }
+
+    /// Whether a made device is there as it was made.
+    fn present(&self, m: &Made) -> Result<bool, CoreError> {
+        match m {
+            Made::Mdev { uuid, .. } => Ok(self
+                .mdev
+                .sysfs
+                .device(uuid)
+                .map_err(CoreError::inventory)?
+                .is_some()),
+            Made::Vgpu { vf, type_id, .. } => {
+                let pf = self.vf_pf(vf)?;
+                Ok(self
+                    .vgpu
+                    .sriov
+                    .vfs(&pf)?
+                    .iter()
+                    .any(|v| &v.address == vf && v.current == *type_id))
+            }
+            Made::Vdpa { name, .. } => Ok(self.vdpa.client()?.dev(name)?.is_some()),
+        }
     }
 
     /// Removes what prepare made for the claim (idempotent).
