@@ -20,6 +20,7 @@ pub mod authority;
 pub mod cdi;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod files;
 pub mod metadata;
 pub mod names;

@@ -170,6 +170,17 @@ impl ClaimError {
     }
 }
 
+/// Where one prepare's time went (the driver's log line tells it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    /// Reading the claim from the apiserver.
+    pub fetch: Duration,
+    /// hostdevd's prepare (the device made, its record written).
+    pub daemon: Duration,
+    /// The CDI spec and metadata files written.
+    pub files: Duration,
+}
+
 /// The DRA plugin service.
 pub struct Plugin {
     cfg: Arc<Config>,
@@ -224,8 +235,13 @@ impl Plugin {
     }
 
     /// Prepares one claim.
-    pub async fn prepare_claim(&self, c: &pb::Claim) -> Result<Vec<pb::Device>, ClaimError> {
+    pub async fn prepare_claim(
+        &self,
+        c: &pb::Claim,
+        phases: &mut Phases,
+    ) -> Result<Vec<pb::Device>, ClaimError> {
         let mut r = Self::claim_ref(c)?;
+        let at = std::time::Instant::now();
         let api: Api<ResourceClaim> = Api::namespaced(self.client.clone(), &r.namespace);
         let claim = api
             .get_opt(&r.name)
@@ -239,6 +255,7 @@ impl Plugin {
                 namespace: r.namespace.clone(),
                 name: r.name.clone(),
             })?;
+        phases.fetch = at.elapsed();
         let found = claim.metadata.uid.clone().unwrap_or_default();
         if found != r.uid {
             return Err(ClaimError::Replaced {
@@ -307,8 +324,14 @@ impl Plugin {
             claim: Self::dra_claim(&r)?,
             devices,
         };
-        let prepared = daemon::call(&self.cfg.socket, req, DAEMON_TIMEOUT).await?;
-        match self.write_files(&r, &prepared.devices) {
+        let at = std::time::Instant::now();
+        let prepared = daemon::call(&self.cfg.socket, req, DAEMON_TIMEOUT).await;
+        phases.daemon = at.elapsed();
+        let prepared = prepared?;
+        let at = std::time::Instant::now();
+        let written = self.write_files(&r, &prepared.devices);
+        phases.files = at.elapsed();
+        match written {
             Ok(out) => Ok(out),
             Err(e) => {
                 // Nothing half-made: what hostdevd made goes, so do the files.
@@ -376,16 +399,31 @@ impl Plugin {
 /// Logs one claim's outcome: `took` from the kubelet's call, `work` of it
 /// with the driver's lock held (the last try; the rest waited for other
 /// calls, which the driver serializes).
-fn log_claim(what: &str, c: &pb::Claim, r: &Result<(), String>, took: Duration, work: Duration) {
-    let ms = took.as_secs_f64() * 1000.0;
-    let work = work.as_secs_f64() * 1000.0;
+fn log_claim(
+    what: &str,
+    c: &pb::Claim,
+    r: &Result<(), String>,
+    took: Duration,
+    work: Duration,
+    phases: Option<Phases>,
+) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (took, work) = (ms(took), ms(work));
+    let split = phases.map_or(String::new(), |p| {
+        format!(
+            ": claim read {:.1} ms, hostdevd {:.1} ms, files {:.1} ms",
+            ms(p.fetch),
+            ms(p.daemon),
+            ms(p.files)
+        )
+    });
     match r {
         Ok(()) => eprintln!(
-            "hostdev-dra: {what} {}/{} ({}): done in {ms:.1} ms ({work:.1} ms with the lock held)",
+            "hostdev-dra: {what} {}/{} ({}): done in {took:.1} ms ({work:.1} ms with the lock held{split})",
             c.namespace, c.name, c.uid
         ),
         Err(e) => eprintln!(
-            "hostdev-dra: {what} {}/{} ({}): failed in {ms:.1} ms ({work:.1} ms with the lock held): {e}",
+            "hostdev-dra: {what} {}/{} ({}): failed in {took:.1} ms ({work:.1} ms with the lock held{split}): {e}",
             c.namespace, c.name, c.uid
         ),
     }
@@ -401,11 +439,13 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
         for c in &req.get_ref().claims {
             let started = std::time::Instant::now();
             let mut work;
+            let mut phases;
             let result = loop {
                 let r = {
                     let _one = self.serial.lock().await;
                     let at = std::time::Instant::now();
-                    let r = self.prepare_claim(c).await;
+                    phases = Phases::default();
+                    let r = self.prepare_claim(c, &mut phases).await;
                     work = at.elapsed();
                     r
                 };
@@ -431,7 +471,7 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
             } else {
                 Err(answer.error.clone())
             };
-            log_claim("prepare", c, &r, started.elapsed(), work);
+            log_claim("prepare", c, &r, started.elapsed(), work, Some(phases));
             claims.insert(c.uid.clone(), answer);
         }
         self.changed.notify_one();
@@ -450,7 +490,14 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
                 .unprepare_claim(c)
                 .await
                 .map_err(|e| format!("{e} [{}]", e.code()));
-            log_claim("unprepare", c, &r, started.elapsed(), started.elapsed());
+            log_claim(
+                "unprepare",
+                c,
+                &r,
+                started.elapsed(),
+                started.elapsed(),
+                None,
+            );
             claims.insert(
                 c.uid.clone(),
                 pb::NodeUnprepareResourceResponse {

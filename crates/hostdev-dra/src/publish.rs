@@ -66,7 +66,7 @@ impl PublishError {
 }
 
 /// Slice writes in flight at once.
-const WRITERS: usize = 16;
+pub const WRITERS: usize = 32;
 
 fn flatten(
     r: Result<Result<(String, String), PublishError>, tokio::task::JoinError>,

@@ -1,8 +1,10 @@
 //! Running the driver: the two gRPC services on their unix sockets in the
-//! kubelet's directories, and the publish loop (hostdevd's offer read every
-//! interval — longer on a host whose offer is costly to read, see
-//! [`poll_wait`] — and after each prepare or unprepare, the slices
-//! rewritten when it changed).
+//! kubelet's directories, and the publish loop: hostdevd's offer read when
+//! hostdevd tells of a change ([`crate::events`]), after each prepare or
+//! unprepare, and every interval besides (longer on a host whose offer is
+//! costly to read, see [`poll_wait`]: the poll catches what hostdevd cannot
+//! tell, such as a device made behind its back where no uevent comes);
+//! the slices rewritten when it changed.
 //!
 //! Owns: the sockets' lifetime and the loop. Must not: hold claim state.
 
@@ -205,6 +207,7 @@ pub async fn run(
     let reg = tonic::transport::Server::builder()
         .add_service(RegistrationServer::new(registration))
         .serve_with_incoming(reg_incoming);
+    let following = tokio::spawn(crate::events::watch(cfg.socket.clone(), changed.clone()));
     let publishing = tokio::spawn(publish_loop(cfg.clone(), client, changed, interval));
     eprintln!(
         "hostdev-dra: driver {} on node {}: {} and {}",
@@ -219,6 +222,7 @@ pub async fn run(
         () = stop => Ok(()),
     };
     publishing.abort();
+    following.abort();
     // The registration socket goes first so the kubelet stops calling.
     let _ = std::fs::remove_file(&reg_path);
     let _ = std::fs::remove_file(&dra_path);
