@@ -252,6 +252,12 @@ func deviceClass(t *testing.T, driverName, kind string) string {
 // can outlive it).
 func claimPod(t, owner *testing.T, ns, name, class, cel, driverName string) {
 	t.Helper()
+	claimPodWith(t, owner, ns, name, class, cel, driverName, nil)
+}
+
+// claimPodWith is claimPod with the pod changed by edit before it is made.
+func claimPodWith(t, owner *testing.T, ns, name, class, cel, driverName string, edit func(*corev1.Pod)) {
+	t.Helper()
 	ctx := context.Background()
 	c := &resourcev1.ResourceClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -270,6 +276,9 @@ func claimPod(t, owner *testing.T, ns, name, class, cel, driverName string) {
 	p := testPod(name, "env | grep ^HOSTDEV_ | sort; echo ---; cat "+meta+"; exec sleep 3600")
 	p.Spec.ResourceClaims = []corev1.PodResourceClaim{{Name: "gpu", ResourceClaimName: &name}}
 	p.Spec.Containers[0].Resources.Claims = []corev1.ResourceClaim{{Name: "gpu"}}
+	if edit != nil {
+		edit(p)
+	}
 	if _, err := cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("cannot create pod %s: %v", name, err)
 	}
