@@ -660,3 +660,23 @@ fn a_prepared_claim_whose_devices_a_reboot_took_gets_them_back_when_asked_again(
     assert_eq!(h.dra_unprepare(&c).unwrap().removed.len(), 2);
     assert!(h.mdev.sysfs.devices().unwrap().is_empty());
 }
+
+#[test]
+fn a_claim_prepared_while_the_offer_is_worked_out_is_not_someone_elses_capacity() {
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let before = h.dra_resources().unwrap();
+    let nv = device(&before, "mdev", "nv-8q", 0);
+    // A prepare beside the offer: its record is written and its mdev made
+    // after the offer read the records and before it looks at sysfs.
+    let raced = h
+        .dra_resources_racing(|| {
+            prepare(&h, &claim(9), &[nv]).unwrap();
+        })
+        .unwrap();
+    // The claim's device is Kubernetes' own (the scheduler counts it): the
+    // offer is the one without it, as before the prepare and after it.
+    assert_eq!(raced.counter_sets, before.counter_sets);
+    assert_eq!(raced.devices, before.devices);
+    assert_eq!(h.dra_resources().unwrap(), raced);
+}

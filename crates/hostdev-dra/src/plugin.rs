@@ -429,12 +429,53 @@ fn log_claim(
     }
 }
 
+/// Logs a call the kubelet gave up on (its connection closed, as when it
+/// registers the plugin again): tonic drops the call's future, so the
+/// claims' own lines never come. hostdevd finishes a prepare it began; the
+/// kubelet's next call is answered from its record.
+struct Cancelled {
+    what: &'static str,
+    claims: String,
+    started: std::time::Instant,
+    finished: bool,
+}
+
+impl Cancelled {
+    fn new(what: &'static str, claims: &[pb::Claim]) -> Cancelled {
+        let claims = claims
+            .iter()
+            .map(|c| format!("{}/{} ({})", c.namespace, c.name, c.uid))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Cancelled {
+            what,
+            claims,
+            started: std::time::Instant::now(),
+            finished: false,
+        }
+    }
+}
+
+impl Drop for Cancelled {
+    fn drop(&mut self) {
+        if !self.finished {
+            eprintln!(
+                "hostdev-dra: {} {}: the kubelet cancelled the call after {:.1} ms; what hostdevd began it finishes, and the kubelet's next call is answered from its record",
+                self.what,
+                self.claims,
+                self.started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::dra_plugin_server::DraPlugin for Plugin {
     async fn node_prepare_resources(
         &self,
         req: Request<pb::NodePrepareResourcesRequest>,
     ) -> Result<Response<pb::NodePrepareResourcesResponse>, Status> {
+        let mut watch = Cancelled::new("prepare", &req.get_ref().claims);
         let mut claims = HashMap::new();
         for c in &req.get_ref().claims {
             let started = std::time::Instant::now();
@@ -474,6 +515,7 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
             log_claim("prepare", c, &r, started.elapsed(), work, Some(phases));
             claims.insert(c.uid.clone(), answer);
         }
+        watch.finished = true;
         self.changed.notify_one();
         Ok(Response::new(pb::NodePrepareResourcesResponse { claims }))
     }
@@ -482,6 +524,7 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
         &self,
         req: Request<pb::NodeUnprepareResourcesRequest>,
     ) -> Result<Response<pb::NodeUnprepareResourcesResponse>, Status> {
+        let mut watch = Cancelled::new("unprepare", &req.get_ref().claims);
         let _one = self.serial.lock().await;
         let mut claims = HashMap::new();
         for c in &req.get_ref().claims {
@@ -505,6 +548,7 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
                 },
             );
         }
+        watch.finished = true;
         self.changed.notify_one();
         Ok(Response::new(pb::NodeUnprepareResourcesResponse { claims }))
     }

@@ -203,9 +203,39 @@ impl Scope<'_> {
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// What this node offers Kubernetes now.
     pub fn dra_resources(&self) -> Result<DraResources, CoreError> {
-        let (records, notes) = record::load_all(&self.root);
-        self.dra_offer(Scope::All, &records, notes)
-            .map(|o| o.resources)
+        self.dra_resources_racing(|| {})
+    }
+
+    /// [`Self::dra_resources`], with `during` run after the claims' records
+    /// are read and before the host is looked at: where a prepare running
+    /// beside it would write its record and make its device (tests).
+    ///
+    /// The offer takes no lock (a prepare must not wait for it), so a claim
+    /// may be prepared while the host is looked at: its device would count
+    /// as capacity someone else holds. A record is written before its
+    /// device is made, so the records are read again afterwards, and the
+    /// offer is worked out again with any that appeared (a few times at
+    /// most; a burst of prepares can outrun it, and the next offer is right).
+    #[doc(hidden)]
+    pub fn dra_resources_racing(&self, during: impl FnOnce()) -> Result<DraResources, CoreError> {
+        let (mut records, notes) = record::load_all(&self.root);
+        during();
+        let mut offer = self.dra_offer(Scope::All, &records, notes.clone())?;
+        for _ in 0..3 {
+            let (now, _) = record::load_all(&self.root);
+            let known: BTreeSet<Uuid> = records.iter().map(|r| r.claim.uid).collect();
+            let appeared: Vec<Record> = now
+                .into_iter()
+                .filter(|r| !known.contains(&r.claim.uid))
+                .collect();
+            if appeared.is_empty() {
+                break;
+            }
+            // Kept: a claim unprepared meanwhile may still be seen.
+            records.extend(appeared);
+            offer = self.dra_offer(Scope::All, &records, notes.clone())?;
+        }
+        Ok(offer.resources)
     }
 
     /// What this node offers now (`scope`: all of it, or only what some
