@@ -18,6 +18,7 @@
 use crate::cdi::{self, CdiError};
 use crate::config::{self, ConfigError};
 use crate::daemon::{self, DaemonError};
+use crate::events::Ours;
 use crate::metadata::{self, ClaimRef};
 use crate::names::{is_dns_subdomain, is_request, is_uid};
 use crate::proto::dra_v1 as pb;
@@ -30,7 +31,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
 /// The annotation naming the pod's claim a template made.
@@ -186,18 +187,19 @@ pub struct Plugin {
     cfg: Arc<Config>,
     client: kube::Client,
     serial: Mutex<()>,
-    changed: Arc<Notify>,
+    ours: Ours,
 }
 
 impl Plugin {
-    /// A plugin; `changed` is notified after each prepare or unprepare (the
-    /// publisher republishes then).
-    pub fn new(cfg: Arc<Config>, client: kube::Client, changed: Arc<Notify>) -> Plugin {
+    /// A plugin; the devices its prepares make are noted in `ours`, so
+    /// that hostdevd's events about them do not wake the publisher (a
+    /// claim's devices do not change the offer).
+    pub fn new(cfg: Arc<Config>, client: kube::Client, ours: Ours) -> Plugin {
         Plugin {
             cfg,
             client,
             serial: Mutex::new(()),
-            changed,
+            ours,
         }
     }
 
@@ -328,6 +330,9 @@ impl Plugin {
         let prepared = daemon::call(&self.cfg.socket, req, DAEMON_TIMEOUT).await;
         phases.daemon = at.elapsed();
         let prepared = prepared?;
+        for d in &prepared.devices {
+            self.ours.add(&d.id);
+        }
         let at = std::time::Instant::now();
         let written = self.write_files(&r, &prepared.devices);
         phases.files = at.elapsed();
@@ -388,7 +393,10 @@ impl Plugin {
         let req = DraUnprepareRequest {
             claim: Self::dra_claim(&r)?,
         };
-        daemon::call(&self.cfg.socket, req, DAEMON_TIMEOUT).await?;
+        let gone = daemon::call(&self.cfg.socket, req, DAEMON_TIMEOUT).await?;
+        for id in &gone.removed {
+            self.ours.add(id);
+        }
         let cfg = &self.cfg;
         cdi::remove(&cdi::device_spec_path(&cfg.cdi_dir, &cfg.driver, &r.uid))?;
         metadata::remove(&cfg.driver, &cfg.plugin_dir, &cfg.cdi_dir, &r)?;
@@ -516,7 +524,6 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
             claims.insert(c.uid.clone(), answer);
         }
         watch.finished = true;
-        self.changed.notify_one();
         Ok(Response::new(pb::NodePrepareResourcesResponse { claims }))
     }
 
@@ -549,7 +556,6 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
             );
         }
         watch.finished = true;
-        self.changed.notify_one();
         Ok(Response::new(pb::NodeUnprepareResourcesResponse { claims }))
     }
 }

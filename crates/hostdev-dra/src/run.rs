@@ -1,7 +1,8 @@
 //! Running the driver: the two gRPC services on their unix sockets in the
 //! kubelet's directories, and the publish loop: hostdevd's offer read when
-//! hostdevd tells of a change ([`crate::events`]), after each prepare or
-//! unprepare, and every interval besides (longer on a host whose offer is
+//! hostdevd tells of a change ([`crate::events`]; not for the driver's own
+//! prepares and unprepares, which do not change the offer), and every
+//! interval besides (longer on a host whose offer is
 //! costly to read, see [`poll_wait`]: the poll catches what hostdevd cannot
 //! tell, such as a device made behind its back where no uevent comes);
 //! the slices rewritten when it changed.
@@ -193,7 +194,8 @@ pub async fn run(
     let dra_path = cfg.dra_socket();
     let reg_path = registry_dir.join(format!("{}-reg.sock", cfg.driver));
     let dra_incoming = listen(&dra_path)?;
-    let plugin = Plugin::new(cfg.clone(), client.clone(), changed.clone());
+    let ours = crate::events::Ours::default();
+    let plugin = Plugin::new(cfg.clone(), client.clone(), ours.clone());
     let dra = tonic::transport::Server::builder()
         .add_service(DraPluginServer::new(plugin))
         .serve_with_incoming(dra_incoming);
@@ -207,7 +209,11 @@ pub async fn run(
     let reg = tonic::transport::Server::builder()
         .add_service(RegistrationServer::new(registration))
         .serve_with_incoming(reg_incoming);
-    let following = tokio::spawn(crate::events::watch(cfg.socket.clone(), changed.clone()));
+    let following = tokio::spawn(crate::events::watch(
+        cfg.socket.clone(),
+        changed.clone(),
+        ours,
+    ));
     let publishing = tokio::spawn(publish_loop(cfg.clone(), client, changed, interval));
     eprintln!(
         "hostdev-dra: driver {} on node {}: {} and {}",
