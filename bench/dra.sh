@@ -5,8 +5,9 @@
 # `large` simulated host, capacity 160 — and prints its tables: the plugin's
 # prepare time per claim (p50, p99, max: the driver's own log line for each
 # claim, from the apiserver fetch of the claim to the CDI spec and metadata
-# file written), and the time from a change on the host (an mdev made by
-# hand on a GPU) until the apiserver holds the whole changed pool, beside the
+# file written, and where it went), and the time from changes on the host
+# (an mdev made through hostdevd, removed, and made behind its back) until
+# the apiserver holds the changed pool, beside the
 # driver's own account of that publish (offer read, slices written).
 # Needs what the Kubernetes tier needs (root, cgroups, busybox-static,
 # containernetworking-plugins, FUSE; `cargo xtask test` lists them) and the

@@ -29,7 +29,9 @@ struct Args {
     /// The directory the container runtime reads CDI specs from.
     #[arg(long, default_value = "/var/run/cdi")]
     cdi_dir: PathBuf,
-    /// How often hostdevd's offer is read for republishing (milliseconds).
+    /// How often hostdevd's offer is read besides when hostdevd's events
+    /// tell of a change (milliseconds; at least ten times what reading it
+    /// costs, so a large host is read less often).
     #[arg(long, default_value_t = 1000)]
     interval_ms: u64,
 }

@@ -15,9 +15,11 @@ package labtest
 //
 // It also measures, printed as a table and never asserted: the plugin's
 // prepare time per claim (p50, p99, from the driver's own log line for each
-// claim) and the time from a change on the host (an mdev made by hand on a
-// sixth GPU) until the apiserver holds the changed pool, with the driver's
-// own account of that publish. bench/dra.sh runs it on release binaries.
+// claim, and where it went: the claim read, hostdevd, the files) and the
+// time from a change on the host (an mdev made on a sixth GPU through
+// hostdevd, removed again, and made behind hostdevd's back) until the
+// apiserver holds the changed pool, with the driver's own account of that
+// publish. bench/dra.sh runs it on release binaries.
 
 import (
 	"context"
@@ -101,10 +103,10 @@ func mdevParents(root, typ string) map[string]string {
 // first for each claim (a kubelet that gave up waiting asks again, and is
 // answered again): X (from the kubelet's call: with the wait for other
 // calls, which the driver serializes) and Y (the prepare itself), sorted.
-func prepareTimes(t *testing.T, driverName, ns string) (total, work []float64) {
+func prepareTimes(t *testing.T, driverName, ns string) (total, work []float64, phases [3][]float64) {
 	t.Helper()
 	logs, _ := filepath.Glob(lab.Path("logs", "hostdev-dra-"+driverName+"-*.log"))
-	re := regexp.MustCompile(`hostdev-dra: prepare ` + regexp.QuoteMeta(ns) + `/\S+ \((\S+)\): done in ([0-9.]+) ms \(([0-9.]+) ms with the lock held\)`)
+	re := regexp.MustCompile(`hostdev-dra: prepare ` + regexp.QuoteMeta(ns) + `/\S+ \((\S+)\): done in ([0-9.]+) ms \(([0-9.]+) ms with the lock held(?:: claim read ([0-9.]+) ms, hostdevd ([0-9.]+) ms, files ([0-9.]+) ms)?\)`)
 	seen := map[string]bool{}
 	for _, f := range logs {
 		b, err := os.ReadFile(f)
@@ -120,11 +122,20 @@ func prepareTimes(t *testing.T, driverName, ns string) (total, work []float64) {
 			y, _ := strconv.ParseFloat(m[3], 64)
 			total = append(total, x)
 			work = append(work, y)
+			for i := range phases {
+				if m[4+i] != "" {
+					z, _ := strconv.ParseFloat(m[4+i], 64)
+					phases[i] = append(phases[i], z)
+				}
+			}
 		}
 	}
 	sort.Float64s(total)
 	sort.Float64s(work)
-	return total, work
+	for i := range phases {
+		sort.Float64s(phases[i])
+	}
+	return total, work, phases
 }
 
 // publishLines returns the driver's "published …" lines from its logs.
@@ -282,7 +293,7 @@ func TestDRAScale(t *testing.T) {
 		if len(per) != len(scaleGPUs) {
 			t.Errorf("mdevs on %d parents, want %d: %v", len(per), len(scaleGPUs), per)
 		}
-		total, work := prepareTimes(t, h.driver, ns)
+		total, work, phases := prepareTimes(t, h.driver, ns)
 		if len(work) != capacity {
 			t.Errorf("the driver logged prepares of %d claims done, want %d", len(work), capacity)
 		}
@@ -293,6 +304,11 @@ func TestDRAScale(t *testing.T) {
 			len(work), quantile(work, 0.5), quantile(work, 0.99), quantile(work, 1))
 		t.Logf("| from the kubelet's call (with the wait behind other pods' claims) | %d | %.1f | %.1f | %.1f |",
 			len(total), quantile(total, 0.5), quantile(total, 0.99), quantile(total, 1))
+		for i, what := range []string{"of it: the claim read from the apiserver", "of it: hostdevd's prepare (with the 5 ms create)", "of it: the CDI spec and metadata files"} {
+			if x := phases[i]; len(x) > 0 {
+				t.Logf("| %s | %d | %.1f | %.1f | %.1f |", what, len(x), quantile(x, 0.5), quantile(x, 0.99), quantile(x, 1))
+			}
+		}
 
 		// The refused pods first: capacity the running ones free must not
 		// go to them.
@@ -305,7 +321,7 @@ func TestDRAScale(t *testing.T) {
 	t.Run("publish-after-a-change", func(t *testing.T) {
 		ctx := context.Background()
 		prefix := strings.NewReplacer(":", "-", ".", "-").Replace(scaleChangeGPU) + "-"
-		var gen0 int64
+		var gen int64
 		eventually(t, "the pool whole with "+scaleChangeGPU+"'s 32 units", 2*time.Minute, func() error {
 			g, u, err := h.counterOf(ctx, prefix)
 			if err != nil {
@@ -314,44 +330,77 @@ func TestDRAScale(t *testing.T) {
 			if u != "32" {
 				return fmt.Errorf("units %s", u)
 			}
-			gen0 = g
+			gen = g
 			return nil
 		})
-		before := len(publishLines(h.driver))
-		uuid := "5ca1ab1e-0000-4000-8000-000000000001"
-		hostdevctl := func(args ...string) {
+		// hostdevctl through hostdevd (as with the daemon running: its
+		// socket answers), or straight at the simulated sysfs, behind
+		// hostdevd's back (no uevent comes from the simulator; on a real
+		// host the kernel's uevent tells hostdevd).
+		hostdevctl := func(viaDaemon bool, args ...string) {
 			c := exec.Command(filepath.Join(bin, "hostdevctl"), args...)
 			c.Env = append(os.Environ(), "HOSTDEV_ROOT="+root)
+			if viaDaemon {
+				c.Env = append(c.Env, "HOSTDEV_SOCKET="+h.socket)
+			}
 			if out, err := c.CombinedOutput(); err != nil {
 				t.Fatalf("hostdevctl %v: %v\n%s", args, err, out)
 			}
 		}
-		changed := time.Now()
-		hostdevctl("mdev", "start", "-u", uuid, "-p", scaleChangeGPU, "-t", scaleChangeTyp)
-		defer hostdevctl("mdev", "stop", "-u", uuid)
-		// Polled every 100 ms (eventually's 500 ms would blur the figure).
-		var seen time.Duration
-		var last error
-		for deadline := changed.Add(5 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-			g, u, err := h.counterOf(ctx, prefix)
-			if err == nil && u == "31" && g > gen0 {
-				seen = time.Since(changed)
-				break
-			}
-			if err == nil {
-				err = fmt.Errorf("generation %d, units %s", g, u)
-			}
-			last = err
-			if time.Now().After(deadline) {
-				t.Fatalf("%s's units are not published as 31 after 5 minutes: %v", scaleChangeGPU, last)
-			}
+		uuid := "5ca1ab1e-0000-4000-8000-000000000001"
+		t.Cleanup(func() {
+			c := exec.Command(filepath.Join(bin, "hostdevctl"), "mdev", "stop", "-u", uuid)
+			c.Env = append(os.Environ(), "HOSTDEV_ROOT="+root)
+			_ = c.Run()
+		})
+		// measure makes a change and waits (polling every 100 ms:
+		// eventually's 500 ms would blur the figure) for the apiserver to
+		// hold the GPU's units as want in a newer generation.
+		type row struct {
+			what    string
+			seen    time.Duration
+			account string
 		}
-		lines := publishLines(h.driver)
-		account := "(the driver logged no publish)"
-		if len(lines) > before {
-			account = lines[len(lines)-1]
+		var rows []row
+		measure := func(what, want string, change func()) {
+			before := len(publishLines(h.driver))
+			changed := time.Now()
+			change()
+			var seen time.Duration
+			var last error
+			for deadline := changed.Add(5 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+				g, u, err := h.counterOf(ctx, prefix)
+				if err == nil && u == want && g > gen {
+					seen = time.Since(changed)
+					gen = g
+					break
+				}
+				if err == nil {
+					err = fmt.Errorf("generation %d, units %s", g, u)
+				}
+				last = err
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %s's units are not published as %s after 5 minutes: %v", what, scaleChangeGPU, want, last)
+				}
+			}
+			account := "(the driver logged no publish)"
+			if lines := publishLines(h.driver); len(lines) > before {
+				account = lines[len(lines)-1]
+			}
+			rows = append(rows, row{what, seen, account})
 		}
+		measure("an mdev made through hostdevd on "+scaleChangeGPU, "31", func() {
+			hostdevctl(true, "mdev", "start", "-u", uuid, "-p", scaleChangeGPU, "-t", scaleChangeTyp)
+		})
+		measure("that mdev removed through hostdevd", "32", func() {
+			hostdevctl(true, "mdev", "stop", "-u", uuid)
+		})
+		measure("an mdev made behind hostdevd's back (no uevent: the driver's poll)", "31", func() {
+			hostdevctl(false, "mdev", "start", "-u", uuid, "-p", scaleChangeGPU, "-t", scaleChangeTyp)
+		})
 		t.Logf("| publish after a change | seen in the apiserver after (ms) | the driver's account |")
-		t.Logf("| an mdev made by hand on %s | %d | %s |", scaleChangeGPU, seen.Milliseconds(), account)
+		for _, r := range rows {
+			t.Logf("| %s | %d | %s |", r.what, r.seen.Milliseconds(), r.account)
+		}
 	})
 }
