@@ -151,7 +151,9 @@ pub(crate) fn save(root: &Path, rec: &Record) -> Result<(), CoreError> {
         path: path(root, &rec.claim.uid),
         why: e.to_string(),
     })?;
-    hostdev_store::write_atomic(&lock, &path(root, &rec.claim.uid), &data)?;
+    // The record is of kernel state a reboot discards: see
+    // `write_atomic_volatile` for why its directory is not synced.
+    hostdev_store::write_atomic_volatile(&lock, &path(root, &rec.claim.uid), &data)?;
     Ok(())
 }
 
