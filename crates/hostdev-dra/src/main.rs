@@ -81,7 +81,12 @@ fn main() -> ExitCode {
         }
     };
     let interval = Duration::from_millis(args.interval_ms.max(50));
-    match rt.block_on(hostdev_dra::run::run(cfg, &registry, interval, stop)) {
+    let result = rt.block_on(hostdev_dra::run::run(cfg, &registry, interval, stop));
+    // The event stream's reader blocks on its socket until hostdevd says
+    // something, and dropping a runtime waits for such threads: a stop
+    // would wait for hostdevd's next event.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hostdev-dra: {e:#}");
