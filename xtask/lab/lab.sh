@@ -9,6 +9,9 @@
 # QEMU 10 (bookworm-backports) is unpacked into the cache, not installed, and
 # offered to the command as $LAB_QEMU10 with $LAB_QEMU10_DATA (firmware dirs):
 # the migration tests need VFIO migration v2, which Debian 12's QEMU lacks.
+# libvirt 11 (its partner there) is unpacked beside it as $LAB_LIBVIRT11 (a
+# tree with usr/ and etc/; the two-host migration test lays it and QEMU 10
+# over /usr in each host's mount namespace).
 #
 #   lab.sh prepare        fetch + build what is missing (idempotent, cached)
 #   lab.sh run CMD...     boot, run CMD (sh -c) in the current directory, exit with its status
@@ -174,11 +177,38 @@ fetch_qemu10() {
   rm -rf "$Q"; mv "$t/root" "$Q"; rm -rf "$t"
 }
 
+# libvirt 11 from bookworm-backports, unpacked the same way: the daemon, its
+# QEMU driver, virsh and the library (their other dependencies are Debian 12's
+# own libraries, which libvirt 9.0 on the host already pulls in). libvirt 9.0
+# predates QEMU 10, so the two-host migration test runs this pair.
+LIBVIRT11_VERSION=11.3.0
+fetch_libvirt11() {
+  L=$CACHE/libvirt-$LIBVIRT11_VERSION
+  [[ -x $L/usr/sbin/libvirtd ]] && return
+  local t; t=$(mktemp -d "$CACHE/libvirt11.XXXXXX")
+  mkdir -p "$t/lists/partial" "$t/debs"
+  echo "deb http://deb.debian.org/debian bookworm-backports main" > "$t/sources.list"
+  local a=(-o "Dir::Etc::SourceList=$t/sources.list" -o Dir::Etc::SourceParts=/dev/null
+           -o "Dir::State::Lists=$t/lists" -o APT::Sandbox::User=root)
+  say "downloading libvirt $LIBVIRT11_VERSION from bookworm-backports"
+  apt-get -q "${a[@]}" update >&2 || fail "cannot read bookworm-backports"
+  local p pkgs=()
+  for p in libvirt-daemon libvirt-daemon-common libvirt-daemon-log libvirt-daemon-driver-qemu \
+           libvirt0 libvirt-common libvirt-clients; do pkgs+=("$p/bookworm-backports"); done
+  ( cd "$t/debs" && apt-get -q "${a[@]}" download "${pkgs[@]}" >&2 ) ||
+    fail "cannot download libvirt $LIBVIRT11_VERSION"
+  rm -rf "$t/root"; mkdir -p "$t/root"
+  local d; for d in "$t"/debs/*.deb; do dpkg-deb -x "$d" "$t/root"; done
+  LD_LIBRARY_PATH=$t/root/usr/lib/x86_64-linux-gnu "$t/root/usr/bin/virsh" --version |
+    grep -qx "$LIBVIRT11_VERSION" || fail "the unpacked virsh does not run on this host"
+  rm -rf "$L"; mv "$t/root" "$L"; rm -rf "$t"
+}
+
 prepare() {
   mkdir -p "$CACHE"
   host_tools
   exec 8>"$CACHE/.lock"; flock 8            # one builder at a time
-  pick_kernel; fetch; build_modules; initramfs; fetch_qemu10
+  pick_kernel; fetch; build_modules; initramfs; fetch_qemu10; fetch_libvirt11
   flock -u 8
 }
 
@@ -198,6 +228,7 @@ run() {
     # QEMU 10 for the migration tests, and its firmware directories.
     printf 'export LAB_QEMU10=%s\n' "$(quote "$Q/usr/bin/qemu-system-x86_64")"
     printf 'export LAB_QEMU10_DATA=%s\n' "$(quote "$Q/usr/share/qemu:$Q/usr/share/seabios")"
+    printf 'export LAB_QEMU10_ROOT=%s LAB_LIBVIRT11=%s\n' "$(quote "$Q")" "$(quote "$L")"
     printf 'export PATH=%s HOME=/root TMPDIR=/tmp\n' "$(quote "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")"
     for v in ${HOSTDEV_LAB_ENV:-} $(compgen -e | grep -E '^(RUST|HOSTDEV)_' || true); do
       [[ $v =~ ^[A-Za-z_][A-Za-z0-9_]*$ && -n ${!v+x} ]] && printf 'export %s=%s\n' "$v" "$(quote "${!v}")"

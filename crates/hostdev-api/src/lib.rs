@@ -14,6 +14,7 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+pub mod domain;
 pub mod dra;
 pub mod error;
 pub mod events;
@@ -29,6 +30,10 @@ pub mod vgpu;
 #[cfg(feature = "wire")]
 pub mod wire;
 
+pub use domain::{
+    Arrival, DomainHeld, DomainHeldQuery, DomainMigrateRequest, DomainMigrated, HeldDevice,
+    IncomingDevice,
+};
 pub use error::{ErrorBody, ErrorClass, ErrorTarget, Holder};
 
 /// The socket a daemon listens on unless told otherwise.

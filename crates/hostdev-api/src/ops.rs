@@ -242,6 +242,8 @@ macro_rules! with_every_op {
             $crate::ReconcileRequest,
             $crate::DomainPrepareRequest,
             $crate::DomainReleaseRequest,
+            $crate::DomainMigrateRequest,
+            $crate::DomainHeldQuery,
             $crate::ProbeQuery,
             $crate::ProbeTypeRequest,
             $crate::MigrateExportRequest,

@@ -140,12 +140,17 @@ pub struct PoolShowQuery {
     pub pool: PoolName,
 }
 
+/// A member's `free` when the kernel reports no device limit for it (a
+/// vDPA management device): the pool's `limit` is what bounds it.
+pub const NO_DEVICE_LIMIT: u64 = u64::MAX / 4;
+
 /// A member as the pool sees it now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MemberRow {
     /// Parent, PF or management device.
     pub name: String,
-    /// How many more of the pool's devices it can take now.
+    /// How many more of the pool's devices it can take now
+    /// (4611686018427387903 when the kernel reports no limit).
     pub free: u64,
     /// How many of the pool's devices it holds.
     pub held: u64,
@@ -308,7 +313,9 @@ pub struct ReconcileReport {
 }
 
 /// A domain is being prepared (libvirt's qemu hook `prepare begin`): every
-/// mdev UUID it names that belongs to a pool gets its device.
+/// mdev UUID it names that belongs to a pool gets its device, and what a
+/// migration reserved for it here (a device it names) becomes its
+/// allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainPrepareRequest {
@@ -318,6 +325,12 @@ pub struct DomainPrepareRequest {
     pub name: String,
     /// The mdev UUIDs its `<hostdev type='mdev'>` elements name.
     pub mdevs: Vec<Uuid>,
+    /// The PCI addresses its `<hostdev type='pci'>` elements name.
+    #[serde(default)]
+    pub pci: Vec<hostdev_model::vgpu::PciAddress>,
+    /// The paths its `<interface type='vdpa'>` elements name.
+    #[serde(default)]
+    pub vdpa: Vec<String>,
 }
 
 /// A domain was released (libvirt's qemu hook `release end`): what it held

@@ -11,10 +11,10 @@ use crate::convert;
 use crate::vgpu::VgpuSlot as CoreSlot;
 use crate::{CoreError, DeviceOutcome, Devices};
 use hostdev_api::{
-    AllocateRequest, BindRequest, DomainPrepareRequest, DomainReleaseRequest, HostApplyRequest,
-    HostPlanRequest, MigrateCheckRequest, MigrateExportRequest, MigratePrepareRequest,
-    PoolListQuery, PoolShowQuery, ProbeQuery, ProbeTypeRequest, ReconcileRequest, ReleaseRequest,
-    UnbindRequest,
+    AllocateRequest, BindRequest, DomainHeldQuery, DomainMigrateRequest, DomainPrepareRequest,
+    DomainReleaseRequest, HostApplyRequest, HostPlanRequest, MigrateCheckRequest,
+    MigrateExportRequest, MigratePrepareRequest, PoolListQuery, PoolShowQuery, ProbeQuery,
+    ProbeTypeRequest, ReconcileRequest, ReleaseRequest, UnbindRequest,
 };
 use hostdev_api::{
     DefineRequest, Done, InventoryQuery, Kind, LibvirtElement, ListQuery, MgmtDevQuery,
@@ -153,6 +153,8 @@ handle!(UnbindRequest, |d, op| d.unbind(op).map(|()| Done {}));
 handle!(ReconcileRequest, |d, _op| d.reconcile());
 handle!(DomainPrepareRequest, |d, op| d.domain_prepare(op));
 handle!(DomainReleaseRequest, |d, op| d.domain_release(op));
+handle!(DomainMigrateRequest, |d, op| d.domain_migrate(op));
+handle!(DomainHeldQuery, |d, op| d.domain_held(op));
 handle!(ProbeQuery, |d, op| d.probe(op));
 handle!(ProbeTypeRequest, |d, op| d.probe_type(op));
 handle!(MigrateExportRequest, |d, op| d.migrate_export(&op.device));

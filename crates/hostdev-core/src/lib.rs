@@ -42,7 +42,7 @@ pub use lock::Locker;
 pub use mdev::callouts;
 pub use mdev::MdevError;
 pub use mdev::{AutostartReport, Callouts, DeviceOutcome, Host, Listing, Started};
-pub use migrate::MigrateError;
+pub use migrate::{MigrateError, ARRIVAL_HOLD_SECS};
 pub use pool::PoolError;
 pub use system::{check_root, Devices, Kernel, Memo, RealKernel, SharedFakes, System};
 pub use vdpa::VdpaError;

@@ -406,6 +406,8 @@ fn a_domain_gets_its_bound_uuids_and_a_failed_prepare_leaves_nothing() {
             domain: dom,
             name: "two".into(),
             mdevs: vec![u1, u2],
+            pci: vec![],
+            vdpa: vec![],
         })
         .unwrap_err();
     assert_eq!(e.to_string(), "pool vm is exhausted: 1 of 1 allocated");
@@ -415,6 +417,8 @@ fn a_domain_gets_its_bound_uuids_and_a_failed_prepare_leaves_nothing() {
             domain: dom,
             name: "one".into(),
             mdevs: vec![u1],
+            pci: vec![],
+            vdpa: vec![],
         })
         .expect("prepare");
     assert_eq!(got[0].id, u1.to_string());

@@ -302,6 +302,21 @@ struct PoolFile {
     liveness: Option<Liveness>,
     #[serde(default)]
     vdpa: Option<VdpaTemplate>,
+    #[serde(default)]
+    migration: MigrationPolicy,
+}
+
+/// How a destination judges a domain's device arriving by migration into
+/// the pool (the `[migration]` table).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationPolicy {
+    /// How strictly the vendor driver must match the source's (`exact`, the
+    /// default: the same module version and build; `version`; `driver`).
+    #[serde(default)]
+    pub driver_policy: crate::migrate::DriverPolicy,
 }
 
 /// A pool as its file defines it.
@@ -325,6 +340,9 @@ pub struct PoolDef {
     pub bind_on_use: bool,
     /// How reconcile learns a consumer is gone.
     pub liveness: Option<Liveness>,
+    /// How a device arriving by migration is judged.
+    #[serde(default)]
+    pub migration: MigrationPolicy,
 }
 
 impl PoolDef {
@@ -406,6 +424,7 @@ impl PoolDef {
             members: f.members,
             bind_on_use: f.bind_on_use,
             liveness: f.liveness,
+            migration: f.migration,
         })
     }
 }
@@ -480,9 +499,15 @@ driver = "nvidia"
 [liveness]
 libvirt = "qemu:///system"
 running = true
+[migration]
+driver_policy = "version"
 "#,
         )
         .unwrap();
+        assert_eq!(
+            d.migration.driver_policy,
+            crate::migrate::DriverPolicy::Version
+        );
         assert_eq!(d.mode, Mode::PreCreated);
         assert_eq!(d.count, Some(8));
         assert_eq!(d.placement, Placement::Pack);
@@ -503,6 +528,13 @@ running = true
         .unwrap_err()
         .to_string();
         assert!(e.contains("unknown field `parent`"), "{e}");
+        let e = PoolDef::parse(
+            name("p"),
+            "kind = \"mdev\"\ntype = \"x\"\n[migration]\ndriver_policy = \"loose\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown variant `loose`"), "{e}");
         for (text, want) in [
             ("kind = \"gpu\"\ntype = \"x\"", "kind 'gpu'"),
             ("kind = \"mdev\"", "needs `type`"),

@@ -59,6 +59,11 @@ pub enum MigrateCmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Say what this host would do for a domain arriving by migration (a dry run of the libvirt hook's `migrate begin`): the device each of its pool devices would get here, judged against the source's spec in hostdev's metadata; makes nothing
+    Domain {
+        /// The domain's XML as the source has it (`virsh dumpxml --migratable`; `-` for standard input)
+        xml: String,
+    },
 }
 
 fn read_spec(path: &str) -> Result<MigrationSpec> {
@@ -164,6 +169,41 @@ pub fn run<D: Serve>(ctx: &Ctx<D>, cmd: MigrateCmd, f: Format) -> Result<ExitCod
                     p.parent,
                     p.libvirt
                 ))?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        MigrateCmd::Domain { xml } => {
+            let xml = crate::input::read_text(std::path::Path::new(&xml), "the domain XML")?;
+            let m = crate::pool::hook_migrate(ctx, &xml, true)?;
+            if f == Format::Json {
+                emit(&(serde_json::to_string_pretty(&m.answer)? + "\n"))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows: Vec<Vec<String>> = m
+                .answer
+                .devices
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.pool.to_string(),
+                        a.kind.to_string(),
+                        a.from.clone(),
+                        if a.to.is_empty() {
+                            "(a free device)".into()
+                        } else {
+                            a.to.clone()
+                        },
+                        a.verdict.as_str().to_string(),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                emit("the domain holds no hostdev pool device: it migrates as it is\n")?;
+            } else {
+                emit(&table(
+                    &["POOL", "KIND", "SOURCE", "HERE", "VERDICT"],
+                    &rows,
+                ))?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -7,12 +7,17 @@ use crate::native::Format;
 use crate::output::{emit, emit_json, render, table, warn};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use hostdev_core::api::pool::NO_DEVICE_LIMIT;
 use hostdev_core::api::{
-    AllocateRequest, Allocation, BindRequest, ConsumerId, DomainPrepareRequest,
-    DomainReleaseRequest, PoolListQuery, PoolName, PoolShowQuery, ReconcileRequest, ReleaseRequest,
-    Released, UnbindRequest,
+    AllocateRequest, Allocation, BindRequest, ConsumerId, DomainHeldQuery, DomainMigrateRequest,
+    DomainMigrated, DomainPrepareRequest, DomainReleaseRequest, IncomingDevice, Kind,
+    PoolListQuery, PoolName, PoolShowQuery, ReconcileRequest, ReleaseRequest, Released,
+    UnbindRequest,
 };
 use hostdev_core::Serve;
+use hostdev_model::libvirt::domain::{
+    metadata_element, read_domain, rewrite_domain, DomainRewrite, DomainXml, MetaDevice, XmlSource,
+};
 use hostdev_model::Uuid;
 use serde_json::json;
 use std::io::Read;
@@ -111,6 +116,14 @@ pub enum HookCmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Write hostdev's metadata (each pool device with its migration spec) into a running domain with `virsh metadata --live`, so that the spec travels with a migration; the hook runs it by itself once a domain holding pool devices has started
+    Annotate {
+        /// The domain's UUID
+        domain: Uuid,
+        /// Print the element as the domain's XML will carry it instead of writing it
+        #[arg(long)]
+        print: bool,
+    },
 }
 
 fn render_allocation(a: &Allocation, f: Format) -> Result<String> {
@@ -205,7 +218,11 @@ pub fn run<D: Serve>(ctx: &Ctx<D>, cmd: PoolCmd, f: Format) -> Result<ExitCode> 
                     vec![
                         m.name.clone(),
                         m.held.to_string(),
-                        m.free.to_string(),
+                        if m.free >= NO_DEVICE_LIMIT {
+                            "no limit".to_string()
+                        } else {
+                            m.free.to_string()
+                        },
                         m.note.clone().unwrap_or_default(),
                     ]
                 })
@@ -222,7 +239,7 @@ pub fn run<D: Serve>(ctx: &Ctx<D>, cmd: PoolCmd, f: Format) -> Result<ExitCode> 
                             d.member.clone(),
                             d.state.clone(),
                             d.consumer.clone().unwrap_or_default(),
-                            d.expires.map(|e| e.to_string()).unwrap_or_default(),
+                            d.expires.map(ends_in).unwrap_or_default(),
                         ]
                     })
                     .collect();
@@ -331,6 +348,64 @@ pub fn hook<D: Serve>(ctx: &Ctx<D>, cmd: HookCmd, f: Format) -> Result<ExitCode>
             ))?;
         }
         HookCmd::Run { args } => return hook_run(ctx, &args),
+        HookCmd::Annotate { domain, print } => {
+            let el = domain_metadata(ctx, domain, print)?;
+            let json = |written: bool| {
+                emit_json(&json!({"domain": domain, "metadata": el, "written": written}))
+            };
+            let Some(el) = el.clone() else {
+                // Held devices whose spec cannot be told say why.
+                let held = ctx.call(&DomainHeldQuery { domain })?;
+                let why: Vec<String> = held
+                    .devices
+                    .iter()
+                    .map(|h| {
+                        format!(
+                            "{} of pool {}: {}",
+                            h.id,
+                            h.pool,
+                            h.why.as_deref().unwrap_or("no spec")
+                        )
+                    })
+                    .collect();
+                match (f, why.is_empty()) {
+                    (Format::Json, _) => json(false)?,
+                    (_, true) => emit(&format!("domain {domain} holds no pool device here\n"))?,
+                    (_, false) => bail!(
+                        "no migration spec can be told for what domain {domain} holds: {}",
+                        why.join("; ")
+                    ),
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
+            if print {
+                match f {
+                    Format::Json => json(false)?,
+                    _ => emit(&(el + "\n"))?,
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            // virsh's connection: its own default, or LIBVIRT_DEFAULT_URI.
+            let mut virsh = std::process::Command::new("virsh");
+            let uri = hostdev_model::libvirt::domain::METADATA_NS;
+            let key = hostdev_model::libvirt::domain::METADATA_KEY;
+            let d = domain.to_string();
+            let o = virsh
+                .args(["-q", "metadata", "--domain", &d, "--uri", uri, "--key", key])
+                .args(["--set", &el, "--live"])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .context("cannot run virsh")?;
+            if !o.status.success() {
+                bail!(
+                    "virsh could not write hostdev's metadata into domain {domain}: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+            }
+            if f == Format::Json {
+                json(true)?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -356,26 +431,237 @@ fn hook_run<D: Serve>(ctx: &Ctx<D>, args: &[String]) -> Result<ExitCode> {
     if xml.len() as u64 > MAX_XML {
         bail!("the domain XML on stdin is larger than 16 MiB; it is not read");
     }
+    if let Some(out) = hook_answer(ctx, op, sub, &xml)? {
+        emit(&out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The hook's work for libvirt's OPERATION SUB-OPERATION with the domain's
+/// XML as libvirt gave it; answers what to print (the domain's XML for this
+/// host at `migrate begin`, where it changes; nothing otherwise).
+pub fn hook_answer<D: Serve>(
+    ctx: &Ctx<D>,
+    op: &str,
+    sub: &str,
+    xml: &str,
+) -> Result<Option<String>> {
     match (op, sub) {
         ("prepare", "begin") => {
-            let d = hostdev_model::libvirt::domain_mdevs(&xml).map_err(anyhow::Error::msg)?;
-            if d.mdevs.is_empty() {
-                return Ok(ExitCode::SUCCESS);
+            let d = read_domain(xml).map_err(anyhow::Error::msg)?;
+            let req = prepare_request(&d);
+            if !(req.mdevs.is_empty() && req.pci.is_empty() && req.vdpa.is_empty()) {
+                ctx.call(&req)?;
             }
-            ctx.call(&DomainPrepareRequest {
-                domain: d.uuid,
-                name: d.name,
-                mdevs: d.mdevs,
-            })?;
         }
         ("release", "end") => {
-            let d = hostdev_model::libvirt::domain_mdevs(&xml).map_err(anyhow::Error::msg)?;
-            if d.mdevs.is_empty() {
-                return Ok(ExitCode::SUCCESS);
+            let d = read_domain(xml).map_err(anyhow::Error::msg)?;
+            if !d.devices.is_empty() {
+                ctx.call(&DomainReleaseRequest { domain: d.uuid })?;
             }
-            ctx.call(&DomainReleaseRequest { domain: d.uuid })?;
+        }
+        // libvirt takes what is printed as the domain's XML here; nothing
+        // printed keeps its own.
+        ("migrate", "begin") => return Ok(hook_migrate(ctx, xml, false)?.xml),
+        ("started", "begin") => {
+            let d = read_domain(xml).map_err(anyhow::Error::msg)?;
+            if !d.devices.is_empty() && domain_metadata(ctx, d.uuid, false)?.is_some() {
+                annotate_later(d.uuid)?;
+            }
         }
         _ => {}
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(None)
+}
+
+/// hostdev's metadata element for a domain (bare for `virsh metadata
+/// --set`, or with its namespace as in a domain's XML): each pool device it
+/// holds here with its spec; none where it holds none or no spec can be
+/// told.
+pub fn domain_metadata<D: Serve>(
+    ctx: &Ctx<D>,
+    domain: Uuid,
+    with_ns: bool,
+) -> Result<Option<String>> {
+    let held = ctx.call(&DomainHeldQuery { domain })?;
+    let meta: Vec<MetaDevice> = held
+        .devices
+        .into_iter()
+        .filter_map(|h| {
+            Some(MetaDevice {
+                spec: h.spec?,
+                pool: h.pool.to_string(),
+                kind: h.kind.to_string(),
+                id: h.id,
+                source: h.source,
+            })
+        })
+        .collect();
+    Ok((!meta.is_empty()).then(|| metadata_element(&meta, with_ns)))
+}
+
+/// Writes the domain's metadata once the hook has returned: libvirtd holds
+/// the domain's job while its hook runs, so a `virsh metadata` from inside
+/// the hook would wait for the hook, which waits for it. A process of its
+/// own (its own process group, no pipes back to libvirtd, which waits for
+/// the hook's output to close) runs `libvirt-hook annotate`, and virsh waits
+/// for the job to end.
+fn annotate_later(domain: Uuid) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("cannot find this program's own path")?;
+    std::process::Command::new(exe)
+        .args(["libvirt-hook", "annotate", &domain.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("cannot start the metadata writer")?;
+    Ok(())
+}
+
+/// What `prepare begin` asks for a domain: the sources it names.
+fn prepare_request(d: &DomainXml) -> DomainPrepareRequest {
+    let mut req = DomainPrepareRequest {
+        domain: d.uuid,
+        name: d.name.clone(),
+        mdevs: Vec::new(),
+        pci: Vec::new(),
+        vdpa: Vec::new(),
+    };
+    for x in &d.devices {
+        match &x.source {
+            XmlSource::Mdev(u) => req.mdevs.push(*u),
+            XmlSource::Pci(a) => req.pci.push(a.clone()),
+            XmlSource::Vdpa(p) => req.vdpa.push(p.clone()),
+        }
+    }
+    req
+}
+
+/// What the destination made of an arriving domain: the core's answer and
+/// the XML to hand back (none where nothing changes).
+pub(crate) struct Migrated {
+    pub answer: DomainMigrated,
+    pub xml: Option<String>,
+}
+
+/// A metadata entry's source as the element kind the domain names it by.
+fn xml_source(kind: Kind, text: &str) -> Result<XmlSource> {
+    Ok(match kind {
+        Kind::Mdev => XmlSource::Mdev(
+            text.parse()
+                .with_context(|| format!("the mdev UUID {text:?} in hostdev's metadata"))?,
+        ),
+        Kind::Vgpu => XmlSource::Pci(
+            text.parse()
+                .with_context(|| format!("the PCI address {text:?} in hostdev's metadata"))?,
+        ),
+        Kind::Vdpa => XmlSource::Vdpa(text.to_string()),
+    })
+}
+
+/// A domain arriving by migration (libvirt's `migrate begin` here): the
+/// request from hostdev's metadata in its XML, one core call, and the XML
+/// rewritten for this host's devices with this host's metadata.
+pub(crate) fn hook_migrate<D: Serve>(ctx: &Ctx<D>, xml: &str, dry_run: bool) -> Result<Migrated> {
+    let d = read_domain(xml).map_err(anyhow::Error::msg)?;
+    let mut devices = Vec::new();
+    for m in &d.meta {
+        let kind = match m.kind.as_str() {
+            "mdev" => Kind::Mdev,
+            "vgpu" => Kind::Vgpu,
+            "vdpa" => Kind::Vdpa,
+            k => bail!(
+                "hostdev's metadata names a device of kind {k:?}, which this hostdev does not know"
+            ),
+        };
+        let source = xml_source(kind, &m.source)?;
+        if !d.devices.iter().any(|x| x.source == source) {
+            bail!(
+                "hostdev's metadata lists {} of pool {}, but the domain does not name it",
+                m.source,
+                m.pool
+            );
+        }
+        devices.push(IncomingDevice {
+            pool: PoolName::new(m.pool.as_str()).map_err(anyhow::Error::msg)?,
+            kind,
+            id: m.id.clone(),
+            source: m.source.clone(),
+            spec: m.spec.clone(),
+            qemu_props: d.qemu_props(&source),
+        });
+    }
+    let unlisted_mdevs: Vec<Uuid> = d
+        .devices
+        .iter()
+        .filter_map(|x| match &x.source {
+            XmlSource::Mdev(u) if !d.meta.iter().any(|m| m.source == u.to_string()) => Some(*u),
+            _ => None,
+        })
+        .collect();
+    if devices.is_empty() && unlisted_mdevs.is_empty() {
+        return Ok(Migrated {
+            answer: DomainMigrated::default(),
+            xml: None,
+        });
+    }
+    let answer = ctx.call(&DomainMigrateRequest {
+        domain: d.uuid,
+        name: d.name.clone(),
+        devices,
+        unlisted_mdevs,
+        dry_run,
+    })?;
+    if dry_run || answer.devices.is_empty() {
+        return Ok(Migrated { answer, xml: None });
+    }
+    let mut rw = DomainRewrite::default();
+    for a in &answer.devices {
+        if a.from != a.to {
+            rw.sources
+                .push((xml_source(a.kind, &a.from)?, xml_source(a.kind, &a.to)?));
+        }
+        if let Some(spec) = &a.spec {
+            rw.meta.push(MetaDevice {
+                pool: a.pool.to_string(),
+                kind: a.kind.to_string(),
+                id: a.id.clone(),
+                source: a.to.clone(),
+                spec: spec.clone(),
+            });
+        }
+    }
+    let out = rewrite_domain(xml, &rw).map_err(anyhow::Error::msg)?;
+    Ok(Migrated {
+        answer,
+        xml: Some(out),
+    })
+}
+
+/// A reservation's end (seconds since the epoch) as the table shows it:
+/// how long from now, in the largest unit that keeps it readable.
+fn ends_in(at: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    match at.saturating_sub(now) {
+        s if s <= 0 => "ended".into(),
+        s if s < 120 => format!("in {s} s"),
+        s if s < 7200 => format!("in {} min", s / 60),
+        s if s < 172_800 => format!("in {} h", s / 3600),
+        s => format!("in {} days", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_reservations_end_reads_as_time_from_now() {
+        assert_eq!(super::ends_in(0), "ended");
+        assert_eq!(super::ends_in(i64::MIN), "ended");
+        let far = super::ends_in(i64::MAX);
+        assert!(far.starts_with("in ") && far.ends_with(" days"), "{far}");
+    }
 }

@@ -128,6 +128,7 @@ fn rows() -> Vec<(&'static str, &'static str, Proof)> {
         ("migrate check", "--driver-policy", D(SPEC, "migrate check @/s.json", "migrate check @/s.json --driver-policy driver", "")),
         ("migrate prepare", "--uuid", T("migrate.rs", "a_vgpu_spec_travels_by_type_name_between_cards_that_number_it_differently", "--uuid")),
         ("migrate prepare", "--dry-run", T("migrate.rs", "a_vgpu_spec_travels_by_type_name_between_cards_that_number_it_differently", "--dry-run")),
+        ("libvirt-hook annotate", "--print", T("migrate.rs", "a_domain_with_a_pool_vgpu_arrives_through_the_hooks_real_input_and_output", "--print")),
         // the host file
         ("plan", "--file", D("!write h.toml [[mdev]]\nparent = \"mtty\"\ntype = \"mtty-1\"\ncount = 1\n", "plan", "plan --file @/h.toml", "")),
         ("plan", "--from-vgpu-device-manager", T("host.rs", "a_vgpu_device_manager_config_is_planned_and_its_translation_applied", "--from-vgpu-device-manager")),
@@ -166,6 +167,8 @@ fn flagless() -> Vec<(&'static str, &'static str, &'static str)> {
         ("pool reconcile", POOL, "pool reconcile"),
         ("libvirt-hook print", "", "libvirt-hook print"),
         ("libvirt-hook install", "", "libvirt-hook install"),
+        ("libvirt-hook annotate", POOL, "libvirt-hook annotate 0f0f0f0f-0000-4000-8000-000000000001"),
+        ("migrate domain", "!write d.xml <domain><name>d</name><uuid>0f0f0f0f-0000-4000-8000-000000000001</uuid></domain>", "migrate domain @/d.xml"),
         ("probe", "mdev start -u U1 -p mtty -t mtty-1", "probe U1"),
         ("migrate export", "vgpu enable --pf PF --numvfs 2;vgpu define --vf VF1 -t 1150;vgpu start --vf VF1", "migrate export VF1"),
         ("migrate check", "vgpu enable --pf PF --numvfs 2;vgpu define --vf VF1 -t 1150;vgpu start --vf VF1;!save s.json migrate export VF1", "migrate check @/s.json --device VF1"),

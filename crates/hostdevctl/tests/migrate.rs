@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{ok, require_fuse, Bins, Sim};
+use common::{ok, require_fuse, show, Bins, Sim};
 use std::path::Path;
 
 const SRC_VF: &str = "0000:41:00.4";
@@ -194,4 +194,323 @@ fn a_vgpu_spec_travels_by_type_name_between_cards_that_number_it_differently() {
         code != 0 && err.contains("a UUID is given to an mdev only"),
         "{err}"
     );
+}
+
+/// The libvirt hook's `migrate begin` between two simulated hosts through
+/// its real input and output (the domain XML on stdin, the XML libvirt
+/// takes on stdout, hostdev's sentence on stderr): the source's metadata as
+/// `libvirt-hook annotate` gives it, the VF's address rewritten where the
+/// destination's first VF is taken, `prepare` then `release` on the
+/// destination, a dry run with `migrate domain`, and a refusal.
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn a_domain_with_a_pool_vgpu_arrives_through_the_hooks_real_input_and_output() {
+    require_fuse("migrate-domain");
+    let bins = Bins::new();
+    const DOM: &str = "c0020000-0000-4000-8000-0000000000b1";
+    let pool = |sim: &Sim, ty: &str| {
+        let dir = sim.path().join("etc/hostdev/pools.d");
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(
+            dir.join("l40s.toml"),
+            format!("kind = \"vgpu\"\ntype = \"{ty}\"\n[members]\nnuma_node = 0\n"),
+        )
+        .expect("pool");
+    };
+    let host = || {
+        let sim = Sim::start("nvidia-sriov");
+        enable(&bins, &sim, "0000:41:00.0", "4", &[SRC_VF, "0000:41:00.5"]);
+        pool(&sim, "NVIDIA L40S-4Q");
+        sim
+    };
+    let src = host();
+    let a = ok(
+        &bins,
+        src.path(),
+        "hostdevctl",
+        &["pool", "allocate", "l40s", "--consumer", DOM],
+    );
+    assert!(a.starts_with(SRC_VF), "{a}");
+    let meta = ok(
+        &bins,
+        src.path(),
+        "hostdevctl",
+        &["libvirt-hook", "annotate", DOM, "--print"],
+    );
+    assert!(
+        meta.starts_with("<hostdev:devices xmlns:hostdev=\"urn:hostdev:domain:1\">")
+            && meta.contains(&format!("id=\"{SRC_VF}\"")),
+        "{meta}"
+    );
+    let xml = format!(
+        "<domain type='kvm'>\n  <name>mig-vm</name>\n  <uuid>{DOM}</uuid>\n  <metadata>{}</metadata>\n  <devices>\n    <hostdev mode='subsystem' type='pci' managed='no'><source><address domain='0x0000' bus='0x41' slot='0x00' function='0x4'/></source><alias name='ua-vgpu0'/></hostdev>\n  </devices>\n</domain>\n",
+        meta.trim_end()
+    );
+    let hook = |sim: &Sim, op: &str, sub: &str, input: &str| {
+        bins.run(
+            sim.path(),
+            "hostdevctl",
+            &["libvirt-hook", "run", "mig-vm", op, sub, "-"],
+            Some(input.as_bytes()),
+        )
+    };
+
+    let dst = host();
+    // Another domain holds the destination's first VF.
+    ok(
+        &bins,
+        dst.path(),
+        "hostdevctl",
+        &["pool", "allocate", "l40s", "--consumer", "other-vm"],
+    );
+    let path = dst.path().join("incoming.xml");
+    std::fs::write(&path, &xml).expect("xml");
+    let dry = ok(
+        &bins,
+        dst.path(),
+        "hostdevctl",
+        &["migrate", "domain", path.to_str().expect("utf8")],
+    );
+    assert!(
+        dry.contains("l40s") && dry.contains(SRC_VF) && dry.contains("compatible"),
+        "{dry}"
+    );
+    let o = hook(&dst, "migrate", "begin", &xml);
+    assert!(o.status.success(), "{}", show(&o));
+    let out = String::from_utf8(o.stdout).expect("utf8");
+    assert!(
+        out.contains(r#"<address domain="0x0000" bus="0x41" slot="0x00" function="0x5"/>"#),
+        "the next free VF: {out}"
+    );
+    assert!(out.contains("id=\"0000:41:00.5\"") && !out.contains(&format!("id=\"{SRC_VF}\"")));
+    assert!(out.contains("<alias name='ua-vgpu0'/>"), "{out}");
+    let cur = |vf: &str| dst.read(&format!("bus/pci/devices/{vf}/nvidia/current_vgpu_type"));
+    assert_eq!(
+        cur("0000:41:00.5").trim(),
+        "1150",
+        "the type is set before QEMU starts"
+    );
+    // libvirt starts the incoming domain with the XML the hook printed.
+    let o = hook(&dst, "prepare", "begin", &out);
+    assert!(o.status.success(), "{}", show(&o));
+    let held = ok(
+        &bins,
+        dst.path(),
+        "hostdevctl",
+        &["-o", "json", "pool", "show", "l40s"],
+    );
+    let held: serde_json::Value = serde_json::from_str(&held).expect("json");
+    let mine = held["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .find(|d| d["id"] == "0000:41:00.5")
+        .cloned()
+        .expect("the arrival's VF");
+    assert_eq!(mine["consumer"], DOM, "{mine}");
+    assert!(mine["expires"].is_null(), "an allocation now: {mine}");
+    let o = hook(&dst, "release", "end", &out);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(cur("0000:41:00.5").trim(), "0", "given back at release");
+
+    // A destination whose pool hands out another type refuses with
+    // hostdev's sentence on stderr, prints nothing, and sets no VF type.
+    let other = Sim::start("nvidia-sriov");
+    enable(
+        &bins,
+        &other,
+        "0000:41:00.0",
+        "2",
+        &[SRC_VF, "0000:41:00.5"],
+    );
+    pool(&other, "NVIDIA L40S-8Q");
+    let o = hook(&other, "migrate", "begin", &xml);
+    assert!(!o.status.success());
+    assert!(o.stdout.is_empty());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "pool l40s here hands out NVIDIA L40S-8Q, the source's device is NVIDIA L40S-4Q"
+        ),
+        "{err}"
+    );
+    for vf in [SRC_VF, "0000:41:00.5"] {
+        let t = other.read(&format!("bus/pci/devices/{vf}/nvidia/current_vgpu_type"));
+        assert_eq!(t.trim(), "0");
+    }
+}
+
+/// kill -9 of the destination's hook at random instants of `migrate begin`
+/// for a domain holding a pool VF, now and then followed by libvirt's
+/// `prepare` or `release` as a libvirtd that went on would run them; then
+/// `pool reconcile`: every VF with a vGPU type set is recorded by the pool
+/// and held (none half-made), and the arriving domain holds at most one. A
+/// last attempt that runs to its end gets the one VF; `release` gives it
+/// back.
+#[test]
+#[ignore = "needs FUSE (fuse3) for the simulated lab; run by `cargo xtask test`"]
+fn killing_the_hook_at_each_phase_of_an_arrival_leaves_no_device_without_an_owner() {
+    use hostdev_testkit::Rng;
+    use std::collections::BTreeSet;
+    use std::process::{Command, Stdio};
+    require_fuse("migrate-domain kills");
+    let bins = Bins::new();
+    const DOM: &str = "c0020000-0000-4000-8000-0000000000c1";
+    const VFS: [&str; 4] = [
+        "0000:41:00.4",
+        "0000:41:00.5",
+        "0000:41:00.6",
+        "0000:41:00.7",
+    ];
+    let host = || {
+        let sim = Sim::start("nvidia-sriov");
+        enable(&bins, &sim, "0000:41:00.0", "4", &VFS);
+        let d = sim.path().join("etc/hostdev/pools.d");
+        std::fs::create_dir_all(&d).expect("dir");
+        std::fs::write(
+            d.join("l40s.toml"),
+            "kind = \"vgpu\"\ntype = \"NVIDIA L40S-4Q\"\n[members]\nnuma_node = 0\n",
+        )
+        .expect("pool");
+        sim
+    };
+    let xml = |meta: &str| {
+        format!(
+            "<domain type='kvm'><name>mig-vm</name><uuid>{DOM}</uuid><metadata>{meta}</metadata><devices>\
+             <hostdev mode='subsystem' type='pci' managed='no'><source><address domain='0x0000' bus='0x41' slot='0x00' function='0x4'/></source></hostdev>\
+             </devices></domain>"
+        )
+    };
+    let hook = |sim: &Sim, op: &str, sub: &str, input: &str| {
+        bins.run(
+            sim.path(),
+            "hostdevctl",
+            &["libvirt-hook", "run", "mig-vm", op, sub, "-"],
+            Some(input.as_bytes()),
+        )
+    };
+    // The source: the domain holds a VF of its pool; its metadata.
+    let src = host();
+    ok(
+        &bins,
+        src.path(),
+        "hostdevctl",
+        &["pool", "allocate", "l40s", "--consumer", DOM],
+    );
+    let meta = ok(
+        &bins,
+        src.path(),
+        "hostdevctl",
+        &["libvirt-hook", "annotate", DOM, "--print"],
+    );
+    assert!(meta.starts_with("<hostdev:devices"), "{meta}");
+    let incoming = xml(meta.trim_end());
+
+    let dst = host();
+    let r = dst.path();
+    let mut rng = Rng::new(29);
+    let mut printed = None;
+    let mut killed = 0;
+    // The kill comes at a random instant within a window that follows how
+    // long a whole run takes on this machine (narrower after a run that
+    // finished, wider after one that was killed), so that about half the
+    // runs die mid-way on a fast machine and on a slow one alike.
+    let mut window: u64 = 400_000;
+    for _ in 0..60 {
+        let mut c = Command::new(bins.path("hostdevctl"));
+        c.args(["libvirt-hook", "run", "mig-vm", "migrate", "begin", "-"])
+            .env("HOSTDEV_ROOT", r)
+            .env("HOSTDEV_SOCKET", "")
+            .env("HOSTDEV_READY_TIMEOUT_MS", "2000")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().expect("spawn the hook");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            let _ = stdin.write_all(incoming.as_bytes());
+        }
+        std::thread::sleep(std::time::Duration::from_micros(rng.below(window)));
+        let _ = child.kill(); // SIGKILL, or too late
+        let out = child.wait_with_output().expect("wait");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && !text.is_empty() {
+            printed = Some(text);
+        } else if !out.status.success() {
+            killed += 1;
+        }
+        window = if out.status.success() {
+            (window * 3 / 4).max(2_000)
+        } else {
+            (window * 5 / 4).min(2_000_000)
+        };
+        // A libvirtd that went on: QEMU prepared, or the migration undone.
+        if let Some(p) = &printed {
+            match rng.below(4) {
+                0 => {
+                    let _ = hook(&dst, "prepare", "begin", p);
+                }
+                1 => {
+                    let _ = hook(&dst, "release", "end", p);
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        printed.is_some() && killed >= 10,
+        "{killed} of 60 killed, some must run to their end"
+    );
+    let o = bins.run(r, "hostdevctl", &["-o", "json", "pool", "reconcile"], None);
+    assert!(o.status.success(), "{}", show(&o));
+    let typed: BTreeSet<String> = VFS
+        .iter()
+        .filter(|vf| {
+            dst.read(&format!("bus/pci/devices/{vf}/nvidia/current_vgpu_type"))
+                .trim()
+                != "0"
+        })
+        .map(|vf| vf.to_string())
+        .collect();
+    let pool: serde_json::Value = serde_json::from_str(&ok(
+        &bins,
+        r,
+        "hostdevctl",
+        &["-o", "json", "pool", "show", "l40s"],
+    ))
+    .expect("json");
+    let mut owned = BTreeSet::new();
+    let mut held_by_dom = 0;
+    for d in pool["devices"].as_array().expect("devices") {
+        let id = d["id"].as_str().expect("id").to_string();
+        let state = d["state"].as_str().expect("state");
+        assert!(
+            matches!(state, "allocated" | "reserved"),
+            "{id} left {state}: {pool}"
+        );
+        assert!(typed.contains(&id), "{id} is {state} but has no type set");
+        if d["consumer"] == DOM {
+            held_by_dom += 1;
+        }
+        owned.insert(id);
+    }
+    let orphans: Vec<&String> = typed.difference(&owned).collect();
+    assert!(
+        orphans.is_empty(),
+        "VFs with a type no pool owns: {orphans:?}"
+    );
+    assert!(held_by_dom <= 1, "the domain holds {held_by_dom}: {pool}");
+    // An attempt that runs to its end: one VF; release gives it back.
+    let o = hook(&dst, "migrate", "begin", &incoming);
+    assert!(o.status.success(), "{}", show(&o));
+    let out = String::from_utf8(o.stdout).expect("utf8");
+    let o = hook(&dst, "prepare", "begin", &out);
+    assert!(o.status.success(), "{}", show(&o));
+    let held = ok(&bins, r, "hostdevctl", &["pool", "show", "l40s"]);
+    assert!(held.contains("1 of 4 allocated"), "{held}");
+    let o = hook(&dst, "release", "end", &out);
+    assert!(o.status.success(), "{}", show(&o));
+    let held = ok(&bins, r, "hostdevctl", &["pool", "show", "l40s"]);
+    assert!(held.contains("0 of 4 allocated"), "{held}");
 }

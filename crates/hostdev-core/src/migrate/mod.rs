@@ -7,8 +7,10 @@
 //! holds the source). Must not: hold the rules (hostdev-model's
 //! `migrate::check` and `check_vdpa`).
 
+mod domain;
 mod error;
 mod vdpa;
+pub use domain::ARRIVAL_HOLD_SECS;
 pub use error::MigrateError;
 mod vgpu;
 
@@ -274,7 +276,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
 }
 
 /// A spec this hostdev reads: its version, and exactly one kind.
-fn usable(spec: &MigrationSpec) -> Result<(), CoreError> {
+pub(crate) fn usable(spec: &MigrationSpec) -> Result<(), CoreError> {
     if spec.hostdev_migration_spec != migrate::SPEC_VERSION {
         return Err(CoreError::from(MigrateError::BadSpec {
             why: format!(

@@ -147,7 +147,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     // The family reports no device limit; `limit` bounds the pool.
                     out.push(Member {
                         name,
-                        free: u64::MAX / 4,
+                        free: hostdev_api::pool::NO_DEVICE_LIMIT,
                         note: None,
                         spare: Vec::new(),
                     });
@@ -157,13 +157,15 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
     }
 
-    /// Creates one device on `member` (transient: removed at release), with
-    /// `id` if given; answers its id.
+    /// Creates one device on `member` (transient: removed at release) named
+    /// `id`; a vDPA device with `config` where given (a migration's source
+    /// config), else the template's for its slot.
     pub(crate) fn create_on(
         &self,
         def: &PoolDef,
         member: &Member,
         id: &str,
+        config: Option<&hostdev_model::vdpa::CreateConfig>,
     ) -> Result<(), CoreError> {
         match &def.kind {
             PoolKind::Mdev { mdev_type } => {
@@ -197,8 +199,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             PoolKind::Vdpa { template } => {
                 let name = VdpaName::new(id)?;
                 let mgmt = member.name.parse()?;
-                self.vdpa
-                    .add(&name, &mgmt, &template.config(slot_of(template, id)))
+                let slot = template.config(slot_of(template, id));
+                self.vdpa.add(&name, &mgmt, config.unwrap_or(&slot))
             }
         }
     }

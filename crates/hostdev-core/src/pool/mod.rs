@@ -33,7 +33,8 @@ use hostdev_store::{DeviceRecord, HostLock, Origin, PoolDb, PoolDefs, RecState};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
-use kinds::{kind_of, Member};
+pub(crate) use kinds::kind_of;
+use kinds::Member;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -66,6 +67,17 @@ fn expiry(now: i64, ttl: Option<u64>) -> Result<Option<i64>, CoreError> {
         Some(e) => Ok(Some(e)),
         None => Err(CoreError::from(PoolError::BadTtl { ttl: t })),
     }
+}
+
+/// What an allocation for an arriving domain asks besides the request.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AllocExtra<'a> {
+    /// A vDPA device made with this creation config (the source's), not the
+    /// pool template's.
+    pub vdpa_config: Option<&'a hostdev_model::vdpa::CreateConfig>,
+    /// A new device even where the consumer holds one of the pool already
+    /// (a domain may hold several of one pool).
+    pub fresh: bool,
 }
 
 /// Unix seconds now (the default clock of [`Devices::clock`]).
@@ -281,6 +293,16 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         req: &AllocateRequest,
         wait: Duration,
     ) -> Result<Allocation, CoreError> {
+        self.allocate_with(req, wait, &AllocExtra::default())
+    }
+
+    /// [`Devices::allocate_waiting`] with what a migration asks besides.
+    pub(crate) fn allocate_with(
+        &self,
+        req: &AllocateRequest,
+        wait: Duration,
+        extra: &AllocExtra<'_>,
+    ) -> Result<Allocation, CoreError> {
         expiry((self.clock)(), req.ttl_secs)?;
         let def = self.pool_def(&req.pool)?;
         if req.uuid.is_some() && !matches!(def.kind, PoolKind::Mdev { .. }) {
@@ -294,14 +316,14 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
         let db = self.pool_db_waiting(wait)?;
         match def.mode {
-            Mode::PreCreated => match self.allocate_ready(&def, &db, req) {
+            Mode::PreCreated => match self.allocate_ready(&def, &db, req, extra.fresh) {
                 Err(CoreError::Pool(PoolError::Exhausted { .. }))
                     if self.pool_short(&def, &db)? =>
                 {
                     let _pools = self.pool_lock()?;
                     let mut rows = Vec::new();
                     self.fill(&def, &db, &mut rows)?;
-                    match self.allocate_ready(&def, &db, req) {
+                    match self.allocate_ready(&def, &db, req, extra.fresh) {
                         Err(CoreError::Pool(PoolError::Exhausted { .. }))
                             if rows.iter().any(|r| r.action == "failed") =>
                         {
@@ -321,7 +343,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 }
                 r => r,
             },
-            Mode::OnDemand => self.allocate_on_demand(&def, &db, req),
+            Mode::OnDemand => self.allocate_on_demand(&def, &db, req, extra),
         }
     }
 
@@ -367,13 +389,16 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         def: &PoolDef,
         db: &PoolDb,
         req: &AllocateRequest,
+        fresh: bool,
     ) -> Result<Allocation, CoreError> {
         let now = (self.clock)();
         let expires = expiry(now, req.ttl_secs)?;
         let pool = def.name.as_str();
         let (rec, again) = db.write(|tx| {
-            if let Some(d) = Self::held_again(tx, def, req, now, expires)? {
-                return Ok((d, true));
+            if !fresh {
+                if let Some(d) = Self::held_again(tx, def, req, now, expires)? {
+                    return Ok((d, true));
+                }
             }
             let pick = match req.uuid {
                 Some(u) => {
@@ -424,13 +449,16 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         def: &PoolDef,
         db: &PoolDb,
         req: &AllocateRequest,
+        extra: &AllocExtra<'_>,
     ) -> Result<Allocation, CoreError> {
         let pool = def.name.as_str();
         // Cheap path first: asking again needs no kernel work and no lock.
         let now = (self.clock)();
         let expires = expiry(now, req.ttl_secs)?;
-        if let Some(d) = db.write(|tx| Self::held_again(tx, def, req, now, expires))? {
-            return Ok(self.allocation(def, &d, &req.consumer, true));
+        if !extra.fresh {
+            if let Some(d) = db.write(|tx| Self::held_again(tx, def, req, now, expires))? {
+                return Ok(self.allocation(def, &d, &req.consumer, true));
+            }
         }
         let _pools = self.pool_lock()?;
         self.settle(def, db, &mut Vec::new())?;
@@ -450,8 +478,10 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             Try(Vec<Member>, BTreeSet<String>),
         }
         let plan = db.write(|tx| {
-            if let Some(d) = Self::held_again(tx, def, req, now, expires)? {
-                return Ok(Plan::Again(d));
+            if !extra.fresh {
+                if let Some(d) = Self::held_again(tx, def, req, now, expires)? {
+                    return Ok(Plan::Again(d));
+                }
             }
             if let Some(u) = &req.uuid {
                 if let Some(d) = tx.device(&u.to_string())? {
@@ -531,7 +561,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 element: String::new(),
             };
             db.write(|tx| tx.insert(&rec))?;
-            match self.create_on(def, &m, &id) {
+            match self.create_on(def, &m, &id, extra.vdpa_config) {
                 Ok(()) => {
                     db.write(|tx| {
                         tx.set(

@@ -193,10 +193,37 @@ pub(crate) fn driver_reason(
         why: if ok {
             format!("the driver matches under the '{word}' policy")
         } else {
-            format!(
-                "the driver differs under the '{word}' policy (--driver-policy version|driver relaxes it)"
-            )
+            // What would accept it, where a looser policy would (a
+            // migration check's `--driver-policy`, a pool's
+            // `[migration] driver_policy`); another driver nothing accepts.
+            let hint = if s.driver != d.driver {
+                ""
+            } else if policy == DriverPolicy::Exact && s.version == d.version {
+                "; the 'version' policy accepts another build of the same version"
+            } else {
+                "; the 'driver' policy accepts any version of the same driver"
+            };
+            format!("the driver differs under the '{word}' policy{hint}")
         },
+    }
+}
+
+/// The QEMU device properties an mdev that migrates must run with on both
+/// hosts (the `dirty-tracking` rule): no IOMMU tracks its dirty pages, and
+/// without forcing QEMU 10 fails at `ram_save_setup` (kernel tier).
+pub const MDEV_QEMU_PROPS: [(&str, &str); 2] = [
+    ("x-device-dirty-page-tracking", "off"),
+    ("enable-migration", "on"),
+];
+
+/// The QEMU device properties a source device's spec says it needs to
+/// migrate (an mdev with VFIO migration: [`MDEV_QEMU_PROPS`]; none
+/// otherwise), judged from the source alone so that a domain started
+/// without them is refused before anything is made for it.
+pub fn qemu_props_needed(spec: &MigrationSpec) -> Vec<(&'static str, &'static str)> {
+    match &spec.mdev {
+        Some(m) if m.migration.is_some_and(|m| m.stop_copy) => MDEV_QEMU_PROPS.to_vec(),
+        _ => Vec::new(),
     }
 }
 
@@ -380,5 +407,20 @@ mod tests {
             check(&spec("mtty-2"), &other, DriverPolicy::Version).0,
             Verdict::CompatibleWithChanges
         );
+    }
+
+    #[test]
+    fn a_driver_refusal_names_the_policy_that_would_accept_it_if_any() {
+        let why = |f: fn(&mut DriverIdentity), p| {
+            let (s, mut d) = (spec("mtty-2").driver, spec("mtty-2").driver);
+            f(&mut d);
+            driver_reason(&s, &d, p).why
+        };
+        let build = why(|d| d.srcversion = Some("B".into()), DriverPolicy::Exact);
+        assert!(build.ends_with("the 'version' policy accepts another build of the same version"));
+        let version = why(|d| d.version = Some("0.2".into()), DriverPolicy::Version);
+        assert!(version.ends_with("the 'driver' policy accepts any version of the same driver"));
+        let other = why(|d| d.driver = Some("nvidia".into()), DriverPolicy::Exact);
+        assert_eq!(other, "the driver differs under the 'exact' policy");
     }
 }

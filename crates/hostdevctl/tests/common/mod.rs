@@ -126,18 +126,61 @@ impl Daemon {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn hostdevd");
+        Daemon::serving(child, socket, dir)
+    }
+
+    /// A hostdevd on the real host (the kernel lab: no `HOSTDEV_ROOT`),
+    /// serving `socket`, or hostdevd's default socket when `None`.
+    pub fn on_host(config: &str, socket: Option<&Path>) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("hostdevd.toml");
+        std::fs::write(&cfg, config).expect("config");
+        // Built beside ours by `cargo xtask kernel-test`: nothing is built
+        // inside the lab's guest.
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_hostdevctl")).with_file_name("hostdevd");
+        let mut c = Command::new(exe);
+        c.arg("--config").arg(&cfg).env_remove("HOSTDEV_ROOT");
+        if let Some(s) = socket {
+            c.arg("--socket").arg(s);
+        }
+        let child = c.spawn().expect("spawn hostdevd");
+        let socket = socket.map_or_else(
+            || PathBuf::from("/run/hostdev/hostdev.sock"),
+            Path::to_path_buf,
+        );
+        Daemon::serving(child, socket, dir)
+    }
+
+    /// Waits (10 s at most) until the daemon answers on its socket.
+    fn serving(child: Child, socket: PathBuf, config: tempfile::TempDir) -> Daemon {
+        let d = Daemon {
+            socket,
+            child,
+            _config: config,
+        };
         let t0 = std::time::Instant::now();
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
             assert!(
                 t0.elapsed() < std::time::Duration::from_secs(10),
                 "hostdevd did not start serving"
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        Daemon {
-            socket,
-            child,
-            _config: dir,
+        d
+    }
+
+    /// Stops the daemon with SIGTERM and says how it exited.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate();
+        self.child.wait().expect("wait for hostdevd")
+    }
+
+    fn terminate(&mut self) {
+        // A child already waited for keeps its pid no longer: never signal it.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
         }
     }
 
@@ -156,9 +199,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
+        self.terminate();
         let _ = self.child.wait();
     }
 }

@@ -66,18 +66,6 @@ fn sweep_vdpa(test: &str) {
     }
 }
 
-/// A hostdevd a test started: killed when the test ends, also when it fails
-/// half-way (a daemon left on the default socket would answer every later
-/// test's CLI calls).
-struct Daemon(std::process::Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn bin_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hostdev-kernel-bin-{}", std::process::id()));
     if !dir.exists() {
@@ -748,18 +736,9 @@ fn hostdevd_restores_mdevs_and_vdpa_devices_when_their_drivers_reload() {
         ],
     );
     // The daemon on the default socket; kernel events only (no resync).
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("hostdevd.toml");
-    std::fs::write(&cfg, "resync_interval_secs = 3600\ngroup = \"root\"\n").expect("config");
-    let exe = Path::new(env!("CARGO_BIN_EXE_hostdevctl")).with_file_name("hostdevd");
-    let mut daemon = Daemon(
-        Command::new(&exe)
-            .arg("--config")
-            .arg(&cfg)
-            .env_remove("HOSTDEV_ROOT")
-            .spawn()
-            .expect("hostdevd (built by cargo xtask kernel-test)"),
-    );
+    // Stopped when the test ends, also when it fails half-way: a daemon
+    // left on the default socket would answer every later test's CLI calls.
+    let daemon = common::Daemon::on_host("resync_interval_secs = 3600\ngroup = \"root\"\n", None);
     let socket = Path::new("/run/hostdev/hostdev.sock");
     let all_mdevs = || us.iter().all(|(u, _)| dev(u).exists());
     eventually(10, "restored at start", || {
@@ -834,10 +813,7 @@ fn hostdevd_restores_mdevs_and_vdpa_devices_when_their_drivers_reload() {
     }
     assert!(metrics.contains("hostdev_uevents_total"), "{metrics}");
     // Stop it (SIGTERM) and clean up directly.
-    if let Some(pid) = rustix::process::Pid::from_raw(daemon.0.id() as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-    assert!(daemon.0.wait().expect("wait").success());
+    assert!(daemon.stop().success());
     assert!(!socket.exists());
     for (u, _) in us {
         ok("mdevctl", &["stop", "-u", u]);

@@ -73,27 +73,8 @@ fn vdpa_commands_read_the_same_directly_and_through_hostdevd() {
     );
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("hostdevd.toml");
-    std::fs::write(
-        &cfg,
-        "restore_on_start = false\nuevents = false\nresync_interval_secs = 3600\ngroup = \"root\"\n",
-    )
-    .expect("config");
     let socket = dir.path().join("hostdev.sock");
-    let exe = Path::new(env!("CARGO_BIN_EXE_hostdevctl")).with_file_name("hostdevd");
-    let daemon = crate::Daemon(
-        Command::new(&exe)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--socket")
-            .arg(&socket)
-            .env_remove("HOSTDEV_ROOT")
-            .spawn()
-            .expect("hostdevd (built by cargo xtask kernel-test)"),
-    );
-    crate::common::eventually(10, "hostdevd serving", || {
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    });
+    let daemon = crate::common::Daemon::on_host(crate::common::Daemon::QUIET, Some(&socket));
     let through = transcript(Some(&socket));
     let events = crate::common::read_events(&socket, 0);
     drop(daemon);

@@ -2,8 +2,11 @@
 //! `<hostdev type='mdev'>`, a PCI VF `<hostdev type='pci'>` (an NVIDIA vGPU
 //! on SR-IOV is handed to the VM as its VF) and a vDPA `<interface type='vdpa'>`.
 //!
-//! Owns: building them with an XML writer (values escaped by construction).
+//! Owns: building them with an XML writer (values escaped by construction);
+//! reading and rewriting a whole domain is `domain.rs`.
 //! Must not: look anything up; callers pass what the element names.
+
+pub mod domain;
 
 use crate::probe::Display;
 use crate::vgpu::PciAddress;
