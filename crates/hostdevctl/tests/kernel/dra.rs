@@ -107,6 +107,7 @@ fn a_dra_claim_gets_a_vdpa_device_on_vdpa_sim_net_and_unprepare_removes_exactly_
         );
     }
     let device = nics[0]["name"].as_str().expect("name").to_string();
+    let free = nics[1]["name"].as_str().expect("name").to_string();
 
     // Prepare with the claim's MAC and MTU.
     let uid = "7f3c2a10-0000-4000-8000-00000000d0a1";
@@ -179,18 +180,19 @@ fn a_dra_claim_gets_a_vdpa_device_on_vdpa_sim_net_and_unprepare_removes_exactly_
         .expect("iproute2 vdpa");
     assert!(st.success(), "vdpa dev add byhand0 again");
 
-    // Hostile claims are refused with a sentence, and make nothing.
+    // Hostile claims for the free slot are refused with a sentence, and
+    // make nothing.
     let n = vdpa_names().len();
     for (uid, device, cfg, says) in [
         (
             "7f3c2a10-0000-4000-8000-00000000d0a2",
-            device.as_str(),
+            free.as_str(),
             r#","config":{"mac":"01:00:5e:00:00:01"}"#,
             "unicast",
         ),
         (
             "7f3c2a10-0000-4000-8000-00000000d0a3",
-            device.as_str(),
+            free.as_str(),
             r#","config":{"mac":"02:00:00:00:aa:02","mtu":0}"#,
             "MTU",
         ),
@@ -199,6 +201,12 @@ fn a_dra_claim_gets_a_vdpa_device_on_vdpa_sim_net_and_unprepare_removes_exactly_
             "net-vdpasim-net-99",
             "",
             "net-vdpasim-net-99",
+        ),
+        (
+            "7f3c2a10-0000-4000-8000-00000000d0a5",
+            device.as_str(),
+            "",
+            "is already prepared for claim default/nic",
         ),
     ] {
         let (status, out) = prepare(&socket, uid, device, cfg);
