@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,11 +145,13 @@ func BuildDriverImage(bin, name, dest string) error {
 }
 
 func checkDriverELF(p string) error {
-	b, err := readSmall(p, 4)
+	f, err := os.Open(p)
 	if err != nil {
 		return fmt.Errorf("cannot read %s: %w", p, err)
 	}
-	if !bytes.Equal(b, []byte("\x7fELF")) {
+	defer f.Close()
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(f, b); err != nil || !bytes.Equal(b, []byte("\x7fELF")) {
 		return fmt.Errorf("%s is not an ELF executable", p)
 	}
 	return nil
