@@ -680,3 +680,99 @@ fn a_claim_prepared_while_the_offer_is_worked_out_is_not_someone_elses_capacity(
     assert_eq!(raced.devices, before.devices);
     assert_eq!(h.dra_resources().unwrap(), raced);
 }
+
+fn mdev_of(h: &Fakes, ty: &str) -> Vec<Uuid> {
+    h.mdev
+        .sysfs
+        .devices()
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.mdev_type.as_str() == ty)
+        .map(|d| d.uuid)
+        .collect()
+}
+
+#[test]
+fn one_claims_stuck_device_fails_its_own_calls_and_no_other_claims() {
+    // Before: a failed removal left an `unpreparing` record that every
+    // later prepare and unprepare tried to undo first, failing with it.
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let r = h.dra_resources().unwrap();
+    let a = device(&r, "mdev", "nv-8q", 0);
+    let b = device(&r, "mdev", "gvt-small", 0);
+    prepare(&h, &claim(1), &[a]).unwrap();
+    let stuck = mdev_of(&h, "nv-8q");
+    assert_eq!(stuck.len(), 1);
+    h.mdev.sysfs.set_busy(stuck[0]);
+    assert_eq!(h.dra_unprepare(&claim(1)).unwrap_err().code(), "dra.remove");
+    // Another claim prepares and unprepares; the stuck device stays held.
+    prepare(&h, &claim(2), &[b]).unwrap();
+    assert_eq!(h.dra_unprepare(&claim(2)).unwrap().removed.len(), 1);
+    assert_eq!(
+        prepare(&h, &claim(3), &[a]).unwrap_err().code(),
+        "dra.taken"
+    );
+    // The claim's own calls say why; once the device is free they finish.
+    assert_eq!(
+        prepare(&h, &claim(1), &[a]).unwrap_err().code(),
+        "dra.remove"
+    );
+    h.mdev.sysfs.set_free(stuck[0]);
+    // (The call's recovery removes it before the claim's own step.)
+    h.dra_unprepare(&claim(1)).unwrap();
+    assert!(h.mdev.sysfs.devices().unwrap().is_empty());
+    assert!(h.dra_claims().unwrap().is_empty());
+}
+
+#[test]
+fn a_prepare_whose_undo_fails_keeps_its_record_until_the_device_goes() {
+    // Before: the record was forgotten whatever the undo did, and the
+    // device made first stayed on the host owned by no one.
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let r = h.dra_resources().unwrap();
+    let a = device(&r, "mdev", "nv-8q", 0);
+    let b = device(&r, "mdev", "gvt-small", 0);
+    let c = claim(5);
+    // a is made, then b's create fails, and a will not go.
+    let a_uuid = Uuid::stable(&format!("dra/{}/r0/{a}", c.uid));
+    h.mdev.sysfs.set_busy(a_uuid);
+    h.mdev.sysfs.fail_create_after(1, 5 /* EIO */);
+    assert_eq!(prepare(&h, &c, &[a, b]).unwrap_err().code(), "dra.create");
+    assert_eq!(mdev_of(&h, "nv-8q"), vec![a_uuid]);
+    assert!(d
+        .path()
+        .join(format!("var/lib/hostdev/dra/claims/{}.json", c.uid))
+        .exists());
+    // Held: another claim cannot take a; the next call's recovery removes it.
+    assert_eq!(
+        prepare(&h, &claim(6), &[a]).unwrap_err().code(),
+        "dra.taken"
+    );
+    h.mdev.sysfs.set_free(a_uuid);
+    let p = prepare(&h, &claim(6), &[a]).unwrap();
+    assert_eq!(p.devices.len(), 1);
+    assert_eq!(mdev_of(&h, "nv-8q").len(), 1);
+    h.dra_unprepare(&claim(6)).unwrap();
+    assert!(h.mdev.sysfs.devices().unwrap().is_empty());
+    assert!(h.dra_claims().unwrap().is_empty());
+}
+
+#[test]
+fn a_vf_that_cannot_be_read_at_unprepare_is_an_error_not_a_vf_gone() {
+    // Before: any error finding the VF's PF read as "the VF is gone": the
+    // record was forgotten and the VF kept the claim's type, owned by no one.
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let r = h.dra_resources().unwrap();
+    let v = device(&r, "vgpu", "NVIDIA L40S-4Q", 0);
+    let c = claim(7);
+    prepare(&h, &c, &[v]).unwrap();
+    h.vgpu.sriov.make_unreadable("0000:41:00.0");
+    assert!(h.dra_unprepare(&c).is_err());
+    assert!(d
+        .path()
+        .join(format!("var/lib/hostdev/dra/claims/{}.json", c.uid))
+        .exists());
+}

@@ -84,18 +84,6 @@ pub struct Mount {
 /// Why a CDI spec could not be made or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CdiError {
-    /// A device node the container needs does not exist on the host.
-    #[error(
-        "the device node {host_path} that claim {claim}'s device {device} needs is not a character device on this host"
-    )]
-    MissingNode {
-        /// The claim UID.
-        claim: String,
-        /// The device.
-        device: String,
-        /// The host path.
-        host_path: String,
-    },
     /// Writing or removing the spec failed.
     #[error("cannot write the CDI spec {path}")]
     Write {
@@ -110,7 +98,6 @@ impl CdiError {
     /// The stable code.
     pub fn code(&self) -> &'static str {
         match self {
-            CdiError::MissingNode { .. } => "dra.cdi-missing-node",
             CdiError::Write { .. } => "dra.cdi-write",
         }
     }
@@ -152,15 +139,14 @@ fn is_char_device(p: &Path) -> bool {
 
 /// The device spec for a claim's prepared devices and each device's CDI
 /// id, in the devices' order. A device node whose host path is the
-/// container path (a real host) must exist as a character device; one
+/// container path (a real host) is injected as hostdevd answered it:
+/// hostdevd, on the host, checked that it is a character device there
+/// (this driver, in its container, does not see the host's `/dev`). One
 /// under a root prefix (a simulated host, whose sysfs is a FUSE mount and
-/// has no `/dev`) that does not is left out, and the node's path is named
-/// in the environment instead so a workload sees what it would have got.
-pub fn device_spec(
-    driver: &str,
-    uid: &str,
-    devices: &[DraPreparedDevice],
-) -> Result<(Spec, Vec<String>), CdiError> {
+/// has no `/dev`) that does not exist is left out, and the node's path is
+/// named in the environment instead so a workload sees what it would have
+/// got.
+pub fn device_spec(driver: &str, uid: &str, devices: &[DraPreparedDevice]) -> (Spec, Vec<String>) {
     let kind = device_kind(driver);
     let mut out = Vec::new();
     let mut ids = Vec::new();
@@ -172,19 +158,13 @@ pub fn device_spec(
         };
         let mut simulated = Vec::new();
         for n in &d.nodes {
-            if is_char_device(Path::new(&n.host_path)) {
+            if n.host_path == n.path || is_char_device(Path::new(&n.host_path)) {
                 edits.device_nodes.push(DeviceNode {
                     path: n.path.clone(),
                     host_path: n.host_path.clone(),
                 });
-            } else if n.host_path != n.path {
-                simulated.push(n.path.clone());
             } else {
-                return Err(CdiError::MissingNode {
-                    claim: uid.to_string(),
-                    device: d.device.clone(),
-                    host_path: n.host_path.clone(),
-                });
+                simulated.push(n.path.clone());
             }
         }
         if !simulated.is_empty() {
@@ -200,14 +180,14 @@ pub fn device_spec(
             container_edits: edits,
         });
     }
-    Ok((
+    (
         Spec {
             cdi_version: CDI_VERSION.into(),
             kind,
             devices: out,
         },
         ids,
-    ))
+    )
 }
 
 /// Writes a spec to `path` atomically.
@@ -255,7 +235,7 @@ mod tests {
     #[test]
     fn a_real_node_is_injected_and_named_by_its_cdi_id() {
         let uid = "0b0c6a4e-7d7e-4f43-9c55-3d8a5d2f1e10";
-        let (spec, ids) = device_spec("hostdev.io", uid, &[dev("")]).unwrap();
+        let (spec, ids) = device_spec("hostdev.io", uid, &[dev("")]);
         assert_eq!(
             ids,
             vec![format!(
@@ -275,16 +255,19 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_node_on_a_real_host_is_an_error_and_on_a_simulated_one_is_named() {
+    fn a_real_hosts_node_is_taken_as_hostdevd_checked_it_and_a_simulated_missing_one_is_named() {
+        // The driver's container does not see the host's /dev (the
+        // DaemonSet mounts none): hostdevd checked the node on the host.
         let mut d = dev("");
         d.nodes[0].path = "/dev/vfio/no-such-group".into();
         d.nodes[0].host_path = "/dev/vfio/no-such-group".into();
-        let e = device_spec("hostdev.io", "u", &[d]).unwrap_err();
-        assert_eq!(e.code(), "dra.cdi-missing-node");
+        let (spec, _) = device_spec("hostdev.io", "u", &[d]);
+        let e = &spec.devices[0].container_edits;
+        assert_eq!(e.device_nodes[0].host_path, "/dev/vfio/no-such-group");
         let mut d = dev("/tmp/sim-root-that-does-not-exist");
         d.nodes[0].path = "/dev/vfio/7".into();
         d.nodes[0].host_path = "/tmp/sim-root-that-does-not-exist/dev/vfio/7".into();
-        let (spec, _) = device_spec("hostdev.io", "u", &[d]).unwrap();
+        let (spec, _) = device_spec("hostdev.io", "u", &[d]);
         let e = &spec.devices[0].container_edits;
         assert!(e.device_nodes.is_empty());
         assert_eq!(e.env[1], "HOSTDEV_MDEV_GPU_SIMULATED_NODES=/dev/vfio/7");

@@ -352,7 +352,7 @@ impl Plugin {
         prepared: &[hostdev_api::DraPreparedDevice],
     ) -> Result<Vec<pb::Device>, ClaimError> {
         let cfg = &self.cfg;
-        let (spec, ids) = cdi::device_spec(&cfg.driver, &r.uid, prepared)?;
+        let (spec, ids) = cdi::device_spec(&cfg.driver, &r.uid, prepared);
         let meta = metadata::write(
             &cfg.driver,
             &cfg.node,

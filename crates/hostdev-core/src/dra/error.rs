@@ -85,6 +85,17 @@ pub enum DraError {
         #[source]
         source: Box<crate::CoreError>,
     },
+    /// A prepared device's node is not on this host (the driver, in its
+    /// container, cannot look).
+    #[error("claim {claim}'s device {device} cannot be handed to a container: {what} is not a character device on this host")]
+    NodeMissing {
+        /// The claim.
+        claim: String,
+        /// The device name.
+        device: String,
+        /// The node, or what is missing.
+        what: String,
+    },
     /// Making a device failed (what was made before it is removed again).
     #[error("preparing device {device} for claim {claim} failed")]
     Create {
@@ -111,6 +122,7 @@ impl DraError {
             Self::BadConfig { .. } => "dra.bad_config",
             Self::BadRecord { .. } => "dra.bad_record",
             Self::Remove { .. } => "dra.remove",
+            Self::NodeMissing { .. } => "dra.node_missing",
             Self::Create { .. } => "dra.create",
         }
     }
@@ -125,7 +137,9 @@ impl DraError {
             Self::Taken { .. } | Self::Reallocated { .. } | Self::VfBusy { .. } => {
                 ErrorClass::Conflict
             }
-            Self::BadRecord { .. } | Self::Remove { .. } => ErrorClass::Failed,
+            Self::BadRecord { .. } | Self::Remove { .. } | Self::NodeMissing { .. } => {
+                ErrorClass::Failed
+            }
             Self::Create { source, .. } => source.class(),
         }
     }

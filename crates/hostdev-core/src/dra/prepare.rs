@@ -124,13 +124,25 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             }
         }
         let _dra = super::dra_lock(&self.root)?;
-        let others = self.dra_recover()?;
+        let others = self.dra_recover();
         let asked: Vec<(String, String)> = req
             .devices
             .iter()
             .map(|a| (a.request.clone(), a.device.clone()))
             .collect();
-        if let Some(r) = record::load(&self.root, &req.claim.uid)? {
+        let mut own = record::load(&self.root, &req.claim.uid)?;
+        if let Some(r) = own.as_ref().filter(|r| r.stage != Stage::Prepared) {
+            // This claim's own record recovery could not finish: try again,
+            // and say why to this claim's caller (and no other's).
+            self.unmake_all(r)?;
+            record::forget(&self.root, &req.claim.uid)?;
+            own = None;
+        }
+        let others: Vec<Record> = others
+            .into_iter()
+            .filter(|r| r.claim.uid != req.claim.uid)
+            .collect();
+        if let Some(r) = own {
             let had: Vec<(String, String)> = r
                 .devices
                 .iter()
@@ -141,7 +153,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 // among them: what the record says was made and is gone
                 // (the kernel forgot it) is made again, the same device.
                 self.remake_missing(&r, &who)?;
-                return self.answer(&r);
+                return self.answer(&r).and_then(|a| self.check_nodes(&who, a));
             }
             return Err(DraError::Reallocated {
                 claim: who,
@@ -237,12 +249,22 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         record::save(&self.root, &rec)?;
         for (i, e) in rec.devices.iter().enumerate() {
             if let Err(source) = self.make(&e.made) {
-                // Undo this call's devices, newest first, then the record.
+                // Undo this call's devices, newest first (the failed one
+                // too, which may be half made — not a VF found busy: its
+                // type is someone else's), then the record; a device that
+                // will not go keeps the record `preparing`, so the next
+                // call's recovery tries again and nothing is left unowned.
+                let busy = matches!(source, CoreError::Dra(DraError::VfBusy { .. }));
+                let mut clean = true;
                 for done in rec.devices[..i].iter().rev() {
-                    let _ = self.unmake(&done.made);
+                    clean &= self.unmake(&done.made).is_ok();
                 }
-                let _ = self.unmake(&e.made);
-                record::forget(&self.root, &req.claim.uid)?;
+                if !busy {
+                    clean &= self.unmake(&e.made).is_ok();
+                }
+                if clean {
+                    record::forget(&self.root, &req.claim.uid)?;
+                }
                 return Err(DraError::Create {
                     claim: who,
                     device: e.device.clone(),
@@ -253,7 +275,51 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
         rec.stage = Stage::Prepared;
         record::save(&self.root, &rec)?;
-        self.answer(&rec)
+        self.answer(&rec).and_then(|a| self.check_nodes(&who, a))
+    }
+
+    /// On the host itself (no root prefix), every node of the answer must be
+    /// a character device here, and a VFIO device must have its group's
+    /// node and a vDPA device its vhost-vdpa node: the driver, in its
+    /// container, does not see the host's `/dev`. The record stays
+    /// prepared, so unprepare removes what was made. Under a root prefix
+    /// (the simulated lab, which has no `/dev`) nothing is checked.
+    fn check_nodes(&self, who: &str, ans: DraPrepared) -> Result<DraPrepared, CoreError> {
+        if !(self.root.as_os_str().is_empty() || self.root == std::path::Path::new("/")) {
+            return Ok(ans);
+        }
+        for d in &ans.devices {
+            let missing = |what: String| -> CoreError {
+                DraError::NodeMissing {
+                    claim: who.to_string(),
+                    device: d.device.clone(),
+                    what,
+                }
+                .into()
+            };
+            match d.kind {
+                Kind::Mdev | Kind::Vgpu if d.nodes.len() < 2 => {
+                    return Err(missing(format!("the VFIO group node of {}", d.id)));
+                }
+                Kind::Vdpa if d.nodes.is_empty() => {
+                    return Err(missing(format!(
+                        "the vhost-vdpa node of {} (is it bound to vhost_vdpa?)",
+                        d.id
+                    )));
+                }
+                _ => {}
+            }
+            for n in &d.nodes {
+                let ok = std::fs::metadata(&n.host_path).is_ok_and(|m| {
+                    use std::os::unix::fs::FileTypeExt;
+                    m.file_type().is_char_device()
+                });
+                if !ok {
+                    return Err(missing(n.host_path.clone()));
+                }
+            }
+        }
+        Ok(ans)
     }
 
     /// Makes again each device of a `prepared` record that is not there
@@ -307,7 +373,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     /// Removes what prepare made for the claim (idempotent).
     pub fn dra_unprepare(&self, claim: &DraClaim) -> Result<DraUnprepared, CoreError> {
         let _dra = super::dra_lock(&self.root)?;
-        self.dra_recover()?;
+        self.dra_recover();
         let Some(mut rec) = record::load(&self.root, &claim.uid)? else {
             return Ok(DraUnprepared::default());
         };
@@ -333,21 +399,24 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             .collect()
     }
 
-    /// Undoes every record a dead process left in transit; the records
-    /// left (every `prepared` one). The caller holds the DRA lock, so no
-    /// live process owns a record in transit.
-    pub(crate) fn dra_recover(&self) -> Result<Vec<Record>, CoreError> {
+    /// Undoes every record a dead process (or a removal that failed) left
+    /// in transit; the records left: every `prepared` one, and those whose
+    /// devices would not go (they stay held, and are tried again by the
+    /// next call). The caller holds the DRA lock, so no live process owns a
+    /// record in transit. One claim's stuck device never fails another
+    /// claim's call: its own prepare or unprepare says why.
+    pub(crate) fn dra_recover(&self) -> Vec<Record> {
         let (records, _) = record::load_all(&self.root);
         let mut kept = Vec::with_capacity(records.len());
         for r in records {
-            if r.stage == Stage::Prepared {
+            if r.stage == Stage::Prepared
+                || self.unmake_all(&r).is_err()
+                || record::forget(&self.root, &r.claim.uid).is_err()
+            {
                 kept.push(r);
-            } else {
-                self.unmake_all(&r)?;
-                record::forget(&self.root, &r.claim.uid)?;
             }
         }
-        Ok(kept)
+        kept
     }
 
     /// Removes every device a record names that exists; their ids.
@@ -434,8 +503,12 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 self.mdev.stop(uuid).map(|_| true)
             }
             Made::Vgpu { vf, type_id, .. } => {
-                let Ok(pf) = self.vf_pf(vf) else {
-                    return Ok(false);
+                // Gone only when no PF lists it; a failed read is an error,
+                // not a VF that went (its type would stay set, unowned).
+                let pf = match self.vf_pf(vf) {
+                    Ok(pf) => pf,
+                    Err(CoreError::Dra(DraError::VfBusy { .. })) => return Ok(false),
+                    Err(e) => return Err(e),
                 };
                 let current = self
                     .vgpu
