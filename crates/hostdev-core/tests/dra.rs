@@ -172,17 +172,43 @@ fn capacity_someone_else_holds_is_not_published() {
         .find(|s| s.name.starts_with("gpu0-"))
         .unwrap();
     assert_eq!(gpu0.counters.get("units"), Some(&2), "{r:#?}");
-    // A VF typed by hand is not offered; the others offer its type only.
+    // A VF typed by hand cannot be allocated; the others only its type.
+    // Every device stays published (a change is counters, not devices):
+    // the VF's counter and the other type's counter in the card's types
+    // set are 0.
     let vf0: hostdev_model::vgpu::PciAddress = "0000:41:00.4".parse().unwrap();
     let vfs = h.vgpu.sriov.vfs(&"0000:41:00.0".parse().unwrap()).unwrap();
     assert_eq!(vfs[0].address, vf0, "{vfs:?}");
+    let before: Vec<String> = r.devices.iter().map(|x| x.name.clone()).collect();
     h.vgpu.sriov.set_type(&vf0, 1150).unwrap();
     let r = h.dra_resources().unwrap();
-    let vgpus: Vec<_> = r.devices.iter().filter(|x| x.kind == Kind::Vgpu).collect();
+    let names: Vec<String> = r.devices.iter().map(|x| x.name.clone()).collect();
+    assert_eq!(names, before, "the same devices, only counters change");
+    let vgpus: Vec<_> = allocatable(&r)
+        .into_iter()
+        .filter(|x| x.kind == Kind::Vgpu)
+        .collect();
     assert_eq!(vgpus.len(), 3, "{vgpus:#?}");
     assert!(vgpus.iter().all(|x| x.attributes["typeName"]
         == DraValue::String("NVIDIA L40S-4Q".into())
         && x.attributes["resource.kubernetes.io/pciBusID"] != DraValue::String(vf0.to_string())));
+}
+
+/// The devices the scheduler could allocate now: each counter it draws on
+/// holds at least what it takes.
+fn allocatable(r: &DraResources) -> Vec<&hostdev_core::api::DraDevice> {
+    r.devices
+        .iter()
+        .filter(|d| {
+            d.consumes.iter().all(|c| {
+                let set = r.counter_sets.iter().find(|s| s.name == c.counter_set);
+                c.counters.iter().all(|(k, n)| {
+                    set.and_then(|s| s.counters.get(k))
+                        .is_some_and(|have| have >= n)
+                })
+            })
+        })
+        .collect()
 }
 
 #[test]
@@ -324,7 +350,7 @@ fn a_record_left_in_transit_by_a_killed_process_is_undone_by_the_next_caller() {
 
 /// Prepares every device `r` publishes, one claim each, and unprepares it.
 fn every_published_device_prepares(h: &Fakes, r: &DraResources) {
-    for (i, d) in r.devices.iter().enumerate() {
+    for (i, d) in allocatable(r).into_iter().enumerate() {
         let c = claim(0x80 + i as u8);
         let p = prepare(h, &c, &[d.name.as_str()])
             .unwrap_or_else(|e| panic!("published device {} is refused: {e}", d.name));
@@ -356,10 +382,11 @@ fn a_prepare_takes_exactly_the_devices_that_are_published() {
     h.vgpu.sriov.set_type(&vf0, 1150).unwrap();
     let after = h.dra_resources().unwrap();
     every_published_device_prepares(&h, &after);
-    let gone: Vec<&str> = before
-        .devices
-        .iter()
-        .filter(|b| !after.devices.iter().any(|a| a.name == b.name))
+    // Closed: published still, but no counter lets them be allocated.
+    let now = allocatable(&after);
+    let gone: Vec<&str> = allocatable(&before)
+        .into_iter()
+        .filter(|b| !now.iter().any(|a| a.name == b.name))
         .map(|b| b.name.as_str())
         .collect();
     assert!(gone.len() >= 3, "{gone:?}");

@@ -147,6 +147,57 @@ fn spec(driver: &str, node: &str) -> rv1::ResourceSliceSpec {
     }
 }
 
+/// The counter sets in slices of at most [`MAX_COUNTER_SETS_PER_SLICE`],
+/// in their order, never parting sets one device draws on together (a
+/// parent's `units` and its types set) unless they are more than a slice
+/// holds: a change to what a parent can make is then one slice's update.
+fn pack_sets<'a>(sets: &[&'a DraCounterSet], devices: &[DraDevice]) -> Vec<Vec<&'a DraCounterSet>> {
+    let index: BTreeMap<&str, usize> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    // Union-find over the sets a device names together.
+    let mut up: Vec<usize> = (0..sets.len()).collect();
+    fn find(up: &mut [usize], mut i: usize) -> usize {
+        while up[i] != i {
+            up[i] = up[up[i]];
+            i = up[i];
+        }
+        i
+    }
+    for d in devices {
+        let ids: Vec<usize> = d
+            .consumes
+            .iter()
+            .filter_map(|c| index.get(c.counter_set.as_str()).copied())
+            .collect();
+        for w in ids.windows(2) {
+            let (a, b) = (find(&mut up, w[0]), find(&mut up, w[1]));
+            if a != b {
+                up[a.max(b)] = a.min(b);
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<&'a DraCounterSet>> = BTreeMap::new();
+    for (i, s) in sets.iter().enumerate() {
+        let r = find(&mut up, i);
+        groups.entry(r).or_default().push(s);
+    }
+    let mut out: Vec<Vec<&'a DraCounterSet>> = Vec::new();
+    for g in groups.into_values() {
+        for part in g.chunks(MAX_COUNTER_SETS_PER_SLICE) {
+            match out.last_mut() {
+                Some(last) if last.len() + part.len() <= MAX_COUNTER_SETS_PER_SLICE => {
+                    last.extend_from_slice(part)
+                }
+                _ => out.push(part.to_vec()),
+            }
+        }
+    }
+    out
+}
+
 /// The pool named after `node` for hostdevd's offer. An empty offer is one
 /// slice without devices (the scheduler then knows the node has none).
 pub fn pool(driver: &str, node: &str, offer: &DraResources) -> Pool {
@@ -172,7 +223,7 @@ pub fn pool(driver: &str, node: &str, offer: &DraResources) -> Pool {
         }
     }
     let mut specs = Vec::new();
-    for chunk in sets.chunks(MAX_COUNTER_SETS_PER_SLICE) {
+    for chunk in pack_sets(&sets, &offer.devices) {
         let mut s = spec(driver, node);
         s.shared_counters = Some(
             chunk
@@ -264,6 +315,47 @@ mod tests {
             Some(&["type-a".to_string()][..])
         );
         assert_eq!(d.attributes.as_ref().unwrap()["numaNode"].int, Some(0));
+    }
+
+    #[test]
+    fn sets_a_device_draws_on_together_share_a_slice() {
+        // Three parents of one set, then one with a types set beside its
+        // units (sorted apart by name), then four more: 9 sets.
+        let mut o = offer(3, 1);
+        for name in ["p3", "p4", "p5", "p6", "p7", "q3-types"] {
+            o.counter_sets.push(DraCounterSet {
+                name: name.into(),
+                counters: BTreeMap::from([("units".into(), 8)]),
+            });
+        }
+        o.devices.push(DraDevice {
+            name: "two-sets".into(),
+            kind: Kind::Mdev,
+            attributes: BTreeMap::new(),
+            consumes: vec![
+                DraConsumption {
+                    counter_set: "p3".into(),
+                    counters: BTreeMap::from([("units".into(), 1)]),
+                    groups: vec![],
+                },
+                DraConsumption {
+                    counter_set: "q3-types".into(),
+                    counters: BTreeMap::from([("units".into(), 1)]),
+                    groups: vec![],
+                },
+            ],
+        });
+        let p = pool("hostdev.io", "n", &o);
+        let slices: Vec<Vec<String>> = p
+            .specs
+            .iter()
+            .filter_map(|s| s.shared_counters.as_ref())
+            .map(|c| c.iter().map(|x| x.name.clone()).collect())
+            .collect();
+        let with = |n: &str| slices.iter().position(|s| s.contains(&n.to_string()));
+        assert_eq!(with("p3"), with("q3-types"), "{slices:?}");
+        assert!(slices.iter().all(|s| s.len() <= MAX_COUNTER_SETS_PER_SLICE));
+        assert_eq!(slices.iter().map(Vec::len).sum::<usize>(), 9);
     }
 
     #[test]

@@ -12,16 +12,20 @@
 //! other) is said with `compatibilityGroups`: each device's consumption
 //! carries its type's group, so the scheduler never puts two types on one
 //! parent. Capacity used by devices no claim made (the host file, pools,
-//! by hand; running, or defined to start at boot) is taken off `units`,
-//! and on a one-type parent holding such a device only that type is
-//! offered. Devices: one per (parent, type, slot), at most
-//! [`super::MAX_SLOTS_PER_TYPE`] slots per type.
+//! by hand; running, or defined to start at boot) is taken off `units`.
+//! A one-type parent has a second set, its types set, with a counter per
+//! type each of its devices also draws 1 from: a type someone else's device
+//! closes is 0 there. Devices: one per (parent, type, slot), at most
+//! [`super::MAX_SLOTS_PER_TYPE`] slots per type, whoever holds the parent,
+//! so what others do changes counters only — one counter slice's update
+//! for the driver, not a rewrite of the pool.
 //!
 //! NVIDIA SR-IOV PFs: one counter set per 32 VFs with a counter per VF
-//! (`vf-N`: 1); one device per (VF, vGPU type by name), consuming its VF's
-//! counter, grouped by type (without heterogeneous mode a card runs one
-//! size). A VF defined or typed by someone else is not offered, and its type
-//! is the only one offered on its card.
+//! (`vf-N`: 1, or 0 for a VF someone else defined or typed) and a types
+//! set per card (a type other than the one someone else's VF runs is 0);
+//! one device per (VF, vGPU type by name), drawing on both, grouped by type
+//! (without heterogeneous mode a card runs one size). A prepare is given
+//! none of what a 0 closes.
 //!
 //! vDPA: the operator's templates, see [`super::vdpa`].
 //!
@@ -360,16 +364,36 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     ));
                 }
             }
-            // A one-type parent holding someone else's device offers that type only.
-            if one_type && !foreign.is_empty() {
-                maxima.retain(|(t, _)| foreign.contains_key(&t.type_id));
-            }
+            // A one-type parent holding someone else's device can make that
+            // type only. The other types stay published, their counter at 0
+            // (in the parent's types set, or their own `type-N` counter), so
+            // a device never comes and goes with who holds the parent and
+            // such a change is one counter slice's update; a prepare is not
+            // given them. With more types than a set holds counters, they
+            // are left out instead, as before.
+            let blocked: BTreeSet<TypeId> = if one_type && !foreign.is_empty() {
+                maxima
+                    .iter()
+                    .filter(|(t, _)| !foreign.contains_key(&t.type_id))
+                    .map(|(t, _)| t.type_id.clone())
+                    .collect()
+            } else {
+                BTreeSet::new()
+            };
             if maxima.is_empty() {
                 continue;
             }
             let units = maxima
                 .iter()
                 .try_fold(1u64, |l, (_, m)| lcm(l, *m).filter(|v| *v <= MAX_UNITS));
+            let types_set = (one_type && units.is_some() && maxima.len() <= COUNTERS_PER_SET)
+                .then(|| label(&[p.as_str(), "types"], ""));
+            if types_set.is_none() && units.is_some() {
+                maxima.retain(|(t, _)| !blocked.contains(&t.type_id));
+                if maxima.is_empty() {
+                    continue;
+                }
+            }
             let set = label(&[p.as_str()], "");
             let mut counters = BTreeMap::new();
             match units {
@@ -384,13 +408,18 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     // Maxima too far apart for one budget: each type its own.
                     for (i, (t, m)) in maxima.iter().enumerate() {
                         let used = foreign.get(&t.type_id).copied().unwrap_or(0);
-                        counters.insert(format!("type-{i}"), m.saturating_sub(used));
+                        let left = if blocked.contains(&t.type_id) {
+                            0
+                        } else {
+                            m.saturating_sub(used)
+                        };
+                        counters.insert(format!("type-{i}"), left);
                     }
                 }
             }
             if !scope.full() {
                 // A prepare: what each name means, nothing to publish.
-                for (t, m) in &maxima {
+                for (t, m) in maxima.iter().filter(|(t, _)| !blocked.contains(&t.type_id)) {
                     for slot in 0..(*m).min(super::MAX_SLOTS_PER_TYPE) {
                         offer.plans.insert(
                             label(&[p.as_str(), t.type_id.as_str()], &slot.to_string()),
@@ -407,6 +436,22 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 name: set.clone(),
                 counters,
             });
+            if let Some(ts) = &types_set {
+                offer.resources.counter_sets.push(DraCounterSet {
+                    name: ts.clone(),
+                    counters: maxima
+                        .iter()
+                        .map(|(t, m)| {
+                            let n = if blocked.contains(&t.type_id) {
+                                0
+                            } else {
+                                (*m).min(super::MAX_SLOTS_PER_TYPE)
+                            };
+                            (group(t.type_id.as_str()), n)
+                        })
+                        .collect(),
+                });
+            }
             let driver = hostdev_sysfs::driver_identity(
                 &self.root,
                 &self.root.join("sys/class/mdev_bus").join(p.as_str()),
@@ -445,27 +490,38 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     let name = label(&[p.as_str(), t.type_id.as_str()], &slot.to_string());
                     let mut a = attrs.clone();
                     a.insert("slot".into(), DraValue::Int(slot as i64));
+                    let groups = if one_type {
+                        vec![group(t.type_id.as_str())]
+                    } else {
+                        Vec::new()
+                    };
+                    let mut consumes = vec![DraConsumption {
+                        counter_set: set.clone(),
+                        counters: BTreeMap::from([(counter.clone(), cost)]),
+                        groups: groups.clone(),
+                    }];
+                    if let Some(ts) = &types_set {
+                        consumes.push(DraConsumption {
+                            counter_set: ts.clone(),
+                            counters: BTreeMap::from([(group(t.type_id.as_str()), 1)]),
+                            groups,
+                        });
+                    }
                     offer.resources.devices.push(DraDevice {
                         name: name.clone(),
                         kind: Kind::Mdev,
                         attributes: a,
-                        consumes: vec![DraConsumption {
-                            counter_set: set.clone(),
-                            counters: BTreeMap::from([(counter.clone(), cost)]),
-                            groups: if one_type {
-                                vec![group(t.type_id.as_str())]
-                            } else {
-                                Vec::new()
-                            },
-                        }],
+                        consumes,
                     });
-                    offer.plans.insert(
-                        name,
-                        Plan::Mdev {
-                            parent: p.clone(),
-                            mdev_type: t.type_id.clone(),
-                        },
-                    );
+                    if !blocked.contains(&t.type_id) {
+                        offer.plans.insert(
+                            name,
+                            Plan::Mdev {
+                                parent: p.clone(),
+                                mdev_type: t.type_id.clone(),
+                            },
+                        );
+                    }
                 }
             }
         }
@@ -500,8 +556,16 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             }
             // VFs someone else holds: typed by hand, a pool or the host
             // file, or defined; their type is the only one the card may run.
+            // They stay published with their VF counter at 0, and the other
+            // types with their counter in the card's types set at 0, so a
+            // device never comes and goes with who holds a VF (a change is
+            // one counter slice's update); a prepare is given neither. A
+            // card with more types than a set holds counters leaves them out
+            // instead, as before.
             let mut only: BTreeSet<u32> = BTreeSet::new();
             let mut free = Vec::new();
+            let mut held: BTreeSet<&PciAddress> = BTreeSet::new();
+            let mut offered = Vec::new();
             for v in &vfs {
                 let ours = claim_vfs.contains(&v.address);
                 let foreign =
@@ -510,21 +574,32 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     if v.current != 0 {
                         only.insert(v.current);
                     }
+                    if v.ready {
+                        held.insert(&v.address);
+                        offered.push(v);
+                    }
                 } else if v.ready {
                     free.push(v);
+                    offered.push(v);
                 }
             }
+            let allowed = |id: &u32| only.is_empty() || only.contains(id);
+            let types_set = (known.len() <= COUNTERS_PER_SET)
+                .then(|| label(&[pf.address.as_str(), "types"], ""));
             let types: Vec<(u32, String)> = known
                 .iter()
-                .filter(|(id, _)| only.is_empty() || only.contains(id))
+                .filter(|(id, _)| types_set.is_some() || allowed(id))
                 .map(|(id, n)| (*id, n.clone()))
                 .collect();
-            if types.is_empty() || free.is_empty() {
+            if types_set.is_none() {
+                offered.retain(|v| !held.contains(&v.address));
+            }
+            if types.is_empty() || offered.is_empty() {
                 continue;
             }
             if !scope.full() {
                 for v in free {
-                    for (id, tname) in &types {
+                    for (id, tname) in types.iter().filter(|(id, _)| allowed(id)) {
                         offer.plans.insert(
                             label(&[v.address.as_str(), tname], ""),
                             Plan::Vgpu {
@@ -541,11 +616,21 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             let driver = sriov.pf_driver(&pf.address);
             // VF N counts in set N / 32, so a set keeps its VFs whoever holds the others.
             let mut chunks: BTreeMap<u32, Vec<&hostdev_sysfs::sriov::VfInfo>> = BTreeMap::new();
-            for v in free {
+            for v in offered {
                 chunks
                     .entry(v.index / COUNTERS_PER_SET as u32)
                     .or_default()
                     .push(v);
+            }
+            if let Some(ts) = &types_set {
+                let n = vfs.len() as u64;
+                offer.resources.counter_sets.push(DraCounterSet {
+                    name: ts.clone(),
+                    counters: types
+                        .iter()
+                        .map(|(id, tname)| (group(tname), if allowed(id) { n } else { 0 }))
+                        .collect(),
+                });
             }
             for (k, chunk) in chunks {
                 let set = label(&[pf.address.as_str(), "vfs"], &k.to_string());
@@ -553,7 +638,10 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     name: set.clone(),
                     counters: chunk
                         .iter()
-                        .map(|v| (format!("vf-{}", v.index), 1))
+                        .map(|v| {
+                            let n = u64::from(!held.contains(&v.address));
+                            (format!("vf-{}", v.index), n)
+                        })
                         .collect(),
                 });
                 for v in chunk {
@@ -586,24 +674,34 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                             "resource.kubernetes.io/pciBusID".into(),
                             s(v.address.as_str()),
                         );
+                        let mut consumes = vec![DraConsumption {
+                            counter_set: set.clone(),
+                            counters: BTreeMap::from([(format!("vf-{}", v.index), 1)]),
+                            groups: vec![group(tname)],
+                        }];
+                        if let Some(ts) = &types_set {
+                            consumes.push(DraConsumption {
+                                counter_set: ts.clone(),
+                                counters: BTreeMap::from([(group(tname), 1)]),
+                                groups: vec![group(tname)],
+                            });
+                        }
                         offer.resources.devices.push(DraDevice {
                             name: name.clone(),
                             kind: Kind::Vgpu,
                             attributes: a,
-                            consumes: vec![DraConsumption {
-                                counter_set: set.clone(),
-                                counters: BTreeMap::from([(format!("vf-{}", v.index), 1)]),
-                                groups: vec![group(tname)],
-                            }],
+                            consumes,
                         });
-                        offer.plans.insert(
-                            name,
-                            Plan::Vgpu {
-                                vf: v.address.clone(),
-                                type_id: *id,
-                                type_name: tname.clone(),
-                            },
-                        );
+                        if allowed(id) && !held.contains(&v.address) {
+                            offer.plans.insert(
+                                name,
+                                Plan::Vgpu {
+                                    vf: v.address.clone(),
+                                    type_id: *id,
+                                    type_name: tname.clone(),
+                                },
+                            );
+                        }
                     }
                 }
             }
