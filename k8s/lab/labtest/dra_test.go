@@ -453,14 +453,20 @@ func TestDRADriver(t *testing.T) {
 				t.Errorf("%s published no devices", h.driver)
 			}
 		}
-		// large: 16 GPUs, one counter set each (two slices of 8).
+		// large: 16 one-type GPUs, a units set and a types set each, the
+		// two of a GPU in one slice.
 		sl, _ := large.slices(context.Background())
-		sets := 0
+		units, all := 0, 0
 		for _, s := range sl {
-			sets += len(s.Spec.SharedCounters)
+			all += len(s.Spec.SharedCounters)
+			for _, c := range s.Spec.SharedCounters {
+				if _, ok := c.Counters["units"]; ok {
+					units++
+				}
+			}
 		}
-		if sets != 16 {
-			t.Errorf("large.hostdev.io published %d counter sets, want 16 (one per GPU)", sets)
+		if units != 16 || all != 32 {
+			t.Errorf("large.hostdev.io published %d counter sets, %d with units; want 32, 16 (a units and a types set per GPU)", all, units)
 		}
 		// nvidia-sriov: devices per (VF, type) with the VF's PCI address.
 		n := 0
