@@ -1,7 +1,7 @@
 //! Device metadata files (KEP-5304), as Kubernetes' Go helper
 //! `k8s.io/dynamic-resource-allocation/kubeletplugin` writes them: per
 //! prepared claim and request, a file under the plugin's data directory
-//! (`<plugin dir>/dra-device-metadata/<namespace>_<claim>/<request>/metadata.json`)
+//! (`<plugin dir>/dra-device-metadata/<claim UID>/<request>/metadata.json`)
 //! holding one `DeviceMetadata` object per API version
 //! (`metadata.resource.k8s.io/v1beta1`, then `v1alpha1` for readers that
 //! only know that one — a reader takes the first it knows), bind-mounted
@@ -79,11 +79,12 @@ struct MetaDevice<'a> {
     attributes: &'a BTreeMap<String, DraValue>,
 }
 
-/// The directory of one claim's metadata files.
+/// The directory of one claim's metadata files, named by the claim's UID:
+/// a claim deleted and made again under its name is another claim, whose
+/// files the old one's late unprepare must not remove (and a namespace and
+/// name together can be longer than a file name may be).
 pub fn claim_dir(plugin_dir: &Path, claim: &ClaimRef) -> PathBuf {
-    plugin_dir
-        .join("dra-device-metadata")
-        .join(format!("{}_{}", claim.namespace, claim.name))
+    plugin_dir.join("dra-device-metadata").join(&claim.uid)
 }
 
 /// The metadata CDI spec file of a claim.
@@ -292,5 +293,27 @@ mod tests {
         assert!(!claim_dir(&plugin, &claim(None)).exists());
         assert_eq!(std::fs::read_dir(&cdi_dir).unwrap().count(), 0);
         remove("hostdev.io", &plugin, &cdi_dir, &claim(None)).unwrap();
+    }
+
+    #[test]
+    fn a_late_unprepare_of_a_claim_leaves_the_files_of_its_namesake() {
+        // Before: the directory was namespace_name, so the old claim's
+        // unprepare (the kubelet retries it) removed the new claim's files.
+        let d = tempfile::tempdir().unwrap();
+        let (plugin, cdi_dir) = (d.path().join("plugin"), d.path().join("cdi"));
+        let dev = DraPreparedDevice {
+            request: "gpu".into(),
+            device: "vf-a".into(),
+            kind: Kind::Vgpu,
+            id: "0000:3b:00.4".into(),
+            nodes: vec![],
+            metadata: BTreeMap::new(),
+        };
+        let old = claim(None);
+        let mut new = claim(None);
+        new.uid = "6f0e7a1c-1b2d-4c3e-8f4a-5b6c7d8e9f00".into();
+        write("hostdev.io", "n", &plugin, &cdi_dir, &new, &[dev]).unwrap();
+        remove("hostdev.io", &plugin, &cdi_dir, &old).unwrap();
+        assert!(claim_dir(&plugin, &new).join("gpu/metadata.json").is_file());
     }
 }

@@ -136,6 +136,17 @@ pub enum ClaimError {
         /// The value.
         value: String,
     },
+    /// An admin-access result: a view of a device another claim may hold,
+    /// which hostdev has no way to give without making one.
+    #[error("ResourceClaim {namespace}/{name} asks for admin access to device {device}; this driver makes a device per claim and has no shared view of one to give")]
+    AdminAccess {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The device.
+        device: String,
+    },
     /// hostdevd refused or failed.
     #[error("hostdevd: {0}")]
     Daemon(#[from] DaemonError),
@@ -164,11 +175,57 @@ impl ClaimError {
             ClaimError::Replaced { .. } => "dra.claim-replaced".into(),
             ClaimError::NotAllocated { .. } => "dra.claim-not-allocated".into(),
             ClaimError::BadResult { .. } => "dra.bad-allocation".into(),
+            ClaimError::AdminAccess { .. } => "dra.admin-access".into(),
             ClaimError::Daemon(e) => e.code(),
             ClaimError::Cdi(e) => e.code().into(),
             ClaimError::Config(e) => e.code().into(),
         }
     }
+}
+
+/// The allocation results of this driver and node (pool), checked, as
+/// hostdevd's prepare wants them. An admin-access result is refused: this
+/// driver makes a device per claim and has no shared view of one to give
+/// (making one would make a device the scheduler never counted, and the
+/// claim later given it would find it taken).
+fn ours(
+    results: &[k8s_openapi::api::resource::v1::DeviceRequestAllocationResult],
+    driver: &str,
+    node: &str,
+    configs: &[config::Entry],
+    r: &ClaimRef,
+) -> Result<Vec<DraAllocated>, ClaimError> {
+    let bad_result = |what, value: &str| ClaimError::BadResult {
+        namespace: r.namespace.clone(),
+        name: r.name.clone(),
+        what,
+        value: value.chars().take(80).collect(),
+    };
+    let mut devices = Vec::new();
+    for res in results
+        .iter()
+        .filter(|x| x.driver == driver && x.pool == node)
+    {
+        if !is_request(&res.request) {
+            return Err(bad_result("request", &res.request));
+        }
+        if !is_dns_label(&res.device) {
+            return Err(bad_result("device", &res.device));
+        }
+        if res.admin_access == Some(true) {
+            return Err(ClaimError::AdminAccess {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                device: res.device.clone(),
+            });
+        }
+        devices.push(DraAllocated {
+            request: res.request.clone(),
+            device: res.device.clone(),
+            config: config::for_request(configs, &res.request),
+        });
+    }
+    Ok(devices)
 }
 
 /// Where one prepare's time went (the driver's log line tells it).
@@ -302,23 +359,7 @@ impl Plugin {
                     namespace: r.namespace.clone(),
                     name: r.name.clone(),
                 })?;
-        let mut devices = Vec::new();
-        for res in results
-            .iter()
-            .filter(|x| x.driver == self.cfg.driver && x.pool == self.cfg.node)
-        {
-            if !is_request(&res.request) {
-                return Err(bad_result("request", &res.request));
-            }
-            if !is_dns_label(&res.device) {
-                return Err(bad_result("device", &res.device));
-            }
-            devices.push(DraAllocated {
-                request: res.request.clone(),
-                device: res.device.clone(),
-                config: config::for_request(&configs, &res.request),
-            });
-        }
+        let devices = ours(&results, &self.cfg.driver, &self.cfg.node, &configs, &r)?;
         if devices.is_empty() {
             return Ok(Vec::new());
         }
@@ -613,6 +654,40 @@ mod tests {
             status: 409,
             body: ErrorBody::new(class, "dra.create", "held"),
         }))
+    }
+
+    #[test]
+    fn an_admin_access_result_is_refused_and_other_drivers_results_are_left() {
+        use k8s_openapi::api::resource::v1::DeviceRequestAllocationResult as Res;
+        let r = ClaimRef {
+            namespace: "ns".into(),
+            name: "c".into(),
+            uid: "0b0c6a4e-7d7e-4f43-9c55-3d8a5d2f1e10".into(),
+            pod_claim_name: None,
+        };
+        let res = |driver: &str, admin: Option<bool>| Res {
+            driver: driver.into(),
+            pool: "n".into(),
+            request: "gpu".into(),
+            device: "dev-0".into(),
+            admin_access: admin,
+            ..Res::default()
+        };
+        let got = ours(
+            &[res("hostdev.io", None), res("other.io", Some(true))],
+            "hostdev.io",
+            "n",
+            &[],
+            &r,
+        )
+        .unwrap();
+        assert_eq!(got.len(), 1);
+        let e = ours(&[res("hostdev.io", Some(true))], "hostdev.io", "n", &[], &r).unwrap_err();
+        assert_eq!(e.code(), "dra.admin-access");
+        assert!(
+            e.to_string().contains("admin access to device dev-0"),
+            "{e}"
+        );
     }
 
     #[test]
