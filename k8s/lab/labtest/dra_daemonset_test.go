@@ -14,10 +14,14 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	resourcev1 "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"hostdev.local/k8s/lab/cluster"
 )
@@ -108,10 +112,12 @@ func labDaemonSet(t *testing.T, driverName, socketDir string) *appsv1.DaemonSet 
 
 // TestDRADaemonSet: the driver deployed as deploy/ says — its image built
 // from the hostdev-dra binary (cluster.BuildDriverImage) and imported into
-// the node's containerd, rbac.yaml applied as is, daemonset.yaml fitted to
-// the lab (labDaemonSet) — run by the real kubelet: the pod runs with the
-// ServiceAccount's token under the least-privilege ClusterRole, the kubelet
-// registers the driver, its slices are published, and a claim's pod gets
+// the node's containerd, rbac.yaml and admission.yaml applied as they are,
+// daemonset.yaml fitted to the lab (labDaemonSet) — run by the real
+// kubelet: the pod runs with the ServiceAccount's token under the
+// least-privilege ClusterRole, the kubelet registers the driver, its slices
+// are published (admission.yaml lets it write its own node's), the same
+// ServiceAccount on another node may not write them, and a claim's pod gets
 // an mdev that goes with the pod.
 func TestDRADaemonSet(t *testing.T) {
 	bin := draBin(t)
@@ -147,6 +153,12 @@ func TestDRADaemonSet(t *testing.T) {
 	t.Log(kubectl(t, "apply", "-f", filepath.Join(deployDir, "rbac.yaml")))
 	t.Cleanup(func() {
 		c := exec.Command(filepath.Join(lab.Bin, "kubectl"), "delete", "--wait=false", "-f", filepath.Join(deployDir, "rbac.yaml"))
+		c.Env = append(os.Environ(), "KUBECONFIG="+lab.Kubeconfig())
+		_ = c.Run()
+	})
+	t.Log(kubectl(t, "apply", "-f", filepath.Join(deployDir, "admission.yaml")))
+	t.Cleanup(func() {
+		c := exec.Command(filepath.Join(lab.Bin, "kubectl"), "delete", "--wait=false", "-f", filepath.Join(deployDir, "admission.yaml"))
 		c.Env = append(os.Environ(), "KUBECONFIG="+lab.Kubeconfig())
 		_ = c.Run()
 	})
@@ -191,6 +203,42 @@ func TestDRADaemonSet(t *testing.T) {
 	eventually(t, driverName+"'s slices published from the pod", 2*time.Minute, func() error {
 		_, err := h.slices(ctx)
 		return err
+	})
+
+	// admission.yaml: the driver's ServiceAccount, from a pod on another
+	// node (its token's node), may not write this node's slices.
+	rc, err := clientcmd.BuildConfigFromFlags("", lab.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + dsNamespace + ":hostdev-dra",
+		Extra:    map[string][]string{"authentication.kubernetes.io/node-name": {"elsewhere"}},
+	}
+	as, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := cluster.NodeName
+	forged := &resourcev1.ResourceSlice{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "forged-"},
+		Spec: resourcev1.ResourceSliceSpec{
+			Driver:   driverName,
+			NodeName: &node,
+			Pool:     resourcev1.ResourcePool{Name: "forged", Generation: 1, ResourceSliceCount: 1},
+			Devices:  []resourcev1.Device{},
+		},
+	}
+	eventually(t, "a slice of this node written as the driver on another node refused", time.Minute, func() error {
+		s, err := as.ResourceV1().ResourceSlices().Create(ctx, forged, metav1.CreateOptions{})
+		if err == nil {
+			_ = cs.ResourceV1().ResourceSlices().Delete(ctx, s.Name, metav1.DeleteOptions{})
+			return fmt.Errorf("created %s", s.Name)
+		}
+		if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "may not write a ResourceSlice of node "+node) {
+			return fmt.Errorf("refused, but not by admission.yaml: %v", err)
+		}
+		return nil
 	})
 
 	// A claim's pod gets its mdev from the deployed driver.
