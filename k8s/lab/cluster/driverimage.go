@@ -32,9 +32,13 @@ const maxDriverFile = 1 << 30
 var lddLine = regexp.MustCompile(`^\s*(?:\S+\s+=>\s+)?(/\S+)\s+\(0x[0-9a-f]+\)\s*$`)
 
 // sharedLibraries lists the absolute paths the dynamic loader resolves for
-// bin, the loader included, sorted.
+// bin, the loader included, sorted; none for a static binary. (ldd may run
+// the binary's loader: build the image from a binary you built.)
 func sharedLibraries(bin string) ([]string, error) {
 	out, err := exec.Command("ldd", bin).CombinedOutput()
+	if err != nil && strings.Contains(string(out), "not a dynamic executable") {
+		return nil, nil // static: the binary alone
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ldd %s failed: %w: %s", bin, err, strings.TrimSpace(string(out)))
 	}
@@ -46,9 +50,6 @@ func sharedLibraries(bin string) ([]string, error) {
 		if m := lddLine.FindStringSubmatch(line); m != nil {
 			libs = append(libs, m[1])
 		}
-	}
-	if len(libs) == 0 {
-		return nil, fmt.Errorf("ldd %s named no library (a static binary needs no image of this kind)", bin)
 	}
 	sort.Strings(libs)
 	return libs, nil
@@ -120,8 +121,21 @@ func BuildDriverImage(bin, name, dest string) error {
 	if !strings.Contains(name, ":") {
 		return fmt.Errorf("image name %q has no tag", name)
 	}
-	if st, err := os.Stat(bin); err != nil || !st.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file (build hostdev-dra first): %v", bin, err)
+	st, err := os.Stat(bin)
+	if err != nil {
+		return fmt.Errorf("cannot read %s (build hostdev-dra first): %w", bin, err)
+	}
+	if !st.Mode().IsRegular() {
+		what := "something else"
+		switch {
+		case st.Mode()&os.ModeNamedPipe != 0:
+			what = "a FIFO"
+		case st.IsDir():
+			what = "a directory"
+		case st.Mode()&os.ModeDevice != 0:
+			what = "a device"
+		}
+		return fmt.Errorf("%s is not a regular file: it is %s", bin, what)
 	}
 	if err := checkDriverELF(bin); err != nil {
 		return err
