@@ -159,6 +159,29 @@ fn build_sim() -> Result<PathBuf> {
     Ok(crate::workspace_root().join("target/debug/hostdev-sim"))
 }
 
+/// Builds what the DRA tests run beside the lab (hostdev-sim, hostdevd,
+/// hostdevctl, hostdev-dra) and returns their directory.
+fn build_dra() -> Result<PathBuf> {
+    let st = crate::cargo()
+        .args(["build", "-q", "--locked"])
+        .args([
+            "-p",
+            "hostdev-sim",
+            "-p",
+            "hostdevd",
+            "-p",
+            "hostdevctl",
+            "-p",
+            "hostdev-dra",
+        ])
+        .status()
+        .context("cannot run cargo to build the DRA driver and hostdevd")?;
+    if !st.success() {
+        bail!("building the DRA driver, hostdevd, hostdevctl or hostdev-sim failed");
+    }
+    Ok(crate::workspace_root().join("target/debug"))
+}
+
 /// `cargo xtask k8s-lab [K8SLAB-OPTION…]`: builds, then hands over to the
 /// launcher (exec), which runs until Ctrl-C (or `--then CMD` exits).
 pub fn lab(args: &[String]) -> Result<ExitCode> {
@@ -211,18 +234,19 @@ pub fn tier(required: bool) -> Result<bool> {
     println!("xtask: tier {NAME}");
     let go = go().context("Go is missing")?;
     let bin = build()?;
-    let sim = build_sim()?;
+    let dra = build_dra()?;
     let st = go_cmd(&go)
         .args([
             "test",
             "-trimpath",
             "-count=1",
             "-v",
-            "-timeout=20m",
+            "-timeout=30m",
             "./labtest",
         ])
         .env("HOSTDEV_K8S_LAB_BIN", &bin)
-        .env("HOSTDEV_K8S_LAB_SIM", &sim)
+        .env("HOSTDEV_K8S_LAB_SIM", dra.join("hostdev-sim"))
+        .env("HOSTDEV_DRA_BIN", &dra)
         .status()
         .context("cannot run go test")?;
     Ok(st.success())

@@ -151,6 +151,190 @@ impl Daemon {
     }
 }
 
+/// The longest event line read (a restore's report is the largest event).
+pub const MAX_EVENT_LINE: u64 = 4 << 20;
+
+/// The daemon's event stream (`GET /v1/events`), one event at a time, as
+/// the daemon sends them (JSON lines in a chunked body).
+#[derive(Debug)]
+pub struct Events {
+    path: PathBuf,
+    body: std::io::BufReader<Body>,
+    line: Vec<u8>,
+}
+
+impl Daemon {
+    /// Follows the daemon's events: those after `since` it still keeps,
+    /// then each as it happens. Reads wait as long as the daemon is quiet.
+    pub fn events(mut self, since: Option<u64>) -> Result<Events, RemoteError> {
+        let path = self.path.clone();
+        let io = |source| RemoteError::Io {
+            path: path.clone(),
+            source,
+        };
+        let target = match since {
+            Some(s) => format!("/v1/events?since={s}"),
+            None => "/v1/events".to_string(),
+        };
+        let req = format!(
+            "GET {target} HTTP/1.1\r\nHost: hostdev\r\nConnection: close\r\nAccept: application/x-ndjson\r\n\r\n"
+        );
+        self.stream.write_all(req.as_bytes()).map_err(io)?;
+        let mut r = std::io::BufReader::new(self.stream);
+        // The header, bounded.
+        let mut head = Vec::new();
+        loop {
+            let mut l = Vec::new();
+            let n = std::io::BufRead::read_until(&mut (&mut r).take(8192), b'\n', &mut l)
+                .map_err(io)?;
+            if n == 0 || !l.ends_with(b"\n") || head.len() > 64 * 1024 {
+                return Err(RemoteError::Protocol {
+                    path: path.clone(),
+                    detail: "the answer to /v1/events has no complete header".into(),
+                });
+            }
+            head.extend_from_slice(&l);
+            if l == b"\r\n" {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&head);
+        let status: u16 = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| RemoteError::Protocol {
+                path: path.clone(),
+                detail: "the answer to /v1/events has no status".into(),
+            })?;
+        let chunked = text.lines().any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                k.eq_ignore_ascii_case("transfer-encoding")
+                    && v.trim().eq_ignore_ascii_case("chunked")
+            })
+        });
+        if !(200..300).contains(&status) {
+            // A refusal: the whole (small) answer, parsed as any other.
+            let mut rest = Vec::new();
+            let _ = r.take(64 * 1024).read_to_end(&mut rest);
+            let mut whole = head;
+            whole.extend(rest);
+            let (_, body) = parse_response(&whole).map_err(|detail| RemoteError::Protocol {
+                path: path.clone(),
+                detail,
+            })?;
+            let body = serde_json::from_slice::<ErrorBody>(&body).unwrap_or_else(|_| {
+                ErrorBody::new(
+                    ErrorClass::from_status(status),
+                    "daemon.http",
+                    format!("the daemon answered HTTP {status} to /v1/events"),
+                )
+            });
+            return Err(RemoteError::Api { status, body });
+        }
+        Ok(Events {
+            path,
+            body: std::io::BufReader::new(Body {
+                inner: r,
+                chunked,
+                left: 0,
+                done: false,
+            }),
+            line: Vec::new(),
+        })
+    }
+}
+
+impl Events {
+    /// The next event; `None` when the daemon ended the stream (it stops).
+    pub fn next_event(&mut self) -> Result<Option<crate::events::Event>, RemoteError> {
+        self.line.clear();
+        let n = std::io::BufRead::read_until(
+            &mut (&mut self.body).take(MAX_EVENT_LINE + 1),
+            b'\n',
+            &mut self.line,
+        )
+        .map_err(|source| RemoteError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        let protocol = |detail: String| RemoteError::Protocol {
+            path: self.path.clone(),
+            detail,
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        if !self.line.ends_with(b"\n") {
+            return Err(protocol(if n as u64 > MAX_EVENT_LINE {
+                format!("an event is longer than {MAX_EVENT_LINE} bytes")
+            } else {
+                "the event stream ended inside an event".into()
+            }));
+        }
+        serde_json::from_slice(&self.line)
+            .map(Some)
+            .map_err(|e| protocol(format!("an event is not hostdev's: {e}")))
+    }
+}
+
+/// A response body: chunked (each chunk's size checked), or to EOF.
+#[derive(Debug)]
+struct Body {
+    inner: std::io::BufReader<UnixStream>,
+    chunked: bool,
+    /// Bytes left in the current chunk.
+    left: u64,
+    done: bool,
+}
+
+impl Read for Body {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::{BufRead, Error, ErrorKind};
+        let bad = |what: &str| Error::new(ErrorKind::InvalidData, what.to_string());
+        if self.done || out.is_empty() {
+            return Ok(0);
+        }
+        if !self.chunked {
+            return self.inner.read(out);
+        }
+        if self.left == 0 {
+            let mut l = Vec::new();
+            (&mut self.inner).take(1024).read_until(b'\n', &mut l)?;
+            if l.is_empty() {
+                return Err(Error::new(ErrorKind::UnexpectedEof, "the stream ended"));
+            }
+            if !l.ends_with(b"\n") {
+                return Err(bad("a chunk size line is cut off or too long"));
+            }
+            let text = std::str::from_utf8(&l).map_err(|_| bad("bad chunk size"))?;
+            let text = text.split(';').next().unwrap_or_default().trim();
+            let size = u64::from_str_radix(text, 16).map_err(|_| bad("bad chunk size"))?;
+            if size == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+            self.left = size;
+        }
+        let want = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(out.len());
+        let got = self.inner.read(&mut out[..want])?;
+        if got == 0 {
+            return Err(Error::new(ErrorKind::UnexpectedEof, "a chunk is cut off"));
+        }
+        self.left -= got as u64;
+        if self.left == 0 {
+            let mut crlf = [0u8; 2];
+            self.inner.read_exact(&mut crlf)?;
+            if &crlf != b"\r\n" {
+                return Err(bad("a chunk does not end in CRLF"));
+            }
+        }
+        Ok(got)
+    }
+}
+
 /// Status and body of an HTTP/1.1 response (Content-Length, chunked, or to EOF).
 fn parse_response(r: &[u8]) -> Result<(u16, Vec<u8>), String> {
     let end = r
@@ -225,5 +409,89 @@ mod tests {
         assert!(parse_response(b"HTTP/1.1 200").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nab").is_err());
         assert!(parse_response(b"junk\r\n\r\n").is_err());
+    }
+
+    /// A daemon on one end of a socket pair that answers `answer` to
+    /// whatever is asked.
+    fn events_from(answer: Vec<u8>) -> Result<Events, RemoteError> {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        std::thread::spawn(move || {
+            let mut req = [0u8; 256];
+            let _ = theirs.read(&mut req);
+            let _ = theirs.write_all(&answer);
+        });
+        Daemon {
+            path: "/test".into(),
+            stream: ours,
+        }
+        .events(Some(3))
+    }
+
+    fn chunked(parts: &[&[u8]]) -> Vec<u8> {
+        let mut a = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        for p in parts {
+            a.extend(format!("{:x}\r\n", p.len()).as_bytes());
+            a.extend(*p);
+            a.extend(b"\r\n");
+        }
+        a
+    }
+
+    #[test]
+    fn events_are_read_across_chunks_until_the_stream_ends() {
+        let one = br#"{"seq":4,"unix_ms":1,"type":"changed","operation":"/v1/dra/prepare","uid":0,"pid":7}"#;
+        let two = br#"{"seq":5,"unix_ms":2,"type":"host_file","mode":"report","changes":1,"blocked":0,"failed":0}"#;
+        let mut lines = one.to_vec();
+        lines.push(b'\n');
+        lines.extend(two);
+        lines.push(b'\n');
+        // Split in odd places: inside the first event and across the newline.
+        let (a, rest) = lines.split_at(10);
+        let (b, c) = rest.split_at(one.len() - 10 + 1 + 3);
+        let mut answer = chunked(&[a, b, c]);
+        answer.extend(b"0\r\n\r\n");
+        let mut ev = events_from(answer).unwrap();
+        let e = ev.next_event().unwrap().unwrap();
+        assert_eq!(e.seq, 4);
+        assert_eq!(e.what.name(), "changed");
+        assert_eq!(ev.next_event().unwrap().unwrap().what.name(), "host_file");
+        assert!(ev.next_event().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_hostile_event_stream_is_an_error_not_a_hang_or_a_panic() {
+        // A chunk size that overflows u64.
+        let mut a = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        a.extend(b"1ffffffffffffffffff\r\nx");
+        let e = events_from(a).unwrap().next_event().unwrap_err();
+        assert_eq!(e.code(), "daemon.io", "{e}");
+        // A line longer than the bound, never ending.
+        let big = vec![b'x'; (MAX_EVENT_LINE + 10) as usize];
+        let e = events_from(chunked(&[&big]))
+            .unwrap()
+            .next_event()
+            .unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
+        // The stream cut inside an event.
+        let e = events_from(chunked(&[b"{\"seq\""]))
+            .unwrap()
+            .next_event()
+            .unwrap_err();
+        assert_eq!(e.code(), "daemon.io", "{e}");
+        // Not an event.
+        let mut a = chunked(&[b"{}\n"]);
+        a.extend(b"0\r\n\r\n");
+        let e = events_from(a).unwrap().next_event().unwrap_err();
+        assert!(e.to_string().contains("not hostdev's"), "{e}");
+        // A refusal is the daemon's error.
+        let body = br#"{"class":"forbidden","code":"auth.denied","message":"No."}"#;
+        let mut a = format!(
+            "HTTP/1.1 403 Forbidden\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        a.extend(body);
+        let e = events_from(a).unwrap_err();
+        assert_eq!(e.code(), "auth.denied", "{e}");
     }
 }

@@ -15,6 +15,7 @@
 #[cfg(feature = "client")]
 pub mod client;
 pub mod domain;
+pub mod dra;
 pub mod error;
 pub mod events;
 pub mod host;
@@ -37,6 +38,11 @@ pub use error::{ErrorBody, ErrorClass, ErrorTarget, Holder};
 
 /// The socket a daemon listens on unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/hostdev/hostdev.sock";
+pub use dra::{
+    DraAllocated, DraClaim, DraClaimRow, DraClaimsQuery, DraConsumption, DraCounterSet, DraDevice,
+    DraDeviceConfig, DraNode, DraPrepareRequest, DraPrepared, DraPreparedDevice, DraResources,
+    DraResourcesQuery, DraUnprepareRequest, DraUnprepared, DraValue,
+};
 pub use events::{DeviceRef, DriftKind, Event, EventKind};
 pub use host::{
     Action, Applied, ApplyReport, ApplyResult, Change, ChangeKind, HostApplyRequest, HostFileDoc,

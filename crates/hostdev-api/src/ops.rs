@@ -272,7 +272,11 @@ macro_rules! with_every_op {
             $crate::VdpaShowQuery,
             $crate::VdpaExportRequest,
             $crate::VdpaImportRequest,
-            $crate::VdpaLibvirtQuery
+            $crate::VdpaLibvirtQuery,
+            $crate::DraResourcesQuery,
+            $crate::DraClaimsQuery,
+            $crate::DraPrepareRequest,
+            $crate::DraUnprepareRequest
         }
     };
 }

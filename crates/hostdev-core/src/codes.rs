@@ -22,6 +22,7 @@ impl CoreError {
             Pool(e) => e.code(),
             Host(e) => e.code(),
             Migrate(e) => e.code(),
+            Dra(e) => e.code(),
             Name(_) => "input.bad_name",
             OutOfRange { .. } => "input.out_of_range",
             Store(e) => match e {
@@ -54,6 +55,7 @@ impl CoreError {
             Pool(e) => e.class(),
             Host(e) => e.class(),
             Migrate(e) => e.class(),
+            Dra(e) => e.class(),
             Name(_) | OutOfRange { .. } | RulePath { .. } | BadAddress(_) => C::Invalid,
             NoSysfs { .. } => C::Unavailable,
             RestorePanicked { .. } => C::Internal,
@@ -82,6 +84,7 @@ impl CoreError {
             CoreError::Pool(e) => e.target(),
             CoreError::Host(e) => e.target(),
             CoreError::Migrate(e) => e.target(),
+            CoreError::Dra(e) => e.target(),
             _ => None,
         }
     }

@@ -5,6 +5,7 @@
 //! here into [`CoreError`] with the few failures no kind owns (a name or
 //! number refused on input, the store, VFIO, the udev rule, the root).
 
+use crate::dra::DraError;
 use crate::host::HostError;
 use crate::mdev::MdevError;
 use crate::migrate::MigrateError;
@@ -37,6 +38,9 @@ pub enum CoreError {
     /// A migration step failed.
     #[error(transparent)]
     Migrate(#[from] MigrateError),
+    /// A Kubernetes DRA step failed.
+    #[error(transparent)]
+    Dra(#[from] DraError),
     /// A name given on input is unusable.
     #[error(transparent)]
     Name(#[from] NameError),

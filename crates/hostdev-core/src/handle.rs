@@ -26,6 +26,7 @@ use hostdev_api::{
     VgpuLibvirtQuery, VgpuListQuery, VgpuListing, VgpuSlot, VgpuStartRequest, VgpuStarted,
     VgpuStopRequest, VgpuTypesQuery, VgpuUndefineRequest,
 };
+use hostdev_api::{DraClaimsQuery, DraPrepareRequest, DraResourcesQuery, DraUnprepareRequest};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
@@ -279,3 +280,8 @@ handle!(VdpaLibvirtQuery, |d, op| d
     .vdpa
     .libvirt(&op.name)
     .map(|xml| LibvirtElement { xml }));
+
+handle!(DraResourcesQuery, |d, _op| d.dra_resources());
+handle!(DraClaimsQuery, |d, _op| d.dra_claims());
+handle!(DraPrepareRequest, |d, op| d.dra_prepare(op));
+handle!(DraUnprepareRequest, |d, op| d.dra_unprepare(&op.claim));

@@ -14,6 +14,7 @@
 
 mod codes;
 mod convert;
+pub mod dra;
 mod error;
 pub mod handle;
 mod host;
@@ -30,6 +31,7 @@ pub mod udev;
 pub mod vdpa;
 pub mod vgpu;
 
+pub use dra::DraError;
 pub use error::{chain, CoreError};
 pub use handle::{Freshness, Handle, Serve};
 pub use host::HostError;

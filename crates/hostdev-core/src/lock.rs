@@ -36,6 +36,11 @@ impl Locker {
         }
     }
 
+    /// A lock file of its own at `path` (the DRA lock).
+    pub fn at(path: PathBuf) -> Self {
+        Locker { path }
+    }
+
     /// Takes the lock, waiting for other holders.
     pub fn lock(&self) -> Result<HostLock, CoreError> {
         Ok(HostLock::acquire(&self.path)?)

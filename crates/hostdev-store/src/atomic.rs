@@ -15,15 +15,35 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Replaces `path` with `data` atomically. Requires the host-wide lock.
 pub fn write_atomic(lock: &HostLock, path: &Path, data: &[u8]) -> Result<(), StoreError> {
-    write_atomic_mode(lock, path, data, 0o644)
+    write(lock, path, data, 0o644, true)
+}
+
+/// [`write_atomic`] for a record of kernel state that a reboot discards
+/// (what a DRA claim made): the data is synced before the rename, so a
+/// kill or a power loss leaves the old file or the new one, whole; the
+/// directory is not, so a power loss may take back the last change — to a
+/// record of devices the power loss removed anyway, which the next look
+/// undoes. Saves the directory's sync, the slower of the two on a busy disk.
+pub fn write_atomic_volatile(lock: &HostLock, path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    write(lock, path, data, 0o644, false)
 }
 
 /// [`write_atomic`] with the file's permission bits (a hook script: 0755).
 pub fn write_atomic_mode(
+    lock: &HostLock,
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+) -> Result<(), StoreError> {
+    write(lock, path, data, mode, true)
+}
+
+fn write(
     _lock: &HostLock,
     path: &Path,
     data: &[u8],
     mode: u32,
+    sync_dir: bool,
 ) -> Result<(), StoreError> {
     let err = |source| StoreError::Write {
         path: path.to_path_buf(),
@@ -55,7 +75,10 @@ pub fn write_atomic_mode(
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if sync_dir {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

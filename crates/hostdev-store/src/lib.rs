@@ -18,7 +18,7 @@ mod memo;
 mod pool_db;
 mod pools;
 
-pub use atomic::{write_atomic, write_atomic_mode};
+pub use atomic::{write_atomic, write_atomic_mode, write_atomic_volatile};
 pub use cache_file::{CacheFile, ManagedStore, ProbeCacheStore, TypeCacheStore};
 pub use json_dir::{JsonDir, Named};
 pub use lock::HostLock;

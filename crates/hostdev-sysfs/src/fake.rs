@@ -67,7 +67,8 @@ struct Device {
 struct State {
     parents: BTreeMap<String, Parent>,
     devices: BTreeMap<Uuid, Device>,
-    fail_create: Option<i32>,
+    /// (creates that still succeed first, errno).
+    fail_create: Option<(u32, i32)>,
     fail_attr: BTreeMap<String, i32>,
     busy: Vec<Uuid>,
     ready_after_polls: u32,
@@ -127,7 +128,12 @@ impl FakeKernel {
 
     /// The next create fails with `errno`.
     pub fn fail_next_create(&self, errno: i32) {
-        self.st().fail_create = Some(errno);
+        self.st().fail_create = Some((0, errno));
+    }
+
+    /// After `ok` more creates succeed, the next one fails with `errno`.
+    pub fn fail_create_after(&self, ok: u32, errno: i32) {
+        self.st().fail_create = Some((ok, errno));
     }
 
     /// Writes of `attr` fail with `errno`.
@@ -138,6 +144,11 @@ impl FakeKernel {
     /// The device refuses removal (EBUSY) as if a VM used it.
     pub fn set_busy(&self, uuid: Uuid) {
         self.st().busy.push(uuid);
+    }
+
+    /// The device can be removed again.
+    pub fn set_free(&self, uuid: Uuid) {
+        self.st().busy.retain(|u| *u != uuid);
     }
 
     /// New devices report ready only after this many readiness polls.
@@ -273,8 +284,13 @@ impl MdevSysfs for FakeKernel {
             mdev_type: t.clone(),
             source: os_err(errno),
         };
-        if let Some(errno) = s.fail_create.take() {
-            return Err(err(errno));
+        match s.fail_create {
+            Some((0, errno)) => {
+                s.fail_create = None;
+                return Err(err(errno));
+            }
+            Some((n, errno)) => s.fail_create = Some((n - 1, errno)),
+            None => {}
         }
         let Some(ty) = s
             .parents

@@ -17,7 +17,6 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path"
@@ -152,13 +151,12 @@ func BuildImages(busybox, dest string) error {
 		return err
 	}
 	layer := newBlob(mediaLayer, layerData)
-	blobs := []blob{layer}
-	var manifests []descriptor
+	var images []imageConfig
 	for _, im := range []imageSpec{
 		{PauseImage, []string{"/bin/sh", "-c", pauseScript}, nil},
 		{TestImage, nil, []string{"/bin/sh"}},
 	} {
-		cfg := map[string]any{
+		images = append(images, imageConfig{name: im.name, layers: []descriptor{layer.desc}, config: map[string]any{
 			"architecture": "amd64",
 			"os":           "linux",
 			"created":      layerTime.Format(time.RFC3339),
@@ -169,68 +167,19 @@ func BuildImages(busybox, dest string) error {
 				"WorkingDir": "/",
 			},
 			"rootfs": map[string]any{"type": "layers", "diff_ids": []string{layer.desc.Digest}},
-		}
-		cb, err := json.Marshal(cfg)
-		if err != nil {
-			return err
-		}
-		config := newBlob(mediaConfig, cb)
-		mb, err := json.Marshal(map[string]any{
-			"schemaVersion": 2,
-			"mediaType":     mediaManifest,
-			"config":        config.desc,
-			"layers":        []descriptor{layer.desc},
-		})
-		if err != nil {
-			return err
-		}
-		manifest := newBlob(mediaManifest, mb)
-		blobs = append(blobs, config, manifest)
-		d := manifest.desc
-		d.Annotations = map[string]string{
-			"io.containerd.image.name":          im.name,
-			"org.opencontainers.image.ref.name": im.name[strings.LastIndexByte(im.name, ':')+1:],
-		}
-		manifests = append(manifests, d)
+		}})
 	}
-	index, err := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": mediaIndex, "manifests": manifests})
-	if err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	put := func(name string, data []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: layerTime}); err != nil {
-			return err
-		}
-		_, err := tw.Write(data)
-		return err
-	}
-	if err := put("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
-		return err
-	}
-	if err := put("index.json", index); err != nil {
-		return err
-	}
-	seen := map[string]bool{}
-	for _, b := range blobs {
-		if seen[b.desc.Digest] {
-			continue
-		}
-		seen[b.desc.Digest] = true
-		if err := put("blobs/sha256/"+strings.TrimPrefix(b.desc.Digest, "sha256:"), b.data); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return writeFileAtomic(dest, buf.Bytes(), 0o644)
+	return writeArchive(dest, []blob{layer}, images)
 }
 
-// importImages loads the archive into containerd's k8s.io namespace (the
-// one the CRI plugin serves) and unpacks it for the lab's snapshotter.
+// importImages loads the lab's archive into containerd's k8s.io namespace
+// (the one the CRI plugin serves) and unpacks it for the lab's snapshotter.
 func (l *Lab) importImages(archive string) error {
+	return l.importNamed(archive, []string{PauseImage, TestImage})
+}
+
+// importNamed imports archive and checks that containerd lists each of names.
+func (l *Lab) importNamed(archive string, names []string) error {
 	out, err := exec.Command(l.bin("ctr"), "--address", l.ContainerdSocket(), "--namespace", "k8s.io",
 		"images", "import", "--snapshotter", l.Snapshotter, archive).CombinedOutput()
 	if err != nil {
@@ -241,7 +190,7 @@ func (l *Lab) importImages(archive string) error {
 	if err != nil {
 		return fmt.Errorf("ctr images list failed: %w: %s", err, strings.TrimSpace(string(out)))
 	}
-	for _, want := range []string{PauseImage, TestImage} {
+	for _, want := range names {
 		if !strings.Contains("\n"+string(out), "\n"+want+"\n") {
 			return fmt.Errorf("containerd does not list %s after the import (it lists: %s)", want, strings.TrimSpace(string(out)))
 		}

@@ -1,4 +1,4 @@
-// Package labtest is the Kubernetes tier: four tests against one real
+// Package labtest is the Kubernetes tier: the tests against one real
 // one-node cluster (package cluster) that TestMain starts and stops.
 //
 // It needs the binaries build.sh built (HOSTDEV_K8S_LAB_BIN), root, cgroups,

@@ -196,17 +196,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             Ok(()) => Ok(out),
             Err(e) => {
                 let db = self.pool_db_waiting(WAIT_HOOK)?;
-                let records = db.read(|tx| {
-                    let mut v = Vec::new();
-                    for id in &made {
-                        v.extend(tx.device(id)?);
-                    }
-                    Ok(v)
-                })?;
-                let _ = self.release_records(&db, records, false);
-                for u in bound {
-                    let _ = db.write(|tx| tx.unbind(&u));
-                }
+                self.undo_made(&db, &made, bound)?;
                 Err(e)
             }
         }

@@ -114,17 +114,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                     .filter(|a| !a.again)
                     .map(|a| a.id.clone())
                     .collect();
-                let records = db.read(|tx| {
-                    let mut v = Vec::new();
-                    for id in &fresh {
-                        v.extend(tx.device(id)?);
-                    }
-                    Ok(v)
-                })?;
-                let _ = self.release_records(&db, records, false);
-                for u in bound {
-                    let _ = db.write(|tx| tx.unbind(&u));
-                }
+                self.undo_made(&db, &fresh, bound)?;
                 Err(e)
             }
         }

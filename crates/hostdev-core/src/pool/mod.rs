@@ -628,6 +628,29 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         self.release_records(&db, records, false)
     }
 
+    /// Undoes a call that failed part way: gives back the devices it made
+    /// (`made`, by id) and unbinds the UUIDs it bound, best effort (what
+    /// cannot be undone now is left to reconcile).
+    pub(crate) fn undo_made(
+        &self,
+        db: &PoolDb,
+        made: &[String],
+        bound: Vec<String>,
+    ) -> Result<(), CoreError> {
+        let records = db.read(|tx| {
+            let mut v = Vec::new();
+            for id in made {
+                v.extend(tx.device(id)?);
+            }
+            Ok(v)
+        })?;
+        let _ = self.release_records(db, records, false);
+        for u in bound {
+            let _ = db.write(|tx| tx.unbind(&u));
+        }
+        Ok(())
+    }
+
     /// Gives back the devices of `records` (each still held by the consumer
     /// the record names, checked inside the transaction).
     pub(crate) fn release_records(

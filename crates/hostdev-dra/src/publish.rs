@@ -1,0 +1,398 @@
+//! Publishing one node's pool as ResourceSlices through the apiserver,
+//! the way Kubernetes' Go helper (`resourceslice` controller) does it: all
+//! slices of a pool carry one generation and the pool's slice count; a
+//! change writes every slice with the next generation (the scheduler
+//! ignores slices of an older generation, so a half-done update never
+//! mixes old and new devices), then deletes slices the pool no longer has
+//! — except that a change one slice holds, with the slice count kept, is
+//! that slice's update alone, in the same generation (the helper's "at most
+//! one update API call" rule: one write is atomic by itself). Slices are
+//! named `<driver>-<node>-<index>` and found again by the field selector
+//! `spec.driver=…,spec.nodeName=…`.
+//!
+//! Whether the apiserver still holds what was last written is asked with a
+//! metadata-only list (names and resourceVersions: a few KiB where the
+//! whole slices of a large host are megabytes); the slices themselves are
+//! listed only when that answer differs from what was written.
+//!
+//! Owns: the slices of this driver on this node. Must not: touch another
+//! driver's or node's slices, or decide what is offered.
+
+use crate::slices::Pool;
+use k8s_openapi::api::resource::v1::{ResourceSlice, ResourceSliceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use std::collections::BTreeMap;
+
+/// Why publishing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// Listing the existing slices failed.
+    #[error("cannot list this node's ResourceSlices")]
+    List(#[source] kube::Error),
+    /// Creating or updating a slice failed.
+    #[error("cannot write ResourceSlice {name}")]
+    Write {
+        /// The slice.
+        name: String,
+        /// Why.
+        #[source]
+        source: kube::Error,
+    },
+    /// A write task died.
+    #[error("a ResourceSlice write was cut short: {0}")]
+    Task(String),
+    /// Deleting an obsolete slice failed.
+    #[error("cannot delete ResourceSlice {name}")]
+    Delete {
+        /// The slice.
+        name: String,
+        /// Why.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl PublishError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PublishError::List(_) => "dra.publish-list",
+            PublishError::Write { .. } => "dra.publish-write",
+            PublishError::Delete { .. } => "dra.publish-delete",
+            PublishError::Task(_) => "dra.publish-task",
+        }
+    }
+}
+
+/// Slice writes in flight at once.
+pub const WRITERS: usize = 32;
+
+fn flatten(
+    r: Result<Result<(String, String), PublishError>, tokio::task::JoinError>,
+) -> Result<(String, String), PublishError> {
+    r.map_err(|e| PublishError::Task(e.to_string()))?
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// The slices already said this.
+    Unchanged,
+    /// The pool was written with this generation, in this many slices.
+    Written {
+        /// The pool's new generation.
+        generation: i64,
+        /// Slices written.
+        slices: usize,
+    },
+    /// One slice changed and was updated alone, in the same generation.
+    Updated {
+        /// The pool's generation (kept).
+        generation: i64,
+        /// The slice's index.
+        index: usize,
+    },
+}
+
+/// What this publisher last wrote and the apiserver acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+struct Written {
+    /// The specs (generation 0).
+    specs: Vec<ResourceSliceSpec>,
+    /// Their generation.
+    generation: i64,
+    /// Each slice's name and the resourceVersion its write returned.
+    versions: BTreeMap<String, String>,
+}
+
+/// How to bring the apiserver's slices to a new pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// Nothing to write.
+    Nothing,
+    /// Update slice `i` alone, keeping the generation.
+    One(usize),
+    /// Write every slice with the next generation.
+    All,
+}
+
+/// The step from what was written (`last`, if the apiserver's names and
+/// resourceVersions, `live`, still are what its writes returned) to `specs`.
+fn step(
+    last: Option<&Written>,
+    live: &BTreeMap<String, String>,
+    specs: &[ResourceSliceSpec],
+) -> Step {
+    let Some(last) = last.filter(|l| &l.versions == live) else {
+        return Step::All;
+    };
+    if last.specs.len() != specs.len() {
+        return Step::All;
+    }
+    let mut changed = (0..specs.len()).filter(|i| last.specs[*i] != specs[*i]);
+    match (changed.next(), changed.next()) {
+        (None, _) => Step::Nothing,
+        (Some(i), None) => Step::One(i),
+        (Some(_), Some(_)) => Step::All,
+    }
+}
+
+/// Publishes one node's pool.
+pub struct Publisher {
+    api: Api<ResourceSlice>,
+    driver: String,
+    node: String,
+    last: Option<Written>,
+}
+
+impl Publisher {
+    /// A publisher for `driver` on `node`.
+    pub fn new(client: kube::Client, driver: &str, node: &str) -> Publisher {
+        Publisher {
+            api: Api::all(client),
+            driver: driver.to_string(),
+            node: node.to_string(),
+            last: None,
+        }
+    }
+
+    /// The name of the pool's slice number `i`.
+    pub fn slice_name(&self, i: usize) -> String {
+        format!("{}-{}-{i}", self.driver, self.node)
+    }
+
+    fn selector(&self) -> ListParams {
+        ListParams::default().fields(&format!(
+            "spec.driver={},spec.nodeName={}",
+            self.driver, self.node
+        ))
+    }
+
+    async fn ours(&self) -> Result<BTreeMap<String, ResourceSlice>, PublishError> {
+        let list = self
+            .api
+            .list(&self.selector())
+            .await
+            .map_err(PublishError::List)?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name.clone().map(|n| (n, s)))
+            .collect())
+    }
+
+    /// This node's slices' names and resourceVersions.
+    async fn versions(&self) -> Result<BTreeMap<String, String>, PublishError> {
+        let list = self
+            .api
+            .list_metadata(&self.selector())
+            .await
+            .map_err(PublishError::List)?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|m| {
+                let name = m.metadata.name?;
+                Some((name, m.metadata.resource_version.unwrap_or_default()))
+            })
+            .collect())
+    }
+
+    /// Writes one slice (created when `version` is `None`); its new
+    /// resourceVersion.
+    async fn write(
+        api: Api<ResourceSlice>,
+        name: String,
+        spec: ResourceSliceSpec,
+        version: Option<String>,
+    ) -> Result<(String, String), PublishError> {
+        let mut slice = ResourceSlice {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                resource_version: version.clone(),
+                ..ObjectMeta::default()
+            },
+            spec,
+        };
+        let pp = PostParams::default();
+        let r = match version {
+            Some(_) => api.replace(&name, &pp, &slice).await,
+            None => {
+                slice.metadata.resource_version = None;
+                api.create(&pp, &slice).await
+            }
+        };
+        match r {
+            Ok(s) => Ok((name, s.metadata.resource_version.unwrap_or_default())),
+            Err(source) => Err(PublishError::Write { name, source }),
+        }
+    }
+
+    /// Makes the apiserver's slices say `pool`: nothing is written when
+    /// they already do (same specs as last written, and the apiserver's
+    /// slices are still the ones those writes made).
+    pub async fn publish(&mut self, pool: &Pool) -> Result<Published, PublishError> {
+        let live = self.versions().await?;
+        match step(self.last.as_ref(), &live, &pool.specs) {
+            Step::Nothing => return Ok(Published::Unchanged),
+            Step::One(i) => {
+                if let Some(last) = self.last.as_mut() {
+                    let name = format!("{}-{}-{i}", self.driver, self.node);
+                    let mut spec = pool.specs[i].clone();
+                    spec.pool.generation = last.generation;
+                    let version = last.versions.get(&name).cloned();
+                    let (name, v) = Self::write(self.api.clone(), name, spec, version).await?;
+                    last.versions.insert(name, v);
+                    last.specs[i] = pool.specs[i].clone();
+                    return Ok(Published::Updated {
+                        generation: last.generation,
+                        index: i,
+                    });
+                }
+            }
+            Step::All => {}
+        }
+        // Never a generation this publisher used before, even when every
+        // slice was deleted meanwhile (a restarted kubelet does that).
+        let floor = self.last.take().map_or(0, |l| l.generation);
+        let existing = self.ours().await?;
+        let generation = existing
+            .values()
+            .map(|s| s.spec.pool.generation)
+            .max()
+            .unwrap_or(0)
+            .max(floor)
+            + 1;
+        // Up to WRITERS slices in flight: a pool of hundreds of slices (the
+        // `large` host: 258) written one by one takes half a minute.
+        let mut writes = tokio::task::JoinSet::new();
+        let mut versions = BTreeMap::new();
+        for (i, spec) in pool.specs.iter().enumerate() {
+            if writes.len() >= WRITERS {
+                if let Some(r) = writes.join_next().await {
+                    let (name, v) = flatten(r)?;
+                    versions.insert(name, v);
+                }
+            }
+            let name = self.slice_name(i);
+            let mut spec = spec.clone();
+            spec.pool.generation = generation;
+            let old = existing
+                .get(&name)
+                .map(|o| o.metadata.resource_version.clone().unwrap_or_default());
+            writes.spawn(Self::write(self.api.clone(), name, spec, old));
+        }
+        while let Some(r) = writes.join_next().await {
+            let (name, v) = flatten(r)?;
+            versions.insert(name, v);
+        }
+        for name in existing.keys().filter(|n| !versions.contains_key(*n)) {
+            match self.api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(source) => {
+                    return Err(PublishError::Delete {
+                        name: name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        self.last = Some(Written {
+            specs: pool.specs.clone(),
+            generation,
+            versions,
+        });
+        Ok(Published::Written {
+            generation,
+            slices: pool.specs.len(),
+        })
+    }
+
+    /// Deletes every slice of this driver on this node (a driver told to
+    /// withdraw).
+    pub async fn withdraw(&mut self) -> Result<usize, PublishError> {
+        let existing = self.ours().await?;
+        for name in existing.keys() {
+            match self.api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(source) => {
+                    return Err(PublishError::Delete {
+                        name: name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        self.last = None;
+        Ok(existing.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::resource::v1::Device;
+
+    fn spec(devices: &[&str]) -> ResourceSliceSpec {
+        ResourceSliceSpec {
+            driver: "hostdev.io".into(),
+            devices: Some(
+                devices
+                    .iter()
+                    .map(|d| Device {
+                        name: d.to_string(),
+                        ..Device::default()
+                    })
+                    .collect(),
+            ),
+            ..ResourceSliceSpec::default()
+        }
+    }
+
+    fn written(specs: &[ResourceSliceSpec]) -> Written {
+        Written {
+            specs: specs.to_vec(),
+            generation: 7,
+            versions: (0..specs.len())
+                .map(|i| (format!("s-{i}"), format!("{}", 100 + i)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn one_changed_slice_is_updated_alone_and_more_rewrite_the_pool() {
+        let a = vec![spec(&["a"]), spec(&["b"]), spec(&["c"])];
+        let w = written(&a);
+        let live = w.versions.clone();
+        assert_eq!(step(Some(&w), &live, &a), Step::Nothing);
+        let mut b = a.clone();
+        b[1] = spec(&["b", "b2"]);
+        assert_eq!(step(Some(&w), &live, &b), Step::One(1));
+        b[2] = spec(&[]);
+        assert_eq!(step(Some(&w), &live, &b), Step::All, "two slices changed");
+        assert_eq!(
+            step(Some(&w), &live, &a[..2]),
+            Step::All,
+            "the count changed"
+        );
+        assert_eq!(step(None, &live, &a), Step::All, "nothing written yet");
+    }
+
+    #[test]
+    fn slices_someone_else_touched_are_rewritten() {
+        let a = vec![spec(&["a"]), spec(&["b"])];
+        let w = written(&a);
+        let mut live = w.versions.clone();
+        live.insert("s-1".into(), "999".into());
+        assert_eq!(step(Some(&w), &live, &a), Step::All, "edited");
+        let mut live = w.versions.clone();
+        live.remove("s-0");
+        assert_eq!(step(Some(&w), &live, &a), Step::All, "deleted");
+        let mut live = w.versions.clone();
+        live.insert("s-9".into(), "1".into());
+        assert_eq!(step(Some(&w), &live, &a), Step::All, "an extra slice");
+    }
+}
