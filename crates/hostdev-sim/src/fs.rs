@@ -6,12 +6,12 @@
 //! semantics (the model does). Nothing is cached by the kernel (TTL 0, direct
 //! I/O), because sysfs content changes under the reader.
 
-use crate::model::{Kernel, Kind, Node};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
     OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen, ReplyWrite, Request,
     TimeOrNow, WriteFlags,
 };
+use hostdev_kmodel::{Kernel, Kind, Node};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -132,8 +132,8 @@ impl Filesystem for SimFs {
         };
         let path = Self::join(&dir, name);
         let (node, incarnation) = {
-            let k = lock(&self.kernel);
-            (k.node(&path), k.incarnation(&path))
+            let mut k = lock(&self.kernel);
+            (k.look(&path), k.incarnation(&path))
         };
         match node {
             Some(n) => {

@@ -1,80 +1,25 @@
-//! An in-memory fake kernel for unit tests: parents, types and devices that
-//! react to create/remove and attribute writes as the kernel does, with
-//! injectable failures, and a log of every call made to it.
+//! The in-process fake of the mdev sysfs interface: hostdev-kmodel's kernel
+//! model behind [`MdevSysfs`], with a log of every call made to it. Its
+//! constructors and knobs are the model's (parents with a capacity policy,
+//! rows of the model's fault table); no rule of the kernel is written here.
+//!
+//! Owns: turning the model's answers into `SysfsError`s and the call log.
+//! Must not: decide capacity, errnos or readiness (the model does).
 
 use crate::{ActiveDevice, MdevSysfs, Readiness, SysfsError};
+use hostdev_kmodel::{errno, Effect, Fault, FaultOp, Kernel, ParentProfile, Policy};
 use hostdev_model::format::TypeInfo;
 use hostdev_model::{AttrName, ParentName, TypeId, Uuid};
-use rustix::io::Errno;
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Mutex, MutexGuard};
 
-/// A type a fake parent supports.
-#[derive(Debug, Clone)]
-pub struct FakeType {
-    /// Type id.
-    pub id: String,
-    /// Instances when the parent is empty.
-    pub max: u32,
-    /// Units of the parent's shared budget one instance costs (0 = no shared budget).
-    pub cost: u32,
-    /// `device_api`.
-    pub device_api: String,
-    /// `name`.
-    pub name: Option<String>,
-    /// `description`.
-    pub description: Option<String>,
-    /// Attribute files devices of this type have.
-    pub attrs: Vec<String>,
-}
-
-impl FakeType {
-    /// A vfio-pci type with `max` instances and no attributes.
-    pub fn new(id: &str, max: u32) -> Self {
-        FakeType {
-            id: id.to_string(),
-            max,
-            cost: 0,
-            device_api: "vfio-pci".to_string(),
-            name: None,
-            description: None,
-            attrs: Vec::new(),
-        }
-    }
-    /// Devices of this type have these attribute files.
-    pub fn with_attrs(mut self, attrs: &[&str]) -> Self {
-        self.attrs = attrs.iter().map(|s| s.to_string()).collect();
-        self
-    }
-}
-
-#[derive(Debug, Default)]
-struct Parent {
-    types: Vec<FakeType>,
-    budget: Option<u32>,
-}
-
-#[derive(Debug)]
-struct Device {
-    parent: String,
-    type_id: String,
-    attrs: BTreeMap<String, String>,
-    polls_until_ready: u32,
-}
+/// A type a fake parent supports: the model's type description.
+pub type FakeType = hostdev_kmodel::TypeProfile;
 
 #[derive(Debug, Default)]
 struct State {
-    parents: BTreeMap<String, Parent>,
-    devices: BTreeMap<Uuid, Device>,
-    /// (creates that still succeed first, errno).
-    fail_create: Option<(u32, i32)>,
-    fail_attr: BTreeMap<String, i32>,
-    busy: Vec<Uuid>,
-    ready_after_polls: u32,
-    never_ready: bool,
-    panic_create: Option<Uuid>,
-    raced: Option<Uuid>,
+    kernel: Kernel,
     log: Vec<String>,
 }
 
@@ -84,6 +29,14 @@ pub struct FakeKernel {
     state: Mutex<State>,
 }
 
+/// The model's name of an errno a test injects.
+fn errno_name(e: i32) -> &'static str {
+    match errno::name(e) {
+        Some(n) => n,
+        None => panic!("the kernel model knows no errno {e}; add it to hostdev-kmodel's table"),
+    }
+}
+
 impl FakeKernel {
     /// A kernel with no mdev parents.
     pub fn new() -> Self {
@@ -91,86 +44,111 @@ impl FakeKernel {
     }
 
     fn st(&self) -> MutexGuard<'_, State> {
-        // A panicking test thread cannot leave the fake in a state worth refusing.
+        // A panicking test thread (an injected panic among them) cannot leave
+        // the model in a state worth refusing: faults fire before it changes.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a parent with its types.
+    /// Runs `f` on the model itself (a test's way to anything the knobs
+    /// below do not name).
+    pub fn with_model<R>(&self, f: impl FnOnce(&mut Kernel) -> R) -> R {
+        f(&mut self.st().kernel)
+    }
+
+    /// Registers a parent whose types each have their own maximum (mtty, mdpy).
     pub fn add_parent(&self, name: &str, types: Vec<FakeType>) -> &Self {
-        self.st().parents.insert(
-            name.to_string(),
-            Parent {
-                types,
-                budget: None,
-            },
-        );
-        self
+        self.add(ParentProfile::new(name, Policy::PerType, 0, types))
     }
 
     /// Registers a parent whose types share one budget (mbochs, GVT-g).
     pub fn add_budget_parent(&self, name: &str, budget: u32, types: Vec<FakeType>) -> &Self {
-        self.st().parents.insert(
-            name.to_string(),
-            Parent {
-                types,
-                budget: Some(budget),
-            },
-        );
+        self.add(ParentProfile::new(
+            name,
+            Policy::SharedBudget,
+            budget,
+            types,
+        ))
+    }
+
+    /// Registers a parent that runs one type at a time (NVIDIA's mdev vGPUs).
+    pub fn add_one_type_parent(&self, name: &str, types: Vec<FakeType>) -> &Self {
+        self.add(ParentProfile::new(name, Policy::OneType, 0, types))
+    }
+
+    /// Registers a parent described in full.
+    pub fn add(&self, parent: ParentProfile) -> &Self {
+        self.st().kernel.add_parent(parent);
         self
     }
 
     /// Unregisters a parent (its devices go with it).
     pub fn remove_parent(&self, name: &str) {
-        let mut s = self.st();
-        s.parents.remove(name);
-        s.devices.retain(|_, d| d.parent != name);
+        self.st().kernel.remove_parent(name);
+    }
+
+    /// Adds a row to the model's fault table.
+    pub fn inject(&self, fault: Fault) {
+        self.st().kernel.inject(fault);
     }
 
     /// The next create fails with `errno`.
     pub fn fail_next_create(&self, errno: i32) {
-        self.st().fail_create = Some((0, errno));
+        self.inject(Fault::errno(FaultOp::Create, errno_name(errno)).times(1));
     }
 
     /// After `ok` more creates succeed, the next one fails with `errno`.
     pub fn fail_create_after(&self, ok: u32, errno: i32) {
-        self.st().fail_create = Some((ok, errno));
+        self.inject(
+            Fault::errno(FaultOp::Create, errno_name(errno))
+                .after(ok)
+                .times(1),
+        );
     }
 
     /// Writes of `attr` fail with `errno`.
     pub fn fail_attr(&self, attr: &str, errno: i32) {
-        self.st().fail_attr.insert(attr.to_string(), errno);
+        self.inject(Fault::errno(FaultOp::Attr, errno_name(errno)).named(attr));
     }
 
     /// The device refuses removal (EBUSY) as if a VM used it.
     pub fn set_busy(&self, uuid: Uuid) {
-        self.st().busy.push(uuid);
+        self.inject(Fault::errno(FaultOp::Remove, "EBUSY").named(&uuid.to_string()));
     }
 
     /// The device can be removed again.
     pub fn set_free(&self, uuid: Uuid) {
-        self.st().busy.retain(|u| *u != uuid);
+        let u = uuid.to_string();
+        self.st()
+            .kernel
+            .clear_faults(|f| f.op == FaultOp::Remove && f.name.as_deref() == Some(u.as_str()));
     }
 
     /// New devices report ready only after this many readiness polls.
     pub fn ready_after_polls(&self, n: u32) {
-        self.st().ready_after_polls = n;
+        let mut f = Fault::effect(FaultOp::Create, Effect::LateBind);
+        f.polls = n;
+        self.inject(f);
     }
 
     /// Creating this device panics (a bug anywhere below the core, for
     /// checking that one device's panic stays that device's failure).
     pub fn panic_on_create(&self, uuid: Uuid) {
-        self.st().panic_create = Some(uuid);
+        self.inject(Fault::effect(FaultOp::Create, Effect::Panic).for_device(&uuid.to_string()));
     }
 
     /// Another process wins the race to create this device: the next create
     /// of it finds it created (same parent and type) and gets EEXIST.
     pub fn race_create(&self, uuid: Uuid) {
-        self.st().raced = Some(uuid);
+        self.inject(
+            Fault::effect(FaultOp::Create, Effect::Race)
+                .for_device(&uuid.to_string())
+                .times(1),
+        );
     }
 
     /// New devices never get a driver bound.
     pub fn never_ready(&self) {
-        self.st().never_ready = true;
+        self.inject(Fault::effect(FaultOp::Create, Effect::Unbound));
     }
 
     /// Every call made so far, one line each (`create mtty mtty-1 <uuid>`, …).
@@ -180,33 +158,7 @@ impl FakeKernel {
 
     /// The attribute values written to a device.
     pub fn attrs_of(&self, uuid: &Uuid) -> Option<BTreeMap<String, String>> {
-        self.st().devices.get(uuid).map(|d| d.attrs.clone())
-    }
-
-    fn available(s: &State, parent: &str, t: &FakeType) -> u32 {
-        let Some(p) = s.parents.get(parent) else {
-            return 0;
-        };
-        match (p.budget, t.cost) {
-            (Some(budget), cost) if cost > 0 => {
-                let used: u32 = s
-                    .devices
-                    .values()
-                    .filter(|d| d.parent == parent)
-                    .filter_map(|d| p.types.iter().find(|x| x.id == d.type_id))
-                    .map(|x| x.cost)
-                    .sum();
-                budget.saturating_sub(used) / cost
-            }
-            _ => {
-                let n = s
-                    .devices
-                    .values()
-                    .filter(|d| d.parent == parent && d.type_id == t.id)
-                    .count() as u32;
-                t.max.saturating_sub(n)
-            }
-        }
+        self.st().kernel.attrs(&uuid.to_string())
     }
 }
 
@@ -218,28 +170,30 @@ impl MdevSysfs for FakeKernel {
     fn parents(&self) -> Result<Vec<ParentName>, SysfsError> {
         Ok(self
             .st()
-            .parents
-            .keys()
-            .filter_map(|p| ParentName::new(p.clone()).ok())
+            .kernel
+            .parents()
+            .into_iter()
+            .filter_map(|p| ParentName::new(p).ok())
             .collect())
     }
 
     fn parent_exists(&self, parent: &ParentName) -> bool {
-        self.st().parents.contains_key(parent.as_str())
+        self.st().kernel.parent(parent.as_str()).is_some()
     }
 
     fn types(&self, parent: &ParentName) -> Result<Vec<TypeInfo>, SysfsError> {
         let s = self.st();
-        let Some(p) = s.parents.get(parent.as_str()) else {
+        let Some(p) = s.kernel.parent(parent.as_str()) else {
             return Ok(Vec::new());
         };
         let mut out: Vec<TypeInfo> = p
             .types
             .iter()
             .filter_map(|t| {
+                let available = s.kernel.available(parent.as_str(), &t.id)?;
                 Some(TypeInfo {
                     type_id: TypeId::new(t.id.clone()).ok()?,
-                    available_instances: i64::from(Self::available(&s, parent.as_str(), t)),
+                    available_instances: i64::from(available),
                     device_api: t.device_api.clone(),
                     name: t.name.clone(),
                     description: t.description.clone(),
@@ -257,13 +211,14 @@ impl MdevSysfs for FakeKernel {
     fn devices(&self) -> Result<Vec<ActiveDevice>, SysfsError> {
         Ok(self
             .st()
-            .devices
-            .iter()
-            .filter_map(|(u, d)| {
+            .kernel
+            .devices()
+            .into_iter()
+            .filter_map(|d| {
                 Some(ActiveDevice {
-                    uuid: *u,
-                    parent: ParentName::new(d.parent.clone()).ok()?,
-                    mdev_type: TypeId::new(d.type_id.clone()).ok()?,
+                    uuid: d.uuid.parse().ok()?,
+                    parent: ParentName::new(d.parent).ok()?,
+                    mdev_type: TypeId::new(d.type_id).ok()?,
                 })
             })
             .collect())
@@ -274,128 +229,61 @@ impl MdevSysfs for FakeKernel {
     }
 
     fn create(&self, parent: &ParentName, t: &TypeId, uuid: &Uuid) -> Result<(), SysfsError> {
-        let panic_now = self.st().panic_create == Some(*uuid);
-        assert!(!panic_now, "injected panic creating {uuid}");
         let mut s = self.st();
         s.log.push(format!("create {parent} {t} {uuid}"));
-        let err = |errno| SysfsError::Create {
-            uuid: *uuid,
-            parent: parent.clone(),
-            mdev_type: t.clone(),
-            source: os_err(errno),
-        };
-        match s.fail_create {
-            Some((0, errno)) => {
-                s.fail_create = None;
-                return Err(err(errno));
-            }
-            Some((n, errno)) => s.fail_create = Some((n - 1, errno)),
-            None => {}
-        }
-        let Some(ty) = s
-            .parents
-            .get(parent.as_str())
-            .and_then(|p| p.types.iter().find(|x| x.id == t.as_str()))
-            .cloned()
-        else {
-            return Err(err(Errno::NOENT.raw_os_error()));
-        };
-        if s.raced.take() == Some(*uuid) {
-            // Another process created it first: it exists now, and this create is refused.
-            s.devices.insert(
-                *uuid,
-                Device {
-                    parent: parent.to_string(),
-                    type_id: t.to_string(),
-                    attrs: BTreeMap::new(),
-                    polls_until_ready: 0,
-                },
-            );
-        }
-        if s.devices.contains_key(uuid) {
-            return Err(err(Errno::EXIST.raw_os_error()));
-        }
-        if Self::available(&s, parent.as_str(), &ty) == 0 {
-            return Err(err(Errno::USERS.raw_os_error()));
-        }
-        let polls = if s.never_ready {
-            u32::MAX
-        } else {
-            s.ready_after_polls
-        };
-        s.devices.insert(
-            *uuid,
-            Device {
-                parent: parent.to_string(),
-                type_id: t.to_string(),
-                attrs: ty
-                    .attrs
-                    .iter()
-                    .map(|a| (a.clone(), String::new()))
-                    .collect(),
-                polls_until_ready: polls,
-            },
-        );
-        Ok(())
+        s.kernel
+            .create(parent.as_str(), t.as_str(), &uuid.to_string())
+            .map_err(|errno| SysfsError::Create {
+                uuid: *uuid,
+                parent: parent.clone(),
+                mdev_type: t.clone(),
+                source: os_err(errno),
+            })
     }
 
     fn remove(&self, uuid: &Uuid) -> Result<(), SysfsError> {
         let mut s = self.st();
         s.log.push(format!("remove {uuid}"));
-        if s.busy.contains(uuid) {
-            return Err(SysfsError::Remove {
+        s.kernel
+            .remove(&uuid.to_string())
+            .map_err(|errno| SysfsError::Remove {
                 uuid: *uuid,
-                source: os_err(Errno::BUSY.raw_os_error()),
-            });
-        }
-        match s.devices.remove(uuid) {
-            Some(_) => Ok(()),
-            None => Err(SysfsError::Remove {
-                uuid: *uuid,
-                source: os_err(Errno::NOENT.raw_os_error()),
-            }),
-        }
+                source: os_err(errno),
+            })
     }
 
     fn write_attr(&self, uuid: &Uuid, attr: &AttrName, value: &str) -> Result<(), SysfsError> {
         let mut s = self.st();
         s.log.push(format!("attr {uuid} {attr}={value}"));
-        let fail = s.fail_attr.get(attr.as_str()).copied();
-        let Some(d) = s.devices.get_mut(uuid) else {
-            return Err(SysfsError::NoAttr {
-                uuid: *uuid,
-                attr: attr.clone(),
-            });
-        };
-        if !d.attrs.contains_key(attr.as_str()) {
+        let has = s
+            .kernel
+            .attrs(&uuid.to_string())
+            .is_some_and(|a| a.contains_key(attr.as_str()));
+        if !has {
             return Err(SysfsError::NoAttr {
                 uuid: *uuid,
                 attr: attr.clone(),
             });
         }
-        if let Some(errno) = fail {
-            return Err(SysfsError::AttrWrite {
+        s.kernel
+            .write_attr(&uuid.to_string(), attr.as_str(), value)
+            .map_err(|errno| SysfsError::AttrWrite {
                 uuid: *uuid,
                 attr: attr.clone(),
                 value: value.to_string(),
                 source: os_err(errno),
-            });
-        }
-        d.attrs.insert(attr.to_string(), value.to_string());
-        Ok(())
+            })
     }
 
     fn readiness(&self, uuid: &Uuid) -> Readiness {
-        let mut s = self.st();
-        let Some(d) = s.devices.get_mut(uuid) else {
-            return Readiness::default();
-        };
-        let ready = d.polls_until_ready == 0;
-        d.polls_until_ready = d.polls_until_ready.saturating_sub(1);
-        Readiness {
-            present: true,
-            driver_bound: ready,
-            iommu_group: ready,
+        let bound = self.st().kernel.poll_bound(&uuid.to_string());
+        match bound {
+            None => Readiness::default(),
+            Some(ready) => Readiness {
+                present: true,
+                driver_bound: ready,
+                iommu_group: ready,
+            },
         }
     }
 }

@@ -298,21 +298,18 @@ impl SriovSysfs for RealSriov {
     }
 }
 
-/// A fake: PFs with card-local type lists and a frame-buffer budget.
+/// The in-process fake: hostdev-kmodel's kernel model (PCI SR-IOV as the
+/// lab's kernel does it, NVIDIA's VF files and frame-buffer budget) behind
+/// [`SriovSysfs`], with a log of writes per PF. No rule is written here.
 #[derive(Debug, Default)]
 pub struct FakeSriov {
-    state: Mutex<BTreeMap<String, FakePf>>,
+    state: Mutex<FakeState>,
 }
 
-#[derive(Debug, Clone)]
-struct FakePf {
-    unreadable: bool,
-    total: u32,
-    fb: u32,
-    types: Vec<(u32, String, u32)>,
-    vfs: Vec<u32>,
-    present: bool,
-    log: Vec<String>,
+#[derive(Debug, Default)]
+struct FakeState {
+    kernel: hostdev_kmodel::Kernel,
+    log: BTreeMap<String, Vec<String>>,
 }
 
 impl FakeSriov {
@@ -321,18 +318,25 @@ impl FakeSriov {
         Self::default()
     }
 
-    /// Reading the PF's VF links fails (EIO), as an unreadable directory would.
-    pub fn make_unreadable(&self, pf: &str) {
-        if let Some(p) = self.st().get_mut(pf) {
-            p.unreadable = true;
-        }
-    }
-
-    fn st(&self) -> MutexGuard<'_, BTreeMap<String, FakePf>> {
+    fn st(&self) -> MutexGuard<'_, FakeState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a PF with `total` VFs, `fb` MiB and types (id, name, fb MiB).
+    /// Runs `f` on the model itself.
+    pub fn with_model<R>(&self, f: impl FnOnce(&mut hostdev_kmodel::Kernel) -> R) -> R {
+        f(&mut self.st().kernel)
+    }
+
+    /// Listing the PF's VF links fails (EIO), as an unreadable directory would.
+    pub fn make_unreadable(&self, pf: &str) {
+        use hostdev_kmodel::{Fault, FaultOp};
+        self.st()
+            .kernel
+            .inject(Fault::errno(FaultOp::ReadVfs, "EIO").on_parent(pf));
+    }
+
+    /// Adds an NVIDIA PF with `total` VFs, `fb` MiB and types (id, name, fb
+    /// MiB); one not `present` appears when told ([`FakeSriov::appear`]).
     pub fn add_pf(
         &self,
         addr: &str,
@@ -341,111 +345,78 @@ impl FakeSriov {
         types: &[(u32, &str, u32)],
         present: bool,
     ) {
-        self.st().insert(
-            addr.to_string(),
-            FakePf {
-                unreadable: false,
-                total,
-                fb,
-                types: types
-                    .iter()
-                    .map(|(i, n, f)| (*i, n.to_string(), *f))
-                    .collect(),
-                vfs: Vec::new(),
-                present,
-                log: Vec::new(),
-            },
+        self.add(
+            hostdev_kmodel::SriovProfile::nvidia(addr, total, fb, types),
+            present,
         );
+    }
+
+    /// Adds a PF described in full.
+    pub fn add(&self, pf: hostdev_kmodel::SriovProfile, present: bool) {
+        self.st().kernel.add_pf(pf, !present);
     }
 
     /// Makes a late PF appear.
     pub fn appear(&self, addr: &str) {
-        if let Some(p) = self.st().get_mut(addr) {
-            p.present = true;
-        }
+        self.st().kernel.show_pf(addr);
     }
 
     /// Every write to a PF and its VFs, in order.
     pub fn log(&self, addr: &str) -> Vec<String> {
-        self.st()
-            .get(addr)
-            .map(|p| p.log.clone())
-            .unwrap_or_default()
+        self.st().log.get(addr).cloned().unwrap_or_default()
     }
+}
 
-    fn vf_addr(pf: &str, i: u32) -> String {
-        let dev = u32::from_str_radix(&pf[8..10], 16).unwrap_or(0);
-        let n = dev * 8 + 4 + i;
-        format!("{}{:02x}.{}", &pf[..8], n / 8, n % 8)
-    }
+fn os_error(errno: i32) -> io::Error {
+    io::Error::from_raw_os_error(errno)
 }
 
 impl SriovSysfs for FakeSriov {
     fn pfs(&self) -> Result<Vec<PfInfo>, SriovError> {
-        let keys: Vec<String> = self.st().keys().cloned().collect();
-        let mut out = Vec::new();
-        for k in keys {
-            if let Ok(a) = k.parse() {
-                if let Some(p) = self.pf(&a)? {
-                    out.push(p);
-                }
-            }
-        }
-        Ok(out)
+        Ok(self
+            .st()
+            .kernel
+            .pfs()
+            .into_iter()
+            .filter_map(|p| {
+                Some(PfInfo {
+                    address: p.address.parse().ok()?,
+                    total_vfs: p.total_vfs,
+                    num_vfs: p.num_vfs,
+                })
+            })
+            .collect())
     }
 
     fn pf(&self, pf: &PciAddress) -> Result<Option<PfInfo>, SriovError> {
-        Ok(self
-            .st()
-            .get(pf.as_str())
-            .filter(|p| p.present)
-            .map(|p| PfInfo {
-                address: pf.clone(),
-                total_vfs: p.total,
-                num_vfs: p.vfs.len() as u32,
-            }))
+        Ok(self.pfs()?.into_iter().find(|p| &p.address == pf))
     }
 
     fn vfs(&self, pf: &PciAddress) -> Result<Vec<VfInfo>, SriovError> {
-        let st = self.st();
-        let Some(p) = st.get(pf.as_str()).filter(|p| p.present) else {
-            return Ok(Vec::new());
+        let views = match self.st().kernel.vfs(pf.as_str()) {
+            Ok(v) => v,
+            Err(hostdev_kmodel::errno::ENOENT) => return Ok(Vec::new()),
+            Err(errno) => {
+                return Err(SriovError::Read {
+                    path: PathBuf::from(format!("/sys/bus/pci/devices/{pf}/virtfn0")),
+                    source: os_error(errno),
+                })
+            }
         };
-        if p.unreadable {
-            return Err(SriovError::Read {
-                path: PathBuf::from(format!("/sys/bus/pci/devices/{pf}/virtfn0")),
-                source: io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error()),
-            });
-        }
-        let used: u32 = p
-            .vfs
-            .iter()
-            .filter_map(|c| p.types.iter().find(|t| t.0 == *c))
-            .map(|t| t.2)
-            .sum();
-        Ok(p.vfs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, cur)| {
-                let creatable = if *cur != 0 {
-                    Vec::new()
-                } else {
-                    p.types
-                        .iter()
-                        .filter(|t| t.2 <= p.fb.saturating_sub(used))
-                        .map(|t| VgpuType {
-                            id: t.0,
-                            name: t.1.clone(),
-                        })
-                        .collect()
-                };
+        Ok(views
+            .into_iter()
+            .filter_map(|v| {
                 Some(VfInfo {
-                    address: Self::vf_addr(pf.as_str(), i as u32).parse().ok()?,
+                    address: v.address.parse().ok()?,
                     pf: pf.clone(),
-                    index: i as u32,
-                    ready: true,
-                    current: *cur,
-                    creatable,
+                    index: v.index,
+                    ready: v.ready,
+                    current: v.current,
+                    creatable: v
+                        .creatable
+                        .into_iter()
+                        .map(|(id, name)| VgpuType { id, name })
+                        .collect(),
                 })
             })
             .collect())
@@ -453,50 +424,37 @@ impl SriovSysfs for FakeSriov {
 
     fn set_num_vfs(&self, pf: &PciAddress, n: u32) -> Result<(), SriovError> {
         let mut st = self.st();
-        let p = st.get_mut(pf.as_str()).ok_or_else(|| SriovError::NumVfs {
-            pf: pf.clone(),
-            num: n,
-            source: io::Error::from_raw_os_error(19),
-        })?;
-        p.log.push(format!("numvfs {n}"));
-        if n > p.total || (n != 0 && !p.vfs.is_empty() && n as usize != p.vfs.len()) {
-            return Err(SriovError::NumVfs {
+        if st.kernel.pfs().iter().any(|p| p.address == pf.as_str()) {
+            st.log
+                .entry(pf.to_string())
+                .or_default()
+                .push(format!("numvfs {n}"));
+        }
+        st.kernel
+            .set_num_vfs(pf.as_str(), n)
+            .map_err(|errno| SriovError::NumVfs {
                 pf: pf.clone(),
                 num: n,
-                source: io::Error::from_raw_os_error(16),
-            });
-        }
-        p.vfs = vec![0; n as usize];
-        Ok(())
+                source: os_error(errno),
+            })
     }
 
     fn set_type(&self, vf: &PciAddress, type_id: u32) -> Result<(), SriovError> {
-        let refuse = |errno| SriovError::SetType {
-            vf: vf.clone(),
-            type_id,
-            source: io::Error::from_raw_os_error(errno),
-        };
-        let infos: Vec<VfInfo> = {
-            let keys: Vec<String> = self.st().keys().cloned().collect();
-            let mut all = Vec::new();
-            for k in keys {
-                if let Ok(a) = k.parse() {
-                    all.extend(self.vfs(&a)?);
-                }
-            }
-            all
-        };
-        let v = infos
-            .iter()
-            .find(|v| &v.address == vf)
-            .ok_or_else(|| refuse(19))?;
-        if type_id != 0 && !v.creatable.iter().any(|t| t.id == type_id) {
-            return Err(refuse(22));
-        }
         let mut st = self.st();
-        let p = st.get_mut(v.pf.as_str()).ok_or_else(|| refuse(19))?;
-        p.log.push(format!("type {vf} {type_id}"));
-        p.vfs[v.index as usize] = type_id;
+        let pf = st.kernel.pf_of(vf.as_str()).map(str::to_string);
+        st.kernel
+            .set_vgpu_type(vf.as_str(), type_id)
+            .map_err(|errno| SriovError::SetType {
+                vf: vf.clone(),
+                type_id,
+                source: os_error(errno),
+            })?;
+        if let Some(pf) = pf {
+            st.log
+                .entry(pf)
+                .or_default()
+                .push(format!("type {vf} {type_id}"));
+        }
         Ok(())
     }
 }

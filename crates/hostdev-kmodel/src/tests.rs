@@ -1,7 +1,24 @@
-//! Unit tests of the simulated kernel.
+//! Unit tests of the model, through its path view, on the simulator's
+//! built-in profiles.
 
 use super::*;
-use crate::profile::{parse, BUILTIN};
+
+/// The simulator's built-in profiles (its `profiles/` directory).
+const BUILTIN: &[(&str, &str)] = &[
+    ("demo", include_str!("../../hostdev-sim/profiles/demo.toml")),
+    (
+        "samples",
+        include_str!("../../hostdev-sim/profiles/samples.toml"),
+    ),
+    (
+        "nvidia-sriov",
+        include_str!("../../hostdev-sim/profiles/nvidia-sriov.toml"),
+    ),
+    (
+        "vfio-ap",
+        include_str!("../../hostdev-sim/profiles/vfio-ap.toml"),
+    ),
+];
 
 fn kernel(name: &str) -> Kernel {
     let text = BUILTIN
@@ -9,7 +26,9 @@ fn kernel(name: &str) -> Kernel {
         .find(|(n, _)| *n == name)
         .map(|(_, t)| *t)
         .unwrap();
-    Kernel::new(parse(text).unwrap())
+    let p: Profile = toml::from_str(text).unwrap();
+    p.check().unwrap();
+    Kernel::new(p)
 }
 
 const U1: &str = "11111111-2222-4333-8444-555555555501";
@@ -118,10 +137,13 @@ fn sriov_vfs_and_card_local_types() {
         .is_none());
     k.write(&format!("devices/pci0000:00/{pf}/sriov_numvfs"), b"4")
         .unwrap();
-    let vf = vf_address(pf, 0);
+    let vf = crate::pci::vf_address(pf, 4, 1, 0).unwrap();
     assert_eq!(vf, "0000:41:00.4");
-    assert_eq!(vf_address(pf, 4), "0000:41:01.0");
-    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(
+        crate::pci::vf_address(pf, 4, 1, 4).as_deref(),
+        Some("0000:41:01.0")
+    );
+    std::thread::sleep(std::time::Duration::from_millis(30));
     let types = String::from_utf8(
         k.read(&format!(
             "devices/pci0000:00/{vf}/nvidia/creatable_vgpu_types"

@@ -1,15 +1,16 @@
-//! The simulated kernel: mdev parents, types and devices, PCI functions with
-//! SR-IOV and NVIDIA's `nvidia/` interface, and the vendor rules of a profile.
-//! It answers path-based questions (what is at `class/mdev_bus`, read this
-//! file, write that one) so that any filesystem front-end can expose it.
+//! The kernel's state as sysfs paths: what is at `class/mdev_bus`, the
+//! content of a file, what a write to one does. A write parses its text as
+//! the kernel's store function would and makes the typed call of
+//! [`Kernel`]; no rule is decided here.
 //!
-//! Owns: kernel semantics and their errnos. Must not: know about FUSE.
+//! Owns: the sysfs layout (directories, files, links, their modes). Must
+//! not: decide a rule or an errno of its own beyond the file's existence and
+//! its text.
 
-use crate::profile::{errno, Fault, ParentProfile, Policy, Profile, SriovProfile};
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-
-mod pci;
+use crate::errno::{EACCES, EINVAL, ENOENT};
+use crate::kernel::{valid_uuid, Errno, Kernel};
+use crate::profile::ParentProfile;
+use std::time::Duration;
 
 /// What is at a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,54 +37,12 @@ pub enum Kind {
     Link,
 }
 
-/// A write the model wants delayed (create/remove latency) before it is applied.
-pub type Delay = Duration;
-
-#[derive(Debug, Clone)]
-struct Device {
-    parent: usize,
-    type_idx: usize,
-    attrs: BTreeMap<String, String>,
-    group: u32,
-    /// vfio-ap: assigned adapters, domains, control domains.
-    ap: [Vec<u32>; 3],
-}
-
-#[derive(Debug, Clone, Default)]
-struct Vf {
-    current: u32,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Pf {
-    numvfs: u32,
-    vfs: Vec<Vf>,
-    vfs_since: Option<Instant>,
-}
-
-/// The simulated kernel state.
-#[derive(Debug)]
-pub struct Kernel {
-    profile: Profile,
-    booted: Instant,
-    devices: BTreeMap<String, Device>,
-    pfs: Vec<Pf>,
-    fault_fired: Vec<u32>,
-    /// Matching operations seen per fault (for `after`).
-    fault_seen: Vec<u32>,
-    next_group: u32,
-}
-
-fn err(name: &str) -> i32 {
-    errno(name).unwrap_or(22)
-}
-
-fn is_pci(name: &str) -> bool {
+pub(crate) fn is_pci(name: &str) -> bool {
     let b = name.as_bytes();
     name.len() == 12 && b[4] == b':' && b[7] == b':' && b[10] == b'.'
 }
 
-fn devpath(p: &ParentProfile) -> String {
+pub(crate) fn devpath(p: &ParentProfile) -> String {
     p.devpath.clone().unwrap_or_else(|| {
         if is_pci(&p.name) {
             format!("pci0000:00/{}", p.name)
@@ -93,25 +52,17 @@ fn devpath(p: &ParentProfile) -> String {
     })
 }
 
-/// The address of VF `i` of a PF (functions after the PF's, 8 per device).
-pub fn vf_address(pf: &str, i: u32) -> String {
-    let (prefix, rest) = pf.split_at(8); // "0000:41:"
-    let dev = u32::from_str_radix(&rest[..2], 16).unwrap_or(0);
-    let n = dev * 8 + 4 + i;
-    format!("{prefix}{:02x}.{}", n / 8, n % 8)
-}
-
 /// `to` (a path under /sys) relative to the directory `from_dir`.
-fn rel(from_dir: &str, to: &str) -> String {
+pub(crate) fn rel(from_dir: &str, to: &str) -> String {
     let depth = from_dir.split('/').filter(|s| !s.is_empty()).count();
     format!("{}{}", "../".repeat(depth), to)
 }
 
-fn entries(list: &[(&str, Kind)]) -> Vec<(String, Kind)> {
+pub(crate) fn entries(list: &[(&str, Kind)]) -> Vec<(String, Kind)> {
     list.iter().map(|(n, k)| (n.to_string(), *k)).collect()
 }
 
-fn parse_num(s: &str) -> Option<u32> {
+pub(crate) fn parse_num(s: &str) -> Option<u32> {
     let s = s.trim();
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(h) => u32::from_str_radix(h, 16).ok(),
@@ -119,125 +70,7 @@ fn parse_num(s: &str) -> Option<u32> {
     }
 }
 
-fn valid_uuid(s: &str) -> bool {
-    let b = s.as_bytes();
-    s.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
-
 impl Kernel {
-    /// A freshly booted host with this profile.
-    pub fn new(profile: Profile) -> Kernel {
-        let n = profile.sriov.len();
-        let f = profile.faults.len();
-        Kernel {
-            profile,
-            booted: Instant::now(),
-            devices: BTreeMap::new(),
-            pfs: vec![Pf::default(); n],
-            fault_fired: vec![0; f],
-            fault_seen: vec![0; f],
-            next_group: 10,
-        }
-    }
-
-    /// What a reboot does: devices gone, VFs disabled, types cleared, late parents late again.
-    pub fn reboot(&mut self) {
-        let p = std::mem::take(&mut self.profile);
-        *self = Kernel::new(p);
-    }
-
-    fn up(&self, after_ms: u64) -> bool {
-        self.booted.elapsed() >= Duration::from_millis(after_ms)
-    }
-
-    fn parent_idx(&self, name: &str) -> Option<usize> {
-        self.profile
-            .parents
-            .iter()
-            .position(|p| p.name == name)
-            .filter(|&i| self.up(self.profile.parents[i].appear_after_ms))
-    }
-
-    fn pf_idx(&self, addr: &str) -> Option<usize> {
-        self.profile
-            .sriov
-            .iter()
-            .position(|p| p.address == addr)
-            .filter(|&i| self.up(self.profile.sriov[i].appear_after_ms))
-    }
-
-    /// (pf index, vf number) of a VF address that exists now.
-    fn vf_of(&self, addr: &str) -> Option<(usize, usize)> {
-        for (i, pf) in self.profile.sriov.iter().enumerate() {
-            if !self.up(pf.appear_after_ms) {
-                continue;
-            }
-            for v in 0..self.pfs[i].numvfs {
-                if vf_address(&pf.address, v) == addr {
-                    return Some((i, v as usize));
-                }
-            }
-        }
-        None
-    }
-
-    fn vf_ready(&self, pf: usize) -> bool {
-        let ready = Duration::from_millis(self.profile.sriov[pf].vf_ready_ms);
-        self.pfs[pf].vfs_since.is_some_and(|t| t.elapsed() >= ready)
-    }
-
-    fn available(&self, p: usize, t: usize) -> u32 {
-        let parent = &self.profile.parents[p];
-        let on_parent = || self.devices.values().filter(|d| d.parent == p);
-        match parent.policy {
-            Policy::PerType => {
-                let used = on_parent().filter(|d| d.type_idx == t).count() as u32;
-                parent.types[t].max.saturating_sub(used)
-            }
-            Policy::OneType => {
-                if on_parent().any(|d| d.type_idx != t) {
-                    return 0;
-                }
-                let used = on_parent().count() as u32;
-                parent.types[t].max.saturating_sub(used)
-            }
-            Policy::SharedBudget => {
-                let used: u32 = on_parent().map(|d| parent.types[d.type_idx].cost).sum();
-                parent.budget.saturating_sub(used) / parent.types[t].cost.max(1)
-            }
-        }
-    }
-
-    /// Fires a matching fault, if any; returns its errno.
-    fn fault(&mut self, op: &str, parent: &str, name: &str) -> Option<i32> {
-        for (i, f) in self.profile.faults.iter().enumerate() {
-            let Fault {
-                op: fop,
-                parent: fp,
-                name: fname,
-                errno: e,
-                times,
-                after,
-            } = f;
-            if fop == op
-                && fp.as_deref().is_none_or(|x| x == parent)
-                && fname.as_deref().is_none_or(|x| x == name)
-            {
-                self.fault_seen[i] += 1;
-                if self.fault_seen[i] <= *after || (*times != 0 && self.fault_fired[i] >= *times) {
-                    continue;
-                }
-                self.fault_fired[i] += 1;
-                return Some(err(e));
-            }
-        }
-        None
-    }
-
     /// Which life of its node `path` is in: a path inside a mediated device
     /// gets the device's own number, new each time a device is created, so
     /// that a re-created device's nodes get new inode numbers as the kernel's
@@ -247,6 +80,18 @@ impl Kernel {
             .filter(|c| c.len() == 36)
             .find_map(|c| self.devices.get(c))
             .map_or(0, |d| u64::from(d.group))
+    }
+
+    /// What is at `path`, as a lookup by a process sees it: a look at a
+    /// device's `driver` is one poll of a late-binding device.
+    pub fn look(&mut self, path: &str) -> Option<Node> {
+        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        if let [.., u, "driver"] = parts.as_slice() {
+            if self.devices.contains_key(*u) {
+                self.poll_bound(u);
+            }
+        }
+        self.node(path)
     }
 
     /// What is at `path` (relative to the sysfs mount, no leading '/').
@@ -471,15 +316,14 @@ impl Kernel {
                 let d = &self.devices[*u];
                 let ty = &p.types[d.type_idx];
                 let dir = format!("devices/{base}/{u}");
+                let bound = d.unbound_polls == 0;
                 match rest {
                     [] => {
-                        let mut e = entries(&[
-                            ("mdev_type", Link),
-                            ("remove", File),
-                            ("iommu_group", Link),
-                            ("driver", Link),
-                            ("uevent", File),
-                        ]);
+                        let mut e =
+                            entries(&[("mdev_type", Link), ("remove", File), ("uevent", File)]);
+                        if bound {
+                            e.extend(entries(&[("iommu_group", Link), ("driver", Link)]));
+                        }
                         e.extend(ty.attrs.iter().map(|a| (a.clone(), File)));
                         if ty.attr_rules.as_deref() == Some("ap-matrix") {
                             e.push(("matrix".into(), File));
@@ -487,11 +331,13 @@ impl Kernel {
                         Some(Node::Dir(e))
                     }
                     ["mdev_type"] => Some(Node::Link(format!("../mdev_supported_types/{}", ty.id))),
-                    ["iommu_group"] => Some(Node::Link(rel(
+                    ["iommu_group"] if bound => Some(Node::Link(rel(
                         &dir,
                         &format!("kernel/iommu_groups/{}", d.group),
                     ))),
-                    ["driver"] => Some(Node::Link(rel(&dir, "bus/mdev/drivers/vfio_mdev"))),
+                    ["driver"] if bound => {
+                        Some(Node::Link(rel(&dir, "bus/mdev/drivers/vfio_mdev")))
+                    }
                     ["remove"] => Some(Node::File { writable: true }),
                     ["uevent"] => Some(Node::File { writable: false }),
                     ["matrix"] if ty.attr_rules.as_deref() == Some("ap-matrix") => {
@@ -506,9 +352,9 @@ impl Kernel {
     }
 
     /// The content of a file.
-    pub fn read(&self, path: &str) -> Result<Vec<u8>, i32> {
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, Errno> {
         if !matches!(self.node(path), Some(Node::File { .. })) {
-            return Err(err("ENOENT"));
+            return Err(ENOENT);
         }
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         if let ["module", m, f] = parts.as_slice() {
@@ -517,20 +363,20 @@ impl Kernel {
         let file = *parts.last().unwrap_or(&"");
         let s = match file {
             "available_instances" | "device_api" | "name" | "description" => {
-                let (pi, ti) = self.type_at(&parts).ok_or(err("ENOENT"))?;
+                let (pi, ti) = self.type_at(&parts).ok_or(ENOENT)?;
                 let t = &self.profile.parents[pi].types[ti];
                 match file {
-                    "available_instances" => format!("{}\n", self.available(pi, ti)),
+                    "available_instances" => format!("{}\n", self.available_at(pi, ti)),
                     "device_api" => format!("{}\n", t.device_api),
                     "name" => format!("{}\n", t.name.clone().unwrap_or_default()),
                     _ => t.description.clone().unwrap_or_default(),
                 }
             }
-            "create" | "remove" => return Err(err("EACCES")),
+            "create" | "remove" => return Err(EACCES),
             "uevent" => String::new(),
             "matrix" => {
                 let u = parts[parts.len() - 2];
-                let d = self.devices.get(u).ok_or(err("ENOENT"))?;
+                let d = self.devices.get(u).ok_or(ENOENT)?;
                 let mut out = String::new();
                 for a in &d.ap[0] {
                     for dom in &d.ap[1] {
@@ -541,10 +387,10 @@ impl Kernel {
             }
             "vendor" | "device" | "numa_node" | "sriov_totalvfs" | "sriov_numvfs" => {
                 let addr = parts[parts.len() - 2];
-                self.pci_attr(addr, file).ok_or(err("ENOENT"))?
+                self.pci_attr(addr, file).ok_or(ENOENT)?
             }
             "creatable_vgpu_types" => {
-                let (pi, vi) = self.vf_of(parts[parts.len() - 3]).ok_or(err("ENOENT"))?;
+                let (pi, vi) = self.vf_of(parts[parts.len() - 3]).ok_or(ENOENT)?;
                 let mut out = String::from("ID    : vGPU Name\n");
                 if self.pfs[pi].vfs[vi].current == 0 {
                     for (id, name) in self.creatable(pi) {
@@ -554,14 +400,14 @@ impl Kernel {
                 out
             }
             "current_vgpu_type" => {
-                let (pi, vi) = self.vf_of(parts[parts.len() - 3]).ok_or(err("ENOENT"))?;
+                let (pi, vi) = self.vf_of(parts[parts.len() - 3]).ok_or(ENOENT)?;
                 format!("{}\n", self.pfs[pi].vfs[vi].current)
             }
             attr => {
                 let u = parts[parts.len() - 2];
-                let d = self.devices.get(u).ok_or(err("ENOENT"))?;
+                let d = self.devices.get(u).ok_or(ENOENT)?;
                 if attr.starts_with("assign_") || attr.starts_with("unassign_") {
-                    return Err(13); // write-only, as in the kernel
+                    return Err(EACCES); // write-only, as in the kernel
                 }
                 format!("{}\n", d.attrs.get(attr).cloned().unwrap_or_default())
             }
@@ -585,7 +431,7 @@ impl Kernel {
     }
 
     /// The latency a write to `path` should take before [`Kernel::write`] applies it.
-    pub fn latency(&self, path: &str) -> Delay {
+    pub fn latency(&self, path: &str) -> Duration {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let ms = match parts.last() {
             Some(&"create") => self
@@ -601,154 +447,46 @@ impl Kernel {
     }
 
     /// Applies a write; `Err(errno)` as the kernel would refuse it.
-    pub fn write(&mut self, path: &str, data: &[u8]) -> Result<(), i32> {
+    pub fn write(&mut self, path: &str, data: &[u8]) -> Result<(), Errno> {
         let Some(Node::File { writable: true }) = self.node(path) else {
-            return Err(13);
+            return Err(EACCES);
         };
         let text = String::from_utf8_lossy(data);
         let value = text.trim_end_matches('\n').trim_end_matches('\0');
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let file = *parts.last().unwrap_or(&"");
+        let up = |n: usize| {
+            parts
+                .get(parts.len().wrapping_sub(n))
+                .copied()
+                .unwrap_or("")
+        };
         match file {
             "create" => {
-                let (pi, ti) = self.type_at(&parts).ok_or(err("ENOENT"))?;
+                let (pi, ti) = self.type_at(&parts).ok_or(ENOENT)?;
                 let parent = self.profile.parents[pi].name.clone();
                 let tid = self.profile.parents[pi].types[ti].id.clone();
                 if !valid_uuid(value) {
-                    return Err(err("EINVAL"));
+                    return Err(EINVAL);
                 }
-                let uuid = value.to_ascii_lowercase();
-                if let Some(e) = self.fault("create", &parent, &tid) {
-                    return Err(e);
-                }
-                if self.devices.contains_key(&uuid) {
-                    return Err(err("EEXIST"));
-                }
-                if self.available(pi, ti) == 0 {
-                    let full = self.profile.parents[pi]
-                        .full_errno
-                        .clone()
-                        .unwrap_or_else(|| "EUSERS".into());
-                    return Err(err(&full));
-                }
-                let group = self.next_group;
-                self.next_group += 1;
-                self.devices.insert(
-                    uuid,
-                    Device {
-                        parent: pi,
-                        type_idx: ti,
-                        attrs: BTreeMap::new(),
-                        group,
-                        ap: Default::default(),
-                    },
-                );
-                Ok(())
+                self.create(&parent, &tid, value)
             }
             "remove" => {
-                let u = parts[parts.len() - 2].to_string();
-                let d = self.devices.get(&u).ok_or(err("ENODEV"))?;
-                let parent = self.profile.parents[d.parent].name.clone();
                 if value != "1" {
-                    return Err(err("EINVAL"));
+                    return Err(EINVAL);
                 }
-                if let Some(e) = self.fault("remove", &parent, &u) {
-                    return Err(e);
-                }
-                self.devices.remove(&u);
-                Ok(())
+                self.remove(up(2))
             }
             "sriov_numvfs" => {
-                let addr = parts[parts.len() - 2];
-                let pi = self.pf_idx(addr).ok_or(err("ENODEV"))?;
-                let n = parse_num(value).ok_or(err("EINVAL"))?;
-                if n > self.profile.sriov[pi].total_vfs {
-                    return Err(err("ERANGE"));
-                }
-                let pf = &mut self.pfs[pi];
-                if n != 0 && pf.numvfs != 0 && n != pf.numvfs {
-                    return Err(err("EBUSY"));
-                }
-                if n == 0 && pf.vfs.iter().any(|v| v.current != 0) {
-                    // The real driver refuses while vGPUs are configured.
-                    return Err(err("EBUSY"));
-                }
-                if n != pf.numvfs {
-                    pf.numvfs = n;
-                    pf.vfs = vec![Vf::default(); n as usize];
-                    pf.vfs_since = (n > 0).then(Instant::now);
-                }
-                Ok(())
+                // kstrtou16 with base 0: decimal, 0x hex; anything else EINVAL.
+                let n = parse_num(value).ok_or(EINVAL)?;
+                self.set_num_vfs(up(2), n)
             }
             "current_vgpu_type" => {
-                let addr = parts[parts.len() - 3];
-                let (pi, vi) = self.vf_of(addr).ok_or(err("ENODEV"))?;
-                let id = parse_num(value).ok_or(err("EINVAL"))?;
-                let pf_addr = self.profile.sriov[pi].address.clone();
-                let op = if id == 0 { "vgpu-clear" } else { "vgpu-type" };
-                if let Some(e) = self.fault(op, &pf_addr, addr) {
-                    return Err(e);
-                }
-                if id == 0 {
-                    self.pfs[pi].vfs[vi].current = 0;
-                    return Ok(());
-                }
-                if self.pfs[pi].vfs[vi].current != 0 {
-                    return Err(err("EBUSY"));
-                }
-                if !self.creatable(pi).iter().any(|(x, _)| *x == id) {
-                    return Err(err("EINVAL"));
-                }
-                self.pfs[pi].vfs[vi].current = id;
-                Ok(())
+                let id = parse_num(value).ok_or(EINVAL)?;
+                self.set_vgpu_type(up(3), id)
             }
-            attr => {
-                let u = parts[parts.len() - 2].to_string();
-                let d = self.devices.get(&u).ok_or(err("ENODEV"))?;
-                let parent = self.profile.parents[d.parent].name.clone();
-                let rules = self.profile.parents[d.parent].types[d.type_idx]
-                    .attr_rules
-                    .clone();
-                if let Some(e) = self.fault("attr", &parent, attr) {
-                    return Err(e);
-                }
-                let d = self.devices.get_mut(&u).ok_or(err("ENODEV"))?;
-                if rules.as_deref() == Some("ap-matrix") {
-                    return ap_matrix_write(d, attr, value);
-                }
-                d.attrs.insert(attr.to_string(), value.to_string());
-                Ok(())
-            }
+            attr => self.write_attr(up(2), attr, value),
         }
     }
 }
-
-/// vfio-ap: adapters 0..=255, domains 0..=255 (hex with 0x, or decimal).
-fn ap_matrix_write(d: &mut Device, attr: &str, value: &str) -> Result<(), i32> {
-    let n = parse_num(value).ok_or(22)?;
-    let (slot, assign) = match attr {
-        "assign_adapter" => (0, true),
-        "assign_domain" => (1, true),
-        "assign_control_domain" => (2, true),
-        "unassign_adapter" => (0, false),
-        "unassign_domain" => (1, false),
-        "unassign_control_domain" => (2, false),
-        _ => return Err(22),
-    };
-    if n > 255 {
-        return Err(19); // ENODEV: not in the host's AP configuration
-    }
-    let list = &mut d.ap[slot];
-    if assign {
-        if !list.contains(&n) {
-            list.push(n);
-            list.sort_unstable();
-        }
-    } else {
-        list.retain(|x| *x != n);
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests;

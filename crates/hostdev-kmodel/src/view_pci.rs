@@ -1,12 +1,16 @@
-//! The PCI side of the simulated kernel: functions, SR-IOV PFs and VFs, and
-//! NVIDIA's `nvidia/` files on VFs.
+//! The PCI side of the path view: functions, SR-IOV PFs and VFs, NVIDIA's
+//! `nvidia/` files on VFs, drivers and modules.
+//!
+//! Owns: their sysfs layout. Must not: decide a rule (the kernel module does).
 
-use super::{devpath, entries, err, is_pci, rel, vf_address, Kernel, Kind, Node, SriovProfile};
+use crate::errno::ENOENT;
+use crate::kernel::{Errno, Kernel};
 use crate::profile::ModuleProfile;
+use crate::view::{devpath, entries, is_pci, rel, Kind, Node};
 
 impl Kernel {
     /// Every PCI function now present: (address, devpath).
-    pub(super) fn pci_functions(&self) -> Vec<(String, String)> {
+    pub(crate) fn pci_functions(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for p in &self.profile.parents {
             if is_pci(&p.name) && self.up(p.appear_after_ms) {
@@ -14,44 +18,26 @@ impl Kernel {
             }
         }
         for (i, pf) in self.profile.sriov.iter().enumerate() {
-            if !self.up(pf.appear_after_ms) {
+            if self.pf_idx(&pf.address).is_none() {
                 continue;
             }
             out.push((pf.address.clone(), format!("pci0000:00/{}", pf.address)));
             for v in 0..self.pfs[i].numvfs {
-                let a = vf_address(&pf.address, v);
-                out.push((a.clone(), format!("pci0000:00/{a}")));
+                if let Some(a) = self.vf_addr(i, v) {
+                    out.push((a.clone(), format!("pci0000:00/{a}")));
+                }
             }
         }
         out.sort();
         out
     }
 
-    pub(super) fn creatable(&self, pf: usize) -> Vec<(u32, String)> {
-        let prof: &SriovProfile = &self.profile.sriov[pf];
-        let used: u32 = self.pfs[pf]
-            .vfs
-            .iter()
-            .filter_map(|v| {
-                prof.vgpu_types
-                    .iter()
-                    .find(|t| t.id == v.current && v.current != 0)
-            })
-            .map(|t| t.framebuffer_mb)
-            .sum();
-        let left = prof.framebuffer_mb.saturating_sub(used);
-        prof.vgpu_types
-            .iter()
-            .filter(|t| t.framebuffer_mb <= left)
-            .map(|t| (t.id, t.name.clone()))
-            .collect()
-    }
-
-    pub(super) fn pci_node(&self, addr: &str, base: &str, inner: &[&str]) -> Option<Node> {
+    pub(crate) fn pci_node(&self, addr: &str, base: &str, inner: &[&str]) -> Option<Node> {
         use Kind::*;
         let dir = format!("devices/{base}");
         if let Some(pi) = self.pf_idx(addr) {
             let pf = &self.pfs[pi];
+            let driver = &self.profile.sriov[pi].driver;
             return match inner {
                 [] => {
                     let mut e = entries(&[
@@ -60,8 +46,10 @@ impl Kernel {
                         ("numa_node", File),
                         ("sriov_totalvfs", File),
                         ("sriov_numvfs", File),
-                        ("driver", Link),
                     ]);
+                    if !pf.unbound {
+                        e.push(("driver".into(), Link));
+                    }
                     e.extend((0..pf.numvfs).map(|v| (format!("virtfn{v}"), Link)));
                     Some(Node::Dir(e))
                 }
@@ -69,10 +57,15 @@ impl Kernel {
                 ["vendor"] | ["device"] | ["numa_node"] | ["sriov_totalvfs"] => {
                     Some(Node::File { writable: false })
                 }
-                ["driver"] => Some(Node::Link(rel(&dir, "bus/pci/drivers/nvidia"))),
+                ["driver"] if !pf.unbound => {
+                    Some(Node::Link(rel(&dir, &format!("bus/pci/drivers/{driver}"))))
+                }
                 [v] => {
                     let n: u32 = v.strip_prefix("virtfn")?.parse().ok()?;
-                    (n < pf.numvfs).then(|| Node::Link(format!("../{}", vf_address(addr, n))))
+                    if n >= pf.numvfs {
+                        return None;
+                    }
+                    Some(Node::Link(format!("../{}", self.vf_addr(pi, n)?)))
                 }
                 _ => None,
             };
@@ -105,7 +98,7 @@ impl Kernel {
         }
     }
 
-    pub(super) fn pci_attr(&self, addr: &str, file: &str) -> Option<String> {
+    pub(crate) fn pci_attr(&self, addr: &str, file: &str) -> Option<String> {
         if let Some(p) = self.profile.parents.iter().find(|p| p.name == addr) {
             return match file {
                 "vendor" => Some(format!(
@@ -132,19 +125,19 @@ impl Kernel {
                 pf.device.clone().unwrap_or_else(|| "0x0000".into())
             )),
             "numa_node" => Some(format!("{}\n", pf.numa_node)),
-            "sriov_totalvfs" if !is_vf => Some(format!("{}\n", pf.total_vfs)),
+            "sriov_totalvfs" if !is_vf => Some(format!("{}\n", self.total_vfs(pi))),
             "sriov_numvfs" if !is_vf => Some(format!("{}\n", self.pfs[pi].numvfs)),
             _ => None,
         }
     }
 
     /// A module the profile declares.
-    pub(super) fn module(&self, name: &str) -> Option<&ModuleProfile> {
+    pub(crate) fn module(&self, name: &str) -> Option<&ModuleProfile> {
         self.profile.modules.iter().find(|m| m.name == name)
     }
 
-    /// PCI drivers bound to something: the parents' and the PFs' (`nvidia`).
-    pub(super) fn pci_drivers(&self) -> Vec<String> {
+    /// PCI drivers bound to something: the parents' and the PFs'.
+    pub(crate) fn pci_drivers(&self) -> Vec<String> {
         let mut d: Vec<String> = self
             .profile
             .parents
@@ -152,16 +145,14 @@ impl Kernel {
             .filter(|p| is_pci(&p.name))
             .filter_map(|p| p.driver.clone())
             .collect();
-        if !self.profile.sriov.is_empty() {
-            d.push("nvidia".into());
-        }
+        d.extend(self.profile.sriov.iter().map(|p| p.driver.clone()));
         d.sort();
         d.dedup();
         d
     }
 
     /// `bus/pci/drivers/...` and `module/...`.
-    pub(super) fn driver_node(&self, parts: &[&str]) -> Option<Node> {
+    pub(crate) fn driver_node(&self, parts: &[&str]) -> Option<Node> {
         use Kind::*;
         match parts {
             ["bus", "pci", "drivers"] => Some(Node::Dir(
@@ -212,8 +203,8 @@ impl Kernel {
     }
 
     /// `module/<m>/version|srcversion`.
-    pub(super) fn module_file(&self, m: &str, f: &str) -> Result<Vec<u8>, i32> {
-        let m = self.module(m).ok_or(err("ENOENT"))?;
+    pub(crate) fn module_file(&self, m: &str, f: &str) -> Result<Vec<u8>, Errno> {
+        let m = self.module(m).ok_or(ENOENT)?;
         let v = if f == "version" {
             &m.version
         } else {
@@ -221,6 +212,6 @@ impl Kernel {
         };
         v.as_ref()
             .map(|v| format!("{v}\n").into_bytes())
-            .ok_or(err("ENOENT"))
+            .ok_or(ENOENT)
     }
 }
