@@ -218,7 +218,7 @@ fn tiers() -> Vec<Tier> {
         },
         Tier {
             name: "simulated lab (FUSE, with Debian's mdevctl as the peer)",
-            tests: &["sim", "migrate", "host", "cli", "readme", "vgpu_golden"],
+            tests: &["sim", "migrate", "host", "cli", "readme", "vgpu_golden", "conformance"],
             missing: sim_missing,
             show_output: false,
         },

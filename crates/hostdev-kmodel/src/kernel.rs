@@ -94,9 +94,21 @@ pub struct VfView {
     pub creatable: Vec<(u32, String)>,
 }
 
+/// A rule deliberately broken, to show that the conformance suite catches a
+/// model that strays from the kernel (never set outside that test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutant {
+    /// A count above `sriov_totalvfs` is `EBUSY` (what FakeSriov once said).
+    RangeAsBusy,
+    /// A shared-budget parent counts each type on its own (what the
+    /// simulator's profile once said of mtty and mdpy).
+    SharedAsPerType,
+}
+
 /// The modelled kernel.
 #[derive(Debug)]
 pub struct Kernel {
+    mutants: Vec<Mutant>,
     pub(crate) profile: Profile,
     booted: Instant,
     pub(crate) devices: BTreeMap<String, Device>,
@@ -126,6 +138,7 @@ impl Kernel {
         let n = profile.sriov.len();
         let f = profile.faults.len();
         Kernel {
+            mutants: Vec::new(),
             profile,
             booted: Instant::now(),
             devices: BTreeMap::new(),
@@ -140,6 +153,11 @@ impl Kernel {
     pub fn reboot(&mut self) {
         let p = std::mem::take(&mut self.profile);
         *self = Kernel::new(p);
+    }
+
+    /// Breaks a rule on purpose (the conformance suite's own test).
+    pub fn break_rule(&mut self, m: Mutant) {
+        self.mutants.push(m);
     }
 
     /// The hardware this kernel models.
@@ -169,8 +187,18 @@ impl Kernel {
         }
     }
 
-    /// A PF (present unless `hidden`, until [`Kernel::show_pf`]).
+    /// A PF (present unless `hidden`, until [`Kernel::show_pf`]), with no
+    /// VFs; replaces one at that address (what a reboot leaves of it).
     pub fn add_pf(&mut self, pf: SriovProfile, hidden: bool) {
+        if let Some(i) = self
+            .profile
+            .sriov
+            .iter()
+            .position(|p| p.address == pf.address)
+        {
+            self.profile.sriov.remove(i);
+            self.pfs.remove(i);
+        }
         self.profile.sriov.push(pf);
         self.pfs.push(Pf {
             hidden,
@@ -292,6 +320,10 @@ impl Kernel {
                 }
                 let used = on_parent().count() as u32;
                 parent.types[t].max.saturating_sub(used)
+            }
+            Policy::SharedBudget if self.mutants.contains(&Mutant::SharedAsPerType) => {
+                let used = on_parent().filter(|d| d.type_idx == t).count() as u32;
+                (parent.budget / parent.types[t].cost.max(1)).saturating_sub(used)
             }
             Policy::SharedBudget => {
                 let used: u32 = on_parent()
@@ -557,6 +589,9 @@ impl Kernel {
             return Err(EINVAL);
         }
         if n > self.total_vfs(pi) {
+            if self.mutants.contains(&Mutant::RangeAsBusy) {
+                return Err(EBUSY);
+            }
             return Err(ERANGE);
         }
         if n == self.pfs[pi].numvfs {

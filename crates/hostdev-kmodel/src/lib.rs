@@ -23,7 +23,7 @@ pub mod profile;
 mod view;
 mod view_pci;
 
-pub use kernel::{DeviceView, Errno, Kernel, PfView, VfView};
+pub use kernel::{DeviceView, Errno, Kernel, Mutant, PfView, VfView};
 pub use profile::{
     Effect, Fault, FaultOp, ModuleProfile, ParentProfile, Policy, Profile, SriovProfile,
     TypeProfile, VgpuTypeProfile,

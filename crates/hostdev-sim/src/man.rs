@@ -12,7 +12,7 @@ mdev parents with their types and vendor rules (\fBper\-type\fR,
 \fBone\-type\fR, \fBshared\-budget\fR), SR\-IOV GPUs with their VF types,
 modules, latencies and faults. \fBhostdev\-sim profiles\fR lists the
 built\-in ones (\fBdemo\fR, \fBlarge\fR, \fBnvidia\-sriov\fR,
-\fBvfio\-ap\fR, \fBsamples\fR); docs/simulator.md in hostdev's sources
+\fBvfio\-ap\fR, \fBsamples\fR, \fBigb\fR); docs/simulator.md in hostdev's sources
 gives the schema.
 .SH FILES
 .TP

@@ -35,6 +35,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ),
     ("vfio-ap", include_str!("../profiles/vfio-ap.toml")),
     ("samples", include_str!("../profiles/samples.toml")),
+    ("igb", include_str!("../profiles/igb.toml")),
 ];
 
 /// An errno name as a number.

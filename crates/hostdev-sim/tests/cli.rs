@@ -17,7 +17,7 @@ fn profiles_lists_every_builtin_profile() {
     let o = sim(&["profiles"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for name in ["demo", "large", "nvidia-sriov", "vfio-ap", "samples"] {
+    for name in ["demo", "large", "nvidia-sriov", "vfio-ap", "samples", "igb"] {
         assert!(
             out.lines().any(|l| l.starts_with(name)),
             "{name} missing in:\n{out}"

@@ -6,6 +6,8 @@
 //! Must not: be used by production code; nothing here is a kernel interface.
 #![deny(missing_docs)]
 
+pub mod conformance;
+
 use std::fs;
 use std::io;
 use std::os::unix::fs::symlink;

@@ -272,20 +272,21 @@ pub fn sim_binary() -> PathBuf {
     let ours = PathBuf::from(env!("CARGO_BIN_EXE_hostdevctl"));
     let sim = ours.with_file_name("hostdev-sim");
     // `cargo test --workspace` builds it; a narrower run must not use a stale one.
-    let newest_source = ["src", "profiles"]
-        .iter()
-        .flat_map(|d| {
-            std::fs::read_dir(
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../hostdev-sim")
-                    .join(d),
-            )
+    // The simulator's own sources and the kernel model it serves.
+    let newest_source = [
+        "hostdev-sim/src",
+        "hostdev-sim/profiles",
+        "hostdev-kmodel/src",
+    ]
+    .iter()
+    .flat_map(|d| {
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(d))
             .into_iter()
             .flatten()
-        })
-        .flatten()
-        .filter_map(|e| e.metadata().ok()?.modified().ok())
-        .max();
+    })
+    .flatten()
+    .filter_map(|e| e.metadata().ok()?.modified().ok())
+    .max();
     let built = std::fs::metadata(&sim).and_then(|m| m.modified()).ok();
     match (built, newest_source) {
         (Some(b), Some(s)) if b >= s => sim,

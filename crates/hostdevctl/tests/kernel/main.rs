@@ -9,6 +9,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod conformance;
 mod dra;
 mod host;
 mod libvirt;

@@ -78,7 +78,7 @@ fn time_until(mut f: impl FnMut() -> bool) -> Option<Duration> {
 }
 
 /// The lab's one igb PF, found through hostdev's own PF listing.
-fn igb_pf(sriov: &RealSriov) -> PciAddress {
+pub(super) fn igb_pf(sriov: &RealSriov) -> PciAddress {
     let pfs = sriov.pfs().expect("hostdev lists the SR-IOV PFs");
     let igb: Vec<_> = pfs
         .iter()
@@ -99,7 +99,7 @@ fn igb_pf(sriov: &RealSriov) -> PciAddress {
 }
 
 /// Back to the boot state: no VFs, autoprobe on, igb bound to the PF.
-fn reset(sriov: &RealSriov, pf: &PciAddress) {
+pub(super) fn reset(sriov: &RealSriov, pf: &PciAddress) {
     let d = dev(pf.as_str());
     if link_name(d.join("driver")).is_none() {
         let _ = write_raw("/sys/bus/pci/drivers/igb/bind", pf.as_str());
