@@ -22,6 +22,13 @@ pub enum ProfileError {
 pub fn parse(text: &str) -> Result<Profile, ProfileError> {
     let p: Profile = toml::from_str(text)?;
     p.check().map_err(ProfileError::Invalid)?;
+    if p.faults.iter().any(|f| f.effect == Some(Effect::Panic)) {
+        return Err(ProfileError::Invalid(
+            "effect \"panic\" is for the in-process fakes: in the simulator it would take the \
+             whole mount down"
+                .into(),
+        ));
+    }
     Ok(p)
 }
 
@@ -56,6 +63,22 @@ mod tests {
                 assert!(f.check().is_ok(), "{name}: {f:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_fault_row_that_makes_no_sense_is_refused_with_a_sentence() {
+        let base = "[[parent]]\nname = \"mtty\"\ntype = []\n";
+        for (row, why) in [
+            ("op = \"create\"\n", "exactly one of errno and effect"),
+            ("op = \"create\"\nerrno = \"EWHAT\"\n", "EWHAT"),
+            ("op = \"remove\"\neffect = \"race\"\n", "effects of a create"),
+            ("op = \"create\"\neffect = \"panic\"\n", "whole mount down"),
+        ] {
+            let e = parse(&format!("{base}[[fault]]\n{row}")).expect_err(row);
+            assert!(e.to_string().contains(why), "{row}: {e}");
+        }
+        let pf = "[[sriov]]\naddress = \"0000:41:00.g\"\ntotal_vfs = 1\n";
+        assert!(parse(pf).is_err());
     }
 
     #[test]
