@@ -220,6 +220,15 @@ impl Kernel {
         }
     }
 
+    /// Whether a PF's driver is bound (false for a PF the model lacks).
+    pub fn pf_driver_bound(&self, address: &str) -> bool {
+        self.profile
+            .sriov
+            .iter()
+            .position(|p| p.address == address)
+            .is_some_and(|i| !self.pfs[i].unbound)
+    }
+
     /// Adds a row to the fault table.
     pub fn inject(&mut self, fault: Fault) {
         self.profile.faults.push(fault);

@@ -84,6 +84,16 @@ pub struct TypeListError {
     pub text: String,
 }
 
+/// The PF driver of NVIDIA's vGPU host driver: a PF it drives carries
+/// `nvidia/` on its VFs. Another SR-IOV PF (a NIC's, an `igb`) is not a
+/// vGPU PF, whatever its VFs are.
+pub const VGPU_PF_DRIVER: &str = "nvidia";
+
+/// Whether a PF with this bound driver is one whose VFs take vGPU types.
+pub fn is_vgpu_pf(driver: Option<&str>) -> bool {
+    driver == Some(VGPU_PF_DRIVER)
+}
+
 /// Parses `creatable_vgpu_types`: a header `ID    : vGPU Name`, then
 /// `1428 : NVIDIA H200X-141C` lines; only the header when nothing fits.
 pub fn parse_creatable(text: &str) -> Result<Vec<VgpuType>, TypeListError> {

@@ -71,7 +71,10 @@ mod tests {
         for (row, why) in [
             ("op = \"create\"\n", "exactly one of errno and effect"),
             ("op = \"create\"\nerrno = \"EWHAT\"\n", "EWHAT"),
-            ("op = \"remove\"\neffect = \"race\"\n", "effects of a create"),
+            (
+                "op = \"remove\"\neffect = \"race\"\n",
+                "effects of a create",
+            ),
             ("op = \"create\"\neffect = \"panic\"\n", "whole mount down"),
         ] {
             let e = parse(&format!("{base}[[fault]]\n{row}")).expect_err(row);

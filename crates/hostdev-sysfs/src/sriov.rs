@@ -372,6 +372,25 @@ fn os_error(errno: i32) -> io::Error {
 }
 
 impl SriovSysfs for FakeSriov {
+    fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
+        let st = self.st();
+        let p = st
+            .kernel
+            .profile()
+            .sriov
+            .iter()
+            .find(|p| p.address == pf.as_str());
+        MemberFacts {
+            name: pf.to_string(),
+            vendor: p.map(|p| p.vendor.clone()),
+            device: p.and_then(|p| p.device.clone()),
+            numa_node: p.map(|p| p.numa_node),
+            driver: p
+                .filter(|_| st.kernel.pf_driver_bound(pf.as_str()))
+                .map(|p| p.driver.clone()),
+        }
+    }
+
     fn pfs(&self) -> Result<Vec<PfInfo>, SriovError> {
         Ok(self
             .st()

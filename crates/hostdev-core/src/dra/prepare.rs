@@ -537,7 +537,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         &self,
         vf: &hostdev_model::vgpu::PciAddress,
     ) -> Result<hostdev_model::vgpu::PciAddress, CoreError> {
-        for pf in self.vgpu.sriov.pfs()? {
+        for pf in self.vgpu.vgpu_pfs()? {
             if self
                 .vgpu
                 .sriov

@@ -536,7 +536,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         offer: &mut Offer,
     ) -> Result<(), CoreError> {
         let sriov = &self.vgpu.sriov;
-        for pf in sriov.pfs()? {
+        for pf in self.vgpu.vgpu_pfs()? {
             let vfs = sriov.vfs(&pf.address)?;
             if !vfs.iter().any(|v| scope.wants(v.address.as_str())) && !scope.full() {
                 continue;

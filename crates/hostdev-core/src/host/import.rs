@@ -39,7 +39,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             });
         }
         let g = &self.vgpu;
-        for pf in g.sriov.pfs()? {
+        for pf in g.vgpu_pfs()? {
             let f = g.sriov.pf_facts(&pf.address);
             let mut types: Vec<String> = Vec::new();
             for v in g.sriov.vfs(&pf.address)? {

@@ -101,7 +101,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             }
             PoolKind::Vgpu { type_name } => {
                 let mut out = Vec::new();
-                for pf in self.vgpu.sriov.pfs()? {
+                for pf in self.vgpu.vgpu_pfs()? {
                     if !def.members.matches(&self.vgpu.sriov.pf_facts(&pf.address)) {
                         continue;
                     }

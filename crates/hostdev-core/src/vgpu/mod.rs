@@ -74,13 +74,27 @@ impl<V: SriovSysfs> Vgpus<V> {
         }
     }
 
-    /// Every PF with its VFs.
+    /// The PFs whose VFs take vGPU types: those NVIDIA's driver drives. An
+    /// SR-IOV PF of another driver (a NIC's) is left out, so that its VFs
+    /// are never listed, pooled, offered or typed as vGPUs.
+    pub fn vgpu_pfs(&self) -> Result<Vec<PfInfo>, CoreError> {
+        Ok(self
+            .sriov
+            .pfs()?
+            .into_iter()
+            .filter(|p| {
+                hostdev_model::vgpu::is_vgpu_pf(self.sriov.pf_facts(&p.address).driver.as_deref())
+            })
+            .collect())
+    }
+
+    /// Every vGPU PF with its VFs.
     pub fn inventory(
         &self,
         pf: Option<&PciAddress>,
     ) -> Result<Vec<(PfInfo, Vec<VfInfo>)>, CoreError> {
         let mut out = Vec::new();
-        for p in self.sriov.pfs()? {
+        for p in self.vgpu_pfs()? {
             if pf.is_some_and(|want| want != &p.address) {
                 continue;
             }
@@ -604,6 +618,31 @@ mod tests {
 
     fn a(s: &str) -> PciAddress {
         s.parse().unwrap()
+    }
+
+    /// The kernel lab's igb PF has SR-IOV and VFs without `nvidia/`; the
+    /// vGPU view once took every SR-IOV PF for NVIDIA's and listed it.
+    #[test]
+    fn an_sriov_pf_of_another_driver_is_not_a_vgpu_pf() {
+        let (_t, v) = vgpus();
+        let mut igb = hostdev_kmodel::SriovProfile::nvidia("0000:01:00.0", 7, 0, &[]);
+        igb.driver = "igb".into();
+        igb.vendor = "0x8086".into();
+        v.sriov.add(igb, true);
+        v.sriov.set_num_vfs(&a("0000:01:00.0"), 2).unwrap();
+        let pfs: Vec<String> = v
+            .vgpu_pfs()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.address.to_string())
+            .collect();
+        assert_eq!(pfs, ["0000:41:00.0", "0000:c1:00.0"]);
+        assert!(v.types(None).unwrap().iter().all(|t| t.pf != a("0000:01:00.0")));
+        let (rows, _) = v.list().unwrap();
+        assert!(rows.iter().all(|r| !r.vf.as_str().starts_with("0000:01:")), "{rows:?}");
+        // An NVIDIA PF whose driver is unbound is no vGPU PF either.
+        v.sriov.with_model(|m| m.bind_pf_driver("0000:41:00.0", false));
+        assert_eq!(v.vgpu_pfs().unwrap().len(), 1);
     }
 
     #[test]

@@ -37,6 +37,12 @@ fn the_labs_igb_passes_the_conformance_suite() {
     );
     super::sriov::reset(&s, &pf);
     let out = conformance::sriov(&s, &expect);
+    // With VFs enabled, hostdev's vGPU view still has no PF: igb is no
+    // NVIDIA driver (it once took every SR-IOV PF for a vGPU PF).
+    s.set_num_vfs(&pf, 2).expect("enable 2 VFs");
+    let vgpus = hostdev_core::vgpu::Vgpus::new(RealSriov::new(Path::new("/")), Path::new("/"));
+    let listed = vgpus.vgpu_pfs().expect("hostdev lists vGPU PFs");
     super::sriov::reset(&s, &pf);
     conformance::assert_all("kernel", &out);
+    assert!(listed.is_empty(), "the igb PF was taken for a vGPU PF: {listed:?}");
 }
