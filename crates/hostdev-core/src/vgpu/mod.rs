@@ -637,11 +637,19 @@ mod tests {
             .map(|p| p.address.to_string())
             .collect();
         assert_eq!(pfs, ["0000:41:00.0", "0000:c1:00.0"]);
-        assert!(v.types(None).unwrap().iter().all(|t| t.pf != a("0000:01:00.0")));
+        assert!(v
+            .types(None)
+            .unwrap()
+            .iter()
+            .all(|t| t.pf != a("0000:01:00.0")));
         let (rows, _) = v.list().unwrap();
-        assert!(rows.iter().all(|r| !r.vf.as_str().starts_with("0000:01:")), "{rows:?}");
+        assert!(
+            rows.iter().all(|r| !r.vf.as_str().starts_with("0000:01:")),
+            "{rows:?}"
+        );
         // An NVIDIA PF whose driver is unbound is no vGPU PF either.
-        v.sriov.with_model(|m| m.bind_pf_driver("0000:41:00.0", false));
+        v.sriov
+            .with_model(|m| m.bind_pf_driver("0000:41:00.0", false));
         assert_eq!(v.vgpu_pfs().unwrap().len(), 1);
     }
 

@@ -7,7 +7,7 @@
 //! Owns: nothing but running the suite. Must not: leave devices or VFs.
 
 use super::{kernel, remove_all};
-use hostdev_sysfs::sriov::RealSriov;
+use hostdev_sysfs::sriov::{RealSriov, SriovSysfs};
 use hostdev_sysfs::RealSysfs;
 use hostdev_testkit::conformance;
 use std::path::Path;
@@ -44,5 +44,8 @@ fn the_labs_igb_passes_the_conformance_suite() {
     let listed = vgpus.vgpu_pfs().expect("hostdev lists vGPU PFs");
     super::sriov::reset(&s, &pf);
     conformance::assert_all("kernel", &out);
-    assert!(listed.is_empty(), "the igb PF was taken for a vGPU PF: {listed:?}");
+    assert!(
+        listed.is_empty(),
+        "the igb PF was taken for a vGPU PF: {listed:?}"
+    );
 }
