@@ -85,14 +85,17 @@ pub enum ClaimError {
         value: String,
     },
     /// Reading the claim from the apiserver failed.
-    #[error("cannot read ResourceClaim {namespace}/{name} from the apiserver: {source}")]
+    #[error("cannot read ResourceClaim {namespace}/{name} (UID {uid}) from the apiserver")]
     Fetch {
         /// Namespace.
         namespace: String,
         /// Name.
         name: String,
-        /// Why.
-        source: kube::Error,
+        /// The kubelet's UID for it.
+        uid: String,
+        /// Why (told by [`answer`] in a sentence of its own).
+        #[source]
+        source: Box<kube::Error>,
     },
     /// The claim is not (or no longer) there.
     #[error("ResourceClaim {namespace}/{name} does not exist")]
@@ -181,6 +184,52 @@ impl ClaimError {
             ClaimError::Config(e) => e.code().into(),
         }
     }
+}
+
+/// A claim's error as the kubelet is answered with it (it becomes the
+/// pod's event): the sentence, each cause in its chain once (one a
+/// message already ends with is not told again), then the code. The
+/// apiserver's refusal is told as its status code, reason and message
+/// (kube's own text for it is Rust `Debug` output); kube's other errors
+/// by their causes, which their text only repeats after a type name.
+pub fn answer(e: &ClaimError) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        cur = c.source();
+        let kube = c
+            .downcast_ref::<Box<kube::Error>>()
+            .map(AsRef::as_ref)
+            .or_else(|| c.downcast_ref::<kube::Error>());
+        let text = match kube {
+            Some(kube::Error::Api(status)) => {
+                cur = None;
+                apiserver_said(status)
+            }
+            Some(_) if cur.is_some() => continue,
+            _ => c.to_string(),
+        };
+        if parts.last().is_none_or(|l| !l.ends_with(&text)) {
+            parts.push(text);
+        }
+    }
+    format!("{} [{}]", parts.join(": "), e.code())
+}
+
+/// The apiserver's refusal as a sentence: `the apiserver answered 403
+/// Forbidden: <its message>`.
+fn apiserver_said(s: &kube::core::Status) -> String {
+    let mut out = String::from("the apiserver answered");
+    if s.code != 0 {
+        out.push_str(&format!(" {}", s.code));
+    }
+    if !s.reason.is_empty() {
+        out.push_str(&format!(" {}", s.reason));
+    }
+    if !s.message.is_empty() {
+        out.push_str(&format!(": {}", s.message));
+    }
+    out
 }
 
 /// The allocation results of this driver and node (pool), checked, as
@@ -308,7 +357,8 @@ impl Plugin {
             .map_err(|source| ClaimError::Fetch {
                 namespace: r.namespace.clone(),
                 name: r.name.clone(),
-                source,
+                uid: r.uid.clone(),
+                source: Box::new(source),
             })?
             .ok_or_else(|| ClaimError::Gone {
                 namespace: r.namespace.clone(),
@@ -553,7 +603,7 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
                 },
                 Err(e) => pb::NodePrepareResourceResponse {
                     devices: Vec::new(),
-                    error: format!("{e} [{}]", e.code()),
+                    error: answer(&e),
                 },
             };
             let r = if answer.error.is_empty() {
@@ -577,10 +627,7 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
         let mut claims = HashMap::new();
         for c in &req.get_ref().claims {
             let started = std::time::Instant::now();
-            let r = self
-                .unprepare_claim(c)
-                .await
-                .map_err(|e| format!("{e} [{}]", e.code()));
+            let r = self.unprepare_claim(c).await.map_err(|e| answer(&e));
             log_claim(
                 "unprepare",
                 c,
@@ -687,6 +734,31 @@ mod tests {
         assert!(
             e.to_string().contains("admin access to device dev-0"),
             "{e}"
+        );
+    }
+
+    const UID: &str = "0b0c6a4e-7d7e-4f43-9c55-3d8a5d2f1e10";
+
+    #[test]
+    fn a_claim_the_apiserver_refused_is_named_in_a_sentence_with_the_cause_once() {
+        let why = "resourceclaims.resource.k8s.io \"c\" is forbidden: User \"system:serviceaccount:kube-system:hostdev-dra\" cannot get resource \"resourceclaims\"";
+        let status = kube::core::Status::failure(why, "Forbidden").with_code(403);
+        let e = ClaimError::Fetch {
+            namespace: "ns".into(),
+            name: "c".into(),
+            uid: UID.into(),
+            source: Box::new(kube::Error::Api(status.boxed())),
+        };
+        let s = answer(&e);
+        assert!(!s.contains("Status {") && !s.contains("ApiError"), "{s}");
+        assert!(s.contains("ResourceClaim ns/c") && s.contains(UID), "{s}");
+        assert!(s.contains("403 Forbidden"), "{s}");
+        assert_eq!(s.matches("cannot get resource").count(), 1, "{s}");
+        assert!(s.ends_with(" [dra.claim-fetch]"), "{s}");
+        let cause = std::error::Error::source(&e).expect("the kube error is kept");
+        assert!(
+            cause.downcast_ref::<Box<kube::Error>>().is_some(),
+            "{cause:?}"
         );
     }
 
