@@ -763,6 +763,24 @@ mod tests {
     }
 
     #[test]
+    fn a_cdi_spec_that_cannot_be_written_says_why_in_the_kubelets_answer() {
+        // A real failure: the spec directory is a regular file.
+        let d = tempfile::tempdir().unwrap();
+        let not_a_dir = d.path().join("cdi");
+        std::fs::write(&not_a_dir, b"").unwrap();
+        let (spec, _) = cdi::device_spec("hostdev.io", UID, &[]);
+        let path = cdi::device_spec_path(&not_a_dir, "hostdev.io", UID);
+        let e = ClaimError::from(cdi::write(&path, &spec).unwrap_err());
+        let cause = std::error::Error::source(&e).expect("the io error is kept");
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .expect("the cause is the io error");
+        let s = answer(&e);
+        assert!(s.contains("cannot write the CDI spec"), "{s}");
+        assert_eq!(s.matches(&io.to_string()).count(), 1, "{s}");
+    }
+
+    #[test]
     fn only_held_capacity_is_waited_for() {
         assert!(daemon(ErrorClass::Exhausted).may_clear());
         assert!(daemon(ErrorClass::Conflict).may_clear());
