@@ -198,6 +198,12 @@ pub struct DraPrepared {
     pub uid: Uuid,
     /// Each device, in the request's order.
     pub devices: Vec<DraPreparedDevice>,
+    /// Whether an earlier call had prepared the claim and this one answered
+    /// from its record (the kubelet asks again after its own restart or the
+    /// node's): a caller whose own step fails afterwards must not undo it,
+    /// as a running pod may use its devices.
+    #[serde(default)]
+    pub again: bool,
 }
 
 /// Remove what prepare made for a claim (`POST /v1/dra/unprepare`):

@@ -247,9 +247,12 @@ fn prepare_makes_records_and_answers_again_and_unprepare_removes_only_that() {
     let typed: Vec<_> = vfs.iter().filter(|x| x.current != 0).collect();
     assert_eq!(typed.len(), 1);
     assert_eq!(typed[0].current, 1151);
-    // Asked again (a kubelet retry): the same answer, nothing new made.
+    // Asked again (a kubelet retry): the same devices, nothing new made,
+    // and said to be an earlier call's (the driver must not undo them).
+    assert!(!p.again);
     let again = prepare(&h, &c, &[nv, vf]).unwrap();
-    assert_eq!(again, p);
+    assert!(again.again);
+    assert_eq!(again.devices, p.devices);
     assert_eq!(h.mdev.sysfs.devices().unwrap().len(), 2);
     // The same claim with other devices is refused; another claim for a held device too.
     let e = prepare(&h, &c, &[nv]).unwrap_err();
@@ -668,7 +671,8 @@ fn a_prepared_claim_whose_devices_a_reboot_took_gets_them_back_when_asked_again(
     // The restarted kubelet asks again: the same devices are made again
     // (same UUID, same VF and type) and the answer is the same.
     let again = prepare(&h, &c, &[nv, vf]).unwrap();
-    assert_eq!(again, p);
+    assert!(again.again);
+    assert_eq!(again.devices, p.devices);
     assert!(h.mdev.sysfs.device(&uuid).unwrap().is_some());
     assert_eq!(h.mdev.sysfs.devices().unwrap().len(), 1);
     let typed: Vec<_> = h
@@ -682,7 +686,7 @@ fn a_prepared_claim_whose_devices_a_reboot_took_gets_them_back_when_asked_again(
     assert_eq!(typed.len(), 1);
     assert_eq!((&typed[0].address, typed[0].current), (&vf_addr, 1151));
     // Asked once more: nothing new made; unprepare removes both.
-    assert_eq!(prepare(&h, &c, &[nv, vf]).unwrap(), p);
+    assert_eq!(prepare(&h, &c, &[nv, vf]).unwrap().devices, p.devices);
     assert_eq!(h.mdev.sysfs.devices().unwrap().len(), 1);
     assert_eq!(h.dra_unprepare(&c).unwrap().removed.len(), 2);
     assert!(h.mdev.sysfs.devices().unwrap().is_empty());

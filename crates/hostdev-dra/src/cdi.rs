@@ -89,7 +89,8 @@ pub enum CdiError {
     Write {
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// Why (the chain's next cause; the message does not repeat it).
+        #[source]
         source: std::io::Error,
     },
 }

@@ -2,7 +2,7 @@
 //! node's hostdevd (see the crate's library for what each part does).
 
 use clap::Parser;
-use hostdev_dra::names::is_dns_subdomain;
+use hostdev_dra::names::check_names;
 use hostdev_dra::plugin::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +14,8 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// The driver name (a DNS subdomain; DeviceClasses select on it).
+    /// The driver name (a DNS subdomain of at most 63 bytes; DeviceClasses
+    /// select on it).
     #[arg(long, default_value = "hostdev.io")]
     driver: String,
     /// This node's name (the pool's name too).
@@ -38,11 +39,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if !is_dns_subdomain(&args.driver) || !is_dns_subdomain(&args.node) {
-        eprintln!(
-            "hostdev-dra: the driver name {:?} and node name {:?} must be DNS subdomains",
-            args.driver, args.node
-        );
+    if let Err(e) = check_names(&args.driver, &args.node) {
+        eprintln!("hostdev-dra: {e}");
         return ExitCode::from(2);
     }
     let cfg = Config {

@@ -14,6 +14,47 @@ pub fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
+/// The most bytes a driver name may have: it is part of each
+/// ResourceSlice's name and used as a label value (at most 63 bytes).
+pub const MAX_DRIVER_NAME: usize = 63;
+
+/// Why the names the driver is started with are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum NameError {
+    /// The driver name is not a DNS subdomain.
+    #[error("the driver name {0:?} is not a DNS subdomain (dot-separated parts of lowercase letters, digits and '-')")]
+    Driver(String),
+    /// The driver name is too long.
+    #[error("the driver name {name:?} is {len} bytes; a driver name is at most {MAX_DRIVER_NAME}, as ResourceSlice names and label values carry it")]
+    DriverTooLong {
+        /// The name.
+        name: String,
+        /// Its length.
+        len: usize,
+    },
+    /// The node name is not a DNS subdomain.
+    #[error("the node name {0:?} is not a DNS subdomain (dot-separated parts of lowercase letters, digits and '-')")]
+    Node(String),
+}
+
+/// Checks the driver's and the node's names before either becomes part of
+/// a path, a socket's name or an object's name.
+pub fn check_names(driver: &str, node: &str) -> Result<(), NameError> {
+    if !is_dns_subdomain(driver) {
+        return Err(NameError::Driver(driver.to_string()));
+    }
+    if driver.len() > MAX_DRIVER_NAME {
+        return Err(NameError::DriverTooLong {
+            name: driver.to_string(),
+            len: driver.len(),
+        });
+    }
+    if !is_dns_subdomain(node) {
+        return Err(NameError::Node(node.to_string()));
+    }
+    Ok(())
+}
+
 /// A claim UID as the apiserver makes them (a UUID: hex digits and `-`,
 /// 36 characters).
 pub fn is_uid(s: &str) -> bool {

@@ -85,14 +85,17 @@ pub enum ClaimError {
         value: String,
     },
     /// Reading the claim from the apiserver failed.
-    #[error("cannot read ResourceClaim {namespace}/{name} from the apiserver: {source}")]
+    #[error("cannot read ResourceClaim {namespace}/{name} (UID {uid}) from the apiserver")]
     Fetch {
         /// Namespace.
         namespace: String,
         /// Name.
         name: String,
-        /// Why.
-        source: kube::Error,
+        /// The kubelet's UID for it.
+        uid: String,
+        /// Why (told by [`answer`] in a sentence of its own).
+        #[source]
+        source: Box<kube::Error>,
     },
     /// The claim is not (or no longer) there.
     #[error("ResourceClaim {namespace}/{name} does not exist")]
@@ -181,6 +184,52 @@ impl ClaimError {
             ClaimError::Config(e) => e.code().into(),
         }
     }
+}
+
+/// A claim's error as the kubelet is answered with it (it becomes the
+/// pod's event): the sentence, each cause in its chain once (one a
+/// message already ends with is not told again), then the code. The
+/// apiserver's refusal is told as its status code, reason and message
+/// (kube's own text for it is Rust `Debug` output); kube's other errors
+/// by their causes, which their text only repeats after a type name.
+pub fn answer(e: &ClaimError) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        cur = c.source();
+        let kube = c
+            .downcast_ref::<Box<kube::Error>>()
+            .map(AsRef::as_ref)
+            .or_else(|| c.downcast_ref::<kube::Error>());
+        let text = match kube {
+            Some(kube::Error::Api(status)) => {
+                cur = None;
+                apiserver_said(status)
+            }
+            Some(_) if cur.is_some() => continue,
+            _ => c.to_string(),
+        };
+        if parts.last().is_none_or(|l| !l.ends_with(&text)) {
+            parts.push(text);
+        }
+    }
+    format!("{} [{}]", parts.join(": "), e.code())
+}
+
+/// The apiserver's refusal as a sentence: `the apiserver answered 403
+/// Forbidden: <its message>`.
+fn apiserver_said(s: &kube::core::Status) -> String {
+    let mut out = String::from("the apiserver answered");
+    if s.code != 0 {
+        out.push_str(&format!(" {}", s.code));
+    }
+    if !s.reason.is_empty() {
+        out.push_str(&format!(" {}", s.reason));
+    }
+    if !s.message.is_empty() {
+        out.push_str(&format!(": {}", s.message));
+    }
+    out
 }
 
 /// The allocation results of this driver and node (pool), checked, as
@@ -308,7 +357,8 @@ impl Plugin {
             .map_err(|source| ClaimError::Fetch {
                 namespace: r.namespace.clone(),
                 name: r.name.clone(),
-                source,
+                uid: r.uid.clone(),
+                source: Box::new(source),
             })?
             .ok_or_else(|| ClaimError::Gone {
                 namespace: r.namespace.clone(),
@@ -375,16 +425,39 @@ impl Plugin {
             self.ours.add(&d.id);
         }
         let at = std::time::Instant::now();
-        let written = self.write_files(&r, &prepared.devices);
+        let out = self.files_or_undo(c, &r, &prepared).await;
         phases.files = at.elapsed();
-        match written {
-            Ok(out) => Ok(out),
-            Err(e) => {
-                // Nothing half-made: what hostdevd made goes, so do the files.
-                let _ = self.unprepare_claim(c).await;
-                Err(e)
+        out
+    }
+
+    /// Writes a prepared claim's files. When that fails, what this call's
+    /// prepare made is unprepared (nothing half-made is left), but devices
+    /// an earlier prepare gave the claim (hostdevd answered from its
+    /// record: the kubelet asks again after its own restart) are kept, as a
+    /// running pod may use them. The error is the claim's either way, and
+    /// the kubelet asks again.
+    async fn files_or_undo(
+        &self,
+        c: &pb::Claim,
+        r: &ClaimRef,
+        prepared: &hostdev_api::DraPrepared,
+    ) -> Result<Vec<pb::Device>, ClaimError> {
+        let e = match self.write_files(r, &prepared.devices) {
+            Ok(out) => return Ok(out),
+            Err(e) => e,
+        };
+        if !prepared.again {
+            if let Err(undo) = self.unprepare_claim(c).await {
+                eprintln!(
+                    "hostdev-dra: prepare {}/{} ({}): undoing it after its files failed failed too: {}",
+                    r.namespace,
+                    r.name,
+                    r.uid,
+                    answer(&undo)
+                );
             }
         }
+        Err(e)
     }
 
     fn write_files(
@@ -553,7 +626,7 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
                 },
                 Err(e) => pb::NodePrepareResourceResponse {
                     devices: Vec::new(),
-                    error: format!("{e} [{}]", e.code()),
+                    error: answer(&e),
                 },
             };
             let r = if answer.error.is_empty() {
@@ -577,10 +650,7 @@ impl pb::dra_plugin_server::DraPlugin for Plugin {
         let mut claims = HashMap::new();
         for c in &req.get_ref().claims {
             let started = std::time::Instant::now();
-            let r = self
-                .unprepare_claim(c)
-                .await
-                .map_err(|e| format!("{e} [{}]", e.code()));
+            let r = self.unprepare_claim(c).await.map_err(|e| answer(&e));
             log_claim(
                 "unprepare",
                 c,
@@ -644,84 +714,4 @@ impl reg::registration_server::Registration for Registration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use hostdev_api::client::RemoteError;
-    use hostdev_api::{ErrorBody, ErrorClass};
-
-    fn daemon(class: ErrorClass) -> ClaimError {
-        ClaimError::Daemon(DaemonError::Call(RemoteError::Api {
-            status: 409,
-            body: ErrorBody::new(class, "dra.create", "held"),
-        }))
-    }
-
-    #[test]
-    fn an_admin_access_result_is_refused_and_other_drivers_results_are_left() {
-        use k8s_openapi::api::resource::v1::DeviceRequestAllocationResult as Res;
-        let r = ClaimRef {
-            namespace: "ns".into(),
-            name: "c".into(),
-            uid: "0b0c6a4e-7d7e-4f43-9c55-3d8a5d2f1e10".into(),
-            pod_claim_name: None,
-        };
-        let res = |driver: &str, admin: Option<bool>| Res {
-            driver: driver.into(),
-            pool: "n".into(),
-            request: "gpu".into(),
-            device: "dev-0".into(),
-            admin_access: admin,
-            ..Res::default()
-        };
-        let got = ours(
-            &[res("hostdev.io", None), res("other.io", Some(true))],
-            "hostdev.io",
-            "n",
-            &[],
-            &r,
-        )
-        .unwrap();
-        assert_eq!(got.len(), 1);
-        let e = ours(&[res("hostdev.io", Some(true))], "hostdev.io", "n", &[], &r).unwrap_err();
-        assert_eq!(e.code(), "dra.admin-access");
-        assert!(
-            e.to_string().contains("admin access to device dev-0"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn only_held_capacity_is_waited_for() {
-        assert!(daemon(ErrorClass::Exhausted).may_clear());
-        assert!(daemon(ErrorClass::Conflict).may_clear());
-        assert!(!daemon(ErrorClass::Invalid).may_clear());
-        assert!(!daemon(ErrorClass::NotFound).may_clear());
-        assert!(!ClaimError::Daemon(DaemonError::Down("/x".into())).may_clear());
-        let gone = ClaimError::Gone {
-            namespace: "a".into(),
-            name: "b".into(),
-        };
-        assert!(!gone.may_clear());
-        assert_eq!(gone.code(), "dra.claim-gone");
-    }
-
-    #[test]
-    fn kubelet_names_are_checked_before_use() {
-        let c = |ns: &str, name: &str, uid: &str| pb::Claim {
-            namespace: ns.into(),
-            name: name.into(),
-            uid: uid.into(),
-        };
-        let uid = "0b0c6a4e-7d7e-4f43-9c55-3d8a5d2f1e10";
-        assert!(Plugin::claim_ref(&c("ns", "claim-1", uid)).is_ok());
-        for bad in [
-            c("ns", "../../etc", uid),
-            c("a/b", "x", uid),
-            c("ns", "x", "../../../../../../../../etc/passwd"),
-            c("", "x", uid),
-        ] {
-            let e = Plugin::claim_ref(&bad).unwrap_err();
-            assert_eq!(e.code(), "dra.bad-claim-name", "{bad:?}");
-        }
-    }
-}
+mod tests;

@@ -7,8 +7,9 @@
 //! — except that a change one slice holds, with the slice count kept, is
 //! that slice's update alone, in the same generation (the helper's "at most
 //! one update API call" rule: one write is atomic by itself). Slices are
-//! named `<driver>-<node>-<index>` and found again by the field selector
-//! `spec.driver=…,spec.nodeName=…`.
+//! named `<driver>-<node>-<index>` (cut short with a hash of the whole
+//! when that passes the API's 253 bytes: [`slice_name`]) and found again
+//! by the field selector `spec.driver=…,spec.nodeName=…`.
 //!
 //! Whether the apiserver still holds what was last written is asked with a
 //! metadata-only list (names and resourceVersions: a few KiB where the
@@ -138,6 +139,37 @@ fn step(
     }
 }
 
+/// The most bytes an object's name may have (a DNS subdomain).
+pub const MAX_NAME: usize = 253;
+
+/// The name of slice `i` of `driver`'s pool on `node`:
+/// `<driver>-<node>-<i>`. When that would pass [`MAX_NAME`] (a node name
+/// near its own 253 bytes), the `<driver>-<node>` prefix is cut short, as
+/// Kubernetes cuts a generateName prefix, and followed by a hash of the
+/// whole prefix: these names are fixed rather than given a random suffix
+/// by the apiserver, and two nodes whose long names differ only past the
+/// cut must still name different slices. The hash (64-bit FNV-1a) is part
+/// of the name and must not change between releases.
+pub fn slice_name(driver: &str, node: &str, i: usize) -> String {
+    let full = format!("{driver}-{node}-{i}");
+    if full.len() <= MAX_NAME {
+        return full;
+    }
+    let prefix = format!("{driver}-{node}");
+    let hash = prefix.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let tail = format!("-{hash:016x}-{i}");
+    let mut keep = MAX_NAME.saturating_sub(tail.len());
+    while !prefix.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    // A label must end with a letter or digit: no `-` or `.` before the
+    // tail's `-`.
+    let cut = prefix[..keep].trim_end_matches(['-', '.']);
+    format!("{cut}{tail}")
+}
+
 /// Publishes one node's pool.
 pub struct Publisher {
     api: Api<ResourceSlice>,
@@ -159,7 +191,7 @@ impl Publisher {
 
     /// The name of the pool's slice number `i`.
     pub fn slice_name(&self, i: usize) -> String {
-        format!("{}-{}-{i}", self.driver, self.node)
+        slice_name(&self.driver, &self.node, i)
     }
 
     fn selector(&self) -> ListParams {
@@ -238,7 +270,7 @@ impl Publisher {
             Step::Nothing => return Ok(Published::Unchanged),
             Step::One(i) => {
                 if let Some(last) = self.last.as_mut() {
-                    let name = format!("{}-{}-{i}", self.driver, self.node);
+                    let name = slice_name(&self.driver, &self.node, i);
                     let mut spec = pool.specs[i].clone();
                     spec.pool.generation = last.generation;
                     let version = last.versions.get(&name).cloned();
@@ -379,6 +411,42 @@ mod tests {
             "the count changed"
         );
         assert_eq!(step(None, &live, &a), Step::All, "nothing written yet");
+    }
+
+    /// Kubernetes' own test of an object name (IsDNS1123Subdomain): at
+    /// most 253 bytes, dot-separated parts of lowercase letters, digits and
+    /// `-`, each beginning and ending with a letter or digit.
+    fn is_object_name(s: &str) -> bool {
+        let alnum =
+            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        s.len() <= MAX_NAME
+            && s.split('.').all(|p| {
+                alnum(p.chars().next())
+                    && alnum(p.chars().last())
+                    && p.chars().all(|c| c == '-' || alnum(Some(c)))
+            })
+    }
+
+    #[test]
+    fn slice_names_stay_object_names_and_distinct_whatever_the_names_lengths() {
+        assert_eq!(slice_name("hostdev.io", "n1", 3), "hostdev.io-n1-3");
+        let driver = format!("{}.io", "d".repeat(60));
+        for node in [
+            format!("{}.x", "a".repeat(251)),
+            format!("{}-{}", "a".repeat(126), "b".repeat(126)),
+            format!("{}.{}", "a".repeat(63), "b".repeat(189)),
+            "n".repeat(185),
+        ] {
+            for i in [0, 7, 12_345] {
+                let name = slice_name(&driver, &node, i);
+                assert!(is_object_name(&name), "{} bytes: {name}", name.len());
+                assert!(name.ends_with(&format!("-{i}")), "{name}");
+            }
+        }
+        // Two nodes whose long names differ only past the cut.
+        let (a, b) = ("a".repeat(250) + "-x", "a".repeat(250) + "-y");
+        assert_ne!(slice_name(&driver, &a, 0), slice_name(&driver, &b, 0));
+        assert_ne!(slice_name(&driver, &a, 0), slice_name(&driver, &a, 1));
     }
 
     #[test]

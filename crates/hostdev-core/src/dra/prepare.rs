@@ -153,7 +153,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 // among them: what the record says was made and is gone
                 // (the kernel forgot it) is made again, the same device.
                 self.remake_missing(&r, &who)?;
-                return self.answer(&r).and_then(|a| self.check_nodes(&who, a));
+                return self
+                    .answer(&r, true)
+                    .and_then(|a| self.check_nodes(&who, a));
             }
             return Err(DraError::Reallocated {
                 claim: who,
@@ -275,7 +277,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         }
         rec.stage = Stage::Prepared;
         record::save(&self.root, &rec)?;
-        self.answer(&rec).and_then(|a| self.check_nodes(&who, a))
+        self.answer(&rec, false)
+            .and_then(|a| self.check_nodes(&who, a))
     }
 
     /// On the host itself (no root prefix), every node of the answer must be
@@ -393,7 +396,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             .map(|r| {
                 Ok(DraClaimRow {
                     claim: r.claim.clone(),
-                    devices: self.answer(r)?.devices,
+                    devices: self.answer(r, true)?.devices,
                 })
             })
             .collect()
@@ -555,8 +558,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         .into())
     }
 
-    /// The answer for a prepared record: device nodes and metadata.
-    fn answer(&self, rec: &Record) -> Result<DraPrepared, CoreError> {
+    /// The answer for a prepared record: device nodes and metadata;
+    /// `again` when an earlier call had prepared it.
+    fn answer(&self, rec: &Record, again: bool) -> Result<DraPrepared, CoreError> {
         let host = |p: &str| {
             self.root
                 .join(p.trim_start_matches('/'))
@@ -629,6 +633,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         Ok(DraPrepared {
             uid: rec.claim.uid,
             devices,
+            again,
         })
     }
 }

@@ -5,7 +5,10 @@
 //! template, slot) — plain devices without counters, as the kernel tells
 //! no vDPA management device's capacity — and what such a device name
 //! means: a vDPA net device on that management device, with the claim's
-//! MAC (or the template's base plus the slot), MTU and queue pairs.
+//! MAC (or the template's base plus the slot), MTU and queue pairs. A
+//! `mac_base` must give each of its template's devices an address of its
+//! own: not all zeros, not multicast, no carry out of the last three
+//! bytes, no overlap with another template's addresses.
 //!
 //! Owns: the template file and the vDPA part of the offer. Must not: make
 //! or remove devices (prepare.rs does), or fail the whole offer over a bad
@@ -88,6 +91,56 @@ fn mac_plus(base: MacAddr, n: u64) -> MacAddr {
     ])
 }
 
+/// A MAC address as a 48-bit number.
+fn mac_number(m: MacAddr) -> u64 {
+    m.0.iter().fold(0, |n, b| n << 8 | u64::from(*b))
+}
+
+/// Whether template `name`'s `mac_base` can give its `count` devices their
+/// own addresses: not all zero, not multicast, `count` addresses from the
+/// base within the last three bytes (a carry past `xx:xx:xx:ff:ff:ff`
+/// would leave the vendor's part, and `mac_plus` wraps instead, onto
+/// addresses already given), and none another template (`earlier`) gives.
+fn check_mac_base(
+    name: &str,
+    base: MacAddr,
+    count: u64,
+    earlier: &[Template],
+) -> Result<(), String> {
+    if base.0 == [0; 6] {
+        return Err(format!(
+            "template {name}'s mac_base {base} is all zeros, which is no device's address"
+        ));
+    }
+    if base.0[0] & 1 == 1 {
+        return Err(format!(
+            "template {name}'s mac_base {base} is a multicast address (the first byte's lowest bit is set)"
+        ));
+    }
+    let first = mac_number(base);
+    let last = first + count.saturating_sub(1);
+    if last >> 24 != first >> 24 {
+        return Err(format!(
+            "template {name}'s {count} addresses from mac_base {base} would carry past {:02x}:{:02x}:{:02x}:ff:ff:ff (the addresses count in the last three bytes)",
+            base.0[0], base.0[1], base.0[2]
+        ));
+    }
+    for t in earlier {
+        let Some(other) = t.mac_base else { continue };
+        let o_first = mac_number(other);
+        let o_last = o_first + t.count.saturating_sub(1);
+        if first <= o_last && o_first <= last {
+            return Err(format!(
+                "template {name}'s addresses {base} to {} overlap template {}'s, {other} to {}",
+                mac_plus(base, count - 1),
+                t.name,
+                mac_plus(other, t.count - 1)
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn path(root: &Path) -> PathBuf {
     root.join("etc/hostdev/dra.toml")
 }
@@ -136,9 +189,7 @@ pub(crate) fn templates(root: &Path) -> Result<Vec<Template>, String> {
                 let mac: MacAddr = m
                     .parse()
                     .map_err(|e: hostdev_model::vdpa::VdpaValueError| bad(e.to_string()))?;
-                if mac.0[0] & 1 == 1 {
-                    return Err(bad(format!("mac_base {mac} is a multicast address")));
-                }
+                check_mac_base(&w.template, mac, w.count, &out).map_err(bad)?;
                 Some(mac)
             }
         };
@@ -249,7 +300,40 @@ mod tests {
     fn a_mac_base_counts_in_its_last_three_bytes() {
         let b: MacAddr = "02:00:00:00:00:fe".parse().unwrap_or(MacAddr([0; 6]));
         assert_eq!(mac_plus(b, 3).to_string(), "02:00:00:00:01:01");
-        let top: MacAddr = "02:aa:bb:ff:ff:ff".parse().unwrap_or(MacAddr([0; 6]));
-        assert_eq!(mac_plus(top, 1).to_string(), "02:aa:bb:00:00:00");
+    }
+
+    /// The templates a `dra.toml` of `tables` gives, or why it is refused.
+    fn load(tables: &str) -> Result<Vec<Template>, String> {
+        let d = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let p = path(d.path());
+        std::fs::create_dir_all(p.parent().ok_or("no parent")?).map_err(|e| e.to_string())?;
+        std::fs::write(&p, tables).map_err(|e| e.to_string())?;
+        templates(d.path())
+    }
+
+    fn table(name: &str, count: u64, mac_base: &str) -> String {
+        format!("[[vdpa]]\ntemplate = \"{name}\"\nmgmtdev = \"vdpasim_net\"\ncount = {count}\nmac_base = \"{mac_base}\"\n")
+    }
+
+    #[test]
+    fn mac_bases_that_cannot_give_each_device_its_own_address_are_refused_by_template() {
+        let two = table("a", 16, "02:00:00:00:00:00") + &table("b", 16, "02:00:00:00:00:10");
+        assert_eq!(load(&two).map(|t| t.len()), Ok(2));
+        let fits = table("top", 2, "02:aa:bb:ff:ff:fe");
+        assert_eq!(load(&fits).map(|t| t.len()), Ok(1));
+        for (tables, says) in [
+            (table("zero", 4, "00:00:00:00:00:00"), "template zero's mac_base 00:00:00:00:00:00 is all zeros"),
+            (table("multi", 4, "03:00:00:00:00:00"), "template multi's mac_base 03:00:00:00:00:00 is a multicast address"),
+            (table("carry", 3, "02:aa:bb:ff:ff:fe"), "template carry's 3 addresses from mac_base 02:aa:bb:ff:ff:fe would carry past 02:aa:bb:ff:ff:ff"),
+            (table("end", 2, "fe:ff:ff:ff:ff:ff"), "would carry past fe:ff:ff:ff:ff:ff"),
+            (
+                table("a", 16, "02:00:00:00:00:00") + &table("b", 4, "02:00:00:00:00:0f"),
+                "template b's addresses 02:00:00:00:00:0f to 02:00:00:00:00:12 overlap template a's, 02:00:00:00:00:00 to 02:00:00:00:00:0f",
+            ),
+        ] {
+            let e = load(&tables).expect_err(&tables);
+            assert!(e.contains(says), "{e}");
+            assert!(e.contains("no vDPA device is offered"), "{e}");
+        }
     }
 }
