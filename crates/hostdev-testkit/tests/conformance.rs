@@ -2,6 +2,7 @@
 //! fakes built from the simulator's own profiles (the same hardware the
 //! FUSE lab serves), checked against the kernel's behaviour as the suite
 //! writes it down. A rule broken on purpose in the model fails it.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failed expectation is the report
 
 use hostdev_kmodel::Mutant;
 use hostdev_sim::profile::{parse, Profile, BUILTIN};

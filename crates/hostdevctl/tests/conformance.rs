@@ -3,6 +3,7 @@
 //! writing the FUSE-mounted simulator, which serves the same kernel model
 //! the in-process fakes drive. The same checks run in process
 //! (hostdev-testkit's tests) and on the real kernel (tests/kernel).
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failed expectation is the report
 
 mod common;
 
