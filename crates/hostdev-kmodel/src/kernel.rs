@@ -30,6 +30,12 @@ pub(crate) struct Device {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Vf {
     pub(crate) current: u32,
+    /// The driver bound to it.
+    pub(crate) driver: Option<String>,
+    /// `driver_override`.
+    pub(crate) driver_override: Option<String>,
+    /// Its IOMMU group (each VF its own, as on the lab's kernel).
+    pub(crate) group: u32,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -41,6 +47,8 @@ pub(crate) struct Pf {
     pub(crate) hidden: bool,
     /// The PF driver was unbound.
     pub(crate) unbound: bool,
+    /// `sriov_drivers_autoprobe` was set to 0.
+    pub(crate) no_autoprobe: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -114,7 +122,7 @@ pub struct Kernel {
     pub(crate) devices: BTreeMap<String, Device>,
     pub(crate) pfs: Vec<Pf>,
     counts: Vec<FaultCount>,
-    next_group: u32,
+    pub(crate) next_group: u32,
 }
 
 pub(crate) fn valid_uuid(s: &str) -> bool {
@@ -617,8 +625,22 @@ impl Kernel {
         if n == 0 && p.vfs.iter().any(|v| v.current != 0) {
             return Err(EBUSY);
         }
+        // Each VF is added with an IOMMU group of its own and, with
+        // autoprobe on, its driver bound before the write returns.
+        let driver = (!p.no_autoprobe)
+            .then(|| self.profile.sriov[pi].vf_driver.clone())
+            .flatten();
+        let first = self.next_group;
+        self.next_group = self.next_group.wrapping_add(n);
+        let p = &mut self.pfs[pi];
         p.numvfs = n;
-        p.vfs = vec![Vf::default(); n as usize];
+        p.vfs = (0..n)
+            .map(|i| Vf {
+                driver: driver.clone(),
+                group: first.wrapping_add(i),
+                ..Vf::default()
+            })
+            .collect();
         p.vfs_since = (n > 0).then(Instant::now);
         Ok(())
     }

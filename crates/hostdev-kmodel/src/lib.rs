@@ -16,6 +16,7 @@
 //! or about hostdev's traits.
 #![deny(missing_docs)]
 
+mod binding;
 pub mod errno;
 mod kernel;
 pub mod pci;
@@ -23,6 +24,7 @@ pub mod profile;
 mod view;
 mod view_pci;
 
+pub use binding::VFIO_PCI;
 pub use kernel::{DeviceView, Errno, Kernel, Mutant, PfView, VfView};
 pub use profile::{
     Effect, Fault, FaultOp, ModuleProfile, ParentProfile, Policy, Profile, SriovProfile,

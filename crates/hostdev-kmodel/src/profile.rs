@@ -187,6 +187,11 @@ pub struct SriovProfile {
     /// The PF driver (`nvidia`, `igb`).
     #[serde(default = "nvidia_driver")]
     pub driver: String,
+    /// The driver that binds the PF's VFs when they are added (`igbvf`;
+    /// NVIDIA's VFs stay with `nvidia`, which refuses to give them to
+    /// `vfio-pci`).
+    #[serde(default = "nvidia_vf_driver")]
+    pub vf_driver: Option<String>,
     /// `sriov_totalvfs` while the PF driver is bound (the driver's limit).
     pub total_vfs: u32,
     /// `sriov_totalvfs` with no driver bound: the capability's TotalVFs
@@ -217,6 +222,10 @@ fn nvidia_driver() -> String {
     "nvidia".into()
 }
 
+fn nvidia_vf_driver() -> Option<String> {
+    Some(nvidia_driver())
+}
+
 fn first_vf_offset() -> u32 {
     4
 }
@@ -241,6 +250,7 @@ impl SriovProfile {
             device: None,
             numa_node: 0,
             driver: nvidia_driver(),
+            vf_driver: nvidia_vf_driver(),
             total_vfs,
             cap_total_vfs: None,
             first_vf_offset: first_vf_offset(),

@@ -137,7 +137,12 @@ impl Kernel {
                     &format!("devices/{}/{u}", devpath(p)),
                 )))
             }
-            ["bus", "pci"] => Some(Node::Dir(entries(&[("devices", Dir), ("drivers", Dir)]))),
+            ["bus", "pci"] => Some(Node::Dir(entries(&[
+                ("devices", Dir),
+                ("drivers", Dir),
+                ("drivers_probe", File),
+            ]))),
+            ["bus", "pci", "drivers_probe"] => Some(Node::File { writable: true }),
             ["bus", "pci", "drivers", ..] | ["module", ..] => self.driver_node(&parts[..]),
             ["bus", "pci", "devices"] => Some(Node::Dir(
                 self.pci_functions()
@@ -154,15 +159,15 @@ impl Kernel {
             }
             ["kernel"] => Some(Node::Dir(entries(&[("iommu_groups", Dir)]))),
             ["kernel", "iommu_groups"] => Some(Node::Dir(
-                self.devices
-                    .values()
-                    .map(|d| (d.group.to_string(), Dir))
+                self.groups()
+                    .into_iter()
+                    .map(|g| (g.to_string(), Dir))
                     .collect(),
             )),
             ["kernel", "iommu_groups", g] => self
-                .devices
-                .values()
-                .any(|d| d.group.to_string() == *g)
+                .groups()
+                .iter()
+                .any(|x| x.to_string() == *g)
                 .then(|| Node::Dir(vec![])),
             ["devices", rest @ ..] => self.device_node(&rest.join("/")),
             _ => None,
@@ -372,7 +377,7 @@ impl Kernel {
                     _ => t.description.clone().unwrap_or_default(),
                 }
             }
-            "create" | "remove" => return Err(EACCES),
+            "create" | "remove" | "bind" | "unbind" | "drivers_probe" => return Err(EACCES),
             "uevent" => String::new(),
             "matrix" => {
                 let u = parts[parts.len() - 2];
@@ -385,7 +390,13 @@ impl Kernel {
                 }
                 out
             }
-            "vendor" | "device" | "numa_node" | "sriov_totalvfs" | "sriov_numvfs" => {
+            "vendor"
+            | "device"
+            | "numa_node"
+            | "sriov_totalvfs"
+            | "sriov_numvfs"
+            | "sriov_drivers_autoprobe"
+            | "driver_override" => {
                 let addr = parts[parts.len() - 2];
                 self.pci_attr(addr, file).ok_or(ENOENT)?
             }
@@ -461,7 +472,25 @@ impl Kernel {
                 .copied()
                 .unwrap_or("")
         };
+        if let ["bus", "pci", rest @ ..] = parts.as_slice() {
+            return match rest {
+                ["drivers_probe"] => self.drivers_probe(value.trim()),
+                ["drivers", d, "bind"] => self.bind(value.trim(), d),
+                ["drivers", d, "unbind"] => self.unbind(value.trim(), d),
+                _ => Err(EACCES),
+            };
+        }
         match file {
+            "sriov_drivers_autoprobe" => {
+                // kstrtobool: 1/y/on, 0/n/off.
+                let on = match value.trim().to_ascii_lowercase().as_str() {
+                    "1" | "y" | "yes" | "on" => true,
+                    "0" | "n" | "no" | "off" => false,
+                    _ => return Err(EINVAL),
+                };
+                self.set_autoprobe(up(2), on)
+            }
+            "driver_override" => self.set_driver_override(up(2), value.trim()),
             "create" => {
                 let (pi, ti) = self.type_at(&parts).ok_or(ENOENT)?;
                 let parent = self.profile.parents[pi].name.clone();

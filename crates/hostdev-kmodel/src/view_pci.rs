@@ -46,6 +46,7 @@ impl Kernel {
                         ("numa_node", File),
                         ("sriov_totalvfs", File),
                         ("sriov_numvfs", File),
+                        ("sriov_drivers_autoprobe", File),
                     ]);
                     if !pf.unbound {
                         e.push(("driver".into(), Link));
@@ -53,7 +54,9 @@ impl Kernel {
                     e.extend((0..pf.numvfs).map(|v| (format!("virtfn{v}"), Link)));
                     Some(Node::Dir(e))
                 }
-                ["sriov_numvfs"] => Some(Node::File { writable: true }),
+                ["sriov_numvfs"] | ["sriov_drivers_autoprobe"] => {
+                    Some(Node::File { writable: true })
+                }
                 ["vendor"] | ["device"] | ["numa_node"] | ["sriov_totalvfs"] => {
                     Some(Node::File { writable: false })
                 }
@@ -70,9 +73,10 @@ impl Kernel {
                 _ => None,
             };
         }
-        let (pi, _) = self.vf_of(addr)?;
+        let (pi, vi) = self.vf_of(addr)?;
         let pf_addr = &self.profile.sriov[pi].address;
         let ready = self.vf_ready(pi);
+        let vf = &self.pfs[pi].vfs[vi];
         match inner {
             [] => {
                 let mut e = entries(&[
@@ -80,14 +84,28 @@ impl Kernel {
                     ("device", File),
                     ("numa_node", File),
                     ("physfn", Link),
+                    ("driver_override", File),
+                    ("iommu_group", Link),
                 ]);
+                if vf.driver.is_some() {
+                    e.push(("driver".into(), Link));
+                }
                 if ready {
                     e.push(("nvidia".into(), Dir));
                 }
                 Some(Node::Dir(e))
             }
             ["vendor"] | ["device"] | ["numa_node"] => Some(Node::File { writable: false }),
+            ["driver_override"] => Some(Node::File { writable: true }),
             ["physfn"] => Some(Node::Link(format!("../{pf_addr}"))),
+            ["driver"] => vf
+                .driver
+                .as_ref()
+                .map(|d| Node::Link(rel(&dir, &format!("bus/pci/drivers/{d}")))),
+            ["iommu_group"] => Some(Node::Link(rel(
+                &dir,
+                &format!("kernel/iommu_groups/{}", vf.group),
+            ))),
             ["nvidia"] if ready => Some(Node::Dir(entries(&[
                 ("creatable_vgpu_types", File),
                 ("current_vgpu_type", File),
@@ -127,8 +145,28 @@ impl Kernel {
             "numa_node" => Some(format!("{}\n", pf.numa_node)),
             "sriov_totalvfs" if !is_vf => Some(format!("{}\n", self.total_vfs(pi))),
             "sriov_numvfs" if !is_vf => Some(format!("{}\n", self.pfs[pi].numvfs)),
+            "sriov_drivers_autoprobe" if !is_vf => {
+                Some(format!("{}\n", u8::from(!self.pfs[pi].no_autoprobe)))
+            }
+            "driver_override" if is_vf => Some(format!(
+                "{}\n",
+                self.driver_override(addr).as_deref().unwrap_or("(null)")
+            )),
             _ => None,
         }
+    }
+
+    /// Every IOMMU group in use: mediated devices' and VFs'.
+    pub(crate) fn groups(&self) -> Vec<u32> {
+        let mut g: Vec<u32> = self.devices.values().map(|d| d.group).collect();
+        for (i, pf) in self.pfs.iter().enumerate() {
+            if self.pf_idx(&self.profile.sriov[i].address).is_some() {
+                g.extend(pf.vfs.iter().map(|v| v.group));
+            }
+        }
+        g.sort_unstable();
+        g.dedup();
+        g
     }
 
     /// A module the profile declares.
@@ -146,6 +184,7 @@ impl Kernel {
             .filter_map(|p| p.driver.clone())
             .collect();
         d.extend(self.profile.sriov.iter().map(|p| p.driver.clone()));
+        d.extend(self.vf_drivers());
         d.sort();
         d.dedup();
         d
@@ -159,12 +198,17 @@ impl Kernel {
                 self.pci_drivers().into_iter().map(|d| (d, Dir)).collect(),
             )),
             ["bus", "pci", "drivers", d] => self.pci_drivers().iter().any(|x| x == d).then(|| {
-                Node::Dir(if self.module(d).is_some() {
-                    entries(&[("module", Link)])
-                } else {
-                    vec![]
-                })
+                let mut e = entries(&[("bind", File), ("unbind", File)]);
+                if self.module(d).is_some() {
+                    e.push(("module".into(), Link));
+                }
+                Node::Dir(e)
             }),
+            ["bus", "pci", "drivers", d, "bind" | "unbind"] => self
+                .pci_drivers()
+                .iter()
+                .any(|x| x == d)
+                .then_some(Node::File { writable: true }),
             ["bus", "pci", "drivers", d, "module"] => self.module(d).map(|m| {
                 Node::Link(rel(
                     &format!("bus/pci/drivers/{d}"),

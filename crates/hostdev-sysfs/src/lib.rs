@@ -8,6 +8,7 @@
 //! persistent configuration; that is hostdev-core's and hostdev-store's.
 #![deny(missing_docs)]
 
+pub mod binding;
 mod errno;
 mod fake;
 mod real;

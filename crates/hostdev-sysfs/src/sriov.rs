@@ -167,6 +167,11 @@ impl RealSriov {
         }
     }
 
+    /// The filesystem root it reads under.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
     fn write(path: &Path, data: &str) -> io::Result<()> {
         OpenOptions::new()
             .write(true)

@@ -12,6 +12,7 @@
 
 use hostdev_model::vgpu::PciAddress;
 use hostdev_model::{ParentName, TypeId, Uuid};
+use hostdev_sysfs::binding::{BindingError, PciBinding};
 use hostdev_sysfs::sriov::{SriovError, SriovSysfs};
 use hostdev_sysfs::{MdevSysfs, SysfsError};
 use std::collections::BTreeMap;
@@ -90,7 +91,16 @@ pub struct PfExpect {
     pub stride: u32,
     /// NVIDIA's vGPU files on its VFs: (frame buffer MiB, [(type id, MiB)]).
     pub vgpu: Option<(u32, Vec<(u32, u32)>)>,
+    /// The driver its VFs get when added with autoprobe on.
+    pub vf_driver: Option<&'static str>,
+    /// Whether `vfio-pci` takes its VFs through `driver_override`.
+    pub vfio_pci: bool,
 }
+
+/// What the SR-IOV checks talk to: the counts and VF files, and binding.
+pub trait Sriov: SriovSysfs + PciBinding {}
+
+impl<T: SriovSysfs + PciBinding> Sriov for T {}
 
 /// QEMU's Intel 82576 (igb) in the kernel lab's guest, as its kernel
 /// showed it (docs/kernel-facts.md): 7 VFs with `igb` bound, the first at
@@ -102,6 +112,8 @@ pub fn igb() -> PfExpect {
         offset: 0x80,
         stride: 2,
         vgpu: None,
+        vf_driver: Some("igbvf"),
+        vfio_pci: true,
     }
 }
 
@@ -122,6 +134,8 @@ pub fn pf_expect(pf: &hostdev_kmodel::SriovProfile) -> PfExpect {
                     .collect(),
             )
         }),
+        vf_driver: pf.vf_driver.clone().map(|d| &*d.leak()),
+        vfio_pci: !pf.has_vgpu(),
     }
 }
 
@@ -334,14 +348,15 @@ fn cleanup(s: &dyn MdevSysfs) {
     }
 }
 
-/// Runs every SR-IOV check on a PF that starts with 0 VFs.
-pub fn sriov(s: &dyn SriovSysfs, pf: &PfExpect) -> Vec<Outcome> {
+/// Runs every SR-IOV check on a PF that starts with 0 VFs and autoprobe on.
+pub fn sriov(s: &dyn Sriov, pf: &PfExpect) -> Vec<Outcome> {
     let mut out = Vec::new();
     let mut checks: Vec<(&str, PfCheck)> = vec![
         ("counts when disabled", pf_counts),
         ("refused counts change nothing", refused_counts),
         ("VFs where the capability puts them", vf_addresses),
         ("a nonzero count changes only by way of 0", count_change),
+        ("VF drivers, IOMMU groups and vfio-pci", vf_binding),
     ];
     if pf.vgpu.is_some() {
         checks.push(("vGPU types share the frame buffer", vgpu_budget));
@@ -355,14 +370,14 @@ pub fn sriov(s: &dyn SriovSysfs, pf: &PfExpect) -> Vec<Outcome> {
     out
 }
 
-type PfCheck = fn(&dyn SriovSysfs, &PfExpect) -> Result<(), String>;
+type PfCheck = fn(&dyn Sriov, &PfExpect) -> Result<(), String>;
 
 fn addr(a: &str) -> Result<PciAddress, String> {
     a.parse()
         .map_err(|e: hostdev_model::vgpu::PciAddressError| e.to_string())
 }
 
-fn counts(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(u32, u32), String> {
+fn counts(s: &dyn Sriov, pf: &PfExpect) -> Result<(u32, u32), String> {
     let p = s
         .pf(&addr(pf.address)?)
         .map_err(|e| e.to_string())?
@@ -370,7 +385,7 @@ fn counts(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(u32, u32), String> {
     Ok((p.total_vfs, p.num_vfs))
 }
 
-fn pf_counts(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(), String> {
+fn pf_counts(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
     want(
         "(sriov_totalvfs, sriov_numvfs)",
         counts(s, pf)?,
@@ -378,7 +393,7 @@ fn pf_counts(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(), String> {
     )
 }
 
-fn refused_counts(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(), String> {
+fn refused_counts(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
     let a = addr(pf.address)?;
     for (n, errno) in [(pf.total_vfs + 1, ERANGE), (70_000, EINVAL)] {
         let e = s.set_num_vfs(&a, n).err();
@@ -411,7 +426,7 @@ fn vf_at(pf: &PfExpect, i: u32) -> Result<String, String> {
     ))
 }
 
-fn vf_addresses(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(), String> {
+fn vf_addresses(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
     let a = addr(pf.address)?;
     let n = pf.total_vfs.min(3);
     s.set_num_vfs(&a, n).map_err(|e| e.to_string())?;
@@ -427,7 +442,7 @@ fn vf_addresses(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(), String> {
     want("sriov_numvfs", counts(s, pf)?.1, n)
 }
 
-fn count_change(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(), String> {
+fn count_change(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
     let a = addr(pf.address)?;
     if pf.total_vfs < 2 {
         return Err("the PF needs 2 VFs for this check".into());
@@ -454,7 +469,7 @@ fn count_change(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(), String> {
 
 /// The VFs of the PF once `n` are enabled, waiting (bounded) for the
 /// driver to make their `nvidia/` directories.
-fn ready_vfs(s: &dyn SriovSysfs, pf: &PfExpect, n: u32) -> Result<Vec<PciAddress>, String> {
+fn ready_vfs(s: &dyn Sriov, pf: &PfExpect, n: u32) -> Result<Vec<PciAddress>, String> {
     let a = addr(pf.address)?;
     s.set_num_vfs(&a, n).map_err(|e| e.to_string())?;
     let t0 = std::time::Instant::now();
@@ -470,13 +485,13 @@ fn ready_vfs(s: &dyn SriovSysfs, pf: &PfExpect, n: u32) -> Result<Vec<PciAddress
     }
 }
 
-fn creatable(s: &dyn SriovSysfs, pf: &PfExpect, vf: &PciAddress) -> Result<Vec<u32>, String> {
+fn creatable(s: &dyn Sriov, pf: &PfExpect, vf: &PciAddress) -> Result<Vec<u32>, String> {
     let vfs = s.vfs(&addr(pf.address)?).map_err(|e| e.to_string())?;
     let v = vfs.iter().find(|v| &v.address == vf).ok_or("VF gone")?;
     Ok(v.creatable.iter().map(|t| t.id).collect())
 }
 
-fn vgpu_budget(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(), String> {
+fn vgpu_budget(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
     let Some((fb, types)) = &pf.vgpu else {
         return Ok(());
     };
@@ -513,7 +528,7 @@ fn vgpu_budget(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(), String> {
     )
 }
 
-fn vgpu_refusals(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(), String> {
+fn vgpu_refusals(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
     let Some((_, types)) = &pf.vgpu else {
         return Ok(());
     };
@@ -542,9 +557,61 @@ fn vgpu_refusals(s: &dyn SriovSysfs, pf: &PfExpect) -> Result<(), String> {
     s.set_type(&vfs[0], 0).map_err(|e| e.to_string())
 }
 
-/// Clears what a check typed and disables the VFs.
-fn pf_cleanup(s: &dyn SriovSysfs, pf: &PfExpect) {
+fn vf_binding(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
+    let a = addr(pf.address)?;
+    let e = |e: BindingError| e.to_string();
+    want(
+        "sriov_drivers_autoprobe at the start",
+        s.autoprobe(&a).map_err(e)?,
+        true,
+    )?;
+    s.set_num_vfs(&a, 2).map_err(|e| e.to_string())?;
+    let vfs = s.vfs(&a).map_err(|e| e.to_string())?;
+    let mut groups = Vec::new();
+    for v in &vfs {
+        want(
+            &format!("driver of {} at the write's return", v.address),
+            s.driver(&v.address).map_err(e)?,
+            pf.vf_driver.map(str::to_string),
+        )?;
+        groups.push(s.iommu_group(&v.address).map_err(e)?);
+    }
+    groups.dedup();
+    want(
+        "distinct IOMMU groups, one per VF",
+        groups.iter().flatten().count(),
+        2,
+    )?;
+    s.set_num_vfs(&a, 0).map_err(|e| e.to_string())?;
+    s.set_autoprobe(&a, false).map_err(e)?;
+    s.set_num_vfs(&a, 1).map_err(|e| e.to_string())?;
+    let vf = s
+        .vfs(&a)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .ok_or("no VF after 1")?
+        .address;
+    want("driver with autoprobe 0", s.driver(&vf).map_err(e)?, None)?;
+    let bound = s.bind(&vf, "vfio-pci");
+    want(
+        "vfio-pci took the VF through driver_override",
+        bound.is_ok(),
+        pf.vfio_pci,
+    )?;
+    want(
+        "driver after the bind",
+        s.driver(&vf).map_err(e)?,
+        pf.vfio_pci.then(|| "vfio-pci".to_string()),
+    )?;
+    s.unbind(&vf).map_err(e)?;
+    want("driver after unbind", s.driver(&vf).map_err(e)?, None)
+}
+
+/// Clears what a check typed, disables the VFs, turns autoprobe back on.
+fn pf_cleanup(s: &dyn Sriov, pf: &PfExpect) {
     let Ok(a) = addr(pf.address) else { return };
+    let _ = s.set_autoprobe(&a, true);
     for v in s.vfs(&a).unwrap_or_default() {
         if v.current != 0 {
             let _ = s.set_type(&v.address, 0);

@@ -1,0 +1,281 @@
+//! The vendor-neutral half of PCI SR-IOV a passthrough needs besides the
+//! counts: a PF's `sriov_drivers_autoprobe`, a function's bound driver and
+//! IOMMU group, and binding a VF to a driver the way the lab's kernel takes
+//! it (`driver_override`, then `bus/pci/drivers_probe`; `vfio-pci` has no
+//! ids of its own, so without the override it takes nothing).
+//!
+//! Owns: those files, behind [`PciBinding`], for [`RealSriov`] and
+//! [`FakeSriov`]. Must not: decide which driver a VF should have.
+
+use crate::sriov::{FakeSriov, RealSriov};
+use hostdev_model::vgpu::PciAddress;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+/// A failed binding step.
+#[derive(Debug, thiserror::Error)]
+pub enum BindingError {
+    /// Reading a file or link failed.
+    #[error("cannot read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The kernel refused a write.
+    #[error("the kernel refused writing '{value}' to {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What was written.
+        value: String,
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// A driver name that cannot be one (it would become a path).
+    #[error("'{0}' is not a driver name (letters, digits, '-' and '_', at most 64)")]
+    DriverName(String),
+    /// The function already has another driver.
+    #[error("{dev} is bound to {bound}; unbind it before giving it to {driver}")]
+    Bound {
+        /// The function.
+        dev: PciAddress,
+        /// The driver it has.
+        bound: String,
+        /// The driver asked for.
+        driver: String,
+    },
+    /// The probe ran and the driver did not take the function.
+    #[error("{driver} did not take {dev} (it has {})", .bound.as_deref().unwrap_or("no driver"))]
+    NotTaken {
+        /// The function.
+        dev: PciAddress,
+        /// The driver asked for.
+        driver: String,
+        /// What it has instead.
+        bound: Option<String>,
+    },
+}
+
+/// Binding PCI functions to drivers.
+pub trait PciBinding: Send + Sync {
+    /// `sriov_drivers_autoprobe` of a PF: whether VFs get their driver as
+    /// they are added.
+    fn autoprobe(&self, pf: &PciAddress) -> Result<bool, BindingError>;
+    /// Writes `sriov_drivers_autoprobe`.
+    fn set_autoprobe(&self, pf: &PciAddress, on: bool) -> Result<(), BindingError>;
+    /// The driver bound to a function, if any.
+    fn driver(&self, dev: &PciAddress) -> Result<Option<String>, BindingError>;
+    /// A function's IOMMU group, if it has one.
+    fn iommu_group(&self, dev: &PciAddress) -> Result<Option<u32>, BindingError>;
+    /// Gives an unbound function to `driver`: `driver_override`, then a
+    /// probe; an error unless the driver has it afterwards. A function the
+    /// driver already has is left as it is.
+    fn bind(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError>;
+    /// Takes a function from its driver, if it has one, and clears its
+    /// `driver_override`.
+    fn unbind(&self, dev: &PciAddress) -> Result<(), BindingError>;
+}
+
+/// A driver name, checked before it becomes part of a path or a write.
+fn driver_name(d: &str) -> Result<&str, BindingError> {
+    let ok = !d.is_empty()
+        && d.len() <= 64
+        && d.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+    ok.then_some(d)
+        .ok_or_else(|| BindingError::DriverName(d.chars().take(80).collect()))
+}
+
+impl RealSriov {
+    fn dev_dir(&self, dev: &PciAddress) -> PathBuf {
+        self.root().join("sys/bus/pci/devices").join(dev.as_str())
+    }
+
+    fn write_file(path: PathBuf, value: &str) -> Result<(), BindingError> {
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(value.as_bytes()))
+            .map_err(|source| BindingError::Write {
+                path,
+                value: value.trim_end().to_string(),
+                source,
+            })
+    }
+
+    fn link_name(path: PathBuf) -> Result<Option<String>, BindingError> {
+        match fs::read_link(&path) {
+            Ok(t) => Ok(t.file_name().map(|n| n.to_string_lossy().into_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(BindingError::Read { path, source }),
+        }
+    }
+}
+
+impl PciBinding for RealSriov {
+    fn autoprobe(&self, pf: &PciAddress) -> Result<bool, BindingError> {
+        let path = self.dev_dir(pf).join("sriov_drivers_autoprobe");
+        match fs::read_to_string(&path) {
+            Ok(s) => Ok(s.trim() != "0"),
+            Err(source) => Err(BindingError::Read { path, source }),
+        }
+    }
+
+    fn set_autoprobe(&self, pf: &PciAddress, on: bool) -> Result<(), BindingError> {
+        let v = if on { "1" } else { "0" };
+        Self::write_file(self.dev_dir(pf).join("sriov_drivers_autoprobe"), v)
+    }
+
+    fn driver(&self, dev: &PciAddress) -> Result<Option<String>, BindingError> {
+        Self::link_name(self.dev_dir(dev).join("driver"))
+    }
+
+    fn iommu_group(&self, dev: &PciAddress) -> Result<Option<u32>, BindingError> {
+        Ok(Self::link_name(self.dev_dir(dev).join("iommu_group"))?.and_then(|g| g.parse().ok()))
+    }
+
+    fn bind(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError> {
+        let driver = driver_name(driver)?;
+        match self.driver(dev)? {
+            Some(d) if d == driver => return Ok(()),
+            Some(bound) => {
+                return Err(BindingError::Bound {
+                    dev: dev.clone(),
+                    bound,
+                    driver: driver.to_string(),
+                })
+            }
+            None => {}
+        }
+        Self::write_file(self.dev_dir(dev).join("driver_override"), driver)?;
+        Self::write_file(self.root().join("sys/bus/pci/drivers_probe"), dev.as_str())?;
+        match self.driver(dev)? {
+            Some(d) if d == driver => Ok(()),
+            bound => Err(BindingError::NotTaken {
+                dev: dev.clone(),
+                driver: driver.to_string(),
+                bound,
+            }),
+        }
+    }
+
+    fn unbind(&self, dev: &PciAddress) -> Result<(), BindingError> {
+        if let Some(d) = self.driver(dev)? {
+            let d = driver_name(&d)?;
+            Self::write_file(
+                self.root()
+                    .join("sys/bus/pci/drivers")
+                    .join(d)
+                    .join("unbind"),
+                dev.as_str(),
+            )?;
+        }
+        // An empty write clears the override ("\n" as a shell's echo does).
+        Self::write_file(self.dev_dir(dev).join("driver_override"), "\n")
+    }
+}
+
+fn model_err(path: String, value: &str, errno: i32) -> BindingError {
+    BindingError::Write {
+        path: PathBuf::from(path),
+        value: value.to_string(),
+        source: io::Error::from_raw_os_error(errno),
+    }
+}
+
+impl PciBinding for FakeSriov {
+    fn autoprobe(&self, pf: &PciAddress) -> Result<bool, BindingError> {
+        self.with_model(|m| m.autoprobe(pf.as_str()))
+            .ok_or_else(|| BindingError::Read {
+                path: PathBuf::from(format!("/sys/bus/pci/devices/{pf}/sriov_drivers_autoprobe")),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            })
+    }
+
+    fn set_autoprobe(&self, pf: &PciAddress, on: bool) -> Result<(), BindingError> {
+        let v = if on { "1" } else { "0" };
+        self.with_model(|m| m.set_autoprobe(pf.as_str(), on))
+            .map_err(|e| {
+                model_err(
+                    format!("/sys/bus/pci/devices/{pf}/sriov_drivers_autoprobe"),
+                    v,
+                    e,
+                )
+            })
+    }
+
+    fn driver(&self, dev: &PciAddress) -> Result<Option<String>, BindingError> {
+        Ok(self.with_model(|m| m.pci_driver(dev.as_str())))
+    }
+
+    fn iommu_group(&self, dev: &PciAddress) -> Result<Option<u32>, BindingError> {
+        Ok(self.with_model(|m| m.vf_group(dev.as_str())))
+    }
+
+    fn bind(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError> {
+        let driver = driver_name(driver)?;
+        match self.driver(dev)? {
+            Some(d) if d == driver => return Ok(()),
+            Some(bound) => {
+                return Err(BindingError::Bound {
+                    dev: dev.clone(),
+                    bound,
+                    driver: driver.to_string(),
+                })
+            }
+            None => {}
+        }
+        self.with_model(|m| {
+            m.set_driver_override(dev.as_str(), driver).map_err(|e| {
+                model_err(
+                    format!("/sys/bus/pci/devices/{dev}/driver_override"),
+                    driver,
+                    e,
+                )
+            })?;
+            m.drivers_probe(dev.as_str())
+                .map_err(|e| model_err("/sys/bus/pci/drivers_probe".into(), dev.as_str(), e))
+        })?;
+        match self.driver(dev)? {
+            Some(d) if d == driver => Ok(()),
+            bound => Err(BindingError::NotTaken {
+                dev: dev.clone(),
+                driver: driver.to_string(),
+                bound,
+            }),
+        }
+    }
+
+    fn unbind(&self, dev: &PciAddress) -> Result<(), BindingError> {
+        self.with_model(|m| {
+            if let Some(d) = m.pci_driver(dev.as_str()) {
+                m.unbind(dev.as_str(), &d).map_err(|e| {
+                    model_err(format!("/sys/bus/pci/drivers/{d}/unbind"), dev.as_str(), e)
+                })?;
+            }
+            m.set_driver_override(dev.as_str(), "").map_err(|e| {
+                model_err(format!("/sys/bus/pci/devices/{dev}/driver_override"), "", e)
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_driver_name_that_would_be_a_path_is_refused_before_any_write() {
+        for bad in ["", "../../x", "vfio pci", "a/b", &"x".repeat(65)] {
+            assert!(
+                matches!(driver_name(bad), Err(BindingError::DriverName(_))),
+                "{bad}"
+            );
+        }
+        assert!(driver_name("vfio-pci").is_ok());
+        assert!(driver_name("nvidia_vgpu").is_ok());
+    }
+}
