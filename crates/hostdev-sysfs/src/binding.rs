@@ -70,13 +70,49 @@ pub trait PciBinding: Send + Sync {
     fn driver(&self, dev: &PciAddress) -> Result<Option<String>, BindingError>;
     /// A function's IOMMU group, if it has one.
     fn iommu_group(&self, dev: &PciAddress) -> Result<Option<u32>, BindingError>;
+    /// Writes a function's `driver_override` (empty clears it).
+    fn set_driver_override(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError>;
+    /// Writes a function's address to `bus/pci/drivers_probe`.
+    fn probe(&self, dev: &PciAddress) -> Result<(), BindingError>;
+    /// Writes a function's address to its driver's `unbind`.
+    fn release(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError>;
+
     /// Gives an unbound function to `driver`: `driver_override`, then a
     /// probe; an error unless the driver has it afterwards. A function the
     /// driver already has is left as it is.
-    fn bind(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError>;
+    fn bind(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError> {
+        let driver = driver_name(driver)?;
+        match self.driver(dev)? {
+            Some(d) if d == driver => return Ok(()),
+            Some(bound) => {
+                return Err(BindingError::Bound {
+                    dev: dev.clone(),
+                    bound,
+                    driver: driver.to_string(),
+                })
+            }
+            None => {}
+        }
+        self.set_driver_override(dev, driver)?;
+        self.probe(dev)?;
+        match self.driver(dev)? {
+            Some(d) if d == driver => Ok(()),
+            bound => Err(BindingError::NotTaken {
+                dev: dev.clone(),
+                driver: driver.to_string(),
+                bound,
+            }),
+        }
+    }
+
     /// Takes a function from its driver, if it has one, and clears its
     /// `driver_override`.
-    fn unbind(&self, dev: &PciAddress) -> Result<(), BindingError>;
+    fn unbind(&self, dev: &PciAddress) -> Result<(), BindingError> {
+        if let Some(d) = self.driver(dev)? {
+            self.release(dev, driver_name(&d)?)?;
+        }
+        self.set_driver_override(dev, "")
+    }
 }
 
 /// A driver name, checked before it becomes part of a path or a write.
@@ -137,44 +173,25 @@ impl PciBinding for RealSriov {
         Ok(Self::link_name(self.dev_dir(dev).join("iommu_group"))?.and_then(|g| g.parse().ok()))
     }
 
-    fn bind(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError> {
-        let driver = driver_name(driver)?;
-        match self.driver(dev)? {
-            Some(d) if d == driver => return Ok(()),
-            Some(bound) => {
-                return Err(BindingError::Bound {
-                    dev: dev.clone(),
-                    bound,
-                    driver: driver.to_string(),
-                })
-            }
-            None => {}
-        }
-        Self::write_file(self.dev_dir(dev).join("driver_override"), driver)?;
-        Self::write_file(self.root().join("sys/bus/pci/drivers_probe"), dev.as_str())?;
-        match self.driver(dev)? {
-            Some(d) if d == driver => Ok(()),
-            bound => Err(BindingError::NotTaken {
-                dev: dev.clone(),
-                driver: driver.to_string(),
-                bound,
-            }),
-        }
+    fn set_driver_override(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError> {
+        // An empty override is written as a newline, as a shell's echo does.
+        let v = if driver.is_empty() { "\n" } else { driver };
+        Self::write_file(self.dev_dir(dev).join("driver_override"), v)
     }
 
-    fn unbind(&self, dev: &PciAddress) -> Result<(), BindingError> {
-        if let Some(d) = self.driver(dev)? {
-            let d = driver_name(&d)?;
-            Self::write_file(
-                self.root()
-                    .join("sys/bus/pci/drivers")
-                    .join(d)
-                    .join("unbind"),
-                dev.as_str(),
-            )?;
-        }
-        // An empty write clears the override ("\n" as a shell's echo does).
-        Self::write_file(self.dev_dir(dev).join("driver_override"), "\n")
+    fn probe(&self, dev: &PciAddress) -> Result<(), BindingError> {
+        Self::write_file(self.root().join("sys/bus/pci/drivers_probe"), dev.as_str())
+    }
+
+    fn release(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError> {
+        let d = driver_name(driver)?;
+        Self::write_file(
+            self.root()
+                .join("sys/bus/pci/drivers")
+                .join(d)
+                .join("unbind"),
+            dev.as_str(),
+        )
     }
 }
 
@@ -215,51 +232,31 @@ impl PciBinding for FakeSriov {
         Ok(self.with_model(|m| m.vf_group(dev.as_str())))
     }
 
-    fn bind(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError> {
-        let driver = driver_name(driver)?;
-        match self.driver(dev)? {
-            Some(d) if d == driver => return Ok(()),
-            Some(bound) => {
-                return Err(BindingError::Bound {
-                    dev: dev.clone(),
-                    bound,
-                    driver: driver.to_string(),
-                })
-            }
-            None => {}
-        }
-        self.with_model(|m| {
-            m.set_driver_override(dev.as_str(), driver).map_err(|e| {
+    fn set_driver_override(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError> {
+        self.with_model(|m| m.set_driver_override(dev.as_str(), driver))
+            .map_err(|e| {
                 model_err(
                     format!("/sys/bus/pci/devices/{dev}/driver_override"),
                     driver,
                     e,
                 )
-            })?;
-            m.drivers_probe(dev.as_str())
-                .map_err(|e| model_err("/sys/bus/pci/drivers_probe".into(), dev.as_str(), e))
-        })?;
-        match self.driver(dev)? {
-            Some(d) if d == driver => Ok(()),
-            bound => Err(BindingError::NotTaken {
-                dev: dev.clone(),
-                driver: driver.to_string(),
-                bound,
-            }),
-        }
+            })
     }
 
-    fn unbind(&self, dev: &PciAddress) -> Result<(), BindingError> {
-        self.with_model(|m| {
-            if let Some(d) = m.pci_driver(dev.as_str()) {
-                m.unbind(dev.as_str(), &d).map_err(|e| {
-                    model_err(format!("/sys/bus/pci/drivers/{d}/unbind"), dev.as_str(), e)
-                })?;
-            }
-            m.set_driver_override(dev.as_str(), "").map_err(|e| {
-                model_err(format!("/sys/bus/pci/devices/{dev}/driver_override"), "", e)
+    fn probe(&self, dev: &PciAddress) -> Result<(), BindingError> {
+        self.with_model(|m| m.drivers_probe(dev.as_str()))
+            .map_err(|e| model_err("/sys/bus/pci/drivers_probe".into(), dev.as_str(), e))
+    }
+
+    fn release(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError> {
+        self.with_model(|m| m.unbind(dev.as_str(), driver))
+            .map_err(|e| {
+                model_err(
+                    format!("/sys/bus/pci/drivers/{driver}/unbind"),
+                    dev.as_str(),
+                    e,
+                )
             })
-        })
     }
 }
 
