@@ -450,12 +450,7 @@ fn count_change(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
     s.set_num_vfs(&a, 2).map_err(|e| e.to_string())?;
     s.set_num_vfs(&a, 2)
         .map_err(|e| format!("the same count again: {e}"))?;
-    let e = s.set_num_vfs(&a, 1).err();
-    want(
-        "errno of 2 → 1",
-        e.as_ref().and_then(sriov_errno),
-        Some(EBUSY),
-    )?;
+    want_sriov_errno("errno of 2 → 1", s.set_num_vfs(&a, 1), EBUSY)?;
     want("sriov_numvfs after 2 → 1", counts(s, pf)?.1, 2)?;
     s.set_num_vfs(&a, 0).map_err(|e| e.to_string())?;
     want(
@@ -534,25 +529,27 @@ fn vgpu_refusals(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
     };
     let vfs = ready_vfs(s, pf, 1)?;
     let (small, _) = *types.iter().min_by_key(|(_, f)| *f).ok_or("no types")?;
-    let unknown = types.iter().map(|(id, _)| *id).max().unwrap_or(0) + 1;
-    let e = s.set_type(&vfs[0], unknown).err();
-    want(
+    let unknown = types
+        .iter()
+        .map(|(id, _)| *id)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1);
+    want_sriov_errno(
         "errno of a type not listed",
-        e.as_ref().and_then(sriov_errno),
-        Some(EINVAL),
+        s.set_type(&vfs[0], unknown),
+        EINVAL,
     )?;
     s.set_type(&vfs[0], small).map_err(|e| e.to_string())?;
-    let e = s.set_type(&vfs[0], small).err();
-    want(
+    want_sriov_errno(
         "errno of a type over a type",
-        e.as_ref().and_then(sriov_errno),
-        Some(EBUSY),
+        s.set_type(&vfs[0], small),
+        EBUSY,
     )?;
-    let e = s.set_num_vfs(&addr(pf.address)?, 0).err();
-    want(
+    want_sriov_errno(
         "errno of sriov_numvfs 0 while a VF has a type",
-        e.as_ref().and_then(sriov_errno),
-        Some(EBUSY),
+        s.set_num_vfs(&addr(pf.address)?, 0),
+        EBUSY,
     )?;
     s.set_type(&vfs[0], 0).map_err(|e| e.to_string())
 }
@@ -618,6 +615,11 @@ fn pf_cleanup(s: &dyn Sriov, pf: &PfExpect) {
         }
     }
     let _ = s.set_num_vfs(&a, 0);
+}
+
+/// The errno a refused SR-IOV call must give.
+fn want_sriov_errno(what: &str, r: Result<(), SriovError>, errno: i32) -> Result<(), String> {
+    want(what, r.err().as_ref().and_then(sriov_errno), Some(errno))
 }
 
 /// Panics with every failed check, one per line, when any failed.
