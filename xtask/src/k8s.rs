@@ -243,6 +243,7 @@ pub fn tier(required: bool) -> Result<bool> {
             "-v",
             "-timeout=30m",
             "./labtest",
+            "./cluster",
         ])
         .env("HOSTDEV_K8S_LAB_BIN", &bin)
         .env("HOSTDEV_K8S_LAB_SIM", dra.join("hostdev-sim"))

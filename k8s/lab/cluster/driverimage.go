@@ -13,6 +13,8 @@ package cluster
 import (
 	"archive/tar"
 	"bytes"
+	"debug/elf"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -137,7 +139,8 @@ func BuildDriverImage(bin, name, dest string) error {
 		}
 		return fmt.Errorf("%s is not a regular file: it is %s", bin, what)
 	}
-	if err := checkDriverELF(bin); err != nil {
+	arch, err := driverArch(bin)
+	if err != nil {
 		return err
 	}
 	data, err := driverLayer(bin)
@@ -146,7 +149,7 @@ func BuildDriverImage(bin, name, dest string) error {
 	}
 	layer := newBlob(mediaLayer, data)
 	cfg := map[string]any{
-		"architecture": "amd64",
+		"architecture": arch,
 		"os":           "linux",
 		"created":      layerTime.Format(time.RFC3339),
 		"config": map[string]any{
@@ -158,17 +161,37 @@ func BuildDriverImage(bin, name, dest string) error {
 	return writeArchive(dest, []blob{layer}, []imageConfig{{name: name, config: cfg, layers: []descriptor{layer.desc}}})
 }
 
-func checkDriverELF(p string) error {
+// driverArch is the OCI architecture of the ELF executable at p, read from
+// its header: an image says the architecture its binary runs on, so that a
+// node of another one refuses it instead of failing to exec it.
+func driverArch(p string) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return fmt.Errorf("cannot read %s: %w", p, err)
+		return "", fmt.Errorf("cannot read %s: %w", p, err)
 	}
 	defer f.Close()
 	b := make([]byte, 4)
 	if _, err := io.ReadFull(f, b); err != nil || !bytes.Equal(b, []byte("\x7fELF")) {
-		return fmt.Errorf("%s is not an ELF executable", p)
+		return "", fmt.Errorf("%s is not an ELF executable", p)
 	}
-	return nil
+	e, err := elf.NewFile(f)
+	if err != nil {
+		return "", fmt.Errorf("%s has an ELF header Go cannot read: %w", p, err)
+	}
+	little := e.ByteOrder == binary.LittleEndian
+	switch {
+	case e.Machine == elf.EM_X86_64:
+		return "amd64", nil
+	case e.Machine == elf.EM_AARCH64:
+		return "arm64", nil
+	case e.Machine == elf.EM_PPC64 && little:
+		return "ppc64le", nil
+	case e.Machine == elf.EM_S390:
+		return "s390x", nil
+	case e.Machine == elf.EM_RISCV && e.Class == elf.ELFCLASS64:
+		return "riscv64", nil
+	}
+	return "", fmt.Errorf("%s is built for %s, which has no image architecture here", p, e.Machine)
 }
 
 type imageConfig struct {
