@@ -265,11 +265,18 @@ run() {
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     </dev/null 2>&1 | tr -d '\r' > "$W/console" &
   local qpid=$!
-  # Stream what the command prints while it runs.
+  # Stream what the command prints while it runs; the awk marks the end it
+  # saw, so that a stream that stopped early (a tail that died) is made up
+  # for from the console file once the guest is done.
   tail -n +1 -f "$W/console" --pid=$qpid 2>/dev/null |
     if [[ ${HOSTDEV_LAB_VERBOSE:-0} == 1 ]]; then cat; else
-      awk '/@@LAB-BEGIN@@/{on=1; next} /@@LAB-END@@/{on=0} on{print; fflush()}'; fi
+      awk -v seen="$W/streamed" '/@@LAB-BEGIN@@/{on=1; next}
+        /@@LAB-END@@/{on=0; printf "" > seen; close(seen)} on{print; fflush()}'; fi
   wait $qpid; local qrc=$?
+  if [[ ${HOSTDEV_LAB_VERBOSE:-0} != 1 && ! -e $W/streamed ]] && grep -q '@@LAB-END@@' "$W/console"; then
+    say "the guest's output did not stream; here it is from its console"
+    awk '/@@LAB-BEGIN@@/{on=1; next} /@@LAB-END@@/{on=0} on' "$W/console"
+  fi
   set -e
   cp "$W/console" "$CACHE/last-console.log"
   rc=$(sed -n 's/.*@@LAB-END@@ rc=\([0-9]*\).*/\1/p' "$W/console" | tail -n1)
