@@ -6,6 +6,10 @@
 //! or failing with `ENODEV`; `vfio-pci` taking a VF only through
 //! `driver_override`, and never an NVIDIA vGPU VF.
 //!
+//! A VF of a PF whose autoprobe is off, with no `driver_override`, cannot
+//! be probed at all: `drivers_probe` leaves it and a driver's `bind` is
+//! `ENODEV` (`pci_device_can_probe`).
+//!
 //! Owns: these rules for VFs (a PF keeps its profile's driver, bound or
 //! not). Must not: parse sysfs text (the path view does).
 
@@ -66,9 +70,14 @@ impl Kernel {
 
     /// Whether `driver` would take VF (p, v): its own VF driver, or
     /// `vfio-pci` through `driver_override`; with an override, only that one.
+    /// A VF of a PF with autoprobe off and no override cannot be probed at
+    /// all (`pci_device_can_probe`).
     fn matches(&self, p: usize, v: usize, driver: &str) -> bool {
         let vf = &self.pfs[p].vfs[v];
         let prof = &self.profile.sriov[p];
+        if self.pfs[p].no_autoprobe && vf.driver_override.is_none() {
+            return false;
+        }
         match vf.driver_override.as_deref() {
             Some(o) if o != driver => false,
             Some(_) if driver == VFIO_PCI => !prof.has_vgpu(),
@@ -78,9 +87,10 @@ impl Kernel {
     }
 
     /// Writes a VF's address to `bus/pci/drivers_probe`: an unbound VF gets
-    /// the driver that matches it, if any; a bound one is left alone.
+    /// the driver that matches it, if any; a bound one is left alone; an
+    /// address that is no device here is `ENODEV`.
     pub fn drivers_probe(&mut self, vf: &str) -> Result<(), Errno> {
-        let (p, v) = self.vf_at(vf)?;
+        let (p, v) = self.vf_at(vf).map_err(|_| ENODEV)?;
         if self.pfs[p].vfs[v].driver.is_some() {
             return Ok(());
         }

@@ -94,14 +94,22 @@ pub trait PciBinding: Send + Sync {
             None => {}
         }
         self.set_driver_override(dev, driver)?;
-        self.probe(dev)?;
-        match self.driver(dev)? {
-            Some(d) if d == driver => Ok(()),
-            bound => Err(BindingError::NotTaken {
-                dev: dev.clone(),
-                driver: driver.to_string(),
-                bound,
-            }),
+        let taken = self.probe(dev).and_then(|()| self.driver(dev));
+        match taken {
+            Ok(Some(d)) if d == driver => Ok(()),
+            other => {
+                // Not taken: the override goes, so that the function's own
+                // driver may have it again.
+                let _ = self.set_driver_override(dev, "");
+                Err(match other {
+                    Err(e) => e,
+                    Ok(bound) => BindingError::NotTaken {
+                        dev: dev.clone(),
+                        driver: driver.to_string(),
+                        bound,
+                    },
+                })
+            }
         }
     }
 

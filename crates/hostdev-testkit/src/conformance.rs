@@ -196,7 +196,7 @@ pub fn mdev(s: &dyn MdevSysfs, parents: &[ParentExpect]) -> Vec<Outcome> {
             ("beyond capacity is the driver's errno", exhaust),
         ];
         for (name, check) in checks {
-            let r = check(s, p);
+            let r = guarded(|| check(s, p));
             cleanup(s);
             out.push((format!("{}: {name}", p.name), r));
         }
@@ -363,7 +363,7 @@ pub fn sriov(s: &dyn Sriov, pf: &PfExpect) -> Vec<Outcome> {
         checks.push(("vGPU type writes the driver refuses", vgpu_refusals));
     }
     for (name, check) in checks {
-        let r = check(s, pf);
+        let r = guarded(|| check(s, pf));
         pf_cleanup(s, pf);
         out.push((format!("{}: {name}", pf.address), r));
     }
@@ -395,7 +395,14 @@ fn pf_counts(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
 
 fn refused_counts(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
     let a = addr(pf.address)?;
-    for (n, errno) in [(pf.total_vfs + 1, ERANGE), (70_000, EINVAL)] {
+    // Above the total, or past a u16 when the total is the largest u16.
+    let above = pf.total_vfs.saturating_add(1);
+    let above_errno = if above > u32::from(u16::MAX) {
+        EINVAL
+    } else {
+        ERANGE
+    };
+    for (n, errno) in [(above, above_errno), (70_000, EINVAL)] {
         let e = s.set_num_vfs(&a, n).err();
         want(
             &format!("errno of sriov_numvfs {n}"),
@@ -416,7 +423,12 @@ fn vf_at(pf: &PfExpect, i: u32) -> Result<String, String> {
             .ok_or_else(|| format!("{a} is not dddd:bb:dd.f"))
     };
     let (bus, dev, func) = (hex(5..7)?, hex(8..10)?, hex(11..12)?);
-    let rid = (bus << 8 | dev << 3 | func) + pf.offset + i * pf.stride;
+    let rid = i
+        .checked_mul(pf.stride)
+        .and_then(|x| x.checked_add(pf.offset))
+        .and_then(|x| x.checked_add(bus << 8 | dev << 3 | func))
+        .filter(|r| *r <= 0xffff)
+        .ok_or_else(|| format!("VF {i} of {a} would be past the last bus"))?;
     Ok(format!(
         "{}:{:02x}:{:02x}.{}",
         &pf.address[..4],
@@ -463,18 +475,22 @@ fn count_change(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
 }
 
 /// The VFs of the PF once `n` are enabled, waiting (bounded) for the
-/// driver to make their `nvidia/` directories.
+/// driver to make their `nvidia/` directories; an error unless there are `n`.
 fn ready_vfs(s: &dyn Sriov, pf: &PfExpect, n: u32) -> Result<Vec<PciAddress>, String> {
     let a = addr(pf.address)?;
     s.set_num_vfs(&a, n).map_err(|e| e.to_string())?;
     let t0 = std::time::Instant::now();
     loop {
         let vfs = s.vfs(&a).map_err(|e| e.to_string())?;
-        if vfs.iter().all(|v| v.ready) {
+        if vfs.len() == n as usize && vfs.iter().all(|v| v.ready) {
             return Ok(vfs.into_iter().map(|v| v.address).collect());
         }
         if t0.elapsed() > std::time::Duration::from_secs(10) {
-            return Err("VFs not ready within 10 s".into());
+            return Err(format!(
+                "{} of {n} VFs listed, {} ready, after 10 s",
+                vfs.len(),
+                vfs.iter().filter(|v| v.ready).count()
+            ));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -590,11 +606,19 @@ fn vf_binding(s: &dyn Sriov, pf: &PfExpect) -> Result<(), String> {
         .ok_or("no VF after 1")?
         .address;
     want("driver with autoprobe 0", s.driver(&vf).map_err(e)?, None)?;
-    let bound = s.bind(&vf, "vfio-pci");
+    // With autoprobe off and no override the VF cannot be probed at all.
+    s.probe(&vf).map_err(e)?;
     want(
-        "vfio-pci took the VF through driver_override",
-        bound.is_ok(),
-        pf.vfio_pci,
+        "driver after a probe with autoprobe 0 and no override",
+        s.driver(&vf).map_err(e)?,
+        None,
+    )?;
+    let bound = s.bind(&vf, "vfio-pci");
+    let refused = matches!(bound, Err(BindingError::NotTaken { .. }));
+    want(
+        "vfio-pci took the VF through driver_override (else: not taken)",
+        (bound.is_ok(), refused),
+        (pf.vfio_pci, !pf.vfio_pci),
     )?;
     want(
         "driver after the bind",
@@ -615,6 +639,19 @@ fn pf_cleanup(s: &dyn Sriov, pf: &PfExpect) {
         }
     }
     let _ = s.set_num_vfs(&a, 0);
+}
+
+/// Runs a check; a panic in it (an implementation answering nonsense) is
+/// its failure, and the cleanup after it still runs.
+fn guarded(check: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)).unwrap_or_else(|p| {
+        let why = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(format!("the check panicked: {why}"))
+    })
 }
 
 /// The errno a refused SR-IOV call must give.
