@@ -9,6 +9,8 @@ pub const EPERM: i32 = 1;
 pub const ENOENT: i32 = 2;
 /// I/O error.
 pub const EIO: i32 = 5;
+/// Out of memory (also: a VF past the last bus).
+pub const ENOMEM: i32 = 12;
 /// Permission denied.
 pub const EACCES: i32 = 13;
 /// Device or resource busy.
@@ -32,6 +34,7 @@ const NAMES: &[(&str, i32)] = &[
     ("EPERM", EPERM),
     ("ENOENT", ENOENT),
     ("EIO", EIO),
+    ("ENOMEM", ENOMEM),
     ("EACCES", EACCES),
     ("EBUSY", EBUSY),
     ("EEXIST", EEXIST),

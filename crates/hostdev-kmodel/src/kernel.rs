@@ -221,10 +221,17 @@ impl Kernel {
         }
     }
 
-    /// The PF driver is unbound (`false`) or bound again (`true`).
+    /// The PF driver is unbound (`false`: its remove disables SR-IOV, the
+    /// VFs go) or bound again (`true`).
     pub fn bind_pf_driver(&mut self, address: &str, bound: bool) {
         if let Some(i) = self.profile.sriov.iter().position(|p| p.address == address) {
-            self.pfs[i].unbound = !bound;
+            let p = &mut self.pfs[i];
+            p.unbound = !bound;
+            if !bound {
+                p.numvfs = 0;
+                p.vfs.clear();
+                p.vfs_since = None;
+            }
         }
     }
 
@@ -351,16 +358,26 @@ impl Kernel {
         }
     }
 
-    /// Fires every matching row of the fault table, in the order of the
-    /// table: each counts the operation, and those past their `after` and
-    /// within their `times` fire.
+    /// The rows of the fault table that fire on this operation: every
+    /// matching row counts it (for `after`); of those past their `after` and
+    /// within their `times`, a failure (a panic, else the first errno in
+    /// table order) fires alone, else each kind of create effect fires once
+    /// (the first row of it). Only rows that fire count as fired.
     fn fault(&mut self, op: FaultOp, parent: &str, name: &str, device: &str) -> Vec<Fired> {
-        let mut fired = Vec::new();
-        for (f, c) in self.profile.faults.iter().zip(self.counts.iter_mut()) {
+        let mut ready = Vec::new();
+        for (i, (f, c)) in self
+            .profile
+            .faults
+            .iter()
+            .zip(self.counts.iter_mut())
+            .enumerate()
+        {
             let matches = f.op == op
                 && f.parent.as_deref().is_none_or(|x| x == parent)
                 && f.name.as_deref().is_none_or(|x| x == name)
-                && f.device.as_deref().is_none_or(|x| x == device);
+                && f.device
+                    .as_deref()
+                    .is_none_or(|x| x.eq_ignore_ascii_case(device));
             if !matches {
                 continue;
             }
@@ -368,21 +385,35 @@ impl Kernel {
             if c.seen <= f.after || (f.times != 0 && c.fired >= f.times) {
                 continue;
             }
-            c.fired += 1;
-            fired.push(match (f.effect, &f.errno) {
+            let fired = match (f.effect, &f.errno) {
                 (Some(e), _) => Fired::Effect(e, f.polls),
                 (None, Some(name)) => Fired::Errno(errno::by_name(name).unwrap_or(EINVAL)),
                 (None, None) => Fired::Errno(EINVAL),
-            });
+            };
+            ready.push((i, fired));
         }
-        // A failure wins over what a create would otherwise do.
-        fired.sort_by_key(|f| match f {
+        let rank = |f: &Fired| match f {
             Fired::Effect(Effect::Panic, _) => 0,
             Fired::Errno(_) => 1,
             Fired::Effect(Effect::Race, _) => 2,
-            Fired::Effect(..) => 3,
-        });
-        fired
+            Fired::Effect(Effect::LateBind | Effect::Unbound, _) => 3,
+        };
+        let best = ready.iter().map(|(_, f)| rank(f)).min();
+        let mut chosen: Vec<(usize, Fired)> = Vec::new();
+        for (i, f) in ready {
+            let r = rank(&f);
+            let failure = r <= 1;
+            if (failure && Some(r) == best && chosen.is_empty())
+                || (!failure && best > Some(1) && !chosen.iter().any(|(_, c)| rank(c) == r))
+            {
+                chosen.push((i, f));
+            }
+        }
+        for (i, _) in &chosen {
+            self.counts[*i].fired = self.counts[*i].fired.saturating_add(1);
+        }
+        chosen.sort_by_key(|(_, f)| rank(f));
+        chosen.into_iter().map(|(_, f)| f).collect()
     }
 
     /// A fault that only fails (or panics); other effects are create's.
@@ -460,6 +491,10 @@ impl Kernel {
             return Err(EINVAL);
         }
         let uuid = uuid.to_ascii_lowercase();
+        // The mdev core refuses a UUID in use before the driver is asked.
+        if self.devices.contains_key(&uuid) {
+            return Err(EEXIST);
+        }
         let mut unbound_polls = 0;
         for fired in self.fault(FaultOp::Create, parent, type_id, &uuid) {
             match fired {
@@ -467,7 +502,7 @@ impl Kernel {
                 Fired::Effect(Effect::Panic, _) => panic!("injected panic creating {uuid}"),
                 Fired::Effect(Effect::Race, _) => {
                     // Another process's create of the same device won.
-                    if !self.devices.contains_key(&uuid) && self.available_at(pi, ti) > 0 {
+                    if self.available_at(pi, ti) > 0 {
                         self.insert_device(uuid.clone(), pi, ti, 0);
                     }
                 }
@@ -617,17 +652,22 @@ impl Kernel {
         if self.pfs[pi].unbound {
             return Err(ENOENT);
         }
-        self.fail(FaultOp::Numvfs, pf, "")?;
-        let p = &mut self.pfs[pi];
+        let p = &self.pfs[pi];
         if n != 0 && p.numvfs != 0 {
             return Err(EBUSY);
         }
         if n == 0 && p.vfs.iter().any(|v| v.current != 0) {
             return Err(EBUSY);
         }
+        // pci_iov_add_virtfn: a VF past the last bus is ENOMEM, nothing added.
+        if n > 0 && self.vf_addr(pi, n - 1).is_none() {
+            return Err(errno::ENOMEM);
+        }
+        // Then the PF driver's sriov_configure, which a fault stands for.
+        self.fail(FaultOp::Numvfs, pf, "")?;
         // Each VF is added with an IOMMU group of its own and, with
         // autoprobe on, its driver bound before the write returns.
-        let driver = (!p.no_autoprobe)
+        let driver = (!self.pfs[pi].no_autoprobe)
             .then(|| self.profile.sriov[pi].vf_driver.clone())
             .flatten();
         let first = self.next_group;

@@ -317,8 +317,9 @@ pub struct Fault {
     /// How many times it fires (0 = always).
     #[serde(default)]
     pub times: u32,
-    /// How many matching operations succeed before it first fires (a
-    /// failure part way through a batch).
+    /// How many matching operations it lets pass before it first fires (a
+    /// failure part way through a batch); every matching operation counts,
+    /// one another row failed included.
     #[serde(default)]
     pub after: u32,
 }
@@ -427,25 +428,146 @@ impl Fault {
             }
             (None, Some(_)) => Ok(()),
             _ => Err("a fault has exactly one of errno and effect".into()),
+        }?;
+        if self.device.is_some() && self.op != FaultOp::Create {
+            return Err("a fault's device (a UUID) only selects creates".into());
         }
+        if self.name.is_some() && matches!(self.op, FaultOp::Numvfs | FaultOp::ReadVfs) {
+            return Err("numvfs and read-vfs faults select by parent (the PF), not by name".into());
+        }
+        Ok(())
     }
+}
+
+/// Files the kernel puts in a mediated device's directory or a PCI
+/// function's, which an attribute of a type must not shadow.
+const RESERVED_ATTRS: &[&str] = &[
+    "mdev_type",
+    "remove",
+    "iommu_group",
+    "driver",
+    "uevent",
+    "matrix",
+    "create",
+    "available_instances",
+    "device_api",
+    "name",
+    "description",
+    "devices",
+    "vendor",
+    "device",
+    "numa_node",
+    "sriov_totalvfs",
+    "sriov_numvfs",
+    "sriov_drivers_autoprobe",
+    "driver_override",
+    "physfn",
+    "nvidia",
+    "subsystem",
+    "power",
+];
+
+/// Longest a latency or a wait in a profile may be (10 minutes): a write
+/// that takes longer is a hung simulator, not a slow driver.
+pub const MAX_DELAY_MS: u64 = 600_000;
+
+/// Whether `s` can be one directory entry of sysfs: not empty, not `.` or
+/// `..`, no `/` or NUL, at most 255 bytes.
+fn entry_name(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && s.len() <= 255 && !s.contains(['/', '\0'])
 }
 
 impl Profile {
     /// Why this profile cannot be used, if it cannot: a fault row that
-    /// makes no sense, a PF address that is not one, two PFs or parents of
-    /// one name.
+    /// makes no sense; a name that cannot be a sysfs entry; a devpath that
+    /// leaves `/sys/devices`; an attribute that would shadow a kernel file;
+    /// a PF the kernel would refuse (First VF Offset 0, more than a u16 of
+    /// VFs, a capability total below the driver's); a delay past
+    /// [`MAX_DELAY_MS`]; two PFs or parents of one name.
     pub fn check(&self) -> Result<(), String> {
         for f in &self.faults {
             f.check()?;
+        }
+        let delay = |what: &str, ms: u64| {
+            if ms > MAX_DELAY_MS {
+                Err(format!("{what} of {ms} ms is past {MAX_DELAY_MS} ms"))
+            } else {
+                Ok(())
+            }
+        };
+        for p in &self.parents {
+            if !entry_name(&p.name) {
+                return Err(format!("parent name {:?} cannot be a sysfs entry", p.name));
+            }
+            if let Some(d) = &p.devpath {
+                if d.starts_with('/') || !d.split('/').all(entry_name) {
+                    return Err(format!(
+                        "parent {}: devpath {d:?} must stay under /sys/devices",
+                        p.name
+                    ));
+                }
+            }
+            delay("create_latency_ms", p.create_latency_ms)?;
+            delay("remove_latency_ms", p.remove_latency_ms)?;
+            delay("appear_after_ms", p.appear_after_ms)?;
+            for t in &p.types {
+                if !entry_name(&t.id) {
+                    return Err(format!(
+                        "parent {}: type id {:?} cannot be a sysfs entry",
+                        p.name, t.id
+                    ));
+                }
+                if let Some(a) = t
+                    .attrs
+                    .iter()
+                    .find(|a| !entry_name(a) || RESERVED_ATTRS.contains(&a.as_str()))
+                {
+                    return Err(format!(
+                        "parent {}, type {}: attribute {a:?} cannot be a file of its own there",
+                        p.name, t.id
+                    ));
+                }
+            }
+        }
+        for m in &self.modules {
+            if !entry_name(&m.name) {
+                return Err(format!("module name {:?} cannot be a sysfs entry", m.name));
+            }
         }
         for pf in &self.sriov {
             if crate::pci::parse(&pf.address).is_none() {
                 return Err(format!("PF address {} is not dddd:bb:dd.f", pf.address));
             }
+            let drivers = std::iter::once(&pf.driver).chain(pf.vf_driver.as_ref());
+            if let Some(d) = drivers.into_iter().find(|d| !entry_name(d)) {
+                return Err(format!(
+                    "PF {}: driver {d:?} cannot be a sysfs entry",
+                    pf.address
+                ));
+            }
+            if pf.first_vf_offset == 0 && pf.total_vfs > 0 {
+                return Err(format!(
+                    "PF {}: First VF Offset 0 would put VF 0 on the PF (the kernel refuses such a PF's SR-IOV)",
+                    pf.address
+                ));
+            }
             if pf.vf_stride == 0 && pf.total_vfs > 1 {
                 return Err(format!("PF {}: a VF stride of 0", pf.address));
             }
+            if pf.total_vfs > u32::from(u16::MAX) {
+                return Err(format!(
+                    "PF {}: TotalVFs is a u16, not {}",
+                    pf.address, pf.total_vfs
+                ));
+            }
+            if pf.cap_total_vfs.is_some_and(|c| c < pf.total_vfs) {
+                return Err(format!(
+                    "PF {}: the capability's total is below the driver's {}",
+                    pf.address, pf.total_vfs
+                ));
+            }
+            delay("appear_after_ms", pf.appear_after_ms)?;
+            delay("vf_ready_ms", pf.vf_ready_ms)?;
         }
         let mut names: Vec<&str> = self.parents.iter().map(|p| p.name.as_str()).collect();
         names.extend(self.sriov.iter().map(|p| p.address.as_str()));

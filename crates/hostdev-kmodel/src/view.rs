@@ -62,11 +62,36 @@ pub(crate) fn entries(list: &[(&str, Kind)]) -> Vec<(String, Kind)> {
     list.iter().map(|(n, k)| (n.to_string(), *k)).collect()
 }
 
+/// A number as the kernel's `kstrtou32(s, 0, …)` reads one (one trailing
+/// newline already taken off): `0x` hex, a leading `0` octal, else decimal;
+/// nothing else around it.
 pub(crate) fn parse_num(s: &str) -> Option<u32> {
-    let s = s.trim();
-    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u32::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
+    let (digits, radix) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        (h, 16)
+    } else if s.len() > 1 && s.starts_with('0') {
+        (&s[1..], 8)
+    } else {
+        (s, 10)
+    };
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(digits, radix).ok()
+}
+
+/// A boolean as `kstrtobool` reads one: by its first character (`1yYtT`,
+/// `0nNfF`), or `on`/`off` by the second.
+fn parse_bool(s: &str) -> Option<bool> {
+    let b = s.as_bytes();
+    match b.first()? {
+        b'1' | b'y' | b'Y' | b't' | b'T' => Some(true),
+        b'0' | b'n' | b'N' | b'f' | b'F' => Some(false),
+        b'o' | b'O' => match b.get(1)? {
+            b'n' | b'N' => Some(true),
+            b'f' | b'F' => Some(false),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -463,7 +488,8 @@ impl Kernel {
             return Err(EACCES);
         };
         let text = String::from_utf8_lossy(data);
-        let value = text.trim_end_matches('\n').trim_end_matches('\0');
+        // The kernel's parsers take one trailing newline, as echo writes.
+        let value = text.strip_suffix('\n').unwrap_or(&text);
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let file = *parts.last().unwrap_or(&"");
         let up = |n: usize| {
@@ -474,37 +500,44 @@ impl Kernel {
         };
         if let ["bus", "pci", rest @ ..] = parts.as_slice() {
             return match rest {
-                ["drivers_probe"] => self.drivers_probe(value.trim()),
-                ["drivers", d, "bind"] => self.bind(value.trim(), d),
-                ["drivers", d, "unbind"] => self.unbind(value.trim(), d),
+                ["drivers_probe"] => self.drivers_probe(value),
+                ["drivers", d, "bind"] => self.bind(value, d),
+                ["drivers", d, "unbind"] => self.unbind(value, d),
                 _ => Err(EACCES),
             };
         }
         match file {
             "sriov_drivers_autoprobe" => {
-                // kstrtobool: 1/y/on, 0/n/off.
-                let on = match value.trim().to_ascii_lowercase().as_str() {
-                    "1" | "y" | "yes" | "on" => true,
-                    "0" | "n" | "no" | "off" => false,
-                    _ => return Err(EINVAL),
-                };
+                let on = parse_bool(value).ok_or(EINVAL)?;
                 self.set_autoprobe(up(2), on)
             }
-            "driver_override" => self.set_driver_override(up(2), value.trim()),
+            "driver_override" => {
+                // driver_set_override: at most a page less one, cut at the
+                // first newline, kept as written otherwise.
+                if data.len() >= 4095 {
+                    return Err(EINVAL);
+                }
+                let name = text.split('\n').next().unwrap_or("");
+                self.set_driver_override(up(2), name)
+            }
             "create" => {
                 let (pi, ti) = self.type_at(&parts).ok_or(ENOENT)?;
                 let parent = self.profile.parents[pi].name.clone();
                 let tid = self.profile.parents[pi].types[ti].id.clone();
-                if !valid_uuid(value) {
-                    return Err(EINVAL);
+                // create_store: 36 or 37 bytes, the first 36 a UUID.
+                let uuid = data.get(..36).and_then(|u| std::str::from_utf8(u).ok());
+                match uuid {
+                    Some(u) if data.len() <= 37 && valid_uuid(u) => self.create(&parent, &tid, u),
+                    _ => Err(EINVAL),
                 }
-                self.create(&parent, &tid, value)
             }
             "remove" => {
-                if value != "1" {
-                    return Err(EINVAL);
+                // remove_store: a number; 0 removes nothing and succeeds.
+                match parse_num(value) {
+                    None => Err(EINVAL),
+                    Some(0) => Ok(()),
+                    Some(_) => self.remove(up(2)),
                 }
-                self.remove(up(2))
             }
             "sriov_numvfs" => {
                 // kstrtou16 with base 0: decimal, 0x hex; anything else EINVAL.

@@ -123,11 +123,20 @@ impl FakeKernel {
             .clear_faults(|f| f.op == FaultOp::Remove && f.name.as_deref() == Some(u.as_str()));
     }
 
+    /// Replaces the rows that say when new devices' drivers bind.
+    fn set_binding(&self, row: Fault) {
+        let mut s = self.st();
+        s.kernel.clear_faults(|f| {
+            f.op == FaultOp::Create && matches!(f.effect, Some(Effect::LateBind | Effect::Unbound))
+        });
+        s.kernel.inject(row);
+    }
+
     /// New devices report ready only after this many readiness polls.
     pub fn ready_after_polls(&self, n: u32) {
         let mut f = Fault::effect(FaultOp::Create, Effect::LateBind);
         f.polls = n;
-        self.inject(f);
+        self.set_binding(f);
     }
 
     /// Creating this device panics (a bug anywhere below the core, for
@@ -148,7 +157,7 @@ impl FakeKernel {
 
     /// New devices never get a driver bound.
     pub fn never_ready(&self) {
-        self.inject(Fault::effect(FaultOp::Create, Effect::Unbound));
+        self.set_binding(Fault::effect(FaultOp::Create, Effect::Unbound));
     }
 
     /// Every call made so far, one line each (`create mtty mtty-1 <uuid>`, …).
