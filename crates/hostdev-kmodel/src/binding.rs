@@ -46,6 +46,11 @@ impl Kernel {
         self.pfs[p].vfs[v].driver.clone()
     }
 
+    /// Whether a PCI function (a PF or VF, present now) has that address.
+    pub fn pci_present(&self, dev: &str) -> bool {
+        self.pf_idx(dev).is_some() || self.vf_of(dev).is_some()
+    }
+
     /// The IOMMU group of a present VF.
     pub fn vf_group(&self, vf: &str) -> Option<u32> {
         let (p, v) = self.vf_of(vf)?;

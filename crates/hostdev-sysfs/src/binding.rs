@@ -34,6 +34,17 @@ pub enum BindingError {
         /// The kernel's error.
         source: io::Error,
     },
+    /// A file held something unexpected.
+    #[error("{path} is malformed: {why}")]
+    Malformed {
+        /// The file or link.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// No PCI function at that address.
+    #[error("there is no PCI device {0}")]
+    NoDevice(PciAddress),
     /// A driver name that cannot be one (it would become a path).
     #[error("'{0}' is not a driver name (letters, digits, '-' and '_', at most 64)")]
     DriverName(String),
@@ -138,6 +149,19 @@ impl RealSriov {
         self.root().join("sys/bus/pci/devices").join(dev.as_str())
     }
 
+    /// The device's directory, or `NoDevice` when there is none: a write
+    /// into a missing one would read as the kernel refusing it.
+    fn present(&self, dev: &PciAddress) -> Result<PathBuf, BindingError> {
+        let d = self.dev_dir(dev);
+        match fs::symlink_metadata(&d) {
+            Ok(_) => Ok(d),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(BindingError::NoDevice(dev.clone()))
+            }
+            Err(source) => Err(BindingError::Read { path: d, source }),
+        }
+    }
+
     fn write_file(path: PathBuf, value: &str) -> Result<(), BindingError> {
         OpenOptions::new()
             .write(true)
@@ -161,30 +185,48 @@ impl RealSriov {
 
 impl PciBinding for RealSriov {
     fn autoprobe(&self, pf: &PciAddress) -> Result<bool, BindingError> {
-        let path = self.dev_dir(pf).join("sriov_drivers_autoprobe");
-        match fs::read_to_string(&path) {
-            Ok(s) => Ok(s.trim() != "0"),
+        let path = self.present(pf)?.join("sriov_drivers_autoprobe");
+        match fs::read_to_string(&path).map(|s| s.trim().to_string()) {
+            Ok(s) if s == "1" => Ok(true),
+            Ok(s) if s == "0" => Ok(false),
+            Ok(s) => Err(BindingError::Malformed {
+                path,
+                why: format!(
+                    "'{}' is neither 0 nor 1",
+                    s.chars().take(40).collect::<String>()
+                ),
+            }),
             Err(source) => Err(BindingError::Read { path, source }),
         }
     }
 
     fn set_autoprobe(&self, pf: &PciAddress, on: bool) -> Result<(), BindingError> {
         let v = if on { "1" } else { "0" };
-        Self::write_file(self.dev_dir(pf).join("sriov_drivers_autoprobe"), v)
+        Self::write_file(self.present(pf)?.join("sriov_drivers_autoprobe"), v)
     }
 
     fn driver(&self, dev: &PciAddress) -> Result<Option<String>, BindingError> {
-        Self::link_name(self.dev_dir(dev).join("driver"))
+        Self::link_name(self.present(dev)?.join("driver"))
     }
 
     fn iommu_group(&self, dev: &PciAddress) -> Result<Option<u32>, BindingError> {
-        Ok(Self::link_name(self.dev_dir(dev).join("iommu_group"))?.and_then(|g| g.parse().ok()))
+        let path = self.present(dev)?.join("iommu_group");
+        match Self::link_name(path.clone())? {
+            None => Ok(None),
+            Some(g) => g.parse().map(Some).map_err(|_| BindingError::Malformed {
+                path,
+                why: format!(
+                    "it names group '{}', not a number",
+                    g.chars().take(40).collect::<String>()
+                ),
+            }),
+        }
     }
 
     fn set_driver_override(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError> {
         // An empty override is written as a newline, as a shell's echo does.
         let v = if driver.is_empty() { "\n" } else { driver };
-        Self::write_file(self.dev_dir(dev).join("driver_override"), v)
+        Self::write_file(self.present(dev)?.join("driver_override"), v)
     }
 
     fn probe(&self, dev: &PciAddress) -> Result<(), BindingError> {
@@ -233,11 +275,19 @@ impl PciBinding for FakeSriov {
     }
 
     fn driver(&self, dev: &PciAddress) -> Result<Option<String>, BindingError> {
-        Ok(self.with_model(|m| m.pci_driver(dev.as_str())))
+        self.with_model(|m| {
+            m.pci_present(dev.as_str())
+                .then(|| m.pci_driver(dev.as_str()))
+                .ok_or_else(|| BindingError::NoDevice(dev.clone()))
+        })
     }
 
     fn iommu_group(&self, dev: &PciAddress) -> Result<Option<u32>, BindingError> {
-        Ok(self.with_model(|m| m.vf_group(dev.as_str())))
+        self.with_model(|m| {
+            m.pci_present(dev.as_str())
+                .then(|| m.vf_group(dev.as_str()))
+                .ok_or_else(|| BindingError::NoDevice(dev.clone()))
+        })
     }
 
     fn set_driver_override(&self, dev: &PciAddress, driver: &str) -> Result<(), BindingError> {
@@ -271,6 +321,31 @@ impl PciBinding for FakeSriov {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The review found a missing device's bind reported as the kernel
+    /// refusing a write (ENOENT at open).
+    #[test]
+    fn a_missing_device_is_named_as_missing_not_as_a_refused_write() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let s = RealSriov::new(root.path());
+        let dev: PciAddress = "0000:01:10.0".parse().expect("address");
+        let e = s.bind(&dev, "vfio-pci").expect_err("no device");
+        assert!(matches!(e, BindingError::NoDevice(_)), "{e}");
+        let f = FakeSriov::new();
+        assert!(matches!(
+            f.bind(&dev, "vfio-pci"),
+            Err(BindingError::NoDevice(_))
+        ));
+        // An autoprobe file that says something else is malformed, not "on".
+        let d = root.path().join("sys/bus/pci/devices/0000:01:00.0");
+        std::fs::create_dir_all(&d).expect("dir");
+        std::fs::write(d.join("sriov_drivers_autoprobe"), "2\n").expect("write");
+        let pf: PciAddress = "0000:01:00.0".parse().expect("address");
+        assert!(matches!(
+            s.autoprobe(&pf),
+            Err(BindingError::Malformed { .. })
+        ));
+    }
 
     #[test]
     fn a_driver_name_that_would_be_a_path_is_refused_before_any_write() {
