@@ -146,7 +146,10 @@ fn a_dra_claim_gets_a_vdpa_device_on_vdpa_sim_net_and_unprepare_removes_exactly_
     // same answer from the record, said to be from it, nothing made twice.
     assert_eq!(prepared["again"], false, "a first prepare: {prepared:#}");
     let from_record = |mut answer: serde_json::Value| {
-        assert_eq!(answer["again"], true, "an answer from the record: {answer:#}");
+        assert_eq!(
+            answer["again"], true,
+            "an answer from the record: {answer:#}"
+        );
         answer["again"] = prepared["again"].clone();
         answer
     };
