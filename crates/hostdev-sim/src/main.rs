@@ -54,16 +54,28 @@ enum Cli {
     Man,
 }
 
+/// The largest profile file read (the built-in ones are a few KiB).
+const PROFILE_MAX: u64 = 1 << 20;
+
 fn load_profile(spec: &str) -> Result<profile::Profile> {
     let text = match BUILTIN.iter().find(|(n, _)| *n == spec) {
         Some((_, t)) => t.to_string(),
-        None => std::fs::read_to_string(spec).with_context(|| {
+        None => {
             let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-            format!(
-                "'{spec}' is neither a built-in profile ({}) nor a readable profile file",
-                names.join(", ")
-            )
-        })?,
+            let unreadable = || {
+                format!(
+                    "'{spec}' is neither a built-in profile ({}) nor a readable profile file",
+                    names.join(", ")
+                )
+            };
+            // A profile is a regular file of at most 1 MiB: a FIFO, a device
+            // or a huge file is refused before anything is read or mounted.
+            let limits = hostdev_fs::Limits::at_most(PROFILE_MAX);
+            let bytes = hostdev_fs::read_regular_within(Path::new(spec), limits)
+                .with_context(unreadable)?
+                .with_context(unreadable)?;
+            String::from_utf8(bytes).with_context(|| format!("profile {spec} is not UTF-8"))?
+        }
     };
     profile::parse(&text).with_context(|| format!("profile {spec} is malformed"))
 }

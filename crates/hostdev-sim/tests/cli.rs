@@ -62,3 +62,44 @@ fn bad_usage_and_bad_profiles_are_explained() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A profile path naming a FIFO hung the simulator before anything was
+/// mounted, and a huge file was read whole; both are refused with a
+/// sentence now.
+#[test]
+fn a_fifo_or_a_huge_file_as_the_profile_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("profile.fifo");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(st.success());
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(&huge, vec![b'#'; 2 << 20]).expect("write");
+    for (profile, why) in [(&fifo, "not a regular file"), (&huge, "larger than 1 MiB")] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hostdev-sim"))
+            .args(["run", "--root"])
+            .arg(dir.path().join("root"))
+            .arg("--profile")
+            .arg(profile)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let t0 = std::time::Instant::now();
+        while child.try_wait().expect("wait").is_none() {
+            if t0.elapsed() > std::time::Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!(
+                    "hostdev-sim still runs 10 s after being given {}",
+                    profile.display()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let o = child.wait_with_output().expect("output");
+        assert!(!o.status.success());
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(why), "{e}");
+    }
+}
