@@ -101,6 +101,17 @@ fn prepare(
     })
 }
 
+/// Where hostdevd keeps a claim's record under `root`.
+fn record_path(root: &Path, uid: &impl std::fmt::Display) -> std::path::PathBuf {
+    root.join(format!("var/lib/hostdev/dra/claims/{uid}.json"))
+}
+
+/// No mdev on the host and no claim recorded.
+fn assert_nothing_left(h: &Fakes) {
+    assert!(h.mdev.sysfs.devices().unwrap().is_empty());
+    assert!(h.dra_claims().unwrap().is_empty());
+}
+
 #[test]
 fn a_shared_budget_is_one_counter_its_types_draw_on_by_their_cost() {
     let d = tempfile::tempdir().unwrap();
@@ -300,10 +311,7 @@ fn a_failed_create_leaves_nothing_and_bad_input_is_refused_by_name() {
         .iter()
         .all(|x| x.current == 0));
     assert!(h.dra_claims().unwrap().is_empty());
-    assert!(!d
-        .path()
-        .join(format!("var/lib/hostdev/dra/claims/{}.json", c.uid))
-        .exists());
+    assert!(!record_path(d.path(), &c.uid).exists());
     // A vanished or never-published device, hostile names, too many devices.
     for (dev, code) in [
         ("gone-000000-0", "dra.unknown_device"),
@@ -331,9 +339,7 @@ fn a_record_left_in_transit_by_a_killed_process_is_undone_by_the_next_caller() {
     let p = prepare(&h, &c, &[a]).unwrap();
     let uuid: Uuid = p.devices[0].id.parse().unwrap();
     // As if killed after the record said `preparing` and the device was made.
-    let path = d
-        .path()
-        .join(format!("var/lib/hostdev/dra/claims/{}.json", c.uid));
+    let path = record_path(d.path(), &c.uid);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replace("\"prepared\"", "\"preparing\"")).unwrap();
     // The next caller (any prepare or unprepare) undoes it first.
@@ -752,8 +758,7 @@ fn one_claims_stuck_device_fails_its_own_calls_and_no_other_claims() {
     h.mdev.sysfs.set_free(stuck[0]);
     // (The call's recovery removes it before the claim's own step.)
     h.dra_unprepare(&claim(1)).unwrap();
-    assert!(h.mdev.sysfs.devices().unwrap().is_empty());
-    assert!(h.dra_claims().unwrap().is_empty());
+    assert_nothing_left(&h);
 }
 
 #[test]
@@ -772,10 +777,7 @@ fn a_prepare_whose_undo_fails_keeps_its_record_until_the_device_goes() {
     h.mdev.sysfs.fail_create_after(1, 5 /* EIO */);
     assert_eq!(prepare(&h, &c, &[a, b]).unwrap_err().code(), "dra.create");
     assert_eq!(mdev_of(&h, "nv-8q"), vec![a_uuid]);
-    assert!(d
-        .path()
-        .join(format!("var/lib/hostdev/dra/claims/{}.json", c.uid))
-        .exists());
+    assert!(record_path(d.path(), &c.uid).exists());
     // Held: another claim cannot take a; the next call's recovery removes it.
     assert_eq!(
         prepare(&h, &claim(6), &[a]).unwrap_err().code(),
@@ -786,8 +788,7 @@ fn a_prepare_whose_undo_fails_keeps_its_record_until_the_device_goes() {
     assert_eq!(p.devices.len(), 1);
     assert_eq!(mdev_of(&h, "nv-8q").len(), 1);
     h.dra_unprepare(&claim(6)).unwrap();
-    assert!(h.mdev.sysfs.devices().unwrap().is_empty());
-    assert!(h.dra_claims().unwrap().is_empty());
+    assert_nothing_left(&h);
 }
 
 #[test]
@@ -802,8 +803,5 @@ fn a_vf_that_cannot_be_read_at_unprepare_is_an_error_not_a_vf_gone() {
     prepare(&h, &c, &[v]).unwrap();
     h.vgpu.sriov.make_unreadable("0000:41:00.0");
     assert!(h.dra_unprepare(&c).is_err());
-    assert!(d
-        .path()
-        .join(format!("var/lib/hostdev/dra/claims/{}.json", c.uid))
-        .exists());
+    assert!(record_path(d.path(), &c.uid).exists());
 }
