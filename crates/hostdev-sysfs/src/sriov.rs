@@ -129,6 +129,11 @@ pub trait SriovSysfs: Send + Sync {
             ..MemberFacts::default()
         }
     }
+    /// The driver bound to the PF, if any: what [`SriovSysfs::pf_facts`]
+    /// says of it, which a real tree reads alone (one link, not four files).
+    fn pf_driver_name(&self, pf: &PciAddress) -> Option<String> {
+        self.pf_facts(pf).driver
+    }
     /// Who drives the PF: driver, module versions, kernel (for migration
     /// specs); nothing where this interface cannot tell.
     fn pf_driver(&self, _pf: &PciAddress) -> DriverIdentity {
@@ -181,6 +186,11 @@ impl RealSriov {
 }
 
 impl SriovSysfs for RealSriov {
+    fn pf_driver_name(&self, pf: &PciAddress) -> Option<String> {
+        fs::read_link(self.pci.join(pf.as_str()).join("driver"))
+            .ok()
+            .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+    }
     fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
         crate::device_facts(&self.pci.join(pf.as_str()), pf.as_str())
     }
@@ -502,6 +512,9 @@ impl<T: SriovSysfs + ?Sized> SriovSysfs for std::sync::Arc<T> {
     }
     fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
         (**self).pf_facts(pf)
+    }
+    fn pf_driver_name(&self, pf: &PciAddress) -> Option<String> {
+        (**self).pf_driver_name(pf)
     }
     fn pf_driver(&self, pf: &PciAddress) -> DriverIdentity {
         (**self).pf_driver(pf)

@@ -83,7 +83,7 @@ impl<V: SriovSysfs> Vgpus<V> {
             .pfs()?
             .into_iter()
             .filter(|p| {
-                hostdev_model::vgpu::is_vgpu_pf(self.sriov.pf_facts(&p.address).driver.as_deref())
+                hostdev_model::vgpu::is_vgpu_pf(self.sriov.pf_driver_name(&p.address).as_deref())
             })
             .collect())
     }
