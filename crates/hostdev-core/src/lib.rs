@@ -19,6 +19,7 @@ mod error;
 pub mod handle;
 mod host;
 pub mod inventory;
+mod kind;
 mod lock;
 pub mod mdev;
 mod migrate;

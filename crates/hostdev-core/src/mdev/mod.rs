@@ -11,6 +11,7 @@ pub use error::MdevError;
 pub mod callouts;
 mod list;
 mod ops;
+mod seam;
 
 pub use autostart::{AutostartReport, DeviceOutcome};
 pub use callouts::Callouts;

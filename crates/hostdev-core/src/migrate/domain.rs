@@ -77,22 +77,6 @@ fn incompatible(d: &IncomingDevice, why: String) -> CoreError {
 }
 
 impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
-    /// What the domain XML names for a pool device here: the mdev UUID, the
-    /// VF address, the vDPA device's vhost path.
-    fn xml_source(&self, kind: Kind, id: &str) -> Result<String, CoreError> {
-        Ok(match kind {
-            Kind::Mdev | Kind::Vgpu => id.to_string(),
-            Kind::Vdpa => {
-                let name = VdpaName::new(id)?;
-                self.vdpa.show(&name)?.vhost_dev.ok_or_else(|| {
-                    CoreError::from(MigrateError::BadSpec {
-                        why: format!("vDPA device {id} is not bound to vhost_vdpa"),
-                    })
-                })?
-            }
-        })
-    }
-
     /// The devices a domain holds here through pools, each with its spec
     /// (what hostdev's metadata entry for the domain says).
     pub fn domain_held(&self, q: &DomainHeldQuery) -> Result<DomainHeld, CoreError> {
@@ -116,11 +100,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             })?;
             let def = self.pool_def(&pool)?;
             let kind = crate::pool::kind_of(&def);
-            let target = match kind {
-                Kind::Mdev => ExportTarget::Mdev(r.id.parse()?),
-                Kind::Vgpu => ExportTarget::Vgpu(r.id.parse()?),
-                Kind::Vdpa => ExportTarget::Vdpa(VdpaName::new(r.id.as_str())?),
-            };
+            let target = self.kind(kind).export_target(&r.id)?;
             let (spec, why) = match self.migrate_export(&target) {
                 Ok(s) => (Some(s), None),
                 Err(e) => (None, Some(e.chain())),
@@ -128,7 +108,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             out.devices.push(HeldDevice {
                 pool,
                 kind,
-                source: self.xml_source(kind, &r.id)?,
+                source: self.kind(kind).xml_source(&r.id)?,
                 id: r.id,
                 spec,
                 why,
@@ -407,7 +387,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
             pool: def.name.clone(),
             kind: d.kind,
             source_id: d.id.clone(),
-            to: self.xml_source(d.kind, &a.id)?,
+            to: self.kind(d.kind).xml_source(&a.id)?,
             id: a.id,
             from: d.source.clone(),
             verdict: report.verdict,
@@ -492,7 +472,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 pool: def.name.clone(),
                 kind: d.kind,
                 source_id: d.id.clone(),
-                to: self.xml_source(d.kind, &r.id)?,
+                to: self.kind(d.kind).xml_source(&r.id)?,
                 id: r.id,
                 from: d.source.clone(),
                 verdict: report.verdict,

@@ -541,13 +541,8 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
         };
         let mut last = None;
         for m in order {
-            let id = match &def.kind {
-                PoolKind::Mdev { .. } => req.uuid.unwrap_or_else(Uuid::new_v4).to_string(),
-                PoolKind::Vgpu { .. } => match m.spare.iter().find(|v| !taken.contains(*v)) {
-                    Some(v) => v.clone(),
-                    None => continue,
-                },
-                PoolKind::Vdpa { .. } => self.next_vdpa_name(def, &taken)?,
+            let Some(id) = self.next_id(def, &m, &taken, req.uuid)? else {
+                continue;
             };
             let rec = DeviceRecord {
                 id: id.clone(),

@@ -10,8 +10,7 @@
 use super::kinds::Member;
 use crate::{CoreError, Devices};
 use hostdev_api::{PoolProblem, ReconcileReport, ReconcileRow};
-use hostdev_model::pool::{place, Liveness, Mode, PoolDef, PoolKind, Slot};
-use hostdev_model::Uuid;
+use hostdev_model::pool::{place, Liveness, Mode, PoolDef, Slot};
 use hostdev_store::{DeviceRecord, Origin, PoolDb, RecState};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
@@ -166,16 +165,9 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
                 let Some(m) = members.iter_mut().find(|m| m.name == pick) else {
                     break;
                 };
-                let id = match &def.kind {
-                    PoolKind::Mdev { .. } => Uuid::new_v4().to_string(),
-                    PoolKind::Vgpu { .. } => match m.spare.iter().find(|v| !taken.contains(*v)) {
-                        Some(v) => v.clone(),
-                        None => {
-                            m.free = 0;
-                            continue;
-                        }
-                    },
-                    PoolKind::Vdpa { .. } => self.next_vdpa_name(def, &taken)?,
+                let Some(id) = self.next_id(def, m, &taken, None)? else {
+                    m.free = 0;
+                    continue;
                 };
                 let rec = DeviceRecord {
                     id: id.clone(),

@@ -11,6 +11,7 @@
 //! read sysfs itself (the client does).
 
 mod error;
+mod seam;
 use crate::error::guarded;
 use crate::lock::Locker;
 use crate::{CoreError, DeviceOutcome};
