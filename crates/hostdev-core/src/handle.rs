@@ -9,6 +9,7 @@
 
 use crate::convert;
 use crate::vgpu::VgpuSlot as CoreSlot;
+use crate::Interfaces;
 use crate::{CoreError, DeviceOutcome, Devices};
 use hostdev_api::{
     AllocateRequest, BindRequest, DomainHeldQuery, DomainMigrateRequest, DomainPrepareRequest,
@@ -27,9 +28,6 @@ use hostdev_api::{
     VgpuStopRequest, VgpuTypesQuery, VgpuUndefineRequest,
 };
 use hostdev_api::{DraClaimsQuery, DraPrepareRequest, DraResourcesQuery, DraUnprepareRequest};
-use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 use std::time::Duration;
 
 /// Answers one operation.
@@ -66,7 +64,7 @@ hostdev_api::with_every_op!(serve_trait);
 
 macro_rules! handle {
     ($req:ty, |$d:ident, $op:ident| $body:expr $(, keep = |$kd:ident, $kop:ident| $keep:expr)?) => {
-        impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Handle<$req> for Devices<S, V, C> {
+        impl<K: Interfaces> Handle<$req> for Devices<K> {
             fn handle(&self, $op: &$req) -> Result<<$req as Op>::Reply, CoreError> {
                 let $d = self;
                 $body

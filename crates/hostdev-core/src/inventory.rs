@@ -4,10 +4,9 @@
 
 use crate::system::Devices;
 use crate::CoreError;
+use crate::Interfaces;
 use hostdev_api::{Inventory, Kind};
-use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 
 /// What the inventory's mdev rows depend on, read without reading them: the
 /// definition tree's generation and the running devices' fingerprint. Equal
@@ -18,7 +17,7 @@ pub struct MdevFingerprint {
     devices: u64,
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// Every device hostdev manages, kind by kind in the inventory's order
     /// (mdevs, then vDPA, then vGPU VFs).
     pub fn inventory(&self) -> Result<Inventory, CoreError> {

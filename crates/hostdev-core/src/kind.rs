@@ -14,6 +14,7 @@
 //! and inventory share. Must not: hold a kind's logic (each kind's impl lives
 //! in its own module's `seam.rs`) or touch the pool database (pools do).
 
+use crate::Interfaces;
 use crate::{CoreError, DeviceOutcome, Devices};
 use hostdev_api::migrate::ExportTarget;
 use hostdev_api::{ErrorBody, Inventory, Kind, Outcome, Problem, RestoreRow};
@@ -21,9 +22,6 @@ use hostdev_model::pool::PoolDef;
 use hostdev_model::vdpa::CreateConfig;
 use hostdev_model::Uuid;
 use hostdev_store::{LoadProblem, StoreError};
-use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::time::Duration;
@@ -122,7 +120,7 @@ pub(crate) trait DeviceKind: Sync {
 /// as it always has).
 const LISTED: [Kind; 3] = [Kind::Mdev, Kind::Vdpa, Kind::Vgpu];
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// The registered kinds, in [`Kind`]'s order. The one place a new kind
     /// is registered (with [`Devices::kind`]).
     pub(crate) fn kinds(&self) -> [&dyn DeviceKind; 3] {

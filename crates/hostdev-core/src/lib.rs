@@ -45,7 +45,7 @@ pub use mdev::MdevError;
 pub use mdev::{AutostartReport, Callouts, DeviceOutcome, Host, Listing, Started};
 pub use migrate::{MigrateError, ARRIVAL_HOLD_SECS};
 pub use pool::PoolError;
-pub use system::{check_root, Devices, Kernel, Memo, RealKernel, SharedFakes, System};
+pub use system::{check_root, Devices, Interfaces, Kernel, Memo, RealKernel, SharedFakes, System};
 pub use vdpa::VdpaError;
 pub use vgpu::VgpuError;
 

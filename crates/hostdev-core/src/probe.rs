@@ -10,6 +10,7 @@
 //! killed one left and leaves a running one's alone). Must not: open anything
 //! itself (hostdev-vfio does), or keep a device open.
 
+use crate::Interfaces;
 use crate::{CoreError, Devices, Locker};
 use crate::{MdevError, MigrateError};
 use hostdev_api::{
@@ -20,10 +21,9 @@ use hostdev_model::{ParentName, TypeId, Uuid};
 use hostdev_store::{ProbeCacheStore, ProbeMarkers};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 use hostdev_vfio::{Target, VfioError};
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// Opens the device, asks, closes. An mdev whose group is held (a VM
     /// runs it) gets the cached answer for its type, driver and kernel, with
     /// its age; without one the refusal stands.

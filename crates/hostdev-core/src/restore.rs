@@ -8,10 +8,8 @@
 use crate::kind::{unusable, KindRestore};
 use crate::system::Devices;
 use crate::CoreError;
+use crate::Interfaces;
 use hostdev_api::{ErrorBody, RestoreReport, Unavailable};
-use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 use std::time::Duration;
 
 /// The error body of a failure: its class, stable code, chain and target.
@@ -19,7 +17,7 @@ pub fn error_body(e: &CoreError) -> ErrorBody {
     crate::kind::error_body(e)
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// Restores every auto-start definition of every registered kind, each
     /// on its own thread; parents absent now are waited for up to `wait`.
     pub fn restore(&self, wait: Duration) -> RestoreReport {

@@ -13,16 +13,37 @@ use hostdev_vfio::{RealVfio, Vfio};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Every kind of device of one host, over the kernel interfaces `S`
-/// (mdev sysfs), `V` (SR-IOV sysfs) and `C` (vdpa netlink).
-#[derive(Debug)]
-pub struct Devices<S, V, C> {
+/// The kernel interfaces one host's kinds are made over: one associated
+/// type per interface, so a new kind's interface is one more line here and
+/// not one more type parameter on every cross-kind type. Any tuple
+/// `(mdev sysfs, SR-IOV sysfs, vdpa netlink)` is one: tests name
+/// `Devices<(FakeKernel, FakeSriov, FakeVdpa)>`.
+pub trait Interfaces {
+    /// The mdev sysfs.
+    type Mdev: MdevSysfs;
+    /// The SR-IOV sysfs.
+    type Sriov: SriovSysfs;
+    /// The vdpa netlink family.
+    type Vdpa: VdpaClient;
+}
+
+impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Interfaces for (S, V, C) {
+    type Mdev = S;
+    type Sriov = V;
+    type Vdpa = C;
+}
+
+/// Every kind of device of one host, each made over its kernel interface
+/// from `K` (given to its constructor). The cross-kind code reaches the
+/// kinds through the registry in `kind.rs` ([`Devices::kinds`]); a kind's
+/// own operations through its field.
+pub struct Devices<K: Interfaces> {
     /// Mediated devices.
-    pub mdev: Host<S>,
+    pub mdev: Host<K::Mdev>,
     /// NVIDIA vGPUs on SR-IOV VFs.
-    pub vgpu: Vgpus<V>,
+    pub vgpu: Vgpus<K::Sriov>,
     /// vDPA devices.
-    pub vdpa: Vdpas<C>,
+    pub vdpa: Vdpas<K::Vdpa>,
     /// The root prefix every path hangs under.
     pub root: PathBuf,
     /// Unix seconds now (pool reservations); tests set their own.
@@ -31,8 +52,23 @@ pub struct Devices<S, V, C> {
     pub vfio: Arc<dyn Vfio>,
 }
 
-impl<S, V, C> Devices<S, V, C> {
-    /// Puts the kinds of one host together.
+impl<K: Interfaces> std::fmt::Debug for Devices<K>
+where
+    K::Mdev: std::fmt::Debug,
+    K::Sriov: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devices")
+            .field("mdev", &self.mdev)
+            .field("vgpu", &self.vgpu)
+            .field("vdpa", &self.vdpa)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<(S, V, C)> {
+    /// Puts the kinds of one host together, each over its own interface.
     pub fn new(
         mdev: Host<S>,
         vgpu: Vgpus<V>,
@@ -52,7 +88,7 @@ impl<S, V, C> Devices<S, V, C> {
 }
 
 /// The host on its real kernel interfaces.
-pub type System = Devices<RealSysfs, RealSriov, NetlinkVdpa>;
+pub type System = Devices<(RealSysfs, RealSriov, NetlinkVdpa)>;
 
 impl System {
     /// The host whose kernel and files live under `root` (`/` in production).
@@ -94,7 +130,7 @@ pub trait Kernel: Send + Sync + 'static {
     /// The root prefix every path hangs under.
     fn root(&self) -> &Path;
     /// A view of the host for one operation.
-    fn devices(&self, memo: &Memo) -> Devices<Self::Mdev, Self::Sriov, Self::Vdpa>;
+    fn devices(&self, memo: &Memo) -> Devices<(Self::Mdev, Self::Sriov, Self::Vdpa)>;
 }
 
 /// The host on its real kernel interfaces under a root prefix.
@@ -147,7 +183,7 @@ impl Kernel for SharedFakes {
     fn root(&self) -> &Path {
         &self.root
     }
-    fn devices(&self, _memo: &Memo) -> Devices<Self::Mdev, Self::Sriov, Self::Vdpa> {
+    fn devices(&self, _memo: &Memo) -> Devices<(Self::Mdev, Self::Sriov, Self::Vdpa)> {
         let mut host = Host::new(Arc::clone(&self.mdev), &self.root, Callouts::none());
         host.ready_timeout = std::time::Duration::from_millis(500);
         Devices::new(

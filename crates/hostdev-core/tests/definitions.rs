@@ -254,7 +254,7 @@ fn a_failed_rollback_is_reported_as_such() {
     );
 }
 
-fn devices(root: &Path, vdpa: Vdpas<FakeVdpa>) -> Devices<FakeKernel, FakeSriov, FakeVdpa> {
+fn devices(root: &Path, vdpa: Vdpas<FakeVdpa>) -> Devices<(FakeKernel, FakeSriov, FakeVdpa)> {
     Devices::new(
         host(root),
         vgpus(root),

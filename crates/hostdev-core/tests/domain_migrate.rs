@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-type Fakes = Devices<FakeKernel, FakeSriov, FakeVdpa>;
+type Fakes = Devices<(FakeKernel, FakeSriov, FakeVdpa)>;
 
 fn clock() -> i64 {
     2_000_000

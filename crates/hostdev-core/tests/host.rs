@@ -16,7 +16,7 @@ use hostdev_vdpa::{FakeVdpa, VdpaClient, VdpaError};
 use hostdev_vfio::{FakeRefusal, FakeVfio};
 use std::path::Path;
 
-fn devices(root: &Path, vdpa: Vdpas<FakeVdpa>) -> Devices<FakeKernel, FakeSriov, FakeVdpa> {
+fn devices(root: &Path, vdpa: Vdpas<FakeVdpa>) -> Devices<(FakeKernel, FakeSriov, FakeVdpa)> {
     with_vfio(root, vdpa, std::sync::Arc::new(FakeVfio::new()))
 }
 
@@ -24,7 +24,7 @@ fn with_vfio(
     root: &Path,
     vdpa: Vdpas<FakeVdpa>,
     vfio: std::sync::Arc<FakeVfio>,
-) -> Devices<FakeKernel, FakeSriov, FakeVdpa> {
+) -> Devices<(FakeKernel, FakeSriov, FakeVdpa)> {
     let sriov = FakeSriov::new();
     sriov.add_pf(
         "0000:41:00.0",
@@ -56,7 +56,7 @@ fn file(text: &str) -> HostFileDoc {
 }
 
 fn apply(
-    d: &Devices<FakeKernel, FakeSriov, FakeVdpa>,
+    d: &Devices<(FakeKernel, FakeSriov, FakeVdpa)>,
     text: &str,
 ) -> hostdev_core::api::ApplyReport {
     d.host_apply(&HostApplyRequest {

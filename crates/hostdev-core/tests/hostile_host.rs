@@ -14,7 +14,7 @@ use hostdev_sysfs::{FakeKernel, FakeType, MdevSysfs};
 use hostdev_vdpa::FakeVdpa;
 use std::path::Path;
 
-type Fakes = Devices<FakeKernel, FakeSriov, FakeVdpa>;
+type Fakes = Devices<(FakeKernel, FakeSriov, FakeVdpa)>;
 
 const U: &str = "11111111-2222-4333-8444-555555555555";
 const W: &str = "11111111-2222-4333-8444-666666666666";

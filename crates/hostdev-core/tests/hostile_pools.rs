@@ -14,7 +14,7 @@ use hostdev_vdpa::FakeVdpa;
 use std::path::Path;
 use std::time::Duration;
 
-type Fakes = Devices<FakeKernel, FakeSriov, FakeVdpa>;
+type Fakes = Devices<(FakeKernel, FakeSriov, FakeVdpa)>;
 
 fn host(root: &Path) -> Fakes {
     let k = FakeKernel::new();

@@ -199,7 +199,7 @@ fn an_mdev_spec_is_judged_against_what_the_host_could_create() {
 
     let t2 = tempfile::tempdir().expect("tempdir");
     let dst = host(1, t2.path());
-    let check = |d: &Devices<FakeKernel, FakeSriov, FakeVdpa>| {
+    let check = |d: &Devices<(FakeKernel, FakeSriov, FakeVdpa)>| {
         d.migrate_check(&MigrateCheckRequest {
             spec: spec.clone(),
             device: None,

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-type Fakes = Devices<FakeKernel, FakeSriov, FakeVdpa>;
+type Fakes = Devices<(FakeKernel, FakeSriov, FakeVdpa)>;
 
 fn host(root: &Path) -> Fakes {
     let k = FakeKernel::new();

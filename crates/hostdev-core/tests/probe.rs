@@ -14,7 +14,7 @@ use hostdev_vdpa::FakeVdpa;
 use hostdev_vfio::{FakeRefusal, FakeVfio};
 use std::sync::Arc;
 
-type Fakes = Devices<FakeKernel, FakeSriov, FakeVdpa>;
+type Fakes = Devices<(FakeKernel, FakeSriov, FakeVdpa)>;
 
 /// The fakes around one kernel fake, probed through `vfio`.
 fn host(k: FakeKernel, root: &std::path::Path, vfio: Arc<FakeVfio>) -> Fakes {

@@ -45,7 +45,7 @@ fn fakes(root: &Path, pf: &str) -> SharedFakes {
     }
 }
 
-type FakeCtx = Ctx<hostdev_core::Devices<Arc<FakeKernel>, Arc<FakeSriov>, Arc<FakeVdpa>>>;
+type FakeCtx = Ctx<hostdev_core::Devices<(Arc<FakeKernel>, Arc<FakeSriov>, Arc<FakeVdpa>)>>;
 
 fn ctx(f: &SharedFakes) -> FakeCtx {
     let f = f.clone();

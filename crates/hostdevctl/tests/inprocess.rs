@@ -147,7 +147,7 @@ fn transcript<D: hostdev_core::Serve>(ctx: &Ctx<D>, root: &Path) -> String {
 struct Untouched(Arc<AtomicUsize>, SharedFakes);
 
 impl Untouched {
-    fn devices(&self) -> Devices<Arc<FakeKernel>, Arc<FakeSriov>, Arc<FakeVdpa>> {
+    fn devices(&self) -> Devices<(Arc<FakeKernel>, Arc<FakeSriov>, Arc<FakeVdpa>)> {
         self.0.fetch_add(1, Ordering::SeqCst);
         self.1.devices(&Memo::default())
     }

@@ -5,7 +5,7 @@
 
 use hostdev_core::api::events::DeviceRef;
 use hostdev_core::api::{DeviceState, DriftKind, Inventory, Kind, PfTypes, StartPolicy};
-use hostdev_core::kernel::{MdevSysfs, SriovSysfs, VdpaClient};
+use hostdev_core::Interfaces;
 use hostdev_core::{CoreError, Devices};
 use hostdev_model::format::TypeInfo;
 use hostdev_model::ParentName;
@@ -28,9 +28,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Reads the host; a kind whose interface is missing contributes nothing.
-    pub fn take<S: MdevSysfs, V: SriovSysfs, C: VdpaClient>(
-        sys: &Devices<S, V, C>,
-    ) -> Result<Snapshot, CoreError> {
+    pub fn take<K: Interfaces>(sys: &Devices<K>) -> Result<Snapshot, CoreError> {
         let mut s = Snapshot {
             inventory: sys.inventory()?,
             mdev_types: sys.mdev.types(None)?,

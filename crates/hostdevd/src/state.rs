@@ -32,7 +32,11 @@ pub enum Nudge {
 }
 
 /// The host as one operation sees it.
-pub type HostOf<K> = Devices<<K as Kernel>::Mdev, <K as Kernel>::Sriov, <K as Kernel>::Vdpa>;
+pub type HostOf<K> = Devices<(
+    <K as Kernel>::Mdev,
+    <K as Kernel>::Sriov,
+    <K as Kernel>::Vdpa,
+)>;
 
 /// State shared by the server, the watcher and the signal handler.
 pub struct Shared<K: Kernel = RealKernel> {

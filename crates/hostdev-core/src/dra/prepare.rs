@@ -17,6 +17,7 @@
 use super::publish::{Plan, Scope};
 use super::record::{self, Entry, Made, Record, Stage};
 use super::{DraError, MAX_CLAIM_DEVICES};
+use crate::Interfaces;
 use crate::{CoreError, Devices};
 use hostdev_api::dra::is_dns_label;
 use hostdev_api::{
@@ -95,7 +96,7 @@ fn claim_words(c: &DraClaim) -> String {
     }
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// Prepares the claim's allocated devices (idempotent).
     pub fn dra_prepare(&self, req: &DraPrepareRequest) -> Result<DraPrepared, CoreError> {
         let who = claim_words(&req.claim);

@@ -33,6 +33,7 @@
 
 use super::names::{attr_string, label, may_lead};
 use super::record::{self, Made, Record};
+use crate::Interfaces;
 use crate::{CoreError, Devices};
 use hostdev_api::{DraConsumption, DraCounterSet, DraDevice, DraResources, DraValue, Kind};
 use hostdev_model::format::TypeInfo;
@@ -40,7 +41,6 @@ use hostdev_model::vgpu::PciAddress;
 use hostdev_model::{ParentName, StartPolicy, TypeId, Uuid};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -204,7 +204,7 @@ impl Scope<'_> {
     }
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// What this node offers Kubernetes now.
     pub fn dra_resources(&self) -> Result<DraResources, CoreError> {
         self.dra_resources_racing(|| {})

@@ -16,13 +16,11 @@
 
 use super::names::{attr_string, label};
 use super::publish::{Offer, Plan, Scope};
+use crate::Interfaces;
 use crate::{CoreError, Devices};
 use hostdev_api::dra::is_dns_label;
 use hostdev_api::{DraDevice, DraValue, Kind};
 use hostdev_model::vdpa::{CreateConfig, MacAddr, MgmtDevName, MTU_RANGE};
-use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -211,7 +209,7 @@ pub(crate) fn templates(root: &Path) -> Result<Vec<Template>, String> {
     Ok(out)
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// The vDPA part of the offer: each template on its management device,
     /// when that device is there and makes net devices.
     pub(crate) fn offer_vdpa(&self, scope: Scope<'_>, offer: &mut Offer) -> Result<(), CoreError> {

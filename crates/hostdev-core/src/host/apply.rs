@@ -4,6 +4,7 @@
 //! as it was before apply; the report has every device's outcome.
 
 use super::{Step, Want};
+use crate::Interfaces;
 use crate::{CoreError, Devices, Locker};
 use crate::{HostError, MdevError};
 use hostdev_api::{
@@ -12,9 +13,6 @@ use hostdev_api::{
 use hostdev_model::host::{DesiredMdev, Managed};
 use hostdev_model::{MdevConfig, ParentName, StartPolicy, TypeId, Uuid};
 use hostdev_store::ManagedStore;
-use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 use std::collections::BTreeMap;
 
 /// An mdev as it was before apply: UUID, definitions, running (parent, type).
@@ -55,7 +53,7 @@ pub(super) fn mark_rolled_back(
     }
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     fn define_as(&self, u: &Uuid, parent: &ParentName, c: &MdevConfig) -> Result<(), CoreError> {
         self.mdev.define(&DefineRequest {
             uuid: Some(*u),

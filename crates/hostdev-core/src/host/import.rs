@@ -6,19 +6,19 @@
 //! Owns: listing the GPUs for the translation. Must not: translate.
 
 use crate::HostError;
+use crate::Interfaces;
 use crate::{CoreError, Devices};
 use hostdev_api::{HostImport, Plan};
 use hostdev_model::pool::hex_id;
 use hostdev_model::vgpu_dm::{translate_spec, Gpu, GpuKind};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 
 fn hex(s: Option<&str>) -> u16 {
     s.and_then(hex_id).unwrap_or(0)
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// The host's GPUs: mdev parents and SR-IOV PFs with what they offer.
     fn gpus(&self) -> Result<Vec<Gpu>, CoreError> {
         let sysfs = &self.mdev.sysfs;

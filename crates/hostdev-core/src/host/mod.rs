@@ -16,6 +16,7 @@ mod import;
 mod sriov;
 mod vdpa;
 
+use crate::Interfaces;
 use crate::{CoreError, Devices};
 use hostdev_api::{Action, Change, ChangeKind, HostFileDoc, Plan};
 use hostdev_model::host::{desired_mdevs, DesiredMdev, HostFile, Managed, ParentOffer};
@@ -23,9 +24,7 @@ use hostdev_model::vdpa::VdpaDefinition;
 use hostdev_model::vgpu::PciAddress;
 use hostdev_model::{MdevConfig, StartPolicy, Uuid};
 use hostdev_store::{ManagedStore, PoolDb};
-use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::{ActiveDevice, MdevSysfs};
-use hostdev_vdpa::VdpaClient;
 use hostdev_vfio::{Target, VfioError};
 
 /// Pool allocations held now, read once per plan.
@@ -132,7 +131,7 @@ fn describe(c: &MdevConfig) -> String {
 /// The largest host file read (a host file of 10 000 entries is ~1 MiB).
 pub const HOST_FILE_LIMIT: u64 = 16 << 20;
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     fn host_id(&self, f: &HostFile) -> Result<String, CoreError> {
         if let Some(id) = f.host.id.as_ref().filter(|s| !s.trim().is_empty()) {
             return Ok(id.trim().to_string());

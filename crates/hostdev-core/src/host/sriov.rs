@@ -11,6 +11,7 @@
 //! Owns: those steps. Must not: parse the file, print.
 
 use super::{Holds, Kept, Step, Want};
+use crate::Interfaces;
 use crate::{CoreError, Devices};
 use crate::{HostError, VgpuError};
 use hostdev_api::{Action, Change, ChangeKind};
@@ -18,8 +19,6 @@ use hostdev_model::host::{desired_pfs, HostFile, Managed};
 use hostdev_model::vgpu::{PciAddress, SriovDefinition, VgpuDefinition};
 use hostdev_model::StartPolicy;
 use hostdev_sysfs::sriov::{SriovSysfs, VfInfo};
-use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 use std::collections::BTreeMap;
 
 /// A PF as it was before apply touched it.
@@ -42,7 +41,7 @@ fn change(kind: ChangeKind, id: String, pf: &PciAddress, action: Action) -> Chan
     }
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// A VF's current type as a name: its definition's when the ids agree,
     /// else what the same card calls that id (ids are card-local) in
     /// another VF's definition or offer, else the bare id.

@@ -9,14 +9,13 @@
 //! Owns: those steps. Must not: parse the file, print.
 
 use super::{Holds, Kept, Step, Want};
+use crate::Interfaces;
 use crate::VdpaError;
 use crate::{CoreError, Devices};
 use hostdev_api::{Action, Change, ChangeKind};
 use hostdev_model::host::{HostFile, Managed};
 use hostdev_model::vdpa::{VdpaDefinition, VdpaName};
 use hostdev_model::StartPolicy;
-use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
 
 fn describe(d: &VdpaDefinition) -> String {
@@ -40,7 +39,7 @@ fn describe(d: &VdpaDefinition) -> String {
 /// A device as it was before apply: its definition, and whether it existed.
 type Before = Vec<(VdpaName, Option<VdpaDefinition>, bool)>;
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// The vDPA steps, each with what holds its device (if anything). A
     /// file with vDPA devices on a host whose kernel has no vdpa family is
     /// refused with that reason.

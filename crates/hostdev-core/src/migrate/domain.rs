@@ -22,6 +22,7 @@
 //! hook runs inside libvirtd's migration).
 
 use crate::pool::{AllocExtra, WAIT_HOOK};
+use crate::Interfaces;
 use crate::{CoreError, Devices, MigrateError, PoolError};
 use hostdev_api::{
     AllocateRequest, Arrival, ConsumerId, DomainHeld, DomainHeldQuery, DomainMigrateRequest,
@@ -34,8 +35,6 @@ use hostdev_model::vdpa::VdpaName;
 use hostdev_model::vgpu::PciAddress;
 use hostdev_model::Uuid;
 use hostdev_store::{PoolDb, RecState};
-use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
 
 /// How long a device reserved for an arriving domain stays reserved unless
@@ -76,7 +75,7 @@ fn incompatible(d: &IncomingDevice, why: String) -> CoreError {
     })
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// The devices a domain holds here through pools, each with its spec
     /// (what hostdev's metadata entry for the domain says).
     pub fn domain_held(&self, q: &DomainHeldQuery) -> Result<DomainHeld, CoreError> {

@@ -14,6 +14,7 @@ pub use domain::ARRIVAL_HOLD_SECS;
 pub use error::MigrateError;
 mod vgpu;
 
+use crate::Interfaces;
 use crate::MdevError;
 use crate::{CoreError, Devices};
 use hostdev_api::{
@@ -22,11 +23,9 @@ use hostdev_api::{
 };
 use hostdev_model::migrate::{self, Destination, MdevSpec, MigrationSpec, ParentSpec};
 use hostdev_model::{Attr, MdevConfig, ParentName, StartPolicy, TypeId, Uuid};
-use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     fn attrs_of(&self, parent: &ParentName, u: &Uuid) -> Vec<(String, String)> {
         match self.mdev.store.load_one(parent, u) {
             Ok(Some(c)) => c.attrs.into_iter().map(|a| (a.name, a.value)).collect(),
@@ -186,7 +185,7 @@ impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
     }
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// Parents offering the spec's type with room, best first: the source's
     /// parent name, then one with the same PCI ids, then any; or why none.
     fn parents_for(&self, m: &MdevSpec) -> Result<(Vec<ParentName>, String), CoreError> {

@@ -3,20 +3,19 @@
 //! management device is judged by its classes and features and by a trial
 //! device made with the config and removed again; prepare recreates it.
 
+use crate::Interfaces;
 use crate::VdpaError;
 use crate::{CoreError, Devices};
 use hostdev_api::Prepared;
 use hostdev_model::migrate::{self, MigrationSpec, VdpaDestination, VdpaSpec};
 use hostdev_model::vdpa::{MgmtDevName, VdpaExport, VdpaName};
-use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
 
 /// The name prefix of trial devices; then the checking process's pid, `-`
 /// and a number of its own.
 const TRIAL: &str = "hdchk";
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     pub(super) fn export_vdpa(&self, name: &VdpaName) -> Result<MigrationSpec, CoreError> {
         let e = self.vdpa.export(name)?;
         let client = self.vdpa.client()?;

@@ -10,6 +10,7 @@
 //! definition itself (`Vgpus::define` and `start` do, under the host lock).
 
 use crate::vgpu::VgpuSlot;
+use crate::Interfaces;
 use crate::{CoreError, Devices};
 use crate::{MigrateError, VgpuError};
 use hostdev_api::{CheckReport, Prepared};
@@ -20,11 +21,9 @@ use hostdev_model::migrate::{
 use hostdev_model::vgpu::{PciAddress, VgpuType};
 use hostdev_model::StartPolicy;
 use hostdev_sysfs::sriov::{SriovSysfs, VfInfo};
-use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 use hostdev_vfio::Target;
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// The name of a configured VF's type: its definition's (when it names
     /// the same id), else what another VF of the same card lists under the
     /// id (ids are card-local, so only the same card's lists are asked).
@@ -308,7 +307,7 @@ fn lost_race(e: &CoreError) -> bool {
     )
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// `vgpu define` (start manual) and `vgpu start` of one VF: they check,
     /// under the host lock, that the VF is still free and still offers the
     /// name. Nothing is left defined that was not made.

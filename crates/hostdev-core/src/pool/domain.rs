@@ -9,6 +9,7 @@
 //! fails. Must not: parse domain XML (the CLI's hook front-end does) or
 //! call libvirt (a hook that calls back into libvirtd deadlocks it).
 
+use crate::Interfaces;
 use crate::PoolError;
 use crate::{CoreError, Devices};
 use hostdev_api::{
@@ -18,11 +19,8 @@ use hostdev_model::pool::PoolName;
 use hostdev_model::vdpa::VdpaName;
 use hostdev_model::Uuid;
 use hostdev_store::{PoolDefs, RecState};
-use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// Allocates every pool device the domain names; on any failure gives
     /// back what this call allocated and removes the bindings it made.
     pub fn domain_prepare(&self, req: &DomainPrepareRequest) -> Result<Vec<Allocation>, CoreError> {

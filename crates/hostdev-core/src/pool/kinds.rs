@@ -11,13 +11,11 @@
 
 use crate::kind::DeviceKind;
 pub(crate) use crate::kind::Member;
+use crate::Interfaces;
 use crate::{CoreError, Devices};
 use hostdev_api::Kind;
 use hostdev_model::pool::{PoolDef, PoolKind};
 use hostdev_model::Uuid;
-use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 use std::collections::BTreeSet;
 
 /// The pool's kind word.
@@ -29,7 +27,7 @@ pub(crate) fn kind_of(def: &PoolDef) -> Kind {
     }
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// The kind whose devices `def` hands out.
     fn of(&self, def: &PoolDef) -> &dyn DeviceKind {
         self.kind(kind_of(def))

@@ -22,6 +22,7 @@ pub use error::PoolError;
 mod kinds;
 mod reconcile;
 
+use crate::Interfaces;
 use crate::{CoreError, Devices};
 use hostdev_api::{
     AllocateRequest, Allocation, BindRequest, ConsumerId, MemberRow, PoolDeviceRow, PoolList,
@@ -30,9 +31,6 @@ use hostdev_api::{
 use hostdev_model::pool::{place, Mode, Placement, PoolDef, PoolKind, PoolName, Slot};
 use hostdev_model::Uuid;
 use hostdev_store::{DeviceRecord, HostLock, Origin, PoolDb, PoolDefs, RecState};
-use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 pub(crate) use kinds::kind_of;
 use kinds::Member;
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,7 +96,7 @@ pub(crate) fn pool_problems(v: Vec<hostdev_store::LoadProblem>) -> Vec<PoolProbl
         .collect()
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     fn pool_defs(&self) -> PoolDefs {
         PoolDefs::under(&self.root)
     }

@@ -8,13 +8,11 @@
 //! lock itself.
 
 use super::kinds::Member;
+use crate::Interfaces;
 use crate::{CoreError, Devices};
 use hostdev_api::{PoolProblem, ReconcileReport, ReconcileRow};
 use hostdev_model::pool::{place, Liveness, Mode, PoolDef, Slot};
 use hostdev_store::{DeviceRecord, Origin, PoolDb, RecState};
-use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_sysfs::MdevSysfs;
-use hostdev_vdpa::VdpaClient;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
@@ -47,7 +45,7 @@ pub(crate) fn consumer_gone(l: &Liveness, consumer: &str) -> Option<&'static str
     gone.then_some("is not defined")
 }
 
-impl<S: MdevSysfs, V: SriovSysfs, C: VdpaClient> Devices<S, V, C> {
+impl<K: Interfaces> Devices<K> {
     /// Undoes `creating`/`removing` rows of `def` and ends its expired
     /// reservations. Pools' lock held.
     pub(crate) fn settle(
