@@ -7,9 +7,9 @@
 //! which step has which class (each kind's error type in the core says).
 
 use crate::Target;
+use hostdev_model::pci::PciAddress;
 use hostdev_model::pool::PoolName;
 use hostdev_model::vdpa::MgmtDevName;
-use hostdev_model::vgpu::PciAddress;
 use hostdev_model::ParentName;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -48,12 +48,12 @@ pub use host::{
     Action, Applied, ApplyReport, ApplyResult, Change, ChangeKind, HostApplyRequest, HostFileDoc,
     HostImport, HostPlanRequest, Plan,
 };
+pub use hostdev_model::pci::PciAddress;
 pub use hostdev_model::pool::PoolName;
 pub use hostdev_model::vdpa::{
     CreateConfig, MacAddr, MgmtDevName, VdpaDefinition, VdpaEdit, VdpaExport, VdpaName,
     VdpaValueError,
 };
-pub use hostdev_model::vgpu::PciAddress;
 pub use hostdev_model::vgpu::{SriovDefinition, VgpuDefinition};
 pub use hostdev_model::{AttrName, ParentName, StartPolicy, TypeId, Uuid};
 pub use mdev::{

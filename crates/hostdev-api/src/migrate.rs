@@ -5,8 +5,8 @@
 use crate::ops::op;
 use crate::probe::ProbeTarget;
 use hostdev_model::migrate::{DriverPolicy, MigrationSpec, Reason, Verdict};
+use hostdev_model::pci::PciAddress;
 use hostdev_model::vdpa::{MgmtDevName, VdpaName};
-use hostdev_model::vgpu::PciAddress;
 use hostdev_model::Uuid;
 
 /// The source device: an mdev's UUID, an NVIDIA vGPU VF's PCI address or

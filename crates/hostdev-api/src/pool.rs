@@ -327,7 +327,7 @@ pub struct DomainPrepareRequest {
     pub mdevs: Vec<Uuid>,
     /// The PCI addresses its `<hostdev type='pci'>` elements name.
     #[serde(default)]
-    pub pci: Vec<hostdev_model::vgpu::PciAddress>,
+    pub pci: Vec<hostdev_model::pci::PciAddress>,
     /// The paths its `<interface type='vdpa'>` elements name.
     #[serde(default)]
     pub vdpa: Vec<String>,

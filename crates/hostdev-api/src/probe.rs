@@ -4,8 +4,8 @@
 
 use crate::ops::op;
 use crate::Kind;
+use hostdev_model::pci::PciAddress;
 use hostdev_model::probe::{DriverIdentity, Probe};
-use hostdev_model::vgpu::PciAddress;
 use hostdev_model::Uuid;
 use hostdev_model::{ParentName, TypeId};
 use serde::{Deserialize, Serialize};

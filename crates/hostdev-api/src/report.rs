@@ -3,7 +3,7 @@
 //! sentence).
 
 use crate::{ErrorBody, Kind, Target};
-use hostdev_model::vgpu::PciAddress;
+use hostdev_model::pci::PciAddress;
 use hostdev_model::StartPolicy;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

@@ -89,7 +89,7 @@ pub enum CoreError {
     },
     /// A PCI address read back from pool state does not parse.
     #[error(transparent)]
-    BadAddress(#[from] hostdev_model::vgpu::PciAddressError),
+    BadAddress(#[from] hostdev_model::pci::PciAddressError),
 }
 
 pub(crate) fn on_parent(p: &Option<ParentName>) -> String {

@@ -9,7 +9,7 @@ use hostdev_core::vdpa::Vdpas;
 use hostdev_core::vgpu::{VgpuSlot, Vgpus};
 use hostdev_core::VgpuError;
 use hostdev_core::{Callouts, CoreError, DefineRequest, Devices, Host, StartRequest};
-use hostdev_model::vgpu::PciAddress;
+use hostdev_model::pci::PciAddress;
 use hostdev_model::{ParentName, TypeId, Uuid};
 use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
 use hostdev_sysfs::{FakeKernel, FakeType, MdevSysfs};

@@ -187,7 +187,7 @@ fn capacity_someone_else_holds_is_not_published() {
     // Every device stays published (a change is counters, not devices):
     // the VF's counter and the other type's counter in the card's types
     // set are 0.
-    let vf0: hostdev_model::vgpu::PciAddress = "0000:41:00.4".parse().unwrap();
+    let vf0: hostdev_model::pci::PciAddress = "0000:41:00.4".parse().unwrap();
     let vfs = h.vgpu.sriov.vfs(&"0000:41:00.0".parse().unwrap()).unwrap();
     assert_eq!(vfs[0].address, vf0, "{vfs:?}");
     let before: Vec<String> = r.devices.iter().map(|x| x.name.clone()).collect();
@@ -387,7 +387,7 @@ fn a_prepare_takes_exactly_the_devices_that_are_published() {
             config: None,
         })
         .unwrap();
-    let vf0: hostdev_model::vgpu::PciAddress = "0000:41:00.4".parse().unwrap();
+    let vf0: hostdev_model::pci::PciAddress = "0000:41:00.4".parse().unwrap();
     h.vgpu.sriov.set_type(&vf0, 1150).unwrap();
     let after = h.dra_resources().unwrap();
     every_published_device_prepares(&h, &after);
@@ -663,7 +663,7 @@ fn a_prepared_claim_whose_devices_a_reboot_took_gets_them_back_when_asked_again(
     let c = claim(7);
     let p = prepare(&h, &c, &[nv, vf]).unwrap();
     let uuid: Uuid = p.devices[0].id.parse().unwrap();
-    let vf_addr: hostdev_model::vgpu::PciAddress = p.devices[1].id.parse().unwrap();
+    let vf_addr: hostdev_model::pci::PciAddress = p.devices[1].id.parse().unwrap();
     // A reboot: the kernel forgets the mdev and the VF's type; the record
     // (on disk) says `prepared`.
     h.mdev.sysfs.remove(&uuid).unwrap();

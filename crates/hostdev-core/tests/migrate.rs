@@ -88,7 +88,7 @@ fn a_vdpa_check_removes_what_a_killed_check_left_and_leaves_a_live_ones() {
 #[test]
 fn a_probed_vgpu_spec_is_judged_by_name_and_by_each_vfs_answer() {
     use hostdev_api::{MigratePrepareRequest, ProbeTarget};
-    use hostdev_model::vgpu::PciAddress;
+    use hostdev_model::pci::PciAddress;
     let host = |ids: (u32, u32), vfio: Arc<FakeVfio>| {
         let t = tempfile::tempdir().expect("tempdir");
         let s = FakeSriov::new();
@@ -242,31 +242,31 @@ impl SriovSysfs for Racing {
     }
     fn pf(
         &self,
-        pf: &hostdev_model::vgpu::PciAddress,
+        pf: &hostdev_model::pci::PciAddress,
     ) -> Result<Option<hostdev_sysfs::sriov::PfInfo>, hostdev_sysfs::sriov::SriovError> {
         self.inner.pf(pf)
     }
     fn vfs(
         &self,
-        pf: &hostdev_model::vgpu::PciAddress,
+        pf: &hostdev_model::pci::PciAddress,
     ) -> Result<Vec<hostdev_sysfs::sriov::VfInfo>, hostdev_sysfs::sriov::SriovError> {
         self.inner.vfs(pf)
     }
     fn set_num_vfs(
         &self,
-        pf: &hostdev_model::vgpu::PciAddress,
+        pf: &hostdev_model::pci::PciAddress,
         n: u32,
     ) -> Result<(), hostdev_sysfs::sriov::SriovError> {
         self.inner.set_num_vfs(pf, n)
     }
     fn set_type(
         &self,
-        vf: &hostdev_model::vgpu::PciAddress,
+        vf: &hostdev_model::pci::PciAddress,
         type_id: u32,
     ) -> Result<(), hostdev_sysfs::sriov::SriovError> {
         self.inner.set_type(vf, type_id)
     }
-    fn pf_facts(&self, pf: &hostdev_model::vgpu::PciAddress) -> hostdev_model::pool::MemberFacts {
+    fn pf_facts(&self, pf: &hostdev_model::pci::PciAddress) -> hostdev_model::pool::MemberFacts {
         if pf.as_str() == self.at {
             let then = self.then.lock().expect("hook").take();
             if let Some(f) = then {
@@ -283,7 +283,8 @@ impl SriovSysfs for Racing {
 /// other migration). The loser takes the next free VF.
 #[test]
 fn a_prepare_that_loses_its_vf_to_another_takes_the_next_free_one() {
-    use hostdev_model::vgpu::{PciAddress, VgpuDefinition};
+    use hostdev_model::pci::PciAddress;
+    use hostdev_model::vgpu::VgpuDefinition;
     let t = tempfile::tempdir().expect("tempdir");
     let s = FakeSriov::new();
     for pf in ["0000:41:00.0", "0000:c1:00.0"] {

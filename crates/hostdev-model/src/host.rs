@@ -38,9 +38,9 @@
 
 use crate::config::{Attr, MdevConfig, StartPolicy};
 use crate::names::{ParentName, TypeId, Uuid};
+use crate::pci::PciAddress;
 use crate::pool::{MemberFacts, Selector};
 use crate::vdpa::{CreateConfig, MacAddr, MgmtDevName, VdpaDefinition, VdpaName};
-use crate::vgpu::PciAddress;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 

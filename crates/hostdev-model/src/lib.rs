@@ -12,6 +12,7 @@ pub mod host;
 pub mod libvirt;
 pub mod migrate;
 pub mod names;
+pub mod pci;
 pub mod pool;
 pub mod probe;
 pub mod quote;

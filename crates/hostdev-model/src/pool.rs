@@ -6,8 +6,8 @@
 //! sysfs, touch the state database, or decide when a device is free (the
 //! core and the store do).
 
+use crate::pci::PciAddress;
 use crate::vdpa::{CreateConfig, MacAddr};
-use crate::vgpu::PciAddress;
 use crate::TypeId;
 use serde::{Deserialize, Serialize};
 

@@ -43,7 +43,7 @@ string_schema!(crate::TypeId, "TypeId",
 string_schema!(crate::AttrName, "AttrName",
     "A device attribute's name: one path component of at most 255 bytes, not starting with '.'.",
     { "pattern": r"^[^./\u0000-\u001f\u007f-\u009f][^/\u0000-\u001f\u007f-\u009f]*$", "minLength": 1, "maxLength": 255 });
-string_schema!(crate::vgpu::PciAddress, "PciAddress",
+string_schema!(crate::pci::PciAddress, "PciAddress",
     "A PCI address DDDD:BB:DD.F (shown lower-case).",
     { "pattern": "^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\\.[0-7]$", "minLength": 12, "maxLength": 12 });
 string_schema!(crate::vdpa::VdpaName, "VdpaName",
@@ -63,7 +63,7 @@ mod tests {
     fn schemas_name_their_type_and_say_string() {
         let s = schemars::schema_for!(crate::Uuid);
         assert_eq!(s.get("type").and_then(|t| t.as_str()), Some("string"));
-        let s = schemars::schema_for!(crate::vgpu::PciAddress);
+        let s = schemars::schema_for!(crate::pci::PciAddress);
         assert_eq!(s.get("maxLength").and_then(|t| t.as_u64()), Some(12));
     }
 }

@@ -8,7 +8,7 @@
 //! [`FakeSriov`]. Must not: decide which driver a VF should have.
 
 use crate::sriov::{FakeSriov, RealSriov};
-use hostdev_model::vgpu::PciAddress;
+use hostdev_model::pci::PciAddress;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;

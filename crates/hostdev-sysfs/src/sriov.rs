@@ -7,9 +7,10 @@
 //! which type goes where.
 
 use crate::describe_errno;
+use hostdev_model::pci::PciAddress;
 use hostdev_model::pool::MemberFacts;
 use hostdev_model::probe::DriverIdentity;
-use hostdev_model::vgpu::{parse_creatable, PciAddress, VgpuType};
+use hostdev_model::vgpu::{parse_creatable, VgpuType};
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};

@@ -10,7 +10,7 @@
 //! Must not: set hardware up or tear it down beyond what a check made (each
 //! check leaves the parent or PF as it found it, where it can).
 
-use hostdev_model::vgpu::PciAddress;
+use hostdev_model::pci::PciAddress;
 use hostdev_model::{ParentName, TypeId, Uuid};
 use hostdev_sysfs::binding::{BindingError, PciBinding};
 use hostdev_sysfs::sriov::{SriovError, SriovSysfs};
@@ -374,7 +374,7 @@ type PfCheck = fn(&dyn Sriov, &PfExpect) -> Result<(), String>;
 
 fn addr(a: &str) -> Result<PciAddress, String> {
     a.parse()
-        .map_err(|e: hostdev_model::vgpu::PciAddressError| e.to_string())
+        .map_err(|e: hostdev_model::pci::PciAddressError| e.to_string())
 }
 
 fn counts(s: &dyn Sriov, pf: &PfExpect) -> Result<(u32, u32), String> {

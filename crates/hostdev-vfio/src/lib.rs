@@ -14,8 +14,8 @@
 
 mod real;
 
+use hostdev_model::pci::PciAddress;
 pub use hostdev_model::probe::{Display, Irq, Migration, Probe, Region};
-use hostdev_model::vgpu::PciAddress;
 use hostdev_model::Uuid;
 pub use real::RealVfio;
 

@@ -11,14 +11,14 @@ use hostdev_api::{
     VgpuUndefineRequest,
 };
 use hostdev_core::Serve;
-use hostdev_model::vgpu::PciAddress;
+use hostdev_model::pci::PciAddress;
 use hostdev_model::StartPolicy;
 use serde_json::json;
 use std::process::ExitCode;
 
 fn addr(s: &str) -> Result<PciAddress, String> {
     s.parse()
-        .map_err(|e: hostdev_model::vgpu::PciAddressError| e.to_string())
+        .map_err(|e: hostdev_model::pci::PciAddressError| e.to_string())
 }
 
 /// vGPU commands.

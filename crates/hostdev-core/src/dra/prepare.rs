@@ -539,8 +539,8 @@ impl<K: Interfaces> Devices<K> {
 
     fn vf_pf(
         &self,
-        vf: &hostdev_model::vgpu::PciAddress,
-    ) -> Result<hostdev_model::vgpu::PciAddress, CoreError> {
+        vf: &hostdev_model::pci::PciAddress,
+    ) -> Result<hostdev_model::pci::PciAddress, CoreError> {
         for pf in self.vgpu.vgpu_pfs()? {
             if self
                 .vgpu

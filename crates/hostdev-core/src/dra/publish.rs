@@ -37,7 +37,7 @@ use crate::Interfaces;
 use crate::{CoreError, Devices};
 use hostdev_api::{DraConsumption, DraCounterSet, DraDevice, DraResources, DraValue, Kind};
 use hostdev_model::format::TypeInfo;
-use hostdev_model::vgpu::PciAddress;
+use hostdev_model::pci::PciAddress;
 use hostdev_model::{ParentName, StartPolicy, TypeId, Uuid};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;

@@ -10,8 +10,8 @@
 use super::DraError;
 use crate::{CoreError, Locker};
 use hostdev_api::DraClaim;
+use hostdev_model::pci::PciAddress;
 use hostdev_model::vdpa::{CreateConfig, MgmtDevName, VdpaName};
-use hostdev_model::vgpu::PciAddress;
 use hostdev_model::{ParentName, TypeId, Uuid};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -30,9 +30,9 @@ use hostdev_api::{
     ProbeTarget,
 };
 use hostdev_model::migrate::{self, Reason, VdpaDestination, Verdict};
+use hostdev_model::pci::PciAddress;
 use hostdev_model::pool::{Mode, PoolDef, PoolKind};
 use hostdev_model::vdpa::VdpaName;
-use hostdev_model::vgpu::PciAddress;
 use hostdev_model::Uuid;
 use hostdev_store::{PoolDb, RecState};
 use hostdev_vdpa::VdpaClient;

@@ -18,7 +18,8 @@ use hostdev_model::migrate::{
     self, card_model, CardSpec, DriverPolicy, MigrationSpec, Reason, Verdict, VgpuDestination,
     VgpuSpec,
 };
-use hostdev_model::vgpu::{PciAddress, VgpuType};
+use hostdev_model::pci::PciAddress;
+use hostdev_model::vgpu::VgpuType;
 use hostdev_model::StartPolicy;
 use hostdev_sysfs::sriov::{SriovSysfs, VfInfo};
 use hostdev_vfio::Target;

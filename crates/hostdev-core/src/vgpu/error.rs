@@ -6,7 +6,7 @@
 
 use crate::codes::errno_class;
 use hostdev_api::{ErrorClass, ErrorTarget, Holder, Target};
-use hostdev_model::vgpu::PciAddress;
+use hostdev_model::pci::PciAddress;
 use hostdev_sysfs::sriov::SriovError;
 use std::time::Duration;
 

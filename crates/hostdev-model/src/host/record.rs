@@ -7,8 +7,8 @@
 //! `ManagedStore` does), or decide what an apply did (hostdev-core does).
 
 use crate::names::Uuid;
+use crate::pci::PciAddress;
 use crate::vdpa::VdpaName;
-use crate::vgpu::PciAddress;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 

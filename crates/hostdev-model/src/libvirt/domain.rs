@@ -20,7 +20,7 @@
 //! core does) or look anything up.
 
 use crate::migrate::MigrationSpec;
-use crate::vgpu::PciAddress;
+use crate::pci::PciAddress;
 use crate::Uuid;
 use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};

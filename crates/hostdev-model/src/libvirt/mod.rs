@@ -8,8 +8,8 @@
 
 pub mod domain;
 
+use crate::pci::PciAddress;
 use crate::probe::Display;
-use crate::vgpu::PciAddress;
 use crate::Uuid;
 use quick_xml::events::{BytesEnd, BytesStart, Event};
 use quick_xml::Writer;

@@ -15,7 +15,7 @@
 //! autoprobe off (each test starts and ends with 0 VFs and autoprobe 1).
 
 use super::{kernel, read};
-use hostdev_model::vgpu::PciAddress;
+use hostdev_model::pci::PciAddress;
 use hostdev_sysfs::sriov::{RealSriov, SriovError, SriovSysfs};
 use rustix::io::Errno;
 use std::io::Write;
