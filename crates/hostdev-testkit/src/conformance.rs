@@ -163,7 +163,7 @@ fn sriov_errno(e: &SriovError) -> Option<i32> {
         SriovError::NumVfs { source, .. }
         | SriovError::SetType { source, .. }
         | SriovError::Read { source, .. } => source.raw_os_error(),
-        SriovError::Malformed { .. } => None,
+        SriovError::Malformed { .. } | SriovError::NoProfile { .. } => None,
     }
 }
 

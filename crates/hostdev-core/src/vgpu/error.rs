@@ -213,6 +213,7 @@ impl VgpuError {
                 SriovError::NumVfs { source, .. } | SriovError::SetType { source, .. } => {
                     errno_class(source)
                 }
+                SriovError::NoProfile { .. } => ErrorClass::Invalid,
                 _ => ErrorClass::Failed,
             },
             Self::VfAbsent { .. } => ErrorClass::NotFound,
