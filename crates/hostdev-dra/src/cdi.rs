@@ -115,7 +115,9 @@ pub fn device_spec_path(cdi_dir: &Path, driver: &str, uid: &str) -> PathBuf {
 }
 
 /// The environment variable naming what a device is (`HOSTDEV_MDEV_GPU`
-/// for request `gpu`, an mdev: its UUID).
+/// for request `gpu`, an mdev: its UUID). Where several devices of a claim
+/// would share it, each has its own with `_<n>` (0, 1, … in the claim's
+/// order) added, and the first also keeps the plain name.
 fn env_name(kind: Kind, request: &str) -> String {
     let kind = match kind {
         Kind::Mdev => "MDEV",
@@ -151,12 +153,30 @@ pub fn device_spec(driver: &str, uid: &str, devices: &[DraPreparedDevice]) -> (S
     let kind = device_kind(driver);
     let mut out = Vec::new();
     let mut ids = Vec::new();
-    for d in devices {
+    // Devices whose variable would be the same (a request with several
+    // devices, or request names equal once made shell names): a container
+    // given them all would see only the last one's value.
+    let bases: Vec<String> = devices
+        .iter()
+        .map(|d| env_name(d.kind, &d.request))
+        .collect();
+    let mut seen: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (d, base) in devices.iter().zip(&bases) {
         let name = format!("{uid}_{}", d.device);
-        let mut edits = Edits {
-            env: vec![format!("{}={}", env_name(d.kind, &d.request), d.id)],
-            ..Edits::default()
+        let shared = bases.iter().filter(|b| *b == base).count() > 1;
+        let nth = seen.entry(base.as_str()).or_default();
+        let own = if shared {
+            format!("{base}_{nth}")
+        } else {
+            base.clone()
         };
+        let mut edits = Edits::default();
+        // The first keeps the plain name (what a one-device request has).
+        if *nth == 0 && shared {
+            edits.env.push(format!("{base}={}", d.id));
+        }
+        *nth += 1;
+        edits.env.push(format!("{own}={}", d.id));
         let mut simulated = Vec::new();
         for n in &d.nodes {
             if n.host_path == n.path || is_char_device(Path::new(&n.host_path)) {
@@ -169,11 +189,9 @@ pub fn device_spec(driver: &str, uid: &str, devices: &[DraPreparedDevice]) -> (S
             }
         }
         if !simulated.is_empty() {
-            edits.env.push(format!(
-                "{}_SIMULATED_NODES={}",
-                env_name(d.kind, &d.request),
-                simulated.join(",")
-            ));
+            edits
+                .env
+                .push(format!("{own}_SIMULATED_NODES={}", simulated.join(",")));
         }
         ids.push(format!("{kind}={name}"));
         out.push(Device {
@@ -272,6 +290,52 @@ mod tests {
         let e = &spec.devices[0].container_edits;
         assert!(e.device_nodes.is_empty());
         assert_eq!(e.env[1], "HOSTDEV_MDEV_GPU_SIMULATED_NODES=/dev/vfio/7");
+    }
+
+    #[test]
+    fn devices_that_would_share_a_variable_each_get_their_own() {
+        // Two devices of one request, and a request whose shell name is
+        // another's: every variable is set once in the claim's spec.
+        let mut a = dev("");
+        a.id = "id-a".into();
+        let mut b = dev("");
+        b.id = "id-b".into();
+        b.device = "mdev-b".into();
+        let mut c = dev("");
+        c.id = "id-c".into();
+        c.device = "mdev-c".into();
+        c.request = "gpu".into();
+        let mut other = dev("");
+        other.request = "net-a".into();
+        other.device = "mdev-d".into();
+        other.id = "id-d".into();
+        let mut clash = dev("");
+        clash.request = "net_a".into();
+        clash.device = "mdev-e".into();
+        clash.id = "id-e".into();
+        let (spec, _) = device_spec("hostdev.io", "u", &[a, b, c, other, clash]);
+        let env: Vec<&str> = spec
+            .devices
+            .iter()
+            .flat_map(|d| d.container_edits.env.iter().map(String::as_str))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                "HOSTDEV_MDEV_GPU=id-a",
+                "HOSTDEV_MDEV_GPU_0=id-a",
+                "HOSTDEV_MDEV_GPU_1=id-b",
+                "HOSTDEV_MDEV_GPU_2=id-c",
+                "HOSTDEV_MDEV_NET_A=id-d",
+                "HOSTDEV_MDEV_NET_A_0=id-d",
+                "HOSTDEV_MDEV_NET_A_1=id-e",
+            ]
+        );
+        let names: std::collections::BTreeSet<&str> = env
+            .iter()
+            .map(|e| e.split('=').next().unwrap_or(""))
+            .collect();
+        assert_eq!(names.len(), env.len(), "no variable is set twice");
     }
 
     #[test]
