@@ -221,17 +221,26 @@ pub struct VdpaTemplate {
     pub features: Option<u64>,
 }
 
+/// The most slots a vDPA pool names (PREFIX0 … PREFIX99999).
+pub const VDPA_SLOTS: u32 = 100_000;
+
 impl VdpaTemplate {
-    /// The creation config of slot `n`.
+    /// How many slots the template can give an address of its own: every
+    /// one without `mac_base`, else those before the last three bytes of
+    /// the address would carry.
+    pub fn slots(&self) -> u32 {
+        match self.mac_base {
+            None => VDPA_SLOTS,
+            Some(m) => m.addresses_left().min(u64::from(VDPA_SLOTS)) as u32,
+        }
+    }
+
+    /// The creation config of slot `n` (below [`VdpaTemplate::slots`]).
     pub fn config(&self, n: u32) -> CreateConfig {
         CreateConfig {
-            mac: self.mac_base.map(|m| {
-                let mut v =
-                    u64::from_be_bytes([0, 0, m.0[0], m.0[1], m.0[2], m.0[3], m.0[4], m.0[5]]);
-                v = (v + u64::from(n)) & 0xffff_ffff_ffff;
-                let b = v.to_be_bytes();
-                MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
-            }),
+            // Past the last slot there is no address of its own: the base
+            // is never reused by wrapping onto a slot already given.
+            mac: self.mac_base.and_then(|m| m.offset(u64::from(n))),
             mtu: self.mtu,
             max_vqp: self.max_vqp,
             features: self.features,
@@ -375,6 +384,14 @@ impl PoolDef {
                     .config(0)
                     .check()
                     .map_err(|e| PoolDefError::Invalid(format!("vdpa: {e}")))?;
+                if let Some(base) = template.mac_base {
+                    // Every device the pool may hold at once has an address
+                    // of its own (an on-demand pool without `limit`: one).
+                    let want = u64::from(f.count.or(f.limit).unwrap_or(1));
+                    if let Some(why) = base.base_problem(want) {
+                        return invalid(format!("vdpa.mac_base {base} {why}"));
+                    }
+                }
                 PoolKind::Vdpa { template }
             }
             ("mdev" | "vgpu", _, Some(_)) => {
@@ -599,5 +616,53 @@ driver_policy = "version"
         };
         assert_eq!(t.config(1).mac.unwrap().to_string(), "52:54:00:00:01:00");
         assert_eq!(t.config(0).mtu, Some(1500));
+        // Near the end of the last three bytes: the slots stop there, and
+        // no slot wraps onto the vendor's part or another slot's address.
+        let end = VdpaTemplate {
+            mac_base: Some("52:54:00:ff:ff:fe".parse().unwrap()),
+            ..t.clone()
+        };
+        assert_eq!(end.slots(), 2);
+        assert_eq!(end.config(1).mac.unwrap().to_string(), "52:54:00:ff:ff:ff");
+        assert_eq!(end.config(2).mac, None);
+        assert_eq!(t.slots(), 100_000);
+    }
+
+    #[test]
+    fn a_vdpa_pools_mac_base_must_give_each_device_its_own_address() {
+        let name = || PoolName::new("p".to_string()).unwrap();
+        let pool = |mode_count: &str, mac: &str| {
+            PoolDef::parse(
+                name(),
+                &format!("kind = \"vdpa\"\n{mode_count}\n[vdpa]\nname_prefix = \"v\"\nmac_base = \"{mac}\"\n"),
+            )
+        };
+        for (mc, mac, why) in [
+            (
+                "mode = \"pre-created\"\ncount = 2",
+                "00:00:00:00:00:00",
+                "all zeros",
+            ),
+            (
+                "mode = \"pre-created\"\ncount = 2",
+                "01:00:5e:00:00:01",
+                "multicast",
+            ),
+            (
+                "mode = \"pre-created\"\ncount = 3",
+                "52:54:00:ff:ff:fe",
+                "carry past 52:54:00:ff:ff:ff",
+            ),
+            (
+                "mode = \"on-demand\"\nlimit = 3",
+                "52:54:00:ff:ff:fe",
+                "carry past",
+            ),
+        ] {
+            let e = pool(mc, mac).expect_err(mac).to_string();
+            assert!(e.contains("vdpa.mac_base") && e.contains(why), "{mac}: {e}");
+        }
+        pool("mode = \"pre-created\"\ncount = 2", "52:54:00:ff:ff:fe").expect("two fit");
+        pool("mode = \"on-demand\"", "52:54:00:ff:ff:ff").expect("one fits");
     }
 }

@@ -134,6 +134,54 @@ impl FromStr for MacAddr {
     }
 }
 
+impl MacAddr {
+    /// This address plus `n` in its last three bytes (the vendor's part
+    /// kept); `None` when that would carry past `xx:xx:xx:ff:ff:ff`.
+    pub fn offset(self, n: u64) -> Option<MacAddr> {
+        let b = self.0;
+        let low =
+            (u64::from(b[3]) << 16 | u64::from(b[4]) << 8 | u64::from(b[5])).checked_add(n)?;
+        (low <= 0xff_ffff).then(|| {
+            MacAddr([
+                b[0],
+                b[1],
+                b[2],
+                (low >> 16) as u8,
+                (low >> 8) as u8,
+                low as u8,
+            ])
+        })
+    }
+
+    /// How many addresses count up from this one before the last three
+    /// bytes would carry (at least 1).
+    pub fn addresses_left(self) -> u64 {
+        let b = self.0;
+        0x100_0000 - (u64::from(b[3]) << 16 | u64::from(b[4]) << 8 | u64::from(b[5]))
+    }
+
+    /// Why this address cannot be the first of `count` devices' own
+    /// addresses (each the one before plus one), if it cannot, as a
+    /// predicate of the address ("is all zeros, …"): all zeros, multicast,
+    /// or the count would carry past the last three bytes.
+    pub fn base_problem(self, count: u64) -> Option<String> {
+        let b = self.0;
+        if b == [0; 6] {
+            return Some("is all zeros, which is no device's address".to_string());
+        }
+        if b[0] & 1 == 1 {
+            return Some("is a multicast address (the first byte's lowest bit is set)".to_string());
+        }
+        if count > self.addresses_left() {
+            return Some(format!(
+                "cannot give {count} addresses: they would carry past {:02x}:{:02x}:{:02x}:ff:ff:ff (the addresses count in the last three bytes)",
+                b[0], b[1], b[2]
+            ));
+        }
+        None
+    }
+}
+
 impl TryFrom<String> for MacAddr {
     type Error = VdpaValueError;
     fn try_from(s: String) -> Result<Self, Self::Error> {

@@ -75,18 +75,11 @@ impl Template {
     }
 }
 
-/// `base` plus `n` in its last three bytes (the vendor's part kept).
+/// `base` plus `n` in its last three bytes (the vendor's part kept); a
+/// template's slots are checked to fit (`check_mac_base`), so the carry
+/// never happens for a slot it gives.
 fn mac_plus(base: MacAddr, n: u64) -> MacAddr {
-    let b = base.0;
-    let low = (u64::from(b[3]) << 16 | u64::from(b[4]) << 8 | u64::from(b[5])).wrapping_add(n);
-    MacAddr([
-        b[0],
-        b[1],
-        b[2],
-        (low >> 16) as u8,
-        (low >> 8) as u8,
-        low as u8,
-    ])
+    base.offset(n).unwrap_or(base)
 }
 
 /// A MAC address as a 48-bit number.
@@ -105,24 +98,11 @@ fn check_mac_base(
     count: u64,
     earlier: &[Template],
 ) -> Result<(), String> {
-    if base.0 == [0; 6] {
-        return Err(format!(
-            "template {name}'s mac_base {base} is all zeros, which is no device's address"
-        ));
-    }
-    if base.0[0] & 1 == 1 {
-        return Err(format!(
-            "template {name}'s mac_base {base} is a multicast address (the first byte's lowest bit is set)"
-        ));
+    if let Some(why) = base.base_problem(count) {
+        return Err(format!("template {name}'s mac_base {base} {why}"));
     }
     let first = mac_number(base);
     let last = first + count.saturating_sub(1);
-    if last >> 24 != first >> 24 {
-        return Err(format!(
-            "template {name}'s {count} addresses from mac_base {base} would carry past {:02x}:{:02x}:{:02x}:ff:ff:ff (the addresses count in the last three bytes)",
-            base.0[0], base.0[1], base.0[2]
-        ));
-    }
     for t in earlier {
         let Some(other) = t.mac_base else { continue };
         let o_first = mac_number(other);
@@ -322,7 +302,7 @@ mod tests {
         for (tables, says) in [
             (table("zero", 4, "00:00:00:00:00:00"), "template zero's mac_base 00:00:00:00:00:00 is all zeros"),
             (table("multi", 4, "03:00:00:00:00:00"), "template multi's mac_base 03:00:00:00:00:00 is a multicast address"),
-            (table("carry", 3, "02:aa:bb:ff:ff:fe"), "template carry's 3 addresses from mac_base 02:aa:bb:ff:ff:fe would carry past 02:aa:bb:ff:ff:ff"),
+            (table("carry", 3, "02:aa:bb:ff:ff:fe"), "template carry's mac_base 02:aa:bb:ff:ff:fe cannot give 3 addresses: they would carry past 02:aa:bb:ff:ff:ff"),
             (table("end", 2, "fe:ff:ff:ff:ff:ff"), "would carry past fe:ff:ff:ff:ff:ff"),
             (
                 table("a", 16, "02:00:00:00:00:00") + &table("b", 4, "02:00:00:00:00:0f"),

@@ -130,7 +130,8 @@ impl<C: VdpaClient> DeviceKind for Vdpas<C> {
     ) -> Result<Option<String>, CoreError> {
         let template = template(def)?;
         let live: BTreeSet<String> = self.client()?.devs()?.into_iter().map(|d| d.name).collect();
-        (0u32..100_000)
+        // Slots stop where the template's addresses would run out.
+        (0..template.slots())
             .map(|n| format!("{}{n}", template.name_prefix))
             .find(|n| !taken.contains(n) && !live.contains(n) && !self.defs.exists(n))
             .map(Some)
