@@ -109,6 +109,11 @@ pub(crate) trait DeviceKind: Sync {
     /// cannot be named).
     fn libvirt_element(&self, def: &PoolDef, id: &str, member: &str) -> String;
 
+    /// What VFIO opens to reach the device (the in-use test asks whether
+    /// its group is held elsewhere); `None` for a device VFIO does not
+    /// reach (vDPA: vhost-vdpa).
+    fn vfio_target(&self, id: &str) -> Option<hostdev_vfio::Target>;
+
     /// What a migration exports for the device.
     fn export_target(&self, id: &str) -> Result<ExportTarget, CoreError>;
 

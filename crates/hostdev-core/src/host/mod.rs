@@ -18,6 +18,7 @@ mod vdpa;
 
 use crate::Interfaces;
 use crate::{CoreError, Devices};
+use hostdev_api::Kind;
 use hostdev_api::{Action, Change, ChangeKind, HostFileDoc, Plan};
 use hostdev_model::host::{desired_mdevs, DesiredMdev, HostFile, Managed, ParentOffer};
 use hostdev_model::pci::PciAddress;
@@ -25,7 +26,7 @@ use hostdev_model::vdpa::VdpaDefinition;
 use hostdev_model::{MdevConfig, StartPolicy, Uuid};
 use hostdev_store::{ManagedStore, PoolDb};
 use hostdev_sysfs::{ActiveDevice, MdevSysfs};
-use hostdev_vfio::{Target, VfioError};
+use hostdev_vfio::VfioError;
 
 /// Pool allocations held now, read once per plan.
 #[derive(Debug, Default)]
@@ -146,19 +147,22 @@ impl<K: Interfaces> Devices<K> {
     /// What holds a running mdev, if anything: a VM (its VFIO group is
     /// open elsewhere) or a pool allocation.
     pub(crate) fn mdev_in_use(&self, u: &Uuid, holds: &Holds) -> Option<String> {
-        self.in_use(&Target::Mdev(*u), &u.to_string(), holds)
+        self.in_use(Kind::Mdev, &u.to_string(), holds)
     }
 
     /// What holds a VF with a vGPU type: a VM or a pool allocation.
     pub(crate) fn vf_in_use(&self, vf: &PciAddress, holds: &Holds) -> Option<String> {
-        self.in_use(&Target::Pci(vf.clone()), vf.as_str(), holds)
+        self.in_use(Kind::Vgpu, vf.as_str(), holds)
     }
 
-    /// What holds a device: its VFIO group held elsewhere (probing opens
-    /// nothing else), or a pool allocation under its id.
-    fn in_use(&self, target: &Target, id: &str, holds: &Holds) -> Option<String> {
-        if let Err(VfioError::Busy { group, .. }) = self.vfio.probe(target) {
-            return Some(format!("in use: VFIO group {group} is held (a VM?)"));
+    /// What holds a device of `kind`: its VFIO group held elsewhere (for a
+    /// kind VFIO reaches; probing opens nothing else), or a pool allocation
+    /// under its id.
+    fn in_use(&self, kind: Kind, id: &str, holds: &Holds) -> Option<String> {
+        if let Some(target) = self.kind(kind).vfio_target(id) {
+            if let Err(VfioError::Busy { group, .. }) = self.vfio.probe(&target) {
+                return Some(format!("in use: VFIO group {group} is held (a VM?)"));
+            }
         }
         holds.get(id)
     }

@@ -234,6 +234,10 @@ impl<S: MdevSysfs> DeviceKind for Host<S> {
         }
     }
 
+    fn vfio_target(&self, id: &str) -> Option<hostdev_vfio::Target> {
+        id.parse().ok().map(hostdev_vfio::Target::Mdev)
+    }
+
     fn export_target(&self, id: &str) -> Result<ExportTarget, CoreError> {
         Ok(ExportTarget::Mdev(parse_uuid(id)?))
     }

@@ -204,6 +204,11 @@ impl<C: VdpaClient> DeviceKind for Vdpas<C> {
             .unwrap_or_default()
     }
 
+    fn vfio_target(&self, id: &str) -> Option<hostdev_vfio::Target> {
+        let _ = id;
+        None
+    }
+
     fn export_target(&self, id: &str) -> Result<ExportTarget, CoreError> {
         Ok(ExportTarget::Vdpa(VdpaName::new(id)?))
     }

@@ -203,6 +203,10 @@ impl<V: SriovSysfs> DeviceKind for Vgpus<V> {
             .unwrap_or_default()
     }
 
+    fn vfio_target(&self, id: &str) -> Option<hostdev_vfio::Target> {
+        parse_vf(id).ok().map(hostdev_vfio::Target::Pci)
+    }
+
     fn export_target(&self, id: &str) -> Result<ExportTarget, CoreError> {
         Ok(ExportTarget::Vgpu(parse_vf(id)?))
     }
