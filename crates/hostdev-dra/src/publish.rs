@@ -16,12 +16,17 @@
 //! whole slices of a large host are megabytes); the slices themselves are
 //! listed only when that answer differs from what was written.
 //!
+//! Every slice is owned by the node's Node object (an ownerReference with
+//! its UID, read once, as the Go helper does): deleting the Node lets the
+//! garbage collector remove the slices of a node that will not come back.
+//!
 //! Owns: the slices of this driver on this node. Must not: touch another
 //! driver's or node's slices, or decide what is offered.
 
 use crate::slices::Pool;
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::resource::v1::{ResourceSlice, ResourceSliceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use std::collections::BTreeMap;
 
@@ -43,6 +48,15 @@ pub enum PublishError {
     /// A write task died.
     #[error("a ResourceSlice write was cut short: {0}")]
     Task(String),
+    /// The node's Node object (the slices' owner) could not be read.
+    #[error("cannot read Node {node}, which owns this node's ResourceSlices")]
+    Node {
+        /// The node.
+        node: String,
+        /// Why.
+        #[source]
+        source: kube::Error,
+    },
     /// Deleting an obsolete slice failed.
     #[error("cannot delete ResourceSlice {name}")]
     Delete {
@@ -62,6 +76,7 @@ impl PublishError {
             PublishError::Write { .. } => "dra.publish-write",
             PublishError::Delete { .. } => "dra.publish-delete",
             PublishError::Task(_) => "dra.publish-task",
+            PublishError::Node { .. } => "dra.publish-node",
         }
     }
 }
@@ -173,20 +188,55 @@ pub fn slice_name(driver: &str, node: &str, i: usize) -> String {
 /// Publishes one node's pool.
 pub struct Publisher {
     api: Api<ResourceSlice>,
+    nodes: Api<Node>,
     driver: String,
     node: String,
+    owner: Option<OwnerReference>,
     last: Option<Written>,
+}
+
+/// The ownerReference of a slice owned by Node `name` with `uid`.
+pub fn node_owner(name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "Node".into(),
+        name: name.to_string(),
+        uid: uid.to_string(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
 }
 
 impl Publisher {
     /// A publisher for `driver` on `node`.
     pub fn new(client: kube::Client, driver: &str, node: &str) -> Publisher {
         Publisher {
-            api: Api::all(client),
+            api: Api::all(client.clone()),
+            nodes: Api::all(client),
             driver: driver.to_string(),
             node: node.to_string(),
+            owner: None,
             last: None,
         }
+    }
+
+    /// The slices' owner: the Node, read the first time (a node keeps its
+    /// UID while it exists).
+    async fn owner(&mut self) -> Result<OwnerReference, PublishError> {
+        if let Some(o) = &self.owner {
+            return Ok(o.clone());
+        }
+        let n = self
+            .nodes
+            .get(&self.node)
+            .await
+            .map_err(|source| PublishError::Node {
+                node: self.node.clone(),
+                source,
+            })?;
+        let o = node_owner(&self.node, n.metadata.uid.as_deref().unwrap_or_default());
+        self.owner = Some(o.clone());
+        Ok(o)
     }
 
     /// The name of the pool's slice number `i`.
@@ -238,11 +288,13 @@ impl Publisher {
         name: String,
         spec: ResourceSliceSpec,
         version: Option<String>,
+        owner: OwnerReference,
     ) -> Result<(String, String), PublishError> {
         let mut slice = ResourceSlice {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 resource_version: version.clone(),
+                owner_references: Some(vec![owner]),
                 ..ObjectMeta::default()
             },
             spec,
@@ -265,6 +317,7 @@ impl Publisher {
     /// they already do (same specs as last written, and the apiserver's
     /// slices are still the ones those writes made).
     pub async fn publish(&mut self, pool: &Pool) -> Result<Published, PublishError> {
+        let owner = self.owner().await?;
         let live = self.versions().await?;
         match step(self.last.as_ref(), &live, &pool.specs) {
             Step::Nothing => return Ok(Published::Unchanged),
@@ -274,7 +327,8 @@ impl Publisher {
                     let mut spec = pool.specs[i].clone();
                     spec.pool.generation = last.generation;
                     let version = last.versions.get(&name).cloned();
-                    let (name, v) = Self::write(self.api.clone(), name, spec, version).await?;
+                    let (name, v) =
+                        Self::write(self.api.clone(), name, spec, version, owner).await?;
                     last.versions.insert(name, v);
                     last.specs[i] = pool.specs[i].clone();
                     return Ok(Published::Updated {
@@ -313,7 +367,13 @@ impl Publisher {
             let old = existing
                 .get(&name)
                 .map(|o| o.metadata.resource_version.clone().unwrap_or_default());
-            writes.spawn(Self::write(self.api.clone(), name, spec, old));
+            writes.spawn(Self::write(
+                self.api.clone(),
+                name,
+                spec,
+                old,
+                owner.clone(),
+            ));
         }
         while let Some(r) = writes.join_next().await {
             let (name, v) = flatten(r)?;

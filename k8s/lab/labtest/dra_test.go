@@ -186,9 +186,19 @@ func (h *draHost) slices(ctx context.Context) ([]resourcev1.ResourceSlice, error
 		return nil, fmt.Errorf("no slices of %s", h.driver)
 	}
 	p := l.Items[0].Spec.Pool
+	node, err := cs.CoreV1().Nodes().Get(ctx, cluster.NodeName, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range l.Items {
 		if s.Spec.Pool != p || s.Spec.NodeName == nil || *s.Spec.NodeName != cluster.NodeName {
 			return nil, fmt.Errorf("slice %s has pool %+v, node %v; another has %+v", s.Name, s.Spec.Pool, s.Spec.NodeName, p)
+		}
+		// Owned by the Node, so deleting it lets the garbage collector
+		// remove the slices.
+		o := s.OwnerReferences
+		if len(o) != 1 || o[0].APIVersion != "v1" || o[0].Kind != "Node" || o[0].Name != node.Name || o[0].UID != node.UID {
+			return nil, fmt.Errorf("slice %s has owners %+v, want Node %s (%s) alone", s.Name, o, node.Name, node.UID)
 		}
 	}
 	if int64(len(l.Items)) != p.ResourceSliceCount {
