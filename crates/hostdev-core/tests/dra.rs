@@ -205,6 +205,34 @@ fn capacity_someone_else_holds_is_not_published() {
         && x.attributes["resource.kubernetes.io/pciBusID"] != DraValue::String(vf0.to_string())));
 }
 
+#[test]
+fn a_parent_seen_idle_replaces_what_was_learned_of_it_larger_or_smaller() {
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    // What an earlier card (or driver) left: gvt-big held 6, a type gone.
+    let file = d.path().join("var/lib/hostdev/dra/capacity.json");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        r#"{"parents":{"gpu0":{"one_type":false,"types":{"gvt-big":6,"gvt-gone":3}}}}"#,
+    )
+    .unwrap();
+    let r = h.dra_resources().unwrap();
+    let big: Vec<_> = r
+        .devices
+        .iter()
+        .filter(|x| x.name.starts_with("gpu0-") && x.name.contains("gvt-big"))
+        .collect();
+    assert_eq!(big.len(), 2, "the kernel's 2, not the 6 learned: {big:#?}");
+    let learned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(
+        learned["parents"]["gpu0"]["types"],
+        serde_json::json!({"gvt-big": 2, "gvt-small": 4}),
+        "{learned:#}"
+    );
+}
+
 /// The devices the scheduler could allocate now: each counter it draws on
 /// holds at least what it takes.
 fn allocatable(r: &DraResources) -> Vec<&hostdev_core::api::DraDevice> {

@@ -7,7 +7,9 @@
 //! alike. A type's `max` is what the kernel shows (`available_instances`
 //! plus the running devices of that type), NVIDIA's `max_instance=` in the
 //! type's description, or what was seen before (`capacity.json`): a type
-//! the kernel hides while another runs keeps the capacity it had. One type
+//! the kernel hides while another runs keeps the capacity it had; a parent
+//! seen with nothing running shows its whole capacity, which replaces what
+//! was learned (it shrinks as well as grows). One type
 //! at a time (NVIDIA's mdev rule, or seen: a running type closing every
 //! other) is said with `compatibilityGroups`: each device's consumption
 //! carries its type's group, so the scheduler never puts two types on one
@@ -345,14 +347,29 @@ impl<K: Interfaces> Devices<K> {
                 lp.one_type = true;
             }
             let one_type = lp.one_type || facts.driver.as_deref() == Some("nvidia");
+            // Nothing runs on the parent: what the kernel shows free is its
+            // whole capacity, so what was learned before (another card, an
+            // older driver) is replaced, not kept when larger, and types
+            // the parent no longer has are forgotten.
+            let idle = here.is_empty();
+            if idle {
+                lp.types
+                    .retain(|k, _| types.iter().any(|t| t.type_id.as_str() == k));
+            }
             let mut maxima: Vec<(&TypeInfo, u64)> = Vec::new();
             for t in &types {
                 let run = here.iter().filter(|d| d.mdev_type == t.type_id).count() as u64;
                 let avail = u64::try_from(t.available_instances).unwrap_or(0);
                 let seen = avail.saturating_add(run);
-                let was = lp.types.get(t.type_id.as_str()).copied().unwrap_or(0);
+                let was = if idle {
+                    0
+                } else {
+                    lp.types.get(t.type_id.as_str()).copied().unwrap_or(0)
+                };
                 let max = seen.max(described_max(t.description.as_deref())).max(was);
-                if max > was {
+                if max == 0 {
+                    lp.types.remove(t.type_id.as_str());
+                } else if idle || max > was {
                     lp.types.insert(t.type_id.to_string(), max);
                 }
                 if max > 0 {
