@@ -19,7 +19,7 @@ use hostdev_api::{
 use hostdev_model::probe::CachedProbe;
 use hostdev_model::{ParentName, TypeId, Uuid};
 use hostdev_store::{ProbeCacheStore, ProbeMarkers};
-use hostdev_sysfs::sriov::SriovSysfs;
+use hostdev_sysfs::sriov::PciSriov;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vfio::{Target, VfioError};
 

@@ -18,6 +18,7 @@ use hostdev_model::pool::PoolName;
 use hostdev_model::probe::{Display, Migration, Probe};
 use hostdev_model::Uuid;
 use hostdev_store::{PoolDb, RecState};
+use hostdev_sysfs::sriov::PciSriov;
 use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
 use hostdev_sysfs::{FakeKernel, FakeType, MdevSysfs};
 use hostdev_vdpa::{FakeVdpa, VdpaClient};

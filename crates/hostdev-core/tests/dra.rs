@@ -12,6 +12,7 @@ use hostdev_core::vdpa::Vdpas;
 use hostdev_core::vgpu::Vgpus;
 use hostdev_core::{Callouts, Devices, Host};
 use hostdev_model::Uuid;
+use hostdev_sysfs::sriov::PciSriov;
 use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
 use hostdev_sysfs::{FakeKernel, FakeType, MdevSysfs};
 use hostdev_vdpa::FakeVdpa;

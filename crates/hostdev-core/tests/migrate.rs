@@ -7,8 +7,9 @@ use hostdev_core::vdpa::Vdpas;
 use hostdev_core::vgpu::Vgpus;
 use hostdev_core::{Callouts, Devices, Host};
 use hostdev_model::migrate::{DriverPolicy, Verdict};
+use hostdev_model::pci::PciAddress;
 use hostdev_model::vdpa::{CreateConfig, MgmtDevName, VdpaName};
-use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
+use hostdev_sysfs::sriov::{FakeSriov, PciSriov, PfInfo, SriovError, SriovSysfs, VfInfo};
 use hostdev_sysfs::FakeKernel;
 use hostdev_vdpa::{FakeVdpa, VdpaClient};
 use hostdev_vfio::FakeVfio;
@@ -88,7 +89,7 @@ fn a_vdpa_check_removes_what_a_killed_check_left_and_leaves_a_live_ones() {
 #[test]
 fn a_probed_vgpu_spec_is_judged_by_name_and_by_each_vfs_answer() {
     use hostdev_api::{MigratePrepareRequest, ProbeTarget};
-    use hostdev_model::pci::PciAddress;
+
     let host = |ids: (u32, u32), vfio: Arc<FakeVfio>| {
         let t = tempfile::tempdir().expect("tempdir");
         let s = FakeSriov::new();
@@ -236,37 +237,23 @@ struct Racing {
     then: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
-impl SriovSysfs for Racing {
-    fn pfs(&self) -> Result<Vec<hostdev_sysfs::sriov::PfInfo>, hostdev_sysfs::sriov::SriovError> {
+impl PciSriov for Racing {
+    fn pfs(&self) -> Result<Vec<PfInfo>, SriovError> {
         self.inner.pfs()
     }
-    fn pf(
-        &self,
-        pf: &hostdev_model::pci::PciAddress,
-    ) -> Result<Option<hostdev_sysfs::sriov::PfInfo>, hostdev_sysfs::sriov::SriovError> {
+    fn pf(&self, pf: &PciAddress) -> Result<Option<PfInfo>, SriovError> {
         self.inner.pf(pf)
     }
-    fn vfs(
-        &self,
-        pf: &hostdev_model::pci::PciAddress,
-    ) -> Result<Vec<hostdev_sysfs::sriov::VfInfo>, hostdev_sysfs::sriov::SriovError> {
-        self.inner.vfs(pf)
+    fn vf_addresses(&self, pf: &PciAddress) -> Result<Vec<(u32, PciAddress)>, SriovError> {
+        self.inner.vf_addresses(pf)
     }
-    fn set_num_vfs(
-        &self,
-        pf: &hostdev_model::pci::PciAddress,
-        n: u32,
-    ) -> Result<(), hostdev_sysfs::sriov::SriovError> {
+    fn physfn(&self, vf: &PciAddress) -> Option<PciAddress> {
+        self.inner.physfn(vf)
+    }
+    fn set_num_vfs(&self, pf: &PciAddress, n: u32) -> Result<(), SriovError> {
         self.inner.set_num_vfs(pf, n)
     }
-    fn set_type(
-        &self,
-        vf: &hostdev_model::pci::PciAddress,
-        type_id: u32,
-    ) -> Result<(), hostdev_sysfs::sriov::SriovError> {
-        self.inner.set_type(vf, type_id)
-    }
-    fn pf_facts(&self, pf: &hostdev_model::pci::PciAddress) -> hostdev_model::pool::MemberFacts {
+    fn pf_facts(&self, pf: &PciAddress) -> hostdev_model::pool::MemberFacts {
         if pf.as_str() == self.at {
             let then = self.then.lock().expect("hook").take();
             if let Some(f) = then {
@@ -277,13 +264,21 @@ impl SriovSysfs for Racing {
     }
 }
 
+impl SriovSysfs for Racing {
+    fn vfs(&self, pf: &PciAddress) -> Result<Vec<VfInfo>, SriovError> {
+        self.inner.vfs(pf)
+    }
+    fn set_type(&self, vf: &PciAddress, type_id: u32) -> Result<(), SriovError> {
+        self.inner.set_type(vf, type_id)
+    }
+}
+
 /// Two `migrate prepare` of a vGPU at once: the one that lost the race for
 /// the first free VF failed with "VF … already has a vGPU definition;
 /// undefine it first" while free VFs remained (advice that would break the
 /// other migration). The loser takes the next free VF.
 #[test]
 fn a_prepare_that_loses_its_vf_to_another_takes_the_next_free_one() {
-    use hostdev_model::pci::PciAddress;
     use hostdev_model::vgpu::VgpuDefinition;
     let t = tempfile::tempdir().expect("tempdir");
     let s = FakeSriov::new();

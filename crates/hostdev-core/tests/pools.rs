@@ -13,6 +13,7 @@ use hostdev_core::{Callouts, CoreError, Devices, Host};
 use hostdev_model::pool::PoolName;
 use hostdev_model::Uuid;
 use hostdev_store::{DeviceRecord, Origin, PoolDb, RecState};
+use hostdev_sysfs::sriov::PciSriov;
 use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
 use hostdev_sysfs::{FakeKernel, FakeType, MdevSysfs};
 use hostdev_vdpa::{FakeVdpa, VdpaClient};

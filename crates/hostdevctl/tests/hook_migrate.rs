@@ -10,6 +10,7 @@
 use hostdev_core::api::{AllocateRequest, ConsumerId, PoolName};
 use hostdev_core::{Kernel, Memo, SharedFakes};
 use hostdev_model::libvirt::domain::{read_domain, XmlSource};
+use hostdev_sysfs::sriov::PciSriov;
 use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
 use hostdev_sysfs::FakeKernel;
 use hostdev_vdpa::FakeVdpa;

@@ -10,7 +10,8 @@
 use axum::body::Body;
 use axum::http::Request;
 use hostdev_core::SharedFakes;
-use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
+use hostdev_sysfs::sriov::FakeSriov;
+use hostdev_sysfs::sriov::PciSriov;
 use hostdev_sysfs::{FakeKernel, FakeType};
 use hostdev_vdpa::FakeVdpa;
 use hostdevd::auth::Peer;

@@ -41,6 +41,7 @@ use hostdev_api::{DraConsumption, DraCounterSet, DraDevice, DraResources, DraVal
 use hostdev_model::format::TypeInfo;
 use hostdev_model::pci::PciAddress;
 use hostdev_model::{ParentName, StartPolicy, TypeId, Uuid};
+use hostdev_sysfs::sriov::PciSriov;
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use serde::{Deserialize, Serialize};

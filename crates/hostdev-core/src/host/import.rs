@@ -11,6 +11,7 @@ use crate::{CoreError, Devices};
 use hostdev_api::{HostImport, Plan};
 use hostdev_model::pool::hex_id;
 use hostdev_model::vgpu_dm::{translate_spec, Gpu, GpuKind};
+use hostdev_sysfs::sriov::PciSriov;
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 

@@ -19,6 +19,7 @@ use hostdev_model::host::{desired_pfs, HostFile, Managed};
 use hostdev_model::pci::PciAddress;
 use hostdev_model::vgpu::{SriovDefinition, VgpuDefinition};
 use hostdev_model::StartPolicy;
+use hostdev_sysfs::sriov::PciSriov;
 use hostdev_sysfs::sriov::{SriovSysfs, VfInfo};
 use std::collections::BTreeMap;
 

@@ -21,7 +21,8 @@ use hostdev_model::migrate::{
 use hostdev_model::pci::PciAddress;
 use hostdev_model::vgpu::VgpuType;
 use hostdev_model::StartPolicy;
-use hostdev_sysfs::sriov::{SriovSysfs, VfInfo};
+use hostdev_sysfs::sriov::PciSriov;
+use hostdev_sysfs::sriov::VfInfo;
 use hostdev_vfio::Target;
 
 impl<K: Interfaces> Devices<K> {

@@ -598,7 +598,7 @@ impl<V: SriovSysfs> Vgpus<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hostdev_sysfs::sriov::FakeSriov;
+    use hostdev_sysfs::sriov::{FakeSriov, PciSriov};
 
     const L40S: &[(u32, &str, u32)] = &[
         (1150, "NVIDIA L40S-4Q", 4096),

@@ -170,25 +170,8 @@ impl PciSriov for FakeSriov {
     }
 }
 
-/// The vendor-neutral part from [`PciSriov`]; each VF's NVIDIA files from
-/// the model.
+/// Each VF's NVIDIA files from the model.
 impl SriovSysfs for FakeSriov {
-    fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
-        PciSriov::pf_facts(self, pf)
-    }
-
-    fn pfs(&self) -> Result<Vec<PfInfo>, SriovError> {
-        PciSriov::pfs(self)
-    }
-
-    fn pf(&self, pf: &PciAddress) -> Result<Option<PfInfo>, SriovError> {
-        PciSriov::pf(self, pf)
-    }
-
-    fn set_num_vfs(&self, pf: &PciAddress, n: u32) -> Result<(), SriovError> {
-        PciSriov::set_num_vfs(self, pf, n)
-    }
-
     fn vfs(&self, pf: &PciAddress) -> Result<Vec<VfInfo>, SriovError> {
         let views = self.views(pf)?;
         Ok(views

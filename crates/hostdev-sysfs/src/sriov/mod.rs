@@ -186,53 +186,32 @@ pub trait VfProfile: Send + Sync + std::fmt::Debug {
     fn set_type(&self, vf: &PciAddress, type_id: u32) -> Result<(), SriovError>;
 }
 
-/// SR-IOV as the vGPU view reads it: the PCI core and, for each VF, its PF
-/// driver's profile. [`RealSriov`] composes [`PciSriov`] and the
-/// [`VfProfile`]s; [`FakeSriov`] answers from the kernel model.
-pub trait SriovSysfs: Send + Sync {
-    /// PFs that can carry VFs (have `sriov_totalvfs`), sorted.
-    fn pfs(&self) -> Result<Vec<PfInfo>, SriovError>;
-    /// One PF, if present.
-    fn pf(&self, pf: &PciAddress) -> Result<Option<PfInfo>, SriovError>;
+/// SR-IOV as the vGPU view reads it: the PCI core ([`PciSriov`]) and, for
+/// each VF, its PF driver's profile. [`RealSriov`] composes [`RealPci`] and
+/// the [`VfProfile`]s; [`FakeSriov`] answers from the kernel model.
+pub trait SriovSysfs: PciSriov {
     /// The VFs of a PF, by index, each with its profile's state.
     fn vfs(&self, pf: &PciAddress) -> Result<Vec<VfInfo>, SriovError>;
-    /// Writes `sriov_numvfs`.
-    fn set_num_vfs(&self, pf: &PciAddress, n: u32) -> Result<(), SriovError>;
     /// Sets a VF's type through its PF driver's profile (0 clears).
     fn set_type(&self, vf: &PciAddress, type_id: u32) -> Result<(), SriovError>;
-    /// See [`PciSriov::pf_facts`].
-    fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
-        MemberFacts {
-            name: pf.to_string(),
-            ..MemberFacts::default()
-        }
-    }
-    /// See [`PciSriov::pf_driver_name`].
-    fn pf_driver_name(&self, pf: &PciAddress) -> Option<String> {
-        self.pf_facts(pf).driver
-    }
-    /// See [`PciSriov::pf_driver`].
-    fn pf_driver(&self, _pf: &PciAddress) -> DriverIdentity {
-        DriverIdentity::default()
-    }
 }
 
 /// One kernel shared by several views of the host.
-impl<T: SriovSysfs + ?Sized> SriovSysfs for std::sync::Arc<T> {
+impl<T: PciSriov + ?Sized> PciSriov for std::sync::Arc<T> {
     fn pfs(&self) -> Result<Vec<PfInfo>, SriovError> {
         (**self).pfs()
     }
     fn pf(&self, pf: &PciAddress) -> Result<Option<PfInfo>, SriovError> {
         (**self).pf(pf)
     }
-    fn vfs(&self, pf: &PciAddress) -> Result<Vec<VfInfo>, SriovError> {
-        (**self).vfs(pf)
+    fn vf_addresses(&self, pf: &PciAddress) -> Result<Vec<(u32, PciAddress)>, SriovError> {
+        (**self).vf_addresses(pf)
+    }
+    fn physfn(&self, vf: &PciAddress) -> Option<PciAddress> {
+        (**self).physfn(vf)
     }
     fn set_num_vfs(&self, pf: &PciAddress, n: u32) -> Result<(), SriovError> {
         (**self).set_num_vfs(pf, n)
-    }
-    fn set_type(&self, vf: &PciAddress, type_id: u32) -> Result<(), SriovError> {
-        (**self).set_type(vf, type_id)
     }
     fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
         (**self).pf_facts(pf)
@@ -242,6 +221,15 @@ impl<T: SriovSysfs + ?Sized> SriovSysfs for std::sync::Arc<T> {
     }
     fn pf_driver(&self, pf: &PciAddress) -> DriverIdentity {
         (**self).pf_driver(pf)
+    }
+}
+
+impl<T: SriovSysfs + ?Sized> SriovSysfs for std::sync::Arc<T> {
+    fn vfs(&self, pf: &PciAddress) -> Result<Vec<VfInfo>, SriovError> {
+        (**self).vfs(pf)
+    }
+    fn set_type(&self, vf: &PciAddress, type_id: u32) -> Result<(), SriovError> {
+        (**self).set_type(vf, type_id)
     }
 }
 

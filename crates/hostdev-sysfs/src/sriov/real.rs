@@ -201,13 +201,35 @@ impl RealSriov {
     }
 }
 
-impl SriovSysfs for RealSriov {
+/// The PCI core is [`RealPci`]'s.
+impl PciSriov for RealSriov {
     fn pfs(&self) -> Result<Vec<PfInfo>, SriovError> {
         self.pci.pfs()
     }
     fn pf(&self, pf: &PciAddress) -> Result<Option<PfInfo>, SriovError> {
         self.pci.pf(pf)
     }
+    fn vf_addresses(&self, pf: &PciAddress) -> Result<Vec<(u32, PciAddress)>, SriovError> {
+        self.pci.vf_addresses(pf)
+    }
+    fn physfn(&self, vf: &PciAddress) -> Option<PciAddress> {
+        self.pci.physfn(vf)
+    }
+    fn set_num_vfs(&self, pf: &PciAddress, n: u32) -> Result<(), SriovError> {
+        self.pci.set_num_vfs(pf, n)
+    }
+    fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
+        self.pci.pf_facts(pf)
+    }
+    fn pf_driver_name(&self, pf: &PciAddress) -> Option<String> {
+        self.pci.pf_driver_name(pf)
+    }
+    fn pf_driver(&self, pf: &PciAddress) -> DriverIdentity {
+        self.pci.pf_driver(pf)
+    }
+}
+
+impl SriovSysfs for RealSriov {
     /// Every VF link of the PF; a VF whose PF driver has no profile is
     /// never ready and has no types.
     fn vfs(&self, pf: &PciAddress) -> Result<Vec<VfInfo>, SriovError> {
@@ -236,9 +258,6 @@ impl SriovSysfs for RealSriov {
         }
         Ok(out)
     }
-    fn set_num_vfs(&self, pf: &PciAddress, n: u32) -> Result<(), SriovError> {
-        self.pci.set_num_vfs(pf, n)
-    }
     /// Through the profile of the VF's PF driver; a VF without one (or a
     /// function that is no VF) is refused before anything is written.
     fn set_type(&self, vf: &PciAddress, type_id: u32) -> Result<(), SriovError> {
@@ -256,14 +275,5 @@ impl SriovSysfs for RealSriov {
                     .join(", "),
             }),
         }
-    }
-    fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
-        self.pci.pf_facts(pf)
-    }
-    fn pf_driver_name(&self, pf: &PciAddress) -> Option<String> {
-        self.pci.pf_driver_name(pf)
-    }
-    fn pf_driver(&self, pf: &PciAddress) -> DriverIdentity {
-        self.pci.pf_driver(pf)
     }
 }

@@ -7,7 +7,8 @@
 //! Owns: nothing but running the suite. Must not: leave devices or VFs.
 
 use super::{kernel, remove_all};
-use hostdev_sysfs::sriov::{RealSriov, SriovSysfs};
+use hostdev_sysfs::sriov::PciSriov;
+use hostdev_sysfs::sriov::RealSriov;
 use hostdev_sysfs::RealSysfs;
 use hostdev_testkit::conformance;
 use std::path::Path;

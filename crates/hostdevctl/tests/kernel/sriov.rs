@@ -16,6 +16,7 @@
 
 use super::{kernel, read};
 use hostdev_model::pci::PciAddress;
+use hostdev_sysfs::sriov::PciSriov;
 use hostdev_sysfs::sriov::{RealSriov, SriovError, SriovSysfs};
 use rustix::io::Errno;
 use std::io::Write;
