@@ -206,8 +206,7 @@ handle!(PfEnableRequest, |d, op| d
     .enable(&op.pf, op.numvfs, op.start)
     .map(|_| Done {}));
 handle!(PfDisableRequest, |d, op| d
-    .vgpu
-    .disable(&op.pf)
+    .disable_pf(&op.pf)
     .map(|()| Done {}));
 handle!(VgpuLibvirtQuery, |d, op| d
     .vgpu

@@ -11,8 +11,8 @@ use hostdev_core::VgpuError;
 use hostdev_core::{Callouts, CoreError, DefineRequest, Devices, Host, StartRequest};
 use hostdev_model::pci::PciAddress;
 use hostdev_model::{ParentName, TypeId, Uuid};
-use hostdev_sysfs::sriov::FakeSriov;
 use hostdev_sysfs::sriov::PciSriov;
+use hostdev_sysfs::sriov::{FakeSriov, SriovSysfs};
 use hostdev_sysfs::{FakeKernel, FakeType, MdevSysfs};
 use hostdev_vdpa::{FakeVdpa, VdpaError};
 use std::path::Path;
@@ -405,4 +405,57 @@ fn a_definition_beyond_the_enabled_vfs_fails_alone() {
         2,
         "the count was not touched"
     );
+}
+
+/// Before: `vgpu disable` wrote 0 VFs while a VM held one through VFIO; the
+/// kernel then waits for the VM to let go, with hostdev's host lock held,
+/// so every other hostdev operation waited as long. Now it is refused
+/// first, naming the VF, and nothing is written.
+#[test]
+fn disabling_a_pf_one_of_whose_vfs_a_vm_holds_is_refused_before_the_write() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let vfio = std::sync::Arc::new(hostdev_vfio::FakeVfio::new());
+    let d = Devices::new(
+        host(t.path()),
+        vgpus(t.path()),
+        Vdpas::new(FakeVdpa::new(), t.path()),
+        vfio.clone(),
+        t.path(),
+    );
+    let pf = a("0000:41:00.0");
+    d.vgpu.enable(&pf, 2, StartPolicy::Auto).expect("enable");
+    let vfs = d.vgpu.sriov.vfs(&pf).expect("vfs");
+    vfio.set(
+        vfs[1].address.as_str(),
+        Err(hostdev_vfio::FakeRefusal::Busy),
+    );
+    // Through the front door every front-end uses.
+    let disable = hostdev_core::api::PfDisableRequest { pf: pf.clone() };
+    let e = hostdev_core::Handle::handle(&d, &disable).expect_err("held");
+    assert_eq!(e.code(), "vgpu.vf_held", "{e}");
+    assert!(e.to_string().contains(vfs[1].address.as_str()), "{e}");
+    assert!(
+        !d.vgpu
+            .sriov
+            .log("0000:41:00.0")
+            .contains(&"numvfs 0".to_string()),
+        "nothing written: {:?}",
+        d.vgpu.sriov.log("0000:41:00.0")
+    );
+    assert_eq!(d.vgpu.sriov.vfs(&pf).expect("vfs").len(), 2);
+    // Let go: disabled.
+    vfio.set(
+        vfs[1].address.as_str(),
+        Ok(hostdev_model::probe::Probe {
+            device_api: "vfio-pci".into(),
+            reset: true,
+            regions: vec![],
+            irqs: vec![],
+            display: hostdev_model::probe::Display::None,
+            migration: None,
+            dma_logging: false,
+        }),
+    );
+    hostdev_core::Handle::handle(&d, &disable).expect("disable");
+    assert!(d.vgpu.sriov.vfs(&pf).expect("vfs").is_empty());
 }

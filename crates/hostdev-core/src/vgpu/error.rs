@@ -132,6 +132,17 @@ pub enum VgpuError {
         /// The VFs with a type.
         vfs: Vec<PciAddress>,
     },
+    /// A VF of the PF is held through VFIO: writing 0 VFs would make the
+    /// kernel wait for it to be let go (with hostdev's lock held).
+    #[error("PF {pf} keeps its VFs: VF {vf} is held through VFIO group {group} (a VM?), and the kernel would wait until it is let go; stop what holds it first")]
+    VfHeld {
+        /// The PF.
+        pf: PciAddress,
+        /// The held VF.
+        vf: PciAddress,
+        /// Its IOMMU group.
+        group: String,
+    },
     /// The PF has another VF count enabled, which changes only through 0.
     #[error("PF {pf} has {enabled} VFs enabled; the kernel changes the count only through 0, which would remove their vGPUs")]
     VfCountFixed {
@@ -200,6 +211,7 @@ impl VgpuError {
             Self::TooManyVfs { .. } => "vgpu.too_many_vfs",
             Self::PfBusy { .. } => "vgpu.pf_busy",
             Self::VfCountFixed { .. } => "vgpu.vf_count_fixed",
+            Self::VfHeld { .. } => "vgpu.vf_held",
             Self::TooFewVfs { .. } => "vgpu.too_few_vfs",
             Self::VfBeyondTotal { .. } => "vgpu.vf_beyond_total",
             Self::VfsNotReady { .. } => "vgpu.vfs_not_ready",
@@ -233,6 +245,7 @@ impl VgpuError {
             Self::TooManyVfs { .. } => ErrorClass::Invalid,
             Self::PfBusy { .. } => ErrorClass::Conflict,
             Self::VfCountFixed { .. } => ErrorClass::Conflict,
+            Self::VfHeld { .. } => ErrorClass::Conflict,
             Self::TooFewVfs { .. } => ErrorClass::Conflict,
             Self::VfBeyondTotal { .. } => ErrorClass::Invalid,
             Self::VfsNotReady { .. } => ErrorClass::Failed,
@@ -260,6 +273,7 @@ impl VgpuError {
             | NoFreeVf { pf, .. }
             | TooManyVfs { pf, .. }
             | VfCountFixed { pf, .. }
+            | VfHeld { pf, .. }
             | PfBusy { pf, .. }
             | TooFewVfs { pf, .. }
             | VfsNotReady { pf, .. } => Some(Holder::Pf { pf: pf.clone() }.into()),

@@ -7,6 +7,7 @@
 //! [`SriovSysfs`]. Must not: print, or name a front-end's flags.
 
 mod error;
+mod held;
 mod seam;
 use crate::error::guarded;
 use crate::lock::Locker;

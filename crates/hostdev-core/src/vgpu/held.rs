@@ -1,0 +1,35 @@
+//! Disabling a PF's VFs without waiting on a VM: the kernel removes VFs
+//! one by one when `sriov_numvfs` goes to 0, and the removal of a VF whose
+//! VFIO device is open waits until its user lets go ("device is currently
+//! in use, task blocked"). Asked first, a held VF refuses the step with a
+//! sentence instead of blocking the caller — and every other hostdev
+//! operation behind the host lock — for as long as the VM runs.
+//!
+//! Owns: that check before `Vgpus::disable`. Must not: open anything but
+//! through `Vfio::probe` (which opens and closes the group only).
+
+use crate::{CoreError, Devices, Interfaces, VgpuError};
+use hostdev_model::pci::PciAddress;
+use hostdev_sysfs::sriov::SriovSysfs;
+use hostdev_vfio::{Target, VfioError};
+
+impl<K: Interfaces> Devices<K> {
+    /// Disables the PF's VFs and forgets its definition, as
+    /// [`crate::vgpu::Vgpus::disable`], refused first when one of its VFs
+    /// is held through VFIO.
+    pub fn disable_pf(&self, pf: &PciAddress) -> Result<(), CoreError> {
+        // A PF with no VFs (or absent) has nothing held: disable says so.
+        for v in self.vgpu.sriov.vfs(pf).unwrap_or_default() {
+            if let Err(VfioError::Busy { group, .. }) =
+                self.vfio.probe(&Target::Pci(v.address.clone()))
+            {
+                return Err(CoreError::from(VgpuError::VfHeld {
+                    pf: pf.clone(),
+                    vf: v.address,
+                    group,
+                }));
+            }
+        }
+        self.vgpu.disable(pf)
+    }
+}
