@@ -546,6 +546,21 @@ fn numvfs_0_waits_for_the_user_of_a_vf_bound_to_vfio_pci() {
     }
     assert!(opened.is_some(), "QEMU opens {vf} through VFIO");
 
+    // hostdev's disable asks VFIO first: the held VF refuses it at once,
+    // naming the VF, instead of a write the kernel keeps (with the host
+    // lock held) until QEMU goes.
+    let asked_at = Instant::now();
+    let refused = hostdev_core::System::real(Path::new("/"))
+        .disable_pf(&pf)
+        .expect_err("disabling a PF whose VF QEMU holds");
+    report(&format!(
+        "held VF: hostdev's disable refused in {:?}: {refused}",
+        asked_at.elapsed()
+    ));
+    assert_eq!(refused.code(), "vgpu.vf_held", "{refused}");
+    assert!(refused.to_string().contains(vf.as_str()), "{refused}");
+    assert!(dev(&vf).exists(), "{vf} is still there after the refusal");
+
     // The write runs beside the test: the kernel keeps it while QEMU holds the VF.
     let mut kmsg = Kmsg::from_now();
     let pf2 = pf.clone();
