@@ -301,14 +301,16 @@ impl Kernel {
         pci::vf_address(&p.address, p.first_vf_offset, p.vf_stride, i)
     }
 
-    /// (pf index, vf number) of a VF address that exists now.
+    /// (pf index, vf number) of a VF address that exists now: the address
+    /// arithmetic run backwards per PF (a lookup costs the PFs, not the VFs).
     pub(crate) fn vf_of(&self, addr: &str) -> Option<(usize, usize)> {
         (0..self.profile.sriov.len())
             .filter(|&i| self.pf_idx(&self.profile.sriov[i].address).is_some())
             .find_map(|i| {
-                (0..self.pfs[i].numvfs)
-                    .find(|&v| self.vf_addr(i, v).as_deref() == Some(addr))
-                    .map(|v| (i, v as usize))
+                let p = &self.profile.sriov[i];
+                let v = pci::vf_index(&p.address, p.first_vf_offset, p.vf_stride, addr)?;
+                (v < self.pfs[i].numvfs && self.vf_addr(i, v).as_deref() == Some(addr))
+                    .then_some((i, v as usize))
             })
     }
 

@@ -45,9 +45,55 @@ pub fn vf_address(pf: &str, offset: u32, stride: u32, i: u32) -> Option<String> 
     (vf <= 0xffff).then(|| format(domain, vf))
 }
 
+/// Which VF (from 0) of the PF at `pf` the function at `vf` is, by the
+/// same arithmetic as [`vf_address`] run backwards; `None` when it is none
+/// of them (another domain, before the first VF, between strides).
+pub fn vf_index(pf: &str, offset: u32, stride: u32, vf: &str) -> Option<u32> {
+    let (pd, prid) = parse(pf)?;
+    let (vd, vrid) = parse(vf)?;
+    if pd != vd {
+        return None;
+    }
+    let d = vrid.checked_sub(prid.checked_add(offset)?)?;
+    match stride {
+        0 => (d == 0).then_some(0),
+        s => (d % s == 0).then_some(d / s),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vf_index_is_the_address_arithmetic_backwards() {
+        for (pf, offset, stride) in [
+            ("0000:01:00.0", 0x80, 2),
+            ("0000:41:00.0", 4, 1),
+            ("0001:fe:00.0", 0x180, 4),
+        ] {
+            for i in 0..300 {
+                if let Some(a) = vf_address(pf, offset, stride, i) {
+                    assert_eq!(vf_index(pf, offset, stride, &a), Some(i), "{pf} {a}");
+                }
+            }
+        }
+        assert_eq!(
+            vf_index("0000:01:00.0", 0x80, 2, "0000:01:10.1"),
+            None,
+            "between strides"
+        );
+        assert_eq!(
+            vf_index("0000:01:00.0", 0x80, 2, "0000:01:00.1"),
+            None,
+            "before the first"
+        );
+        assert_eq!(
+            vf_index("0000:01:00.0", 0x80, 2, "0001:01:10.0"),
+            None,
+            "another domain"
+        );
+    }
 
     #[test]
     fn vfs_follow_offset_and_stride_across_buses() {

@@ -431,3 +431,54 @@ fn a_profile_the_kernel_could_not_have_is_refused() {
         .push(Fault::errno(FaultOp::Remove, "EIO").for_device(U1)))
     .contains("device"));
 }
+
+/// A VF is found by its address alone (the arithmetic backwards, not a scan
+/// of every VF): each enabled VF of an igb-like PF (offset 0x80, stride 2)
+/// has its directory, link and files; addresses between strides, past the
+/// enabled count or of a disabled VF have none.
+#[test]
+fn vfs_are_found_by_address_and_nothing_between_them() {
+    let mut k = igb();
+    k.write(&format!("{PF}/sriov_numvfs"), b"3").unwrap();
+    for vf in ["0000:01:10.0", "0000:01:10.2", "0000:01:10.4"] {
+        assert!(
+            matches!(
+                k.node(&format!("bus/pci/devices/{vf}")),
+                Some(Node::Link(_))
+            ),
+            "{vf}"
+        );
+        assert!(
+            matches!(
+                k.node(&format!("devices/pci0000:00/{vf}")),
+                Some(Node::Dir(_))
+            ),
+            "{vf}"
+        );
+        assert_eq!(
+            k.node(&format!("devices/pci0000:00/{vf}/physfn")),
+            Some(Node::Link("../0000:01:00.0".into())),
+            "{vf}"
+        );
+        assert_eq!(k.pf_of(vf), Some("0000:01:00.0"));
+    }
+    for none in [
+        "0000:01:10.1",
+        "0000:01:10.6",
+        "0000:01:0f.6",
+        "0001:01:10.0",
+    ] {
+        assert_eq!(k.node(&format!("bus/pci/devices/{none}")), None, "{none}");
+        assert_eq!(
+            k.node(&format!("devices/pci0000:00/{none}")),
+            None,
+            "{none}"
+        );
+    }
+    k.write(&format!("{PF}/sriov_numvfs"), b"0").unwrap();
+    assert_eq!(
+        k.node("bus/pci/devices/0000:01:10.0"),
+        None,
+        "gone with numvfs 0"
+    );
+}

@@ -176,7 +176,7 @@ impl Kernel {
                     .collect(),
             )),
             ["bus", "pci", "devices", a] => {
-                let (_, path) = self.pci_functions().into_iter().find(|(x, _)| x == a)?;
+                let path = self.pci_devpath(a)?;
                 Some(Node::Link(rel(
                     "bus/pci/devices",
                     &format!("devices/{path}"),
@@ -202,6 +202,24 @@ impl Kernel {
     /// Nodes under /sys/devices.
     fn device_node(&self, path: &str) -> Option<Node> {
         use Kind::*;
+        // An SR-IOV function's own directory, found without listing every
+        // function (a host of thousands of VFs lists each VF's files): the
+        // PF or VF at `pci0000:00/ADDR`, where no mdev parent's directory
+        // is, above or below.
+        if let Some(rest) = path.strip_prefix("pci0000:00/") {
+            let (addr, tail) = rest.split_once('/').unwrap_or((rest, ""));
+            let base = format!("pci0000:00/{addr}");
+            let parent_near = self.profile.parents.iter().any(|p| {
+                let d = devpath(p);
+                d == base
+                    || base.starts_with(&format!("{d}/"))
+                    || d.starts_with(&format!("{base}/"))
+            });
+            if !parent_near && (self.pf_idx(addr).is_some() || self.vf_of(addr).is_some()) {
+                let inner: Vec<&str> = tail.split('/').filter(|s| !s.is_empty()).collect();
+                return self.pci_node(addr, &base, &inner);
+            }
+        }
         // Directories that lead to parents and PCI functions.
         let mut prefixes: Vec<(String, Option<usize>)> = Vec::new();
         for (i, p) in self.profile.parents.iter().enumerate() {

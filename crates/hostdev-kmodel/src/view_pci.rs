@@ -32,6 +32,20 @@ impl Kernel {
         out
     }
 
+    /// The devpath of PCI function `a` if it is present now (as
+    /// [`Kernel::pci_functions`] lists it), found without listing them all.
+    pub(crate) fn pci_devpath(&self, a: &str) -> Option<String> {
+        let own = self
+            .profile
+            .parents
+            .iter()
+            .filter(|p| p.name == a && is_pci(&p.name) && self.up(p.appear_after_ms))
+            .map(devpath);
+        let sriov = (self.pf_idx(a).is_some() || self.vf_of(a).is_some())
+            .then(|| format!("pci0000:00/{a}"));
+        own.chain(sriov).min()
+    }
+
     pub(crate) fn pci_node(&self, addr: &str, base: &str, inner: &[&str]) -> Option<Node> {
         use Kind::*;
         let dir = format!("devices/{base}");
