@@ -31,6 +31,37 @@ use std::sync::{Mutex, MutexGuard};
 /// Tests share one kernel: run them one at a time even if threads are allowed.
 static KERNEL: Mutex<()> = Mutex::new(());
 
+/// A paused QEMU 10 (q35, TCG, 64 MiB, no defaults, no display, `-S`: its
+/// firmware never runs) with one `-device`, from the lab's QEMU
+/// (`LAB_QEMU10`, its data directories in `LAB_QEMU10_DATA`); the caller
+/// adds what else it needs and spawns it.
+fn paused_qemu10(device: &str) -> Command {
+    let bin = std::env::var("LAB_QEMU10").expect(
+        "LAB_QEMU10 is not set: run it in the lab (`cargo xtask kernel-test`), which fetches QEMU 10",
+    );
+    let data = std::env::var("LAB_QEMU10_DATA").unwrap_or_default();
+    let mut c = Command::new(bin);
+    for d in data.split(':').filter(|d| !d.is_empty()) {
+        c.args(["-L", d]);
+    }
+    c.args([
+        "-machine",
+        "q35",
+        "-accel",
+        "tcg",
+        "-m",
+        "64",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-S",
+        "-device",
+        device,
+    ]);
+    c
+}
+
 fn kernel(test: &str) -> MutexGuard<'static, ()> {
     assert!(
         Path::new("/sys/class/mdev_bus/mtty").exists(),

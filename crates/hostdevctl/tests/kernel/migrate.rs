@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// A QMP connection.
@@ -98,18 +98,9 @@ impl Drop for Vm {
     }
 }
 
-fn qemu10() -> (String, Vec<String>) {
-    let bin = std::env::var("LAB_QEMU10").expect(
-        "migration: LAB_QEMU10 is not set: run it in the lab (`cargo xtask kernel-test`), which fetches QEMU 10",
-    );
-    let data = std::env::var("LAB_QEMU10_DATA").unwrap_or_default();
-    (bin, data.split(':').map(String::from).collect())
-}
-
 /// Starts QEMU with `uuid`; `force` adds what QEMU needs to migrate an mdev
 /// on a kernel without IOMMUFD dirty tracking (DOMAIN.md §8).
 fn vm(name: &str, uuid: &str, force: bool, incoming: bool) -> Vm {
-    let (bin, data) = qemu10();
     let qmp = PathBuf::from(format!("/tmp/{name}.qmp"));
     let log = PathBuf::from(format!("/tmp/{name}.log"));
     let _ = std::fs::remove_file(&qmp);
@@ -117,24 +108,8 @@ fn vm(name: &str, uuid: &str, force: bool, incoming: bool) -> Vm {
     if force {
         dev.push_str(",x-device-dirty-page-tracking=off,enable-migration=on");
     }
-    let mut c = Command::new(bin);
-    for d in &data {
-        c.args(["-L", d]);
-    }
+    let mut c = super::paused_qemu10(&dev);
     c.args([
-        "-machine",
-        "q35",
-        "-accel",
-        "tcg",
-        "-m",
-        "64",
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-S",
-        "-device",
-        &dev,
         "-qmp",
         &format!("unix:{},server=on,wait=off", qmp.display()),
     ]);

@@ -459,28 +459,8 @@ struct Holder {
 
 impl Holder {
     fn start(vf: &str) -> Holder {
-        let bin = std::env::var("LAB_QEMU10").expect("LAB_QEMU10: run it in the lab");
-        let data = std::env::var("LAB_QEMU10_DATA").unwrap_or_default();
         let log = PathBuf::from("/tmp/sriov-holder.log");
-        let mut c = std::process::Command::new(bin);
-        for d in data.split(':').filter(|d| !d.is_empty()) {
-            c.args(["-L", d]);
-        }
-        c.args([
-            "-machine",
-            "q35",
-            "-accel",
-            "tcg",
-            "-m",
-            "64",
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-S",
-            "-device",
-            &format!("vfio-pci,host={vf}"),
-        ]);
+        let mut c = super::paused_qemu10(&format!("vfio-pci,host={vf}"));
         let child = c
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
