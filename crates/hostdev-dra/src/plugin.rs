@@ -713,5 +713,8 @@ impl reg::registration_server::Registration for Registration {
     }
 }
 
+mod gone;
+pub use gone::Gone;
+
 #[cfg(test)]
 mod tests;

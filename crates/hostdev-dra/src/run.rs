@@ -111,6 +111,35 @@ pub fn poll_wait(interval: Duration, cost: Duration) -> Duration {
         .min(Duration::from_secs(60).max(interval))
 }
 
+/// How often claims the apiserver no longer has are looked for (and once
+/// at start).
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Unprepares, at start and every [`SWEEP_EVERY`], the claims hostdevd has
+/// records of that the apiserver no longer has (see `plugin::gone`).
+async fn sweep_gone(plugin: Arc<Plugin>) {
+    loop {
+        match plugin.unprepare_gone().await {
+            Ok(done) => {
+                for g in done {
+                    match g {
+                        crate::plugin::Gone::Unprepared { claim, why } => eprintln!(
+                            "hostdev-dra: unprepared claim {claim}, which the apiserver no longer has ({why})"
+                        ),
+                        crate::plugin::Gone::Kept { claim, why } => eprintln!(
+                            "hostdev-dra: kept the record of claim {claim}: {why}"
+                        ),
+                    }
+                }
+            }
+            Err(e) => eprintln!(
+                "hostdev-dra: the prepared claims could not be read from hostdevd (tried again later): {e}"
+            ),
+        }
+        tokio::time::sleep(SWEEP_EVERY).await;
+    }
+}
+
 /// The publish loop: runs until the process ends.
 pub async fn publish_loop(
     cfg: Arc<Config>,
@@ -195,9 +224,9 @@ pub async fn run(
     let reg_path = registry_dir.join(format!("{}-reg.sock", cfg.driver));
     let dra_incoming = listen(&dra_path)?;
     let ours = crate::events::Ours::default();
-    let plugin = Plugin::new(cfg.clone(), client.clone(), ours.clone());
+    let plugin = Arc::new(Plugin::new(cfg.clone(), client.clone(), ours.clone()));
     let dra = tonic::transport::Server::builder()
-        .add_service(DraPluginServer::new(plugin))
+        .add_service(DraPluginServer::from_arc(plugin.clone()))
         .serve_with_incoming(dra_incoming);
     // Registration last: the kubelet calls the DRA socket as soon as it
     // sees the registration socket.
@@ -215,6 +244,7 @@ pub async fn run(
         ours,
     ));
     let publishing = tokio::spawn(publish_loop(cfg.clone(), client, changed, interval));
+    let sweeping = tokio::spawn(sweep_gone(plugin));
     eprintln!(
         "hostdev-dra: driver {} on node {}: {} and {}",
         cfg.driver,
@@ -229,6 +259,7 @@ pub async fn run(
     };
     publishing.abort();
     following.abort();
+    sweeping.abort();
     // The registration socket goes first so the kubelet stops calling.
     let _ = std::fs::remove_file(&reg_path);
     let _ = std::fs::remove_file(&dra_path);

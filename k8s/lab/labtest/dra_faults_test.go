@@ -24,6 +24,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -353,4 +356,70 @@ func TestDRAFaults(t *testing.T) {
 			t.Errorf("%s available_instances %d after everything is gone, want 16", faultsType, n)
 		}
 	})
+
+	t.Run("a-claim-the-apiserver-no-longer-has", func(t *testing.T) {
+		// A record hostdevd holds for a claim the apiserver does not have,
+		// as a kubelet that lost its checkpoint leaves one: made here
+		// through hostdevd's API while the driver is down. The driver's
+		// start unprepares it: the device and the record go.
+		var dev string
+		for name, d := range h.devices(t) {
+			if attr(d, h.driver, "type") == faultsType && attr(d, h.driver, "parent") == faultsGPU {
+				dev = name
+				break
+			}
+		}
+		if dev == "" {
+			t.Fatalf("no published %s device on %s", faultsType, faultsGPU)
+		}
+		kill(t, h.plugin)
+		ghost := "3f0c9a52-8d4e-4c8b-9a57-0d3c1e2b4a61"
+		body := fmt.Sprintf(`{"claim":{"uid":%q,"namespace":%q,"name":"ghost-0"},"devices":[{"request":"gpu","device":%q}]}`, ghost, ns, dev)
+		if out, err := hostdevdPost(h.socket, "/v1/dra/prepare", body); err != nil {
+			t.Fatalf("prepare of a claim the apiserver does not have, through hostdevd: %v", err)
+		} else if st := claimRecords(t, root)[ghost]; st != "prepared" {
+			t.Fatalf("its record is %q after prepare answered %s", st, out)
+		}
+		countIs(t, faultsType+" mdevs of the ghost claim", 1, func() []string { return mdevsOfType(root, faultsType) })
+		h.startPlugin(t)
+		eventually(t, "the ghost claim unprepared by the driver's start", 2*time.Minute, func() error {
+			if st, ok := claimRecords(t, root)[ghost]; ok {
+				return fmt.Errorf("its record is still there (%s)", st)
+			}
+			if got := mdevsOfType(root, faultsType); len(got) != 0 {
+				return fmt.Errorf("its mdev is still there: %v", got)
+			}
+			return nil
+		})
+		logs, _ := filepath.Glob(lab.Path("logs", "hostdev-dra-"+h.driver+"-*.log"))
+		said := false
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			said = said || strings.Contains(string(b), "unprepared claim "+ns+"/ghost-0 ("+ghost+"), which the apiserver no longer has")
+		}
+		if !said {
+			t.Errorf("no driver log says it unprepared ghost-0: %v", logs)
+		}
+	})
+}
+
+// hostdevdPost sends one request to hostdevd's socket and gives the body of
+// a 2xx answer, or an error with the body of another.
+func hostdevdPost(sock, path, body string) (string, error) {
+	c := &http.Client{
+		Timeout: 2 * time.Minute,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}},
+	}
+	r, err := c.Post("http://hostdevd"+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	if r.StatusCode/100 != 2 {
+		return string(b), fmt.Errorf("%s: %s", r.Status, b)
+	}
+	return string(b), nil
 }
