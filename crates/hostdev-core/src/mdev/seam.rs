@@ -83,38 +83,41 @@ impl<S: MdevSysfs> DeviceKind for Host<S> {
             .iter()
             .map(|d| ((d.uuid, d.parent.as_str()), d.config.start))
             .collect();
+        let row = |uuid: Uuid, parent: &ParentName, ty: &TypeId, state, start| DeviceRow {
+            kind: Kind::Mdev,
+            id: uuid.to_string(),
+            target: Target::Mdev {
+                uuid,
+                parent: Some(parent.clone()),
+            },
+            parent: parent.to_string(),
+            type_: Some(TypeRef::id(ty.as_str())),
+            state,
+            start,
+        };
         let mut seen = HashSet::new();
         for d in &running {
             seen.insert((d.uuid, d.parent.as_str()));
-            inv.devices.push(DeviceRow {
-                kind: Kind::Mdev,
-                id: d.uuid.to_string(),
-                target: Target::Mdev {
-                    uuid: d.uuid,
-                    parent: Some(d.parent.clone()),
-                },
-                parent: d.parent.to_string(),
-                type_: Some(TypeRef::id(d.mdev_type.as_str())),
-                state: DeviceState::Running,
-                start: defined.get(&(d.uuid, d.parent.as_str())).copied(),
-            });
+            let start = defined.get(&(d.uuid, d.parent.as_str())).copied();
+            inv.devices.push(row(
+                d.uuid,
+                &d.parent,
+                &d.mdev_type,
+                DeviceState::Running,
+                start,
+            ));
         }
         for d in defs
             .iter()
             .filter(|d| !seen.contains(&(d.uuid, d.parent.as_str())))
         {
-            inv.devices.push(DeviceRow {
-                kind: Kind::Mdev,
-                id: d.uuid.to_string(),
-                target: Target::Mdev {
-                    uuid: d.uuid,
-                    parent: Some(d.parent.clone()),
-                },
-                parent: d.parent.to_string(),
-                type_: Some(TypeRef::id(d.config.mdev_type.as_str())),
-                state: DeviceState::Stopped,
-                start: Some(d.config.start),
-            });
+            inv.devices.push(row(
+                d.uuid,
+                &d.parent,
+                &d.config.mdev_type,
+                DeviceState::Stopped,
+                Some(d.config.start),
+            ));
         }
         Ok(())
     }
