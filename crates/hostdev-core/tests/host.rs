@@ -259,3 +259,42 @@ fn a_vf_count_change_while_a_vf_is_in_use_holds_the_whole_pf() {
         .expect("apply");
     assert_eq!(r.count(hostdev_api::ApplyResult::Done), 3, "{r:?}");
 }
+
+/// Before: a count change wrote 0 VFs while a VM held an untyped VF through
+/// VFIO (the plan's in-use test asks typed VFs only), and the kernel waited
+/// for the VM with the host lock held. Now the write is refused first, the
+/// PF put back as it was.
+#[test]
+fn a_count_change_is_refused_while_an_untyped_vf_is_held_through_vfio() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let vfio = std::sync::Arc::new(FakeVfio::new());
+    let d = with_vfio(
+        t.path(),
+        Vdpas::new(FakeVdpa::new(), t.path()),
+        vfio.clone(),
+    );
+    let bare = "\n[[sriov]]\nselect = { parents = [\"0000:41:00.0\"] }\nnumvfs = 2\n";
+    apply(&d, bare);
+    vfio.set("0000:41:00.5", Err(FakeRefusal::Busy));
+    let r = apply(&d, &bare.replace("numvfs = 2", "numvfs = 4"));
+    let text = format!("{r:?}");
+    assert!(
+        text.contains("is held through VFIO") && text.contains("0000:41:00.5"),
+        "{text}"
+    );
+    let pf = "0000:41:00.0".parse().expect("pf");
+    assert_eq!(
+        d.vgpu.sriov.pf(&pf).expect("pf").expect("pf").num_vfs,
+        2,
+        "not written: {:?}",
+        d.vgpu.sriov.log("0000:41:00.0")
+    );
+    assert!(
+        !d.vgpu
+            .sriov
+            .log("0000:41:00.0")
+            .contains(&"numvfs 0".to_string()),
+        "{:?}",
+        d.vgpu.sriov.log("0000:41:00.0")
+    );
+}

@@ -160,22 +160,33 @@ pub fn device_spec(driver: &str, uid: &str, devices: &[DraPreparedDevice]) -> (S
         .iter()
         .map(|d| env_name(d.kind, &d.request))
         .collect();
-    let mut seen: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    // Every plain name is reserved for its own devices; a suffixed one
+    // skips any name already taken, plain or suffixed (request `gpu`'s
+    // second device is never `gpu-0`'s variable).
+    let mut taken: std::collections::BTreeSet<String> = bases.iter().cloned().collect();
+    let mut first: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    let mut next: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for (d, base) in devices.iter().zip(&bases) {
         let name = format!("{uid}_{}", d.device);
         let shared = bases.iter().filter(|b| *b == base).count() > 1;
-        let nth = seen.entry(base.as_str()).or_default();
+        let mut edits = Edits::default();
         let own = if shared {
-            format!("{base}_{nth}")
+            // The first keeps the plain name (what a one-device request has).
+            if first.insert(base.as_str()) {
+                edits.env.push(format!("{base}={}", d.id));
+            }
+            let n = next.entry(base.as_str()).or_default();
+            let own = loop {
+                let candidate = format!("{base}_{n}");
+                *n += 1;
+                if taken.insert(candidate.clone()) {
+                    break candidate;
+                }
+            };
+            own
         } else {
             base.clone()
         };
-        let mut edits = Edits::default();
-        // The first keeps the plain name (what a one-device request has).
-        if *nth == 0 && shared {
-            edits.env.push(format!("{base}={}", d.id));
-        }
-        *nth += 1;
         edits.env.push(format!("{own}={}", d.id));
         let mut simulated = Vec::new();
         for n in &d.nodes {
@@ -313,7 +324,11 @@ mod tests {
         clash.request = "net_a".into();
         clash.device = "mdev-e".into();
         clash.id = "id-e".into();
-        let (spec, _) = device_spec("hostdev.io", "u", &[a, b, c, other, clash]);
+        let mut zero = dev("");
+        zero.request = "gpu-0".into();
+        zero.device = "mdev-f".into();
+        zero.id = "id-f".into();
+        let (spec, _) = device_spec("hostdev.io", "u", &[a, b, c, other, clash, zero]);
         let env: Vec<&str> = spec
             .devices
             .iter()
@@ -322,13 +337,16 @@ mod tests {
         assert_eq!(
             env,
             [
+                // `gpu-0`'s own variable is HOSTDEV_MDEV_GPU_0: request
+                // `gpu`'s devices skip it.
                 "HOSTDEV_MDEV_GPU=id-a",
-                "HOSTDEV_MDEV_GPU_0=id-a",
-                "HOSTDEV_MDEV_GPU_1=id-b",
-                "HOSTDEV_MDEV_GPU_2=id-c",
+                "HOSTDEV_MDEV_GPU_1=id-a",
+                "HOSTDEV_MDEV_GPU_2=id-b",
+                "HOSTDEV_MDEV_GPU_3=id-c",
                 "HOSTDEV_MDEV_NET_A=id-d",
                 "HOSTDEV_MDEV_NET_A_0=id-d",
                 "HOSTDEV_MDEV_NET_A_1=id-e",
+                "HOSTDEV_MDEV_GPU_0=id-f",
             ]
         );
         let names: std::collections::BTreeSet<&str> = env

@@ -448,6 +448,8 @@ impl<K: Interfaces> Devices<K> {
         let g = &self.vgpu;
         let now = g.sriov.pf(pf)?.map_or(before.numvfs, |p| p.num_vfs);
         if now != numvfs && now != 0 {
+            // A VF held through VFIO (typed or not) would keep the write.
+            self.refuse_if_vf_held(pf)?;
             g.sriov.set_num_vfs(pf, 0)?;
         }
         if numvfs == 0 {

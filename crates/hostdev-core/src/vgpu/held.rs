@@ -5,7 +5,8 @@
 //! sentence instead of blocking the caller — and every other hostdev
 //! operation behind the host lock — for as long as the VM runs.
 //!
-//! Owns: that check before `Vgpus::disable`. Must not: open anything but
+//! Owns: that check before `Vgpus::disable` and the host file's count
+//! changes. Must not: open anything but
 //! through `Vfio::probe` (which opens and closes the group only).
 
 use crate::{CoreError, Devices, Interfaces, VgpuError};
@@ -14,12 +15,10 @@ use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_vfio::{Target, VfioError};
 
 impl<K: Interfaces> Devices<K> {
-    /// Disables the PF's VFs and forgets its definition, as
-    /// [`crate::vgpu::Vgpus::disable`], refused first when one of its VFs
-    /// is held through VFIO.
-    pub fn disable_pf(&self, pf: &PciAddress) -> Result<(), CoreError> {
-        // A PF with no VFs (or absent) has nothing held: disable says so.
-        for v in self.vgpu.sriov.vfs(pf).unwrap_or_default() {
+    /// The first of the PF's VFs held through VFIO, as a refusal of the
+    /// write of 0 VFs the kernel would keep; a PF without VFs has none.
+    pub(crate) fn refuse_if_vf_held(&self, pf: &PciAddress) -> Result<(), CoreError> {
+        for v in self.vgpu.sriov.vfs(pf)? {
             if let Err(VfioError::Busy { group, .. }) =
                 self.vfio.probe(&Target::Pci(v.address.clone()))
             {
@@ -30,6 +29,16 @@ impl<K: Interfaces> Devices<K> {
                 }));
             }
         }
+        Ok(())
+    }
+
+    /// Disables the PF's VFs and forgets its definition, as
+    /// [`crate::vgpu::Vgpus::disable`], refused first when one of its VFs
+    /// is held through VFIO. (A VM that opens a VF between this check and
+    /// the write still makes the kernel wait: the check narrows that
+    /// window, it does not close it.)
+    pub fn disable_pf(&self, pf: &PciAddress) -> Result<(), CoreError> {
+        self.refuse_if_vf_held(pf)?;
         self.vgpu.disable(pf)
     }
 }
