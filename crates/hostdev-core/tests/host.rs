@@ -250,13 +250,31 @@ fn a_vf_count_change_while_a_vf_is_in_use_holds_the_whole_pf() {
             .num_vfs,
         2
     );
-    // Forcing the PF takes its VFs with it.
-    let r = d
-        .host_apply(&HostApplyRequest {
+    // Forcing the PF does not make the kernel wait on the VM: the write of
+    // 0 VFs is refused while it holds the VF, and goes once it lets go.
+    let force = || {
+        d.host_apply(&HostApplyRequest {
             file: Some(file(&four)),
             force: vec!["0000:41:00.0".into()],
         })
-        .expect("apply");
+        .expect("apply")
+    };
+    let r = force();
+    assert_eq!(r.count(hostdev_api::ApplyResult::Done), 0, "{r:?}");
+    assert!(format!("{r:?}").contains("is held through VFIO"), "{r:?}");
+    vfio.set(
+        "0000:41:00.5",
+        Ok(hostdev_model::probe::Probe {
+            device_api: "vfio-pci".into(),
+            reset: true,
+            regions: vec![],
+            irqs: vec![],
+            display: hostdev_model::probe::Display::None,
+            migration: None,
+            dma_logging: false,
+        }),
+    );
+    let r = force();
     assert_eq!(r.count(hostdev_api::ApplyResult::Done), 3, "{r:?}");
 }
 
