@@ -17,8 +17,11 @@
 //! listed only when that answer differs from what was written.
 //!
 //! Every slice is owned by the node's Node object (an ownerReference with
-//! its UID, read once, as the Go helper does): deleting the Node lets the
-//! garbage collector remove the slices of a node that will not come back.
+//! its UID, as the Go helper does; read before each full write, so a Node
+//! registered again is the owner of what is written next): deleting the
+//! Node lets the garbage collector remove the slices of a node that will
+//! not come back. A Node that cannot be read leaves slices without an owner
+//! (said once) rather than unpublished.
 //!
 //! Owns: the slices of this driver on this node. Must not: touch another
 //! driver's or node's slices, or decide what is offered.
@@ -192,6 +195,7 @@ pub struct Publisher {
     driver: String,
     node: String,
     owner: Option<OwnerReference>,
+    owner_error: Option<String>,
     last: Option<Written>,
 }
 
@@ -216,27 +220,49 @@ impl Publisher {
             driver: driver.to_string(),
             node: node.to_string(),
             owner: None,
+            owner_error: None,
             last: None,
         }
     }
 
-    /// The slices' owner: the Node, read the first time (a node keeps its
-    /// UID while it exists).
-    async fn owner(&mut self) -> Result<OwnerReference, PublishError> {
-        if let Some(o) = &self.owner {
-            return Ok(o.clone());
+    /// The slices' owner: the Node, read the first time and again before
+    /// every full write (a Node deleted and registered again under the same
+    /// name has a new UID, and slices owned by the old one are collected).
+    /// One that cannot be read leaves the slices without an owner, said
+    /// once, rather than unpublished (an RBAC without `get nodes`, a node
+    /// name the Node does not have).
+    async fn owner(&mut self, fresh: bool) -> Option<OwnerReference> {
+        if fresh {
+            self.owner = None;
         }
-        let n = self
-            .nodes
-            .get(&self.node)
-            .await
-            .map_err(|source| PublishError::Node {
-                node: self.node.clone(),
-                source,
-            })?;
-        let o = node_owner(&self.node, n.metadata.uid.as_deref().unwrap_or_default());
-        self.owner = Some(o.clone());
-        Ok(o)
+        if self.owner.is_none() {
+            match self.nodes.get(&self.node).await {
+                Ok(n) => {
+                    self.owner = Some(node_owner(
+                        &self.node,
+                        n.metadata.uid.as_deref().unwrap_or_default(),
+                    ));
+                    self.owner_error = None;
+                }
+                Err(source) => {
+                    let e = PublishError::Node {
+                        node: self.node.clone(),
+                        source,
+                    };
+                    let said = format!(
+                        "{e}: {}",
+                        std::error::Error::source(&e)
+                            .map(|s| s.to_string())
+                            .unwrap_or_default()
+                    );
+                    if self.owner_error.as_deref() != Some(said.as_str()) {
+                        eprintln!("hostdev-dra: slices are published without an owner: {said}");
+                        self.owner_error = Some(said);
+                    }
+                }
+            }
+        }
+        self.owner.clone()
     }
 
     /// The name of the pool's slice number `i`.
@@ -288,13 +314,13 @@ impl Publisher {
         name: String,
         spec: ResourceSliceSpec,
         version: Option<String>,
-        owner: OwnerReference,
+        owner: Option<OwnerReference>,
     ) -> Result<(String, String), PublishError> {
         let mut slice = ResourceSlice {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 resource_version: version.clone(),
-                owner_references: Some(vec![owner]),
+                owner_references: owner.map(|o| vec![o]),
                 ..ObjectMeta::default()
             },
             spec,
@@ -317,11 +343,11 @@ impl Publisher {
     /// they already do (same specs as last written, and the apiserver's
     /// slices are still the ones those writes made).
     pub async fn publish(&mut self, pool: &Pool) -> Result<Published, PublishError> {
-        let owner = self.owner().await?;
         let live = self.versions().await?;
         match step(self.last.as_ref(), &live, &pool.specs) {
             Step::Nothing => return Ok(Published::Unchanged),
             Step::One(i) => {
+                let owner = self.owner(false).await;
                 if let Some(last) = self.last.as_mut() {
                     let name = slice_name(&self.driver, &self.node, i);
                     let mut spec = pool.specs[i].clone();
@@ -339,6 +365,7 @@ impl Publisher {
             }
             Step::All => {}
         }
+        let owner = self.owner(true).await;
         // Never a generation this publisher used before, even when every
         // slice was deleted meanwhile (a restarted kubelet does that).
         let floor = self.last.take().map_or(0, |l| l.generation);
