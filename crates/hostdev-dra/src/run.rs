@@ -113,29 +113,47 @@ pub fn poll_wait(interval: Duration, cost: Duration) -> Duration {
 
 /// How often claims the apiserver no longer has are looked for (and once
 /// at start).
-const SWEEP_EVERY: Duration = Duration::from_secs(600);
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How long a claim is missing from the apiserver before its record is
+/// unprepared (a pod deleted by force: the kubelet stops its containers
+/// after the claim is gone).
+const SWEEP_GRACE: Duration = Duration::from_secs(120);
 
-/// Unprepares, at start and every [`SWEEP_EVERY`], the claims hostdevd has
-/// records of that the apiserver no longer has (see `plugin::gone`).
+/// Unprepares, from start on every [`SWEEP_EVERY`], the claims hostdevd has
+/// records of that the apiserver has not had for [`SWEEP_GRACE`] (see
+/// `plugin::gone`).
 async fn sweep_gone(plugin: Arc<Plugin>) {
+    use crate::plugin::Gone;
+    let mut missing = std::collections::HashMap::new();
+    // What the last sweep said: a line is printed when it first appears.
+    let mut said = std::collections::BTreeSet::new();
     loop {
-        match plugin.unprepare_gone().await {
-            Ok(done) => {
-                for g in done {
-                    match g {
-                        crate::plugin::Gone::Unprepared { claim, why } => eprintln!(
-                            "hostdev-dra: unprepared claim {claim}, which the apiserver no longer has ({why})"
+        let lines: std::collections::BTreeSet<String> =
+            match plugin.unprepare_gone(&mut missing, SWEEP_GRACE).await {
+                Ok(done) => done
+                    .into_iter()
+                    .map(|g| match g {
+                        Gone::Unprepared { claim, why } => format!(
+                            "unprepared claim {claim}, which the apiserver no longer has ({why})"
                         ),
-                        crate::plugin::Gone::Kept { claim, why } => eprintln!(
-                            "hostdev-dra: kept the record of claim {claim}: {why}"
+                        Gone::Waiting { claim } => format!(
+                            "claim {claim} is missing from the apiserver: its record is unprepared once it has been missing for {} s",
+                            SWEEP_GRACE.as_secs()
                         ),
-                    }
-                }
-            }
-            Err(e) => eprintln!(
-                "hostdev-dra: the prepared claims could not be read from hostdevd (tried again later): {e}"
-            ),
+                        Gone::Kept { claim, why } => {
+                            format!("kept the record of claim {claim}: {why}")
+                        }
+                    })
+                    .collect(),
+                Err(e) => [format!(
+                    "the prepared claims could not be read from hostdevd (tried again later): {e}"
+                )]
+                .into(),
+            };
+        for l in lines.difference(&said) {
+            eprintln!("hostdev-dra: {l}");
         }
+        said = lines;
         tokio::time::sleep(SWEEP_EVERY).await;
     }
 }

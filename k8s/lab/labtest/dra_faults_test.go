@@ -360,8 +360,10 @@ func TestDRAFaults(t *testing.T) {
 	t.Run("a-claim-the-apiserver-no-longer-has", func(t *testing.T) {
 		// A record hostdevd holds for a claim the apiserver does not have,
 		// as a kubelet that lost its checkpoint leaves one: made here
-		// through hostdevd's API while the driver is down. The driver's
-		// start unprepares it: the device and the record go.
+		// through hostdevd's API while the driver is down. The driver,
+		// started again, unprepares it once it has been missing for its
+		// grace period (2 minutes, swept every minute): the device and the
+		// record go.
 		var dev string
 		for name, d := range h.devices(t) {
 			if attr(d, h.driver, "type") == faultsType && attr(d, h.driver, "parent") == faultsGPU {
@@ -382,7 +384,7 @@ func TestDRAFaults(t *testing.T) {
 		}
 		countIs(t, faultsType+" mdevs of the ghost claim", 1, func() []string { return mdevsOfType(root, faultsType) })
 		h.startPlugin(t)
-		eventually(t, "the ghost claim unprepared by the driver's start", 2*time.Minute, func() error {
+		eventually(t, "the ghost claim unprepared by the driver", 5*time.Minute, func() error {
 			if st, ok := claimRecords(t, root)[ghost]; ok {
 				return fmt.Errorf("its record is still there (%s)", st)
 			}

@@ -7,7 +7,10 @@
 //! so one the apiserver does not have — gone, or replaced by a claim of the
 //! same name with another UID — has no pod: what hostdevd made for it is
 //! removed, with its CDI and metadata files, under the plugin's lock like
-//! any kubelet call.
+//! any kubelet call. Not at once: a pod deleted by force leaves its
+//! containers to the kubelet for a while after its claim is gone, so a
+//! claim is unprepared only once it has been missing for a grace period
+//! (seen missing by an earlier sweep at least that long ago).
 //!
 //! Owns: finding those claims and unpreparing them. Must not: touch a
 //! claim the apiserver has, or one it could not be asked about.
@@ -17,6 +20,8 @@ use crate::daemon;
 use hostdev_api::DraClaimsQuery;
 use k8s_openapi::api::resource::v1::ResourceClaim;
 use kube::api::Api;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// What became of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +32,11 @@ pub enum Gone {
         claim: String,
         /// Why it was taken for gone.
         why: &'static str,
+    },
+    /// Missing, but not yet for the grace period: kept for now.
+    Waiting {
+        /// `namespace/name (uid)`.
+        claim: String,
     },
     /// It could not be unprepared, or not asked about: kept.
     Kept {
@@ -41,8 +51,17 @@ impl Plugin {
     /// Unprepares every claim hostdevd holds a record of that the
     /// apiserver no longer has; a claim it has, or could not be asked
     /// about, is left alone.
-    pub async fn unprepare_gone(&self) -> Result<Vec<Gone>, daemon::DaemonError> {
+    ///
+    /// `missing` holds, by claim UID, when a sweep first found each claim
+    /// missing; a claim is unprepared once that is `grace` ago, and one
+    /// found again (or gone from hostdevd) leaves the map.
+    pub async fn unprepare_gone(
+        &self,
+        missing: &mut HashMap<String, Instant>,
+        grace: Duration,
+    ) -> Result<Vec<Gone>, daemon::DaemonError> {
         let rows = daemon::call(&self.cfg.socket, DraClaimsQuery {}, DAEMON_TIMEOUT).await?;
+        let before = std::mem::take(missing);
         let mut out = Vec::new();
         for row in rows {
             let c = row.claim;
@@ -76,6 +95,12 @@ impl Plugin {
                     continue;
                 }
             };
+            let since = before.get(&pc.uid).copied().unwrap_or_else(Instant::now);
+            if since.elapsed() < grace {
+                missing.insert(pc.uid.clone(), since);
+                out.push(Gone::Waiting { claim });
+                continue;
+            }
             let _one = self.serial.lock().await;
             out.push(match self.unprepare_claim(&pc).await {
                 Ok(()) => Gone::Unprepared { claim, why },
