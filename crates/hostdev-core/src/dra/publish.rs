@@ -348,11 +348,15 @@ impl<K: Interfaces> Devices<K> {
                 lp.one_type = true;
             }
             let one_type = lp.one_type || facts.driver.as_deref() == Some("nvidia");
-            // Nothing runs on the parent: what the kernel shows free is its
-            // whole capacity, so what was learned before (another card, an
-            // older driver) is replaced, not kept when larger, and types
-            // the parent no longer has are forgotten.
-            let idle = here.is_empty();
+            // Nothing runs on the host (parents may share capacity: VFs of
+            // one card): what the kernel shows free is each parent's whole
+            // capacity, so what was learned before (another card, an older
+            // driver) is replaced, not kept when larger, and types the
+            // parent no longer has are forgotten. A type whose count is
+            // lower than learned is read again first: a device removed
+            // between reading the types and the running devices would
+            // otherwise pass for less capacity.
+            let idle = running.is_empty();
             if idle {
                 lp.types
                     .retain(|k, _| types.iter().any(|t| t.type_id.as_str() == k));
@@ -361,16 +365,21 @@ impl<K: Interfaces> Devices<K> {
             for t in &types {
                 let run = here.iter().filter(|d| d.mdev_type == t.type_id).count() as u64;
                 let avail = u64::try_from(t.available_instances).unwrap_or(0);
-                let seen = avail.saturating_add(run);
-                let was = if idle {
-                    0
-                } else {
-                    lp.types.get(t.type_id.as_str()).copied().unwrap_or(0)
-                };
-                let max = seen.max(described_max(t.description.as_deref())).max(was);
+                let seen = avail
+                    .saturating_add(run)
+                    .max(described_max(t.description.as_deref()));
+                let learned = lp.types.get(t.type_id.as_str()).copied().unwrap_or(0);
+                let shrinks = idle
+                    && seen < learned
+                    && sysfs
+                        .available_instances(&p, &t.type_id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|again| again == t.available_instances);
+                let max = if shrinks { seen } else { seen.max(learned) };
                 if max == 0 {
                     lp.types.remove(t.type_id.as_str());
-                } else if idle || max > was {
+                } else if max != learned {
                     lp.types.insert(t.type_id.to_string(), max);
                 }
                 if max > 0 {
