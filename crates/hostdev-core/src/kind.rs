@@ -17,7 +17,7 @@
 use crate::Interfaces;
 use crate::{CoreError, DeviceOutcome, Devices};
 use hostdev_api::migrate::ExportTarget;
-use hostdev_api::{ErrorBody, Inventory, Kind, Outcome, Problem, RestoreRow};
+use hostdev_api::{Inventory, Kind, Outcome, Problem, RestoreRow};
 use hostdev_model::pool::PoolDef;
 use hostdev_model::vdpa::CreateConfig;
 use hostdev_model::Uuid;
@@ -147,11 +147,6 @@ impl<K: Interfaces> Devices<K> {
     }
 }
 
-/// The error body of a failure: its class, stable code, chain and target.
-pub(crate) fn error_body(e: &CoreError) -> ErrorBody {
-    e.body()
-}
-
 /// One restore row per (parent, device, outcome).
 pub(crate) fn restore_rows<P: Display, I: Display>(
     kind: Kind,
@@ -163,7 +158,7 @@ pub(crate) fn restore_rows<P: Display, I: Display>(
                 DeviceOutcome::Started => (Outcome::Started, None),
                 DeviceOutcome::AlreadyRunning => (Outcome::AlreadyRunning, None),
                 DeviceOutcome::ParentAbsent => (Outcome::ParentAbsent, None),
-                DeviceOutcome::Failed(e) => (Outcome::Failed, Some(error_body(&e))),
+                DeviceOutcome::Failed(e) => (Outcome::Failed, Some(e.body())),
             };
             RestoreRow {
                 kind,
@@ -188,7 +183,7 @@ pub(crate) fn unusable(kind: Kind, p: LoadProblem) -> RestoreRow {
         id,
         parent: "-".into(),
         outcome: Outcome::Unusable,
-        error: Some(error_body(&e)),
+        error: Some(e.body()),
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// The error body of a failure: its class, stable code, chain and target.
 pub fn error_body(e: &CoreError) -> ErrorBody {
-    crate::kind::error_body(e)
+    e.body()
 }
 
 impl<K: Interfaces> Devices<K> {

@@ -444,18 +444,7 @@ fn disabling_a_pf_one_of_whose_vfs_a_vm_holds_is_refused_before_the_write() {
     );
     assert_eq!(d.vgpu.sriov.vfs(&pf).expect("vfs").len(), 2);
     // Let go: disabled.
-    vfio.set(
-        vfs[1].address.as_str(),
-        Ok(hostdev_model::probe::Probe {
-            device_api: "vfio-pci".into(),
-            reset: true,
-            regions: vec![],
-            irqs: vec![],
-            display: hostdev_model::probe::Display::None,
-            migration: None,
-            dma_logging: false,
-        }),
-    );
+    vfio.forget(vfs[1].address.as_str());
     hostdev_core::Handle::handle(&d, &disable).expect("disable");
     assert!(d.vgpu.sriov.vfs(&pf).expect("vfs").is_empty());
 }

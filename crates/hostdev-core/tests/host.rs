@@ -262,18 +262,7 @@ fn a_vf_count_change_while_a_vf_is_in_use_holds_the_whole_pf() {
     let r = force();
     assert_eq!(r.count(hostdev_api::ApplyResult::Done), 0, "{r:?}");
     assert!(format!("{r:?}").contains("is held through VFIO"), "{r:?}");
-    vfio.set(
-        "0000:41:00.5",
-        Ok(hostdev_model::probe::Probe {
-            device_api: "vfio-pci".into(),
-            reset: true,
-            regions: vec![],
-            irqs: vec![],
-            display: hostdev_model::probe::Display::None,
-            migration: None,
-            dma_logging: false,
-        }),
-    );
+    vfio.forget("0000:41:00.5");
     let r = force();
     assert_eq!(r.count(hostdev_api::ApplyResult::Done), 3, "{r:?}");
 }

@@ -175,6 +175,15 @@ impl FakeVfio {
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), p);
     }
+
+    /// `name` answers as before any answer was set for it (a VM that held
+    /// it let go).
+    pub fn forget(&self, name: &str) {
+        self.answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
 }
 
 impl Vfio for FakeVfio {
