@@ -361,7 +361,7 @@ func Up(opts Options) (*Lab, error) {
 		l.Down()
 		return nil, err
 	}
-	l.logf("up in %.1fs: node %s Ready; snapshotter %s, cgroup %s", l.StartTime.Seconds(), NodeName, l.Snapshotter, l.Cgroups)
+	l.logf("up in %.1fs: node %s Ready; snapshotter %s, cgroup %s; %s", l.StartTime.Seconds(), NodeName, l.Snapshotter, l.Cgroups, DiskFree(l.Dir))
 	return l, nil
 }
 

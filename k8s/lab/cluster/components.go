@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -352,9 +353,12 @@ func (l *Lab) kubeletConfig() ([]byte, error) {
 		"maxPods":                  32,
 		"resolvConf":               "/etc/resolv.conf",
 		"featureGates":             gates,
-		// A shared machine's disk and memory are not the lab's to police:
-		// evict only when nearly nothing is left, never collect the images.
-		"evictionHard":                map[string]string{"memory.available": "100Mi", "nodefs.available": "1%", "nodefs.inodesFree": "1%", "imagefs.available": "1%"},
+		// A shared machine's disk and memory are not the lab's to police: no
+		// eviction threshold at all ("0%" is the kubelet's "ignore"), so the
+		// node never takes a pressure taint and never deletes the lab's
+		// images to reclaim space (a CI machine's disk filled by the build
+		// once did both, and every pod stayed Pending). Image GC is off too.
+		"evictionHard":                map[string]string{"memory.available": "0%", "nodefs.available": "0%", "nodefs.inodesFree": "0%", "imagefs.available": "0%", "imagefs.inodesFree": "0%"},
 		"imageGCHighThresholdPercent": 100,
 		"imageGCLowThresholdPercent":  99,
 		"shutdownGracePeriod":         "0s",
@@ -393,6 +397,28 @@ func (l *Lab) StartKubelet() error {
 	})
 }
 
+// KubeletConfigz reads the running kubelet's /configz, as the apiserver's
+// kubelet client (the apiserver's own node proxy refuses a loopback node).
+func (l *Lab) KubeletConfigz() ([]byte, error) {
+	c, err := l.httpsClient("apiserver-kubelet-client")
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/configz", l.ports["kubelet"]))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the kubelet's /configz answered %s: %.200s", resp.Status, body)
+	}
+	return body, nil
+}
+
 // KillKubelet kills the kubelet with SIGKILL, as a crash would.
 func (l *Lab) KillKubelet() (int, error) {
 	p := l.proc("kubelet")
@@ -422,6 +448,52 @@ func (l *Lab) Clientset() (*kubernetes.Clientset, error) {
 		return nil, err
 	}
 	return kubernetes.NewForConfig(rc)
+}
+
+// NodeState says what the scheduler and the kubelet see of the node: its
+// taints, cordon, the conditions that are not as they should be, and the free
+// space of the filesystem under dir. A pod left Pending is explained with it.
+func NodeState(cs kubernetes.Interface, dir string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var parts []string
+	node, err := cs.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
+	if err != nil {
+		parts = append(parts, "node unreadable: "+err.Error())
+	} else {
+		if node.Spec.Unschedulable {
+			parts = append(parts, "cordoned")
+		}
+		for _, tn := range node.Spec.Taints {
+			parts = append(parts, fmt.Sprintf("taint %s:%s", tn.Key, tn.Effect))
+		}
+		for _, c := range node.Status.Conditions {
+			bad := c.Status != corev1.ConditionFalse
+			if c.Type == corev1.NodeReady {
+				bad = c.Status != corev1.ConditionTrue
+			}
+			if bad {
+				parts = append(parts, fmt.Sprintf("%s=%s (%s: %s)", c.Type, c.Status, c.Reason, c.Message))
+			}
+		}
+	}
+	parts = append(parts, DiskFree(dir))
+	return strings.Join(parts, ", ")
+}
+
+// DiskFree says how much of the filesystem under dir is free.
+func DiskFree(dir string) string {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return fmt.Sprintf("free space of %s unknown: %v", dir, err)
+	}
+	free := st.Bavail * uint64(st.Bsize)
+	total := st.Blocks * uint64(st.Bsize)
+	pct := 0.0
+	if total > 0 {
+		pct = 100 * float64(free) / float64(total)
+	}
+	return fmt.Sprintf("%.1f GiB free of %.1f GiB (%.0f%%) under %s", float64(free)/(1<<30), float64(total)/(1<<30), pct, dir)
 }
 
 // NodeReadySince succeeds once the node's Ready condition is True and its

@@ -2,6 +2,7 @@ package labtest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -310,4 +311,44 @@ func TestKubeletRestartNodeReady(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// 5. The running kubelet (its /configz) has no hard eviction threshold and no image garbage collection: a
+// shared machine's full disk must not taint the lab's node or delete its
+// never-pulled test image (both happened once on a CI machine).
+func TestKubeletNeverEvictsNorCollectsImages(t *testing.T) {
+	needLab(t)
+	ctx := ctxFor(t, time.Minute)
+	raw, err := lab.KubeletConfigz()
+	if err != nil {
+		t.Fatalf("cannot read the kubelet's configz: %v", err)
+	}
+	var cz struct {
+		KubeletConfig struct {
+			EvictionHard                map[string]string `json:"evictionHard"`
+			ImageGCHighThresholdPercent *int              `json:"imageGCHighThresholdPercent"`
+		} `json:"kubeletconfig"`
+	}
+	if err := json.Unmarshal(raw, &cz); err != nil {
+		t.Fatalf("the kubelet's configz is not what it was: %v: %.300s", err, raw)
+	}
+	kc := cz.KubeletConfig
+	if len(kc.EvictionHard) == 0 {
+		t.Fatalf("configz has no evictionHard (the kubelet's defaults would apply): %.300s", raw)
+	}
+	for signal, v := range kc.EvictionHard {
+		if v != "0%" {
+			t.Errorf("eviction threshold %s is %q, want 0%% (ignored)", signal, v)
+		}
+	}
+	if kc.ImageGCHighThresholdPercent == nil || *kc.ImageGCHighThresholdPercent != 100 {
+		t.Errorf("imageGCHighThresholdPercent is %v, want 100 (image GC off)", kc.ImageGCHighThresholdPercent)
+	}
+	node, err := cs.CoreV1().Nodes().Get(ctx, cluster.NodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tn := range node.Spec.Taints {
+		t.Errorf("the node is tainted: %s:%s (%s)", tn.Key, tn.Effect, cluster.NodeState(cs, lab.Dir))
+	}
 }

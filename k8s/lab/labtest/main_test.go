@@ -195,6 +195,6 @@ func describe(ctx context.Context, ns, pod string) string {
 	for _, c := range p.Status.ContainerStatuses {
 		st = append(st, fmt.Sprintf("%s: %+v", c.Name, c.State))
 	}
-	return fmt.Sprintf("phase %s, node %q, containers [%s], events [%s]", p.Status.Phase, p.Spec.NodeName,
-		strings.Join(st, "; "), strings.Join(evs, "; "))
+	return fmt.Sprintf("phase %s, node %q, containers [%s], events [%s]; node: %s", p.Status.Phase, p.Spec.NodeName,
+		strings.Join(st, "; "), strings.Join(evs, "; "), cluster.NodeState(cs, lab.Dir))
 }
