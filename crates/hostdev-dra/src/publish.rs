@@ -23,6 +23,13 @@
 //! not come back. A Node that cannot be read leaves slices without an owner
 //! (said once) rather than unpublished.
 //!
+//! An apiserver with the `DRADeviceCompatibilityGroups` gate off drops the
+//! devices' `compatibilityGroups` from what it stores, without an error;
+//! each write's answer is compared with what was sent, and a drop is kept
+//! for the caller to say ([`Publisher::groups_dropped`]): the scheduler
+//! there may give a one-type parent claims of two types, and the second
+//! fails at prepare.
+//!
 //! Owns: the slices of this driver on this node. Must not: touch another
 //! driver's or node's slices, or decide what is offered.
 
@@ -87,10 +94,35 @@ impl PublishError {
 /// Slice writes in flight at once.
 pub const WRITERS: usize = 32;
 
+/// One slice's write as the apiserver answered it.
+#[derive(Debug)]
+struct Wrote {
+    name: String,
+    version: String,
+    /// It was sent compatibility groups and stored none.
+    groups_dropped: bool,
+}
+
 fn flatten(
-    r: Result<Result<(String, String), PublishError>, tokio::task::JoinError>,
-) -> Result<(String, String), PublishError> {
+    r: Result<Result<Wrote, PublishError>, tokio::task::JoinError>,
+) -> Result<Wrote, PublishError> {
     r.map_err(|e| PublishError::Task(e.to_string()))?
+}
+
+/// How many compatibility groups a slice's devices name.
+fn group_count(spec: &ResourceSliceSpec) -> usize {
+    spec.devices
+        .iter()
+        .flatten()
+        .flat_map(|d| d.consumes_counters.iter().flatten())
+        .map(|c| c.compatibility_groups.as_ref().map_or(0, Vec::len))
+        .sum()
+}
+
+/// Whether the apiserver stored `got` without the compatibility groups
+/// `sent` had (its `DRADeviceCompatibilityGroups` gate is off).
+pub fn groups_dropped(sent: &ResourceSliceSpec, got: &ResourceSliceSpec) -> bool {
+    group_count(sent) > 0 && group_count(got) == 0
 }
 
 /// What a publish did.
@@ -197,6 +229,7 @@ pub struct Publisher {
     owner: Option<OwnerReference>,
     owner_error: Option<String>,
     last: Option<Written>,
+    dropped: Option<String>,
 }
 
 /// The ownerReference of a slice owned by Node `name` with `uid`.
@@ -222,6 +255,19 @@ impl Publisher {
             owner: None,
             owner_error: None,
             last: None,
+            dropped: None,
+        }
+    }
+
+    /// The first slice whose compatibility groups the apiserver dropped
+    /// (its `DRADeviceCompatibilityGroups` gate is off), if any was.
+    pub fn groups_dropped(&self) -> Option<&str> {
+        self.dropped.as_deref()
+    }
+
+    fn wrote(&mut self, w: &Wrote) {
+        if w.groups_dropped && self.dropped.is_none() {
+            self.dropped = Some(w.name.clone());
         }
     }
 
@@ -315,7 +361,8 @@ impl Publisher {
         spec: ResourceSliceSpec,
         version: Option<String>,
         owner: Option<OwnerReference>,
-    ) -> Result<(String, String), PublishError> {
+    ) -> Result<Wrote, PublishError> {
+        let sent = spec.clone();
         let mut slice = ResourceSlice {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -334,7 +381,11 @@ impl Publisher {
             }
         };
         match r {
-            Ok(s) => Ok((name, s.metadata.resource_version.unwrap_or_default())),
+            Ok(s) => Ok(Wrote {
+                groups_dropped: groups_dropped(&sent, &s.spec),
+                version: s.metadata.resource_version.unwrap_or_default(),
+                name,
+            }),
             Err(source) => Err(PublishError::Write { name, source }),
         }
     }
@@ -353,9 +404,11 @@ impl Publisher {
                     let mut spec = pool.specs[i].clone();
                     spec.pool.generation = last.generation;
                     let version = last.versions.get(&name).cloned();
-                    let (name, v) =
-                        Self::write(self.api.clone(), name, spec, version, owner).await?;
-                    last.versions.insert(name, v);
+                    let w = Self::write(self.api.clone(), name, spec, version, owner).await?;
+                    if w.groups_dropped && self.dropped.is_none() {
+                        self.dropped = Some(w.name.clone());
+                    }
+                    last.versions.insert(w.name, w.version);
                     last.specs[i] = pool.specs[i].clone();
                     return Ok(Published::Updated {
                         generation: last.generation,
@@ -384,8 +437,9 @@ impl Publisher {
         for (i, spec) in pool.specs.iter().enumerate() {
             if writes.len() >= WRITERS {
                 if let Some(r) = writes.join_next().await {
-                    let (name, v) = flatten(r)?;
-                    versions.insert(name, v);
+                    let w = flatten(r)?;
+                    self.wrote(&w);
+                    versions.insert(w.name, w.version);
                 }
             }
             let name = self.slice_name(i);
@@ -403,8 +457,9 @@ impl Publisher {
             ));
         }
         while let Some(r) = writes.join_next().await {
-            let (name, v) = flatten(r)?;
-            versions.insert(name, v);
+            let w = flatten(r)?;
+            self.wrote(&w);
+            versions.insert(w.name, w.version);
         }
         for name in existing.keys().filter(|n| !versions.contains_key(*n)) {
             match self.api.delete(name, &DeleteParams::default()).await {
@@ -479,6 +534,29 @@ mod tests {
                 .map(|i| (format!("s-{i}"), format!("{}", 100 + i)))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn groups_the_apiserver_did_not_store_are_seen_as_dropped() {
+        use k8s_openapi::api::resource::v1::DeviceCounterConsumption;
+        let with = |groups: Option<Vec<String>>| {
+            let mut s = spec(&["a", "b"]);
+            s.devices.as_mut().expect("devices")[1].consumes_counters =
+                Some(vec![DeviceCounterConsumption {
+                    counter_set: "gpu".into(),
+                    compatibility_groups: groups,
+                    ..DeviceCounterConsumption::default()
+                }]);
+            s
+        };
+        let sent = with(Some(vec!["nvidia-230".into()]));
+        // The gate off: the field is gone from the stored object.
+        assert!(groups_dropped(&sent, &with(None)));
+        assert!(groups_dropped(&sent, &spec(&["a", "b"])));
+        // Kept; or none were sent.
+        assert!(!groups_dropped(&sent, &sent));
+        assert!(!groups_dropped(&with(None), &with(None)));
+        assert!(!groups_dropped(&spec(&["a"]), &spec(&["a"])));
     }
 
     #[test]

@@ -169,6 +169,7 @@ pub async fn publish_loop(
     let mut last_notes: Vec<String> = Vec::new();
     let mut last_error = String::new();
     let mut poll_cost = Duration::ZERO;
+    let mut said_groups = false;
     loop {
         let started = Instant::now();
         let outcome = async {
@@ -193,6 +194,10 @@ pub async fn publish_loop(
             Ok::<_, String>((done, notes, offer.devices.len(), offer_ms))
         }
         .await;
+        if let Some(slice) = publisher.groups_dropped().filter(|_| !said_groups) {
+            eprintln!("hostdev-dra: the apiserver dropped the devices' compatibilityGroups from ResourceSlice {slice} (its feature gate DRADeviceCompatibilityGroups is off): the scheduler may give one GPU claims for two types, and the second fails at prepare with the kernel's refusal; turn the gate on for the apiserver and the scheduler");
+            said_groups = true;
+        }
         match outcome {
             Ok((done, notes, devices, offer_ms)) => {
                 match done {
