@@ -834,3 +834,55 @@ fn a_vf_that_cannot_be_read_at_unprepare_is_an_error_not_a_vf_gone() {
     assert!(h.dra_unprepare(&c).is_err());
     assert!(record_path(d.path(), &c.uid).exists());
 }
+
+#[test]
+fn a_device_held_through_vfio_is_not_removed_and_its_record_is_kept_until_let_go() {
+    // Before: unprepare removed the mdev (and cleared the VF's type) a VM
+    // still held; the real kernel makes that write wait for the VM to let
+    // go, with the DRA lock held, so every other claim waited as long.
+    let d = tempfile::tempdir().unwrap();
+    let mut h = host(d.path());
+    let vfio = std::sync::Arc::new(hostdev_vfio::FakeVfio::new());
+    h.vfio = vfio.clone();
+    let r = h.dra_resources().unwrap();
+    let nv = device(&r, "mdev", "nv-8q", 0);
+    let vf = device(&r, "vgpu", "NVIDIA L40S-8Q", 0);
+    let c = claim(9);
+    let p = prepare(&h, &c, &[nv, vf]).unwrap();
+    let (uuid, addr) = (p.devices[0].id.clone(), p.devices[1].id.clone());
+    let typed = |h: &Fakes| {
+        h.vgpu
+            .sriov
+            .vfs(&"0000:41:00.0".parse().unwrap())
+            .unwrap()
+            .into_iter()
+            .filter(|x| x.current != 0)
+            .count()
+    };
+    // A VM holds the VF: refused with the group named, nothing removed.
+    vfio.set(&addr, Err(hostdev_vfio::FakeRefusal::Busy));
+    let e = h.dra_unprepare(&c).unwrap_err();
+    assert_eq!(e.code(), "dra.remove", "{e}");
+    assert!(
+        e.chain().contains(&addr) && e.chain().contains("held through VFIO group"),
+        "{}",
+        e.chain()
+    );
+    assert_eq!(typed(&h), 1);
+    assert!(record_path(d.path(), &c.uid).exists());
+    // Another claim is not held up by it.
+    let other = device(&h.dra_resources().unwrap(), "mdev", "gvt-small", 0).to_string();
+    prepare(&h, &claim(10), &[&other]).unwrap();
+    h.dra_unprepare(&claim(10)).unwrap();
+    // The VM lets the VF go and holds the mdev: the mdev is refused in turn.
+    vfio.forget(&addr);
+    vfio.set(&uuid, Err(hostdev_vfio::FakeRefusal::Busy));
+    let e = h.dra_unprepare(&c).unwrap_err();
+    assert!(e.chain().contains(&uuid), "{}", e.chain());
+    assert_eq!(mdev_of(&h, "nv-8q").len(), 1);
+    // Let go: the unprepare finishes and nothing is left.
+    vfio.forget(&uuid);
+    h.dra_unprepare(&c).unwrap();
+    assert_eq!(typed(&h), 0);
+    assert_nothing_left(&h);
+}

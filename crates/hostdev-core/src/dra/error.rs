@@ -58,6 +58,15 @@ pub enum DraError {
         /// Why.
         why: String,
     },
+    /// A device to be removed is held through VFIO: the kernel would make
+    /// the removal wait for its user (the DRA lock held all the while).
+    #[error("{id} is held through VFIO group {group} (a VM still runs with it?): it is not removed, and the claim's record is kept until it is let go")]
+    Held {
+        /// The device (an mdev's UUID, a VF's address).
+        id: String,
+        /// Its IOMMU group.
+        group: String,
+    },
     /// A device's configuration cannot be applied to it.
     #[error("the configuration for device {device} is refused: {why}")]
     BadConfig {
@@ -119,6 +128,7 @@ impl DraError {
             Self::Taken { .. } => "dra.taken",
             Self::Reallocated { .. } => "dra.reallocated",
             Self::VfBusy { .. } => "dra.vf_busy",
+            Self::Held { .. } => "dra.held",
             Self::BadConfig { .. } => "dra.bad_config",
             Self::BadRecord { .. } => "dra.bad_record",
             Self::Remove { .. } => "dra.remove",
@@ -134,9 +144,10 @@ impl DraError {
                 ErrorClass::Invalid
             }
             Self::UnknownDevice { .. } => ErrorClass::NotFound,
-            Self::Taken { .. } | Self::Reallocated { .. } | Self::VfBusy { .. } => {
-                ErrorClass::Conflict
-            }
+            Self::Taken { .. }
+            | Self::Reallocated { .. }
+            | Self::VfBusy { .. }
+            | Self::Held { .. } => ErrorClass::Conflict,
             Self::BadRecord { .. } | Self::Remove { .. } | Self::NodeMissing { .. } => {
                 ErrorClass::Failed
             }

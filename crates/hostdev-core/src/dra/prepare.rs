@@ -29,6 +29,7 @@ use hostdev_model::{MdevConfig, StartPolicy, Uuid};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
+use hostdev_vfio::{Target, VfioError};
 use std::collections::BTreeMap;
 
 /// A request name: a DNS label, or `request/subrequest` (firstAvailable).
@@ -491,7 +492,24 @@ impl<K: Interfaces> Devices<K> {
         }
     }
 
-    /// Removes a made device; `false` when it was not there.
+    /// Refuses to go on when `target` is held through VFIO: removing an
+    /// mdev or clearing a VF's type while its VFIO device is open makes the
+    /// kernel wait for its user ("device is currently in use, task
+    /// blocked"), and this process would wait as long with the DRA lock
+    /// held, every other claim behind it.
+    fn refuse_if_held(&self, target: Target) -> Result<(), CoreError> {
+        match self.vfio.probe(&target) {
+            Err(VfioError::Busy { group, .. }) => Err(DraError::Held {
+                id: target.name(),
+                group,
+            }
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes a made device; `false` when it was not there. One held
+    /// through VFIO is refused first ([`Self::refuse_if_held`]).
     fn unmake(&self, m: &Made) -> Result<bool, CoreError> {
         match m {
             Made::Mdev { uuid, .. } => {
@@ -504,6 +522,7 @@ impl<K: Interfaces> Devices<K> {
                 {
                     return Ok(false);
                 }
+                self.refuse_if_held(Target::Mdev(*uuid))?;
                 self.mdev.stop(uuid).map(|_| true)
             }
             Made::Vgpu { vf, type_id, .. } => {
@@ -525,6 +544,7 @@ impl<K: Interfaces> Devices<K> {
                 if current != Some(*type_id) {
                     return Ok(false);
                 }
+                self.refuse_if_held(Target::Pci(vf.clone()))?;
                 self.vgpu.sriov.set_type(vf, 0)?;
                 Ok(true)
             }

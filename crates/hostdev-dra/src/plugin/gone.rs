@@ -104,10 +104,15 @@ impl Plugin {
             let _one = self.serial.lock().await;
             out.push(match self.unprepare_claim(&pc).await {
                 Ok(()) => Gone::Unprepared { claim, why },
-                Err(e) => Gone::Kept {
-                    claim,
-                    why: format!("unprepare failed: {e}"),
-                },
+                Err(e) => {
+                    // Still missing since then: tried again at the next
+                    // sweep (a device a VM holds is refused until it goes).
+                    missing.insert(pc.uid.clone(), since);
+                    Gone::Kept {
+                        claim,
+                        why: format!("unprepare failed: {e}"),
+                    }
+                }
             });
         }
         Ok(out)

@@ -450,17 +450,19 @@ impl Kmsg {
     }
 }
 
-/// A QEMU 10 holding `vf` through vfio-pci (paused, firmware never run);
-/// killed on drop.
-struct Holder {
+/// A QEMU 10 holding a device through vfio-pci (paused, firmware never
+/// run); killed on drop. The DRA tests hold an mdev with it.
+pub(crate) struct Holder {
     child: std::process::Child,
     log: PathBuf,
 }
 
 impl Holder {
-    fn start(vf: &str) -> Holder {
-        let log = PathBuf::from("/tmp/sriov-holder.log");
-        let mut c = super::paused_qemu10(&format!("vfio-pci,host={vf}"));
+    /// `device`: QEMU's `-device` argument (`vfio-pci,host=…` or
+    /// `vfio-pci,sysfsdev=…`).
+    pub(crate) fn start(device: &str) -> Holder {
+        let log = PathBuf::from("/tmp/vfio-holder.log");
+        let mut c = super::paused_qemu10(device);
         let child = c
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -471,7 +473,7 @@ impl Holder {
     }
 
     /// QEMU has a VFIO device file open.
-    fn holds(&mut self) -> bool {
+    pub(crate) fn holds(&mut self) -> bool {
         let fds = format!("/proc/{}/fd", self.child.id());
         std::fs::read_dir(fds).is_ok_and(|rd| {
             rd.flatten().any(|e| {
@@ -481,7 +483,7 @@ impl Holder {
         })
     }
 
-    fn exited(&mut self) -> Option<String> {
+    pub(crate) fn exited(&mut self) -> Option<String> {
         self.child.try_wait().ok().flatten().map(|s| {
             format!(
                 "QEMU exited ({s}): {}",
@@ -515,7 +517,7 @@ fn numvfs_0_waits_for_the_user_of_a_vf_bound_to_vfio_pci() {
     let node = Path::new("/dev/vfio").join(group_of(&vf));
     assert!(node.exists(), "{} once {vf} is bound", node.display());
 
-    let mut qemu = Holder::start(&vf);
+    let mut qemu = Holder::start(&format!("vfio-pci,host={vf}"));
     let mut why = None;
     let opened = time_until(|| {
         why = qemu.exited();
