@@ -2,17 +2,24 @@
 //! ResourceSlice specs for one node's pool, within the API's limits: the
 //! counter sets in slices of their own (at most 8 per slice), the devices
 //! in slices of at most 64 (the limit for slices whose devices consume
-//! counters). A counter set or device that breaks a per-object limit (32
-//! counters per set, 2 counter sets per device, 2 compatibility groups,
-//! 32 attributes, 64-byte string values) is left out with a sentence,
-//! rather than have the apiserver refuse the whole slice.
+//! counters). A counter set of more than 32 counters (a card with more
+//! vGPU types, a PF with more VFs) is split into parts of at most 32
+//! (`<set>-<k>`, counters in name order), each device drawing on the part
+//! that holds its counters — where that keeps what the set's compatibility
+//! groups enforce: every device that draws on it with groups also draws on
+//! a set that is not split, with the same groups (one type at a time holds
+//! through that set). A counter set or device that breaks a per-object
+//! limit otherwise (2 counter sets per device, 2 compatibility groups, 32
+//! attributes, 64-byte string values) is left out with a sentence, rather
+//! than have the apiserver refuse the whole slice.
 //!
 //! Owns: the mapping and the limits. Must not: talk to the apiserver
 //! ([`crate::publish`] does) or decide what is offered (hostdevd does).
 
-use hostdev_api::{DraCounterSet, DraDevice, DraResources, DraValue};
+use hostdev_api::{DraConsumption, DraCounterSet, DraDevice, DraResources, DraValue};
 use k8s_openapi::api::resource::v1 as rv1;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Counter sets per slice.
@@ -198,18 +205,141 @@ fn pack_sets<'a>(sets: &[&'a DraCounterSet], devices: &[DraDevice]) -> Vec<Vec<&
     out
 }
 
+/// The longest counter set name (a DNS label).
+const MAX_SET_NAME: usize = 63;
+
+/// Why the oversized set `big` cannot be split, if it cannot: a device
+/// draws on it with compatibility groups and on no set that is not split
+/// with the same groups, or a part's name would be too long or taken.
+fn unsplittable(
+    offer: &DraResources,
+    big: &DraCounterSet,
+    large: &BTreeSet<&str>,
+) -> Option<String> {
+    let parts = big.counters.len().div_ceil(MAX_COUNTERS_PER_SET);
+    let last = format!("{}-{}", big.name, parts - 1);
+    if last.len() > MAX_SET_NAME {
+        return Some(format!("its parts' names would pass {MAX_SET_NAME} bytes"));
+    }
+    let names: BTreeSet<&str> = offer.counter_sets.iter().map(|s| s.name.as_str()).collect();
+    if let Some(taken) = (0..parts)
+        .map(|k| format!("{}-{k}", big.name))
+        .find(|n| names.contains(n.as_str()))
+    {
+        return Some(format!("a part's name, {taken}, is another set's"));
+    }
+    for d in &offer.devices {
+        for c in d.consumes.iter().filter(|c| c.counter_set == big.name) {
+            let kept = c.groups.is_empty()
+                || d.consumes
+                    .iter()
+                    .any(|o| !large.contains(o.counter_set.as_str()) && o.groups == c.groups);
+            if !kept {
+                return Some(format!(
+                    "device {} draws on it with compatibility groups that no set it also draws on carries, so parts would lose them",
+                    d.name
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The offer with every oversized counter set that can be split split into
+/// parts (the offer itself when none is oversized), and a sentence for each
+/// that cannot (left as it is, and so left out by [`pool`]).
+fn split_sets<'a>(offer: &'a DraResources, left_out: &mut Vec<String>) -> Cow<'a, DraResources> {
+    let large: BTreeSet<&str> = offer
+        .counter_sets
+        .iter()
+        .filter(|s| s.counters.len() > MAX_COUNTERS_PER_SET)
+        .map(|s| s.name.as_str())
+        .collect();
+    if large.is_empty() {
+        return Cow::Borrowed(offer);
+    }
+    // Counter name → its part's set name, for each set split.
+    let mut part_of: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
+    let mut sets = Vec::new();
+    for s in &offer.counter_sets {
+        if !large.contains(s.name.as_str()) {
+            sets.push(s.clone());
+            continue;
+        }
+        if let Some(why) = unsplittable(offer, s, &large) {
+            left_out.push(format!(
+                "counter set {} has {} counters (the limit is {MAX_COUNTERS_PER_SET}) and is not split: {why}",
+                s.name,
+                s.counters.len()
+            ));
+            sets.push(s.clone());
+            continue;
+        }
+        let names = part_of.entry(s.name.as_str()).or_default();
+        let all: Vec<(&String, &u64)> = s.counters.iter().collect();
+        for (k, chunk) in all.chunks(MAX_COUNTERS_PER_SET).enumerate() {
+            let name = format!("{}-{k}", s.name);
+            for (c, _) in chunk {
+                names.insert(c.as_str(), name.clone());
+            }
+            sets.push(DraCounterSet {
+                name,
+                counters: chunk.iter().map(|(c, v)| ((*c).clone(), **v)).collect(),
+            });
+        }
+    }
+    if part_of.is_empty() {
+        return Cow::Borrowed(offer);
+    }
+    let devices = offer
+        .devices
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            let mut consumes: Vec<DraConsumption> = Vec::new();
+            for c in std::mem::take(&mut d.consumes) {
+                let Some(parts) = part_of.get(c.counter_set.as_str()) else {
+                    consumes.push(c);
+                    continue;
+                };
+                // One consumption per part its counters are in.
+                let mut by_part: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+                for (name, v) in c.counters {
+                    let part = parts
+                        .get(name.as_str())
+                        .cloned()
+                        .unwrap_or_else(|| c.counter_set.clone());
+                    by_part.entry(part).or_default().insert(name, v);
+                }
+                for (part, counters) in by_part {
+                    consumes.push(DraConsumption {
+                        counter_set: part,
+                        counters,
+                        groups: c.groups.clone(),
+                    });
+                }
+            }
+            d.consumes = consumes;
+            d
+        })
+        .collect();
+    Cow::Owned(DraResources {
+        counter_sets: sets,
+        devices,
+        notes: offer.notes.clone(),
+    })
+}
+
 /// The pool named after `node` for hostdevd's offer. An empty offer is one
 /// slice without devices (the scheduler then knows the node has none).
 pub fn pool(driver: &str, node: &str, offer: &DraResources) -> Pool {
     let mut left_out = Vec::new();
+    let offer = split_sets(offer, &mut left_out);
+    let offer = offer.as_ref();
     let mut sets: Vec<&DraCounterSet> = Vec::new();
     for s in &offer.counter_sets {
         if s.counters.len() > MAX_COUNTERS_PER_SET {
-            left_out.push(format!(
-                "counter set {} has {} counters (the limit is {MAX_COUNTERS_PER_SET})",
-                s.name,
-                s.counters.len()
-            ));
+            // Said by split_sets.
         } else {
             sets.push(s);
         }
@@ -283,6 +413,122 @@ mod tests {
             }
         }
         o
+    }
+
+    /// One one-type card with `types` types: a `units` set every device
+    /// draws on with its type's group (when `units_grouped`), and a types
+    /// set with a counter per type, drawn on with the same group.
+    fn card(types: usize, units_grouped: bool) -> DraResources {
+        let mut o = DraResources::default();
+        o.counter_sets.push(DraCounterSet {
+            name: "gpu0".into(),
+            counters: BTreeMap::from([("units".into(), 48)]),
+        });
+        o.counter_sets.push(DraCounterSet {
+            name: "gpu0-types".into(),
+            counters: (0..types).map(|t| (format!("t{t:02}"), 1)).collect(),
+        });
+        for t in 0..types {
+            let group = vec![format!("t{t:02}")];
+            o.devices.push(DraDevice {
+                name: format!("gpu0-t{t:02}-0"),
+                kind: Kind::Mdev,
+                attributes: BTreeMap::new(),
+                consumes: vec![
+                    DraConsumption {
+                        counter_set: "gpu0".into(),
+                        counters: BTreeMap::from([("units".into(), 1)]),
+                        groups: if units_grouped {
+                            group.clone()
+                        } else {
+                            Vec::new()
+                        },
+                    },
+                    DraConsumption {
+                        counter_set: "gpu0-types".into(),
+                        counters: BTreeMap::from([(format!("t{t:02}"), 1)]),
+                        groups: group,
+                    },
+                ],
+            });
+        }
+        o
+    }
+
+    #[test]
+    fn a_card_with_more_than_32_types_has_its_types_set_split_in_parts() {
+        // Before: the types set (40 counters) was left out, and with it
+        // every device of the card.
+        let p = pool("hostdev.io", "node-1", &card(40, true));
+        assert!(p.left_out.is_empty(), "{:?}", p.left_out);
+        let sets: BTreeMap<String, usize> = p
+            .specs
+            .iter()
+            .flat_map(|s| s.shared_counters.iter().flatten())
+            .map(|c| (c.name.clone(), c.counters.len()))
+            .collect();
+        assert_eq!(
+            sets,
+            BTreeMap::from([
+                ("gpu0".to_string(), 1),
+                ("gpu0-types-0".to_string(), 32),
+                ("gpu0-types-1".to_string(), 8)
+            ])
+        );
+        // The card's sets stay in one slice (one slice's update on a change).
+        assert_eq!(p.specs[0].shared_counters.as_ref().unwrap().len(), 3);
+        let devices: Vec<&rv1::Device> = p
+            .specs
+            .iter()
+            .flat_map(|s| s.devices.iter().flatten())
+            .collect();
+        assert_eq!(devices.len(), 40);
+        for d in devices {
+            let cs = d.consumes_counters.as_ref().unwrap();
+            assert_eq!(cs.len(), 2, "{d:?}");
+            let t = &d.name[5..8];
+            let part = if t < "t32" {
+                "gpu0-types-0"
+            } else {
+                "gpu0-types-1"
+            };
+            assert_eq!(cs[1].counter_set, part, "{d:?}");
+            assert!(cs[1].counters.contains_key(t), "{d:?}");
+            // The groups stay on both sets.
+            assert_eq!(
+                cs[0].compatibility_groups.as_deref(),
+                Some(&[t.to_string()][..])
+            );
+            assert_eq!(cs[1].compatibility_groups, cs[0].compatibility_groups);
+        }
+        // 32 types exactly: nothing split.
+        let p = pool("hostdev.io", "node-1", &card(32, true));
+        assert!(p.left_out.is_empty());
+        assert_eq!(
+            p.specs[0].shared_counters.as_ref().unwrap()[1].name,
+            "gpu0-types"
+        );
+    }
+
+    #[test]
+    fn a_set_whose_groups_no_other_set_carries_is_not_split() {
+        // The types set alone carries the groups: parts would let two types
+        // run on the card, so it is left out with its devices, said.
+        let p = pool("hostdev.io", "node-1", &card(40, false));
+        assert!(
+            p.left_out[0].contains("gpu0-types has 40 counters")
+                && p.left_out[0].contains("not split")
+                && p.left_out[0].contains("compatibility groups"),
+            "{:?}",
+            p.left_out
+        );
+        let devices = p
+            .specs
+            .iter()
+            .flat_map(|s| s.devices.iter().flatten())
+            .count();
+        assert_eq!(devices, 0);
+        assert_eq!(p.left_out.len(), 41, "{:?}", p.left_out);
     }
 
     #[test]
