@@ -222,12 +222,14 @@ pub struct DraUnprepared {
     pub removed: Vec<String>,
 }
 
-/// The claims this node has prepared (`GET /v1/dra/claims`).
+/// The claims this node has prepared, and those whose unprepare is
+/// unfinished (`GET /v1/dra/claims`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DraClaimsQuery {}
 
-/// One prepared claim.
+/// One prepared claim (or one whose unprepare is unfinished: a device held
+/// through VFIO, a removal that failed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct DraClaimRow {
     /// The claim.
@@ -243,7 +245,7 @@ op!(DraPrepareRequest => DraPrepared, Post, "/v1/dra/prepare",
 op!(DraUnprepareRequest => DraUnprepared, Post, "/v1/dra/unprepare",
     "Remove what prepare made for a claim (idempotent).");
 op!(DraClaimsQuery => Vec<DraClaimRow>, Get, "/v1/dra/claims",
-    "The claims prepared on this node and their devices.");
+    "The claims prepared on this node, and those whose unprepare is unfinished, with their devices.");
 
 #[cfg(test)]
 mod tests {

@@ -2,14 +2,16 @@
 //! ResourceSlice specs for one node's pool, within the API's limits: the
 //! counter sets in slices of their own (at most 8 per slice), the devices
 //! in slices of at most 64 (the limit for slices whose devices consume
-//! counters). A counter set of more than 32 counters (a card with more
-//! vGPU types, a PF with more VFs) is split into parts of at most 32
-//! (`<set>-<k>`, counters in name order), each device drawing on the part
-//! that holds its counters — where that keeps what the set's compatibility
-//! groups enforce: every device that draws on it with groups also draws on
-//! a set that is not split, with the same groups (one type at a time holds
-//! through that set). A counter set or device that breaks a per-object
-//! limit otherwise (2 counter sets per device, 2 compatibility groups, 32
+//! counters). A counter set of more than 32 counters (hostdevd gives a
+//! parent whose types' counts are too far apart for one `units` budget a
+//! counter per type: more than 32 types make more than 32 counters) is
+//! split into parts of at most 32 (`<set>-<k>`, counters in name order),
+//! each device drawing on the part that holds its counters — where that
+//! keeps what compatibility groups enforce, which the scheduler compares
+//! only between devices drawing on one set: no device draws on it with
+//! groups, or one set that is not split is drawn on by every device that
+//! draws on it, with the same groups (one type at a time holds through that
+//! set). A counter set or device that breaks a per-object limit otherwise (2 counter sets per device, 2 compatibility groups, 32
 //! attributes, 64-byte string values) is left out with a sentence, rather
 //! than have the apiserver refuse the whole slice.
 //!
@@ -228,21 +230,39 @@ fn unsplittable(
     {
         return Some(format!("a part's name, {taken}, is another set's"));
     }
-    for d in &offer.devices {
-        for c in d.consumes.iter().filter(|c| c.counter_set == big.name) {
-            let kept = c.groups.is_empty()
-                || d.consumes
-                    .iter()
-                    .any(|o| !large.contains(o.counter_set.as_str()) && o.groups == c.groups);
-            if !kept {
-                return Some(format!(
-                    "device {} draws on it with compatibility groups that no set it also draws on carries, so parts would lose them",
-                    d.name
-                ));
-            }
-        }
+    // The groups each device draws on `big` with, by device.
+    let users: Vec<(&DraDevice, &Vec<String>)> = offer
+        .devices
+        .iter()
+        .filter_map(|d| {
+            d.consumes
+                .iter()
+                .find(|c| c.counter_set == big.name)
+                .map(|c| (d, &c.groups))
+        })
+        .collect();
+    if users.iter().all(|(_, g)| g.is_empty()) {
+        return None;
     }
-    None
+    // One unsplit set every user draws on with the groups it draws on
+    // `big` with: the scheduler compares groups within a set, so that set
+    // alone keeps what `big` enforced.
+    let keeper = |set: &str| {
+        !large.contains(set)
+            && users.iter().all(|(d, g)| {
+                d.consumes
+                    .iter()
+                    .any(|o| o.counter_set == set && &o.groups == *g)
+            })
+    };
+    let (first, _) = users[0];
+    if first.consumes.iter().any(|o| keeper(&o.counter_set)) {
+        return None;
+    }
+    Some(
+        "its devices draw on it with compatibility groups and on no one unsplit set together with the same groups, so parts would lose them"
+            .into(),
+    )
 }
 
 /// The offer with every oversized counter set that can be split split into
@@ -529,6 +549,69 @@ mod tests {
             .count();
         assert_eq!(devices, 0);
         assert_eq!(p.left_out.len(), 41, "{:?}", p.left_out);
+    }
+
+    #[test]
+    fn groups_kept_by_sets_that_are_themselves_parts_do_not_count() {
+        // Found by review: each device also drew on an unsplit set with its
+        // groups, but not on one set: half the devices on vfs-0, half on
+        // vfs-1. The scheduler compares groups within a set, so splitting
+        // the types set would let t00 on vfs-0 and t35 on vfs-1 run at once.
+        let mut o = card(40, false);
+        o.counter_sets.retain(|s| s.name != "gpu0");
+        for part in ["vfs-0", "vfs-1"] {
+            o.counter_sets.push(DraCounterSet {
+                name: part.into(),
+                counters: BTreeMap::from([("vf".into(), 1)]),
+            });
+        }
+        for (i, d) in o.devices.iter_mut().enumerate() {
+            d.consumes[0] = DraConsumption {
+                counter_set: if i < 20 { "vfs-0" } else { "vfs-1" }.into(),
+                counters: BTreeMap::from([("vf".into(), 1)]),
+                groups: d.consumes[1].groups.clone(),
+            };
+        }
+        let p = pool("hostdev.io", "node-1", &o);
+        assert!(p.left_out[0].contains("not split"), "{:?}", p.left_out);
+        // All on one of them: split.
+        for d in &mut o.devices {
+            d.consumes[0].counter_set = "vfs-0".into();
+        }
+        let p = pool("hostdev.io", "node-1", &o);
+        assert!(p.left_out.is_empty(), "{:?}", p.left_out);
+    }
+
+    #[test]
+    fn a_set_without_groups_is_split_and_a_parts_name_must_be_free() {
+        // A parent whose types have a counter each (no one `units` budget),
+        // not one type at a time: 40 types, 40 counters, no groups.
+        let mut o = card(40, false);
+        o.counter_sets.retain(|s| s.name != "gpu0");
+        for d in &mut o.devices {
+            d.consumes.remove(0);
+            d.consumes[0].groups.clear();
+        }
+        let p = pool("hostdev.io", "node-1", &o);
+        assert!(p.left_out.is_empty(), "{:?}", p.left_out);
+        let sets: Vec<String> = p
+            .specs
+            .iter()
+            .flat_map(|s| s.shared_counters.iter().flatten())
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(sets, vec!["gpu0-types-0", "gpu0-types-1"]);
+        // A part's name another set already has: not split, said.
+        o.counter_sets.push(DraCounterSet {
+            name: "gpu0-types-1".into(),
+            counters: BTreeMap::from([("x".into(), 1)]),
+        });
+        let p = pool("hostdev.io", "node-1", &o);
+        assert!(
+            p.left_out[0].contains("gpu0-types-1, is another set's"),
+            "{:?}",
+            p.left_out
+        );
     }
 
     #[test]

@@ -148,10 +148,10 @@ impl DraError {
             | Self::Reallocated { .. }
             | Self::VfBusy { .. }
             | Self::Held { .. } => ErrorClass::Conflict,
-            Self::BadRecord { .. } | Self::Remove { .. } | Self::NodeMissing { .. } => {
-                ErrorClass::Failed
-            }
-            Self::Create { source, .. } => source.class(),
+            Self::BadRecord { .. } | Self::NodeMissing { .. } => ErrorClass::Failed,
+            // A device held through VFIO is a conflict (tried again once let
+            // go), a refused write a failure: the cause's class.
+            Self::Create { source, .. } | Self::Remove { source, .. } => source.class(),
         }
     }
 

@@ -389,12 +389,15 @@ impl<K: Interfaces> Devices<K> {
         Ok(DraUnprepared { removed })
     }
 
-    /// Every prepared claim with its devices.
+    /// Every prepared claim with its devices, and every claim whose
+    /// unprepare is unfinished (a device held through VFIO, a removal that
+    /// failed): the driver's sweep of claims the apiserver no longer has
+    /// tries those again, and removes their files once it succeeds.
     pub fn dra_claims(&self) -> Result<Vec<DraClaimRow>, CoreError> {
         let (records, _) = record::load_all(&self.root);
         records
             .iter()
-            .filter(|r| r.stage == Stage::Prepared)
+            .filter(|r| r.stage != Stage::Preparing)
             .map(|r| {
                 Ok(DraClaimRow {
                     claim: r.claim.clone(),

@@ -34,7 +34,7 @@
 //! Owns: the model. Must not: write anything but the learned capacities.
 
 use super::names::{attr_string, label, may_lead};
-use super::record::{self, Made, Record};
+use super::record::{self, Made, Record, Stage};
 use crate::Interfaces;
 use crate::{CoreError, Devices};
 use hostdev_api::{DraConsumption, DraCounterSet, DraDevice, DraResources, DraValue, Kind};
@@ -166,7 +166,10 @@ fn group(t: &str) -> String {
 fn made_by_claims(records: &[Record]) -> (BTreeSet<Uuid>, BTreeSet<PciAddress>) {
     let mut uuids = BTreeSet::new();
     let mut vfs = BTreeSet::new();
-    for r in records {
+    // A record left `unpreparing` (its device held through VFIO, or a
+    // removal that failed) is no claim's any more for the scheduler once the
+    // claim is gone: its devices count as someone else's until they go.
+    for r in records.iter().filter(|r| r.stage != Stage::Unpreparing) {
         for e in &r.devices {
             match &e.made {
                 Made::Mdev { uuid, .. } => {
