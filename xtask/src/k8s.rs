@@ -162,25 +162,26 @@ fn build_sim() -> Result<PathBuf> {
 /// Builds what the DRA tests run beside the lab (hostdev-sim, hostdevd,
 /// hostdevctl, hostdev-dra) and returns their directory. Release builds:
 /// the tier's benchmarks (prepare latency, publish time) measure what ships
-/// (a debug hostdevd read the `large` host's offer 3 to 4 times slower),
-/// and the Debian packages later reuse the build.
+/// (a debug hostdevd read the `large` host's offer 3 to 4 times slower).
+/// Two cargo calls: the first builds exactly what `cargo xtask deb` builds,
+/// so the packages reuse it (built with hostdev-dra, shared dependencies
+/// would take its features and be built again for the packages).
 fn build_dra() -> Result<PathBuf> {
-    let st = crate::cargo()
-        .args(["build", "-q", "--release", "--locked"])
-        .args([
-            "-p",
-            "hostdev-sim",
-            "-p",
-            "hostdevd",
-            "-p",
-            "hostdevctl",
-            "-p",
-            "hostdev-dra",
-        ])
-        .status()
-        .context("cannot run cargo to build the DRA driver and hostdevd")?;
-    if !st.success() {
-        bail!("building the DRA driver, hostdevd, hostdevctl or hostdev-sim failed");
+    for packages in [
+        &["hostdevctl", "hostdevd", "hostdev-sim"][..],
+        &["hostdev-dra"][..],
+    ] {
+        let mut c = crate::cargo();
+        c.args(["build", "-q", "--release", "--locked"]);
+        for p in packages {
+            c.args(["-p", p]);
+        }
+        let st = c
+            .status()
+            .context("cannot run cargo to build the DRA driver and hostdevd")?;
+        if !st.success() {
+            bail!("building {} failed", packages.join(", "));
+        }
     }
     Ok(crate::workspace_root().join("target/release"))
 }

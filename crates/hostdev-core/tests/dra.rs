@@ -868,8 +868,13 @@ fn a_device_held_through_vfio_is_not_removed_and_its_record_is_kept_until_let_go
         "{}",
         e.chain()
     );
+    assert_eq!(e.class(), hostdev_core::api::ErrorClass::Conflict, "{e}");
     assert_eq!(typed(&h), 1);
     assert!(record_path(d.path(), &c.uid).exists());
+    // Still listed, so the driver's sweep of gone claims tries it again.
+    let listed = h.dra_claims().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].claim.uid, c.uid);
     // Another claim is not held up by it.
     let other = device(&h.dra_resources().unwrap(), "mdev", "gvt-small", 0).to_string();
     prepare(&h, &claim(10), &[&other]).unwrap();

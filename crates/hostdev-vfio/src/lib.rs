@@ -138,6 +138,19 @@ impl Target {
 pub trait Vfio: Send + Sync + std::fmt::Debug {
     /// Opens the device, asks, closes.
     fn probe(&self, t: &Target) -> Result<Probe, VfioError>;
+
+    /// The IOMMU group through which something (a VM) holds the device, if
+    /// one does: its group cannot be opened (`EBUSY`). Asks nothing of the
+    /// device itself — a probe opens the device, which resets a PCI
+    /// function and brings an NVIDIA vGPU up and down — so it is what a
+    /// step asks before removing a device. `None` also when it cannot tell
+    /// (no group, no VFIO).
+    fn held(&self, t: &Target) -> Option<String> {
+        match self.probe(t) {
+            Err(VfioError::Busy { group, .. }) => Some(group),
+            _ => None,
+        }
+    }
 }
 
 /// Answers set by a test, by device name; a device without one has no

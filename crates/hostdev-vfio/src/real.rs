@@ -102,6 +102,26 @@ fn open(path: &Path) -> io::Result<OwnedFd> {
 }
 
 impl Vfio for RealVfio {
+    fn held(&self, t: &Target) -> Option<String> {
+        let link = t.dir(&self.root).join("iommu_group");
+        let group = std::fs::read_link(link)
+            .ok()?
+            .file_name()?
+            .to_string_lossy()
+            .into_owned();
+        if group.is_empty() || !group.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        // Opened and closed again at once: a group fd without a container
+        // touches no device. The kernel lets one process open a group.
+        match open(&self.dev.join(&group)) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                Some(group)
+            }
+            _ => None,
+        }
+    }
+
     fn probe(&self, t: &Target) -> Result<Probe, VfioError> {
         let (dir, name) = (t.dir(&self.root), t.name());
         let name = name.as_str();
@@ -405,6 +425,31 @@ mod tests {
             .unwrap_or_default();
         let e = r.probe(&target).unwrap_err();
         assert_eq!(e.code(), "vfio.unavailable", "{e}");
+        let _ = std::fs::remove_dir_all(&t);
+    }
+
+    #[test]
+    fn held_is_none_where_it_cannot_tell_and_never_creates_the_group_node() {
+        // (Held, EBUSY, needs a real group: the kernel lab's tests hold one
+        // with QEMU.)
+        let t = std::env::temp_dir().join(format!("hostdev-vfio-held-{}", std::process::id()));
+        let u = hostdev_model::Uuid::new_v4();
+        let target = Target::Mdev(u);
+        let dir = target.dir(&t);
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let r = RealVfio::new(&t);
+        assert_eq!(r.held(&target), None, "no iommu_group link");
+        std::os::unix::fs::symlink("../kernel/iommu_groups/bad", dir.join("iommu_group"))
+            .unwrap_or_default();
+        assert_eq!(r.held(&target), None, "a group that is no number");
+        let _ = std::fs::remove_file(dir.join("iommu_group"));
+        std::os::unix::fs::symlink("../kernel/iommu_groups/7", dir.join("iommu_group"))
+            .unwrap_or_default();
+        assert_eq!(r.held(&target), None, "no /dev/vfio/7");
+        assert!(
+            !t.join("dev/vfio/7").exists(),
+            "opening never creates the node"
+        );
         let _ = std::fs::remove_dir_all(&t);
     }
 }

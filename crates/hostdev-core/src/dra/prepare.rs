@@ -29,7 +29,7 @@ use hostdev_model::{MdevConfig, StartPolicy, Uuid};
 use hostdev_sysfs::sriov::SriovSysfs;
 use hostdev_sysfs::MdevSysfs;
 use hostdev_vdpa::VdpaClient;
-use hostdev_vfio::{Target, VfioError};
+use hostdev_vfio::Target;
 use std::collections::BTreeMap;
 
 /// A request name: a DNS label, or `request/subrequest` (firstAvailable).
@@ -501,13 +501,13 @@ impl<K: Interfaces> Devices<K> {
     /// blocked"), and this process would wait as long with the DRA lock
     /// held, every other claim behind it.
     fn refuse_if_held(&self, target: Target) -> Result<(), CoreError> {
-        match self.vfio.probe(&target) {
-            Err(VfioError::Busy { group, .. }) => Err(DraError::Held {
+        match self.vfio.held(&target) {
+            Some(group) => Err(DraError::Held {
                 id: target.name(),
                 group,
             }
             .into()),
-            _ => Ok(()),
+            None => Ok(()),
         }
     }
 

@@ -26,7 +26,6 @@ use hostdev_model::vdpa::VdpaDefinition;
 use hostdev_model::{MdevConfig, StartPolicy, Uuid};
 use hostdev_store::{ManagedStore, PoolDb};
 use hostdev_sysfs::{ActiveDevice, MdevSysfs};
-use hostdev_vfio::VfioError;
 
 /// Pool allocations held now, read once per plan.
 #[derive(Debug, Default)]
@@ -160,7 +159,7 @@ impl<K: Interfaces> Devices<K> {
     /// under its id.
     fn in_use(&self, kind: Kind, id: &str, holds: &Holds) -> Option<String> {
         if let Some(target) = self.kind(kind).vfio_target(id) {
-            if let Err(VfioError::Busy { group, .. }) = self.vfio.probe(&target) {
+            if let Some(group) = self.vfio.held(&target) {
                 return Some(format!("in use: VFIO group {group} is held (a VM?)"));
             }
         }

@@ -6,22 +6,20 @@
 //! operation behind the host lock — for as long as the VM runs.
 //!
 //! Owns: that check before `Vgpus::disable` and the host file's count
-//! changes. Must not: open anything but
-//! through `Vfio::probe` (which opens and closes the group only).
+//! changes. Must not: open anything but through `Vfio::held` (which opens
+//! and closes the group only, never the device).
 
 use crate::{CoreError, Devices, Interfaces, VgpuError};
 use hostdev_model::pci::PciAddress;
 use hostdev_sysfs::sriov::SriovSysfs;
-use hostdev_vfio::{Target, VfioError};
+use hostdev_vfio::Target;
 
 impl<K: Interfaces> Devices<K> {
     /// The first of the PF's VFs held through VFIO, as a refusal of the
     /// write of 0 VFs the kernel would keep; a PF without VFs has none.
     pub(crate) fn refuse_if_vf_held(&self, pf: &PciAddress) -> Result<(), CoreError> {
         for v in self.vgpu.sriov.vfs(pf)? {
-            if let Err(VfioError::Busy { group, .. }) =
-                self.vfio.probe(&Target::Pci(v.address.clone()))
-            {
+            if let Some(group) = self.vfio.held(&Target::Pci(v.address.clone())) {
                 return Err(CoreError::from(VgpuError::VfHeld {
                     pf: pf.clone(),
                     vf: v.address,
