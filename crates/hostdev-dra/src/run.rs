@@ -195,7 +195,7 @@ pub async fn publish_loop(
         }
         .await;
         if let Some(slice) = publisher.groups_dropped().filter(|_| !said_groups) {
-            eprintln!("hostdev-dra: the apiserver dropped the devices' compatibilityGroups from ResourceSlice {slice} (its feature gate DRADeviceCompatibilityGroups is off): the scheduler may give one GPU claims for two types, and the second fails at prepare with the kernel's refusal; turn the gate on for the apiserver and the scheduler");
+            eprintln!("hostdev-dra: the apiserver dropped the devices' compatibilityGroups from ResourceSlice {slice} (its feature gate DRADeviceCompatibilityGroups is off): one GPU may be given claims for two types, and the second fails at prepare with the kernel's refusal; turn the gate on for the apiserver and the scheduler");
             said_groups = true;
         }
         match outcome {
