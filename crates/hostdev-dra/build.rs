@@ -3,7 +3,11 @@
 //! compiler, so building needs no `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/dra_v1.proto", "proto/pluginregistration_v1.proto"];
+    let files = [
+        "proto/dra_v1.proto",
+        "proto/dra_health_v1.proto",
+        "proto/pluginregistration_v1.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

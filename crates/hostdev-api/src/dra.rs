@@ -238,6 +238,45 @@ pub struct DraClaimRow {
     pub devices: Vec<DraPreparedDevice>,
 }
 
+/// The health of every device prepared for a claim (`GET /v1/dra/health`):
+/// what the driver streams to the kubelet, which shows it in the pod's
+/// status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DraHealthQuery {}
+
+/// Whether a prepared device is there as it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DraHealthStatus {
+    /// It is there as prepare made it.
+    Healthy,
+    /// It is gone, or changed (its parent went, its VF took another type).
+    Unhealthy,
+    /// hostdevd could not tell (a kernel read failed).
+    Unknown,
+}
+
+/// One prepared device's health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DraDeviceHealth {
+    /// The claim it was prepared for.
+    pub claim: DraClaim,
+    /// The request it answers.
+    pub request: String,
+    /// The published device.
+    pub device: String,
+    /// What was made.
+    pub kind: Kind,
+    /// The made device: an mdev's UUID, a VF's PCI address, a vDPA name.
+    pub id: String,
+    /// Its health.
+    pub health: DraHealthStatus,
+    /// Why it is not healthy, one sentence (empty when healthy).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
 op!(DraResourcesQuery => DraResources, Get, "/v1/dra/resources",
     "What this node offers a Kubernetes DRA driver: counter sets and devices.");
 op!(DraPrepareRequest => DraPrepared, Post, "/v1/dra/prepare",
@@ -246,6 +285,8 @@ op!(DraUnprepareRequest => DraUnprepared, Post, "/v1/dra/unprepare",
     "Remove what prepare made for a claim (idempotent).");
 op!(DraClaimsQuery => Vec<DraClaimRow>, Get, "/v1/dra/claims",
     "The claims prepared on this node, and those whose unprepare is unfinished, with their devices.");
+op!(DraHealthQuery => Vec<DraDeviceHealth>, Get, "/v1/dra/health",
+    "The health of every device prepared for a claim: there as made, gone or changed.");
 
 #[cfg(test)]
 mod tests {

@@ -40,8 +40,9 @@ pub use error::{ErrorBody, ErrorClass, ErrorTarget, Holder};
 pub const DEFAULT_SOCKET: &str = "/run/hostdev/hostdev.sock";
 pub use dra::{
     DraAllocated, DraClaim, DraClaimRow, DraClaimsQuery, DraConsumption, DraCounterSet, DraDevice,
-    DraDeviceConfig, DraNode, DraPrepareRequest, DraPrepared, DraPreparedDevice, DraResources,
-    DraResourcesQuery, DraUnprepareRequest, DraUnprepared, DraValue,
+    DraDeviceConfig, DraDeviceHealth, DraHealthQuery, DraHealthStatus, DraNode, DraPrepareRequest,
+    DraPrepared, DraPreparedDevice, DraResources, DraResourcesQuery, DraUnprepareRequest,
+    DraUnprepared, DraValue,
 };
 pub use events::{DeviceRef, DriftKind, Event, EventKind};
 pub use host::{

@@ -275,6 +275,7 @@ macro_rules! with_every_op {
             $crate::VdpaLibvirtQuery,
             $crate::DraResourcesQuery,
             $crate::DraClaimsQuery,
+            $crate::DraHealthQuery,
             $crate::DraPrepareRequest,
             $crate::DraUnprepareRequest
         }

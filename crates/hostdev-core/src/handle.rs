@@ -27,7 +27,9 @@ use hostdev_api::{
     VgpuLibvirtQuery, VgpuListQuery, VgpuListing, VgpuSlot, VgpuStartRequest, VgpuStarted,
     VgpuStopRequest, VgpuTypesQuery, VgpuUndefineRequest,
 };
-use hostdev_api::{DraClaimsQuery, DraPrepareRequest, DraResourcesQuery, DraUnprepareRequest};
+use hostdev_api::{
+    DraClaimsQuery, DraHealthQuery, DraPrepareRequest, DraResourcesQuery, DraUnprepareRequest,
+};
 use std::time::Duration;
 
 /// Answers one operation.
@@ -280,5 +282,6 @@ handle!(VdpaLibvirtQuery, |d, op| d
 
 handle!(DraResourcesQuery, |d, _op| d.dra_resources());
 handle!(DraClaimsQuery, |d, _op| d.dra_claims());
+handle!(DraHealthQuery, |d, _op| d.dra_health());
 handle!(DraPrepareRequest, |d, op| d.dra_prepare(op));
 handle!(DraUnprepareRequest, |d, op| d.dra_unprepare(&op.claim));

@@ -891,3 +891,67 @@ fn a_device_held_through_vfio_is_not_removed_and_its_record_is_kept_until_let_go
     assert_eq!(typed(&h), 0);
     assert_nothing_left(&h);
 }
+
+#[test]
+fn health_says_which_prepared_device_is_gone_and_why() {
+    use hostdev_core::api::DraHealthStatus::{Healthy, Unhealthy};
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let r = h.dra_resources().unwrap();
+    let nv = device(&r, "mdev", "nv-8q", 0);
+    let vf = device(&r, "vgpu", "NVIDIA L40S-8Q", 0);
+    let c = claim(9);
+    let p = prepare(&h, &c, &[nv, vf]).unwrap();
+    let health = |h: &Fakes| {
+        h.dra_health()
+            .unwrap()
+            .into_iter()
+            .map(|x| (x.device, x.health, x.message))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        health(&h),
+        [
+            (nv.to_string(), Healthy, String::new()),
+            (vf.to_string(), Healthy, String::new())
+        ]
+    );
+    let rows = h.dra_health().unwrap();
+    assert_eq!(
+        (rows[0].claim.uid, rows[0].kind, rows[0].id.as_str()),
+        (c.uid, Kind::Mdev, p.devices[0].id.as_str())
+    );
+    assert_eq!((rows[1].request.as_str(), rows[1].kind), ("r1", Kind::Vgpu));
+
+    // The mdev removed behind hostdev's back; the VF's type cleared.
+    let uuid: Uuid = p.devices[0].id.parse().unwrap();
+    h.mdev.sysfs.remove(&uuid).unwrap();
+    h.vgpu
+        .sriov
+        .set_type(&p.devices[1].id.parse().unwrap(), 0)
+        .unwrap();
+    let now = health(&h);
+    assert_eq!((now[0].1, now[1].1), (Unhealthy, Unhealthy));
+    assert_eq!(
+        now[0].2,
+        format!("mdev {uuid} (nv-8q on gpu1) is gone from the host")
+    );
+    assert_eq!(
+        now[1].2,
+        format!(
+            "VF {} no longer has vGPU type NVIDIA L40S-8Q (1151): it has none",
+            p.devices[1].id
+        )
+    );
+    // The parent itself gone (its driver unloaded).
+    h.mdev.sysfs.remove_parent("gpu1");
+    assert_eq!(
+        health(&h)[0].2,
+        format!(
+            "mdev {uuid} is gone with its parent gpu1 (its driver unloaded or the device removed)"
+        )
+    );
+    // Unprepared: nothing to report.
+    h.dra_unprepare(&c).unwrap();
+    assert!(h.dra_health().unwrap().is_empty());
+}

@@ -88,6 +88,7 @@ pub fn wakes(what: &EventKind) -> Wake {
 fn follow(
     socket: &Path,
     changed: &Arc<Notify>,
+    health: &Notify,
     ours: &Ours,
     rt: &tokio::runtime::Handle,
 ) -> String {
@@ -101,22 +102,30 @@ fn follow(
     eprintln!("hostdev-dra: following hostdevd's events");
     // Whatever happened while nobody followed.
     changed.notify_one();
+    health.notify_one();
     loop {
         match events.next_event() {
-            Ok(Some(e)) => match wakes(&e.what) {
-                Wake::No => {}
-                Wake::Now => changed.notify_one(),
-                Wake::UnlessOurs(id) if ours.has(&id) => {}
-                Wake::UnlessOurs(id) => {
-                    let (changed, ours) = (changed.clone(), ours.clone());
-                    rt.spawn(async move {
-                        tokio::time::sleep(SETTLE).await;
-                        if !ours.has(&id) {
-                            changed.notify_one();
-                        }
-                    });
+            Ok(Some(e)) => {
+                // Every change may be a prepared device's (one removed by
+                // hand, a prepare's or unprepare's): health is cheap to read.
+                if !matches!(e.what, EventKind::Failure { .. }) {
+                    health.notify_one();
                 }
-            },
+                match wakes(&e.what) {
+                    Wake::No => {}
+                    Wake::Now => changed.notify_one(),
+                    Wake::UnlessOurs(id) if ours.has(&id) => {}
+                    Wake::UnlessOurs(id) => {
+                        let (changed, ours) = (changed.clone(), ours.clone());
+                        rt.spawn(async move {
+                            tokio::time::sleep(SETTLE).await;
+                            if !ours.has(&id) {
+                                changed.notify_one();
+                            }
+                        });
+                    }
+                }
+            }
             Ok(None) => return "hostdevd ended its event stream".into(),
             Err(e) => return e.to_string(),
         }
@@ -124,13 +133,20 @@ fn follow(
 }
 
 /// Follows hostdevd's events for as long as the process runs, waking
-/// `changed` for each that may change the offer.
-pub async fn watch(socket: PathBuf, changed: Arc<Notify>, ours: Ours) {
+/// `changed` for each that may change the offer and `health` for every one
+/// but a failure report.
+pub async fn watch(socket: PathBuf, changed: Arc<Notify>, health: Arc<Notify>, ours: Ours) {
     let mut last = String::new();
     let rt = tokio::runtime::Handle::current();
     loop {
-        let (s, c, o, r) = (socket.clone(), changed.clone(), ours.clone(), rt.clone());
-        let why = tokio::task::spawn_blocking(move || follow(&s, &c, &o, &r))
+        let (s, c, h, o, r) = (
+            socket.clone(),
+            changed.clone(),
+            health.clone(),
+            ours.clone(),
+            rt.clone(),
+        );
+        let why = tokio::task::spawn_blocking(move || follow(&s, &c, &h, &o, &r))
             .await
             .unwrap_or_else(|e| format!("the event reader died: {e}"));
         if why != last {

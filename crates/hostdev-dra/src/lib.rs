@@ -9,6 +9,11 @@ pub mod proto {
     pub mod dra_v1 {
         tonic::include_proto!("k8s.io.kubelet.pkg.apis.dra.v1");
     }
+    /// `v1` (the kubelet's `DRAResourceHealth` service).
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod health_v1 {
+        tonic::include_proto!("v1");
+    }
     /// `pluginregistration` (v1).
     #[allow(missing_docs, clippy::all, clippy::pedantic)]
     pub mod registration {
@@ -22,6 +27,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod files;
+pub mod health;
 pub mod metadata;
 pub mod names;
 pub mod plugin;

@@ -1,7 +1,8 @@
 //! The kubelet's side: the `k8s.io.kubelet.pkg.apis.dra.v1.DRAPlugin`
 //! service (NodePrepareResources, NodeUnprepareResources) and the plugin
 //! registration service (`pluginregistration.Registration`, type
-//! `DRAPlugin`, service `v1.DRAPlugin`), behaving as Kubernetes' Go helper
+//! `DRAPlugin`, services `v1.DRAPlugin` and `v1.DRAResourceHealth`, the
+//! latter in [`crate::health`]), behaving as Kubernetes' Go helper
 //! `kubeletplugin` does for a driver: calls are serialized (one at a
 //! time); each claim is fetched from the apiserver and its UID checked
 //! against the kubelet's (a claim deleted and made again under the same
@@ -692,7 +693,10 @@ impl reg::registration_server::Registration for Registration {
             r#type: "DRAPlugin".into(),
             name: self.driver.clone(),
             endpoint: self.endpoint.clone(),
-            supported_versions: vec![DRA_V1_SERVICE.into()],
+            supported_versions: vec![
+                DRA_V1_SERVICE.into(),
+                crate::health::HEALTH_V1_SERVICE.into(),
+            ],
         }))
     }
 

@@ -1,5 +1,6 @@
-//! Running the driver: the two gRPC services on their unix sockets in the
-//! kubelet's directories, and the publish loop: hostdevd's offer read when
+//! Running the driver: the gRPC services on their unix sockets in the
+//! kubelet's directories (DRA and health on one, registration on the
+//! other), the health reader ([`crate::health`]), and the publish loop: hostdevd's offer read when
 //! hostdevd tells of a change ([`crate::events`]; not for the driver's own
 //! prepares and unprepares, which do not change the offer), and every
 //! interval besides (longer on a host whose offer is
@@ -10,8 +11,10 @@
 //! Owns: the sockets' lifetime and the loop. Must not: hold claim state.
 
 use crate::daemon;
+use crate::health::HealthService;
 use crate::plugin::{Config, Plugin, Registration};
 use crate::proto::dra_v1::dra_plugin_server::DraPluginServer;
+use crate::proto::health_v1::dra_resource_health_server::DraResourceHealthServer;
 use crate::proto::registration::registration_server::RegistrationServer;
 use crate::publish::{Published, Publisher};
 use crate::slices;
@@ -248,8 +251,14 @@ pub async fn run(
     let dra_incoming = listen(&dra_path)?;
     let ours = crate::events::Ours::default();
     let plugin = Arc::new(Plugin::new(cfg.clone(), client.clone(), ours.clone()));
+    let (report_tx, report) = tokio::sync::watch::channel(None);
+    let health_wake = Arc::new(Notify::new());
     let dra = tonic::transport::Server::builder()
         .add_service(DraPluginServer::from_arc(plugin.clone()))
+        .add_service(DraResourceHealthServer::new(HealthService {
+            pool: cfg.node.clone(),
+            report,
+        }))
         .serve_with_incoming(dra_incoming);
     // Registration last: the kubelet calls the DRA socket as soon as it
     // sees the registration socket.
@@ -264,7 +273,13 @@ pub async fn run(
     let following = tokio::spawn(crate::events::watch(
         cfg.socket.clone(),
         changed.clone(),
+        health_wake.clone(),
         ours,
+    ));
+    let checking = tokio::spawn(crate::health::read_loop(
+        cfg.socket.clone(),
+        report_tx,
+        health_wake,
     ));
     let publishing = tokio::spawn(publish_loop(cfg.clone(), client, changed, interval));
     let sweeping = tokio::spawn(sweep_gone(plugin));
@@ -283,6 +298,7 @@ pub async fn run(
     publishing.abort();
     following.abort();
     sweeping.abort();
+    checking.abort();
     // The registration socket goes first so the kubelet stops calling.
     let _ = std::fs::remove_file(&reg_path);
     let _ = std::fs::remove_file(&dra_path);

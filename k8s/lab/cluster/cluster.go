@@ -48,6 +48,8 @@ var FeatureGates = []string{
 	"DRADeviceCompatibilityGroups=true",
 	"DRADeviceBindingConditions=true",
 	"DRADeviceTaints=true",
+	"ResourceHealthStatus=true",
+	"ResourceHealthStatusMessage=true",
 }
 
 // Options say where the lab lives and what it runs.

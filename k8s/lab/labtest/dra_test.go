@@ -549,6 +549,10 @@ func TestDRADriver(t *testing.T) {
 		countIs(t, "nvidia-222 mdevs after b-0's pod is deleted", 0, func() []string { return mdevsOfType(demo.root, "nvidia-222") })
 	})
 
+	t.Run("health-in-the-pods-status", func(t *testing.T) {
+		checkHealth(t, top, demo, ns, class, typeIs("nvidia-222"))
+	})
+
 	// Acceptance 3, in part: a running pod keeps its device through a
 	// SIGKILL of the driver, a restart of hostdevd and a SIGKILL of the
 	// kubelet; deleting it afterwards removes the device, the record and
@@ -751,7 +755,7 @@ func TestDRADriver(t *testing.T) {
 		}
 		draSock := filepath.Join(lab.KubeletRootDir(), "plugins", demo.driver, "dra.sock")
 		if info.Type != "DRAPlugin" || info.Name != demo.driver || info.Endpoint != draSock ||
-			strings.Join(info.SupportedVersions, ",") != "v1.DRAPlugin" {
+			strings.Join(info.SupportedVersions, ",") != "v1.DRAPlugin,v1.DRAResourceHealth" {
 			t.Errorf("GetInfo answered %+v", info)
 		}
 		dc, err := grpc.NewClient("unix:"+draSock, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -15,6 +15,7 @@
 //! record names.
 
 mod error;
+mod health;
 mod names;
 mod prepare;
 mod publish;

@@ -354,7 +354,7 @@ impl<K: Interfaces> Devices<K> {
     }
 
     /// Whether a made device is there as it was made.
-    fn present(&self, m: &Made) -> Result<bool, CoreError> {
+    pub(super) fn present(&self, m: &Made) -> Result<bool, CoreError> {
         match m {
             Made::Mdev { uuid, .. } => Ok(self
                 .mdev
@@ -560,7 +560,7 @@ impl<K: Interfaces> Devices<K> {
         }
     }
 
-    fn vf_pf(
+    pub(super) fn vf_pf(
         &self,
         vf: &hostdev_model::pci::PciAddress,
     ) -> Result<hostdev_model::pci::PciAddress, CoreError> {

@@ -57,6 +57,15 @@ pub(crate) enum Made {
 }
 
 impl Made {
+    /// What kind of device it is.
+    pub(crate) fn kind(&self) -> hostdev_api::Kind {
+        match self {
+            Made::Mdev { .. } => hostdev_api::Kind::Mdev,
+            Made::Vgpu { .. } => hostdev_api::Kind::Vgpu,
+            Made::Vdpa { .. } => hostdev_api::Kind::Vdpa,
+        }
+    }
+
     /// The made device's id: an mdev's UUID, a VF's address.
     pub(crate) fn id(&self) -> String {
         match self {
