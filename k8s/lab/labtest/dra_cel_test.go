@@ -1,0 +1,42 @@
+package labtest
+
+// CEL selectors on attributes a device may lack (resource.k8s.io/v1's
+// CELDeviceSelector: a reference to a missing attribute is an evaluation
+// error and aborts the claim's allocation, not a non-match). hostdev leaves
+// out what the kernel does not tell (numaNode, typeName, vendor, deviceID,
+// driver, driverVersion); the README and the deploy examples guard such a
+// selector with `.?name.orValue(...)`. demo's parents have no NUMA node:
+// the bare form makes the pod unschedulable with the scheduler's "CEL
+// runtime error", the guarded one is allocated.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func checkCELGuard(t, top *testing.T, demo *draHost, ns, class string) {
+	bare := fmt.Sprintf(`device.attributes[%q].numaNode == 0`, demo.driver)
+	claimPod(t, top, ns, "g-0", class, bare, demo.driver)
+	eventually(t, "g-0 unschedulable for a missing attribute", 2*time.Minute, func() error {
+		evs, err := podEvents(context.Background(), ns, "g-0")
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if strings.HasPrefix(e, "FailedScheduling:") && strings.Contains(e, "CEL runtime error") && strings.Contains(e, "numaNode") {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s", describe(context.Background(), ns, "g-0"))
+	})
+	deleteClaimPod(ns, "g-0")
+
+	guarded := fmt.Sprintf(`device.attributes[%q].?numaNode.orValue(-1) == -1 && device.attributes[%q].type == "nvidia-222"`, demo.driver, demo.driver)
+	claimPod(t, top, ns, "g-1", class, guarded, demo.driver)
+	waitRunning(t, ns, "g-1")
+	deleteClaimPod(ns, "g-1")
+	countIs(t, "nvidia-222 mdevs after g-1 is deleted", 0, func() []string { return mdevsOfType(demo.root, "nvidia-222") })
+}
