@@ -955,3 +955,54 @@ fn health_says_which_prepared_device_is_gone_and_why() {
     h.dra_unprepare(&c).unwrap();
     assert!(h.dra_health().unwrap().is_empty());
 }
+
+#[test]
+fn a_vdpa_device_whose_vhost_node_is_open_is_not_removed_until_closed() {
+    // Before: unprepare deleted a vDPA device a VM held through its
+    // vhost-vdpa node; the kernel's removal waits for the node to close,
+    // with the DRA lock held.
+    use hostdev_vdpa::VdpaClient;
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    h.vdpa
+        .client()
+        .unwrap()
+        .add_mgmtdev("vdpasim_net", 1, &["mac", "mtu", "max_vqp"]);
+    let conf = d.path().join("etc/hostdev");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("dra.toml"),
+        "[[vdpa]]\ntemplate = \"net\"\nmgmtdev = \"vdpasim_net\"\ncount = 1\n",
+    )
+    .unwrap();
+    let r = h.dra_resources().unwrap();
+    let dev = r
+        .devices
+        .iter()
+        .find(|x| x.kind == Kind::Vdpa)
+        .unwrap()
+        .name
+        .clone();
+    let c = claim(0x70);
+    let p = prepare(&h, &c, &[&dev]).unwrap();
+    let name = p.devices[0].id.clone();
+    h.vdpa.client().unwrap().hold(&name, true);
+    let e = h.dra_unprepare(&c).unwrap_err();
+    assert_eq!(e.code(), "dra.remove", "{e}");
+    assert!(
+        e.chain().contains(&name)
+            && e.chain()
+                .contains("held through its vhost-vdpa node /dev/vhost-vdpa-"),
+        "{}",
+        e.chain()
+    );
+    assert_eq!(e.class(), hostdev_core::api::ErrorClass::Conflict, "{e}");
+    assert_eq!(h.vdpa.client().unwrap().devs().unwrap().len(), 1);
+    assert_eq!(h.dra_claims().unwrap().len(), 1);
+    // Closed: the next DRA call (here the unprepare's own recovery of the
+    // unfinished record) removes it and forgets the claim.
+    h.vdpa.client().unwrap().hold(&name, false);
+    h.dra_unprepare(&c).unwrap();
+    assert!(h.vdpa.client().unwrap().devs().unwrap().is_empty());
+    assert!(h.dra_claims().unwrap().is_empty());
+}

@@ -23,6 +23,7 @@ struct State {
     devs: BTreeMap<VdpaName, FakeDev>,
     next_vhost: u32,
     log: Vec<String>,
+    held: std::collections::BTreeSet<VdpaName>,
 }
 
 /// The fake. Chosen explicitly by tests.
@@ -67,6 +68,17 @@ impl FakeVdpa {
     /// Every request, one line each.
     pub fn log(&self) -> Vec<String> {
         self.st().log.clone()
+    }
+
+    /// A process opens (`true`) or closes the device's vhost-vdpa node.
+    pub fn hold(&self, name: &str, held: bool) {
+        let Ok(n) = VdpaName::new(name) else { return };
+        let mut st = self.st();
+        if held {
+            st.held.insert(n);
+        } else {
+            st.held.remove(&n);
+        }
     }
 
     /// Removes a device behind hostdev's back.
@@ -172,6 +184,14 @@ impl VdpaClient for FakeVdpa {
                 driver: Some("vhost_vdpa".into()),
             })
             .unwrap_or_default())
+    }
+
+    fn held(&self, name: &VdpaName) -> Option<String> {
+        let st = self.st();
+        let d = st.devs.get(name)?;
+        st.held
+            .contains(name)
+            .then(|| format!("/dev/vhost-vdpa-{}", d.vhost))
     }
 }
 

@@ -338,6 +338,13 @@ pub trait VdpaClient: Send + Sync {
     fn del(&self, name: &VdpaName) -> Result<(), VdpaError>;
     /// The device's driver and vhost character device, from sysfs.
     fn binding(&self, name: &VdpaName) -> Result<Binding, VdpaError>;
+    /// The device's vhost-vdpa node (`/dev/vhost-vdpa-N`) when a process
+    /// holds it open (a VM): the kernel lets one open it at a time and
+    /// refuses another with `EBUSY`, and makes a removal wait until it is
+    /// closed. Opening it resets the device, so only a step about to
+    /// remove the device asks. `None`: not held, not bound to vhost_vdpa,
+    /// or it cannot tell.
+    fn held(&self, name: &VdpaName) -> Option<String>;
 }
 
 /// Builds the attributes of a `DEV_NEW`.
@@ -375,6 +382,9 @@ impl<T: VdpaClient + ?Sized> VdpaClient for std::sync::Arc<T> {
     }
     fn binding(&self, name: &VdpaName) -> Result<Binding, VdpaError> {
         (**self).binding(name)
+    }
+    fn held(&self, name: &VdpaName) -> Option<String> {
+        (**self).held(name)
     }
 }
 

@@ -23,6 +23,7 @@ pub struct NetlinkVdpa {
     seq: AtomicU32,
     kernel: KernelVersion,
     sysfs: PathBuf,
+    dev: PathBuf,
 }
 
 /// The errno of a failed kernel step, if it is one.
@@ -52,6 +53,7 @@ impl NetlinkVdpa {
             seq: AtomicU32::new(1),
             kernel: running_kernel(),
             sysfs: root.join("sys/bus/vdpa/devices"),
+            dev: root.join("dev"),
         };
         let replies = c
             .request(
@@ -244,5 +246,25 @@ impl VdpaClient for NetlinkVdpa {
             .ok()
             .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()));
         Ok(Binding { vhost_dev, driver })
+    }
+
+    fn held(&self, name: &VdpaName) -> Option<String> {
+        let node = self.binding(name).ok()?.vhost_dev?;
+        let base = node.strip_prefix("/dev/")?;
+        let n = base.strip_prefix("vhost-vdpa-")?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        // Opened and closed again at once (the device is about to go: the
+        // reset an open does is harmless); never created.
+        use rustix::fs::{Mode, OFlags};
+        match rustix::fs::open(
+            self.dev.join(base),
+            OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+            Mode::empty(),
+        ) {
+            Err(Errno::BUSY) => Some(node),
+            _ => None,
+        }
     }
 }

@@ -58,14 +58,15 @@ pub enum DraError {
         /// Why.
         why: String,
     },
-    /// A device to be removed is held through VFIO: the kernel would make
-    /// the removal wait for its user (the DRA lock held all the while).
-    #[error("{id} is held through VFIO group {group} (a VM still runs with it?): it is not removed, and the claim's record is kept until it is let go")]
+    /// A device to be removed is held through VFIO or its vhost-vdpa node:
+    /// the kernel would make the removal wait for its user (the DRA lock
+    /// held all the while).
+    #[error("{id} is held through {by} (a VM still runs with it?): it is not removed, and the claim's record is kept until it is let go")]
     Held {
-        /// The device (an mdev's UUID, a VF's address).
+        /// The device (an mdev's UUID, a VF's address, a vDPA name).
         id: String,
-        /// Its IOMMU group.
-        group: String,
+        /// What holds it: `VFIO group N`, `its vhost-vdpa node /dev/vhost-vdpa-N`.
+        by: String,
     },
     /// A device's configuration cannot be applied to it.
     #[error("the configuration for device {device} is refused: {why}")]

@@ -504,7 +504,7 @@ impl<K: Interfaces> Devices<K> {
         match self.vfio.held(&target) {
             Some(group) => Err(DraError::Held {
                 id: target.name(),
-                group,
+                by: format!("VFIO group {group}"),
             }
             .into()),
             None => Ok(()),
@@ -512,7 +512,8 @@ impl<K: Interfaces> Devices<K> {
     }
 
     /// Removes a made device; `false` when it was not there. One held
-    /// through VFIO is refused first ([`Self::refuse_if_held`]).
+    /// through VFIO ([`Self::refuse_if_held`]) or through its vhost-vdpa
+    /// node (`VdpaClient::held`) is refused first.
     fn unmake(&self, m: &Made) -> Result<bool, CoreError> {
         match m {
             Made::Mdev { uuid, .. } => {
@@ -552,8 +553,18 @@ impl<K: Interfaces> Devices<K> {
                 Ok(true)
             }
             Made::Vdpa { name, .. } => {
-                if self.vdpa.client()?.dev(name)?.is_none() {
+                let client = self.vdpa.client()?;
+                if client.dev(name)?.is_none() {
                     return Ok(false);
+                }
+                // The kernel's removal waits for the vhost-vdpa node to be
+                // closed, as VFIO's does for its device.
+                if let Some(node) = client.held(name) {
+                    return Err(DraError::Held {
+                        id: name.as_str().to_string(),
+                        by: format!("its vhost-vdpa node {node}"),
+                    }
+                    .into());
                 }
                 self.vdpa.del(name).map(|()| true)
             }

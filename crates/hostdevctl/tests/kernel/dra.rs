@@ -317,3 +317,79 @@ fn unprepare_of_an_mdev_qemu_holds_is_refused_at_once_and_finishes_once_it_lets_
     assert!(!Path::new(&sys).exists(), "{sys} after the unprepare");
     assert!(!record.exists(), "the record is gone");
 }
+
+#[test]
+#[ignore = "needs the real-kernel lab; run by `cargo xtask kernel-test`"]
+fn unprepare_of_a_vdpa_device_whose_vhost_node_is_open_is_refused_and_finishes_once_closed() {
+    let _k = kernel("dra held vdpa");
+    std::fs::create_dir_all("/etc/hostdev").expect("/etc/hostdev");
+    std::fs::write(DRA_TOML, TEMPLATES).expect("dra.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("hostdev.sock");
+    let _daemon = Daemon::on_host(Daemon::QUIET, Some(&socket));
+    let (status, body) = http_get(&socket, "/v1/dra/resources");
+    assert!(status.contains(" 200"), "{status} {body}");
+    let offer = json(&body);
+    let device = offer["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .find(|d| d["kind"] == "vdpa")
+        .and_then(|d| d["name"].as_str())
+        .unwrap_or_else(|| panic!("no vDPA device offered: {offer:#}"))
+        .to_string();
+    let uid = "7f3c2a10-0000-4000-8000-00000000d0c1";
+    let (status, prepared) = prepare(&socket, uid, &device, "");
+    assert!(status.contains(" 200"), "{status} {prepared:#}");
+    let name = prepared["devices"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let node = prepared["devices"][0]["nodes"][0]["host_path"]
+        .as_str()
+        .expect("node")
+        .to_string();
+
+    // A process holds the vhost-vdpa node open, as QEMU's vhost-vdpa
+    // netdev does (the kernel lets one open it at a time).
+    let mut holder = Command::new("sh")
+        .args([
+            "-c",
+            r#"exec 3<>"$1"; echo open; exec sleep 600"#,
+            "sh",
+            &node,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("the holder's line");
+    assert_eq!(line.trim(), "open", "the holder could not open {node}");
+
+    let body = format!(r#"{{"claim":{{"uid":"{uid}"}}}}"#);
+    let (status, out) = http_post(&socket, "/v1/dra/unprepare", &body);
+    assert!(
+        status.contains(" 409"),
+        "unprepare of a held vDPA device: {status} {out}"
+    );
+    assert!(
+        out.contains("dra.remove") && out.contains(&name) && out.contains(&node),
+        "{out}"
+    );
+    assert!(vdpa_names().contains(&name), "{name} after the refusal");
+    let record = Path::new("/var/lib/hostdev/dra/claims").join(format!("{uid}.json"));
+    let kept = std::fs::read_to_string(&record).unwrap_or_default();
+    assert!(kept.contains("unpreparing"), "the record is kept: {kept}");
+
+    // Closed: the next unprepare (its recovery) removes it.
+    let _ = holder.kill();
+    let _ = holder.wait();
+    unprepare(&socket, uid);
+    assert!(!vdpa_names().contains(&name), "{name} after the unprepare");
+    assert!(!record.exists(), "the record is gone");
+    let _ = std::fs::remove_file(DRA_TOML);
+}
