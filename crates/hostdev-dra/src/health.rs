@@ -33,6 +33,9 @@ pub const RESEND: Duration = Duration::from_secs(10);
 /// How often hostdevd is asked when no event came (a device removed where
 /// no uevent reaches hostdevd).
 pub const POLL: Duration = Duration::from_secs(5);
+/// The least time between two reads: a burst of prepares (each an event)
+/// costs hostdevd one read a second, not one per event.
+pub const GAP: Duration = Duration::from_secs(1);
 /// The longest message the kubelet keeps, in bytes.
 pub const MAX_MESSAGE: usize = 1024;
 
@@ -130,8 +133,8 @@ pub fn response(pool: &str, items: &[Item], now: SystemTime) -> pb::NodeWatchRes
 /// The report as last read (`None` until hostdevd was first asked).
 pub type Report = Option<Vec<Item>>;
 
-/// Reads hostdevd's health when `wake` is notified and every [`POLL`],
-/// for as long as the process runs, and keeps `tx` current; says when a
+/// Reads hostdevd's health when `wake` is notified (at most once per
+/// [`GAP`]) and every [`POLL`], for as long as the process runs, and keeps `tx` current; says when a
 /// device turns unhealthy or unknown and when it is healthy again.
 pub async fn read_loop(socket: PathBuf, tx: watch::Sender<Report>, wake: Arc<Notify>) {
     loop {
@@ -165,9 +168,10 @@ pub async fn read_loop(socket: PathBuf, tx: watch::Sender<Report>, wake: Arc<Not
                 true
             }
         });
+        tokio::time::sleep(GAP).await;
         tokio::select! {
             () = wake.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep(POLL.saturating_sub(GAP)) => {}
         }
     }
 }

@@ -11,25 +11,26 @@
 use super::record::{self, Made, Stage};
 use crate::{CoreError, Devices, Interfaces};
 use hostdev_api::{DraDeviceHealth, DraHealthStatus};
-use hostdev_sysfs::sriov::SriovSysfs;
+use hostdev_sysfs::sriov::{SriovSysfs, VfInfo};
 use hostdev_sysfs::MdevSysfs;
+use hostdev_vdpa::VdpaClient;
+
+/// What one report looks at, read once: every vGPU PF's VFs (a claim's VF
+/// is found among them, not by reading every PF again per device).
+struct Seen {
+    vfs: Option<Result<Vec<VfInfo>, String>>,
+}
 
 impl<K: Interfaces> Devices<K> {
     /// The health of every device of every prepared claim, in the records'
     /// order (claim UID, then the prepare's order).
     pub fn dra_health(&self) -> Result<Vec<DraDeviceHealth>, CoreError> {
         let (records, _) = record::load_all(&self.root);
+        let mut seen = Seen { vfs: None };
         let mut out = Vec::new();
         for r in records.iter().filter(|r| r.stage == Stage::Prepared) {
             for e in &r.devices {
-                let (health, message) = match self.present(&e.made) {
-                    Ok(true) => (DraHealthStatus::Healthy, String::new()),
-                    Ok(false) => (DraHealthStatus::Unhealthy, self.what_is_gone(&e.made)),
-                    Err(err) => (
-                        DraHealthStatus::Unknown,
-                        format!("hostdev could not look for it: {}", err.body().message),
-                    ),
-                };
+                let (health, message) = self.health_of(&e.made, &mut seen);
                 out.push(DraDeviceHealth {
                     claim: r.claim.clone(),
                     request: e.request.clone(),
@@ -44,46 +45,76 @@ impl<K: Interfaces> Devices<K> {
         Ok(out)
     }
 
-    /// Why a made device that is not there is missing, one sentence.
-    fn what_is_gone(&self, m: &Made) -> String {
+    fn all_vfs(&self) -> Result<Vec<VfInfo>, String> {
+        let why = |e: CoreError| e.body().message;
+        let mut all = Vec::new();
+        for pf in self.vgpu.vgpu_pfs().map_err(why)? {
+            all.extend(
+                self.vgpu
+                    .sriov
+                    .vfs(&pf.address)
+                    .map_err(|e| why(e.into()))?,
+            );
+        }
+        Ok(all)
+    }
+
+    /// One device's health and, when not healthy, why.
+    fn health_of(&self, m: &Made, seen: &mut Seen) -> (DraHealthStatus, String) {
+        let unknown = |why: String| {
+            (
+                DraHealthStatus::Unknown,
+                format!("hostdev could not look for it: {why}"),
+            )
+        };
+        let gone = |why: String| (DraHealthStatus::Unhealthy, why);
         match m {
             Made::Mdev {
                 uuid,
                 parent,
                 mdev_type,
-            } => {
-                if self.mdev.sysfs.parent_exists(parent) {
-                    format!("mdev {uuid} ({mdev_type} on {parent}) is gone from the host")
-                } else {
-                    format!("mdev {uuid} is gone with its parent {parent} (its driver unloaded or the device removed)")
-                }
-            }
+            } => match self.mdev.sysfs.device(uuid) {
+                Ok(Some(_)) => (DraHealthStatus::Healthy, String::new()),
+                Err(e) => unknown(CoreError::inventory(e).body().message),
+                Ok(None) if self.mdev.sysfs.parent_exists(parent) => gone(format!(
+                    "mdev {uuid} ({mdev_type} on {parent}) is gone from the host"
+                )),
+                Ok(None) => gone(format!(
+                    "mdev {uuid} is gone with its parent {parent} (its driver unloaded or the device removed)"
+                )),
+            },
             Made::Vgpu {
                 vf,
                 type_id,
                 type_name,
             } => {
-                let now = self.vf_pf(vf).ok().and_then(|pf| {
-                    self.vgpu
-                        .sriov
-                        .vfs(&pf)
-                        .ok()?
-                        .into_iter()
-                        .find(|v| &v.address == vf)
-                });
-                match now {
-                    None => format!("VF {vf} is gone from the host (its PF's VFs were disabled or its driver unloaded)"),
-                    Some(v) if v.current == 0 => {
-                        format!("VF {vf} no longer has vGPU type {type_name} ({type_id}): it has none")
-                    }
-                    Some(v) => format!(
+                let vfs = seen.vfs.get_or_insert_with(|| self.all_vfs());
+                let vfs = match vfs {
+                    Ok(v) => v,
+                    Err(why) => return unknown(why.clone()),
+                };
+                match vfs.iter().find(|v| &v.address == vf) {
+                    Some(v) if v.current == *type_id => (DraHealthStatus::Healthy, String::new()),
+                    None => gone(format!(
+                        "VF {vf} is gone from the host (its PF's VFs were disabled or its driver unloaded)"
+                    )),
+                    Some(v) if v.current == 0 => gone(format!(
+                        "VF {vf} no longer has vGPU type {type_name} ({type_id}): it has none"
+                    )),
+                    Some(v) => gone(format!(
                         "VF {vf} no longer has vGPU type {type_name} ({type_id}): it has type {}",
                         v.current
-                    ),
+                    )),
                 }
             }
             Made::Vdpa { name, mgmtdev, .. } => {
-                format!("vDPA device {name} (on {mgmtdev}) is gone from the host")
+                match self.vdpa.client().and_then(|c| Ok(c.dev(name)?)) {
+                    Ok(Some(_)) => (DraHealthStatus::Healthy, String::new()),
+                    Ok(None) => gone(format!(
+                        "vDPA device {name} (on {mgmtdev}) is gone from the host"
+                    )),
+                    Err(e) => unknown(e.body().message),
+                }
             }
         }
     }

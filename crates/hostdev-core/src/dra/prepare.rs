@@ -354,7 +354,7 @@ impl<K: Interfaces> Devices<K> {
     }
 
     /// Whether a made device is there as it was made.
-    pub(super) fn present(&self, m: &Made) -> Result<bool, CoreError> {
+    fn present(&self, m: &Made) -> Result<bool, CoreError> {
         match m {
             Made::Mdev { uuid, .. } => Ok(self
                 .mdev
@@ -571,7 +571,7 @@ impl<K: Interfaces> Devices<K> {
         }
     }
 
-    pub(super) fn vf_pf(
+    fn vf_pf(
         &self,
         vf: &hostdev_model::pci::PciAddress,
     ) -> Result<hostdev_model::pci::PciAddress, CoreError> {
