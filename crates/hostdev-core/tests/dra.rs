@@ -107,6 +107,21 @@ fn record_path(root: &Path, uid: &impl std::fmt::Display) -> std::path::PathBuf 
     root.join(format!("var/lib/hostdev/dra/claims/{uid}.json"))
 }
 
+/// Writes the operator's DRA templates (`/etc/hostdev/dra.toml`) under `root`.
+fn dra_toml(root: &Path, text: &str) {
+    let conf = root.join("etc/hostdev");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("dra.toml"), text).unwrap();
+}
+
+/// `vdpa_sim_net` loaded: a net management device taking MAC, MTU and queues.
+fn vdpasim_net(h: &Fakes) {
+    h.vdpa
+        .client()
+        .unwrap()
+        .add_mgmtdev("vdpasim_net", 1, &["mac", "mtu", "max_vqp"]);
+}
+
 /// No mdev on the host and no claim recorded.
 fn assert_nothing_left(h: &Fakes) {
     assert!(h.mdev.sysfs.devices().unwrap().is_empty());
@@ -521,15 +536,10 @@ fn vdpa_templates_are_offered_and_a_claim_gets_a_vhost_vdpa_device_with_its_mac(
     use hostdev_vdpa::VdpaClient;
     let d = tempfile::tempdir().unwrap();
     let h = host(d.path());
-    h.vdpa
-        .client()
-        .unwrap()
-        .add_mgmtdev("vdpasim_net", 1, &["mac", "mtu", "max_vqp"]);
+    vdpasim_net(&h);
     h.vdpa.client().unwrap().add_mgmtdev("vdpasim_blk", 2, &[]);
-    let conf = d.path().join("etc/hostdev");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(
-        conf.join("dra.toml"),
+    dra_toml(
+        d.path(),
         r#"
 [[vdpa]]
 template = "net"
@@ -548,8 +558,7 @@ template = "gone"
 mgmtdev = "pci/0000:99:00.1"
 count = 1
 "#,
-    )
-    .unwrap();
+    );
     let r = h.dra_resources().unwrap();
     let vdpa: Vec<_> = r.devices.iter().filter(|x| x.kind == Kind::Vdpa).collect();
     assert_eq!(vdpa.len(), 2, "{vdpa:#?}");
@@ -642,11 +651,10 @@ count = 1
     assert_eq!(e.code(), "dra.bad_config", "{e}");
     assert!(h.vdpa.client().unwrap().devs().unwrap().is_empty());
     // A bad template file offers no vDPA device and says why.
-    std::fs::write(
-        conf.join("dra.toml"),
+    dra_toml(
+        d.path(),
         "[[vdpa]]\ntemplate = \"x\"\nmgmtdev = \"vdpasim_net\"\ncount = 1\nmacc = 1\n",
-    )
-    .unwrap();
+    );
     let r = h.dra_resources().unwrap();
     assert!(r.devices.iter().all(|x| x.kind != Kind::Vdpa));
     assert!(
@@ -663,13 +671,10 @@ fn vdpa_templates_without_the_vdpa_family_leave_the_rest_of_the_offer_whole() {
     let d = tempfile::tempdir().unwrap();
     let mut h = host(d.path());
     h.vdpa = Vdpas::lazy(d.path(), || Err(hostdev_vdpa::VdpaError::NoFamily));
-    let conf = d.path().join("etc/hostdev");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(
-        conf.join("dra.toml"),
+    dra_toml(
+        d.path(),
         "[[vdpa]]\ntemplate = \"net\"\nmgmtdev = \"vdpasim_net\"\ncount = 1\n",
-    )
-    .unwrap();
+    );
     let r = h.dra_resources().unwrap();
     assert!(r.devices.iter().any(|x| x.kind == Kind::Mdev));
     assert!(r.devices.iter().all(|x| x.kind != Kind::Vdpa));
@@ -964,17 +969,11 @@ fn a_vdpa_device_whose_vhost_node_is_open_is_not_removed_until_closed() {
     use hostdev_vdpa::VdpaClient;
     let d = tempfile::tempdir().unwrap();
     let h = host(d.path());
-    h.vdpa
-        .client()
-        .unwrap()
-        .add_mgmtdev("vdpasim_net", 1, &["mac", "mtu", "max_vqp"]);
-    let conf = d.path().join("etc/hostdev");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::write(
-        conf.join("dra.toml"),
+    vdpasim_net(&h);
+    dra_toml(
+        d.path(),
         "[[vdpa]]\ntemplate = \"net\"\nmgmtdev = \"vdpasim_net\"\ncount = 1\n",
-    )
-    .unwrap();
+    );
     let r = h.dra_resources().unwrap();
     let dev = r
         .devices

@@ -63,6 +63,21 @@ fn assert_node_is_the_devices(name: &str, host_path: &str) {
     );
 }
 
+/// The name of the first device hostdevd offers that `pick` accepts.
+fn offered(socket: &Path, what: &str, pick: impl Fn(&serde_json::Value) -> bool) -> String {
+    let (status, body) = http_get(socket, "/v1/dra/resources");
+    assert!(status.contains(" 200"), "{status} {body}");
+    let offer = json(&body);
+    offer["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .find(|d| pick(d))
+        .and_then(|d| d["name"].as_str())
+        .unwrap_or_else(|| panic!("no {what} offered: {offer:#}"))
+        .to_string()
+}
+
 fn claims(socket: &Path) -> String {
     let (status, body) = http_get(socket, "/v1/dra/claims");
     assert!(status.contains(" 200"), "{status} {body}");
@@ -258,17 +273,9 @@ fn unprepare_of_an_mdev_qemu_holds_is_refused_at_once_and_finishes_once_it_lets_
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("hostdev.sock");
     let _daemon = Daemon::on_host(Daemon::QUIET, Some(&socket));
-    let (status, body) = http_get(&socket, "/v1/dra/resources");
-    assert!(status.contains(" 200"), "{status} {body}");
-    let offer = json(&body);
-    let device = offer["devices"]
-        .as_array()
-        .expect("devices")
-        .iter()
-        .find(|d| d["kind"] == "mdev" && d["attributes"]["parent"]["string"] == "mtty")
-        .and_then(|d| d["name"].as_str())
-        .unwrap_or_else(|| panic!("no mtty mdev offered: {offer:#}"))
-        .to_string();
+    let device = offered(&socket, "mtty mdev", |d| {
+        d["kind"] == "mdev" && d["attributes"]["parent"]["string"] == "mtty"
+    });
     let uid = "7f3c2a10-0000-4000-8000-00000000d0b1";
     let (status, prepared) = prepare(&socket, uid, &device, "");
     assert!(status.contains(" 200"), "{status} {prepared:#}");
@@ -327,17 +334,7 @@ fn unprepare_of_a_vdpa_device_whose_vhost_node_is_open_is_refused_and_finishes_o
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("hostdev.sock");
     let _daemon = Daemon::on_host(Daemon::QUIET, Some(&socket));
-    let (status, body) = http_get(&socket, "/v1/dra/resources");
-    assert!(status.contains(" 200"), "{status} {body}");
-    let offer = json(&body);
-    let device = offer["devices"]
-        .as_array()
-        .expect("devices")
-        .iter()
-        .find(|d| d["kind"] == "vdpa")
-        .and_then(|d| d["name"].as_str())
-        .unwrap_or_else(|| panic!("no vDPA device offered: {offer:#}"))
-        .to_string();
+    let device = offered(&socket, "vDPA device", |d| d["kind"] == "vdpa");
     let uid = "7f3c2a10-0000-4000-8000-00000000d0c1";
     let (status, prepared) = prepare(&socket, uid, &device, "");
     assert!(status.contains(" 200"), "{status} {prepared:#}");
