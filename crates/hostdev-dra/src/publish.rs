@@ -126,7 +126,7 @@ pub fn groups_dropped(sent: &ResourceSliceSpec, got: &ResourceSliceSpec) -> bool
 }
 
 /// What a publish did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
     /// The slices already said this.
     Unchanged,
@@ -136,6 +136,8 @@ pub enum Published {
         generation: i64,
         /// Slices written.
         slices: usize,
+        /// Why the whole pool and not one slice.
+        why: Why,
     },
     /// One slice changed and was updated alone, in the same generation.
     Updated {
@@ -165,7 +167,36 @@ enum Step {
     /// Update slice `i` alone, keeping the generation.
     One(usize),
     /// Write every slice with the next generation.
-    All,
+    All(Why),
+}
+
+/// Why the whole pool is written rather than one slice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// Nothing was written by this publisher yet.
+    First,
+    /// The apiserver's slices are not what this publisher's writes left
+    /// (edited, deleted or added by someone else, or a write it lost).
+    Touched,
+    /// The number of slices changed.
+    Count(usize, usize),
+    /// These slices changed (more than one).
+    Changed(Vec<usize>),
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::First => write!(f, "the first write"),
+            Why::Touched => write!(f, "the apiserver's slices were not as last written"),
+            Why::Count(a, b) => write!(f, "{a} slices became {b}"),
+            Why::Changed(v) => {
+                let shown: Vec<String> = v.iter().take(8).map(ToString::to_string).collect();
+                let more = if v.len() > 8 { ", …" } else { "" };
+                write!(f, "{} slices changed ({}{more})", v.len(), shown.join(", "))
+            }
+        }
+    }
 }
 
 /// The step from what was written (`last`, if the apiserver's names and
@@ -175,17 +206,22 @@ fn step(
     live: &BTreeMap<String, String>,
     specs: &[ResourceSliceSpec],
 ) -> Step {
-    let Some(last) = last.filter(|l| &l.versions == live) else {
-        return Step::All;
+    let Some(last) = last else {
+        return Step::All(Why::First);
     };
-    if last.specs.len() != specs.len() {
-        return Step::All;
+    if &last.versions != live {
+        return Step::All(Why::Touched);
     }
-    let mut changed = (0..specs.len()).filter(|i| last.specs[*i] != specs[*i]);
-    match (changed.next(), changed.next()) {
-        (None, _) => Step::Nothing,
-        (Some(i), None) => Step::One(i),
-        (Some(_), Some(_)) => Step::All,
+    if last.specs.len() != specs.len() {
+        return Step::All(Why::Count(last.specs.len(), specs.len()));
+    }
+    let changed: Vec<usize> = (0..specs.len())
+        .filter(|i| last.specs[*i] != specs[*i])
+        .collect();
+    match changed.as_slice() {
+        [] => Step::Nothing,
+        [i] => Step::One(*i),
+        _ => Step::All(Why::Changed(changed)),
     }
 }
 
@@ -395,7 +431,7 @@ impl Publisher {
     /// slices are still the ones those writes made).
     pub async fn publish(&mut self, pool: &Pool) -> Result<Published, PublishError> {
         let live = self.versions().await?;
-        match step(self.last.as_ref(), &live, &pool.specs) {
+        let why = match step(self.last.as_ref(), &live, &pool.specs) {
             Step::Nothing => return Ok(Published::Unchanged),
             Step::One(i) => {
                 let owner = self.owner(false).await;
@@ -415,9 +451,10 @@ impl Publisher {
                         index: i,
                     });
                 }
+                Why::First
             }
-            Step::All => {}
-        }
+            Step::All(why) => why,
+        };
         let owner = self.owner(true).await;
         // Never a generation this publisher used before, even when every
         // slice was deleted meanwhile (a restarted kubelet does that).
@@ -481,6 +518,7 @@ impl Publisher {
         Ok(Published::Written {
             generation,
             slices: pool.specs.len(),
+            why,
         })
     }
 
@@ -569,13 +607,16 @@ mod tests {
         b[1] = spec(&["b", "b2"]);
         assert_eq!(step(Some(&w), &live, &b), Step::One(1));
         b[2] = spec(&[]);
-        assert_eq!(step(Some(&w), &live, &b), Step::All, "two slices changed");
         assert_eq!(
-            step(Some(&w), &live, &a[..2]),
-            Step::All,
-            "the count changed"
+            step(Some(&w), &live, &b),
+            Step::All(Why::Changed(vec![1, 2]))
         );
-        assert_eq!(step(None, &live, &a), Step::All, "nothing written yet");
+        assert_eq!(step(Some(&w), &live, &a[..2]), Step::All(Why::Count(3, 2)));
+        assert_eq!(step(None, &live, &a), Step::All(Why::First));
+        assert_eq!(
+            Why::Changed((0..10).collect()).to_string(),
+            "10 slices changed (0, 1, 2, 3, 4, 5, 6, 7, …)"
+        );
     }
 
     /// Kubernetes' own test of an object name (IsDNS1123Subdomain): at
@@ -620,12 +661,20 @@ mod tests {
         let w = written(&a);
         let mut live = w.versions.clone();
         live.insert("s-1".into(), "999".into());
-        assert_eq!(step(Some(&w), &live, &a), Step::All, "edited");
+        assert_eq!(step(Some(&w), &live, &a), Step::All(Why::Touched), "edited");
         let mut live = w.versions.clone();
         live.remove("s-0");
-        assert_eq!(step(Some(&w), &live, &a), Step::All, "deleted");
+        assert_eq!(
+            step(Some(&w), &live, &a),
+            Step::All(Why::Touched),
+            "deleted"
+        );
         let mut live = w.versions.clone();
         live.insert("s-9".into(), "1".into());
-        assert_eq!(step(Some(&w), &live, &a), Step::All, "an extra slice");
+        assert_eq!(
+            step(Some(&w), &live, &a),
+            Step::All(Why::Touched),
+            "an extra slice"
+        );
     }
 }

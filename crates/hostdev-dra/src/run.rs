@@ -204,8 +204,12 @@ pub async fn publish_loop(
         match outcome {
             Ok((done, notes, devices, offer_ms)) => {
                 match done {
-                    Published::Written { generation, slices } => eprintln!(
-                        "hostdev-dra: published {devices} devices in {slices} slices, generation {generation}, in {} ms (offer read in {offer_ms} ms)",
+                    Published::Written {
+                        generation,
+                        slices,
+                        why,
+                    } => eprintln!(
+                        "hostdev-dra: published {devices} devices in {slices} slices, generation {generation}, in {} ms (offer read in {offer_ms} ms; all slices: {why})",
                         started.elapsed().as_millis()
                     ),
                     Published::Updated { generation, index } => eprintln!(
