@@ -1005,3 +1005,34 @@ fn a_vdpa_device_whose_vhost_node_is_open_is_not_removed_until_closed() {
     assert!(h.vdpa.client().unwrap().devs().unwrap().is_empty());
     assert!(h.dra_claims().unwrap().is_empty());
 }
+
+#[test]
+fn health_tells_an_mdev_made_again_with_another_type_from_the_prepared_one() {
+    use hostdev_core::api::DraHealthStatus::{Healthy, Unhealthy};
+    let d = tempfile::tempdir().unwrap();
+    let h = host(d.path());
+    let r = h.dra_resources().unwrap();
+    let c = claim(0x71);
+    let p = prepare(&h, &c, &[device(&r, "mdev", "gvt-big", 0)]).unwrap();
+    let uuid: Uuid = p.devices[0].id.parse().unwrap();
+    assert_eq!(h.dra_health().unwrap()[0].health, Healthy);
+    // Removed and made again under the same UUID with another type.
+    h.mdev.sysfs.remove(&uuid).unwrap();
+    h.mdev
+        .sysfs
+        .create(
+            &"gpu0".parse().unwrap(),
+            &"gvt-small".parse().unwrap(),
+            &uuid,
+        )
+        .unwrap();
+    let now = &h.dra_health().unwrap()[0];
+    assert_eq!(now.health, Unhealthy);
+    assert_eq!(
+        now.message,
+        format!("mdev {uuid} is now gvt-small on gpu0, not the gvt-big on gpu0 prepared")
+    );
+    h.mdev.sysfs.remove(&uuid).unwrap();
+    h.dra_unprepare(&c).unwrap();
+    assert!(h.dra_health().unwrap().is_empty());
+}

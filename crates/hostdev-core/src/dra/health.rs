@@ -31,6 +31,16 @@ impl<K: Interfaces> Devices<K> {
         for r in records.iter().filter(|r| r.stage == Stage::Prepared) {
             for e in &r.devices {
                 let (health, message) = self.health_of(&e.made, &mut seen);
+                // An unprepare that began after the records were read
+                // removes the device: its claim is going, not unhealthy.
+                if health != DraHealthStatus::Healthy
+                    && !matches!(
+                        record::load(&self.root, &r.claim.uid),
+                        Ok(Some(now)) if now.stage == Stage::Prepared
+                    )
+                {
+                    continue;
+                }
                 out.push(DraDeviceHealth {
                     claim: r.claim.clone(),
                     request: e.request.clone(),
@@ -74,7 +84,13 @@ impl<K: Interfaces> Devices<K> {
                 parent,
                 mdev_type,
             } => match self.mdev.sysfs.device(uuid) {
-                Ok(Some(_)) => (DraHealthStatus::Healthy, String::new()),
+                Ok(Some(d)) if &d.parent == parent && &d.mdev_type == mdev_type => {
+                    (DraHealthStatus::Healthy, String::new())
+                }
+                Ok(Some(d)) => gone(format!(
+                    "mdev {uuid} is now {} on {}, not the {mdev_type} on {parent} prepared",
+                    d.mdev_type, d.parent
+                )),
                 Err(e) => unknown(CoreError::inventory(e).body().message),
                 Ok(None) if self.mdev.sysfs.parent_exists(parent) => gone(format!(
                     "mdev {uuid} ({mdev_type} on {parent}) is gone from the host"
@@ -108,9 +124,21 @@ impl<K: Interfaces> Devices<K> {
                 }
             }
             Made::Vdpa { name, mgmtdev, .. } => {
-                match self.vdpa.client().and_then(|c| Ok(c.dev(name)?)) {
-                    Ok(Some(_)) => (DraHealthStatus::Healthy, String::new()),
-                    Ok(None) => gone(format!(
+                let now = self
+                    .vdpa
+                    .client()
+                    .and_then(|c| Ok((c.dev(name)?, c.binding(name)?)));
+                match now {
+                    // The pod's node is the vhost-vdpa one: a device rebound
+                    // to virtio_vdpa has none.
+                    Ok((Some(_), b)) if b.vhost_dev.is_some() => {
+                        (DraHealthStatus::Healthy, String::new())
+                    }
+                    Ok((Some(_), b)) => gone(format!(
+                        "vDPA device {name} is bound to {} now, not vhost_vdpa: its /dev/vhost-vdpa node is gone",
+                        b.driver.as_deref().unwrap_or("no driver")
+                    )),
+                    Ok((None, _)) => gone(format!(
                         "vDPA device {name} (on {mgmtdev}) is gone from the host"
                     )),
                     Err(e) => unknown(e.body().message),
