@@ -19,7 +19,7 @@ use hostdev_api::{DraDeviceHealth, DraHealthQuery, DraHealthStatus};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -130,43 +130,100 @@ pub fn response(pool: &str, items: &[Item], now: SystemTime) -> pb::NodeWatchRes
     }
 }
 
-/// The report as last read (`None` until hostdevd was first asked).
-pub type Report = Option<Vec<Item>>;
+/// The report as last read, and when hostdevd last answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// When it was read (or found unreadable).
+    pub at: Instant,
+    /// One item per device.
+    pub items: Vec<Item>,
+}
+
+/// The report (`None` until hostdevd was first asked).
+pub type Report = Option<Read>;
+
+/// What a stream sends of `read` now: the report itself, or, when it was
+/// not renewed for [`TIMEOUT`] (the reader stalled), every device unknown.
+pub fn current(read: &Read, now: Instant) -> Vec<Item> {
+    let age = now.saturating_duration_since(read.at);
+    if age > TIMEOUT {
+        unknown(
+            &read.items,
+            &format!("hostdevd's answer is {} s old", age.as_secs()),
+        )
+    } else {
+        read.items.clone()
+    }
+}
+
+/// The lines a change of report prints: one per device whose health
+/// changed, or a count when more than five did.
+fn changes(last: &[Item], next: &[Item]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for it in next {
+        let before = last.iter().find(|l| l.device == it.device);
+        if before.map(|b| b.health) == Some(it.health) {
+            continue;
+        }
+        match it.health {
+            pb::HealthStatus::Healthy if before.is_some() => {
+                lines.push(format!("device {} is healthy again", it.device));
+            }
+            pb::HealthStatus::Healthy => {}
+            h => lines.push(format!(
+                "device {} is {}: {}",
+                it.device,
+                h.as_str_name().to_lowercase(),
+                it.message
+            )),
+        }
+    }
+    if lines.len() > 5 {
+        let first = lines[0].clone();
+        lines = vec![format!(
+            "{} devices changed health; the first: {first}",
+            lines.len()
+        )];
+    }
+    lines
+}
 
 /// Reads hostdevd's health when `wake` is notified (at most once per
-/// [`GAP`]) and every [`POLL`], for as long as the process runs, and keeps `tx` current; says when a
-/// device turns unhealthy or unknown and when it is healthy again.
+/// [`GAP`]) and every [`POLL`], for as long as the process runs, and keeps
+/// `tx` current; says when devices turn unhealthy or unknown and when they
+/// are healthy again, and when reading fails (once per distinct failure).
 pub async fn read_loop(socket: PathBuf, tx: watch::Sender<Report>, wake: Arc<Notify>) {
+    let mut failed = String::new();
     loop {
-        let last = tx.borrow().clone().unwrap_or_default();
+        let last_items = tx
+            .borrow()
+            .as_ref()
+            .map(|r| r.items.clone())
+            .unwrap_or_default();
         let next = match daemon::call(&socket, DraHealthQuery {}, Duration::from_secs(10)).await {
-            Ok(rows) => items(&rows),
-            Err(e) => unknown(&last, &e.to_string()),
-        };
-        for it in &next {
-            let before = last.iter().find(|l| l.device == it.device);
-            if before.map(|b| b.health) != Some(it.health) {
-                match it.health {
-                    pb::HealthStatus::Healthy if before.is_some() => {
-                        eprintln!("hostdev-dra: device {} is healthy again", it.device);
-                    }
-                    pb::HealthStatus::Healthy => {}
-                    h => eprintln!(
-                        "hostdev-dra: device {} is {}: {}",
-                        it.device,
-                        h.as_str_name().to_lowercase(),
-                        it.message
-                    ),
+            Ok(rows) => {
+                failed.clear();
+                items(&rows)
+            }
+            Err(e) => {
+                let why = e.to_string();
+                if why != failed {
+                    eprintln!("hostdev-dra: device health could not be read (tried again every {} s): {why}", POLL.as_secs());
+                    failed = why.clone();
                 }
+                unknown(&last_items, &why)
             }
+        };
+        for l in changes(&last_items, &next) {
+            eprintln!("hostdev-dra: {l}");
         }
+        // Stamped now even when hostdevd did not answer: the report then
+        // says so, which is news; only a stalled reader leaves it old.
+        let at = Instant::now();
         tx.send_if_modified(|cur| {
-            if cur.as_ref() == Some(&next) {
-                false
-            } else {
-                *cur = Some(next);
-                true
-            }
+            let changed = cur.as_ref().map(|r| &r.items) != Some(&next);
+            *cur = Some(Read { at, items: next });
+            changed
         });
         tokio::time::sleep(GAP).await;
         tokio::select! {
@@ -196,13 +253,19 @@ impl pb::dra_resource_health_server::DraResourceHealth for HealthService {
         let mut report = self.report.clone();
         let pool = self.pool.clone();
         tokio::spawn(async move {
-            // Nothing is sent before hostdevd was first asked: an empty
-            // report would read as every device unknown.
-            if report.wait_for(Option::is_some).await.is_err() {
-                return;
+            // Nothing is sent before hostdevd was first asked (an empty
+            // report would tell the kubelet nothing); a kubelet gone
+            // meanwhile ends the wait.
+            tokio::select! {
+                r = report.wait_for(Option::is_some) => if r.is_err() { return },
+                () = tx.closed() => return,
             }
             loop {
-                let now = report.borrow_and_update().clone().unwrap_or_default();
+                let now = report
+                    .borrow_and_update()
+                    .as_ref()
+                    .map(|r| current(r, Instant::now()))
+                    .unwrap_or_default();
                 if tx
                     .send(Ok(response(&pool, &now, SystemTime::now())))
                     .await
@@ -278,6 +341,43 @@ mod tests {
         assert_eq!(u.len(), 2);
     }
 
+    #[test]
+    fn a_report_not_renewed_in_time_is_sent_as_unknown_and_many_changes_as_a_count() {
+        let t0 = Instant::now();
+        let it = |d: &str, h| Item {
+            device: d.into(),
+            health: h,
+            message: String::new(),
+        };
+        let read = Read {
+            at: t0,
+            items: vec![it("a", pb::HealthStatus::Healthy)],
+        };
+        assert_eq!(current(&read, t0 + TIMEOUT), read.items);
+        let stale = current(&read, t0 + TIMEOUT + Duration::from_secs(5));
+        assert_eq!(stale[0].health, pb::HealthStatus::Unknown);
+        assert_eq!(
+            stale[0].message,
+            "hostdev cannot tell: hostdevd's answer is 35 s old"
+        );
+        let before: Vec<Item> = (0..8)
+            .map(|i| it(&format!("d{i}"), pb::HealthStatus::Healthy))
+            .collect();
+        let after = unknown(&before, "down");
+        assert_eq!(
+            changes(&before, &after),
+            ["8 devices changed health; the first: device d0 is unknown: hostdev cannot tell: down"]
+        );
+        assert_eq!(
+            changes(&after, &before[..1]),
+            ["device d0 is healthy again"]
+        );
+        assert!(
+            changes(&[], &before).is_empty(),
+            "a new healthy device says nothing"
+        );
+    }
+
     #[tokio::test]
     async fn a_stream_waits_for_the_first_report_then_sends_each_change() {
         use pb::dra_resource_health_server::DraResourceHealth;
@@ -299,14 +399,21 @@ mod tests {
             health: pb::HealthStatus::Healthy,
             message: String::new(),
         };
-        tx.send(Some(vec![ok.clone()])).unwrap();
+        tx.send(Some(Read {
+            at: Instant::now(),
+            items: vec![ok.clone()],
+        }))
+        .unwrap();
         let first = s.next().await.unwrap().unwrap();
         assert_eq!(first.devices[0].health, 1);
-        tx.send(Some(vec![Item {
-            health: pb::HealthStatus::Unhealthy,
-            message: "gone".into(),
-            ..ok
-        }]))
+        tx.send(Some(Read {
+            at: Instant::now(),
+            items: vec![Item {
+                health: pb::HealthStatus::Unhealthy,
+                message: "gone".into(),
+                ..ok.clone()
+            }],
+        }))
         .unwrap();
         let second = s.next().await.unwrap().unwrap();
         assert_eq!(

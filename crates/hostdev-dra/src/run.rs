@@ -41,6 +41,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The health reader ended (it panicked).
+    #[error("the device health reader stopped: {0}")]
+    HealthReader(String),
     /// A gRPC server stopped.
     #[error("the gRPC server on {path} stopped")]
     Serve {
@@ -280,7 +283,7 @@ pub async fn run(
         health_wake.clone(),
         ours,
     ));
-    let checking = tokio::spawn(crate::health::read_loop(
+    let mut checking = tokio::spawn(crate::health::read_loop(
         cfg.socket.clone(),
         report_tx,
         health_wake,
@@ -297,6 +300,11 @@ pub async fn run(
     let result = tokio::select! {
         r = dra => r.map_err(|source| StartError::Serve { path: dra_path.clone(), source }),
         r = reg => r.map_err(|source| StartError::Serve { path: reg_path.clone(), source }),
+        // The reader runs for as long as the process: ending, it panicked,
+        // and a driver whose health reports would go stale stops instead.
+        r = &mut checking => Err(StartError::HealthReader(
+            r.err().map_or_else(|| "it returned".to_string(), |e| e.to_string()),
+        )),
         () = stop => Ok(()),
     };
     publishing.abort();

@@ -343,7 +343,8 @@ pub trait VdpaClient: Send + Sync {
     /// refuses another with `EBUSY`, and makes a removal wait until it is
     /// closed. Opening it resets the device, so only a step about to
     /// remove the device asks. `None`: not held, not bound to vhost_vdpa,
-    /// or it cannot tell.
+    /// or its node gone; a node that cannot be opened for another reason
+    /// counts as held (the node, and why).
     fn held(&self, name: &VdpaName) -> Option<String>;
 }
 

@@ -263,8 +263,13 @@ impl VdpaClient for NetlinkVdpa {
             OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
             Mode::empty(),
         ) {
+            Ok(_) | Err(Errno::NOENT | Errno::NXIO | Errno::NODEV) => None,
             Err(Errno::BUSY) => Some(node),
-            _ => None,
+            // Refused for another reason (a sandbox, permissions): whether
+            // a VM holds it cannot be told, and a removal of a held device
+            // would hang in the kernel with the netlink socket taken, so
+            // it counts as held, saying why.
+            Err(e) => Some(format!("{node} (opening it failed: {e})")),
         }
     }
 }

@@ -20,6 +20,7 @@ import (
 func checkCELGuard(t, top *testing.T, demo *draHost, ns, class string) {
 	bare := fmt.Sprintf(`device.attributes[%q].numaNode == 0`, demo.driver)
 	claimPod(t, top, ns, "g-0", class, bare, demo.driver)
+	t.Cleanup(func() { deleteClaimPod(ns, "g-0") })
 	eventually(t, "g-0 unschedulable for a missing attribute", 2*time.Minute, func() error {
 		evs, err := podEvents(context.Background(), ns, "g-0")
 		if err != nil {
@@ -36,6 +37,7 @@ func checkCELGuard(t, top *testing.T, demo *draHost, ns, class string) {
 
 	guarded := fmt.Sprintf(`device.attributes[%q].?numaNode.orValue(-1) == -1 && device.attributes[%q].type == "nvidia-222"`, demo.driver, demo.driver)
 	claimPod(t, top, ns, "g-1", class, guarded, demo.driver)
+	t.Cleanup(func() { deleteClaimPod(ns, "g-1") })
 	waitRunning(t, ns, "g-1")
 	deleteClaimPod(ns, "g-1")
 	countIs(t, "nvidia-222 mdevs after g-1 is deleted", 0, func() []string { return mdevsOfType(demo.root, "nvidia-222") })

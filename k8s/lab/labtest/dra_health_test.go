@@ -49,6 +49,9 @@ func podHealth(t *testing.T, ns, pod string, want corev1.ResourceHealthStatus, m
 
 func checkHealth(t, top *testing.T, demo *draHost, ns, class, cel string) {
 	claimPod(t, top, ns, "h-0", class, cel, demo.driver)
+	// Gone when this subtest ends, failed or not: later subtests need the
+	// one-type GPU free.
+	t.Cleanup(func() { deleteClaimPod(ns, "h-0") })
 	waitRunning(t, ns, "h-0")
 	got := mdevsOfType(demo.root, "nvidia-222")
 	if len(got) != 1 {

@@ -349,19 +349,29 @@ fn unprepare_of_a_vdpa_device_whose_vhost_node_is_open_is_refused_and_finishes_o
 
     // A process holds the vhost-vdpa node open, as QEMU's vhost-vdpa
     // netdev does (the kernel lets one open it at a time).
-    let mut holder = Command::new("sh")
-        .args([
-            "-c",
-            r#"exec 3<>"$1"; echo open; exec sleep 600"#,
-            "sh",
-            &node,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("sh");
+    /// Killed when dropped, a failed assertion included.
+    struct Holder(std::process::Child);
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut holder = Holder(
+        Command::new("sh")
+            .args([
+                "-c",
+                r#"exec 3<>"$1"; echo open; exec sleep 600"#,
+                "sh",
+                &node,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh"),
+    );
     let mut line = String::new();
     std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().expect("stdout")),
+        &mut std::io::BufReader::new(holder.0.stdout.take().expect("stdout")),
         &mut line,
     )
     .expect("the holder's line");
@@ -383,8 +393,7 @@ fn unprepare_of_a_vdpa_device_whose_vhost_node_is_open_is_refused_and_finishes_o
     assert!(kept.contains("unpreparing"), "the record is kept: {kept}");
 
     // Closed: the next unprepare (its recovery) removes it.
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     unprepare(&socket, uid);
     assert!(!vdpa_names().contains(&name), "{name} after the unprepare");
     assert!(!record.exists(), "the record is gone");
