@@ -5,9 +5,11 @@ package labtest
 // error and aborts the claim's allocation, not a non-match). hostdev leaves
 // out what the kernel does not tell (numaNode, typeName, vendor, deviceID,
 // driver, driverVersion); the README and the deploy examples guard such a
-// selector with `.?name.orValue(...)`. demo's parents have no NUMA node:
-// the bare form makes the pod unschedulable with the scheduler's "CEL
-// runtime error", the guarded one is allocated.
+// selector with `.?name.orValue(...)`. demo's mtty and vfio-ap parents are
+// not PCI functions and have no vendor: a bare vendor selector that no
+// device matches (so the scheduler evaluates every device) makes the pod
+// unschedulable with the scheduler's "CEL runtime error", the guarded one
+// is allocated.
 
 import (
 	"context"
@@ -18,7 +20,7 @@ import (
 )
 
 func checkCELGuard(t, top *testing.T, demo *draHost, ns, class string) {
-	bare := fmt.Sprintf(`device.attributes[%q].numaNode == 0`, demo.driver)
+	bare := fmt.Sprintf(`device.attributes[%q].vendor == "0xffff"`, demo.driver)
 	claimPod(t, top, ns, "g-0", class, bare, demo.driver)
 	t.Cleanup(func() { deleteClaimPod(ns, "g-0") })
 	eventually(t, "g-0 unschedulable for a missing attribute", 2*time.Minute, func() error {
@@ -27,7 +29,7 @@ func checkCELGuard(t, top *testing.T, demo *draHost, ns, class string) {
 			return err
 		}
 		for _, e := range evs {
-			if strings.HasPrefix(e, "FailedScheduling:") && strings.Contains(e, "CEL runtime error") && strings.Contains(e, "numaNode") {
+			if strings.HasPrefix(e, "FailedScheduling:") && strings.Contains(e, "CEL runtime error") && strings.Contains(e, "vendor") {
 				return nil
 			}
 		}
@@ -35,7 +37,7 @@ func checkCELGuard(t, top *testing.T, demo *draHost, ns, class string) {
 	})
 	deleteClaimPod(ns, "g-0")
 
-	guarded := fmt.Sprintf(`device.attributes[%q].?numaNode.orValue(-1) == -1 && device.attributes[%q].type == "nvidia-222"`, demo.driver, demo.driver)
+	guarded := fmt.Sprintf(`device.attributes[%q].?vendor.orValue("") == "0x10de" && device.attributes[%q].type == "nvidia-222"`, demo.driver, demo.driver)
 	claimPod(t, top, ns, "g-1", class, guarded, demo.driver)
 	t.Cleanup(func() { deleteClaimPod(ns, "g-1") })
 	waitRunning(t, ns, "g-1")
