@@ -553,10 +553,6 @@ func TestDRADriver(t *testing.T) {
 		checkHealth(t, top, demo, ns, class, typeIs("nvidia-222"))
 	})
 
-	t.Run("cel-on-a-missing-attribute-guarded", func(t *testing.T) {
-		checkCELGuard(t, top, demo, ns, class)
-	})
-
 	// Acceptance 3, in part: a running pod keeps its device through a
 	// SIGKILL of the driver, a restart of hostdevd and a SIGKILL of the
 	// kubelet; deleting it afterwards removes the device, the record and
