@@ -372,14 +372,25 @@ impl<K: Interfaces> Devices<K> {
                     .saturating_add(run)
                     .max(described_max(t.description.as_deref()));
                 let learned = lp.types.get(t.type_id.as_str()).copied().unwrap_or(0);
-                let shrinks = idle
-                    && seen < learned
-                    && sysfs
+                // The types were read before the running devices: a device
+                // made in between (a prepare) is counted in both and passes
+                // for one more than the parent holds, and one removed in
+                // between for one less. A count that differs from what was
+                // learned is believed only when `available_instances` reads
+                // the same again (nothing was made or removed meanwhile).
+                let steady = || {
+                    sysfs
                         .available_instances(&p, &t.type_id)
                         .ok()
                         .flatten()
-                        .is_some_and(|again| again == t.available_instances);
-                let max = if shrinks { seen } else { seen.max(learned) };
+                        .is_some_and(|again| again == t.available_instances)
+                };
+                let believed = if seen > learned {
+                    learned == 0 || steady()
+                } else {
+                    seen < learned && idle && steady()
+                };
+                let max = if believed { seen } else { learned };
                 if max == 0 {
                     lp.types.remove(t.type_id.as_str());
                 } else if max != learned {

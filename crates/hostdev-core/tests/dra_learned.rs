@@ -1,0 +1,109 @@
+//! Learned capacity against a prepare racing the offer: the offer reads a
+//! parent's types, then its running devices, and a device made in between
+//! is counted in both. Found by `TestDRAScale`: after 160 prepares the
+//! `large` pool's removal case rewrote 34 slices (two GPUs' devices had
+//! their costs changed by a capacity one too high, then shrunk back).
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failed expectation is the report
+
+use hostdev_core::api::{DraResources, DraValue};
+use hostdev_core::vdpa::Vdpas;
+use hostdev_core::vgpu::Vgpus;
+use hostdev_core::{Callouts, Devices, Host};
+use hostdev_model::format::TypeInfo;
+use hostdev_model::pool::MemberFacts;
+use hostdev_model::{AttrName, ParentName, TypeId, Uuid};
+use hostdev_sysfs::sriov::FakeSriov;
+use hostdev_sysfs::{ActiveDevice, FakeKernel, FakeType, MdevSysfs, Readiness, SysfsError};
+use hostdev_vdpa::FakeVdpa;
+use std::sync::{Arc, Mutex};
+
+/// The fake kernel, where a device can be made by "someone else" just
+/// before the running devices are read.
+struct Racy {
+    k: Arc<FakeKernel>,
+    armed: Mutex<Option<(ParentName, TypeId, Uuid)>>,
+}
+
+impl MdevSysfs for Racy {
+    fn parents(&self) -> Result<Vec<ParentName>, SysfsError> {
+        self.k.parents()
+    }
+    fn parent_exists(&self, p: &ParentName) -> bool {
+        self.k.parent_exists(p)
+    }
+    fn types(&self, p: &ParentName) -> Result<Vec<TypeInfo>, SysfsError> {
+        self.k.types(p)
+    }
+    fn type_info(&self, p: &ParentName, t: &TypeId) -> Result<Option<TypeInfo>, SysfsError> {
+        self.k.type_info(p, t)
+    }
+    fn devices(&self) -> Result<Vec<ActiveDevice>, SysfsError> {
+        if let Some((p, t, u)) = self.armed.lock().unwrap().take() {
+            self.k.create(&p, &t, &u)?;
+        }
+        self.k.devices()
+    }
+    fn parent_facts(&self, p: &ParentName) -> MemberFacts {
+        self.k.parent_facts(p)
+    }
+    fn device(&self, u: &Uuid) -> Result<Option<ActiveDevice>, SysfsError> {
+        self.k.device(u)
+    }
+    fn create(&self, p: &ParentName, t: &TypeId, u: &Uuid) -> Result<(), SysfsError> {
+        self.k.create(p, t, u)
+    }
+    fn remove(&self, u: &Uuid) -> Result<(), SysfsError> {
+        self.k.remove(u)
+    }
+    fn write_attr(&self, u: &Uuid, a: &AttrName, v: &str) -> Result<(), SysfsError> {
+        self.k.write_attr(u, a, v)
+    }
+    fn readiness(&self, u: &Uuid) -> Readiness {
+        self.k.readiness(u)
+    }
+}
+
+fn slots(r: &DraResources, ty: &str) -> usize {
+    r.devices
+        .iter()
+        .filter(|d| d.attributes.get("type") == Some(&DraValue::String(ty.into())))
+        .count()
+}
+
+#[test]
+fn a_device_made_between_the_types_and_the_devices_is_not_learned_as_more_capacity() {
+    let d = tempfile::tempdir().unwrap();
+    let k = Arc::new(FakeKernel::new());
+    // A one-type parent: 4 of "small" or 2 of "big".
+    let small = FakeType::new("nv-small", 4);
+    let big = FakeType::new("nv-big", 2);
+    k.add_parent("gpu1", vec![small, big]);
+    let racy = Racy {
+        k: k.clone(),
+        armed: Mutex::new(None),
+    };
+    let h = Devices::new(
+        Host::new(racy, d.path(), Callouts::none()),
+        Vgpus::new(FakeSriov::new(), d.path()),
+        Vdpas::new(FakeVdpa::new(), d.path()),
+        Arc::new(hostdev_vfio::FakeVfio::new()),
+        d.path(),
+    );
+    let first = h.dra_resources().unwrap();
+    assert_eq!(slots(&first, "nv-small"), 4, "{first:#?}");
+    // Someone else makes an nv-small between the two reads.
+    let u: Uuid = "aaaaaaaa-0000-4000-8000-000000000001".parse().unwrap();
+    *h.mdev.sysfs.armed.lock().unwrap() =
+        Some(("gpu1".parse().unwrap(), "nv-small".parse().unwrap(), u));
+    let raced = h.dra_resources().unwrap();
+    assert_eq!(
+        slots(&raced, "nv-small"),
+        4,
+        "a capacity of 5 was learned from 4 free plus 1 running: {raced:#?}"
+    );
+    // Gone again: the offer is the first one, devices and costs alike.
+    k.remove(&u).unwrap();
+    let after = h.dra_resources().unwrap();
+    assert_eq!(after.devices, first.devices);
+    assert_eq!(after.counter_sets, first.counter_sets);
+}
