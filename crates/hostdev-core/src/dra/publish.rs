@@ -9,7 +9,10 @@
 //! type's description, or what was seen before (`capacity.json`): a type
 //! the kernel hides while another runs keeps the capacity it had; a parent
 //! seen with nothing running shows its whole capacity, which replaces what
-//! was learned (it shrinks as well as grows). One type
+//! was learned (it shrinks as well as grows); a count that differs from
+//! what was learned is believed only when `available_instances` reads the
+//! same again (a device made or removed between the two reads is not
+//! capacity). One type
 //! at a time (NVIDIA's mdev rule, or seen: a running type closing every
 //! other) is said with `compatibilityGroups`: each device's consumption
 //! carries its type's group, so the scheduler never puts two types on one
