@@ -1,11 +1,15 @@
-//! Learned capacity against a prepare racing the offer: the offer reads a
-//! parent's types, then its running devices, and a device made in between
-//! is counted in both. Found by `TestDRAScale`: after 160 prepares the
-//! `large` pool's removal case rewrote 34 slices (two GPUs' devices had
-//! their costs changed by a capacity one too high, then shrunk back).
+//! The offer against prepares racing it (it takes no lock). Learned
+//! capacity: the offer reads a parent's types, then its running devices,
+//! and a device made in between is counted in both. Found by
+//! `TestDRAScale`: after 160 prepares the `large` pool's removal case
+//! rewrote 34 slices (two GPUs' devices had their costs changed by a
+//! capacity one too high, then shrunk back). And a burst of claims
+//! prepared while the host is looked at, which must never pass for
+//! capacity someone else holds (found by the same test: a GPU's slices
+//! flipped to held and back, two full rewrites of the pool).
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failed expectation is the report
 
-use hostdev_core::api::{DraResources, DraValue};
+use hostdev_core::api::{DraAllocated, DraClaim, DraPrepareRequest, DraResources, DraValue};
 use hostdev_core::vdpa::Vdpas;
 use hostdev_core::vgpu::Vgpus;
 use hostdev_core::{Callouts, Devices, Host};
@@ -17,11 +21,15 @@ use hostdev_sysfs::{ActiveDevice, FakeKernel, FakeType, MdevSysfs, Readiness, Sy
 use hostdev_vdpa::FakeVdpa;
 use std::sync::{Arc, Mutex};
 
-/// The fake kernel, where a device can be made by "someone else" just
-/// before the running devices are read.
+/// Something done beside the offer each time it reads the running devices.
+type During = Box<dyn FnMut() + Send>;
+
+/// The fake kernel, where a device can be made by "someone else" (`armed`),
+/// or anything done (`during`), just before the running devices are read.
 struct Racy {
     k: Arc<FakeKernel>,
     armed: Mutex<Option<(ParentName, TypeId, Uuid)>>,
+    during: Mutex<Option<During>>,
 }
 
 impl MdevSysfs for Racy {
@@ -40,6 +48,9 @@ impl MdevSysfs for Racy {
     fn devices(&self) -> Result<Vec<ActiveDevice>, SysfsError> {
         if let Some((p, t, u)) = self.armed.lock().unwrap().take() {
             self.k.create(&p, &t, &u)?;
+        }
+        if let Some(f) = self.during.lock().unwrap().as_mut() {
+            f();
         }
         self.k.devices()
     }
@@ -81,6 +92,7 @@ fn a_device_made_between_the_types_and_the_devices_is_not_learned_as_more_capaci
     let racy = Racy {
         k: k.clone(),
         armed: Mutex::new(None),
+        during: Mutex::new(None),
     };
     let h = Devices::new(
         Host::new(racy, d.path(), Callouts::none()),
@@ -106,4 +118,86 @@ fn a_device_made_between_the_types_and_the_devices_is_not_learned_as_more_capaci
     let after = h.dra_resources().unwrap();
     assert_eq!(after.devices, first.devices);
     assert_eq!(after.counter_sets, first.counter_sets);
+}
+
+fn name_of(r: &DraResources, ty: &str, slot: i64) -> String {
+    r.devices
+        .iter()
+        .find(|d| {
+            d.attributes.get("type") == Some(&DraValue::String(ty.into()))
+                && d.attributes.get("slot") == Some(&DraValue::Int(slot))
+        })
+        .map(|d| d.name.clone())
+        .unwrap()
+}
+
+#[test]
+fn a_burst_of_claims_prepared_while_the_host_is_read_is_never_someone_elses_capacity() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().to_path_buf();
+    let k = Arc::new(FakeKernel::new());
+    k.add_parent(
+        "gpu1",
+        vec![FakeType::new("nv-small", 4), FakeType::new("nv-big", 2)],
+    );
+    let h = Devices::new(
+        Host::new(
+            Racy {
+                k: k.clone(),
+                armed: Mutex::new(None),
+                during: Mutex::new(None),
+            },
+            &root,
+            Callouts::none(),
+        ),
+        Vgpus::new(FakeSriov::new(), &root),
+        Vdpas::new(FakeVdpa::new(), &root),
+        Arc::new(hostdev_vfio::FakeVfio::new()),
+        &root,
+    );
+    let before = h.dra_resources().unwrap();
+    let names: Vec<String> = (0..4).map(|s| name_of(&before, "nv-small", s)).collect();
+    // The kubelet's prepares, through another view of the same kernel and
+    // state directory (another request's thread): one each time the offer
+    // reads the running devices, as a burst of them would.
+    let preparer = Devices::new(
+        Host::new(k.clone(), &root, Callouts::none()),
+        Vgpus::new(FakeSriov::new(), &root),
+        Vdpas::new(FakeVdpa::new(), &root),
+        Arc::new(hostdev_vfio::FakeVfio::new()),
+        &root,
+    );
+    let mut next = 0;
+    *h.mdev.sysfs.during.lock().unwrap() = Some(Box::new(move || {
+        if let Some(name) = names.get(next) {
+            let uid = format!("00000000-0000-4000-8000-0000000000{next:02x}");
+            preparer
+                .dra_prepare(&DraPrepareRequest {
+                    claim: DraClaim {
+                        uid: uid.parse().unwrap(),
+                        namespace: "ns".into(),
+                        name: format!("claim-{next}"),
+                    },
+                    devices: vec![DraAllocated {
+                        request: "r".into(),
+                        device: name.clone(),
+                        config: None,
+                    }],
+                })
+                .unwrap();
+            next += 1;
+        }
+    }));
+    let raced = h.dra_resources().unwrap();
+    // The claims' devices are Kubernetes' own (the scheduler counts them):
+    // the offer is the one without them, counters and devices alike.
+    assert_eq!(
+        raced.counter_sets, before.counter_sets,
+        "a claim's device passed for someone else's: {raced:#?}"
+    );
+    assert_eq!(raced.devices, before.devices);
+    assert!(
+        !k.devices().unwrap().is_empty(),
+        "nothing was prepared beside the offer: the test showed nothing"
+    );
 }
