@@ -282,9 +282,16 @@ impl<K: Interfaces> Devices<K> {
         let before = learned.clone();
         let mut offer = Offer::default();
         offer.resources.notes = notes;
+        // A prepare's scope stops once every name it asks about has its
+        // plan: an mdev's prepare does not walk every PCI function for
+        // vGPU PFs nor ask the vDPA family (half its cost on a large host).
         self.offer_mdevs(scope, &claim_uuids, &mut learned, &mut offer)?;
-        self.offer_vfs(scope, &claim_vfs, &mut learned, &mut offer)?;
-        self.offer_vdpa(scope, &mut offer)?;
+        if !scope.resolved(&offer.plans) {
+            self.offer_vfs(scope, &claim_vfs, &mut learned, &mut offer)?;
+        }
+        if !scope.resolved(&offer.plans) {
+            self.offer_vdpa(scope, &mut offer)?;
+        }
         if learned != before {
             save_learned(&self.root, &learned);
         }
