@@ -85,6 +85,12 @@ pub fn spawn_uevents<K: Kernel>(
     rx
 }
 
+/// How long after a look that requests caused the next one may start:
+/// `debounce`, or four times what that look cost when that is longer.
+pub fn request_gap(debounce: Duration, cost: Duration) -> Duration {
+    debounce.max(cost.saturating_mul(4))
+}
+
 /// Runs until shutdown.
 pub async fn watch<K: Kernel>(
     s: Arc<Shared<K>>,
@@ -100,7 +106,7 @@ pub async fn watch<K: Kernel>(
     tick.tick().await;
     let debounce = Duration::from_millis(s.config.debounce_ms);
     let pools_every = s.config.pool_reconcile_secs;
-    let mut last_request_look: Option<Instant> = None;
+    let mut last_request_look: Option<(Instant, Duration)> = None;
     let mut pools_tick = tokio::time::interval(Duration::from_secs(pools_every.max(1)));
     pools_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let host_on = s.config.host_reconcile != HostReconcile::Off;
@@ -115,17 +121,22 @@ pub async fn watch<K: Kernel>(
             _ = host_tick.tick(), if host_on => reconcile_host(&s, &mut host_last).await,
             _ = tick.tick() => cycle(&s, &mut prev, "resync", false).await,
             Some(_) = nudges.recv() => {
-                // Requests are looked at no sooner than `debounce_ms` after
-                // the last look: the first
-                // change is seen at once, a stream of them (a pool handing
-                // out devices to 64 clients) costs one look per period, not
-                // one per request.
-                if let Some(at) = last_request_look {
-                    tokio::time::sleep_until((at + debounce).into()).await;
+                // Requests are looked at no sooner than `debounce_ms`, or
+                // four times what the last such look cost, after it: the
+                // first change is seen at once, a stream of them (a pool
+                // handing out devices to 64 clients, a burst of DRA
+                // prepares) costs one look per period, not one per
+                // request, and on a large host (a look of 16 GPUs' types
+                // and devices: 150-250 ms on the simulated one) looks take
+                // at most a fifth of the daemon's time while the requests
+                // that caused them wait for the same CPUs and sysfs.
+                if let Some((at, cost)) = last_request_look {
+                    tokio::time::sleep_until((at + request_gap(debounce, cost)).into()).await;
                 }
                 while nudges.try_recv().is_ok() {}
+                let began = Instant::now();
                 cycle(&s, &mut prev, "request", false).await;
-                last_request_look = Some(Instant::now());
+                last_request_look = Some((Instant::now(), began.elapsed()));
             }
             Some(first) = async { match uevents.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
                 // Debounce: act once the burst is quiet, or after 2 s at most.
@@ -377,6 +388,14 @@ mod tests {
 
     fn ev(msg: &[u8]) -> Uevent {
         Uevent::parse(msg).unwrap()
+    }
+
+    #[test]
+    fn looks_after_requests_are_spaced_by_the_debounce_or_four_times_their_cost() {
+        let ms = Duration::from_millis;
+        assert_eq!(request_gap(ms(250), ms(3)), ms(250));
+        assert_eq!(request_gap(ms(250), ms(200)), ms(800));
+        assert_eq!(request_gap(ms(0), Duration::MAX), Duration::MAX);
     }
 
     #[test]
