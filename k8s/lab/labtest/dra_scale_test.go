@@ -353,10 +353,13 @@ func TestDRAScale(t *testing.T) {
 			c.Env = append(os.Environ(), "HOSTDEV_ROOT="+root)
 			_ = c.Run()
 		})
-		// measure makes a change and waits (polling every 100 ms:
-		// eventually's 500 ms would blur the figure) for the apiserver to
-		// hold the GPU's units as want (each change flips them), in the
-		// same generation when the change was one slice's update.
+		// measure makes a change and times it until the apiserver holds
+		// the GPU's units as want (each change flips them): a watch of the
+		// driver's slices, opened before the change, gives the moment the
+		// apiserver sends the changed slice (a list every 100 ms took a
+		// few hundred ms itself on this pool of 16 384 devices, and blurred
+		// the figure by as much). The pool's generation is then read back
+		// whole and checked, so the watched write is the one that stays.
 		type row struct {
 			what    string
 			seen    time.Duration
@@ -364,29 +367,66 @@ func TestDRAScale(t *testing.T) {
 			account string
 		}
 		var rows []row
-		measure := func(what, want string, change func()) {
-			before := len(publishLines(h.driver))
-			changed := time.Now()
-			change()
-			var seen time.Duration
-			var genNote string
-			var last error
-			for deadline := changed.Add(5 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-				g, u, err := h.counterOf(ctx, prefix)
-				if err == nil && u == want {
-					seen = time.Since(changed)
-					genNote = fmt.Sprintf("generation %d → %d", gen, g)
-					gen = g
-					break
-				}
-				if err == nil {
-					err = fmt.Errorf("generation %d, units %s", g, u)
-				}
-				last = err
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: %s's units are not published as %s after 5 minutes: %v", what, scaleChangeGPU, want, last)
+		unitsOf := func(s *resourcev1.ResourceSlice) (string, bool) {
+			for _, c := range s.Spec.SharedCounters {
+				if u, ok := c.Counters["units"]; ok && strings.HasPrefix(c.Name, prefix) {
+					return u.Value.String(), true
 				}
 			}
+			return "", false
+		}
+		measure := func(what, want string, change func()) {
+			before := len(publishLines(h.driver))
+			sel := metav1.ListOptions{FieldSelector: "spec.driver=" + h.driver, Limit: 1}
+			l, err := cs.ResourceV1().ResourceSlices().List(ctx, sel)
+			if err != nil {
+				t.Fatalf("%s: cannot list the slices: %v", what, err)
+			}
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			rv := l.ResourceVersion
+			changed := time.Now()
+			var seen time.Duration
+			started := false
+			for seen == 0 {
+				w, err := cs.ResourceV1().ResourceSlices().Watch(wctx, metav1.ListOptions{FieldSelector: sel.FieldSelector, ResourceVersion: rv})
+				if err != nil {
+					t.Fatalf("%s: cannot watch the slices from %s: %v", what, rv, err)
+				}
+				if !started {
+					changed = time.Now()
+					change()
+					started = true
+				}
+				for ev := range w.ResultChan() {
+					sl, ok := ev.Object.(*resourcev1.ResourceSlice)
+					if !ok {
+						continue // a bookmark or an error: watched again from rv
+					}
+					rv = sl.ResourceVersion
+					if u, ok := unitsOf(sl); ok && u == want && (ev.Type == "ADDED" || ev.Type == "MODIFIED") {
+						seen = time.Since(changed)
+						break
+					}
+				}
+				w.Stop()
+				if seen == 0 && wctx.Err() != nil {
+					t.Fatalf("%s: %s's units are not published as %s after 5 minutes", what, scaleChangeGPU, want)
+				}
+			}
+			var genNote string
+			eventually(t, fmt.Sprintf("%s: the pool whole with %s's units %s", what, scaleChangeGPU, want), time.Minute, func() error {
+				g, u, err := h.counterOf(ctx, prefix)
+				if err != nil {
+					return err
+				}
+				if u != want {
+					return fmt.Errorf("generation %d, units %s", g, u)
+				}
+				genNote = fmt.Sprintf("generation %d → %d", gen, g)
+				gen = g
+				return nil
+			})
 			account := "(the driver logged no publish)"
 			if lines := publishLines(h.driver); len(lines) > before {
 				account = lines[len(lines)-1]
