@@ -42,10 +42,13 @@ impl Snapshot {
         };
         // Read after the inventory: a device a pool made since is then
         // owned by a record this read sees.
-        let owned = sys.pool_owned().unwrap_or_else(|e| {
+        let mut owned = sys.pool_owned().unwrap_or_else(|e| {
             tracing::warn!(error = %e.chain(), "pool state cannot be read; pool devices may show as drift");
             BTreeSet::new()
         });
+        // And what Kubernetes' claims hold (their records, read after the
+        // inventory too: a record is written before its device is made).
+        owned.extend(sys.dra_owned());
         s.drift = s.drift_of(&owned);
         Ok(s)
     }
@@ -83,9 +86,10 @@ impl Snapshot {
 
     /// How the host differs from its definitions: an auto-start definition
     /// whose device is missing while its parent is there, a running device
-    /// nobody defined and no pool made (`pool_owned`: pools make devices
-    /// without definitions). Computed once, by [`Snapshot::take`].
-    fn drift_of(&self, pool_owned: &BTreeSet<String>) -> BTreeSet<(DeviceRef, DriftKind)> {
+    /// nobody defined and no pool or DRA claim made (`owned`: pools and
+    /// claims make devices without definitions). Computed once, by
+    /// [`Snapshot::take`].
+    fn drift_of(&self, owned: &BTreeSet<String>) -> BTreeSet<(DeviceRef, DriftKind)> {
         let parents = self.parents();
         let mut out = BTreeSet::new();
         for d in &self.inventory.devices {
@@ -100,7 +104,7 @@ impl Snapshot {
                 {
                     out.insert((r(), DriftKind::AutoNotRunning));
                 }
-                (None, DeviceState::Running) if !pool_owned.contains(&d.id) => {
+                (None, DeviceState::Running) if !owned.contains(&d.id) => {
                     out.insert((r(), DriftKind::Undefined));
                 }
                 _ => {}

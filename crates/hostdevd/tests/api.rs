@@ -420,3 +420,60 @@ fn a_pool_device_is_not_drift_at_start_or_after_a_restart() {
         );
     }
 }
+
+/// hostdevd reported every device a DRA claim's prepare made as drift
+/// (`undefined`): 160 warnings, events and a drift gauge of 160 in
+/// `TestDRAScale`. A claim's device is owned, as a pool's is.
+#[test]
+fn a_device_a_claim_holds_is_not_drift() {
+    let root = tempfile::tempdir().expect("tempdir");
+    hostdev_testkit::write_tree(root.path(), &hostdev_testkit::fixed()).expect("tree");
+    let undefined: Vec<String> = drift_at_start(root.path(), 2)
+        .into_iter()
+        .filter(|(_, k)| k == "undefined")
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        undefined.len() >= 2,
+        "the tree runs undefined devices: {undefined:?}"
+    );
+    let (mine, other) = (&undefined[0], &undefined[1]);
+    let dev = root.path().join("sys/bus/mdev/devices").join(mine);
+    let name = |link: &str| {
+        std::fs::read_link(dev.join(link))
+            .expect("link")
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .expect("name")
+    };
+    let parent = std::fs::read_link(&dev)
+        .expect("link")
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .expect("parent");
+    // The record a prepare writes (its on-disk format, which outlives an
+    // upgrade), naming the running device.
+    let claims = root.path().join("var/lib/hostdev/dra/claims");
+    std::fs::create_dir_all(&claims).expect("dir");
+    let uid = "00000000-0000-4000-8000-0000000000c1";
+    let record = serde_json::json!({
+        "claim": {"uid": uid, "namespace": "ns", "name": "vm-1"},
+        "stage": "prepared",
+        "devices": [{
+            "request": "gpu",
+            "device": "d-0",
+            "made": {"kind": "mdev", "uuid": mine, "parent": parent, "mdev_type": name("mdev_type")},
+        }],
+    });
+    std::fs::write(claims.join(format!("{uid}.json")), record.to_string()).expect("record");
+    let drift = drift_at_start(root.path(), undefined.len() - 1);
+    assert!(
+        !drift.iter().any(|(id, _)| id == mine),
+        "the claim's device is not drift: {drift:?}"
+    );
+    assert!(
+        drift.iter().any(|(id, k)| id == other && k == "undefined"),
+        "other undefined devices still are: {drift:?}"
+    );
+}

@@ -407,6 +407,19 @@ impl<K: Interfaces> Devices<K> {
             .collect()
     }
 
+    /// The ids (mdev UUIDs, VF addresses, vDPA names) of the devices the
+    /// claims' records name, in any stage: DRA makes them without
+    /// definitions, as pools do, so hostdevd does not call them drift. An
+    /// unreadable record names nothing (`dra_claims` and the health report
+    /// say so).
+    pub fn dra_owned(&self) -> std::collections::BTreeSet<String> {
+        let (records, _) = record::load_all(&self.root);
+        records
+            .iter()
+            .flat_map(|r| r.devices.iter().map(|e| e.made.id()))
+            .collect()
+    }
+
     /// Undoes every record a dead process (or a removal that failed) left
     /// in transit; the records left: every `prepared` one, and those whose
     /// devices would not go (they stay held, and are tried again by the
