@@ -43,6 +43,7 @@ use crate::{CoreError, Devices};
 use hostdev_api::{DraConsumption, DraCounterSet, DraDevice, DraResources, DraValue, Kind};
 use hostdev_model::format::TypeInfo;
 use hostdev_model::pci::PciAddress;
+use hostdev_model::pool::MemberFacts;
 use hostdev_model::{ParentName, StartPolicy, TypeId, Uuid};
 use hostdev_sysfs::sriov::PciSriov;
 use hostdev_sysfs::sriov::SriovSysfs;
@@ -313,13 +314,53 @@ impl<K: Interfaces> Devices<K> {
         let sysfs = &self.mdev.sysfs;
         // Types through the type cache: on a warm host only each type's
         // `available_instances` is read.
-        let parents: Vec<(ParentName, Vec<TypeInfo>)> = match scope {
-            Scope::All => self.mdev.types(None)?,
+        // The parents with their types, and whether the types are those the
+        // whole offer learned rather than read now.
+        let parents: Vec<(ParentName, Vec<TypeInfo>, bool)> = match scope {
+            Scope::All => self
+                .mdev
+                .types(None)?
+                .into_iter()
+                .map(|(p, t)| (p, t, false))
+                .collect(),
             Scope::Names(_) => {
                 let mut out = Vec::new();
                 for p in sysfs.parents().map_err(CoreError::inventory)? {
-                    if scope.wants(p.as_str()) {
-                        out.extend(self.mdev.types(Some(p.as_str()))?);
+                    if !scope.wants(p.as_str()) {
+                        continue;
+                    }
+                    // A prepare resolves names the driver published from
+                    // the capacity the whole offer learned: no type's files
+                    // are read (a read per type, 32 on a GPU, under the DRA
+                    // lock every other prepare waits for), and nothing is
+                    // learned. Read as the offer does only where nothing
+                    // was learned yet.
+                    match learned
+                        .parents
+                        .get(p.as_str())
+                        .filter(|l| !l.types.is_empty())
+                    {
+                        Some(l) => {
+                            let types = l
+                                .types
+                                .keys()
+                                .filter_map(|t| TypeId::new(t.as_str()).ok())
+                                .map(|type_id| TypeInfo {
+                                    type_id,
+                                    available_instances: 0,
+                                    device_api: String::new(),
+                                    name: None,
+                                    description: None,
+                                })
+                                .collect();
+                            out.push((p, types, true));
+                        }
+                        None => out.extend(
+                            self.mdev
+                                .types(Some(p.as_str()))?
+                                .into_iter()
+                                .map(|(p, t)| (p, t, false)),
+                        ),
                     }
                 }
                 out
@@ -336,7 +377,7 @@ impl<K: Interfaces> Devices<K> {
             Scope::All => self.mdev.store.load_all().map(|l| l.0).unwrap_or_default(),
             Scope::Names(_) => parents
                 .iter()
-                .flat_map(|(p, _)| {
+                .flat_map(|(p, _, _)| {
                     self.mdev
                         .store
                         .load_parent(p)
@@ -345,7 +386,7 @@ impl<K: Interfaces> Devices<K> {
                 })
                 .collect(),
         };
-        for (p, types) in parents {
+        for (p, types, known) in parents {
             if types.is_empty() {
                 continue;
             }
@@ -366,10 +407,16 @@ impl<K: Interfaces> Devices<K> {
                 *foreign.entry(e.config.mdev_type.clone()).or_default() += 1;
             }
             let lp = learned.parents.entry(p.to_string()).or_default();
-            let facts = sysfs.parent_facts(&p);
+            // (A prepare on a parent known to be one-type needs none of it.)
+            let facts = if known && lp.one_type {
+                MemberFacts::default()
+            } else {
+                sysfs.parent_facts(&p)
+            };
             let running_types: BTreeSet<&TypeId> = here.iter().map(|d| &d.mdev_type).collect();
             // Seen: a type runs and every other type the parent had shows 0.
-            if !running_types.is_empty()
+            if !known
+                && !running_types.is_empty()
                 && types
                     .iter()
                     .filter(|t| !running_types.contains(&t.type_id))
@@ -388,18 +435,22 @@ impl<K: Interfaces> Devices<K> {
             // between reading the types and the running devices would
             // otherwise pass for less capacity.
             let idle = running.is_empty();
-            if idle {
+            if idle && !known {
                 lp.types
                     .retain(|k, _| types.iter().any(|t| t.type_id.as_str() == k));
             }
             let mut maxima: Vec<(&TypeInfo, u64)> = Vec::new();
             for t in &types {
+                let learned = lp.types.get(t.type_id.as_str()).copied().unwrap_or(0);
+                if known {
+                    maxima.push((t, learned));
+                    continue;
+                }
                 let run = here.iter().filter(|d| d.mdev_type == t.type_id).count() as u64;
                 let avail = u64::try_from(t.available_instances).unwrap_or(0);
                 let seen = avail
                     .saturating_add(run)
                     .max(described_max(t.description.as_deref()));
-                let learned = lp.types.get(t.type_id.as_str()).copied().unwrap_or(0);
                 // The types were read before the running devices: a device
                 // made in between (a prepare) is counted in both and passes
                 // for one more than the parent holds, and one removed in
