@@ -30,6 +30,19 @@ struct Racy {
     k: Arc<FakeKernel>,
     armed: Mutex<Option<(ParentName, TypeId, Uuid)>>,
     during: Mutex<Option<During>>,
+    /// Reads of a parent's types or of one type.
+    type_reads: std::sync::atomic::AtomicUsize,
+}
+
+impl Racy {
+    fn over(k: &Arc<FakeKernel>) -> Racy {
+        Racy {
+            k: k.clone(),
+            armed: Mutex::new(None),
+            during: Mutex::new(None),
+            type_reads: Default::default(),
+        }
+    }
 }
 
 impl MdevSysfs for Racy {
@@ -40,9 +53,13 @@ impl MdevSysfs for Racy {
         self.k.parent_exists(p)
     }
     fn types(&self, p: &ParentName) -> Result<Vec<TypeInfo>, SysfsError> {
+        self.type_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.k.types(p)
     }
     fn type_info(&self, p: &ParentName, t: &TypeId) -> Result<Option<TypeInfo>, SysfsError> {
+        self.type_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.k.type_info(p, t)
     }
     fn devices(&self) -> Result<Vec<ActiveDevice>, SysfsError> {
@@ -89,11 +106,7 @@ fn a_device_made_between_the_types_and_the_devices_is_not_learned_as_more_capaci
     let small = FakeType::new("nv-small", 4);
     let big = FakeType::new("nv-big", 2);
     k.add_parent("gpu1", vec![small, big]);
-    let racy = Racy {
-        k: k.clone(),
-        armed: Mutex::new(None),
-        during: Mutex::new(None),
-    };
+    let racy = Racy::over(&k);
     let h = Devices::new(
         Host::new(racy, d.path(), Callouts::none()),
         Vgpus::new(FakeSriov::new(), d.path()),
@@ -141,15 +154,7 @@ fn a_burst_of_claims_prepared_while_the_host_is_read_is_never_someone_elses_capa
         vec![FakeType::new("nv-small", 4), FakeType::new("nv-big", 2)],
     );
     let h = Devices::new(
-        Host::new(
-            Racy {
-                k: k.clone(),
-                armed: Mutex::new(None),
-                during: Mutex::new(None),
-            },
-            &root,
-            Callouts::none(),
-        ),
+        Host::new(Racy::over(&k), &root, Callouts::none()),
         Vgpus::new(FakeSriov::new(), &root),
         Vdpas::new(FakeVdpa::new(), &root),
         Arc::new(hostdev_vfio::FakeVfio::new()),
@@ -200,4 +205,74 @@ fn a_burst_of_claims_prepared_while_the_host_is_read_is_never_someone_elses_capa
         !k.devices().unwrap().is_empty(),
         "nothing was prepared beside the offer: the test showed nothing"
     );
+}
+
+fn prepare_one(
+    h: &Devices<(Racy, FakeSriov, FakeVdpa)>,
+    n: u8,
+    name: &str,
+) -> Result<hostdev_core::api::DraPrepared, hostdev_core::CoreError> {
+    h.dra_prepare(&DraPrepareRequest {
+        claim: DraClaim {
+            uid: format!("00000000-0000-4000-8000-0000000000{n:02x}")
+                .parse()
+                .unwrap(),
+            namespace: "ns".into(),
+            name: format!("claim-{n}"),
+        },
+        devices: vec![DraAllocated {
+            request: "r".into(),
+            device: name.into(),
+            config: None,
+        }],
+    })
+}
+
+#[test]
+fn a_prepare_resolves_names_from_the_learned_capacity_and_reads_types_only_before_any_was_learned()
+{
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().to_path_buf();
+    let k = Arc::new(FakeKernel::new());
+    k.add_parent(
+        "gpu1",
+        vec![FakeType::new("nv-small", 4), FakeType::new("nv-big", 2)],
+    );
+    let h = Devices::new(
+        Host::new(Racy::over(&k), &root, Callouts::none()),
+        Vgpus::new(FakeSriov::new(), &root),
+        Vdpas::new(FakeVdpa::new(), &root),
+        Arc::new(hostdev_vfio::FakeVfio::new()),
+        &root,
+    );
+    let reads = || {
+        h.mdev
+            .sysfs
+            .type_reads
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let offer = h.dra_resources().unwrap();
+    let small = |s| name_of(&offer, "nv-small", s);
+    // Learned by the offer: the prepare reads no type (the create reads
+    // its own type's count, as any start does).
+    let before = reads();
+    prepare_one(&h, 1, &small(0)).unwrap();
+    assert!(
+        reads() - before <= 1,
+        "the prepare read {} types",
+        reads() - before
+    );
+    // A name the offer did not publish is no device.
+    assert_eq!(
+        prepare_one(&h, 3, &format!("{}9", small(3)))
+            .unwrap_err()
+            .code(),
+        "dra.unknown_device"
+    );
+    // Nothing learned (the file lost): the prepare reads the types, as the
+    // offer would, and still resolves the name.
+    std::fs::remove_file(root.join("var/lib/hostdev/dra/capacity.json")).unwrap();
+    let before = reads();
+    prepare_one(&h, 4, &small(1)).unwrap();
+    assert!(reads() - before > 1, "the types were not read");
 }
