@@ -13,12 +13,16 @@
 //! `changed` events for `/v1/dra/*`, and device events naming a device a
 //! prepare answered with ([`Ours`]); a device event is looked at again
 //! after [`SETTLE`], since it can come before the prepare's answer.
+//! Nor does an event that a read of the offer begun after it already saw
+//! ([`LastRead`]): one stamped before that read began, or a device event
+//! for a device an operation through hostdevd named before it (the look
+//! after each operation tells of its device again).
 //!
 //! Owns: the stream's connection. Must not: decide what is published (the
 //! publisher reads hostdevd's offer when woken).
 
 use hostdev_api::client::Daemon;
-use hostdev_api::EventKind;
+use hostdev_api::{ErrorTarget, EventKind, Target};
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,6 +31,9 @@ use tokio::sync::Notify;
 
 /// How long a device event waits for a prepare's answer to name it.
 pub const SETTLE: Duration = Duration::from_millis(200);
+
+/// How many devices named by operations are remembered ([`changed_device`]).
+const TOLD: usize = 256;
 
 /// The ids (mdev UUIDs, VF addresses, vDPA names) of devices the driver's
 /// prepares answered with, the last [`Ours::KEPT`] of them.
@@ -60,6 +67,33 @@ impl Ours {
     }
 }
 
+/// When the publisher last began reading hostdevd's offer (milliseconds
+/// since the Unix epoch, as events are stamped; both clocks are the node's).
+/// An event stamped before that is covered by that read: hostdevd sends an
+/// event once what it tells of is done, so a read begun later sees it.
+/// Without this, a change through hostdevd woke the publisher twice — its
+/// `changed` event at once, the look's device events 200 ms later
+/// ([`SETTLE`]) — and the second full read of a large host's offer
+/// (300-600 ms) delayed the publish of the next change by as much.
+#[derive(Debug, Clone, Default)]
+pub struct LastRead(Arc<std::sync::atomic::AtomicU64>);
+
+impl LastRead {
+    /// Notes that a read of the offer begins now.
+    pub fn begins(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.0.store(now, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a read begun after an event stamped `unix_ms` (the same
+    /// millisecond is not after it).
+    pub fn covers(&self, unix_ms: u64) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst) > unix_ms
+    }
+}
+
 /// What an event asks of the publisher.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wake {
@@ -69,6 +103,23 @@ pub enum Wake {
     Now,
     /// Read it again unless, after [`SETTLE`], this device is one of ours.
     UnlessOurs(String),
+}
+
+/// The device a `changed` event (an operation asked through hostdevd)
+/// names, as device events name it: an mdev's UUID, a VF's address, a vDPA
+/// device's name.
+pub fn changed_device(what: &EventKind) -> Option<String> {
+    match what {
+        EventKind::Changed {
+            target: Some(ErrorTarget::Device(t)),
+            ..
+        } => Some(match t {
+            Target::Mdev { uuid, .. } => uuid.to_string(),
+            Target::Vgpu { vf } => vf.to_string(),
+            Target::Vdpa { name } => name.as_str().to_string(),
+        }),
+        _ => None,
+    }
 }
 
 /// Sorts one event.
@@ -90,6 +141,7 @@ fn follow(
     changed: &Arc<Notify>,
     health: &Notify,
     ours: &Ours,
+    read: &LastRead,
     rt: &tokio::runtime::Handle,
 ) -> String {
     let Some(d) = Daemon::connect(socket) else {
@@ -103,6 +155,11 @@ fn follow(
     // Whatever happened while nobody followed.
     changed.notify_one();
     health.notify_one();
+    // Devices operations through hostdevd named lately, with their events'
+    // stamps: the look after the operation tells of the same device again
+    // (added, drift) once it has read the whole host, after the publisher
+    // may already have begun the read that sees it.
+    let mut told: VecDeque<(String, u64)> = VecDeque::new();
     loop {
         match events.next_event() {
             Ok(Some(e)) => {
@@ -111,15 +168,29 @@ fn follow(
                 if !matches!(e.what, EventKind::Failure { .. }) {
                     health.notify_one();
                 }
+                if let Some(id) = changed_device(&e.what) {
+                    if told.len() >= TOLD {
+                        told.pop_front();
+                    }
+                    told.push_back((id, e.unix_ms));
+                }
                 match wakes(&e.what) {
                     Wake::No => {}
+                    Wake::Now if read.covers(e.unix_ms) => {}
                     Wake::Now => changed.notify_one(),
                     Wake::UnlessOurs(id) if ours.has(&id) => {}
                     Wake::UnlessOurs(id) => {
-                        let (changed, ours) = (changed.clone(), ours.clone());
+                        // Covered by a read begun after the operation that
+                        // named this device, if one did, else after this.
+                        let stamp = told
+                            .iter()
+                            .rev()
+                            .find(|(t, _)| *t == id)
+                            .map_or(e.unix_ms, |(_, ms)| *ms);
+                        let (changed, ours, read) = (changed.clone(), ours.clone(), read.clone());
                         rt.spawn(async move {
                             tokio::time::sleep(SETTLE).await;
-                            if !ours.has(&id) {
+                            if !ours.has(&id) && !read.covers(stamp) {
                                 changed.notify_one();
                             }
                         });
@@ -135,18 +206,25 @@ fn follow(
 /// Follows hostdevd's events for as long as the process runs, waking
 /// `changed` for each that may change the offer and `health` for every one
 /// but a failure report.
-pub async fn watch(socket: PathBuf, changed: Arc<Notify>, health: Arc<Notify>, ours: Ours) {
+pub async fn watch(
+    socket: PathBuf,
+    changed: Arc<Notify>,
+    health: Arc<Notify>,
+    ours: Ours,
+    read: LastRead,
+) {
     let mut last = String::new();
     let rt = tokio::runtime::Handle::current();
     loop {
-        let (s, c, h, o, r) = (
+        let (s, c, h, o, l, r) = (
             socket.clone(),
             changed.clone(),
             health.clone(),
             ours.clone(),
+            read.clone(),
             rt.clone(),
         );
-        let why = tokio::task::spawn_blocking(move || follow(&s, &c, &h, &o, &r))
+        let why = tokio::task::spawn_blocking(move || follow(&s, &c, &h, &o, &l, &r))
             .await
             .unwrap_or_else(|e| format!("the event reader died: {e}"));
         if why != last {
@@ -161,7 +239,7 @@ pub async fn watch(socket: PathBuf, changed: Arc<Notify>, health: Arc<Notify>, o
 
 #[cfg(test)]
 mod tests {
-    use super::{wakes, Ours, Wake};
+    use super::{changed_device, wakes, LastRead, Ours, Wake};
     use hostdev_api::{DeviceRef, ErrorBody, ErrorClass, EventKind, Kind};
 
     #[test]
@@ -200,6 +278,45 @@ mod tests {
             wakes(&EventKind::DeviceAdded { device: d }),
             Wake::UnlessOurs("u-1".into())
         );
+    }
+
+    #[test]
+    fn an_operation_names_its_device_as_device_events_do() {
+        use hostdev_api::{ErrorTarget, Target};
+        let changed = |target| EventKind::Changed {
+            operation: "/v1/mdev/start".into(),
+            target,
+            uid: 0,
+            pid: 1,
+        };
+        let u = "5ca1ab1e-0000-4000-8000-000000000001";
+        assert_eq!(
+            changed_device(&changed(Some(ErrorTarget::Device(Target::Mdev {
+                uuid: u.parse().unwrap(),
+                parent: None,
+            })))),
+            Some(u.to_string())
+        );
+        assert_eq!(
+            changed_device(&changed(Some(ErrorTarget::Device(Target::Vgpu {
+                vf: "0000:41:00.4".parse().unwrap(),
+            })))),
+            Some("0000:41:00.4".to_string())
+        );
+        assert_eq!(changed_device(&changed(None)), None);
+    }
+
+    #[test]
+    fn an_event_is_covered_only_by_a_read_begun_after_it() {
+        let r = LastRead::default();
+        assert!(!r.covers(0), "no read yet");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        r.begins();
+        assert!(r.covers(now - 1000));
+        assert!(!r.covers(now + 1000), "an event after the read began");
     }
 
     #[test]

@@ -169,6 +169,7 @@ pub async fn publish_loop(
     cfg: Arc<Config>,
     client: kube::Client,
     changed: Arc<Notify>,
+    read: crate::events::LastRead,
     interval: Duration,
 ) {
     let mut publisher = Publisher::new(client, &cfg.driver, &cfg.node);
@@ -178,6 +179,7 @@ pub async fn publish_loop(
     let mut said_groups = false;
     loop {
         let started = Instant::now();
+        read.begins();
         let outcome = async {
             let offer = daemon::call(&cfg.socket, DraResourcesQuery {}, Duration::from_secs(30))
                 .await
@@ -277,18 +279,20 @@ pub async fn run(
     let reg = tonic::transport::Server::builder()
         .add_service(RegistrationServer::new(registration))
         .serve_with_incoming(reg_incoming);
+    let read = crate::events::LastRead::default();
     let following = tokio::spawn(crate::events::watch(
         cfg.socket.clone(),
         changed.clone(),
         health_wake.clone(),
         ours,
+        read.clone(),
     ));
     let mut checking = tokio::spawn(crate::health::read_loop(
         cfg.socket.clone(),
         report_tx,
         health_wake,
     ));
-    let publishing = tokio::spawn(publish_loop(cfg.clone(), client, changed, interval));
+    let publishing = tokio::spawn(publish_loop(cfg.clone(), client, changed, read, interval));
     let sweeping = tokio::spawn(sweep_gone(plugin));
     eprintln!(
         "hostdev-dra: driver {} on node {}: {} and {}",
