@@ -23,6 +23,7 @@ mod kind;
 mod lock;
 pub mod mdev;
 mod migrate;
+mod par;
 pub mod poll;
 pub mod pool;
 mod probe;

@@ -44,6 +44,7 @@ use hostdev_api::{DraConsumption, DraCounterSet, DraDevice, DraResources, DraVal
 use hostdev_model::format::TypeInfo;
 use hostdev_model::pci::PciAddress;
 use hostdev_model::pool::MemberFacts;
+use hostdev_model::probe::DriverIdentity;
 use hostdev_model::{ParentName, StartPolicy, TypeId, Uuid};
 use hostdev_sysfs::sriov::PciSriov;
 use hostdev_sysfs::sriov::SriovSysfs;
@@ -386,10 +387,33 @@ impl<K: Interfaces> Devices<K> {
                 })
                 .collect(),
         };
+        // What each parent says of itself (ids, NUMA node, driver and its
+        // version: a dozen reads each), read for all of them at once for
+        // the whole offer; a prepare reads its parent's only if it needs
+        // them.
+        let mut told: BTreeMap<ParentName, (MemberFacts, DriverIdentity)> = if scope.full() {
+            let read = crate::par::map(&parents, |(p, _, _)| {
+                (
+                    sysfs.parent_facts(p),
+                    hostdev_sysfs::driver_identity(
+                        &self.root,
+                        &self.root.join("sys/class/mdev_bus").join(p.as_str()),
+                    ),
+                )
+            });
+            parents
+                .iter()
+                .map(|(p, _, _)| p.clone())
+                .zip(read)
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         for (p, types, known) in parents {
             if types.is_empty() {
                 continue;
             }
+            let (facts, driver) = told.remove(&p).unwrap_or_default();
             let here: Vec<_> = running.iter().filter(|d| d.parent == p).collect();
             // Devices no claim made, by type: running, or defined to start.
             let mut foreign: BTreeMap<TypeId, u64> = BTreeMap::new();
@@ -408,8 +432,8 @@ impl<K: Interfaces> Devices<K> {
             }
             let lp = learned.parents.entry(p.to_string()).or_default();
             // (A prepare on a parent known to be one-type needs none of it.)
-            let facts = if known && lp.one_type {
-                MemberFacts::default()
+            let facts = if scope.full() || (known && lp.one_type) {
+                facts
             } else {
                 sysfs.parent_facts(&p)
             };
@@ -572,10 +596,6 @@ impl<K: Interfaces> Devices<K> {
                         .collect(),
                 });
             }
-            let driver = hostdev_sysfs::driver_identity(
-                &self.root,
-                &self.root.join("sys/class/mdev_bus").join(p.as_str()),
-            );
             for (i, (t, m)) in maxima.iter().enumerate() {
                 let (counter, cost) = match units {
                     Some(l) => ("units".to_string(), l / m),

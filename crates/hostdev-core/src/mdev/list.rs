@@ -125,12 +125,15 @@ impl<S: MdevSysfs> Host<S> {
             .unwrap_or_default();
         let mut fresh = Vec::new();
         let mut out = Vec::with_capacity(parents.len());
-        for p in parents {
-            let t = self
-                .sysfs
-                .types_cached(&p, &cache, &mut fresh)
-                .map_err(CoreError::inventory)?;
-            out.push((p, t));
+        // Parents on a few threads at once: each read waits on the kernel.
+        let read = crate::par::map(&parents, |p| {
+            let mut fresh = Vec::new();
+            let t = self.sysfs.types_cached(p, &cache, &mut fresh);
+            (t, fresh)
+        });
+        for (p, (t, f)) in parents.into_iter().zip(read) {
+            out.push((p, t.map_err(CoreError::inventory)?));
+            fresh.extend(f);
         }
         // Remember what had to be read; skipped (not waited for) if another
         // hostdev process holds the lock, and a failed write only costs speed.
