@@ -603,6 +603,13 @@ impl Kernel {
         Ok(self.vf_views(pi))
     }
 
+    /// One present VF as reading its own directory shows it (its NVIDIA
+    /// files); listing the PF's VF links is [`Kernel::vfs`].
+    pub fn vf_view(&self, vf: &str) -> Option<VfView> {
+        let (pi, _) = self.vf_of(vf)?;
+        self.vf_views(pi).into_iter().find(|v| v.address == vf)
+    }
+
     /// The address of the PF a present VF belongs to.
     pub fn pf_of(&self, vf: &str) -> Option<&str> {
         self.vf_of(vf)

@@ -104,3 +104,50 @@ fn the_pci_core_is_vendor_neutral_and_types_come_from_the_pf_drivers_profile() {
             .expect("read");
     assert_eq!(written, "1150");
 }
+
+/// The fake is the same composition over the kernel model (`Profiled`): an
+/// igb PF whose VFs carry NVIDIA-looking files is read through no profile,
+/// and its VFs take no type. Before, the fake read every PF's VFs as
+/// NVIDIA's: those VFs were ready with the model's types, and a type was
+/// written to one.
+#[test]
+fn the_fake_reads_a_vf_through_its_pf_drivers_profile_too() {
+    use hostdev_kmodel::SriovProfile;
+    use hostdev_sysfs::sriov::FakeSriov;
+    let s = FakeSriov::new();
+    s.add_pf(
+        "0000:41:00.0",
+        4,
+        16384,
+        &[(1150, "NVIDIA L40S-4Q", 4096)],
+        true,
+    );
+    let mut igb = SriovProfile::nvidia("0000:02:00.0", 8, 16384, &[(1, "not a vGPU", 4096)]);
+    igb.driver = "igb".into();
+    igb.vf_driver = Some("igbvf".into());
+    igb.vendor = "0x8086".into();
+    s.add(igb, true);
+    s.set_num_vfs(&addr("0000:41:00.0"), 1).expect("nvidia VFs");
+    s.set_num_vfs(&addr("0000:02:00.0"), 2).expect("igb VFs");
+
+    let nv = s.vfs(&addr("0000:41:00.0")).expect("nvidia vfs");
+    assert!(nv[0].ready, "{nv:?}");
+    assert_eq!(nv[0].creatable[0].name, "NVIDIA L40S-4Q");
+    let igb = s.vfs(&addr("0000:02:00.0")).expect("igb vfs");
+    assert_eq!(igb.len(), 2, "the PCI core lists every VF");
+    assert!(
+        igb.iter().all(|v| !v.ready && v.creatable.is_empty()),
+        "{igb:?}"
+    );
+    let e = s
+        .set_type(&igb[0].address, 1)
+        .expect_err("no profile for igb");
+    assert!(matches!(e, SriovError::NoProfile { .. }), "{e:?}");
+    assert!(
+        !s.log("0000:02:00.0").iter().any(|l| l.starts_with("type")),
+        "nothing was written: {:?}",
+        s.log("0000:02:00.0")
+    );
+    s.set_type(&nv[0].address, 1150).expect("nvidia set");
+    assert_eq!(s.vfs(&addr("0000:41:00.0")).expect("vfs")[0].current, 1150);
+}

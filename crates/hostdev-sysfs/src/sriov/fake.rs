@@ -1,30 +1,60 @@
 //! The in-process SR-IOV fake over hostdev-kmodel's kernel model: the PCI
-//! core as the lab's kernel does it and NVIDIA's VF files, with a log of
+//! core as the lab's kernel does it ([`ModelPci`]) and NVIDIA's VF files
+//! ([`ModelVgpu`], a [`VfProfile`]), composed as the real ones are
+//! ([`Profiled`]: a VF read through its PF driver's profile), with a log of
 //! writes per PF.
 //!
 //! Owns: translating the model's answers. Must not: hold a rule of its own.
 
-use super::{PciSriov, PfInfo, SriovError, SriovSysfs, VfInfo};
+use super::{PciSriov, PfInfo, Profiled, SriovError, VfProfile, VfState};
 use hostdev_model::pci::PciAddress;
 use hostdev_model::pool::MemberFacts;
 use hostdev_model::vgpu::VgpuType;
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The in-process fake: hostdev-kmodel's kernel model (PCI SR-IOV as the
 /// lab's kernel does it, NVIDIA's VF files and frame-buffer budget) behind
-/// [`SriovSysfs`], with a log of writes per PF. No rule is written here.
-#[derive(Debug, Default)]
-pub struct FakeSriov {
-    state: Mutex<FakeState>,
-}
+/// the model's PCI core and NVIDIA profile, with a log of writes per PF.
+/// No rule is written here.
+pub type FakeSriov = Profiled<ModelPci>;
 
 #[derive(Debug, Default)]
 struct FakeState {
     kernel: hostdev_kmodel::Kernel,
     log: BTreeMap<String, Vec<String>>,
+}
+
+type Shared = Arc<Mutex<FakeState>>;
+
+fn lock(s: &Shared) -> MutexGuard<'_, FakeState> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The model's PCI SR-IOV core (PFs, counts, VF links, the PF's driver).
+#[derive(Debug, Clone, Default)]
+pub struct ModelPci {
+    state: Shared,
+}
+
+/// NVIDIA's VF files (`nvidia/creatable_vgpu_types`, `current_vgpu_type`)
+/// as the model keeps them: the fake's [`VfProfile`] for PFs driven by
+/// `nvidia`.
+#[derive(Debug, Clone)]
+pub struct ModelVgpu {
+    state: Shared,
+}
+
+impl Default for FakeSriov {
+    fn default() -> Self {
+        let pci = ModelPci::default();
+        let vgpu = ModelVgpu {
+            state: pci.state.clone(),
+        };
+        Profiled::compose(pci, vec![Arc::new(vgpu)])
+    }
 }
 
 impl FakeSriov {
@@ -34,7 +64,7 @@ impl FakeSriov {
     }
 
     fn st(&self) -> MutexGuard<'_, FakeState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.pci().state)
     }
 
     /// Runs `f` on the model itself.
@@ -86,7 +116,11 @@ fn os_error(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
 }
 
-impl FakeSriov {
+impl ModelPci {
+    fn st(&self) -> MutexGuard<'_, FakeState> {
+        lock(&self.state)
+    }
+
     /// The model's VFs of `pf`; a PF without VFs (or absent) has none.
     fn views(&self, pf: &PciAddress) -> Result<Vec<hostdev_kmodel::VfView>, SriovError> {
         match self.st().kernel.vfs(pf.as_str()) {
@@ -100,7 +134,7 @@ impl FakeSriov {
     }
 }
 
-impl PciSriov for FakeSriov {
+impl PciSriov for ModelPci {
     fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
         let st = self.st();
         let p = st
@@ -171,30 +205,25 @@ impl PciSriov for FakeSriov {
 }
 
 /// Each VF's NVIDIA files from the model.
-impl SriovSysfs for FakeSriov {
-    fn vfs(&self, pf: &PciAddress) -> Result<Vec<VfInfo>, SriovError> {
-        let views = self.views(pf)?;
-        Ok(views
-            .into_iter()
-            .filter_map(|v| {
-                Some(VfInfo {
-                    address: v.address.parse().ok()?,
-                    pf: pf.clone(),
-                    index: v.index,
-                    ready: v.ready,
-                    current: v.current,
-                    creatable: v
-                        .creatable
-                        .into_iter()
-                        .map(|(id, name)| VgpuType { id, name })
-                        .collect(),
-                })
-            })
-            .collect())
+impl VfProfile for ModelVgpu {
+    fn driver(&self) -> &str {
+        "nvidia"
+    }
+
+    fn vf_state(&self, vf: &PciAddress) -> Result<Option<VfState>, SriovError> {
+        let view = lock(&self.state).kernel.vf_view(vf.as_str());
+        Ok(view.filter(|v| v.ready).map(|v| VfState {
+            current: v.current,
+            creatable: v
+                .creatable
+                .into_iter()
+                .map(|(id, name)| VgpuType { id, name })
+                .collect(),
+        }))
     }
 
     fn set_type(&self, vf: &PciAddress, type_id: u32) -> Result<(), SriovError> {
-        let mut st = self.st();
+        let mut st = lock(&self.state);
         let pf = st.kernel.pf_of(vf.as_str()).map(str::to_string);
         st.kernel
             .set_vgpu_type(vf.as_str(), type_id)

@@ -9,16 +9,20 @@
 //! - [`SriovSysfs`]: the two together, what the vGPU view reads: a VF with
 //!   its profile's state.
 //!
-//! Owns: those traits, their real implementations ([`RealSriov`] = the PCI
-//! core + the known profiles) and the fake over the kernel model
-//! ([`FakeSriov`]). Must not: decide which type goes where.
+//! Owns: those traits, [`Profiled`] (a PCI core with the profiles, a VF read
+//! through its PF driver's), the real implementations ([`RealSriov`] =
+//! [`RealPci`] + [`NvidiaVgpu`]) and the fake over the kernel model
+//! ([`FakeSriov`] = [`ModelPci`] + [`ModelVgpu`], the same composition).
+//! Must not: decide which type goes where.
 
 mod fake;
 mod nvidia;
+mod profiled;
 mod real;
 
-pub use fake::FakeSriov;
+pub use fake::{FakeSriov, ModelPci, ModelVgpu};
 pub use nvidia::NvidiaVgpu;
+pub use profiled::Profiled;
 pub use real::{RealPci, RealSriov};
 
 use crate::describe_errno;
@@ -187,8 +191,9 @@ pub trait VfProfile: Send + Sync + std::fmt::Debug {
 }
 
 /// SR-IOV as the vGPU view reads it: the PCI core ([`PciSriov`]) and, for
-/// each VF, its PF driver's profile. [`RealSriov`] composes [`RealPci`] and
-/// the [`VfProfile`]s; [`FakeSriov`] answers from the kernel model.
+/// each VF, its PF driver's profile: [`Profiled`], over [`RealPci`] and
+/// [`NvidiaVgpu`] for the host, over [`ModelPci`] and [`ModelVgpu`] for the
+/// fake.
 pub trait SriovSysfs: PciSriov {
     /// The VFs of a PF, by index, each with its profile's state.
     fn vfs(&self, pf: &PciAddress) -> Result<Vec<VfInfo>, SriovError>;

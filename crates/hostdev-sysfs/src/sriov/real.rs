@@ -7,7 +7,7 @@
 //! profile by its PF's driver. Must not: read a vendor's VF files (the
 //! profiles do) or decide which type goes where.
 
-use super::{NvidiaVgpu, PciSriov, PfInfo, SriovError, SriovSysfs, VfInfo, VfProfile, VfState};
+use super::{NvidiaVgpu, PciSriov, PfInfo, Profiled, SriovError, VfProfile};
 use hostdev_model::pci::PciAddress;
 use hostdev_model::pool::MemberFacts;
 use hostdev_model::probe::DriverIdentity;
@@ -164,116 +164,23 @@ impl PciSriov for RealPci {
 
 /// The real SR-IOV sysfs: the PCI core and the VF profiles hostdev knows
 /// (NVIDIA's vGPU), a VF read through its PF driver's profile.
-#[derive(Debug, Clone)]
-pub struct RealSriov {
-    pci: RealPci,
-    profiles: Vec<Arc<dyn VfProfile>>,
-}
+pub type RealSriov = Profiled<RealPci>;
 
-impl RealSriov {
+impl Profiled<RealPci> {
     /// The SR-IOV sysfs of the host whose filesystem root is `root`, with
     /// every known profile.
     pub fn new(root: &Path) -> Self {
-        RealSriov::with_profiles(root, vec![Arc::new(NvidiaVgpu::new(root))])
+        Self::with_profiles(root, vec![Arc::new(NvidiaVgpu::new(root))])
     }
 
     /// The SR-IOV sysfs with the given profiles (a new vendor's is added
     /// here).
     pub fn with_profiles(root: &Path, profiles: Vec<Arc<dyn VfProfile>>) -> Self {
-        RealSriov {
-            pci: RealPci::new(root),
-            profiles,
-        }
+        Profiled::compose(RealPci::new(root), profiles)
     }
 
     /// The filesystem root it reads under.
     pub(crate) fn root(&self) -> &Path {
-        &self.pci.root
-    }
-
-    /// The profile of the PF's driver, if one speaks for it.
-    fn profile_of(&self, pf: &PciAddress) -> Option<&dyn VfProfile> {
-        let driver = self.pci.pf_driver_name(pf)?;
-        self.profiles
-            .iter()
-            .find(|p| p.driver() == driver)
-            .map(|p| &**p)
-    }
-}
-
-/// The PCI core is [`RealPci`]'s.
-impl PciSriov for RealSriov {
-    fn pfs(&self) -> Result<Vec<PfInfo>, SriovError> {
-        self.pci.pfs()
-    }
-    fn pf(&self, pf: &PciAddress) -> Result<Option<PfInfo>, SriovError> {
-        self.pci.pf(pf)
-    }
-    fn vf_addresses(&self, pf: &PciAddress) -> Result<Vec<(u32, PciAddress)>, SriovError> {
-        self.pci.vf_addresses(pf)
-    }
-    fn physfn(&self, vf: &PciAddress) -> Option<PciAddress> {
-        self.pci.physfn(vf)
-    }
-    fn set_num_vfs(&self, pf: &PciAddress, n: u32) -> Result<(), SriovError> {
-        self.pci.set_num_vfs(pf, n)
-    }
-    fn pf_facts(&self, pf: &PciAddress) -> MemberFacts {
-        self.pci.pf_facts(pf)
-    }
-    fn pf_driver_name(&self, pf: &PciAddress) -> Option<String> {
-        self.pci.pf_driver_name(pf)
-    }
-    fn pf_driver(&self, pf: &PciAddress) -> DriverIdentity {
-        self.pci.pf_driver(pf)
-    }
-}
-
-impl SriovSysfs for RealSriov {
-    /// Every VF link of the PF; a VF whose PF driver has no profile is
-    /// never ready and has no types.
-    fn vfs(&self, pf: &PciAddress) -> Result<Vec<VfInfo>, SriovError> {
-        let addresses = self.pci.vf_addresses(pf)?;
-        let profile = if addresses.is_empty() {
-            None
-        } else {
-            self.profile_of(pf)
-        };
-        let mut out = Vec::with_capacity(addresses.len());
-        for (index, address) in addresses {
-            let state = match profile {
-                Some(p) => p.vf_state(&address)?,
-                None => None,
-            };
-            let ready = state.is_some();
-            let VfState { current, creatable } = state.unwrap_or_default();
-            out.push(VfInfo {
-                address,
-                pf: pf.clone(),
-                index,
-                ready,
-                current,
-                creatable,
-            });
-        }
-        Ok(out)
-    }
-    /// Through the profile of the VF's PF driver; a VF without one (or a
-    /// function that is no VF) is refused before anything is written.
-    fn set_type(&self, vf: &PciAddress, type_id: u32) -> Result<(), SriovError> {
-        let pf = self.pci.physfn(vf);
-        match pf.as_ref().and_then(|pf| self.profile_of(pf)) {
-            Some(p) => p.set_type(vf, type_id),
-            None => Err(SriovError::NoProfile {
-                vf: vf.clone(),
-                driver: pf.and_then(|pf| self.pci.pf_driver_name(&pf)),
-                known: self
-                    .profiles
-                    .iter()
-                    .map(|p| p.driver().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }),
-        }
+        &self.pci().root
     }
 }
