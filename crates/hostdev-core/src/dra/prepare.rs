@@ -588,6 +588,12 @@ impl<K: Interfaces> Devices<K> {
         &self,
         vf: &hostdev_model::pci::PciAddress,
     ) -> Result<hostdev_model::pci::PciAddress, CoreError> {
+        // Its `physfn` (one link) where it has one; otherwise every vGPU
+        // PF's VFs are read, so that a failed read is an error and not a
+        // VF taken for gone.
+        if let Some(pf) = self.vgpu.vgpu_pf_of(vf) {
+            return Ok(pf);
+        }
         for pf in self.vgpu.vgpu_pfs()? {
             if self
                 .vgpu

@@ -91,6 +91,14 @@ impl<V: SriovSysfs> Vgpus<V> {
             .collect())
     }
 
+    /// The vGPU PF a VF belongs to (its `physfn`, one link), if it is a VF
+    /// of one: no walk of every PF's VFs.
+    pub fn vgpu_pf_of(&self, vf: &PciAddress) -> Option<PciAddress> {
+        self.sriov
+            .physfn(vf)
+            .filter(|pf| hostdev_model::vgpu::is_vgpu_pf(self.sriov.pf_driver_name(pf).as_deref()))
+    }
+
     /// Every vGPU PF with its VFs.
     pub fn inventory(
         &self,
