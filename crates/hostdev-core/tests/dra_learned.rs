@@ -133,6 +133,24 @@ fn a_device_made_between_the_types_and_the_devices_is_not_learned_as_more_capaci
     assert_eq!(after.counter_sets, first.counter_sets);
 }
 
+/// A host of one parent, gpu1 (4 of nv-small or 2 of nv-big), whose mdev
+/// sysfs is the [`Racy`] view of the returned kernel.
+fn gpu1(root: &std::path::Path) -> (Arc<FakeKernel>, Devices<(Racy, FakeSriov, FakeVdpa)>) {
+    let k = Arc::new(FakeKernel::new());
+    k.add_parent(
+        "gpu1",
+        vec![FakeType::new("nv-small", 4), FakeType::new("nv-big", 2)],
+    );
+    let h = Devices::new(
+        Host::new(Racy::over(&k), root, Callouts::none()),
+        Vgpus::new(FakeSriov::new(), root),
+        Vdpas::new(FakeVdpa::new(), root),
+        Arc::new(hostdev_vfio::FakeVfio::new()),
+        root,
+    );
+    (k, h)
+}
+
 fn name_of(r: &DraResources, ty: &str, slot: i64) -> String {
     r.devices
         .iter()
@@ -148,18 +166,7 @@ fn name_of(r: &DraResources, ty: &str, slot: i64) -> String {
 fn a_burst_of_claims_prepared_while_the_host_is_read_is_never_someone_elses_capacity() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().to_path_buf();
-    let k = Arc::new(FakeKernel::new());
-    k.add_parent(
-        "gpu1",
-        vec![FakeType::new("nv-small", 4), FakeType::new("nv-big", 2)],
-    );
-    let h = Devices::new(
-        Host::new(Racy::over(&k), &root, Callouts::none()),
-        Vgpus::new(FakeSriov::new(), &root),
-        Vdpas::new(FakeVdpa::new(), &root),
-        Arc::new(hostdev_vfio::FakeVfio::new()),
-        &root,
-    );
+    let (k, h) = gpu1(&root);
     let before = h.dra_resources().unwrap();
     let names: Vec<String> = (0..4).map(|s| name_of(&before, "nv-small", s)).collect();
     // The kubelet's prepares, through another view of the same kernel and
@@ -233,18 +240,7 @@ fn a_prepare_resolves_names_from_the_learned_capacity_and_reads_types_only_befor
 {
     let d = tempfile::tempdir().unwrap();
     let root = d.path().to_path_buf();
-    let k = Arc::new(FakeKernel::new());
-    k.add_parent(
-        "gpu1",
-        vec![FakeType::new("nv-small", 4), FakeType::new("nv-big", 2)],
-    );
-    let h = Devices::new(
-        Host::new(Racy::over(&k), &root, Callouts::none()),
-        Vgpus::new(FakeSriov::new(), &root),
-        Vdpas::new(FakeVdpa::new(), &root),
-        Arc::new(hostdev_vfio::FakeVfio::new()),
-        &root,
-    );
+    let (_, h) = gpu1(&root);
     let reads = || {
         h.mdev
             .sysfs

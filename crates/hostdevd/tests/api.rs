@@ -367,14 +367,10 @@ fn drift_at_start(root: &Path, min: usize) -> Vec<(String, String)> {
     found
 }
 
-/// hostdevd reported every on-demand pool device as drift (`undefined`) at
-/// start and after each restart: a device a pool made is owned, not drift.
-#[test]
-fn a_pool_device_is_not_drift_at_start_or_after_a_restart() {
-    use hostdev_store::{DeviceRecord, Origin, PoolDb, RecState};
-    let root = tempfile::tempdir().expect("tempdir");
-    hostdev_testkit::write_tree(root.path(), &hostdev_testkit::fixed()).expect("tree");
-    let undefined: Vec<String> = drift_at_start(root.path(), 2)
+/// The fixed tree's undefined running devices at start (at least two), and
+/// the parent of the first.
+fn undefined_at_start(root: &Path) -> (Vec<String>, String) {
+    let undefined: Vec<String> = drift_at_start(root, 2)
         .into_iter()
         .filter(|(_, k)| k == "undefined")
         .map(|(id, _)| id)
@@ -383,13 +379,24 @@ fn a_pool_device_is_not_drift_at_start_or_after_a_restart() {
         undefined.len() >= 2,
         "the tree runs undefined devices: {undefined:?}"
     );
-    let (mine, other) = (&undefined[0], &undefined[1]);
-    let parent = std::fs::read_link(root.path().join("sys/bus/mdev/devices").join(mine))
+    let parent = std::fs::read_link(root.join("sys/bus/mdev/devices").join(&undefined[0]))
         .expect("link")
         .parent()
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .expect("parent");
+    (undefined, parent)
+}
+
+/// hostdevd reported every on-demand pool device as drift (`undefined`) at
+/// start and after each restart: a device a pool made is owned, not drift.
+#[test]
+fn a_pool_device_is_not_drift_at_start_or_after_a_restart() {
+    use hostdev_store::{DeviceRecord, Origin, PoolDb, RecState};
+    let root = tempfile::tempdir().expect("tempdir");
+    hostdev_testkit::write_tree(root.path(), &hostdev_testkit::fixed()).expect("tree");
+    let (undefined, parent) = undefined_at_start(root.path());
+    let (mine, other) = (&undefined[0], &undefined[1]);
     let pools = root.path().join("etc/hostdev/pools.d");
     std::fs::create_dir_all(&pools).expect("dir");
     std::fs::write(pools.join("p.toml"), "kind = \"mdev\"\ntype = \"mtty-1\"\n").expect("pool");
@@ -428,30 +435,18 @@ fn a_pool_device_is_not_drift_at_start_or_after_a_restart() {
 fn a_device_a_claim_holds_is_not_drift() {
     let root = tempfile::tempdir().expect("tempdir");
     hostdev_testkit::write_tree(root.path(), &hostdev_testkit::fixed()).expect("tree");
-    let undefined: Vec<String> = drift_at_start(root.path(), 2)
-        .into_iter()
-        .filter(|(_, k)| k == "undefined")
-        .map(|(id, _)| id)
-        .collect();
-    assert!(
-        undefined.len() >= 2,
-        "the tree runs undefined devices: {undefined:?}"
-    );
+    let (undefined, parent) = undefined_at_start(root.path());
     let (mine, other) = (&undefined[0], &undefined[1]);
-    let dev = root.path().join("sys/bus/mdev/devices").join(mine);
-    let name = |link: &str| {
-        std::fs::read_link(dev.join(link))
-            .expect("link")
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .expect("name")
-    };
-    let parent = std::fs::read_link(&dev)
-        .expect("link")
-        .parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .expect("parent");
+    let mdev_type = std::fs::read_link(
+        root.path()
+            .join("sys/bus/mdev/devices")
+            .join(mine)
+            .join("mdev_type"),
+    )
+    .expect("link")
+    .file_name()
+    .map(|n| n.to_string_lossy().into_owned())
+    .expect("type");
     // The record a prepare writes (its on-disk format, which outlives an
     // upgrade), naming the running device.
     let claims = root.path().join("var/lib/hostdev/dra/claims");
@@ -463,7 +458,7 @@ fn a_device_a_claim_holds_is_not_drift() {
         "devices": [{
             "request": "gpu",
             "device": "d-0",
-            "made": {"kind": "mdev", "uuid": mine, "parent": parent, "mdev_type": name("mdev_type")},
+            "made": {"kind": "mdev", "uuid": mine, "parent": parent, "mdev_type": mdev_type},
         }],
     });
     std::fs::write(claims.join(format!("{uid}.json")), record.to_string()).expect("record");
