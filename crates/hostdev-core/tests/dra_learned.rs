@@ -272,3 +272,38 @@ fn a_prepare_resolves_names_from_the_learned_capacity_and_reads_types_only_befor
     prepare_one(&h, 4, &small(1)).unwrap();
     assert!(reads() - before > 1, "the types were not read");
 }
+
+/// A damaged capacity file (a count no kernel gives) while a device runs:
+/// the offer published counters of 18446744073709551614 and 32 slots per
+/// type (found by hand on the simulated demo host). Such a count is
+/// forgotten and learned again from the kernel.
+#[test]
+fn a_count_no_kernel_could_give_is_learned_again() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().to_path_buf();
+    let (k, h) = gpu1(&root);
+    let before = h.dra_resources().unwrap();
+    // Someone else's device: the parent is not idle, so what was learned
+    // is kept over what the kernel shows free.
+    k.create(
+        &"gpu1".parse().unwrap(),
+        &"nv-small".parse().unwrap(),
+        &"aaaaaaaa-0000-4000-8000-0000000000ff".parse().unwrap(),
+    )
+    .unwrap();
+    let file = root.join("var/lib/hostdev/dra/capacity.json");
+    let mut learned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    learned["parents"]["gpu1"]["types"]["nv-small"] = u64::MAX.into();
+    std::fs::write(&file, learned.to_string()).unwrap();
+    let after = h.dra_resources().unwrap();
+    assert_eq!(slots(&after, "nv-small"), slots(&before, "nv-small"));
+    let most = after
+        .counter_sets
+        .iter()
+        .flat_map(|c| c.counters.values())
+        .max()
+        .copied()
+        .unwrap();
+    assert!(most <= 4, "a counter of {most}: {:#?}", after.counter_sets);
+}

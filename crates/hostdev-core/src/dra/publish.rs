@@ -114,15 +114,26 @@ fn capacity_path(root: &Path) -> PathBuf {
     super::state_dir(root).join("capacity.json")
 }
 
+/// The most a type's capacity can be: the kernel's `available_instances`
+/// is an `int`, and what runs is counted beside it.
+const MAX_LEARNED: u64 = (i32::MAX as u64) * 2;
+
+/// What was learned; a count no kernel could have given (a damaged or
+/// hand-edited file) is forgotten, so the type is learned again from what
+/// the kernel shows rather than published with that count.
 fn load_learned(root: &Path) -> Learned {
-    hostdev_fs::read_regular_within(
+    let mut l: Learned = hostdev_fs::read_regular_within(
         &capacity_path(root),
         hostdev_fs::Limits::own_file(CAPACITY_LIMIT),
     )
     .ok()
     .flatten()
     .and_then(|b| serde_json::from_slice(&b).ok())
-    .unwrap_or_default()
+    .unwrap_or_default();
+    for p in l.parents.values_mut() {
+        p.types.retain(|_, max| *max <= MAX_LEARNED);
+    }
+    l
 }
 
 /// Saves what was learned when the host lock is free (a cache: losing one
